@@ -1,0 +1,117 @@
+/**
+ * One error class per failure mode. Callers decide retry / give up from the
+ * class (and `retryable`), never from message text.
+ */
+export class BusError extends Error {
+  /** Whether the same operation may succeed if simply tried again later. */
+  readonly retryable: boolean = false;
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** A request found nobody subscribed to its subject. */
+export class NoRespondersError extends BusError {
+  override readonly retryable = true;
+  constructor(readonly subject: string, options?: ErrorOptions) {
+    super(`no responders for ${subject}`, options);
+  }
+}
+
+/** A request (or journal/kv operation) got no answer within its timeout. */
+export class TimeoutError extends BusError {
+  override readonly retryable = true;
+  constructor(readonly operation: string, readonly timeoutMs: number, options?: ErrorOptions) {
+    super(`${operation} timed out after ${timeoutMs} ms`, options);
+  }
+}
+
+/** A journal append whose expected last subject sequence did not match: nothing was appended. */
+export class WrongLastSequenceError extends BusError {
+  constructor(
+    readonly subject: string,
+    readonly expected: number,
+    readonly actual: number | undefined,
+    options?: ErrorOptions,
+  ) {
+    super(
+      `wrong last sequence for ${subject}: expected ${expected}` +
+        (actual === undefined ? '' : `, journal is at ${actual}`),
+      options,
+    );
+  }
+}
+
+/** A key-value write whose expected revision is no longer the key's revision. */
+export class StaleRevisionError extends BusError {
+  constructor(
+    readonly bucket: string,
+    readonly key: string,
+    readonly expected: number,
+    options?: ErrorOptions,
+  ) {
+    super(`stale revision for ${bucket}/${key}: expected ${expected}`, options);
+  }
+}
+
+/** A key-value create for a key that already holds a value. */
+export class KeyExistsError extends BusError {
+  constructor(readonly bucket: string, readonly key: string, options?: ErrorOptions) {
+    super(`key ${bucket}/${key} already exists`, options);
+  }
+}
+
+/** A name (subject, key, bucket, stream) that the bus will not pass to the server. */
+export class InvalidNameError extends BusError {
+  constructor(readonly kind: string, readonly value: string, readonly reason: string, options?: ErrorOptions) {
+    super(`invalid ${kind} ${JSON.stringify(value.length > 80 ? value.slice(0, 80) + '…' : value)}: ${reason}`, options);
+  }
+}
+
+/** A body larger than the limit (by default the server's max payload). */
+export class PayloadTooLargeError extends BusError {
+  constructor(readonly size: number, readonly limit: number, readonly where: string, options?: ErrorOptions) {
+    super(`${where}: payload of ${size} bytes exceeds the limit of ${limit} bytes`, options);
+  }
+}
+
+/** Bytes that are not a valid cohort body. */
+export class DecodeError extends BusError {
+  constructor(readonly where: string, readonly reason: string, options?: ErrorOptions) {
+    super(`cannot decode ${where}: ${reason}`, options);
+  }
+}
+
+/** A value the codec refuses rather than silently change (Map, Set, huge BigInt, functions...). */
+export class EncodeError extends BusError {
+  constructor(readonly path: string, readonly reason: string, options?: ErrorOptions) {
+    super(`cannot encode value at ${path}: ${reason}`, options);
+  }
+}
+
+/** The connected server lacks a feature the caller asked for. */
+export class UnsupportedFeatureError extends BusError {
+  constructor(readonly feature: string, readonly serverVersion: string, readonly requires: string) {
+    super(`${feature} needs nats-server ${requires} or newer; connected server is ${serverVersion}`);
+  }
+}
+
+/** The bus was closed; nothing more can be sent through it. */
+export class BusClosedError extends BusError {
+  constructor(readonly operation: string) {
+    super(`${operation}: the bus is closed`);
+  }
+}
+
+/** A failure talking to the server that has no more specific class here. */
+export class ConnectionError extends BusError {
+  override readonly retryable = true;
+}
+
+/** The server runs without JetStream, which cohort needs for journals, KV and blobs. */
+export class JetStreamDisabledError extends BusError {
+  constructor(readonly server: string) {
+    super(`JetStream is not enabled on ${server}: start nats-server with -js (or jetstream {} in its config)`);
+  }
+}

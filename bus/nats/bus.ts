@@ -1,0 +1,247 @@
+import { connect, type NodeConnectionOptions } from '@nats-io/transport-node';
+import type { Msg, MsgHdrs, NatsConnection } from '@nats-io/nats-core';
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { BusClosedError, JetStreamDisabledError, PayloadTooLargeError, UnsupportedFeatureError } from '../errors.js';
+import { compareVersions, MINIMUM_SERVER_VERSION, requireFeature, serverSupports } from '../features.js';
+import { validateHeaders, validateName, validateSubject } from '../names.js';
+import type {
+  BlobConfig,
+  BlobStore,
+  Bus,
+  BusStatus,
+  Delivery,
+  Feature,
+  Headers,
+  Journal,
+  JournalConfig,
+  KvConfig,
+  KvStore,
+  Message,
+  MessageHandler,
+  PublishOptions,
+  RequestOptions,
+  ServerInfo,
+  Subscription,
+} from '../types.js';
+import { openNatsBlobs } from './blobs.js';
+import { fromMsgHdrs, toMsgHdrs } from './headers.js';
+import { openNatsJournal } from './journal.js';
+import { openNatsKv } from './kv.js';
+import { translate } from './errors.js';
+
+export interface NatsBusOptions
+  extends Pick<
+    NodeConnectionOptions,
+    | 'name'
+    | 'user'
+    | 'pass'
+    | 'token'
+    | 'authenticator'
+    | 'tls'
+    | 'maxReconnectAttempts'
+    | 'reconnectTimeWait'
+    | 'pingInterval'
+    | 'waitOnFirstConnect'
+  > {
+  servers: string | string[];
+  /** Connect timeout in ms (default 5 000). */
+  timeout?: number;
+  /** Timeout of JetStream API calls and appends in ms (default 5 000). */
+  apiTimeout?: number;
+}
+
+/** A message off the wire; headers are converted only when someone looks. */
+class NatsDelivery implements Delivery {
+  #headers: Headers | undefined;
+  constructor(readonly msg: Msg) {}
+  get subject(): string {
+    return this.msg.subject;
+  }
+  get data(): Uint8Array {
+    return this.msg.data;
+  }
+  get reply(): string | undefined {
+    return this.msg.reply || undefined;
+  }
+  get headers(): Headers {
+    return (this.#headers ??= fromMsgHdrs(this.msg.headers));
+  }
+  respond(data: Uint8Array, options?: { headers?: Headers }): boolean {
+    if (!this.msg.reply) return false;
+    validateHeaders(options?.headers);
+    const headers = toMsgHdrs(options?.headers);
+    return this.msg.respond(data, headers ? { headers } : undefined);
+  }
+}
+
+class NatsBus implements Bus {
+  readonly server: ServerInfo;
+  readonly #js: JetStreamClient;
+  readonly #jsm: JetStreamManager;
+  readonly #listeners = new Set<(s: BusStatus) => void>();
+  #closing: Promise<void> | undefined;
+
+  constructor(
+    readonly nc: NatsConnection,
+    jsm: JetStreamManager,
+    readonly apiTimeout: number,
+  ) {
+    const info = nc.info!;
+    this.server = {
+      implementation: 'nats',
+      version: info.version,
+      maxPayload: info.max_payload,
+      jetstream: info.jetstream === true,
+    };
+    this.#jsm = jsm;
+    this.#js = jetstream(nc, { timeout: apiTimeout });
+    void this.#forwardStatus();
+  }
+
+  async #forwardStatus(): Promise<void> {
+    for await (const s of this.nc.status()) {
+      switch (s.type) {
+        case 'disconnect':
+        case 'reconnect':
+        case 'reconnecting':
+          this.#emit({ type: s.type });
+          break;
+        case 'error':
+          this.#emit({ type: 'error', error: s.error });
+          break;
+      }
+    }
+  }
+
+  #emit(status: BusStatus): void {
+    for (const l of this.#listeners) l(status);
+  }
+
+  #checkOpen(operation: string): void {
+    if (this.#closing !== undefined || this.nc.isClosed()) throw new BusClosedError(operation);
+  }
+
+  #checkSize(data: Uint8Array, where: string): void {
+    if (data.length > this.server.maxPayload) throw new PayloadTooLargeError(data.length, this.server.maxPayload, where);
+  }
+
+  publish(subject: string, data: Uint8Array, options?: PublishOptions): void {
+    this.#checkOpen('publish');
+    validateSubject(subject, { wildcards: false });
+    if (options?.reply !== undefined) validateSubject(options.reply, { wildcards: false, kind: 'reply subject' });
+    validateHeaders(options?.headers);
+    this.#checkSize(data, `publish ${subject}`);
+    const headers: MsgHdrs | undefined = toMsgHdrs(options?.headers);
+    if (headers === undefined && options?.reply === undefined) this.nc.publish(subject, data);
+    else this.nc.publish(subject, data, { headers, reply: options?.reply });
+  }
+
+  subscribe(subject: string, handler: MessageHandler, options?: { queue?: string }): Subscription {
+    this.#checkOpen('subscribe');
+    validateSubject(subject, { wildcards: true });
+    if (options?.queue !== undefined) validateName('queue group', options.queue);
+    const sub = this.nc.subscribe(subject, {
+      queue: options?.queue,
+      callback: (err, msg) => {
+        if (err) {
+          this.#emit({ type: 'error', error: err });
+          return;
+        }
+        try {
+          handler(new NatsDelivery(msg));
+        } catch (error) {
+          this.#emit({ type: 'handler-error', subject: msg.subject, error });
+        }
+      },
+    });
+    return {
+      subject,
+      queue: options?.queue,
+      unsubscribe: () => sub.unsubscribe(),
+    };
+  }
+
+  async request(subject: string, data: Uint8Array, options: RequestOptions): Promise<Message> {
+    this.#checkOpen('request');
+    validateSubject(subject, { wildcards: false });
+    validateHeaders(options.headers);
+    this.#checkSize(data, `request ${subject}`);
+    try {
+      const headers = toMsgHdrs(options.headers);
+      const m = await this.nc.request(subject, data, headers ? { timeout: options.timeout, headers } : { timeout: options.timeout });
+      return { subject: m.subject, data: m.data, headers: fromMsgHdrs(m.headers) };
+    } catch (err) {
+      throw translate(err, 'request', subject, options.timeout);
+    }
+  }
+
+  async flush(): Promise<void> {
+    this.#checkOpen('flush');
+    await this.nc.flush();
+  }
+
+  async journal(config: JournalConfig): Promise<Journal> {
+    this.#checkOpen('journal');
+    return openNatsJournal(this.#js, this.#jsm, config, this.server.maxPayload, this.apiTimeout);
+  }
+
+  async kv(config: KvConfig): Promise<KvStore> {
+    this.#checkOpen('kv');
+    return openNatsKv(this.#js, config, this.server.maxPayload);
+  }
+
+  async blobs(config: BlobConfig): Promise<BlobStore> {
+    this.#checkOpen('blobs');
+    return openNatsBlobs(this.#js, config);
+  }
+
+  supports(feature: Feature): boolean {
+    return serverSupports(this.server.version, feature);
+  }
+
+  require(feature: Feature): void {
+    requireFeature(this.server.version, feature);
+  }
+
+  onStatus(listener: (status: BusStatus) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      if (!this.nc.isClosed()) {
+        await this.nc.drain().catch(() => this.nc.close());
+      }
+      this.#emit({ type: 'close' });
+    })();
+    return this.#closing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/**
+ * Connects to NATS and checks the server can carry cohort: at least
+ * nats-server 2.9.10, with JetStream enabled.
+ */
+export async function createNatsBus(options: NatsBusOptions): Promise<Bus> {
+  const { apiTimeout = 5_000, ...connectOptions } = options;
+  const nc = await connect({ maxReconnectAttempts: -1, ...connectOptions });
+  try {
+    const version = nc.info?.version ?? '0.0.0';
+    if (compareVersions(version, MINIMUM_SERVER_VERSION) < 0) {
+      throw new UnsupportedFeatureError('cohort', version, MINIMUM_SERVER_VERSION);
+    }
+    if (nc.info?.jetstream !== true) {
+      throw new JetStreamDisabledError(nc.getServer());
+    }
+    const jsm = await jetstreamManager(nc, { timeout: apiTimeout });
+    return new NatsBus(nc, jsm, apiTimeout);
+  } catch (err) {
+    await nc.close();
+    throw err;
+  }
+}

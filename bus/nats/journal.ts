@@ -1,0 +1,147 @@
+import { DeliverPolicy, JetStreamApiError, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { nanos } from '@nats-io/nats-core';
+import { InvalidNameError, PayloadTooLargeError, WrongLastSequenceError } from '../errors.js';
+import { subjectMatches, validateHeaders, validateName, validateSubject } from '../names.js';
+import type { AppendAck, AppendOptions, Journal, JournalConfig, JournalEntry, ReadOptions } from '../types.js';
+import { fromMsgHdrs, toMsgHdrs } from './headers.js';
+import { ApiCodes, apiCode, translate } from './errors.js';
+
+const DEFAULT_DUPLICATE_WINDOW = 120_000;
+
+function sameSubjects(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && [...a].sort().join('\n') === [...b].sort().join('\n');
+}
+
+/** Opens the stream behind a journal, creating it, or widening its subjects, as needed. */
+export async function openNatsJournal(
+  js: JetStreamClient,
+  jsm: JetStreamManager,
+  config: JournalConfig,
+  maxPayload: number,
+  apiTimeout: number,
+): Promise<Journal> {
+  validateName('stream', config.name);
+  if (config.subjects.length === 0) throw new InvalidNameError('journal subjects', '', 'a journal needs at least one subject');
+  for (const s of config.subjects) validateSubject(s, { wildcards: true, kind: 'journal subject' });
+  const wanted = {
+    name: config.name,
+    subjects: config.subjects,
+    duplicate_window: nanos(config.duplicateWindow ?? DEFAULT_DUPLICATE_WINDOW),
+    num_replicas: config.replicas ?? 1,
+    storage: config.storage === 'memory' ? ('memory' as const) : ('file' as const),
+  };
+  try {
+    try {
+      const info = await jsm.streams.info(config.name);
+      if (!sameSubjects(info.config.subjects ?? [], config.subjects)) {
+        await jsm.streams.update(config.name, { ...info.config, subjects: config.subjects });
+      }
+    } catch (err) {
+      if (apiCode(err) !== ApiCodes.StreamNotFound) throw err;
+      await jsm.streams.add(wanted);
+    }
+  } catch (err) {
+    if (apiCode(err) === ApiCodes.StreamSubjectOverlap) {
+      throw new InvalidNameError('journal subjects', config.subjects.join(','), 'overlap with another stream', { cause: err });
+    }
+    throw translate(err, 'open journal', config.name, apiTimeout);
+  }
+  return new NatsJournal(js, jsm, config.name, config.subjects, maxPayload, apiTimeout);
+}
+
+class NatsJournal implements Journal {
+  constructor(
+    readonly js: JetStreamClient,
+    readonly jsm: JetStreamManager,
+    readonly name: string,
+    readonly subjects: readonly string[],
+    readonly maxPayload: number,
+    readonly apiTimeout: number,
+  ) {}
+
+  #checkSubject(subject: string, wildcards: boolean): void {
+    validateSubject(subject, { wildcards, kind: 'journal subject' });
+    if (!wildcards && !this.subjects.some((f) => subjectMatches(f, subject))) {
+      throw new InvalidNameError('journal subject', subject, `not captured by journal ${this.name}`);
+    }
+  }
+
+  async append(subject: string, data: Uint8Array, options: AppendOptions = {}): Promise<AppendAck> {
+    this.#checkSubject(subject, false);
+    validateHeaders(options.headers);
+    if (data.length > this.maxPayload) throw new PayloadTooLargeError(data.length, this.maxPayload, `append ${subject}`);
+    const timeout = options.timeout ?? this.apiTimeout;
+    try {
+      const ack = await this.js.publish(subject, data, {
+        msgID: options.msgId,
+        expect: options.expectedLastSubjectSeq === undefined ? undefined : { lastSubjectSequence: options.expectedLastSubjectSeq },
+        headers: toMsgHdrs(options.headers),
+        timeout,
+      });
+      return { stream: ack.stream, seq: ack.seq, duplicate: ack.duplicate };
+    } catch (err) {
+      if (err instanceof JetStreamApiError && err.code === ApiCodes.StreamWrongLastSequence) {
+        throw new WrongLastSequenceError(subject, options.expectedLastSubjectSeq ?? -1, undefined, { cause: err });
+      }
+      throw translate(err, 'append', subject, timeout);
+    }
+  }
+
+  async *read(filter: string, options: ReadOptions = {}): AsyncIterable<JournalEntry> {
+    this.#checkSubject(filter, true);
+    const fromSeq = Math.max(1, options.fromSeq ?? 1);
+    const limit = options.limit ?? Number.POSITIVE_INFINITY;
+    if (limit <= 0) return;
+    const consumer = await this.js.consumers
+      .get(this.name, {
+        filter_subjects: filter,
+        ...(fromSeq > 1 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: fromSeq } : {}),
+      })
+      .catch((err: unknown) => {
+        throw translate(err, 'read', filter, this.apiTimeout);
+      });
+    // num_pending is fixed when the consumer is created: that is "the end as it was".
+    const info = await consumer.info(true);
+    if (info.num_pending === 0) return;
+    const messages = await consumer.consume({ max_messages: Math.min(limit, 512) });
+    let n = 0;
+    try {
+      for await (const m of messages) {
+        yield {
+          subject: m.subject,
+          seq: m.seq,
+          data: m.data,
+          headers: fromMsgHdrs(m.headers),
+          time: Math.floor(m.info.timestampNanos / 1e6),
+        };
+        n++;
+        if (m.info.pending === 0 || n >= limit) break;
+      }
+    } finally {
+      await messages.close().catch(() => undefined);
+      await consumer.delete().catch(() => undefined);
+    }
+  }
+
+  async lastSeq(subject: string): Promise<number> {
+    this.#checkSubject(subject, false);
+    try {
+      const m = await this.jsm.streams.getMessage(this.name, { last_by_subj: subject });
+      return m?.seq ?? 0;
+    } catch (err) {
+      if (apiCode(err) === ApiCodes.NoMessageFound) return 0;
+      throw translate(err, 'last sequence of', subject, this.apiTimeout);
+    }
+  }
+
+  async purge(subject: string, options: { below: number }): Promise<number> {
+    this.#checkSubject(subject, false);
+    if (options.below <= 1) return 0;
+    try {
+      const r = await this.jsm.streams.purge(this.name, { filter: subject, seq: options.below });
+      return r.purged;
+    } catch (err) {
+      throw translate(err, 'purge', subject, this.apiTimeout);
+    }
+  }
+}

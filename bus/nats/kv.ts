@@ -1,0 +1,156 @@
+import { DeliverPolicy, JetStreamApiError, type JetStreamClient } from '@nats-io/jetstream';
+import { Kvm, type KV } from '@nats-io/kv';
+import { KeyExistsError, PayloadTooLargeError, StaleRevisionError } from '../errors.js';
+import { validateKvKey, validateName } from '../names.js';
+import type { KvConfig, KvEntry, KvStore, KvWatch, KvWatchOptions } from '../types.js';
+import { ApiCodes, translate } from './errors.js';
+
+function isWrongSequence(err: unknown): boolean {
+  return (
+    err instanceof JetStreamApiError &&
+    (err.code === ApiCodes.StreamWrongLastSequence || err.code === ApiCodes.StreamWrongLastSequenceUnknown)
+  );
+}
+
+export async function openNatsKv(js: JetStreamClient, config: KvConfig, maxPayload: number): Promise<KvStore> {
+  validateName('bucket', config.bucket);
+  try {
+    const kv = await new Kvm(js).create(config.bucket, {
+      history: config.history ?? 1,
+      replicas: config.replicas ?? 1,
+      storage: config.storage === 'memory' ? 'memory' : 'file',
+    });
+    return new NatsKv(js, kv, config.bucket, maxPayload);
+  } catch (err) {
+    throw translate(err, 'open kv', config.bucket, 5_000);
+  }
+}
+
+class NatsKv implements KvStore {
+  readonly #prefix: string;
+  readonly #stream: string;
+
+  constructor(
+    readonly js: JetStreamClient,
+    readonly kv: KV,
+    readonly bucket: string,
+    readonly maxPayload: number,
+  ) {
+    this.#prefix = `$KV.${bucket}.`;
+    this.#stream = `KV_${bucket}`;
+  }
+
+  #checkValue(key: string, value: Uint8Array): void {
+    if (value.length > this.maxPayload) throw new PayloadTooLargeError(value.length, this.maxPayload, `kv ${this.bucket}/${key}`);
+  }
+
+  async get(key: string): Promise<KvEntry | null> {
+    validateKvKey(key, { wildcards: false });
+    try {
+      const e = await this.kv.get(key);
+      if (e === null || e.operation !== 'PUT') return null;
+      return { bucket: this.bucket, key, value: e.value, revision: e.revision, operation: 'PUT' };
+    } catch (err) {
+      throw translate(err, 'kv get', `${this.bucket}/${key}`, 5_000);
+    }
+  }
+
+  async create(key: string, value: Uint8Array): Promise<number> {
+    validateKvKey(key, { wildcards: false });
+    this.#checkValue(key, value);
+    try {
+      return await this.kv.create(key, value);
+    } catch (err) {
+      if (isWrongSequence(err)) throw new KeyExistsError(this.bucket, key, { cause: err });
+      throw translate(err, 'kv create', `${this.bucket}/${key}`, 5_000);
+    }
+  }
+
+  async update(key: string, value: Uint8Array, expectedRevision: number): Promise<number> {
+    validateKvKey(key, { wildcards: false });
+    this.#checkValue(key, value);
+    if (!(expectedRevision >= 1)) throw new StaleRevisionError(this.bucket, key, expectedRevision);
+    try {
+      return await this.kv.update(key, value, expectedRevision);
+    } catch (err) {
+      if (isWrongSequence(err)) throw new StaleRevisionError(this.bucket, key, expectedRevision, { cause: err });
+      throw translate(err, 'kv update', `${this.bucket}/${key}`, 5_000);
+    }
+  }
+
+  async put(key: string, value: Uint8Array): Promise<number> {
+    validateKvKey(key, { wildcards: false });
+    this.#checkValue(key, value);
+    try {
+      return await this.kv.put(key, value);
+    } catch (err) {
+      throw translate(err, 'kv put', `${this.bucket}/${key}`, 5_000);
+    }
+  }
+
+  async delete(key: string, options?: { expectedRevision?: number }): Promise<void> {
+    validateKvKey(key, { wildcards: false });
+    const expected = options?.expectedRevision;
+    try {
+      await this.kv.delete(key, expected === undefined ? undefined : { previousSeq: expected });
+    } catch (err) {
+      if (isWrongSequence(err)) throw new StaleRevisionError(this.bucket, key, expected ?? 0, { cause: err });
+      throw translate(err, 'kv delete', `${this.bucket}/${key}`, 5_000);
+    }
+  }
+
+  async keys(filter = '>'): Promise<string[]> {
+    validateKvKey(filter, { wildcards: true });
+    const out: string[] = [];
+    try {
+      for await (const k of await this.kv.keys(filter)) out.push(k);
+    } catch (err) {
+      throw translate(err, 'kv keys', `${this.bucket}/${filter}`, 5_000);
+    }
+    return out;
+  }
+
+  /**
+   * An ordered consumer rather than nats.js's `watch`, because the caller
+   * must know when the initial values are done (the pending count says so).
+   */
+  async watch(options: KvWatchOptions, handler: (entry: KvEntry) => void): Promise<KvWatch> {
+    const key = options.key ?? '>';
+    validateKvKey(key, { wildcards: true });
+    const include = options.include ?? 'last';
+    const deliver_policy =
+      include === 'last' ? DeliverPolicy.LastPerSubject : include === 'history' ? DeliverPolicy.All : DeliverPolicy.New;
+    const consumer = await this.js.consumers.get(this.#stream, { filter_subjects: this.#prefix + key, deliver_policy });
+    const initial = include === 'updates' ? 0 : (await consumer.info(true)).num_pending;
+    const messages = await consumer.consume();
+    let stopped = false;
+    let resolveInitial!: () => void;
+    const initialDone = new Promise<void>((r) => (resolveInitial = r));
+    if (initial === 0) resolveInitial();
+    let seen = 0;
+    void (async () => {
+      for await (const m of messages) {
+        if (stopped) break;
+        const op = m.headers?.get('KV-Operation');
+        handler({
+          bucket: this.bucket,
+          key: m.subject.slice(this.#prefix.length),
+          value: m.data,
+          revision: m.seq,
+          operation: op === 'DEL' ? 'DEL' : op === 'PURGE' ? 'PURGE' : 'PUT',
+        });
+        if (++seen === initial || m.info.pending === 0) resolveInitial();
+      }
+      resolveInitial();
+    })();
+    await initialDone;
+    return {
+      stop: () => {
+        if (stopped) return;
+        stopped = true;
+        void messages.close().catch(() => undefined);
+        void consumer.delete().catch(() => undefined);
+      },
+    };
+  }
+}

@@ -1,0 +1,227 @@
+/**
+ * The bus: everything cohort needs from NATS, and nothing more. Two
+ * implementations keep these semantics: `createNatsBus` (nats.js v3 over a
+ * real server) and `createMemoryBus` (in process, on an injectable clock).
+ * The contract suite in test/bus/contract.ts is the definition of "same".
+ */
+
+/** Text headers, readable in `nats sub`. Names keep their case; values are single-line. */
+export type Headers = Readonly<Record<string, string>>;
+
+export interface Message {
+  readonly subject: string;
+  readonly data: Uint8Array;
+  readonly headers: Headers;
+  /** Where an answer goes; absent when the sender expects none. */
+  readonly reply?: string;
+}
+
+export interface Delivery extends Message {
+  /** Answers a request. Returns false when the message carried no reply subject. */
+  respond(data: Uint8Array, options?: { headers?: Headers }): boolean;
+}
+
+export type MessageHandler = (message: Delivery) => void;
+
+export interface Subscription {
+  readonly subject: string;
+  readonly queue?: string;
+  unsubscribe(): void;
+}
+
+export interface PublishOptions {
+  headers?: Headers;
+  reply?: string;
+}
+
+export interface RequestOptions {
+  /** Milliseconds; every request has one (gateways never park). */
+  timeout: number;
+  headers?: Headers;
+}
+
+export interface ServerInfo {
+  readonly implementation: 'nats' | 'memory';
+  /** nats-server version, such as "2.9.10"; the memory bus reports its own baseline. */
+  readonly version: string;
+  readonly maxPayload: number;
+  readonly jetstream: boolean;
+}
+
+/** Server features newer than cohort's baseline (nats-server 2.9.10). */
+export type Feature = 'multi-filter-consumers' | 'per-message-ttl' | 'consumer-pause' | 'atomic-batch';
+
+export type BusStatus =
+  | { type: 'disconnect' }
+  | { type: 'reconnecting' }
+  | { type: 'reconnect' }
+  | { type: 'close' }
+  | { type: 'error'; error: Error }
+  /** A subscription handler threw; the bus kept delivering. */
+  | { type: 'handler-error'; subject: string; error: unknown };
+
+// ---------------------------------------------------------------- journal
+
+export interface JournalConfig {
+  /** Stream name: [A-Za-z0-9_-]+ */
+  name: string;
+  /** Subjects the stream captures, wildcards allowed. */
+  subjects: string[];
+  /** Message-id de-duplication window in ms (default 120 000, as NATS). */
+  duplicateWindow?: number;
+  /** Copies in a NATS cluster (default 1). Ignored by the memory bus. */
+  replicas?: number;
+  storage?: 'file' | 'memory';
+}
+
+export interface AppendOptions {
+  /** De-duplication id (`Nats-Msg-Id`). */
+  msgId?: string;
+  /** Fencing: the subject's last sequence must be this (0: the subject must be empty). */
+  expectedLastSubjectSeq?: number;
+  headers?: Headers;
+  timeout?: number;
+}
+
+export interface AppendAck {
+  readonly stream: string;
+  readonly seq: number;
+  /** True when `msgId` was seen inside the window: nothing new was stored. */
+  readonly duplicate: boolean;
+}
+
+export interface JournalEntry {
+  readonly subject: string;
+  readonly seq: number;
+  readonly data: Uint8Array;
+  readonly headers: Headers;
+  /** Milliseconds since the epoch (the server's clock, or the memory bus's clock). */
+  readonly time: number;
+}
+
+export interface ReadOptions {
+  /** First stream sequence to return (default 1). */
+  fromSeq?: number;
+  /** Stop after this many entries. */
+  limit?: number;
+}
+
+export interface Journal {
+  readonly name: string;
+  append(subject: string, data: Uint8Array, options?: AppendOptions): Promise<AppendAck>;
+  /**
+   * Entries matching `filter` with seq >= fromSeq, in stream order, up to the
+   * end of the journal as it was when the read began.
+   */
+  read(filter: string, options?: ReadOptions): AsyncIterable<JournalEntry>;
+  /** The last sequence stored on exactly this subject; 0 when it has none. */
+  lastSeq(subject: string): Promise<number>;
+  /** Removes the subject's entries with seq < below. Returns how many went. */
+  purge(subject: string, options: { below: number }): Promise<number>;
+}
+
+// ---------------------------------------------------------------- key-value
+
+export interface KvConfig {
+  /** Bucket name: [A-Za-z0-9_-]+ */
+  bucket: string;
+  /** Values kept per key (default 1). */
+  history?: number;
+  replicas?: number;
+  storage?: 'file' | 'memory';
+}
+
+export interface KvEntry {
+  readonly bucket: string;
+  readonly key: string;
+  readonly value: Uint8Array;
+  readonly revision: number;
+  readonly operation: 'PUT' | 'DEL' | 'PURGE';
+}
+
+export interface KvWatchOptions {
+  /** A key or a key pattern with `*` / `>` (default every key). */
+  key?: string;
+  /**
+   * What comes before live updates: `last` (default) the current value of each
+   * key, `history` everything kept, `updates` nothing.
+   */
+  include?: 'last' | 'history' | 'updates';
+}
+
+export interface KvWatch {
+  stop(): void;
+}
+
+export interface KvStore {
+  readonly bucket: string;
+  /** The current value, or null when the key is absent or deleted. */
+  get(key: string): Promise<KvEntry | null>;
+  /** Insert if absent (or deleted); KeyExistsError otherwise. Returns the revision. */
+  create(key: string, value: Uint8Array): Promise<number>;
+  /** Compare-and-set; StaleRevisionError when the key moved on. Returns the new revision. */
+  update(key: string, value: Uint8Array, expectedRevision: number): Promise<number>;
+  /** Unconditional write. */
+  put(key: string, value: Uint8Array): Promise<number>;
+  delete(key: string, options?: { expectedRevision?: number }): Promise<void>;
+  /** Keys holding a value, in no promised order. */
+  keys(filter?: string): Promise<string[]>;
+  /**
+   * Ordered changes, deletes included. Resolves once the initial values asked
+   * for have been handed to `handler`, so any write after it is seen.
+   */
+  watch(options: KvWatchOptions, handler: (entry: KvEntry) => void): Promise<KvWatch>;
+}
+
+// ---------------------------------------------------------------- blobs
+
+export interface BlobConfig {
+  bucket: string;
+  replicas?: number;
+  storage?: 'file' | 'memory';
+}
+
+export interface BlobInfo {
+  readonly name: string;
+  readonly size: number;
+}
+
+/** Large bodies stored once and referenced by name (claim-check). */
+export interface BlobStore {
+  readonly bucket: string;
+  put(name: string, data: Uint8Array): Promise<BlobInfo>;
+  /** The bytes, or null when no such blob exists. */
+  get(name: string): Promise<Uint8Array | null>;
+  /** True when something was deleted. */
+  delete(name: string): Promise<boolean>;
+}
+
+// ---------------------------------------------------------------- the bus
+
+export interface Bus extends AsyncDisposable {
+  readonly server: ServerInfo;
+
+  /** Fire and forget. Throws PayloadTooLargeError / InvalidNameError synchronously. */
+  publish(subject: string, data: Uint8Array, options?: PublishOptions): void;
+  subscribe(subject: string, handler: MessageHandler, options?: { queue?: string }): Subscription;
+  /** NoRespondersError when nobody listens, TimeoutError when nobody answers in time. */
+  request(subject: string, data: Uint8Array, options: RequestOptions): Promise<Message>;
+  /** Resolves once everything published and subscribed so far has reached the server. */
+  flush(): Promise<void>;
+
+  /** Opens the journal stream, creating it when absent. */
+  journal(config: JournalConfig): Promise<Journal>;
+  /** Opens the key-value bucket, creating it when absent. */
+  kv(config: KvConfig): Promise<KvStore>;
+  /** Opens the blob bucket, creating it when absent. */
+  blobs(config: BlobConfig): Promise<BlobStore>;
+
+  supports(feature: Feature): boolean;
+  /** Throws UnsupportedFeatureError when the server lacks `feature`. */
+  require(feature: Feature): void;
+
+  /** Connection lifecycle as data, for the connection actor. Returns an unsubscribe. */
+  onStatus(listener: (status: BusStatus) => void): () => void;
+  /** Drains subscriptions and closes. Idempotent. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,463 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  BusClosedError,
+  InvalidNameError,
+  KeyExistsError,
+  NoRespondersError,
+  PayloadTooLargeError,
+  StaleRevisionError,
+  TimeoutError,
+  WrongLastSequenceError,
+} from '../../bus/errors.js';
+import type { Bus, BusStatus, Delivery, JournalEntry, KvEntry } from '../../bus/types.js';
+import { waitFor } from '../waitFor.js';
+
+/** What the contract needs from an implementation: fresh connections to one server. */
+export interface ContractTarget {
+  connect(): Promise<Bus>;
+}
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+const bytes = (s: string): Uint8Array => enc.encode(s);
+const text = (b: Uint8Array): string => dec.decode(b);
+
+async function collectAll<T>(it: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const x of it) out.push(x);
+  return out;
+}
+
+let unique = 0;
+/** Names no other test (or earlier run on the same server) uses. */
+function fresh(prefix: string): string {
+  return `${prefix}${process.pid}x${Date.now().toString(36)}x${unique++}`;
+}
+
+/**
+ * The bus contract: every behaviour cohort relies on, run unchanged against
+ * the memory bus and a real nats-server.
+ */
+export function busContract(name: string, target: () => ContractTarget): void {
+  describe(`bus contract (${name})`, () => {
+    const open: Bus[] = [];
+    async function connect(): Promise<Bus> {
+      const bus = await target().connect();
+      open.push(bus);
+      return bus;
+    }
+    afterEach(async () => {
+      await Promise.all(open.splice(0).map((b) => b.close()));
+    });
+
+    describe('core messaging', () => {
+      it('routes by exact subject, * and > wildcards', async () => {
+        const bus = await connect();
+        const p = fresh('w');
+        const got: Record<string, string[]> = { star: [], tail: [], exact: [], lead: [] };
+        bus.subscribe(`${p}.*.c`, (m) => got.star!.push(m.subject));
+        bus.subscribe(`${p}.>`, (m) => got.tail!.push(m.subject));
+        bus.subscribe(`${p}.b`, (m) => got.exact!.push(m.subject));
+        bus.subscribe(`*.b.c`, (m) => m.subject.startsWith(p) && got.lead!.push(m.subject));
+        await bus.flush();
+        for (const s of ['b.c', 'b', 'x.c', 'b.c.d']) bus.publish(`${p}.${s}`, bytes(s));
+        bus.publish(p, bytes('bare')); // '>' needs at least one more token
+        await bus.flush();
+        await waitFor(() => got.tail!.length === 4, { what: 'deliveries' });
+        expect(got.star).toEqual([`${p}.b.c`, `${p}.x.c`]);
+        expect(got.tail).toEqual([`${p}.b.c`, `${p}.b`, `${p}.x.c`, `${p}.b.c.d`]);
+        expect(got.exact).toEqual([`${p}.b`]);
+        expect(got.lead).toEqual([`${p}.b.c`]); // '*' is one whole token: p, never p's parts
+      });
+
+      it('delivers across connections, in publish order', async () => {
+        const a = await connect();
+        const b = await connect();
+        const s = fresh('o');
+        const seen: number[] = [];
+        b.subscribe(s, (m) => seen.push(Number(text(m.data))));
+        await b.flush();
+        for (let i = 0; i < 100; i++) a.publish(s, bytes(String(i)));
+        await a.flush();
+        await waitFor(() => seen.length === 100, { what: '100 messages' });
+        expect(seen).toEqual(Array.from({ length: 100 }, (_, i) => i));
+      });
+
+      it('gives each message to exactly one member of a queue group, and to every plain subscriber', async () => {
+        const pub = await connect();
+        const members = [await connect(), await connect(), await connect()];
+        const s = fresh('q');
+        const byMember: string[][] = members.map(() => []);
+        const plain: string[] = [];
+        members.forEach((m, i) => m.subscribe(s, (msg) => byMember[i]!.push(text(msg.data)), { queue: 'workers' }));
+        members[0]!.subscribe(s, (msg) => plain.push(text(msg.data)));
+        await Promise.all(members.map((m) => m.flush()));
+        const sent = Array.from({ length: 60 }, (_, i) => `m${i}`);
+        for (const x of sent) pub.publish(s, bytes(x));
+        await pub.flush();
+        await waitFor(() => plain.length === 60 && byMember.flat().length >= 60, { what: 'queue deliveries' });
+        await Promise.all(members.map((m) => m.flush()));
+        const all = byMember.flat();
+        expect(all.length).toBe(60);
+        expect(new Set(all)).toEqual(new Set(sent));
+        expect(plain).toEqual(sent);
+      });
+
+      it('answers requests, with headers both ways', async () => {
+        const server = await connect();
+        const client = await connect();
+        const s = fresh('r');
+        server.subscribe(s, (m) => {
+          m.respond(bytes(`echo:${text(m.data)}`), { headers: { 'Cohort-Seq': '7', 'X-Seen': m.headers['X-Who'] ?? '' } });
+        });
+        await server.flush();
+        const reply = await client.request(s, bytes('hi'), { timeout: 2_000, headers: { 'X-Who': 'web-1' } });
+        expect(text(reply.data)).toBe('echo:hi');
+        expect(reply.headers['Cohort-Seq']).toBe('7');
+        expect(reply.headers['X-Seen']).toBe('web-1');
+      });
+
+      it('tells no-responders apart from a timeout', async () => {
+        const bus = await connect();
+        const s = fresh('n');
+        const nobody = await bus.request(`${s}.nobody`, bytes('x'), { timeout: 2_000 }).catch((e: unknown) => e);
+        expect(nobody).toBeInstanceOf(NoRespondersError);
+        expect((nobody as NoRespondersError).subject).toBe(`${s}.nobody`);
+        expect((nobody as NoRespondersError).retryable).toBe(true);
+
+        bus.subscribe(`${s}.silent`, () => undefined);
+        await bus.flush();
+        const started = Date.now();
+        const silent = await bus.request(`${s}.silent`, bytes('x'), { timeout: 150 }).catch((e: unknown) => e);
+        expect(silent).toBeInstanceOf(TimeoutError);
+        expect(Date.now() - started).toBeGreaterThanOrEqual(140);
+      });
+
+      it('round-trips text headers, keeping the case of names', async () => {
+        const bus = await connect();
+        const s = fresh('h');
+        const got: Delivery[] = [];
+        bus.subscribe(s, (m) => got.push(m));
+        await bus.flush();
+        const headers = { 'Cohort-Type': 'command', 'Cohort-Session': 'ledger/alice', 'X-Mixed-Case': 'a value, with: punctuation' };
+        bus.publish(s, bytes('x'), { headers });
+        bus.publish(s, bytes('y'));
+        await bus.flush();
+        await waitFor(() => got.length === 2);
+        expect(got[0]!.headers).toMatchObject(headers);
+        expect(got[1]!.headers).toEqual({});
+      });
+
+      it('refuses bad subjects, headers and oversized bodies with typed errors, and keeps serving', async () => {
+        const bus = await connect();
+        const s = fresh('bad');
+        for (const subject of ['', 'a..b', 'a.*', 'a.>', 'a b', '.a', 'a.', 'a\tb']) {
+          expect(() => bus.publish(subject, bytes('x')), JSON.stringify(subject)).toThrow(InvalidNameError);
+        }
+        expect(() => bus.subscribe('a.>.b', () => undefined)).toThrow(InvalidNameError);
+        expect(() => bus.publish(s, bytes('x'), { headers: { 'Bad Name': 'v' } })).toThrow(InvalidNameError);
+        expect(() => bus.publish(s, bytes('x'), { headers: { Ok: 'line\r\nInjected: yes' } })).toThrow(InvalidNameError);
+        const big = new Uint8Array(bus.server.maxPayload + 1);
+        expect(() => bus.publish(s, big)).toThrow(PayloadTooLargeError);
+        await expect(bus.request(s, big, { timeout: 500 })).rejects.toBeInstanceOf(PayloadTooLargeError);
+        // still serving
+        const got: string[] = [];
+        bus.subscribe(s, (m) => got.push(text(m.data)));
+        await bus.flush();
+        bus.publish(s, bytes('after'));
+        await bus.flush();
+        await waitFor(() => got.length === 1);
+        expect(got).toEqual(['after']);
+      });
+
+      it('keeps delivering after a handler throws, and reports it', async () => {
+        const bus = await connect();
+        const s = fresh('t');
+        const statuses: BusStatus[] = [];
+        bus.onStatus((st) => statuses.push(st));
+        const got: string[] = [];
+        bus.subscribe(s, (m) => {
+          got.push(text(m.data));
+          if (text(m.data) === 'boom') throw new Error('handler failed');
+        });
+        await bus.flush();
+        for (const x of ['a', 'boom', 'b']) bus.publish(s, bytes(x));
+        await bus.flush();
+        await waitFor(() => got.length === 3);
+        expect(got).toEqual(['a', 'boom', 'b']);
+        expect(statuses.filter((st) => st.type === 'handler-error')).toHaveLength(1);
+      });
+
+      it('stops delivering after unsubscribe', async () => {
+        const bus = await connect();
+        const s = fresh('u');
+        const got: string[] = [];
+        const sub = bus.subscribe(s, (m) => got.push(text(m.data)));
+        await bus.flush();
+        bus.publish(s, bytes('1'));
+        await bus.flush();
+        await waitFor(() => got.length === 1);
+        sub.unsubscribe();
+        const witness: string[] = [];
+        bus.subscribe(s, (m) => witness.push(text(m.data)));
+        await bus.flush();
+        bus.publish(s, bytes('2'));
+        await bus.flush();
+        await waitFor(() => witness.length === 1);
+        expect(got).toEqual(['1']);
+      });
+
+      it('refuses every operation once closed', async () => {
+        const bus = await connect();
+        await bus.close();
+        await bus.close(); // idempotent
+        expect(() => bus.publish('a.b', bytes('x'))).toThrow(BusClosedError);
+        await expect(bus.request('a.b', bytes('x'), { timeout: 100 })).rejects.toBeInstanceOf(BusClosedError);
+        await expect(bus.kv({ bucket: fresh('closed') })).rejects.toBeInstanceOf(BusClosedError);
+      });
+    });
+
+    describe('journal', () => {
+      async function journal(bus: Bus) {
+        const name = fresh('J');
+        return bus.journal({ name, subjects: [`${name}.>`] });
+      }
+
+      it('appends with sequences, reads a subject filter from a sequence in order', async () => {
+        const bus = await connect();
+        const j = await journal(bus);
+        const a = `${j.name}.s.a`;
+        const b = `${j.name}.s.b`;
+        const acks = [];
+        for (const [subj, v] of [[a, 'a1'], [b, 'b1'], [a, 'a2'], [b, 'b2'], [a, 'a3']] as const) {
+          acks.push(await j.append(subj, bytes(v), { headers: { 'Cohort-Type': 'event' } }));
+        }
+        expect(acks.map((x) => x.seq)).toEqual([1, 2, 3, 4, 5]);
+        expect(acks.every((x) => !x.duplicate && x.stream === j.name)).toBe(true);
+
+        const fromThree = await collectAll(j.read(a, { fromSeq: 3 }));
+        expect(fromThree.map((e) => [e.seq, text(e.data)])).toEqual([
+          [3, 'a2'],
+          [5, 'a3'],
+        ]);
+        expect(fromThree[0]!.subject).toBe(a);
+        expect(fromThree[0]!.headers['Cohort-Type']).toBe('event');
+        expect(typeof fromThree[0]!.time).toBe('number');
+
+        const wild = await collectAll(j.read(`${j.name}.s.*`, { fromSeq: 2 }));
+        expect(wild.map((e) => e.seq)).toEqual([2, 3, 4, 5]);
+        expect(await collectAll(j.read(a, { fromSeq: 6 }))).toEqual([]);
+        expect((await collectAll(j.read(a, { limit: 2 }))).map((e) => e.seq)).toEqual([1, 3]);
+        expect(await collectAll(j.read(`${j.name}.none`))).toEqual([]);
+        expect(await j.lastSeq(a)).toBe(5);
+        expect(await j.lastSeq(b)).toBe(4);
+        expect(await j.lastSeq(`${j.name}.s.never`)).toBe(0);
+      });
+
+      it('fences on the expected last subject sequence: a wrong one appends nothing', async () => {
+        const bus = await connect();
+        const j = await journal(bus);
+        const s = `${j.name}.sess.x`;
+        const first = await j.append(s, bytes('1'), { expectedLastSubjectSeq: 0 });
+        await j.append(`${j.name}.sess.other`, bytes('noise'));
+        const second = await j.append(s, bytes('2'), { expectedLastSubjectSeq: first.seq });
+        expect(second.seq).toBe(3);
+
+        const stale = await j.append(s, bytes('stale'), { expectedLastSubjectSeq: first.seq }).catch((e: unknown) => e);
+        expect(stale).toBeInstanceOf(WrongLastSequenceError);
+        expect((stale as WrongLastSequenceError).expected).toBe(first.seq);
+        const empty = await j.append(s, bytes('again'), { expectedLastSubjectSeq: 0 }).catch((e: unknown) => e);
+        expect(empty).toBeInstanceOf(WrongLastSequenceError);
+
+        expect(await j.lastSeq(s)).toBe(3);
+        expect((await collectAll(j.read(s))).map((e) => text(e.data))).toEqual(['1', '2']);
+        // The next append with the right expectation still goes through.
+        expect((await j.append(s, bytes('3'), { expectedLastSubjectSeq: 3 })).seq).toBe(4);
+      });
+
+      it('de-duplicates a message id inside the window: reported, stored once', async () => {
+        const bus = await connect();
+        const j = await journal(bus);
+        const s = `${j.name}.d`;
+        const one = await j.append(s, bytes('v1'), { msgId: 'cmd-1' });
+        const two = await j.append(s, bytes('v1-retry'), { msgId: 'cmd-1' });
+        const other = await j.append(s, bytes('v2'), { msgId: 'cmd-2' });
+        expect(one.duplicate).toBe(false);
+        expect(two).toMatchObject({ duplicate: true, seq: one.seq });
+        expect(other).toMatchObject({ duplicate: false, seq: one.seq + 1 });
+        const stored = await collectAll(j.read(s));
+        expect(stored.map((e) => text(e.data))).toEqual(['v1', 'v2']);
+        expect(stored[0]!.headers['Nats-Msg-Id']).toBe('cmd-1');
+        // A retried command whose fence has moved on is still recognised as the duplicate it is.
+        const retry = await j.append(s, bytes('v1'), { msgId: 'cmd-1', expectedLastSubjectSeq: one.seq });
+        expect(retry).toMatchObject({ duplicate: true, seq: one.seq });
+      });
+
+      it('purges a subject below a sequence, leaving the rest and the numbering intact', async () => {
+        const bus = await connect();
+        const j = await journal(bus);
+        const s = `${j.name}.p.a`;
+        const o = `${j.name}.p.b`;
+        for (let i = 1; i <= 6; i++) await j.append(i % 2 ? s : o, bytes(String(i)));
+        // s holds 1,3,5; o holds 2,4,6
+        expect(await j.purge(s, { below: 5 })).toBe(2);
+        expect((await collectAll(j.read(s))).map((e) => e.seq)).toEqual([5]);
+        expect((await collectAll(j.read(o))).map((e) => e.seq)).toEqual([2, 4, 6]);
+        expect(await j.lastSeq(s)).toBe(5);
+        expect((await j.append(s, bytes('7'))).seq).toBe(7);
+        expect(await j.purge(s, { below: 1 })).toBe(0);
+      });
+
+      it('refuses subjects outside the journal and oversized entries, appending nothing', async () => {
+        const bus = await connect();
+        const j = await journal(bus);
+        await expect(j.append(`elsewhere.${j.name}`, bytes('x'))).rejects.toBeInstanceOf(InvalidNameError);
+        await expect(j.append(`${j.name}.*`, bytes('x'))).rejects.toBeInstanceOf(InvalidNameError);
+        const big = new Uint8Array(bus.server.maxPayload + 1);
+        await expect(j.append(`${j.name}.big`, big)).rejects.toBeInstanceOf(PayloadTooLargeError);
+        expect(await collectAll(j.read(`${j.name}.>`))).toEqual([]);
+        await expect(bus.journal({ name: 'bad name', subjects: ['x.>'] })).rejects.toBeInstanceOf(InvalidNameError);
+      });
+
+      it('reopens an existing journal with its entries', async () => {
+        const bus = await connect();
+        const j = await journal(bus);
+        await j.append(`${j.name}.x`, bytes('kept'));
+        const other = await connect();
+        const again = await other.journal({ name: j.name, subjects: [`${j.name}.>`] });
+        const entries: JournalEntry[] = await collectAll(again.read(`${j.name}.x`));
+        expect(entries.map((e) => text(e.data))).toEqual(['kept']);
+      });
+    });
+
+    describe('key-value', () => {
+      it('creates once, updates by compare-and-set, refuses a stale revision', async () => {
+        const bus = await connect();
+        const kv = await bus.kv({ bucket: fresh('KV') });
+        const r1 = await kv.create('view', bytes('v1'));
+        await expect(kv.create('view', bytes('other'))).rejects.toBeInstanceOf(KeyExistsError);
+        const r2 = await kv.update('view', bytes('v2'), r1);
+        expect(r2).toBeGreaterThan(r1);
+        const stale = await kv.update('view', bytes('lost'), r1).catch((e: unknown) => e);
+        expect(stale).toBeInstanceOf(StaleRevisionError);
+        expect(stale).toMatchObject({ key: 'view', expected: r1 });
+        const now = await kv.get('view');
+        expect(now && text(now.value)).toBe('v2');
+        expect(now?.revision).toBe(r2);
+        await expect(kv.delete('view', { expectedRevision: r1 })).rejects.toBeInstanceOf(StaleRevisionError);
+        expect(await kv.get('view')).not.toBeNull();
+      });
+
+      it('deletes, lists live keys, and allows create over a deleted key', async () => {
+        const bus = await connect();
+        const kv = await bus.kv({ bucket: fresh('KV') });
+        await kv.put('a.one', bytes('1'));
+        await kv.put('a.two', bytes('2'));
+        await kv.put('b', bytes('3'));
+        await kv.delete('a.one');
+        expect(await kv.get('a.one')).toBeNull();
+        expect(await kv.get('missing')).toBeNull();
+        expect((await kv.keys()).sort()).toEqual(['a.two', 'b']);
+        expect(await kv.keys('a.*')).toEqual(['a.two']);
+        const r = await kv.create('a.one', bytes('again'));
+        expect(text((await kv.get('a.one'))!.value)).toBe('again');
+        expect((await kv.get('a.one'))!.revision).toBe(r);
+      });
+
+      it('watches updates and deletes in order, after the current values', async () => {
+        const bus = await connect();
+        const writer = await connect();
+        const bucket = fresh('KV');
+        const kv = await bus.kv({ bucket });
+        const wkv = await writer.kv({ bucket });
+        await wkv.put('m.a', bytes('a0'));
+        await wkv.put('other', bytes('x'));
+        const seen: KvEntry[] = [];
+        const watch = await kv.watch({ key: 'm.*' }, (e) => seen.push(e));
+        // The initial values are in before watch() resolves.
+        expect(seen.map((e) => [e.key, e.operation, text(e.value)])).toEqual([['m.a', 'PUT', 'a0']]);
+        await wkv.put('m.b', bytes('b1'));
+        await wkv.delete('m.a');
+        await wkv.put('other', bytes('ignored'));
+        await wkv.put('m.a', bytes('a2'));
+        await waitFor(() => seen.length === 4, { what: 'watch entries' });
+        expect(seen.map((e) => [e.key, e.operation])).toEqual([
+          ['m.a', 'PUT'],
+          ['m.b', 'PUT'],
+          ['m.a', 'DEL'],
+          ['m.a', 'PUT'],
+        ]);
+        expect(text(seen[3]!.value)).toBe('a2');
+        const revs = seen.map((e) => e.revision);
+        expect([...revs].sort((x, y) => x - y)).toEqual(revs);
+        watch.stop();
+        await wkv.put('m.c', bytes('after stop'));
+        const witness: KvEntry[] = [];
+        const w2 = await kv.watch({ key: 'm.c', include: 'last' }, (e) => witness.push(e));
+        expect(witness).toHaveLength(1);
+        w2.stop();
+        expect(seen).toHaveLength(4);
+      });
+
+      it('watches only updates, or the whole history, when asked', async () => {
+        const bus = await connect();
+        const kv = await bus.kv({ bucket: fresh('KV'), history: 5 });
+        await kv.put('k', bytes('1'));
+        await kv.put('k', bytes('2'));
+        const history: string[] = [];
+        const h = await kv.watch({ key: 'k', include: 'history' }, (e) => history.push(text(e.value)));
+        expect(history).toEqual(['1', '2']);
+        const updates: string[] = [];
+        const u = await kv.watch({ key: 'k', include: 'updates' }, (e) => updates.push(text(e.value)));
+        expect(updates).toEqual([]);
+        await kv.put('k', bytes('3'));
+        await waitFor(() => updates.length === 1 && history.length === 3);
+        expect(updates).toEqual(['3']);
+        h.stop();
+        u.stop();
+      });
+
+      it('refuses bad keys and bucket names with typed errors', async () => {
+        const bus = await connect();
+        const kv = await bus.kv({ bucket: fresh('KV') });
+        for (const key of ['', 'has space', 'a..b', '.lead', 'trail.', 'star*', 'ünï']) {
+          await expect(kv.put(key, bytes('x')), JSON.stringify(key)).rejects.toBeInstanceOf(InvalidNameError);
+        }
+        await expect(bus.kv({ bucket: 'no.dots' })).rejects.toBeInstanceOf(InvalidNameError);
+        await expect(kv.put('big', new Uint8Array(bus.server.maxPayload + 1))).rejects.toBeInstanceOf(PayloadTooLargeError);
+        expect(await kv.keys()).toEqual([]);
+      });
+    });
+
+    describe('blobs', () => {
+      it('stores, fetches and deletes bodies larger than a message', async () => {
+        const bus = await connect();
+        const blobs = await bus.blobs({ bucket: fresh('B') });
+        const big = new Uint8Array(bus.server.maxPayload * 2 + 17).map((_, i) => (i * 31) & 0xff);
+        const info = await blobs.put('doc-1', big);
+        expect(info).toEqual({ name: 'doc-1', size: big.length });
+        const back = await blobs.get('doc-1');
+        expect(back).toBeInstanceOf(Uint8Array);
+        expect(Buffer.compare(back!, big)).toBe(0); // toEqual walks 2 MB element by element: far too slow
+        expect(await blobs.get('nope')).toBeNull();
+        expect(await blobs.delete('doc-1')).toBe(true);
+        expect(await blobs.delete('doc-1')).toBe(false);
+        expect(await blobs.get('doc-1')).toBeNull();
+        await expect(blobs.put('', big)).rejects.toBeInstanceOf(InvalidNameError);
+      });
+    });
+
+    describe('server', () => {
+      it('reports the server and refuses features beyond the 2.9.10 baseline it lacks', async () => {
+        const bus = await connect();
+        expect(bus.server.jetstream).toBe(true);
+        expect(bus.server.maxPayload).toBeGreaterThan(0);
+        expect(bus.server.version).toMatch(/^\d+\.\d+\.\d+/);
+        if (!bus.supports('per-message-ttl')) {
+          expect(() => bus.require('per-message-ttl')).toThrow(/per-message-ttl needs nats-server 2\.11\.0/);
+        }
+        if (!bus.supports('multi-filter-consumers')) expect(() => bus.require('multi-filter-consumers')).toThrow();
+      });
+    });
+  });
+}
