@@ -1,0 +1,198 @@
+import type { Clock } from '../clock.js';
+import { BusClosedError, NoRespondersError } from '../errors.js';
+import { MINIMUM_SERVER_VERSION, requireFeature, serverSupports } from '../features.js';
+import { validateName, validateSubject } from '../names.js';
+import type {
+  BlobConfig,
+  BlobStore,
+  Bus,
+  BusStatus,
+  Feature,
+  Journal,
+  JournalConfig,
+  KvConfig,
+  KvStore,
+  Message,
+  MessageHandler,
+  PublishOptions,
+  RequestOptions,
+  ServerInfo,
+  Subscription,
+} from '../types.js';
+import { MemoryBlobStore } from './blobs.js';
+import type { ClientContext } from './context.js';
+import { MemoryJournal } from './journal.js';
+import { kvStreamSettings, MemoryKv } from './kv.js';
+import { checkPayload, copyBytes, normalizeHeaders } from './payload.js';
+import { RequestMux } from './requests.js';
+import type { MemoryServer } from './server.js';
+import { DEFAULT_DUPLICATE_WINDOW } from './stream.js';
+import { MemorySubscription, type SubscriptionOwner } from './subscription.js';
+
+/**
+ * One connection to a MemoryServer. Everything a handler sees arrives through
+ * the server's delivery queue, never inside the call that caused it.
+ */
+export class MemoryBus implements Bus {
+  readonly server: ServerInfo;
+  readonly #host: MemoryServer;
+  readonly #client: number;
+  readonly #requests: RequestMux;
+  readonly #subscriptions = new Set<MemorySubscription>();
+  readonly #listeners = new Set<(status: BusStatus) => void>();
+  readonly #closers = new Set<() => void>();
+  readonly #owner: SubscriptionOwner;
+  readonly #context: ClientContext;
+  #closing: Promise<void> | undefined;
+  /** While draining only publish still works (handlers may answer), as in nats.js. */
+  #state: 'open' | 'draining' | 'closed' = 'open';
+
+  /** `clock` times this connection's requests; the server's clock stamps what it stores. */
+  constructor(host: MemoryServer, clock: Clock) {
+    this.#host = host;
+    this.#client = host.connect();
+    this.#requests = new RequestMux(host, this.#client, clock);
+    this.server = Object.freeze({
+      implementation: 'memory',
+      version: MINIMUM_SERVER_VERSION,
+      maxPayload: host.maxPayload,
+      jetstream: true,
+    });
+    const report = (subject: string, error: unknown): void => this.#emit({ type: 'handler-error', subject, error });
+    this.#owner = {
+      server: host,
+      client: this.#client,
+      publish: (subject, data, options) => this.publish(subject, data, options),
+      reportHandlerError: report,
+      forget: (subscription) => this.#subscriptions.delete(subscription),
+    };
+    this.#context = {
+      server: host,
+      assertOpen: (operation) => this.#assertOpen(operation),
+      onClose: (stop) => {
+        this.#closers.add(stop);
+        return () => this.#closers.delete(stop);
+      },
+      reportHandlerError: report,
+    };
+  }
+
+  publish(subject: string, data: Uint8Array, options: PublishOptions = {}): void {
+    if (this.#state === 'closed') throw new BusClosedError('publish');
+    validateSubject(subject, { wildcards: false });
+    const { reply } = options;
+    if (reply !== undefined) validateSubject(reply, { wildcards: false, kind: 'reply subject' });
+    const headers = normalizeHeaders(options.headers);
+    checkPayload(data, headers, this.#host.maxPayload, `publish to ${subject}`);
+    this.#host.publish({ subject, data: copyBytes(data), headers, ...(reply === undefined ? {} : { reply }) });
+  }
+
+  subscribe(subject: string, handler: MessageHandler, options: { queue?: string } = {}): Subscription {
+    this.#assertOpen('subscribe');
+    validateSubject(subject, { wildcards: true });
+    if (options.queue !== undefined) validateName('queue', options.queue);
+    const subscription = new MemorySubscription(this.#owner, subject, options.queue, handler);
+    this.#subscriptions.add(subscription);
+    return subscription;
+  }
+
+  async request(subject: string, data: Uint8Array, options: RequestOptions): Promise<Message> {
+    this.#assertOpen('request');
+    validateSubject(subject, { wildcards: false });
+    const headers = normalizeHeaders(options.headers);
+    const { timeout } = options;
+    if (!Number.isFinite(timeout) || timeout < 1) throw new RangeError(`request timeout must be >= 1 ms, got ${timeout}`);
+    checkPayload(data, headers, this.#host.maxPayload, `request to ${subject}`);
+    const { reply, answer, fail } = this.#requests.open(subject, timeout);
+    // Whether anyone listens is decided now, when the server routes it.
+    if (this.#host.publish({ subject, data: copyBytes(data), headers, reply }) === 0) {
+      fail(new NoRespondersError(subject));
+    }
+    return answer;
+  }
+
+  async flush(): Promise<void> {
+    this.#assertOpen('flush');
+    await this.#host.flush();
+  }
+
+  async journal(config: JournalConfig): Promise<Journal> {
+    this.#assertOpen('journal');
+    validateName('journal', config.name);
+    const window = config.duplicateWindow ?? 0;
+    if (!Number.isFinite(window) || window < 0) throw new RangeError(`duplicateWindow must be >= 0, got ${window}`);
+    const stream = this.#host.openStream({
+      name: config.name,
+      // nats-server: no subjects means the stream's name; a zero window means the default.
+      subjects: config.subjects.length > 0 ? [...config.subjects] : [config.name],
+      duplicateWindow: window === 0 ? DEFAULT_DUPLICATE_WINDOW : window,
+      maxPerSubject: this.#host.stream(config.name)?.settings.maxPerSubject ?? 0,
+    });
+    return new MemoryJournal(this.#context, stream);
+  }
+
+  async kv(config: KvConfig): Promise<KvStore> {
+    this.#assertOpen('kv');
+    validateName('bucket', config.bucket);
+    const history = config.history ?? 1;
+    if (!Number.isSafeInteger(history) || history < 1) throw new RangeError(`history must be >= 1, got ${history}`);
+    const stream = this.#host.openStream(kvStreamSettings(config.bucket, history));
+    return new MemoryKv(this.#context, config.bucket, stream);
+  }
+
+  async blobs(config: BlobConfig): Promise<BlobStore> {
+    this.#assertOpen('blobs');
+    validateName('bucket', config.bucket);
+    return new MemoryBlobStore(this.#context, config.bucket, this.#host.blobBucket(config.bucket));
+  }
+
+  supports(feature: Feature): boolean {
+    return serverSupports(this.server.version, feature);
+  }
+
+  require(feature: Feature): void {
+    requireFeature(this.server.version, feature);
+  }
+
+  onStatus(listener: (status: BusStatus) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= this.#shutdown();
+    return this.#closing;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  // Like nats.js's drain: no new messages, the queued ones still handled, then gone.
+  async #shutdown(): Promise<void> {
+    this.#state = 'draining';
+    for (const subscription of this.#subscriptions) subscription.drain();
+    this.#requests.drain();
+    await this.#host.flush();
+    this.#state = 'closed';
+    for (const subscription of [...this.#subscriptions]) subscription.unsubscribe();
+    for (const stop of [...this.#closers]) stop();
+    this.#host.disconnect(this.#client);
+    this.#requests.close(new BusClosedError('request'));
+    this.#emit({ type: 'close' });
+  }
+
+  #assertOpen(operation: string): void {
+    if (this.#state !== 'open') throw new BusClosedError(operation);
+  }
+
+  #emit(status: BusStatus): void {
+    for (const listener of [...this.#listeners]) {
+      try {
+        listener(status);
+      } catch {
+        // A status listener has nobody to report to; it must not stop the others.
+      }
+    }
+  }
+}

@@ -1,0 +1,96 @@
+import { InvalidNameError, WrongLastSequenceError } from '../errors.js';
+import { validateSubject } from '../names.js';
+import type { AppendAck, AppendOptions, Journal, JournalEntry, ReadOptions } from '../types.js';
+import type { ClientContext } from './context.js';
+import { checkPayload, copyBytes, normalizeHeaders } from './payload.js';
+import { EXPECTED_LAST_SUBJECT_SEQ_HEADER, MSG_ID_HEADER, type MemoryStream, type StoredMessage } from './stream.js';
+import { hasWildcard, subjectWithin } from './subjects.js';
+
+/** One connection's handle on a stream; the stream itself lives in the server. */
+export class MemoryJournal implements Journal {
+  readonly #context: ClientContext;
+  readonly #stream: MemoryStream;
+
+  constructor(context: ClientContext, stream: MemoryStream) {
+    this.#context = context;
+    this.#stream = stream;
+  }
+
+  get name(): string {
+    return this.#stream.name;
+  }
+
+  async append(subject: string, data: Uint8Array, options: AppendOptions = {}): Promise<AppendAck> {
+    const { server } = this.#context;
+    this.#context.assertOpen('append');
+    validateSubject(subject, { wildcards: false, kind: 'journal subject' });
+    // On NATS another stream would take it (or nobody would answer); refusing is clearer.
+    if (!this.#stream.captures(subject)) {
+      throw new InvalidNameError('journal subject', subject, `not captured by journal ${this.name}`);
+    }
+    // The same headers nats.js's JetStream publish sends; the server keeps them with the entry.
+    const raw: Record<string, string> = { ...options.headers };
+    if (options.msgId) raw[MSG_ID_HEADER] = options.msgId;
+    const expected = options.expectedLastSubjectSeq;
+    if (expected !== undefined) {
+      if (!Number.isSafeInteger(expected) || expected < 0) {
+        throw new RangeError(`expectedLastSubjectSeq must be a non-negative integer, got ${expected}`);
+      }
+      raw[EXPECTED_LAST_SUBJECT_SEQ_HEADER] = String(expected);
+    }
+    const headers = normalizeHeaders(raw);
+    checkPayload(data, headers, server.maxPayload, `append to ${subject}`);
+    const outcome = server.append(this.#stream, { subject, data: copyBytes(data), headers });
+    if (!outcome.ok) throw new WrongLastSequenceError(subject, outcome.expected, outcome.actual);
+    return { stream: this.name, seq: outcome.seq, duplicate: outcome.duplicate };
+  }
+
+  read(filter: string, options: ReadOptions = {}): AsyncIterable<JournalEntry> {
+    return this.#read(filter, options.fromSeq ?? 1, options.limit ?? Number.POSITIVE_INFINITY);
+  }
+
+  async lastSeq(subject: string): Promise<number> {
+    this.#context.assertOpen('lastSeq');
+    validateSubject(subject, { wildcards: false, kind: 'journal subject' });
+    return this.#stream.lastSeqOf(subject);
+  }
+
+  async purge(subject: string, options: { below: number }): Promise<number> {
+    this.#context.assertOpen('purge');
+    validateSubject(subject, { wildcards: true, kind: 'journal subject' });
+    return this.#stream.purge(subject, options.below);
+  }
+
+  // The end is fixed on the first next(), like a consumer created when iteration starts.
+  async *#read(filter: string, fromSeq: number, limit: number): AsyncGenerator<JournalEntry> {
+    this.#context.assertOpen('read');
+    validateSubject(filter, { wildcards: true, kind: 'journal filter' });
+    if (!this.#covers(filter)) {
+      throw new InvalidNameError('journal filter', filter, `not within the subjects of journal ${this.name}`);
+    }
+    if (limit <= 0) return;
+    let count = 0;
+    for (const message of this.#stream.range(filter, fromSeq, this.#stream.lastSeq)) {
+      this.#context.assertOpen('read');
+      yield toEntry(message);
+      if (++count >= limit) return;
+    }
+  }
+
+  // nats-server's validFilteredSubject: inside a stream subject, or a wildcard filter around one.
+  #covers(filter: string): boolean {
+    return this.#stream.settings.subjects.some(
+      (subject) => subjectWithin(filter, subject) || (hasWildcard(filter) && subjectWithin(subject, filter)),
+    );
+  }
+}
+
+function toEntry(message: StoredMessage): JournalEntry {
+  return {
+    subject: message.subject,
+    seq: message.seq,
+    data: copyBytes(message.data),
+    headers: message.headers,
+    time: message.time,
+  };
+}

@@ -1,0 +1,158 @@
+import { KeyExistsError, StaleRevisionError } from '../errors.js';
+import { subjectMatches, validateKvKey } from '../names.js';
+import type { Headers, KvEntry, KvStore, KvWatch, KvWatchOptions } from '../types.js';
+import { runHandler, type ClientContext } from './context.js';
+import { checkPayload, copyBytes, normalizeHeaders } from './payload.js';
+import {
+  EXPECTED_LAST_SUBJECT_SEQ_HEADER,
+  type MemoryStream,
+  type StoreOutcome,
+  type StoredMessage,
+  type StreamSettings,
+} from './stream.js';
+
+const OPERATION_HEADER = 'KV-Operation';
+const EMPTY = new Uint8Array(0);
+
+/** The stream a bucket lives in, named and shaped as nats.js's kv creates it. */
+export function kvStreamSettings(bucket: string, history: number): StreamSettings {
+  return {
+    name: `KV_${bucket}`,
+    subjects: [`$KV.${bucket}.>`],
+    duplicateWindow: 120_000,
+    maxPerSubject: history,
+  };
+}
+
+/**
+ * A kv bucket over its stream, doing what nats.js's Bucket does: a revision is
+ * the stream sequence, compare-and-set is the expected-last-subject-sequence
+ * fence, and a delete is a marker message with `KV-Operation: DEL`.
+ */
+export class MemoryKv implements KvStore {
+  readonly bucket: string;
+  readonly #context: ClientContext;
+  readonly #stream: MemoryStream;
+  readonly #prefix: string;
+
+  constructor(context: ClientContext, bucket: string, stream: MemoryStream) {
+    this.bucket = bucket;
+    this.#context = context;
+    this.#stream = stream;
+    this.#prefix = `$KV.${bucket}.`;
+  }
+
+  async get(key: string): Promise<KvEntry | null> {
+    this.#context.assertOpen('kv get');
+    validateKvKey(key, { wildcards: false });
+    const last = this.#stream.lastOf(this.#prefix + key);
+    return last === undefined || operationOf(last) !== 'PUT' ? null : this.#entry(last);
+  }
+
+  async create(key: string, value: Uint8Array): Promise<number> {
+    this.#context.assertOpen('kv create');
+    validateKvKey(key, { wildcards: false });
+    const first = this.#write(key, value, {}, 0);
+    if (first.ok) return first.seq;
+    // nats.js's create: over a delete marker, retry as an update of the marker.
+    const last = this.#stream.lastOf(this.#prefix + key);
+    if (last !== undefined && operationOf(last) !== 'PUT') {
+      const retry = this.#write(key, value, {}, last.seq);
+      if (retry.ok) return retry.seq;
+    }
+    throw new KeyExistsError(this.bucket, key);
+  }
+
+  async update(key: string, value: Uint8Array, expectedRevision: number): Promise<number> {
+    this.#context.assertOpen('kv update');
+    validateKvKey(key, { wildcards: false });
+    // nats.js refuses a revision below 1 before sending anything; no key ever has one.
+    if (!(expectedRevision >= 1)) throw new StaleRevisionError(this.bucket, key, expectedRevision);
+    const outcome = this.#write(key, value, {}, expectedRevision);
+    if (!outcome.ok) throw new StaleRevisionError(this.bucket, key, expectedRevision);
+    return outcome.seq;
+  }
+
+  async put(key: string, value: Uint8Array): Promise<number> {
+    this.#context.assertOpen('kv put');
+    validateKvKey(key, { wildcards: false });
+    const outcome = this.#write(key, value, {}, undefined);
+    if (!outcome.ok) throw new StaleRevisionError(this.bucket, key, outcome.expected);
+    return outcome.seq;
+  }
+
+  async delete(key: string, options: { expectedRevision?: number } = {}): Promise<void> {
+    this.#context.assertOpen('kv delete');
+    validateKvKey(key, { wildcards: false });
+    // nats.js sends the fence only for a truthy revision, so 0 means "unconditional".
+    const expected = options.expectedRevision ? options.expectedRevision : undefined;
+    const outcome = this.#write(key, EMPTY, { [OPERATION_HEADER]: 'DEL' }, expected);
+    if (!outcome.ok) throw new StaleRevisionError(this.bucket, key, outcome.expected);
+  }
+
+  async keys(filter = '>'): Promise<string[]> {
+    this.#context.assertOpen('kv keys');
+    validateKvKey(filter, { wildcards: true });
+    return this.#stream
+      .lastPerSubject(this.#prefix + filter)
+      .filter((message) => operationOf(message) === 'PUT')
+      .map((message) => message.subject.slice(this.#prefix.length));
+  }
+
+  async watch(options: KvWatchOptions, handler: (entry: KvEntry) => void): Promise<KvWatch> {
+    const { server } = this.#context;
+    this.#context.assertOpen('kv watch');
+    const pattern = options.key ?? '>';
+    validateKvKey(pattern, { wildcards: true });
+    const filter = this.#prefix + pattern;
+    let active = true;
+    const deliver = (message: StoredMessage): void =>
+      server.enqueue(() => {
+        if (!active) return;
+        runHandler(
+          () => handler(this.#entry(message)),
+          (error) => this.#context.reportHandlerError(message.subject, error),
+        );
+      });
+    // Snapshot and listen in one synchronous step: nothing is missed, nothing is seen twice.
+    const include = options.include ?? 'last';
+    if (include === 'last') this.#stream.lastPerSubject(filter).forEach(deliver);
+    if (include === 'history') for (const m of this.#stream.range(filter, 1, this.#stream.lastSeq)) deliver(m);
+    const unlisten = this.#stream.listen((message) => {
+      if (subjectMatches(filter, message.subject)) deliver(message);
+    });
+    const stop = (): void => {
+      active = false;
+      unlisten();
+      cancelOnClose();
+    };
+    const cancelOnClose = this.#context.onClose(stop);
+    await server.flush();
+    return { stop };
+  }
+
+  #write(key: string, value: Uint8Array, extra: Headers, expected: number | undefined): StoreOutcome {
+    const { server } = this.#context;
+    const subject = this.#prefix + key;
+    const raw: Record<string, string> = { ...extra };
+    if (expected !== undefined) raw[EXPECTED_LAST_SUBJECT_SEQ_HEADER] = String(expected);
+    const headers = normalizeHeaders(raw);
+    checkPayload(value, headers, server.maxPayload, `kv write to ${this.bucket}/${key}`);
+    return server.append(this.#stream, { subject, data: copyBytes(value), headers });
+  }
+
+  #entry(message: StoredMessage): KvEntry {
+    return {
+      bucket: this.bucket,
+      key: message.subject.slice(this.#prefix.length),
+      value: copyBytes(message.data),
+      revision: message.seq,
+      operation: operationOf(message),
+    };
+  }
+}
+
+function operationOf(message: StoredMessage): KvEntry['operation'] {
+  const op = message.headers[OPERATION_HEADER];
+  return op === 'DEL' || op === 'PURGE' ? op : 'PUT';
+}

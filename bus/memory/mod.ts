@@ -1,0 +1,29 @@
+import type { Clock } from '../clock.js';
+import type { Bus } from '../types.js';
+import { MemoryBus } from './bus.js';
+import { MemoryServer, type MemoryServerOptions } from './server.js';
+
+export { MemoryServer, DEFAULT_MAX_PAYLOAD, type MemoryServerOptions } from './server.js';
+
+export interface MemoryBusOptions {
+  /** Share one server between connections (simulated workers); default: a private one. */
+  server?: MemoryServer;
+  /** Times requests; defaults to the server's clock. */
+  clock?: Clock;
+  /** Only for the private server: on a shared one it is that server's setting. */
+  maxPayload?: number;
+}
+
+export function createMemoryServer(options: MemoryServerOptions = {}): MemoryServer {
+  return new MemoryServer(options);
+}
+
+/** The in-process bus: the embedded default without a NATS server, and the simulator's substrate. */
+export function createMemoryBus(options: MemoryBusOptions = {}): Bus {
+  const { server, clock, maxPayload } = options;
+  if (server !== undefined && maxPayload !== undefined && maxPayload !== server.maxPayload) {
+    throw new TypeError('maxPayload belongs to the server: pass it to createMemoryServer');
+  }
+  const host = server ?? new MemoryServer({ ...(clock && { clock }), ...(maxPayload !== undefined && { maxPayload }) });
+  return new MemoryBus(host, clock ?? host.clock);
+}

@@ -1,0 +1,39 @@
+/**
+ * Subject algebra the server needs beyond names.ts: whether two filters can
+ * capture the same subject (stream subjects must not), and whether one filter
+ * lies inside another (a read filter must lie inside its stream).
+ */
+
+/** True when some literal subject matches both filters (nats-server's SubjectsCollide). */
+export function subjectsOverlap(a: string, b: string): boolean {
+  const at = a.split('.');
+  const bt = b.split('.');
+  const n = Math.min(at.length, bt.length);
+  for (let i = 0; i < n; i++) {
+    const x = at[i]!;
+    const y = bt[i]!;
+    if (x === '>' || y === '>') return true;
+    if (x !== y && x !== '*' && y !== '*') return false;
+  }
+  return at.length === bt.length;
+}
+
+/** True when every subject matching `inner` also matches `outer` (nats-server's subjectIsSubsetMatch). */
+export function subjectWithin(inner: string, outer: string): boolean {
+  const it = inner.split('.');
+  const ot = outer.split('.');
+  for (let i = 0; i < it.length; i++) {
+    const o = ot[i];
+    if (o === undefined) return false;
+    if (o === '>') return true;
+    const t = it[i]!;
+    if (t === '>') return false;
+    if (o === '*') continue;
+    if (t === '*' || t !== o) return false;
+  }
+  return it.length === ot.length;
+}
+
+export function hasWildcard(subject: string): boolean {
+  return subject.split('.').some((t) => t === '*' || t === '>');
+}

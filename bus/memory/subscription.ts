@@ -1,0 +1,65 @@
+import type { Delivery, Headers, MessageHandler, Subscription } from '../types.js';
+import { runHandler } from './context.js';
+import { copyBytes, type WireMessage } from './payload.js';
+import type { MemoryServer } from './server.js';
+
+/** The connection side a subscription answers through and reports to. */
+export interface SubscriptionOwner {
+  readonly server: MemoryServer;
+  readonly client: number;
+  publish(subject: string, data: Uint8Array, options: { headers?: Headers }): void;
+  reportHandlerError(subject: string, error: unknown): void;
+  forget(subscription: MemorySubscription): void;
+}
+
+export class MemorySubscription implements Subscription {
+  readonly subject: string;
+  readonly queue?: string;
+  readonly #owner: SubscriptionOwner;
+  readonly #handler: MessageHandler;
+  readonly #route: number;
+  #state: 'active' | 'draining' | 'closed' = 'active';
+
+  constructor(owner: SubscriptionOwner, subject: string, queue: string | undefined, handler: MessageHandler) {
+    this.subject = subject;
+    if (queue !== undefined) this.queue = queue;
+    this.#owner = owner;
+    this.#handler = handler;
+    this.#route = owner.server.subscribe(owner.client, subject, queue, (message) => this.#deliver(message));
+  }
+
+  /** Nothing more reaches the handler, not even messages already queued for it. */
+  unsubscribe(): void {
+    if (this.#state === 'closed') return;
+    if (this.#state === 'active') this.#owner.server.unsubscribe(this.#route);
+    this.#state = 'closed';
+    this.#owner.forget(this);
+  }
+
+  /** Takes no new messages but still hands over the queued ones (closing drains). */
+  drain(): void {
+    if (this.#state !== 'active') return;
+    this.#owner.server.unsubscribe(this.#route);
+    this.#state = 'draining';
+  }
+
+  #deliver(message: WireMessage): void {
+    if (this.#state === 'closed') return;
+    const { reply } = message;
+    const delivery: Delivery = {
+      subject: message.subject,
+      data: copyBytes(message.data),
+      headers: message.headers,
+      ...(reply === undefined ? {} : { reply }),
+      respond: (data, options = {}) => {
+        if (reply === undefined) return false;
+        this.#owner.publish(reply, data, options);
+        return true;
+      },
+    };
+    runHandler(
+      () => this.#handler(delivery),
+      (error) => this.#owner.reportHandlerError(message.subject, error),
+    );
+  }
+}
