@@ -1,0 +1,10 @@
+export { findNatsServerBinary, natsServerCandidates, requireNatsServerBinary } from './natsServerBinary.js';
+export { startNatsServer, type NatsServer, type NatsServerOptions } from './natsServer.js';
+export { startNatsCluster, type NatsCluster, type NatsClusterOptions } from './natsCluster.js';
+export {
+  NatsClusterStartError,
+  NatsHarnessError,
+  NatsServerDisposedError,
+  NatsServerNotFoundError,
+  NatsServerStartError,
+} from './errors.js';
