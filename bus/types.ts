@@ -118,6 +118,8 @@ export interface Journal {
   lastSeq(subject: string): Promise<number>;
   /** Removes the subject's entries with seq < below. Returns how many went. */
   purge(subject: string, options: { below: number }): Promise<number>;
+  /** Deletes the whole stream and its entries. */
+  destroy(): Promise<void>;
 }
 
 // ---------------------------------------------------------------- key-value
@@ -171,6 +173,8 @@ export interface KvStore {
    * for have been handed to `handler`, so any write after it is seen.
    */
   watch(options: KvWatchOptions, handler: (entry: KvEntry) => void): Promise<KvWatch>;
+  /** Deletes the bucket and every key in it. */
+  destroy(): Promise<void>;
 }
 
 // ---------------------------------------------------------------- blobs
@@ -194,6 +198,8 @@ export interface BlobStore {
   get(name: string): Promise<Uint8Array | null>;
   /** True when something was deleted. */
   delete(name: string): Promise<boolean>;
+  /** Deletes the bucket and every blob in it. */
+  destroy(): Promise<void>;
 }
 
 // ---------------------------------------------------------------- the bus

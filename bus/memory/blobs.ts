@@ -37,6 +37,12 @@ export class MemoryBlobStore implements BlobStore {
     validateBlobName(name);
     return this.#objects.delete(name);
   }
+
+  async destroy(): Promise<void> {
+    this.#context.assertOpen('blob destroy');
+    this.#objects.clear();
+    this.#context.server.deleteBlobBucket(this.bucket);
+  }
 }
 
 function validateBlobName(name: string): void {

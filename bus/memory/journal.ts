@@ -20,6 +20,11 @@ export class MemoryJournal implements Journal {
     return this.#stream.name;
   }
 
+  async destroy(): Promise<void> {
+    this.#context.assertOpen('journal destroy');
+    this.#context.server.deleteStream(this.#stream.name);
+  }
+
   async append(subject: string, data: Uint8Array, options: AppendOptions = {}): Promise<AppendAck> {
     const { server } = this.#context;
     this.#context.assertOpen('append');

@@ -42,6 +42,11 @@ export class MemoryKv implements KvStore {
     this.#prefix = `$KV.${bucket}.`;
   }
 
+  async destroy(): Promise<void> {
+    this.#context.assertOpen('kv destroy');
+    this.#context.server.deleteStream(this.#stream.name);
+  }
+
   async get(key: string): Promise<KvEntry | null> {
     this.#context.assertOpen('kv get');
     validateKvKey(key, { wildcards: false });

@@ -131,6 +131,16 @@ export class MemoryServer {
     return stream;
   }
 
+  /** Forgets a stream and its entries (journals and kv buckets alike). */
+  deleteStream(name: string): void {
+    this.#streams.delete(name);
+  }
+
+  deleteBlobBucket(bucket: string): void {
+    this.#blobs.delete(bucket);
+    this.#streams.delete(`OBJ_${bucket}`);
+  }
+
   /** The objects of a blob bucket; its stream claims the subjects an object store would. */
   blobBucket(bucket: string): Map<string, Uint8Array> {
     this.openStream({

@@ -48,6 +48,14 @@ class NatsBlobs implements BlobStore {
     }
   }
 
+  async destroy(): Promise<void> {
+    try {
+      await this.os.destroy();
+    } catch (err) {
+      throw translate(err, 'destroy blobs', this.bucket, 5_000);
+    }
+  }
+
   async delete(name: string): Promise<boolean> {
     checkName(name);
     try {

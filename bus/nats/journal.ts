@@ -123,6 +123,14 @@ class NatsJournal implements Journal {
     }
   }
 
+  async destroy(): Promise<void> {
+    try {
+      await this.jsm.streams.delete(this.name);
+    } catch (err) {
+      if (apiCode(err) !== ApiCodes.StreamNotFound) throw translate(err, 'destroy journal', this.name, this.apiTimeout);
+    }
+  }
+
   async lastSeq(subject: string): Promise<number> {
     this.#checkSubject(subject, false);
     try {

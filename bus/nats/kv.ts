@@ -44,6 +44,14 @@ class NatsKv implements KvStore {
     if (value.length > this.maxPayload) throw new PayloadTooLargeError(value.length, this.maxPayload, `kv ${this.bucket}/${key}`);
   }
 
+  async destroy(): Promise<void> {
+    try {
+      await this.kv.destroy();
+    } catch (err) {
+      throw translate(err, 'destroy kv', this.bucket, 5_000);
+    }
+  }
+
   async get(key: string): Promise<KvEntry | null> {
     validateKvKey(key, { wildcards: false });
     try {

@@ -319,6 +319,17 @@ export function busContract(name: string, target: () => ContractTarget): void {
         await expect(bus.journal({ name: 'bad name', subjects: ['x.>'] })).rejects.toBeInstanceOf(InvalidNameError);
       });
 
+      it('destroys a journal: reopened, it is empty and numbers from 1 again', async () => {
+        const bus = await connect();
+        const j = await journal(bus);
+        await j.append(`${j.name}.x`, bytes('gone'));
+        await j.destroy();
+        const again = await bus.journal({ name: j.name, subjects: [`${j.name}.>`] });
+        expect(await collectAll(again.read(`${j.name}.>`))).toEqual([]);
+        expect((await again.append(`${j.name}.x`, bytes('new'))).seq).toBe(1);
+        await again.destroy();
+      });
+
       it('reopens an existing journal with its entries', async () => {
         const bus = await connect();
         const j = await journal(bus);
@@ -417,6 +428,17 @@ export function busContract(name: string, target: () => ContractTarget): void {
         u.stop();
       });
 
+      it('destroys a bucket with every key in it', async () => {
+        const bus = await connect();
+        const bucket = fresh('KV');
+        const kv = await bus.kv({ bucket });
+        await kv.put('a', bytes('1'));
+        await kv.destroy();
+        const again = await bus.kv({ bucket });
+        expect(await again.get('a')).toBeNull();
+        expect(await again.keys()).toEqual([]);
+      });
+
       it('refuses bad keys and bucket names with typed errors', async () => {
         const bus = await connect();
         const kv = await bus.kv({ bucket: fresh('KV') });
@@ -444,6 +466,15 @@ export function busContract(name: string, target: () => ContractTarget): void {
         expect(await blobs.delete('doc-1')).toBe(false);
         expect(await blobs.get('doc-1')).toBeNull();
         await expect(blobs.put('', big)).rejects.toBeInstanceOf(InvalidNameError);
+      });
+
+      it('destroys a bucket with every blob in it', async () => {
+        const bus = await connect();
+        const bucket = fresh('B');
+        const blobs = await bus.blobs({ bucket });
+        await blobs.put('x', bytes('1'));
+        await blobs.destroy();
+        expect(await (await bus.blobs({ bucket })).get('x')).toBeNull();
       });
     });
 
