@@ -1,0 +1,78 @@
+/**
+ * cohort's public surface. Everything a user imports comes from here;
+ * anything not re-exported is internal and may change.
+ */
+
+// The bus: one interface, two implementations.
+export type {
+  AppendAck,
+  AppendOptions,
+  BlobConfig,
+  BlobInfo,
+  BlobStore,
+  Bus,
+  BusStatus,
+  Delivery,
+  Feature,
+  Headers,
+  Journal,
+  JournalConfig,
+  JournalEntry,
+  KvConfig,
+  KvEntry,
+  KvStore,
+  KvWatch,
+  KvWatchOptions,
+  Message,
+  MessageHandler,
+  PublishOptions,
+  ReadOptions,
+  RequestOptions,
+  ServerInfo,
+  Subscription,
+} from './bus/types.js';
+export { createNatsBus, type NatsBusOptions } from './bus/nats/mod.js';
+export { createMemoryBus, createMemoryServer, MemoryServer, type MemoryBusOptions, type MemoryServerOptions } from './bus/memory/mod.js';
+export { FEATURE_SINCE, MINIMUM_SERVER_VERSION } from './bus/features.js';
+
+// Time, injectable so hosts and the simulator run on virtual clocks.
+export { SimulatedClock, systemClock, type Clock, type TimerHandle } from './bus/clock.js';
+
+// Errors: one class per failure mode.
+export {
+  BusClosedError,
+  BusError,
+  ConnectionError,
+  DecodeError,
+  EncodeError,
+  InvalidNameError,
+  JetStreamDisabledError,
+  KeyExistsError,
+  NoRespondersError,
+  PayloadTooLargeError,
+  StaleRevisionError,
+  TimeoutError,
+  UnsupportedFeatureError,
+  WrongLastSequenceError,
+} from './bus/errors.js';
+
+// Wire format.
+export { CODEC, decode, encode, type DecodeOptions, type EncodeOptions } from './bus/codec.js';
+export { CLAIM_CHECK_HEADER, decodeBody, encodeBody, type EncodeBodyOptions, type EncodedBody } from './bus/claimCheck.js';
+export {
+  buildSubject,
+  cmdSubject,
+  escapeToken,
+  eventSubject,
+  heartbeatSubject,
+  journalStreamName,
+  journalSubject,
+  metaSubject,
+  parseSubject,
+  readSubject,
+  unescapeToken,
+  type ParsedSubject,
+} from './bus/subjects.js';
+
+// Logging.
+export { childLogger, createLogger, type LogBindings, type Logger, type LoggerOptions } from './log/logger.js';
