@@ -11,7 +11,7 @@ import { fmtMs, fmtRate, median, pad, pipelined, serial, summarize } from './sta
  */
 
 const PAYLOAD = new Uint8Array(128).fill(7);
-const ROUNDS = 4;
+const ROUNDS = 6;
 const SERIAL_N = 2_000;
 const RR_TOTAL = 20_000;
 const RR_WINDOW = 64;

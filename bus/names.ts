@@ -9,8 +9,24 @@ import type { Headers } from './types.js';
 const MAX_SUBJECT_BYTES = 4096; // below the server's default max_control_line
 const TOKEN_FORBIDDEN = /[\s\u0000-\u001f\u007f]/;
 
+/**
+ * Subjects repeat (a session's command and journal subjects, a shard's
+ * filter), so a validated one is remembered: the hot path pays a Set lookup,
+ * not a parse. Bounded: cleared when full.
+ */
+const CACHE_LIMIT = 8192;
+const validConcrete = new Set<string>();
+const validFilters = new Set<string>();
+
 export function validateSubject(subject: string, options: { wildcards: boolean; kind?: string }): void {
-  const kind = options.kind ?? 'subject';
+  const cache = options.wildcards ? validFilters : validConcrete;
+  if (cache.has(subject)) return;
+  parseSubjectTokens(subject, options.wildcards, options.kind ?? 'subject');
+  if (cache.size >= CACHE_LIMIT) cache.clear();
+  cache.add(subject);
+}
+
+function parseSubjectTokens(subject: string, wildcards: boolean, kind: string): void {
   if (typeof subject !== 'string' || subject.length === 0) throw new InvalidNameError(kind, String(subject), 'empty');
   if (Buffer.byteLength(subject) > MAX_SUBJECT_BYTES) {
     throw new InvalidNameError(kind, subject, `longer than ${MAX_SUBJECT_BYTES} bytes`);
@@ -21,7 +37,7 @@ export function validateSubject(subject: string, options: { wildcards: boolean; 
     if (t.length === 0) throw new InvalidNameError(kind, subject, `empty token at position ${i}`);
     if (TOKEN_FORBIDDEN.test(t)) throw new InvalidNameError(kind, subject, `whitespace or control character in token ${i}`);
     const wild = t === '*' || t === '>';
-    if (wild && !options.wildcards) throw new InvalidNameError(kind, subject, 'wildcards are not allowed here');
+    if (wild && !wildcards) throw new InvalidNameError(kind, subject, 'wildcards are not allowed here');
     if (t === '>' && i !== tokens.length - 1) throw new InvalidNameError(kind, subject, "'>' must be the last token");
     if (!wild && (t.includes('*') || t.includes('>'))) {
       throw new InvalidNameError(kind, subject, `'*' or '>' inside token ${i}`);

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { createMemoryBus } from '../bus/memory/mod.js';
 import { createNatsBus } from '../bus/nats/mod.js';
 import type { Bus } from '../bus/types.js';
-import { natsServerCandidates, findNatsServerBinary } from '../harness/natsServerBinary.js';
+import { FALLBACK_DIRS, findNatsServerBinary, natsServerCandidates } from '../harness/natsServerBinary.js';
 import { startNatsServer, type NatsServer } from '../harness/natsServer.js';
 import { doctorChecks, type Scratch } from './doctorChecks.js';
 
@@ -35,7 +35,7 @@ async function openTarget(options: DoctorOptions): Promise<Target> {
     options.write(
       env
         ? `NATS_SERVER_BIN=${env} is not an executable nats-server.`
-        : `No nats-server found (looked in ${natsServerCandidates().join(', ')}).`,
+        : `No nats-server found on PATH or in ${FALLBACK_DIRS.join(', ')} (${natsServerCandidates().length} places in all).`,
     );
     options.write('Checking the in-memory bus instead; install nats-server (apt-get install nats-server) to check NATS.');
     const bus = createMemoryBus();

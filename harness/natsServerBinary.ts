@@ -3,7 +3,7 @@ import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import { NatsServerNotFoundError } from './errors.js';
 
 /** Where Debian and hand installs put it, for shells and services whose PATH lacks the sbin dirs. */
-const FALLBACK_DIRS = ['/usr/sbin', '/usr/local/bin', '/usr/local/sbin'] as const;
+export const FALLBACK_DIRS = ['/usr/sbin', '/usr/local/bin', '/usr/local/sbin'] as const;
 
 const EXECUTABLE = 'nats-server';
 

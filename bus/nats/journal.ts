@@ -59,11 +59,17 @@ class NatsJournal implements Journal {
     readonly apiTimeout: number,
   ) {}
 
+  /** Subjects already known to be captured: appends repeat them. Bounded like the subject cache. */
+  readonly #captured = new Set<string>();
+
   #checkSubject(subject: string, wildcards: boolean): void {
     validateSubject(subject, { wildcards, kind: 'journal subject' });
-    if (!wildcards && !this.subjects.some((f) => subjectMatches(f, subject))) {
+    if (wildcards || this.#captured.has(subject)) return;
+    if (!this.subjects.some((f) => subjectMatches(f, subject))) {
       throw new InvalidNameError('journal subject', subject, `not captured by journal ${this.name}`);
     }
+    if (this.#captured.size >= 8192) this.#captured.clear();
+    this.#captured.add(subject);
   }
 
   async append(subject: string, data: Uint8Array, options: AppendOptions = {}): Promise<AppendAck> {
