@@ -10,11 +10,30 @@ export interface Clock {
 
 export type TimerHandle = { readonly __timer: unique symbol } | number | object;
 
+/** Node fires anything longer than this (about 24.8 days) at once; longer delays are re-armed in steps. */
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
+interface LongTimer {
+  inner: ReturnType<typeof setTimeout>;
+}
+
 export const systemClock: Clock = {
   now: () => Date.now(),
   // Not unref'd: a pending request keeps the process alive, as it does on nats.js.
-  setTimeout: (callback, ms) => setTimeout(callback, ms),
-  clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
+  setTimeout: (callback, ms) => {
+    const due = Date.now() + ms;
+    const handle: LongTimer = { inner: undefined as unknown as ReturnType<typeof setTimeout> };
+    const arm = (left: number): void => {
+      handle.inner = setTimeout(() => {
+        const rest = due - Date.now();
+        if (rest > 0) arm(rest);
+        else callback();
+      }, Math.min(Math.max(0, left), MAX_TIMEOUT_MS));
+    };
+    arm(ms);
+    return handle;
+  },
+  clearTimeout: (handle) => clearTimeout((handle as LongTimer).inner),
 };
 
 interface Pending {

@@ -34,6 +34,10 @@ export type StoreOutcome =
   | { readonly ok: true; readonly seq: number; readonly duplicate: boolean }
   | { readonly ok: false; readonly expected: number; readonly actual: number };
 
+function isConcrete(filter: string): boolean {
+  return !filter.split('.').some((t) => t === '*' || t === '>');
+}
+
 export class MemoryStream {
   #settings: StreamSettings;
   // Insertion order is sequence order, and deletes are cheap.
@@ -113,6 +117,15 @@ export class MemoryStream {
 
   /** Messages matching `filter` with fromSeq <= seq <= toSeq, in order; tolerates purges meanwhile. */
   *range(filter: string, fromSeq: number, toSeq: number): Generator<StoredMessage> {
+    if (isConcrete(filter)) {
+      // One session's journal: walk its own sequence list, not the whole stream.
+      for (const seq of [...(this.#bySubject.get(filter) ?? [])]) {
+        if (seq > toSeq) return;
+        const message = this.#messages.get(seq);
+        if (seq >= fromSeq && message !== undefined) yield message;
+      }
+      return;
+    }
     for (const message of this.#messages.values()) {
       if (message.seq > toSeq) return;
       if (message.seq >= fromSeq && subjectMatches(filter, message.subject)) yield message;
@@ -133,7 +146,11 @@ export class MemoryStream {
   /** Removes messages matching `filter` with seq < below; returns how many. */
   purge(filter: string, below: number): number {
     let removed = 0;
-    for (const [subject, seqs] of [...this.#bySubject]) {
+    // A concrete subject (the usual compaction) is one lookup, not a scan of every subject.
+    const candidates: Iterable<[string, number[]]> = isConcrete(filter)
+      ? this.#bySubject.has(filter) ? [[filter, this.#bySubject.get(filter)!]] : []
+      : [...this.#bySubject];
+    for (const [subject, seqs] of candidates) {
       if (!subjectMatches(filter, subject)) continue;
       while (seqs.length > 0 && seqs[0]! < below) {
         this.#messages.delete(seqs.shift()!);

@@ -1,0 +1,99 @@
+/**
+ * The wire protocol between clients and workers, as data. Bodies are
+ * msgpack (bus/codec.ts); the headers below repeat the essentials as text so
+ * `nats sub 'cohort.>'` explains what it shows.
+ *
+ * `seq` everywhere a user sees it is the session's own version: 1 for its
+ * first committed event, then consecutive, so a client can detect a gap. The
+ * journal's stream sequence (used for fencing) never leaves the worker.
+ */
+
+export const HEADER = {
+  type: 'Cohort-Type',
+  session: 'Cohort-Session',
+  command: 'Cohort-Cmd',
+  client: 'Cohort-Client',
+  seq: 'Cohort-Seq',
+  epoch: 'Cohort-Epoch',
+} as const;
+
+export type MessageType = 'command' | 'read' | 'reply' | 'event' | 'patch' | 'meta';
+
+/** Time and identity the runtime stamps on every event, so machines stay deterministic. */
+export interface EventMeta {
+  /** Milliseconds since the epoch, from the owner's clock when it accepted the event. */
+  readonly time: number;
+  /** The command id: unique per command, reused by every retry of it. */
+  readonly cmdId: string;
+  /** Id of the client that sent it; `timer` for delayed events. */
+  readonly client: string;
+  /** For a delayed event: the id of the timer that fired (it is disarmed by this event). */
+  readonly timer?: string;
+}
+
+export interface UserEvent {
+  readonly type: string;
+  readonly [key: string]: unknown;
+}
+
+/** The event a machine receives: the user's event plus `meta`. */
+export type StampedEvent = UserEvent & { readonly meta: EventMeta };
+
+export interface CommandRequest {
+  readonly event: UserEvent;
+  readonly cmdId: string;
+  readonly client: string;
+  /** Compare-and-set: commit only if the session is at this seq. */
+  readonly expectSeq?: number;
+}
+
+export interface ReadRequest {
+  readonly client: string;
+  /** Read-your-writes: answer only from a copy at least this fresh. */
+  readonly minSeq?: number;
+}
+
+export interface ErrorBody {
+  readonly name: string;
+  readonly message: string;
+  readonly retryable: boolean;
+  readonly details?: Readonly<Record<string, unknown>>;
+}
+
+export type CommandReply =
+  | { readonly ok: true; readonly seq: number; readonly duplicate?: boolean }
+  | { readonly ok: false; readonly error: ErrorBody };
+
+export type ReadReply =
+  | { readonly ok: true; readonly seq: number; readonly state: unknown; readonly document: unknown; readonly stale?: boolean }
+  | { readonly ok: false; readonly error: ErrorBody };
+
+/** One committed event as the journal keeps it. */
+export interface JournaledEvent {
+  readonly event: StampedEvent;
+  /** The session seq this event produced. */
+  readonly seq: number;
+}
+
+/** One journal message: usually one event; a background batch or a transaction holds several. */
+export interface JournalRecord {
+  readonly v: 1;
+  readonly events: readonly JournaledEvent[];
+}
+
+/** RFC 6902 operations, as produced by the diff of two documents. */
+export interface PatchOperation {
+  readonly op: 'add' | 'remove' | 'replace' | 'move' | 'copy' | 'test';
+  readonly path: string;
+  readonly value?: unknown;
+  readonly from?: string;
+}
+
+export interface PatchMessage {
+  readonly seq: number;
+  /** The seq this patch applies on top of: a client whose copy is elsewhere has missed one. */
+  readonly prev: number;
+  readonly ops: readonly PatchOperation[];
+  /** Label of the client whose command caused it (`timer` for delayed events). */
+  readonly setter: string;
+}
