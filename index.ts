@@ -3,6 +3,23 @@
  * anything not re-exported is internal and may change.
  */
 
+// Applications, workers, clients.
+export { defineApplication, type Application, type ApplicationOptions, type CommitLevel } from './actors/application.js';
+export { startWorker, type Worker, type WorkerOptions } from './actors/worker.js';
+export {
+  connect,
+  type CallOptions,
+  type Client,
+  type ConnectOptions,
+  type Patch,
+  type ReadResult,
+  type SendOptions,
+  type SessionHandle,
+} from './actors/client.js';
+export { ConflictError, EventRejectedError, InvalidRequestError, SessionMovedError, UnknownApplicationError } from './actors/errors.js';
+export { DEFAULT_SHARD_COUNT, shardOf } from './actors/shard.js';
+export type { EventMeta, PatchOperation, StampedEvent, UserEvent } from './machines/protocol.js';
+
 // The bus: one interface, two implementations.
 export type {
   AppendAck,

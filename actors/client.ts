@@ -4,7 +4,8 @@ import { decode, encode } from '../bus/codec.js';
 import { NoRespondersError, TimeoutError } from '../bus/errors.js';
 import { createNatsBus } from '../bus/nats/mod.js';
 import { cmdSubject, eventSubject, readSubject, validateApp, validateCluster } from '../bus/subjects.js';
-import type { Bus } from '../bus/types.js';
+import { claimCheckOf, decodeBody } from '../bus/claimCheck.js';
+import type { BlobStore, Bus, Message } from '../bus/types.js';
 import type { CommandReply, PatchMessage, PatchOperation, ReadReply, UserEvent } from '../machines/protocol.js';
 import { fromErrorBody } from './errors.js';
 import { DEFAULT_SHARD_COUNT, shardOf } from './shard.js';
@@ -70,6 +71,7 @@ const RETRY_PAUSES = [25, 50, 100, 250];
 class ClientImpl implements Client {
   readonly id: string;
   readonly #subscriptions = new Set<() => void>();
+  #blobs: Promise<BlobStore> | undefined;
 
   constructor(
     readonly bus: Bus,
@@ -119,7 +121,7 @@ class ClientImpl implements Client {
       if (remaining <= 0) throw new TimeoutError(what, timeout);
       try {
         const m = await this.bus.request(subject, body, { timeout: remaining });
-        const reply = decode(m.data, { where: `reply to ${what}` }) as CommandReply | ReadReply;
+        const reply = (await this.#decodeReply(m, what)) as CommandReply | ReadReply;
         if (reply.ok || !reply.error.retryable) return reply;
       } catch (err) {
         if (err instanceof TimeoutError) throw new TimeoutError(what, timeout, { cause: err });
@@ -127,6 +129,17 @@ class ClientImpl implements Client {
       }
       await this.#pause(Math.min(RETRY_PAUSES[Math.min(attempt, RETRY_PAUSES.length - 1)]!, Math.max(0, deadline - this.clock.now())));
     }
+  }
+
+  /** Most replies are inline; a large document comes by claim-check, fetched and then deleted. */
+  async #decodeReply(m: Message, what: string): Promise<unknown> {
+    const name = claimCheckOf(m.headers);
+    if (name === undefined) return decode(m.data, { where: `reply to ${what}` });
+    this.#blobs ??= this.bus.blobs({ bucket: `cohort_${this.cluster}_blobs` });
+    const blobs = await this.#blobs;
+    const value = await decodeBody(m.data, m.headers, { blobs, where: `reply to ${what}` });
+    void blobs.delete(name).catch(() => undefined);
+    return value;
   }
 
   #pause(ms: number): Promise<void> {

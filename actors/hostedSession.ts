@@ -31,7 +31,7 @@ export interface SessionHost {
   /** The session's copy is no longer trustworthy here: forget it (it reloads on its next message). */
   evict(session: HostedSession): void;
   /** The session's earliest pending timer changed (undefined: none): keep the durable index. */
-  timersChanged(session: HostedSession, due: number | undefined): void;
+  timersChanged(session: HostedSession, due: number | undefined): Promise<void>;
 }
 
 /** Pause before a delayed event whose commit failed is tried again. */
@@ -80,7 +80,7 @@ export class HostedSession {
     this.subject = journalSubject(host.cluster, shard, app.name, id);
     this.log = host.log.child({ app: app.name, session: id, shard });
     this.lastActive = host.clock.now();
-    this.#armTimers();
+    void this.#armTimers();
   }
 
   get seq(): number {
@@ -136,7 +136,8 @@ export class HostedSession {
       this.#unjournaled.push(record);
       this.#appending ??= this.#appendInBackground();
     }
-    this.#apply(next, event);
+    // The wake-up index is written before the reply, so a worker killed right after still wakes the session.
+    await this.#apply(next, event);
     return { ok: true, seq: next.seq };
   }
 
@@ -195,15 +196,16 @@ export class HostedSession {
   }
 
   /** The commit is durable (or, at commit level memory, accepted): now it becomes current and visible. */
-  #apply(next: SessionState, event: StampedEvent): void {
+  #apply(next: SessionState, event: StampedEvent): Promise<void> {
     const prev = this.#state;
     this.#state = next;
     this.#remember(event.meta.cmdId, next.seq);
     this.#publishPatch(prev, next, event.meta.client);
-    if (prev.timers !== next.timers) this.#armTimers();
+    const indexed = prev.timers !== next.timers ? this.#armTimers() : Promise.resolve();
     if (next.seq - this.#snapshotSeq >= this.app.snapshotEvery && this.app.commit === 'journal') {
       void this.saveSnapshot().catch((err: unknown) => this.log.warn({ err }, 'snapshot failed'));
     }
+    return indexed;
   }
 
   #remember(cmdId: string, seq: number): void {
@@ -239,15 +241,15 @@ export class HostedSession {
   }
 
   /** Arms the clock for the earliest pending timer; an overdue one fires at once. */
-  #armTimers(): void {
+  #armTimers(): Promise<void> {
     const first: Timer | undefined = this.#state.timers[0];
-    if (first?.due === this.#timerDue) return;
+    if (first?.due === this.#timerDue) return Promise.resolve();
     if (this.#timer !== undefined) this.host.clock.clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#timerDue = first?.due;
-    this.host.timersChanged(this, first?.due);
-    if (first === undefined || this.#evicted) return;
-    this.#scheduleFire(first.due - this.host.clock.now());
+    const indexed = this.host.timersChanged(this, first?.due);
+    if (first !== undefined && !this.#evicted) this.#scheduleFire(first.due - this.host.clock.now());
+    return indexed;
   }
 
   #scheduleFire(delay: number): void {
@@ -280,7 +282,7 @@ export class HostedSession {
       }
     }
     this.#timerDue = undefined;
-    this.#armTimers();
+    await this.#armTimers();
   }
 
   #evict(why: string): void {

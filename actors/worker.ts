@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { systemClock, type Clock, type TimerHandle } from '../bus/clock.js';
+import { encodeBody } from '../bus/claimCheck.js';
 import { decode, encode } from '../bus/codec.js';
 import { createNatsBus } from '../bus/nats/mod.js';
 import {
@@ -15,7 +16,7 @@ import {
   unescapeToken,
   validateCluster,
 } from '../bus/subjects.js';
-import type { Bus, Delivery, Journal, KvStore, Subscription } from '../bus/types.js';
+import type { BlobStore, Bus, Delivery, Journal, KvStore, Subscription } from '../bus/types.js';
 import { createLogger } from '../log/logger.js';
 import type { CommandReply, JournalRecord, ReadReply } from '../machines/protocol.js';
 import { replaySession, restoreSession, startSession, type SessionState } from '../machines/session.js';
@@ -52,6 +53,8 @@ export interface Worker {
 }
 
 type Reply = CommandReply | ReadReply;
+/** Room kept in a reply for its headers and subject. */
+const REPLY_HEADROOM = 1024;
 const RETRY = Symbol('retry');
 
 class WorkerHost implements SessionHost {
@@ -70,6 +73,7 @@ class WorkerHost implements SessionHost {
     readonly journal: Journal,
     readonly store: SessionStore,
     readonly timerIndex: KvStore,
+    readonly blobs: BlobStore,
     readonly clock: Clock,
     readonly cluster: string,
     readonly log: Logger,
@@ -100,10 +104,20 @@ class WorkerHost implements SessionHost {
   }
 
   #onMessage(m: Delivery, kind: 'cmd' | 'read'): void {
-    void this.#handle(m, kind).then(
-      (reply) => m.respond(encode(reply)),
-      (err: unknown) => m.respond(encode({ ok: false, error: toErrorBody(err) })),
-    );
+    void this.#handle(m, kind)
+      .catch((err: unknown): Reply => ({ ok: false, error: toErrorBody(err) }))
+      .then((reply) => this.#respond(m, reply))
+      .catch((err: unknown) => {
+        // Even the claim-check failed: say so rather than leave the client to time out.
+        this.log.warn({ err, subject: m.subject }, 'reply not sent whole');
+        m.respond(encode({ ok: false, error: toErrorBody(err) }));
+      });
+  }
+
+  /** A reply too large for a message (a big document) travels by claim-check; the client fetches and deletes it. */
+  async #respond(m: Delivery, reply: Reply): Promise<void> {
+    const body = await encodeBody(reply, { maxBytes: this.bus.server.maxPayload - REPLY_HEADROOM, blobs: this.blobs, allowClaimCheck: true });
+    m.respond(body.data, { headers: body.headers });
   }
 
   async #handle(m: Delivery, kind: 'cmd' | 'read'): Promise<Reply> {
@@ -187,10 +201,15 @@ class WorkerHost implements SessionHost {
     if (this.sessions.get(key) === session) this.sessions.delete(key);
   }
 
-  timersChanged(session: HostedSession, due: number | undefined): void {
+  async timersChanged(session: HostedSession, due: number | undefined): Promise<void> {
     const key = `${session.shard}.${session.app.name}.${escapeToken(session.id)}`;
-    const write = due === undefined ? this.timerIndex.delete(key) : this.timerIndex.put(key, encode(due)).then(() => undefined);
-    write.catch((err: unknown) => this.log.warn({ err, key }, 'timer index not updated'));
+    try {
+      if (due === undefined) await this.timerIndex.delete(key);
+      else await this.timerIndex.put(key, encode(due));
+    } catch (err) {
+      // The session still fires while active; only a sleeping one would wake late (on its next message).
+      this.log.warn({ err, key }, 'timer index not updated');
+    }
   }
 
   /** Sessions that sleep with a timer pending are woken when it falls due, even across restarts. */
@@ -291,6 +310,7 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
     journal,
     new SessionStore(snapshots, blobs, bus.server.maxPayload),
     timers,
+    blobs,
     options.clock ?? systemClock,
     cluster,
     log,

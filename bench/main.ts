@@ -1,8 +1,10 @@
 import { benchBus } from './bus.js';
+import { benchSessions } from './sessions.js';
 
 /** `npm run bench -- <name>`: each bench prints its figures beside raw NATS measured in the same run. */
 const benches: Record<string, (write: (line: string) => void) => Promise<number>> = {
   bus: benchBus,
+  sessions: benchSessions,
 };
 
 const write = (line: string): void => void process.stdout.write(line + '\n');

@@ -1,0 +1,332 @@
+import { availableParallelism } from 'node:os';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { connect as connectRaw } from '@nats-io/transport-node';
+import { assign, setup } from 'xstate';
+import { defineApplication } from '../actors/application.js';
+import { connect, type SessionHandle } from '../actors/client.js';
+import { startWorker } from '../actors/worker.js';
+import { startNatsServer } from '../harness/natsServer.js';
+import { createLogger } from '../log/logger.js';
+import { fmtMs, fmtRate, median, pad, serial, summarize } from './stats.js';
+
+/**
+ * Sessions on a worker against raw nats.js, measured in one run on one
+ * embedded server: one worker (all shards, commit 'journal') and one client in
+ * this process; a raw responder on its own connection and a raw stream on its
+ * own subjects for the baselines. Alternating (ABBA) rounds so drift weighs on
+ * both sides alike.
+ */
+
+const CLUSTER = 'bench';
+const APP = 'tally';
+const PAYLOAD = new Uint8Array(128).fill(7);
+const ADD = { type: 'ADD', by: 1 } as const;
+
+const ROUNDS = 4;
+const WARM = 300;
+const LAT_N = 1_000; // per round: 4 000 sends in all
+const TP_SESSIONS = 1_000;
+const TP_WINDOW = 256;
+const TP_TOTAL = 8_000; // per round
+const RAW_JS_TOTAL = 16_000; // per round
+const RD_SESSIONS = 100;
+const RD_WINDOW = 32;
+const RD_TOTAL = 10_000; // per round
+const RAW_RR_TOTAL = 20_000; // per round
+const MEM_N = 5_000;
+const MEM_WINDOW = 256;
+const ACT_M = 500;
+const ACT_RR_N = 500; // raw request/reply samples on each side of the activation run
+
+const GOAL_LATENCY = 1.25;
+const GOAL_SEND_RATE = 0.5;
+const GOAL_READ_RATE = 0.7;
+const GOAL_BYTES = 6_144;
+const GOAL_ACTIVATION_MS = 1;
+
+/** The smallest useful session: a counter, so the document does not grow with the run. */
+const tallyMachine = setup({
+  types: {} as { context: { n: number }; events: { type: 'ADD'; by: number } },
+}).createMachine({
+  id: 'tally',
+  context: { n: 0 },
+  on: { ADD: { actions: assign({ n: ({ context, event }) => context.n + event.by }) } },
+});
+
+/** `total` calls of `op(i)`, i = 0..total-1 in start order, with `window` in flight; operations per second. */
+async function windowed(total: number, window: number, op: (i: number) => Promise<unknown>): Promise<number> {
+  let next = 0;
+  const t0 = performance.now();
+  const lane = async (): Promise<void> => {
+    while (next < total) await op(next++);
+  };
+  await Promise.all(Array.from({ length: Math.min(window, total) }, lane));
+  return total / ((performance.now() - t0) / 1000);
+}
+
+/** A full collection: `--expose-gc`'s gc if given, else the same function switched on at run time. */
+function findGc(): { gc: () => void; how: string } | undefined {
+  const given = (globalThis as { gc?: unknown }).gc;
+  if (typeof given === 'function') return { gc: given as () => void, how: '--expose-gc' };
+  try {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as unknown;
+    if (typeof gc === 'function') return { gc: gc as () => void, how: "v8.setFlagsFromString('--expose-gc')" };
+  } catch {
+    // not available in this runtime
+  }
+  return undefined;
+}
+
+async function heapAfterGc(gc: () => void): Promise<number> {
+  for (let i = 0; i < 4; i++) {
+    gc();
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  return process.memoryUsage().heapUsed;
+}
+
+interface Row {
+  label: string;
+  cohort: string;
+  raw: string;
+  ratio: string;
+  goal: string;
+  /** undefined: shown, not judged. */
+  met?: boolean;
+}
+
+export async function benchSessions(write: (line: string) => void): Promise<number> {
+  const phases: [string, number][] = [];
+  let phaseStart = performance.now();
+  const phase = (name: string): void => {
+    const now = performance.now();
+    phases.push([name, now - phaseStart]);
+    phaseStart = now;
+  };
+
+  await using server = await startNatsServer();
+
+  // Raw baselines: a responder on its own connection that echoes, and a stream on its own subjects.
+  const rawClient = await connectRaw({ servers: server.url });
+  const rawResponder = await connectRaw({ servers: server.url });
+  rawResponder.subscribe('bench.raw.rr', {
+    callback: (_err, m) => {
+      m.respond(m.data);
+    },
+  });
+  await rawResponder.flush();
+  const jsm = await jetstreamManager(rawClient);
+  await jsm.streams.add({ name: 'BENCH_SESSIONS_RAW', subjects: ['bench.raw.js.>'] });
+  const js = jetstream(rawClient);
+  const rawRequest = (): Promise<unknown> => rawClient.request('bench.raw.rr', PAYLOAD, { timeout: 5_000 });
+  const rawSubjects = Array.from({ length: TP_SESSIONS }, (_, i) => `bench.raw.js.${i}`);
+  const rawPublish = (i = 0): Promise<unknown> => js.publish(rawSubjects[i % rawSubjects.length]!, PAYLOAD);
+
+  const app = defineApplication({ name: APP, machine: tallyMachine, commit: 'journal', unusedSessionLifetime: 600_000 });
+  const worker = await startWorker({ nats: server.url, cluster: CLUSTER, applications: [app], logger: createLogger({ level: 'silent' }) });
+  const client = await connect({ nats: server.url, cluster: CLUSTER, label: 'bench' });
+  phase('start server, worker, client');
+
+  // 1. send at commit 'journal', 1 in flight, against request/reply + publish-ack.
+  const lat = client.session(APP, 'latency');
+  await serial(WARM, rawRequest);
+  await serial(WARM, () => rawPublish());
+  await serial(WARM, () => lat.send(ADD));
+  const rrSamples: number[] = [];
+  const jsSamples: number[] = [];
+  const sendSamples: number[] = [];
+  const rawLatency = async (): Promise<void> => {
+    rrSamples.push(...(await serial(LAT_N, rawRequest)));
+    jsSamples.push(...(await serial(LAT_N, () => rawPublish())));
+  };
+  const cohortLatency = async (): Promise<void> => {
+    sendSamples.push(...(await serial(LAT_N, () => lat.send(ADD))));
+  };
+  for (let r = 0; r < ROUNDS; r++) {
+    if (r % 2 === 0) {
+      await rawLatency();
+      await cohortLatency();
+    } else {
+      await cohortLatency();
+      await rawLatency();
+    }
+  }
+  const rr = summarize(rrSamples);
+  const jsAck = summarize(jsSamples);
+  const send = summarize(sendSamples);
+  phase('1. send latency');
+
+  // 2. send throughput over warm sessions, 256 in flight, against pipelined publish-ack.
+  const tp = Array.from({ length: TP_SESSIONS }, (_, i) => client.session(APP, `tp-${i}`));
+  await windowed(TP_SESSIONS, TP_WINDOW, (i) => tp[i]!.send(ADD)); // activation, not measured
+  await windowed(TP_SESSIONS, TP_WINDOW, (i) => tp[i]!.send(ADD));
+  await windowed(TP_SESSIONS, TP_WINDOW, (i) => rawPublish(i));
+  const sendRates: number[] = [];
+  const rawJsRates: number[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    const rawRun = async (): Promise<void> => void rawJsRates.push(await windowed(RAW_JS_TOTAL, TP_WINDOW, (i) => rawPublish(i)));
+    const cohortRun = async (): Promise<void> => void sendRates.push(await windowed(TP_TOTAL, TP_WINDOW, (i) => tp[i % TP_SESSIONS]!.send(ADD)));
+    if (r % 2 === 0) {
+      await rawRun();
+      await cohortRun();
+    } else {
+      await cohortRun();
+      await rawRun();
+    }
+  }
+  const sendRate = median(sendRates);
+  const rawJsRate = median(rawJsRates);
+  phase('2. send throughput');
+
+  // 3. read throughput over warm sessions, 32 in flight, against pipelined request/reply.
+  const rd = Array.from({ length: RD_SESSIONS }, (_, i) => client.session(APP, `rd-${i}`));
+  await windowed(RD_SESSIONS, RD_WINDOW, (i) => rd[i]!.send(ADD));
+  await windowed(RD_SESSIONS * 10, RD_WINDOW, (i) => rd[i % RD_SESSIONS]!.read());
+  await windowed(RD_SESSIONS * 10, RD_WINDOW, rawRequest);
+  const readRates: number[] = [];
+  const rawRrRates: number[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    const rawRun = async (): Promise<void> => void rawRrRates.push(await windowed(RAW_RR_TOTAL, RD_WINDOW, rawRequest));
+    const cohortRun = async (): Promise<void> => void readRates.push(await windowed(RD_TOTAL, RD_WINDOW, (i) => rd[i % RD_SESSIONS]!.read()));
+    if (r % 2 === 0) {
+      await rawRun();
+      await cohortRun();
+    } else {
+      await cohortRun();
+      await rawRun();
+    }
+  }
+  const readRate = median(readRates);
+  const rawRrRate = median(rawRrRates);
+  phase('3. read throughput');
+
+  // 4. Memory per active idle session: heap after a full GC, before and after activating MEM_N sessions.
+  const passivatedBefore = await worker.passivate();
+  phase(`passivate the ${passivatedBefore} sessions so far`);
+  const found = findGc();
+  const mem = Array.from({ length: MEM_N }, (_, i) => client.session(APP, `mem-${i}`)); // held across both readings
+  let bytesPerSession = Number.NaN;
+  let activeAfter = 0;
+  if (found) {
+    const before = await heapAfterGc(found.gc);
+    await windowed(MEM_N, MEM_WINDOW, (i) => mem[i]!.send(ADD));
+    const after = await heapAfterGc(found.gc);
+    activeAfter = worker.activeSessions;
+    bytesPerSession = (after - before) / MEM_N;
+  } else {
+    await windowed(MEM_N, MEM_WINDOW, (i) => mem[i]!.send(ADD));
+    activeAfter = worker.activeSessions;
+  }
+  phase(`4. memory (activate ${MEM_N})`);
+
+  // 5. Activation from a snapshot: the first read after passivation, against request/reply p50.
+  const passivatedForActivation = await worker.passivate();
+  phase(`passivate the ${passivatedForActivation} sessions (snapshots written)`);
+  const actRr: number[] = [...(await serial(ACT_RR_N, rawRequest))];
+  const firstReads = summarize(await serial(ACT_M, (() => { let i = 0; return () => mem[i++]!.read(); })()));
+  actRr.push(...(await serial(ACT_RR_N, rawRequest)));
+  const warmReads = summarize(await serial(ACT_M, (() => { let i = 0; return () => mem[i++]!.read(); })()));
+  const actRrP50 = summarize(actRr).p50;
+  const activationNet = firstReads.p50 - actRrP50;
+  phase(`5. activation (${ACT_M} first reads)`);
+
+  const rows: Row[] = [];
+  const latencyRow = (label: string, cohort: number, raw: number, rawLabel: string, judged: boolean): void => {
+    const ratio = cohort / raw;
+    rows.push({
+      label,
+      cohort: fmtMs(cohort),
+      raw: `${fmtMs(raw)} ${rawLabel}`,
+      ratio: `${ratio.toFixed(2)}x`,
+      goal: `<= ${GOAL_LATENCY.toFixed(2)}x`,
+      ...(judged ? { met: ratio <= GOAL_LATENCY } : {}),
+    });
+  };
+  latencyRow('send p50 (journal, 1 in flight)', send.p50, rr.p50 + jsAck.p50, '(rr+ack)', true);
+  latencyRow('send p99 (journal, 1 in flight)', send.p99, rr.p99 + jsAck.p99, '(rr+ack)', true);
+  rows.push({ label: '  raw request/reply p50 / p99', cohort: '', raw: `${fmtMs(rr.p50)} / ${fmtMs(rr.p99)}`, ratio: '', goal: '(shown)' });
+  rows.push({ label: '  raw publish-ack p50 / p99', cohort: '', raw: `${fmtMs(jsAck.p50)} / ${fmtMs(jsAck.p99)}`, ratio: '', goal: '(shown)' });
+  const sendShare = sendRate / rawJsRate;
+  rows.push({
+    label: `send throughput (${TP_SESSIONS} sessions, ${TP_WINDOW} in flight)`,
+    cohort: fmtRate(sendRate),
+    raw: `${fmtRate(rawJsRate)} (ack)`,
+    ratio: `${(sendShare * 100).toFixed(0)}%`,
+    goal: `>= ${(GOAL_SEND_RATE * 100).toFixed(0)}%`,
+    met: sendShare >= GOAL_SEND_RATE,
+  });
+  const readShare = readRate / rawRrRate;
+  rows.push({
+    label: `read throughput (${RD_SESSIONS} sessions, ${RD_WINDOW} in flight)`,
+    cohort: fmtRate(readRate),
+    raw: `${fmtRate(rawRrRate)} (rr)`,
+    ratio: `${(readShare * 100).toFixed(0)}%`,
+    goal: `>= ${(GOAL_READ_RATE * 100).toFixed(0)}%`,
+    met: readShare >= GOAL_READ_RATE,
+  });
+  rows.push(
+    found
+      ? {
+          label: `heap per active idle session (${MEM_N})`,
+          cohort: `${Math.round(bytesPerSession).toLocaleString('en-US')} B`,
+          raw: '-',
+          ratio: '',
+          goal: `<= ${GOAL_BYTES} B`,
+          met: bytesPerSession <= GOAL_BYTES,
+        }
+      : { label: `heap per active idle session (${MEM_N})`, cohort: 'needs --expose-gc', raw: '-', ratio: '', goal: `<= ${GOAL_BYTES} B` },
+  );
+  rows.push({
+    label: `first read after passivation p50 (${ACT_M})`,
+    cohort: fmtMs(firstReads.p50),
+    raw: `${fmtMs(actRrP50)} (rr)`,
+    ratio: `${(firstReads.p50 / actRrP50).toFixed(2)}x`,
+    goal: '(shown)',
+  });
+  rows.push({ label: 'first read after passivation p99', cohort: fmtMs(firstReads.p99), raw: '', ratio: '', goal: '(shown)' });
+  rows.push({
+    label: 'activation (net) p50: first read - rr p50',
+    cohort: fmtMs(activationNet),
+    raw: '',
+    ratio: '',
+    goal: `<= ${fmtMs(GOAL_ACTIVATION_MS)}`,
+    met: activationNet <= GOAL_ACTIVATION_MS,
+  });
+  rows.push({ label: '  warm read p50 (same sessions, after)', cohort: fmtMs(warmReads.p50), raw: `${fmtMs(actRrP50)} (rr)`, ratio: `${(warmReads.p50 / actRrP50).toFixed(2)}x`, goal: '(shown)' });
+
+  write(
+    `cohort bench sessions: nats-server ${server.version} (embedded), ${availableParallelism()} cores, one worker (all shards, commit journal) ` +
+      `and one client in this process; raw baselines: ${PAYLOAD.length}-byte bodies, same run; ${ROUNDS} rounds in ABBA order`,
+  );
+  write('');
+  write(`  ${pad('figure', 48)}${pad('cohort', 18)}${pad('raw baseline', 26)}${pad('ratio', 8)}goal`);
+  let misses = 0;
+  for (const row of rows) {
+    if (row.met === false) misses++;
+    const verdict = row.met === undefined ? '' : row.met ? ' met' : ' MISSED';
+    write(`  ${pad(row.label, 48)}${pad(row.cohort, 18)}${pad(row.raw, 26)}${pad(row.ratio, 8)}${row.goal}${verdict}`);
+  }
+  write('');
+  write(
+    `latency: ${send.n} sends, ${rr.n} requests, ${jsAck.n} publish-acks; send p50 ${fmtMs(send.p50)} vs rr p50 + ack p50 = ${fmtMs(rr.p50 + jsAck.p50)}`,
+  );
+  write(`throughput rounds (send/s): ${sendRates.map((r) => Math.round(r)).join(', ')}; raw ack/s: ${rawJsRates.map((r) => Math.round(r)).join(', ')}`);
+  write(`throughput rounds (read/s): ${readRates.map((r) => Math.round(r)).join(', ')}; raw rr/s: ${rawRrRates.map((r) => Math.round(r)).join(', ')}`);
+  write(
+    found
+      ? `memory: ${activeAfter} sessions active after activating ${MEM_N}; full GC via ${found.how}; heapUsed delta / ${MEM_N}`
+      : `memory: not measured: needs --expose-gc (run: node --expose-gc --import tsx bench/main.ts sessions)`,
+  );
+  write(`time: ${phases.map(([name, ms]) => `${name} ${(ms / 1000).toFixed(1)} s`).join('; ')}`);
+  write('');
+  write(misses === 0 ? 'all session goals met' : `${misses} session goal(s) MISSED`);
+
+  await client.close();
+  await worker.stop();
+  await rawClient.close();
+  await rawResponder.close();
+  return 0;
+}

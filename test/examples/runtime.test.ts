@@ -1,0 +1,111 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { defineApplication } from '../../actors/application.js';
+import { connect, type Patch } from '../../actors/client.js';
+import { EventRejectedError } from '../../actors/errors.js';
+import { startWorker } from '../../actors/worker.js';
+import { createMemoryBus, createMemoryServer } from '../../bus/memory/mod.js';
+import { createNatsBus } from '../../bus/nats/mod.js';
+import { metaSubject } from '../../bus/subjects.js';
+import type { Bus } from '../../bus/types.js';
+import { ledger, ledgerMachine, type LedgerContext } from '../../examples/ledger.js';
+import { whiteboard, type WhiteboardContext } from '../../examples/whiteboard.js';
+import type { NatsServer } from '../../harness/natsServer.js';
+import { startTestServer } from '../nats.js';
+import { waitFor } from '../waitFor.js';
+
+let nats: NatsServer;
+beforeAll(async () => {
+  nats = await startTestServer();
+});
+afterAll(async () => {
+  await nats?.[Symbol.asyncDispose]();
+});
+const memory = createMemoryServer();
+
+describe.each([
+  { name: 'memory', bus: async (): Promise<Bus> => createMemoryBus({ server: memory }) },
+  { name: 'nats', bus: (): Promise<Bus> => createNatsBus({ servers: nats.url }) },
+])('the examples on a worker ($name)', (target) => {
+  const closers: { close?(): Promise<void>; stop?(): Promise<void> }[] = [];
+  afterEach(async () => {
+    for (const c of closers.splice(0).reverse()) await (c.stop ? c.stop() : c.close!());
+  });
+  async function bus(): Promise<Bus> {
+    const b = await target.bus();
+    closers.push(b);
+    return b;
+  }
+  async function setUp(apps = [ledger, whiteboard]) {
+    const cluster = `e${randomUUID().slice(0, 8)}`;
+    closers.push(await startWorker({ bus: await bus(), cluster, applications: apps }));
+    const client = await connect({ bus: await bus(), cluster, label: 'teller' });
+    closers.push(client);
+    return { cluster, client };
+  }
+
+  it('ledger: opens, deposits, refuses an overdraft, and reads the balance back', async () => {
+    const { client } = await setUp();
+    const acct = client.session('ledger', 'alice');
+    await acct.send({ type: 'OPEN', owner: 'Alice' });
+    await acct.send({ type: 'DEPOSIT', amount: 500 });
+    const overdraft = await acct.send({ type: 'WITHDRAW', amount: 800 }).catch((e: unknown) => e);
+    expect(overdraft).toBeInstanceOf(EventRejectedError);
+    expect(overdraft).toMatchObject({ eventType: 'WITHDRAW', state: 'open' });
+    const { seq } = await acct.send({ type: 'WITHDRAW', amount: 200 });
+    expect(seq).toBe(3);
+    const { document, state } = await acct.read();
+    expect(state).toBe('open');
+    expect(document).toMatchObject({ owner: 'Alice', balance: 300 } satisfies Partial<LedgerContext>);
+  });
+
+  it('ledger: the statement timer fires on the runtime clock and is journaled', async () => {
+    const quick = defineApplication({ name: 'ledger', machine: ledgerMachine.provide({ delays: { statement: 150 } }) });
+    const { client } = await setUp([quick]);
+    const acct = client.session('ledger', 'bob');
+    await acct.send({ type: 'OPEN', owner: 'Bob' });
+    await acct.send({ type: 'DEPOSIT', amount: 42 });
+    const doc = await waitFor(
+      async () => {
+        const d = (await acct.read()).document as LedgerContext;
+        return d.statements.length >= 2 && d;
+      },
+      { what: 'two statements' },
+    );
+    expect(doc.statements[0]).toMatchObject({ balance: 42 });
+    expect(doc.statements[1]!.at).toBeGreaterThan(doc.statements[0]!.at);
+  });
+
+  it('whiteboard: every client sees the others\' edits as patches, never its own', async () => {
+    const { cluster, client: alice } = await setUp();
+    const bob = await connect({ bus: await bus(), cluster, label: 'bob' });
+    closers.push(bob);
+    const seenByAlice: Patch[] = [];
+    const seenByBob: Patch[] = [];
+    alice.session('whiteboard', 'board-1').subscribe((p) => seenByAlice.push(p));
+    bob.session('whiteboard', 'board-1').subscribe((p) => seenByBob.push(p));
+    await alice.session('whiteboard', 'board-1').send({ type: 'ADD_SHAPE', id: 's1', kind: 'rect', x: 1, y: 2 });
+    await bob.session('whiteboard', 'board-1').send({ type: 'MOVE_SHAPE', id: 's1', x: 10, y: 20 });
+    await alice.session('whiteboard', 'board-1').send({ type: 'SET_TITLE', title: 'Plan' });
+    await waitFor(() => seenByBob.length === 2 && seenByAlice.length === 1, { what: 'patches' });
+    expect(seenByBob.map((p) => p.seq)).toEqual([1, 3]);
+    expect(seenByBob[0]!.ops).toEqual([{ op: 'add', path: '/shapes/s1', value: { kind: 'rect', x: 1, y: 2, by: alice.id } }]);
+    expect(seenByAlice[0]).toMatchObject({ seq: 2, setter: bob.id });
+    expect(seenByAlice[0]!.ops).toEqual(
+      expect.arrayContaining([
+        { op: 'replace', path: '/shapes/s1/x', value: 10 },
+        { op: 'replace', path: '/shapes/s1/y', value: 20 },
+      ]),
+    );
+    const { document } = await bob.session('whiteboard', 'board-1').read();
+    expect(document).toMatchObject({ title: 'Plan', shapes: { s1: { kind: 'rect', x: 10, y: 20, by: alice.id } } } satisfies Partial<WhiteboardContext>);
+  });
+
+  it('serves application metadata as JSON', async () => {
+    const { cluster } = await setUp();
+    const raw = await bus();
+    const reply = await raw.request(metaSubject(cluster, 'ledger'), new Uint8Array(), { timeout: 2_000 });
+    expect(reply.headers['Content-Type']).toBe('application/json');
+    expect(JSON.parse(new TextDecoder().decode(reply.data))).toEqual({ name: 'ledger', commit: 'journal', metadata: { title: 'Accounts' } });
+  });
+});
