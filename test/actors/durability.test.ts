@@ -1,7 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { createInterface } from 'node:readline';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineApplication } from '../../actors/application.js';
 import { connect } from '../../actors/client.js';
 import { shardOf } from '../../actors/shard.js';
@@ -13,7 +11,9 @@ import { journalStreamFilter, journalStreamName, journalSubject } from '../../bu
 import type { Bus } from '../../bus/types.js';
 import type { NatsServer } from '../../harness/natsServer.js';
 import type { JournalRecord } from '../../machines/protocol.js';
+import { cleanupAfterEach } from '../cleanup.js';
 import { counterMachine } from '../fixtures/counter.js';
+import { startWorkerProcess } from '../fixtures/workerProcess.js';
 import { startTestServer } from '../nats.js';
 import { waitFor } from '../waitFor.js';
 
@@ -42,20 +42,10 @@ async function history(bus: Bus, cluster: string, id: string): Promise<{ seq: nu
 }
 
 describe.each(targets)('durability ($name)', (target) => {
-  const closers: { close?(): Promise<void>; stop?(): Promise<void> }[] = [];
-  afterEach(async () => {
-    for (const c of closers.splice(0).reverse()) await (c.stop ? c.stop() : c.close!());
-  });
-  async function bus(): Promise<Bus> {
-    const b = await target.bus();
-    closers.push(b);
-    return b;
-  }
-  async function worker(cluster: string, commit: 'memory' | 'journal' = 'journal'): Promise<Worker> {
-    const w = await startWorker({ bus: await bus(), cluster, applications: [commit === 'journal' ? app : { ...app, commit }] });
-    closers.push(w);
-    return w;
-  }
+  const track = cleanupAfterEach();
+  const bus = async (): Promise<Bus> => track(await target.bus());
+  const worker = async (cluster: string, commit: 'memory' | 'journal' = 'journal'): Promise<Worker> =>
+    track(await startWorker({ bus: await bus(), cluster, applications: [commit === 'journal' ? app : { ...app, commit }] }));
 
   it('two workers that both believe they own a shard: one history survives', async () => {
     const cluster = `f${randomUUID().slice(0, 8)}`;
@@ -128,19 +118,9 @@ describe.each(targets)('durability ($name)', (target) => {
 });
 
 describe('a worker process killed with SIGKILL (nats)', () => {
-  let child: ChildProcess | undefined;
-  afterEach(() => {
-    child?.kill('SIGKILL');
-  });
-
   it('loses no acknowledged write', async () => {
     const cluster = `k${randomUUID().slice(0, 8)}`;
-    child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/counterWorker.ts', nats.url, cluster], { stdio: ['ignore', 'pipe', 'inherit'] });
-    const exited = new Promise((r) => child!.once('exit', r));
-    await new Promise<void>((resolve, reject) => {
-      child!.once('exit', (code) => reject(new Error(`worker exited early with ${code}`)));
-      createInterface({ input: child!.stdout! }).on('line', (l) => l === 'ready' && resolve());
-    });
+    const child = await startWorkerProcess(nats.url, cluster);
     const clientBus = await createNatsBus({ servers: nats.url });
     const client = await connect({ bus: clientBus, cluster, label: 'k' });
     const acked = new Map<string, number>();
@@ -152,8 +132,7 @@ describe('a worker process killed with SIGKILL (nats)', () => {
         }
       }),
     );
-    child.kill('SIGKILL');
-    await exited;
+    await child.kill();
     const replacement = await startWorker({ nats: nats.url, cluster, applications: [app] });
     try {
       for (const [id, seq] of acked) {

@@ -1,6 +1,4 @@
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineApplication } from '../../actors/application.js';
 import { connect } from '../../actors/client.js';
@@ -13,6 +11,7 @@ import type { Bus } from '../../bus/types.js';
 import type { NatsServer } from '../../harness/natsServer.js';
 import type { JournalRecord } from '../../machines/protocol.js';
 import { counterMachine } from '../fixtures/counter.js';
+import { startWorkerProcess } from '../fixtures/workerProcess.js';
 import { startTestServer } from '../nats.js';
 import { waitFor } from '../waitFor.js';
 
@@ -63,20 +62,12 @@ describe('delayed events across restarts (nats)', () => {
 
   it('a worker killed with SIGKILL mid-delay: its successor still fires the timer', async () => {
     const cluster = `d${randomUUID().slice(0, 8)}`;
-    const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/counterWorker.ts', nats.url, cluster], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    const exited = new Promise((r) => child.once('exit', r));
-    await new Promise<void>((resolve, reject) => {
-      child.once('exit', (code) => reject(new Error(`worker exited early with ${code}`)));
-      createInterface({ input: child.stdout! }).on('line', (l) => l === 'ready' && resolve());
-    });
+    const child = await startWorkerProcess(nats.url, cluster);
     const bus = await createNatsBus({ servers: nats.url });
     try {
       const client = await connect({ bus, cluster, label: 'arm' });
       await client.session('counter', 'orphan').send({ type: 'ARM' });
-      child.kill('SIGKILL');
-      await exited;
+      await child.kill();
       const successor = await startWorker({ bus, cluster, applications: [app] });
       try {
         const by = await waitFor(async () => {
@@ -88,7 +79,7 @@ describe('delayed events across restarts (nats)', () => {
         await successor.stop();
       }
     } finally {
-      child.kill('SIGKILL');
+      await child.kill();
       await bus.close();
     }
   });

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineApplication } from '../../actors/application.js';
 import { connect, type Patch } from '../../actors/client.js';
 import { EventRejectedError } from '../../actors/errors.js';
@@ -11,6 +11,7 @@ import type { Bus } from '../../bus/types.js';
 import { ledger, ledgerMachine, type LedgerContext } from '../../examples/ledger.js';
 import { whiteboard, type WhiteboardContext } from '../../examples/whiteboard.js';
 import type { NatsServer } from '../../harness/natsServer.js';
+import { cleanupAfterEach } from '../cleanup.js';
 import { startTestServer } from '../nats.js';
 import { waitFor } from '../waitFor.js';
 
@@ -27,20 +28,12 @@ describe.each([
   { name: 'memory', bus: async (): Promise<Bus> => createMemoryBus({ server: memory }) },
   { name: 'nats', bus: (): Promise<Bus> => createNatsBus({ servers: nats.url }) },
 ])('the examples on a worker ($name)', (target) => {
-  const closers: { close?(): Promise<void>; stop?(): Promise<void> }[] = [];
-  afterEach(async () => {
-    for (const c of closers.splice(0).reverse()) await (c.stop ? c.stop() : c.close!());
-  });
-  async function bus(): Promise<Bus> {
-    const b = await target.bus();
-    closers.push(b);
-    return b;
-  }
+  const track = cleanupAfterEach();
+  const bus = async (): Promise<Bus> => track(await target.bus());
   async function setUp(apps = [ledger, whiteboard]) {
     const cluster = `e${randomUUID().slice(0, 8)}`;
-    closers.push(await startWorker({ bus: await bus(), cluster, applications: apps }));
-    const client = await connect({ bus: await bus(), cluster, label: 'teller' });
-    closers.push(client);
+    track(await startWorker({ bus: await bus(), cluster, applications: apps }));
+    const client = track(await connect({ bus: await bus(), cluster, label: 'teller' }));
     return { cluster, client };
   }
 
@@ -78,8 +71,7 @@ describe.each([
 
   it('whiteboard: every client sees the others\' edits as patches, never its own', async () => {
     const { cluster, client: alice } = await setUp();
-    const bob = await connect({ bus: await bus(), cluster, label: 'bob' });
-    closers.push(bob);
+    const bob = track(await connect({ bus: await bus(), cluster, label: 'bob' }));
     const seenByAlice: Patch[] = [];
     const seenByBob: Patch[] = [];
     alice.session('whiteboard', 'board-1').subscribe((p) => seenByAlice.push(p));
