@@ -59,6 +59,7 @@ export class HostedSession {
   /** Commit level memory: records waiting for the background appender. */
   #unjournaled: JournalRecord[] = [];
   #appending: Promise<void> | undefined;
+  #saving: Promise<void> = Promise.resolve();
   lastActive: number;
 
   readonly subject: string;
@@ -203,7 +204,7 @@ export class HostedSession {
     this.#publishPatch(prev, next, event.meta.client);
     const indexed = prev.timers !== next.timers ? this.#armTimers() : Promise.resolve();
     if (next.seq - this.#snapshotSeq >= this.app.snapshotEvery && this.app.commit === 'journal') {
-      void this.saveSnapshot().catch((err: unknown) => this.log.warn({ err }, 'snapshot failed'));
+      void this.saveSnapshot({ compact: true }).catch((err: unknown) => this.log.warn({ err }, 'snapshot failed'));
     }
     return indexed;
   }
@@ -226,8 +227,20 @@ export class HostedSession {
     }
   }
 
-  /** Writes the snapshot and lets the journal below it go. */
-  async saveSnapshot(): Promise<void> {
+  /**
+   * Writes the snapshot. Every `snapshotEvery` events the journal below it
+   * goes too; a passivation only snapshots, because a purge costs the
+   * server time that grows with the stream (on 2.9.10) and mass passivation
+   * would otherwise flood it with them.
+   */
+  saveSnapshot(options: { compact?: boolean } = {}): Promise<void> {
+    // One at a time: a passivation waits for a compaction already under way.
+    const run = this.#saving.then(() => this.#writeSnapshot(options));
+    this.#saving = run.catch(() => undefined);
+    return run;
+  }
+
+  async #writeSnapshot(options: { compact?: boolean }): Promise<void> {
     await this.#appending;
     const seq = this.#state.seq;
     if (seq === this.#snapshotSeq || this.#evicted || this.#unjournaled.length > 0) return;
@@ -235,6 +248,7 @@ export class HostedSession {
     const recent = [...this.#recent.entries()].slice(-RECENT_IN_SNAPSHOT);
     await this.host.store.save(this.app.name, this.id, { session: persistSession(this.app.machine, this.#state), journalSeq, recent });
     this.#snapshotSeq = seq;
+    if (!options.compact) return;
     await this.host.journal.purge(this.subject, { below: journalSeq }).catch((err: unknown) => {
       this.log.warn({ err }, 'journal compaction failed');
     });

@@ -169,13 +169,14 @@ class WorkerHost implements SessionHost {
 
   /** From the latest snapshot plus the journal after it. */
   async #activate(app: Application, id: string, shard: number, key: string): Promise<HostedSession> {
-    const stored = await this.store.load(app.name, id);
+    const subject = journalSubject(this.cluster, shard, app.name, id);
+    // Both lookups at once: activation is two round trips in parallel, not in a row.
+    const [stored, lastSeq] = await Promise.all([this.store.load(app.name, id), this.journal.lastSeq(subject)]);
     let state: SessionState | undefined = stored ? restoreSession(app.machine, stored.session) : undefined;
     let journalSeq = stored?.journalSeq ?? 0;
     const recent: [string, number][] = (stored?.recent ?? []).map(([c, s]) => [c, s]);
-    const subject = journalSubject(this.cluster, shard, app.name, id);
-    // One cheap lookup spares a consumer when there is nothing after the snapshot (or no session yet).
-    const tail = (await this.journal.lastSeq(subject)) > journalSeq ? this.journal.read(subject, { fromSeq: journalSeq + 1 }) : [];
+    // The last-sequence lookup spares a consumer when there is nothing after the snapshot (or no session yet).
+    const tail = lastSeq > journalSeq ? this.journal.read(subject, { fromSeq: journalSeq + 1 }) : [];
     for await (const entry of tail) {
       const record = decode(entry.data, { where: `journal ${entry.subject}#${entry.seq}` }) as JournalRecord;
       const first = record.events[0];

@@ -386,7 +386,7 @@ export async function benchSessions(write: (line: string) => void): Promise<numb
   const active = worker.activeSessions;
   const stopStart = performance.now();
   await worker.stop();
-  write(`worker.stop() with ${active} active sessions (each snapshotted and its journal purged): ${fmtS(performance.now() - stopStart)}`);
+  write(`worker.stop() with ${active} active sessions (each snapshotted): ${fmtS(performance.now() - stopStart)}`);
   await rawClient.close();
   await rawResponder.close();
   return 0;
