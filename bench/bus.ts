@@ -6,7 +6,8 @@ import { startNatsServer } from '../harness/natsServer.js';
 import { fmtMs, fmtRate, median, pad, pipelined, serial, summarize } from './stats.js';
 
 /**
- * Raw nats.js against the same operations through cohort's bus, measured in
+ * Raw nats.js (with noAsyncTraces, as the bus connects: like for like)
+ * against the same operations through cohort's bus, measured in
  * one run on one embedded server, alternating rounds so drift hits both.
  */
 
@@ -46,8 +47,8 @@ async function measure(side: Side): Promise<Figures> {
 export async function benchBus(write: (line: string) => void): Promise<number> {
   await using server = await startNatsServer();
 
-  const rawClient = await connect({ servers: server.url });
-  const rawResponder = await connect({ servers: server.url });
+  const rawClient = await connect({ servers: server.url, noAsyncTraces: true });
+  const rawResponder = await connect({ servers: server.url, noAsyncTraces: true });
   rawResponder.subscribe('bench.raw.rr', {
     callback: (_err, m) => {
       m.respond(m.data);

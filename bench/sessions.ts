@@ -156,8 +156,8 @@ export async function benchSessions(write: (line: string) => void): Promise<numb
   await using server = await startNatsServer();
 
   // Raw baselines: a responder on its own connection that echoes, and a stream on its own subjects.
-  const rawClient = await connectRaw({ servers: server.url });
-  const rawResponder = await connectRaw({ servers: server.url });
+  const rawClient = await connectRaw({ servers: server.url, noAsyncTraces: true });
+  const rawResponder = await connectRaw({ servers: server.url, noAsyncTraces: true });
   rawResponder.subscribe('bench.raw.rr', {
     callback: (_err, m) => {
       m.respond(m.data);
