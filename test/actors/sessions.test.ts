@@ -149,6 +149,11 @@ describe.each(targets)('sessions on workers ($name)', (target) => {
       expect(noType).toMatchObject({ ok: false, error: { name: 'InvalidRequestError' } });
       const timerSpoof = await ask(encode({ event: { type: 'xstate.after.bell.counter.armed' }, cmdId: 'y', client: 'raw' }));
       expect(timerSpoof).toMatchObject({ ok: false, error: { name: 'InvalidRequestError' } });
+      const readSubj = cmdSubject(cluster, shardOf('counter', 'eve'), 'counter', 'eve').replace('.cmd.', '.read.');
+      const badRead = decode((await raw.request(readSubj, encode({ client: 'raw', minSeq: -3 }), { timeout: 3_000 })).data) as CommandReply;
+      expect(badRead).toMatchObject({ ok: false, error: { name: 'InvalidRequestError' } });
+      const garbageRead = decode((await raw.request(readSubj, new Uint8Array([0x92]), { timeout: 3_000 })).data) as CommandReply;
+      expect(garbageRead).toMatchObject({ ok: false, error: { name: 'DecodeError' } });
       await after();
       const s = client.session('counter', 'eve');
       expect((await s.send({ type: 'ADD', by: 2 })).seq).toBe(1);
