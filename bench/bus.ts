@@ -1,9 +1,8 @@
 import { availableParallelism } from 'node:os';
-import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { connect } from '@nats-io/transport-node';
 import { createNatsBus } from '../bus/nats/mod.js';
 import { startNatsServer } from '../harness/natsServer.js';
-import { fmtMs, fmtRate, median, pad, pipelined, serial, summarize } from './stats.js';
+import { startRawNats } from './rawNats.js';
+import { abba, fmtMs, fmtRate, median, pad, pipelined, serial, summarize } from './stats.js';
 
 /**
  * Raw nats.js (with noAsyncTraces, as the bus connects: like for like)
@@ -47,17 +46,7 @@ async function measure(side: Side): Promise<Figures> {
 export async function benchBus(write: (line: string) => void): Promise<number> {
   await using server = await startNatsServer();
 
-  const rawClient = await connect({ servers: server.url, noAsyncTraces: true });
-  const rawResponder = await connect({ servers: server.url, noAsyncTraces: true });
-  rawResponder.subscribe('bench.raw.rr', {
-    callback: (_err, m) => {
-      m.respond(m.data);
-    },
-  });
-  await rawResponder.flush();
-  const jsm = await jetstreamManager(rawClient);
-  await jsm.streams.add({ name: 'BENCH_RAW', subjects: ['bench.raw.js.>'] });
-  const js = jetstream(rawClient);
+  const rawNats = await startRawNats(server.url, 'BENCH_RAW');
 
   const bus = await createNatsBus({ servers: server.url });
   const busResponder = await createNatsBus({ servers: server.url });
@@ -66,26 +55,15 @@ export async function benchBus(write: (line: string) => void): Promise<number> {
   const journal = await bus.journal({ name: 'BENCH_BUS', subjects: ['bench.bus.js.>'] });
 
   const raw: Side = {
-    request: () => rawClient.request('bench.raw.rr', PAYLOAD, { timeout: 5_000 }),
-    publishAck: () => js.publish('bench.raw.js.s', PAYLOAD),
+    request: () => rawNats.request(PAYLOAD),
+    publishAck: () => rawNats.publish('bench.raw.js.s', PAYLOAD),
   };
   const cohort: Side = {
     request: () => bus.request('bench.bus.rr', PAYLOAD, { timeout: 5_000 }),
     publishAck: () => journal.append('bench.bus.js.s', PAYLOAD),
   };
 
-  const rawRuns: Figures[] = [];
-  const busRuns: Figures[] = [];
-  // ABBA order: whatever drifts during the run (stream size, heap) weighs on both sides alike.
-  for (let r = 0; r < ROUNDS; r++) {
-    if (r % 2 === 0) {
-      rawRuns.push(await measure(raw));
-      busRuns.push(await measure(cohort));
-    } else {
-      busRuns.push(await measure(cohort));
-      rawRuns.push(await measure(raw));
-    }
-  }
+  const { raw: rawRuns, cohort: busRuns } = await abba(ROUNDS, () => measure(raw), () => measure(cohort));
   const pick = (runs: Figures[], k: keyof Figures): number => median(runs.map((f) => f[k]));
 
   write(`cohort bench bus: nats-server ${bus.server.version} (embedded), ${PAYLOAD.length}-byte bodies, ` +
@@ -117,7 +95,6 @@ export async function benchBus(write: (line: string) => void): Promise<number> {
 
   await bus.close();
   await busResponder.close();
-  await rawClient.close();
-  await rawResponder.close();
+  await rawNats.close();
   return 0;
 }

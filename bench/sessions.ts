@@ -3,15 +3,14 @@ import { availableParallelism } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { connect as connectRaw } from '@nats-io/transport-node';
 import { assign, setup } from 'xstate';
 import { defineApplication } from '../actors/application.js';
 import { connect, type SessionHandle } from '../actors/client.js';
 import { startWorker } from '../actors/worker.js';
 import { startNatsServer } from '../harness/natsServer.js';
 import { createLogger } from '../log/logger.js';
-import { fmtMs, fmtRate, median, pad, serial, summarize } from './stats.js';
+import { startRawNats } from './rawNats.js';
+import { abba, fmtMs, fmtRate, median, pad, serial, summarize } from './stats.js';
 
 /**
  * Sessions on a worker against raw nats.js, measured in one run on one
@@ -156,20 +155,10 @@ export async function benchSessions(write: (line: string) => void): Promise<numb
   await using server = await startNatsServer();
 
   // Raw baselines: a responder on its own connection that echoes, and a stream on its own subjects.
-  const rawClient = await connectRaw({ servers: server.url, noAsyncTraces: true });
-  const rawResponder = await connectRaw({ servers: server.url, noAsyncTraces: true });
-  rawResponder.subscribe('bench.raw.rr', {
-    callback: (_err, m) => {
-      m.respond(m.data);
-    },
-  });
-  await rawResponder.flush();
-  const jsm = await jetstreamManager(rawClient);
-  await jsm.streams.add({ name: 'BENCH_SESSIONS_RAW', subjects: ['bench.raw.js.>'] });
-  const js = jetstream(rawClient);
-  const rawRequest = (): Promise<unknown> => rawClient.request('bench.raw.rr', PAYLOAD, { timeout: 5_000 });
+  const rawNats = await startRawNats(server.url, 'BENCH_SESSIONS_RAW');
+  const rawRequest = (): Promise<unknown> => rawNats.request(PAYLOAD);
   const rawSubjects = Array.from({ length: TP_SESSIONS }, (_, i) => `bench.raw.js.${i}`);
-  const rawPublish = (i = 0): Promise<unknown> => js.publish(rawSubjects[i % rawSubjects.length]!, PAYLOAD);
+  const rawPublish = (i = 0): Promise<unknown> => rawNats.publish(rawSubjects[i % rawSubjects.length]!, PAYLOAD);
 
   const app = defineApplication({ name: APP, machine: tallyMachine, commit: 'journal', unusedSessionLifetime: 600_000 });
   const worker = await startWorker({ nats: server.url, cluster: CLUSTER, applications: [app], logger: createLogger({ level: 'silent' }) });
@@ -214,15 +203,7 @@ export async function benchSessions(write: (line: string) => void): Promise<numb
   const cohortLatency = async (): Promise<void> => {
     sendSamples.push(...(await serial(LAT_N, () => lat.send(ADD))));
   };
-  for (let r = 0; r < ROUNDS; r++) {
-    if (r % 2 === 0) {
-      await rawLatency();
-      await cohortLatency();
-    } else {
-      await cohortLatency();
-      await rawLatency();
-    }
-  }
+  await abba(ROUNDS, rawLatency, cohortLatency);
   const rr = summarize(rrSamples);
   const jsAck = summarize(jsSamples);
   const send = summarize(sendSamples);
@@ -233,19 +214,11 @@ export async function benchSessions(write: (line: string) => void): Promise<numb
   await windowed(TP_SESSIONS, TP_WINDOW, (i) => tp[i]!.send(ADD)); // activation, not measured
   await windowed(TP_SESSIONS, TP_WINDOW, (i) => tp[i]!.send(ADD));
   await windowed(TP_SESSIONS, TP_WINDOW, (i) => rawPublish(i));
-  const sendRates: number[] = [];
-  const rawJsRates: number[] = [];
-  for (let r = 0; r < ROUNDS; r++) {
-    const rawRun = async (): Promise<void> => void rawJsRates.push(await windowed(RAW_JS_TOTAL, TP_WINDOW, (i) => rawPublish(i)));
-    const cohortRun = async (): Promise<void> => void sendRates.push(await windowed(TP_TOTAL, TP_WINDOW, (i) => tp[i % TP_SESSIONS]!.send(ADD)));
-    if (r % 2 === 0) {
-      await rawRun();
-      await cohortRun();
-    } else {
-      await cohortRun();
-      await rawRun();
-    }
-  }
+  const { raw: rawJsRates, cohort: sendRates } = await abba(
+    ROUNDS,
+    () => windowed(RAW_JS_TOTAL, TP_WINDOW, (i) => rawPublish(i)),
+    () => windowed(TP_TOTAL, TP_WINDOW, (i) => tp[i % TP_SESSIONS]!.send(ADD)),
+  );
   const sendRate = median(sendRates);
   const rawJsRate = median(rawJsRates);
   phase('2. send throughput');
@@ -255,19 +228,11 @@ export async function benchSessions(write: (line: string) => void): Promise<numb
   await windowed(RD_SESSIONS, RD_WINDOW, (i) => rd[i]!.send(ADD));
   await windowed(RD_SESSIONS * 10, RD_WINDOW, (i) => rd[i % RD_SESSIONS]!.read());
   await windowed(RD_SESSIONS * 10, RD_WINDOW, rawRequest);
-  const readRates: number[] = [];
-  const rawRrRates: number[] = [];
-  for (let r = 0; r < ROUNDS; r++) {
-    const rawRun = async (): Promise<void> => void rawRrRates.push(await windowed(RAW_RR_TOTAL, RD_WINDOW, rawRequest));
-    const cohortRun = async (): Promise<void> => void readRates.push(await windowed(RD_TOTAL, RD_WINDOW, (i) => rd[i % RD_SESSIONS]!.read()));
-    if (r % 2 === 0) {
-      await rawRun();
-      await cohortRun();
-    } else {
-      await cohortRun();
-      await rawRun();
-    }
-  }
+  const { raw: rawRrRates, cohort: readRates } = await abba(
+    ROUNDS,
+    () => windowed(RAW_RR_TOTAL, RD_WINDOW, rawRequest),
+    () => windowed(RD_TOTAL, RD_WINDOW, (i) => rd[i % RD_SESSIONS]!.read()),
+  );
   const readRate = median(readRates);
   const rawRrRate = median(rawRrRates);
   phase('3. read throughput');
@@ -387,7 +352,6 @@ export async function benchSessions(write: (line: string) => void): Promise<numb
   const stopStart = performance.now();
   await worker.stop();
   write(`worker.stop() with ${active} active sessions (each snapshotted): ${fmtS(performance.now() - stopStart)}`);
-  await rawClient.close();
-  await rawResponder.close();
+  await rawNats.close();
   return 0;
 }

@@ -54,3 +54,21 @@ export function fmtRate(perSecond: number): string {
 export function pad(s: string, n: number): string {
   return s.length >= n ? s : s + ' '.repeat(n - s.length);
 }
+
+/**
+ * `rounds` rounds of the raw and the cohort measurement in ABBA order, so
+ * whatever drifts during the run (stream size, heap) weighs on both alike.
+ */
+export async function abba<T>(rounds: number, raw: () => Promise<T>, cohort: () => Promise<T>): Promise<{ raw: T[]; cohort: T[] }> {
+  const out = { raw: [] as T[], cohort: [] as T[] };
+  for (let r = 0; r < rounds; r++) {
+    if (r % 2 === 0) {
+      out.raw.push(await raw());
+      out.cohort.push(await cohort());
+    } else {
+      out.cohort.push(await cohort());
+      out.raw.push(await raw());
+    }
+  }
+  return out;
+}
