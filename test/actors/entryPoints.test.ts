@@ -1,0 +1,39 @@
+import { describe, expect, it } from 'vitest';
+import { defineApplication } from '../../actors/application.js';
+import { connect } from '../../actors/client.js';
+import { startWorker } from '../../actors/worker.js';
+import { InvalidNameError } from '../../bus/errors.js';
+import { createMemoryBus, createMemoryServer } from '../../bus/memory/mod.js';
+import { counterMachine } from '../fixtures/counter.js';
+
+describe('entry points refuse bad input with a clear error', () => {
+  it('defineApplication: names, commit levels, lifetimes and metadata', () => {
+    expect(() => defineApplication({ name: 'Bad Name', machine: counterMachine })).toThrow(InvalidNameError);
+    expect(() => defineApplication({ name: 'a.b', machine: counterMachine })).toThrow(InvalidNameError);
+    expect(() => defineApplication({ name: 'ok', machine: counterMachine, commit: 'replicas' as never })).toThrow(/commit must be/);
+    expect(() => defineApplication({ name: 'ok', machine: counterMachine, unusedSessionLifetime: 0 })).toThrow(/unusedSessionLifetime/);
+    expect(() => defineApplication({ name: 'ok', machine: counterMachine, snapshotEvery: 1.5 })).toThrow(/snapshotEvery/);
+    expect(() => defineApplication({ name: 'ok', machine: counterMachine, metadata: { big: 1n } })).toThrow(TypeError);
+    expect(defineApplication({ name: 'ok-1', machine: counterMachine })).toMatchObject({ commit: 'journal', snapshotEvery: 100 });
+  });
+
+  it('connect and session: bad clusters and app names are refused; hostile ids are escaped and served', async () => {
+    const server = createMemoryServer();
+    await expect(connect({ bus: createMemoryBus({ server }), cluster: 'a.b' })).rejects.toBeInstanceOf(InvalidNameError);
+    await expect(connect({ cluster: 'c' })).rejects.toThrow(/needs `nats`/);
+    const worker = await startWorker({ bus: createMemoryBus({ server }), cluster: 'c', applications: [defineApplication({ name: 'counter', machine: counterMachine })] });
+    const client = await connect({ bus: createMemoryBus({ server }), cluster: 'c' });
+    expect(() => client.session('Counter!', 'x')).toThrow(InvalidNameError);
+    expect(() => client.session('counter', '')).toThrow(InvalidNameError);
+    const hostile = 'a.b.*.>\u0000 $ é😀';
+    expect((await client.session('counter', hostile).send({ type: 'ADD', by: 2 })).seq).toBe(1);
+    expect((await client.session('counter', hostile).read()).document).toMatchObject({ n: 2 });
+    expect((await client.session('counter', 'a.b').read()).seq).toBe(0); // a different session, not a prefix of it
+    await worker.stop();
+  });
+
+  it('startWorker: needs a bus or a server, and a valid cluster', async () => {
+    await expect(startWorker({ cluster: 'c', applications: [] })).rejects.toThrow(/needs `nats`/);
+    await expect(startWorker({ bus: createMemoryBus(), cluster: 'bad cluster', applications: [] })).rejects.toBeInstanceOf(InvalidNameError);
+  });
+});
