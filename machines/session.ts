@@ -1,11 +1,12 @@
-import { initialTransition, transition, type AnyMachineSnapshot, type AnyStateMachine } from 'xstate';
+import { initialTransition, type AnyMachineSnapshot, type AnyStateMachine } from 'xstate';
 import type { StampedEvent, UserEvent } from './protocol.js';
+import { pureTransition } from './pureTransition.js';
 
 /**
  * A session as pure data: the machine's snapshot, its seq, and the delayed
  * events it has armed. Every function here is pure, so the primary, its
  * secondaries and the simulator compute exactly the same thing from the same
- * events (xstate's `transition`, never a live actor).
+ * events (xstate's pure transition, never a live actor).
  */
 
 /** A delayed event (`after`, or a delayed raise) the runtime must fire. */
@@ -79,7 +80,7 @@ export function accepts(state: SessionState, event: StampedEvent): boolean {
  */
 export function stepSession(machine: AnyStateMachine, state: SessionState, event: StampedEvent): StepResult {
   if (!state.snapshot.can(event)) return { accepted: false, stateValue: state.snapshot.value };
-  const [snapshot, actions] = transition(machine, state.snapshot, event);
+  const [snapshot, actions] = pureTransition(machine, state.snapshot, event);
   // A fired timer is spent, whether or not the machine re-arms it.
   const fired = event.meta.timer;
   const timers = fired === undefined ? state.timers : state.timers.filter((t) => t.id !== fired);

@@ -28,6 +28,7 @@ import { fromMsgHdrs, toMsgHdrs } from './headers.js';
 import { openNatsJournal } from './journal.js';
 import { openNatsKv } from './kv.js';
 import { translate } from './errors.js';
+import { ReplyMux } from './replies.js';
 
 export interface NatsBusOptions
   extends Pick<
@@ -80,6 +81,7 @@ class NatsBus implements Bus {
   readonly #js: JetStreamClient;
   readonly #jsm: JetStreamManager;
   readonly #listeners = new Set<(s: BusStatus) => void>();
+  readonly #replies: ReplyMux;
   #closing: Promise<void> | undefined;
 
   constructor(
@@ -96,6 +98,7 @@ class NatsBus implements Bus {
     };
     this.#jsm = jsm;
     this.#js = jetstream(nc, { timeout: apiTimeout });
+    this.#replies = new ReplyMux(nc);
     void this.#forwardStatus();
   }
 
@@ -168,8 +171,7 @@ class NatsBus implements Bus {
     validateHeaders(options.headers);
     this.#checkSize(data, `request ${subject}`);
     try {
-      const headers = toMsgHdrs(options.headers);
-      const m = await this.nc.request(subject, data, headers ? { timeout: options.timeout, headers } : { timeout: options.timeout });
+      const m = await this.#replies.request(subject, data, toMsgHdrs(options.headers), options.timeout, 'request');
       return { subject: m.subject, data: m.data, headers: fromMsgHdrs(m.headers) };
     } catch (err) {
       throw translate(err, 'request', subject, options.timeout);
@@ -183,7 +185,7 @@ class NatsBus implements Bus {
 
   async journal(config: JournalConfig): Promise<Journal> {
     this.#checkOpen('journal');
-    return openNatsJournal(this.#js, this.#jsm, config, this.server.maxPayload, this.apiTimeout);
+    return openNatsJournal(this.#js, this.#jsm, config, this.server.maxPayload, this.apiTimeout, this.#replies);
   }
 
   async kv(config: KvConfig): Promise<KvStore> {
@@ -214,6 +216,7 @@ class NatsBus implements Bus {
       if (!this.nc.isClosed()) {
         await this.nc.drain().catch(() => this.nc.close());
       }
+      this.#replies.close();
       this.#emit({ type: 'close' });
     })();
     return this.#closing;

@@ -1,12 +1,32 @@
-import { DeliverPolicy, JetStreamApiError, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
-import { nanos } from '@nats-io/nats-core';
-import { InvalidNameError, PayloadTooLargeError, WrongLastSequenceError } from '../errors.js';
+import { DeliverPolicy, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { headers as natsHeaders, nanos } from '@nats-io/nats-core';
+import { ConnectionError, InvalidNameError, PayloadTooLargeError, WrongLastSequenceError } from '../errors.js';
 import { subjectMatches, validateHeaders, validateName, validateSubject } from '../names.js';
 import type { AppendAck, AppendOptions, Journal, JournalConfig, JournalEntry, ReadOptions } from '../types.js';
-import { fromMsgHdrs, toMsgHdrs } from './headers.js';
+import { fromMsgHdrs } from './headers.js';
 import { ApiCodes, apiCode, translate } from './errors.js';
+import type { ReplyMux } from './replies.js';
 
 const DEFAULT_DUPLICATE_WINDOW = 120_000;
+
+interface PubAck {
+  stream?: string;
+  seq?: number;
+  duplicate?: boolean;
+  error?: { code?: number; err_code?: number; description?: string };
+}
+
+const utf8 = new TextDecoder();
+
+function parseAck(data: Uint8Array): PubAck {
+  try {
+    const ack = JSON.parse(utf8.decode(data)) as PubAck;
+    if (ack.error === undefined && typeof ack.seq !== 'number') throw new TypeError('no seq');
+    return ack;
+  } catch (err) {
+    throw new ConnectionError(`append: unreadable ack from the server (${data.length} bytes)`, { cause: err });
+  }
+}
 
 function sameSubjects(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && [...a].sort().join('\n') === [...b].sort().join('\n');
@@ -19,6 +39,7 @@ export async function openNatsJournal(
   config: JournalConfig,
   maxPayload: number,
   apiTimeout: number,
+  replies: ReplyMux,
 ): Promise<Journal> {
   validateName('stream', config.name);
   if (config.subjects.length === 0) throw new InvalidNameError('journal subjects', '', 'a journal needs at least one subject');
@@ -46,13 +67,14 @@ export async function openNatsJournal(
     }
     throw translate(err, 'open journal', config.name, apiTimeout);
   }
-  return new NatsJournal(js, jsm, config.name, config.subjects, maxPayload, apiTimeout);
+  return new NatsJournal(js, jsm, replies, config.name, config.subjects, maxPayload, apiTimeout);
 }
 
 class NatsJournal implements Journal {
   constructor(
     readonly js: JetStreamClient,
     readonly jsm: JetStreamManager,
+    readonly replies: ReplyMux,
     readonly name: string,
     readonly subjects: readonly string[],
     readonly maxPayload: number,
@@ -77,20 +99,27 @@ class NatsJournal implements Journal {
     validateHeaders(options.headers);
     if (data.length > this.maxPayload) throw new PayloadTooLargeError(data.length, this.maxPayload, `append ${subject}`);
     const timeout = options.timeout ?? this.apiTimeout;
+    // A JetStream publish is a request to the stream's subject; the ack is JSON.
+    const h = natsHeaders();
+    for (const name in options.headers) h.set(name, options.headers[name]!);
+    if (options.msgId !== undefined) h.set('Nats-Msg-Id', options.msgId);
+    if (options.expectedLastSubjectSeq !== undefined) h.set('Nats-Expected-Last-Subject-Sequence', String(options.expectedLastSubjectSeq));
+    let reply;
     try {
-      const ack = await this.js.publish(subject, data, {
-        msgID: options.msgId,
-        expect: options.expectedLastSubjectSeq === undefined ? undefined : { lastSubjectSequence: options.expectedLastSubjectSeq },
-        headers: toMsgHdrs(options.headers),
-        timeout,
-      });
-      return { stream: ack.stream, seq: ack.seq, duplicate: ack.duplicate };
+      reply = await this.replies.request(subject, data, h, timeout, 'append');
     } catch (err) {
-      if (err instanceof JetStreamApiError && err.code === ApiCodes.StreamWrongLastSequence) {
-        throw new WrongLastSequenceError(subject, options.expectedLastSubjectSeq ?? -1, undefined, { cause: err });
-      }
       throw translate(err, 'append', subject, timeout);
     }
+    const ack = parseAck(reply.data);
+    if (ack.error !== undefined) {
+      if (ack.error.err_code === ApiCodes.StreamWrongLastSequence) {
+        throw new WrongLastSequenceError(subject, options.expectedLastSubjectSeq ?? -1, undefined, { cause: ack.error });
+      }
+      throw new ConnectionError(`append ${subject} refused: ${ack.error.description ?? 'no description'} (${ack.error.err_code ?? ack.error.code})`, {
+        cause: ack.error,
+      });
+    }
+    return { stream: ack.stream ?? this.name, seq: ack.seq ?? 0, duplicate: ack.duplicate === true };
   }
 
   async *read(filter: string, options: ReadOptions = {}): AsyncIterable<JournalEntry> {
