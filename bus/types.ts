@@ -26,7 +26,13 @@ export type MessageHandler = (message: Delivery) => void;
 export interface Subscription {
   readonly subject: string;
   readonly queue?: string;
+  /** At once: even messages already on their way to this subscriber are dropped. */
   unsubscribe(): void;
+  /**
+   * Takes no new messages, hands over those already routed to it, then
+   * unsubscribes: a request that reached this subscriber is still answered.
+   */
+  drain(): Promise<void>;
 }
 
 export interface PublishOptions {

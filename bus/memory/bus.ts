@@ -171,7 +171,7 @@ export class MemoryBus implements Bus {
   // Like nats.js's drain: no new messages, the queued ones still handled, then gone.
   async #shutdown(): Promise<void> {
     this.#state = 'draining';
-    for (const subscription of this.#subscriptions) subscription.drain();
+    for (const subscription of this.#subscriptions) void subscription.drain();
     this.#requests.drain();
     await this.#host.flush();
     this.#state = 'closed';

@@ -36,11 +36,13 @@ export class MemorySubscription implements Subscription {
     this.#owner.forget(this);
   }
 
-  /** Takes no new messages but still hands over the queued ones (closing drains). */
-  drain(): void {
+  /** Takes no new messages but still hands over the queued ones, then closes. */
+  async drain(): Promise<void> {
     if (this.#state !== 'active') return;
     this.#owner.server.unsubscribe(this.#route);
     this.#state = 'draining';
+    await this.#owner.server.flush();
+    this.unsubscribe();
   }
 
   #deliver(message: WireMessage): void {

@@ -162,6 +162,12 @@ class NatsBus implements Bus {
       subject,
       queue: options?.queue,
       unsubscribe: () => sub.unsubscribe(),
+      drain: async () => {
+        if (sub.isClosed() || this.nc.isClosed()) return;
+        await sub.drain().catch((err: unknown) => {
+          if (!this.nc.isClosed()) throw translate(err, 'drain', subject, this.apiTimeout);
+        });
+      },
     };
   }
 

@@ -1,9 +1,12 @@
-import { DeliverPolicy, JetStreamApiError, type JetStreamClient } from '@nats-io/jetstream';
+import { DeliverPolicy, JetStreamApiError, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { KeyExistsError, PayloadTooLargeError, StaleRevisionError } from '../errors.js';
 import { validateKvKey, validateName } from '../names.js';
 import type { KvConfig, KvEntry, KvStore, KvWatch, KvWatchOptions } from '../types.js';
 import { ApiCodes, translate } from './errors.js';
+
+/** A listing that hears nothing this long asks the server whether anything is still pending. */
+const KEYS_QUIET_MS = 500;
 
 function isWrongSequence(err: unknown): boolean {
   return (
@@ -28,6 +31,7 @@ export async function openNatsKv(js: JetStreamClient, config: KvConfig, maxPaylo
 
 class NatsKv implements KvStore {
   readonly #prefix: string;
+  #jsm: JetStreamManager | undefined;
   readonly #stream: string;
 
   constructor(
@@ -107,15 +111,60 @@ class NatsKv implements KvStore {
     }
   }
 
+  /**
+   * nats.js's keys() waits for a message that says nothing more is pending,
+   * which a write racing the listing can put off for ever (or 30 s). Here
+   * the stream names the subjects present, atomically; an ordered consumer
+   * then says which hold a value, and the listing ends once each has been
+   * seen (a key rewritten meanwhile shows up as its new revision).
+   */
   async keys(filter = '>'): Promise<string[]> {
     validateKvKey(filter, { wildcards: true });
-    const out: string[] = [];
+    const live = new Map<string, boolean>();
     try {
-      for await (const k of await this.kv.keys(filter)) out.push(k);
+      this.#jsm ??= await this.js.jetstreamManager(false);
+      const info = await this.#jsm.streams.info(this.#stream, { subjects_filter: this.#prefix + filter });
+      const present = new Set(Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(this.#prefix.length)));
+      if (present.size === 0) return [];
+      const consumer = await this.js.consumers.get(this.#stream, {
+        filter_subjects: this.#prefix + filter,
+        deliver_policy: DeliverPolicy.LastPerSubject,
+        headers_only: true,
+      });
+      const messages = await consumer.consume({ max_messages: 1_000 });
+      const it = messages[Symbol.asyncIterator]();
+      try {
+        // One read outstanding at a time: a quiet spell must not drop the message it was waiting for.
+        let pending = it.next();
+        while (present.size > 0) {
+          let quiet: ReturnType<typeof setTimeout> | undefined;
+          const next = await Promise.race([
+            pending,
+            new Promise<'quiet'>((resolve) => (quiet = setTimeout(() => resolve('quiet'), KEYS_QUIET_MS))),
+          ]);
+          clearTimeout(quiet);
+          // A subject listed but gone before it was read (purged outright) never arrives.
+          if (next === 'quiet') {
+            if ((await consumer.info(false)).num_pending === 0) break;
+            continue;
+          }
+          if (next.done === true) break;
+          pending = it.next();
+          const m = next.value;
+          const key = m.subject.slice(this.#prefix.length);
+          const op = m.headers?.get('KV-Operation');
+          live.set(key, op !== 'DEL' && op !== 'PURGE');
+          present.delete(key);
+        }
+      } finally {
+        // Not awaited: under a stream of writes, closing waits on deliveries nobody needs now.
+        void messages.close().catch(() => undefined);
+        void consumer.delete().catch(() => undefined);
+      }
     } catch (err) {
       throw translate(err, 'kv keys', `${this.bucket}/${filter}`, 5_000);
     }
-    return out;
+    return [...live].filter(([, alive]) => alive).map(([key]) => key);
   }
 
   /**

@@ -207,6 +207,20 @@ export function busContract(name: string, target: () => ContractTarget): void {
         expect(got).toEqual(['1']);
       });
 
+      it('drain answers requests already routed to it, then takes no more', async () => {
+        const server = await connect();
+        const client = await connect();
+        const s = fresh('d');
+        const sub = server.subscribe(s, (m) => m.respond(bytes(`ok:${text(m.data)}`)));
+        await server.flush();
+        // Published before the drain: on their way (or queued) when it starts, and answered all the same.
+        const early = Array.from({ length: 20 }, (_, i) => client.request(s, bytes(String(i)), { timeout: 2_000 }));
+        await client.flush();
+        await sub.drain();
+        expect((await Promise.all(early)).map((m) => text(m.data))).toEqual(Array.from({ length: 20 }, (_, i) => `ok:${i}`));
+        await expect(client.request(s, bytes('late'), { timeout: 2_000 })).rejects.toBeInstanceOf(NoRespondersError);
+      });
+
       it('refuses every operation once closed', async () => {
         const bus = await connect();
         await bus.close();
@@ -357,6 +371,33 @@ export function busContract(name: string, target: () => ContractTarget): void {
         expect(now?.revision).toBe(r2);
         await expect(kv.delete('view', { expectedRevision: r1 })).rejects.toBeInstanceOf(StaleRevisionError);
         expect(await kv.get('view')).not.toBeNull();
+      });
+
+      it('lists the keys there were when asked, even while others write', async () => {
+        const bus = await connect();
+        const kv = await bus.kv({ bucket: fresh('KV') });
+        for (let i = 0; i < 50; i++) await kv.put(`k.${i}`, bytes(String(i)));
+        await kv.delete('k.0');
+        // Writes racing the listing (new keys, updates, deletes) must not stall or corrupt it.
+        let writing = true;
+        const writer = (async () => {
+          for (let i = 0; writing; i++) {
+            await kv.put(`k.${50 + (i % 10)}`, bytes('new'));
+            await kv.put(`k.${25 + (i % 25)}`, bytes('updated'));
+            if (i % 3 === 0) await kv.delete(`k.${50 + ((i * 7) % 10)}`);
+          }
+        })();
+        const listings = await Promise.all([kv.keys(), kv.keys('k.*'), kv.keys()]);
+        writing = false;
+        await writer;
+        const before = Array.from({ length: 49 }, (_, i) => `k.${i + 1}`);
+        for (const keys of listings) {
+          // Every key that lived throughout is listed, the deleted one is not, none twice, nothing invented.
+          expect(keys).toEqual(expect.arrayContaining(before));
+          expect(keys).not.toContain('k.0');
+          expect(new Set(keys).size).toBe(keys.length);
+          for (const k of keys) expect(Number(k.slice(2))).toBeLessThan(60);
+        }
       });
 
       it('deletes, lists live keys, and allows create over a deleted key', async () => {
