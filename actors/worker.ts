@@ -23,6 +23,9 @@ import { replaySession, restoreSession, startSession, type SessionState } from '
 import type { Application } from './application.js';
 import { InvalidRequestError, UnknownApplicationError, toErrorBody } from './errors.js';
 import { HostedSession, type SessionHost } from './hostedSession.js';
+import { MembershipHost } from './membership.js';
+import { MEMBERSHIP_DEFAULTS, MIN_SESSION_TIMEOUT, type MembershipConfig } from '../machines/membership.js';
+import type { View } from '../machines/view.js';
 import { parseCommand, parseRead } from './requests.js';
 import { DEFAULT_SHARD_COUNT } from './shard.js';
 import { SessionStore } from './sessionStore.js';
@@ -33,17 +36,36 @@ export interface WorkerOptions {
   bus?: Bus;
   cluster: string;
   applications: Application[];
-  /** Shards this worker owns (static sharding); default all. */
+  /**
+   * Static sharding: exactly these shards, no membership. Without it the
+   * worker joins the cluster and serves what the view gives it.
+   */
   shards?: number[];
   shardCount?: number;
   clock?: Clock;
   logger?: Logger;
   /** Worker id, shown in logs (default a random one). */
   id?: string;
+  /** Availability zone: a shard's copies go to different zones where possible (default 'default'). */
+  zone?: string;
+  /** False for a remote disaster-recovery worker: it hosts secondaries only (default true). */
+  promotable?: boolean;
+  /** Membership heartbeat period in ms (default 500). */
+  heartbeatInterval?: number;
+  /** A worker silent this long is suspected and its shards fail over (default 3 000, minimum 500). */
+  sessionTimeout?: number;
+  /** Secondaries per shard: a cluster setting, taken from whoever writes the first view (default 1). */
+  replicas?: number;
+  /** Most shards handing off at once (default 8). */
+  maxConcurrentMoves?: number;
 }
 
 export interface Worker {
   readonly id: string;
+  /** The cluster view this worker last saw; null with static sharding. */
+  readonly view: View | null;
+  /** Shards it serves as primary now. */
+  readonly serving: readonly number[];
   /** Sessions in memory now. */
   readonly activeSessions: number;
   /** Passivates every active session now (snapshot written, memory freed). Returns how many. */
@@ -61,8 +83,12 @@ class WorkerHost implements SessionHost {
   readonly sessions = new Map<string, HostedSession>();
   readonly #activating = new Map<string, Promise<HostedSession>>();
   readonly #dormant = new Map<string, TimerHandle>();
+  readonly #dormantShard = new Map<string, number>();
   readonly #apps: Map<string, Application>;
   readonly #subs: Subscription[] = [];
+  /** Per served shard, its cmd and read subscriptions. */
+  readonly #shardSubs = new Map<number, Subscription[]>();
+  #membership: MembershipHost | undefined;
   #sweep: TimerHandle | undefined;
   #stopped = false;
 
@@ -78,17 +104,24 @@ class WorkerHost implements SessionHost {
     readonly cluster: string,
     readonly log: Logger,
     applications: Application[],
-    readonly shards: readonly number[],
     readonly shardCount: number,
   ) {
     this.#apps = new Map(applications.map((a) => [a.name, a]));
   }
 
-  async start(): Promise<void> {
-    for (const shard of this.shards) {
-      this.#subs.push(this.bus.subscribe(cmdShardFilter(this.cluster, shard), (m) => this.#onMessage(m, 'cmd')));
-      this.#subs.push(this.bus.subscribe(readShardFilter(this.cluster, shard), (m) => this.#onMessage(m, 'read')));
-    }
+  get serving(): number[] {
+    return [...this.#shardSubs.keys()].sort((a, b) => a - b);
+  }
+
+  get view(): View | null {
+    return this.#membership?.view ?? null;
+  }
+
+  /** Static sharding serves `shards` from the start; membership serves what each view says. */
+  async start(shards: readonly number[] | undefined, membership: MembershipOptions | undefined): Promise<void> {
+    this.#unlistenStatus = this.bus.onStatus((s) => {
+      if (s.type === 'close') this.#busClosed = true;
+    });
     for (const app of this.#apps.values()) {
       const body = new TextEncoder().encode(JSON.stringify({ name: app.name, commit: app.commit, metadata: app.metadata }));
       this.#subs.push(
@@ -97,10 +130,90 @@ class WorkerHost implements SessionHost {
         }),
       );
     }
+    if (shards !== undefined) await this.serve(new Set(shards));
     await this.bus.flush();
-    await this.#armDormantTimers();
     this.#armSweep();
-    this.log.info({ shards: this.shards.length, apps: [...this.#apps.keys()] }, 'worker started');
+    if (membership !== undefined) await this.#join(membership, this.id);
+    this.log.info({ shards: this.#shardSubs.size, apps: [...this.#apps.keys()] }, 'worker started');
+  }
+
+  async #join(options: MembershipOptions, memberId: string): Promise<void> {
+    this.#membership = new MembershipHost({
+      bus: this.bus,
+      cluster: this.cluster,
+      self: { id: memberId, zone: options.zone, promotable: options.promotable },
+      config: options.config,
+      clock: this.clock,
+      log: this.log,
+      apply: (view) => this.serve(primariesOf(view, memberId)),
+      removed: () => {
+        // Cut off long enough to be dropped: let go of everything, then come back as a new member.
+        const old = this.#membership;
+        old?.stop();
+        void this.serve(new Set())
+          .then(() => (this.#stopped ? undefined : this.#join(options, `${this.id}~${++this.#incarnation}`)))
+          .catch((err: unknown) => this.log.error({ err }, 'rejoin failed'));
+      },
+    });
+    await this.#membership.start();
+  }
+
+  #incarnation = 1;
+  #busClosed = false;
+  #stopping: Promise<void> | undefined;
+  #unlistenStatus: (() => void) | undefined;
+  #leaveBound = 10_000;
+  set leaveBound(ms: number) {
+    this.#leaveBound = ms;
+  }
+
+  /**
+   * Serves exactly `target` as primary from now on. A shard given up is
+   * unsubscribed first, then its sessions drain and passivate (snapshots
+   * written, background appends flushed), so the next primary starts from
+   * everything this one acknowledged.
+   */
+  async serve(target: ReadonlySet<number>): Promise<number[]> {
+    const gone = [...this.#shardSubs.keys()].filter((s) => !target.has(s));
+    const added = [...target].filter((s) => !this.#shardSubs.has(s));
+    // Drained, not dropped: a request already routed here is still answered.
+    const draining = gone.flatMap((shard) => this.#shardSubs.get(shard) ?? []);
+    for (const shard of gone) this.#shardSubs.delete(shard);
+    await Promise.all(draining.map((sub) => sub.drain().catch((err: unknown) => this.log.warn({ err, subject: sub.subject }, 'drain failed'))));
+    if (gone.length > 0) await this.#release(new Set(gone));
+    if (this.#stopped) return this.serving;
+    for (const shard of added) {
+      this.#shardSubs.set(shard, [
+        this.bus.subscribe(cmdShardFilter(this.cluster, shard), (m) => this.#onMessage(m, 'cmd')),
+        this.bus.subscribe(readShardFilter(this.cluster, shard), (m) => this.#onMessage(m, 'read')),
+      ]);
+    }
+    if (added.length > 0) {
+      await this.bus.flush();
+      await this.#armDormantTimers(new Set(added));
+    }
+    if (gone.length > 0 || added.length > 0) this.log.info({ gone: gone.length, added: added.length, serving: this.#shardSubs.size }, 'shards changed');
+    return this.serving;
+  }
+
+  async #release(shards: ReadonlySet<number>): Promise<void> {
+    await Promise.allSettled([...this.#activating.values()]);
+    for (const [key, handle] of this.#dormant) {
+      if (shards.has(this.#dormantShard.get(key) ?? -1)) {
+        this.clock.clearTimeout(handle);
+        this.#dormant.delete(key);
+      }
+    }
+    const leaving = [...this.sessions.entries()].filter(([, s]) => shards.has(s.shard));
+    await Promise.all(
+      leaving.map(([key, s]) =>
+        this.#passivate(key, s, false).catch((err: unknown) => {
+          this.log.warn({ err, key }, 'snapshot on release failed');
+          s.stop();
+          this.evict(s);
+        }),
+      ),
+    );
   }
 
   #onMessage(m: Delivery, kind: 'cmd' | 'read'): void {
@@ -214,8 +327,7 @@ class WorkerHost implements SessionHost {
   }
 
   /** Sessions that sleep with a timer pending are woken when it falls due, even across restarts. */
-  async #armDormantTimers(): Promise<void> {
-    const owned = new Set(this.shards);
+  async #armDormantTimers(owned: ReadonlySet<number>): Promise<void> {
     for (const key of await this.timerIndex.keys()) {
       const [shardText, appName, token] = key.split('.');
       const shard = Number(shardText);
@@ -229,7 +341,8 @@ class WorkerHost implements SessionHost {
 
   #wakeAt(app: Application, id: string, shard: number, due: number): void {
     const key = `${app.name}.${escapeToken(id)}`;
-    if (this.sessions.has(key) || this.#stopped) return;
+    if (this.sessions.has(key) || this.#stopped || !this.#shardSubs.has(shard)) return;
+    this.#dormantShard.set(key, shard);
     const existing = this.#dormant.get(key);
     if (existing !== undefined) this.clock.clearTimeout(existing);
     this.#dormant.set(
@@ -261,38 +374,97 @@ class WorkerHost implements SessionHost {
     return all.length;
   }
 
-  async #passivate(key: string, s: HostedSession): Promise<void> {
+  async #passivate(key: string, s: HostedSession, wake = true): Promise<void> {
     await s.enqueue(async () => {
       if (s.evicted) return;
       await s.passivate();
       this.evict(s);
       const due = s.state.timers[0]?.due;
-      if (due !== undefined) this.#wakeAt(s.app, s.id, s.shard, due);
+      if (due !== undefined && wake) this.#wakeAt(s.app, s.id, s.shard, due);
     });
     this.log.debug({ key }, 'session passivated');
   }
 
-  async stop(): Promise<void> {
-    if (this.#stopped) return;
+  stop(): Promise<void> {
+    this.#stopping ??= this.#shutdown();
+    return this.#stopping;
+  }
+
+  async #shutdown(): Promise<void> {
+    // A member hands its shards off first (planned, not a failure), serving until each is taken over.
+    if (this.#membership !== undefined) {
+      // With its bus gone (a crash, in effect) there is nobody to hand off to: the others fail it over.
+      if (!this.#busClosed) await this.#membership.leave(this.#leaveBound);
+      this.#membership.stop();
+    }
     this.#stopped = true;
+    for (const subs of this.#shardSubs.values()) for (const sub of subs) sub.unsubscribe();
+    this.#shardSubs.clear();
     for (const sub of this.#subs.splice(0)) sub.unsubscribe();
+    this.#unlistenStatus?.();
     if (this.#sweep !== undefined) this.clock.clearTimeout(this.#sweep);
     for (const t of this.#dormant.values()) this.clock.clearTimeout(t);
     this.#dormant.clear();
-    await Promise.all([...this.sessions.entries()].map(([key, s]) => this.#passivate(key, s).catch(() => undefined)));
+    await Promise.all(
+      [...this.sessions.entries()].map(([key, s]) =>
+        this.#passivate(key, s).catch((err: unknown) => {
+          // Its journal holds every acknowledged write; only the snapshot is missing. Its clock timers go regardless.
+          this.log.warn({ err, key }, 'snapshot on stop failed');
+          s.stop();
+          this.evict(s);
+        }),
+      ),
+    );
     if (this.ownsBus) await this.bus.close();
     this.log.info('worker stopped');
   }
 }
 
-/** Starts a worker hosting `applications` for the shards it owns. */
+interface MembershipOptions {
+  zone: string;
+  promotable: boolean;
+  config: MembershipConfig;
+}
+
+/** The shards a view gives this member to serve: ACTIVE ones it is primary of. */
+function primariesOf(view: View, memberId: string): Set<number> {
+  const out = new Set<number>();
+  view.shards.forEach((s, i) => {
+    if (s.state === 'ACTIVE' && s.primary === memberId) out.add(i);
+  });
+  return out;
+}
+
+function membershipConfig(options: WorkerOptions, shardCount: number): MembershipConfig {
+  const heartbeatInterval = options.heartbeatInterval ?? MEMBERSHIP_DEFAULTS.heartbeatInterval;
+  const sessionTimeout = options.sessionTimeout ?? MEMBERSHIP_DEFAULTS.sessionTimeout;
+  const replicas = options.replicas ?? MEMBERSHIP_DEFAULTS.replicas;
+  const maxConcurrentMoves = options.maxConcurrentMoves ?? MEMBERSHIP_DEFAULTS.maxConcurrentMoves;
+  if (!(sessionTimeout >= MIN_SESSION_TIMEOUT)) {
+    throw new RangeError(`sessionTimeout must be at least ${MIN_SESSION_TIMEOUT} ms (got ${sessionTimeout}): shorter would suspect healthy workers`);
+  }
+  if (!(heartbeatInterval > 0 && heartbeatInterval * 2 <= sessionTimeout)) {
+    throw new RangeError(`heartbeatInterval must be > 0 and at most half of sessionTimeout (got ${heartbeatInterval} and ${sessionTimeout})`);
+  }
+  if (!Number.isInteger(replicas) || replicas < 0) throw new RangeError(`replicas must be a whole number >= 0 (got ${replicas})`);
+  if (!Number.isInteger(maxConcurrentMoves) || maxConcurrentMoves < 1) {
+    throw new RangeError(`maxConcurrentMoves must be a whole number >= 1 (got ${maxConcurrentMoves})`);
+  }
+  return { heartbeatInterval, sessionTimeout, replicas, shardCount, maxConcurrentMoves };
+}
+
+/**
+ * Starts a worker hosting `applications`. It joins the cluster and serves
+ * the shards the view gives it; with `shards` it serves those alone
+ * (static sharding).
+ */
 export async function startWorker(options: WorkerOptions): Promise<Worker> {
   validateCluster(options.cluster);
   const shardCount = options.shardCount ?? DEFAULT_SHARD_COUNT;
-  const shards = options.shards ?? Array.from({ length: shardCount }, (_, i) => i);
-  for (const s of shards) {
+  for (const s of options.shards ?? []) {
     if (!Number.isInteger(s) || s < 0 || s >= shardCount) throw new RangeError(`shard ${s} is outside 0..${shardCount - 1}`);
   }
+  const config = options.shards === undefined ? membershipConfig(options, shardCount) : undefined;
   if (!options.bus && !options.nats) throw new TypeError('startWorker needs `nats` (server URLs) or `bus`');
   const bus = options.bus ?? (await createNatsBus({ servers: options.nats!, name: `cohort-worker` }));
   const id = options.id ?? randomUUID().slice(0, 8);
@@ -316,12 +488,21 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
     cluster,
     log,
     options.applications,
-    shards,
     shardCount,
   );
-  await host.start();
+  if (config !== undefined) host.leaveBound = Math.max(10_000, 3 * config.sessionTimeout);
+  await host.start(
+    options.shards,
+    config === undefined ? undefined : { zone: options.zone ?? 'default', promotable: options.promotable ?? true, config },
+  );
   return {
     id,
+    get view() {
+      return host.view;
+    },
+    get serving() {
+      return host.serving;
+    },
     get activeSessions() {
       return host.sessions.size;
     },

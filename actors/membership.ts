@@ -1,0 +1,211 @@
+import type { Logger } from 'pino';
+import { createActor, type Actor } from 'xstate';
+import type { Clock, TimerHandle } from '../bus/clock.js';
+import { decode, encode } from '../bus/codec.js';
+import { KeyExistsError, StaleRevisionError } from '../bus/errors.js';
+import { heartbeatFilter, heartbeatSubject } from '../bus/subjects.js';
+import type { Bus, KvStore, KvWatch, Subscription } from '../bus/types.js';
+import { membershipMachine, type Heartbeat, type MembershipConfig, type Self } from '../machines/membership.js';
+import { packView, unpackView, type View } from '../machines/view.js';
+
+/** The key-value entry every member watches; its revision is the compare-and-set token. */
+export const VIEW_KEY = 'view';
+
+export function clusterBucket(cluster: string): string {
+  return `cohort_${cluster}_cluster`;
+}
+
+export interface MembershipHostOptions {
+  readonly bus: Bus;
+  readonly cluster: string;
+  readonly self: Omit<Self, 'startedAt'>;
+  readonly config: MembershipConfig;
+  readonly clock: Clock;
+  readonly log: Logger;
+  /** Takes up a view's shard roles; resolves with the shards this worker now serves as primary. */
+  apply(view: View): Promise<readonly number[]>;
+  /** The cluster dropped this member (it was cut off too long): it must rejoin as a new one. */
+  removed?(): void;
+}
+
+function isHeartbeat(x: unknown): x is Heartbeat {
+  if (typeof x !== 'object' || x === null) return false;
+  const h = x as Record<string, unknown>;
+  return (
+    typeof h['id'] === 'string' &&
+    typeof h['zone'] === 'string' &&
+    typeof h['promotable'] === 'boolean' &&
+    (h['status'] === 'joining' || h['status'] === 'member' || h['status'] === 'leaving') &&
+    typeof h['viewId'] === 'number' &&
+    typeof h['startedAt'] === 'number' &&
+    Array.isArray(h['serving']) &&
+    h['serving'].every((s) => Number.isInteger(s))
+  );
+}
+
+/**
+ * Hosts one worker's membership machine: heartbeats out and in on core
+ * NATS, the view entry watched and written with compare-and-set, and a
+ * tick every heartbeat interval. Views are applied one at a time, in order.
+ */
+export class MembershipHost {
+  readonly #o: MembershipHostOptions;
+  readonly #actor: Actor<typeof membershipMachine>;
+  #kv: KvStore | undefined;
+  #watch: KvWatch | undefined;
+  #sub: Subscription | undefined;
+  #tick: TimerHandle | undefined;
+  #applying: Promise<void> = Promise.resolve();
+  #stopped = false;
+  readonly #joined: Promise<void>;
+  readonly #left: Promise<'left' | 'removed'>;
+  #onJoined!: () => void;
+  #onLeft!: (why: 'left' | 'removed') => void;
+
+  constructor(options: MembershipHostOptions) {
+    this.#o = options;
+    const startedAt = options.clock.now();
+    this.#actor = createActor(membershipMachine, { input: { self: { ...options.self, startedAt }, config: options.config } });
+    this.#joined = new Promise((resolve) => (this.#onJoined = resolve));
+    this.#left = new Promise((resolve) => (this.#onLeft = resolve));
+  }
+
+  get view(): View | null {
+    return this.#actor.getSnapshot().context.view;
+  }
+
+  /** joining, member, leaving or left. */
+  get status(): string {
+    return String(this.#actor.getSnapshot().value);
+  }
+
+  get isLeader(): boolean {
+    return this.view?.leader === this.#o.self.id;
+  }
+
+  /** Resolves once a view lists this worker. */
+  async start(): Promise<void> {
+    const { bus, cluster, clock, log } = this.#o;
+    this.#kv = await bus.kv({ bucket: clusterBucket(cluster) });
+    const now = (): number => clock.now();
+    this.#actor.on('heartbeat', (e) => {
+      if (this.#stopped) return;
+      try {
+        bus.publish(heartbeatSubject(cluster, this.#o.self.id), encode(e.heartbeat));
+      } catch (err) {
+        log.warn({ err }, 'heartbeat not sent');
+      }
+    });
+    this.#actor.on('writeView', (e) => void this.#write(e.view, e.revision));
+    this.#actor.on('view', (e) => this.#apply(e.view));
+    this.#actor.on('left', (e) => this.#onLeft(e.reason));
+    this.#actor.subscribe((s) => {
+      if (s.value === 'member' || s.value === 'leaving') this.#onJoined();
+    });
+    this.#actor.start();
+    this.#sub = bus.subscribe(heartbeatFilter(cluster), (m) => {
+      let hb: unknown;
+      try {
+        hb = decode(m.data, { where: `heartbeat ${m.subject}` });
+      } catch (err) {
+        log.warn({ err, subject: m.subject }, 'unreadable heartbeat ignored');
+        return;
+      }
+      if (!isHeartbeat(hb)) {
+        log.warn({ subject: m.subject }, 'malformed heartbeat ignored');
+        return;
+      }
+      this.#actor.send({ type: 'HEARTBEAT', heartbeat: hb, now: now() });
+    });
+    await bus.flush();
+    this.#actor.send({ type: 'START', now: now() });
+    let seen = false;
+    this.#watch = await this.#kv.watch({ key: VIEW_KEY }, (entry) => {
+      if (entry.operation !== 'PUT') return;
+      seen = true;
+      let view: View;
+      try {
+        view = unpackView(decode(entry.value, { where: `view revision ${entry.revision}` }));
+      } catch (err) {
+        log.error({ err, revision: entry.revision }, 'unreadable view ignored');
+        return;
+      }
+      this.#actor.send({ type: 'VIEW', view, revision: entry.revision, now: now() });
+    });
+    if (!seen) this.#actor.send({ type: 'VIEW', view: null, revision: 0, now: now() });
+    this.#armTick();
+    void this.#left.then((why) => {
+      if (why === 'removed') {
+        log.warn('removed from the cluster view: rejoining as a new member');
+        this.#o.removed?.();
+      }
+    });
+    await Promise.race([this.#joined, this.#left]);
+  }
+
+  #armTick(): void {
+    if (this.#stopped) return;
+    this.#tick = this.#o.clock.setTimeout(() => {
+      this.#actor.send({ type: 'TICK', now: this.#o.clock.now() });
+      this.#armTick();
+    }, this.#o.config.heartbeatInterval);
+  }
+
+  async #write(view: View, revision: number): Promise<void> {
+    const kv = this.#kv!;
+    try {
+      const data = encode(packView(view));
+      const written = revision === 0 ? await kv.create(VIEW_KEY, data) : await kv.update(VIEW_KEY, data, revision);
+      this.#o.log.info(
+        { viewId: view.viewId, members: view.members.map((m) => m.id), transitional: view.transitional },
+        view.transitional ? 'transitional view written' : 'view written',
+      );
+      this.#actor.send({ type: 'WRITE_DONE', view, revision: written, now: this.#o.clock.now() });
+    } catch (err) {
+      // Someone else wrote first: the watch brings their view, and the plan is made again from it.
+      if (!(err instanceof StaleRevisionError || err instanceof KeyExistsError)) this.#o.log.error({ err, viewId: view.viewId }, 'view not written');
+      this.#actor.send({ type: 'WRITE_FAILED', now: this.#o.clock.now() });
+    }
+  }
+
+  #apply(view: View): void {
+    this.#applying = this.#applying.then(async () => {
+      let serving: readonly number[] = [];
+      try {
+        serving = await this.#o.apply(view);
+      } catch (err) {
+        this.#o.log.error({ err, viewId: view.viewId }, 'view not applied');
+      }
+      this.#actor.send({ type: 'APPLIED', viewId: view.viewId, serving, now: this.#o.clock.now() });
+    });
+  }
+
+  /**
+   * A planned hand-off: the leader moves this worker's shards away, then
+   * drops it from the view. Gives up waiting after `bound` ms (say, no
+   * leader is reachable): the others then treat it as failed.
+   */
+  async leave(bound: number): Promise<void> {
+    if (this.#stopped) return;
+    this.#actor.send({ type: 'LEAVE', now: this.#o.clock.now() });
+    let timer: TimerHandle | undefined;
+    const gaveUp = new Promise<void>((resolve) => {
+      timer = this.#o.clock.setTimeout(() => {
+        this.#o.log.warn({ bound }, 'leave not confirmed in time: stopping anyway');
+        resolve();
+      }, bound);
+    });
+    await Promise.race([this.#left, gaveUp]);
+    if (timer !== undefined) this.#o.clock.clearTimeout(timer);
+    await this.#applying;
+  }
+
+  stop(): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    if (this.#tick !== undefined) this.#o.clock.clearTimeout(this.#tick);
+    this.#sub?.unsubscribe();
+    this.#watch?.stop();
+    this.#actor.stop();
+  }
+}

@@ -1,0 +1,350 @@
+import { assign, emit, enqueueActions, setup } from 'xstate';
+import { completeHandoff, placeShards, withoutMembers } from './placement.js';
+import type { Member, ShardAssignment, View } from './view.js';
+
+/**
+ * The membership machine (DESIGN.md section 4), after Spread: every worker
+ * runs one; they agree on one sequence of views because only the leader
+ * writes the view, with compare-and-set on its revision. Pure: time comes
+ * in the events (TICK, HEARTBEAT, VIEW), effects go out as emitted events
+ * (`heartbeat`, `writeView`, `view`, `left`) that the host carries out.
+ */
+
+export interface MembershipConfig {
+  readonly heartbeatInterval: number;
+  /** Silent this long: suspected, and dropped from the next view. */
+  readonly sessionTimeout: number;
+  /** Secondaries per shard, recorded in the view. */
+  readonly replicas: number;
+  readonly shardCount: number;
+  readonly maxConcurrentMoves: number;
+}
+
+export const MEMBERSHIP_DEFAULTS = {
+  heartbeatInterval: 500,
+  sessionTimeout: 3_000,
+  replicas: 1,
+  maxConcurrentMoves: 8,
+} as const;
+
+/** A session timeout below this would suspect healthy workers on an ordinary GC pause. */
+export const MIN_SESSION_TIMEOUT = 500;
+
+export type MemberStatus = 'joining' | 'member' | 'leaving';
+
+/** What a worker says about itself every heartbeat (and at once when it changes). */
+export interface Heartbeat {
+  readonly id: string;
+  readonly zone: string;
+  readonly promotable: boolean;
+  readonly status: MemberStatus;
+  /** The latest view this worker has applied (0: none). */
+  readonly viewId: number;
+  /** Shards it serves as primary right now: a hand-off completes when the old primary stops serving. */
+  readonly serving: readonly number[];
+  /** The runtime's clock when it started: orders workers that join together. */
+  readonly startedAt: number;
+}
+
+interface Peer {
+  readonly hb: Heartbeat;
+  /** When it was last heard from (or first seen in a view). */
+  readonly at: number;
+}
+
+export interface Self {
+  readonly id: string;
+  readonly zone: string;
+  readonly promotable: boolean;
+  readonly startedAt: number;
+}
+
+export interface MembershipContext {
+  readonly self: Self;
+  readonly config: MembershipConfig;
+  readonly view: View | null;
+  /** Key-value revision of `view` (0: none read yet): the compare-and-set token. */
+  readonly revision: number;
+  readonly peers: Readonly<Record<string, Peer>>;
+  readonly serving: readonly number[];
+  readonly appliedViewId: number;
+  /** A view write is out: nothing more is written until it settles. */
+  readonly writing: boolean;
+  readonly leaving: boolean;
+  readonly now: number;
+}
+
+export type MembershipEvent =
+  | { type: 'START'; now: number }
+  /** The view entry as read or watched (null: none written yet). */
+  | { type: 'VIEW'; view: View | null; revision: number; now: number }
+  | { type: 'HEARTBEAT'; heartbeat: Heartbeat; now: number }
+  | { type: 'TICK'; now: number }
+  /** The host applied a view: these are the shards it now serves as primary. */
+  | { type: 'APPLIED'; viewId: number; serving: readonly number[]; now: number }
+  | { type: 'WRITE_DONE'; view: View; revision: number; now: number }
+  | { type: 'WRITE_FAILED'; now: number }
+  | { type: 'LEAVE'; now: number };
+
+export type MembershipEffect =
+  | { type: 'heartbeat'; heartbeat: Heartbeat }
+  /** Compare-and-set: create the entry when `revision` is 0, else update it from `revision`. */
+  | { type: 'writeView'; view: View; revision: number }
+  /** A newer view: apply its shard roles, then send APPLIED. */
+  | { type: 'view'; view: View }
+  | { type: 'left'; reason: 'left' | 'removed' };
+
+export interface MembershipInput {
+  readonly self: Self;
+  readonly config: MembershipConfig;
+}
+
+function alive(ctx: MembershipContext, id: string): boolean {
+  if (id === ctx.self.id) return true;
+  const p = ctx.peers[id];
+  return p !== undefined && ctx.now - p.at < ctx.config.sessionTimeout;
+}
+
+function heartbeatOf(ctx: MembershipContext, status: MemberStatus): Heartbeat {
+  return { ...ctx.self, status, viewId: ctx.appliedViewId, serving: ctx.serving };
+}
+
+function statusOf(ctx: MembershipContext, id: string): MemberStatus | undefined {
+  if (id === ctx.self.id) return ctx.leaving ? 'leaving' : ctx.view?.members.some((m) => m.id === id) ? 'member' : 'joining';
+  return ctx.peers[id]?.hb.status;
+}
+
+/** Which shards a member serves and which view it has applied, as far as this member knows. */
+function reportOf(ctx: MembershipContext, id: string): { viewId: number; serving: readonly number[] } | undefined {
+  if (id === ctx.self.id) return { viewId: ctx.appliedViewId, serving: ctx.serving };
+  return ctx.peers[id]?.hb;
+}
+
+/**
+ * The live member of the view that joined first; when none of the view is
+ * alive, the longest-running live worker not leaving takes over (its first
+ * successful compare-and-set proves it).
+ */
+export function leaderOf(ctx: MembershipContext): string | null {
+  for (const m of ctx.view?.members ?? []) if (alive(ctx, m.id)) return m.id;
+  const candidates: { id: string; startedAt: number }[] = [];
+  if (!ctx.leaving) candidates.push(ctx.self);
+  for (const p of Object.values(ctx.peers)) {
+    if (alive(ctx, p.hb.id) && p.hb.status !== 'leaving') candidates.push(p.hb);
+  }
+  candidates.sort((a, b) => a.startedAt - b.startedAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  return candidates[0]?.id ?? null;
+}
+
+function sameShards(a: readonly ShardAssignment[], b: readonly ShardAssignment[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]!;
+    const y = b[i]!;
+    if (x.primary !== y.primary || x.state !== y.state || x.next !== y.next || x.epoch !== y.epoch) return false;
+    if (x.replicas.length !== y.replicas.length || x.replicas.some((r, j) => r !== y.replicas[j])) return false;
+  }
+  return true;
+}
+
+/**
+ * What the leader should write now, or null when the view is right as it is.
+ * Lost members go first, in a transitional view (survivors only); then the
+ * regular view admits joiners, completes hand-offs whose old primary has
+ * let go, lets leavers go once they hold nothing, and re-places shards.
+ */
+export function planView(ctx: MembershipContext): View | null {
+  if (leaderOf(ctx) !== ctx.self.id) return null;
+  const { config, self } = ctx;
+  const view = ctx.view;
+  const members = (view?.members ?? []).filter((m) => alive(ctx, m.id));
+  const viewId = (view?.viewId ?? 0) + 1;
+  const base = {
+    viewId,
+    leader: self.id,
+    replicas: view?.replicas ?? config.replicas,
+    shardCount: view?.shardCount ?? config.shardCount,
+    possibleDataLoss: view?.possibleDataLoss ?? [],
+  };
+
+  if (view !== null && members.length < view.members.length) {
+    const lost = new Set(view.members.filter((m) => !alive(ctx, m.id)).map((m) => m.id));
+    return { ...base, members, shards: withoutMembers(view.shards, lost), transitional: true };
+  }
+
+  // Joiners (this worker too, when it takes over) in the order they started.
+  const known = new Set(members.map((m) => m.id));
+  const joiners: Heartbeat[] = Object.values(ctx.peers)
+    .map((p) => p.hb)
+    .filter((hb) => !known.has(hb.id) && hb.status === 'joining' && alive(ctx, hb.id));
+  if (!known.has(self.id) && !ctx.leaving) joiners.push(heartbeatOf(ctx, 'joining'));
+  joiners.sort((a, b) => a.startedAt - b.startedAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  let joined = Math.max(0, ...members.map((m) => m.joined));
+  const admitted: Member[] = [...members, ...joiners.map((hb) => ({ id: hb.id, zone: hb.zone, promotable: hb.promotable, joined: ++joined }))];
+
+  let shards: ShardAssignment[] = view?.shards.slice() ?? [];
+  shards.forEach((s, i) => {
+    if (s.state !== 'PENDING' || s.primary === null) return;
+    const report = reportOf(ctx, s.primary);
+    if (report !== undefined && report.viewId >= (view?.viewId ?? 0) && !report.serving.includes(i)) shards = completeHandoff(shards, i);
+  });
+
+  // A leaver holds secondaries as a non-promotable member until its primaries are handed off, then goes.
+  // With nobody promotable left to take over, a leaver just goes (its shards go DEAD).
+  const leaving = (id: string): boolean => statusOf(ctx, id) === 'leaving';
+  const successors = admitted.some((m) => m.promotable && !leaving(m.id));
+  const holdsPrimary = (id: string): boolean => shards.some((s) => s.primary === id || s.next === id);
+  const gone = new Set(
+    admitted
+      .filter((m) => leaving(m.id) && (!successors || (!holdsPrimary(m.id) && reportOf(ctx, m.id)?.serving.length === 0)))
+      .map((m) => m.id),
+  );
+  const staying = admitted.filter((m) => !gone.has(m.id));
+  const placed = placeShards({
+    shardCount: base.shardCount,
+    members: staying.map((m) => (leaving(m.id) ? { ...m, promotable: false } : m)),
+    replicas: base.replicas,
+    previous: shards.length === base.shardCount ? shards : undefined,
+    maxConcurrentMoves: config.maxConcurrentMoves,
+  });
+  const next: View = {
+    ...base,
+    members: staying,
+    // The leader leaving hands the pen to the next member in join order.
+    leader: gone.has(self.id) ? (staying[0]?.id ?? '') : self.id,
+    shards: placed,
+    transitional: false,
+  };
+  const unchanged =
+    view !== null &&
+    !view.transitional &&
+    view.leader === next.leader &&
+    view.members.length === staying.length &&
+    view.members.every((m, i) => m.id === staying[i]!.id) &&
+    sameShards(view.shards, placed);
+  return unchanged ? null : next;
+}
+
+function withView(ctx: MembershipContext, view: View, revision: number): Partial<MembershipContext> {
+  // Members seen in a view but not heard yet get one session timeout from now to speak up.
+  const peers: Record<string, Peer> = { ...ctx.peers };
+  for (const m of view.members) {
+    if (m.id === ctx.self.id || peers[m.id] !== undefined) continue;
+    peers[m.id] = { hb: { ...m, status: 'member', viewId: 0, serving: [], startedAt: Number.MAX_SAFE_INTEGER }, at: ctx.now };
+  }
+  return { view, revision, peers };
+}
+
+const inView = (ctx: MembershipContext): boolean => ctx.view?.members.some((m) => m.id === ctx.self.id) === true;
+
+export const membershipMachine = setup({
+  types: {} as {
+    context: MembershipContext;
+    events: MembershipEvent;
+    input: MembershipInput;
+    emitted: MembershipEffect;
+  },
+  actions: {
+    clock: assign({ now: ({ context, event }) => Math.max(context.now, event.now) }),
+    heartbeat: emit(({ context }) => ({
+      type: 'heartbeat' as const,
+      heartbeat: heartbeatOf(context, context.leaving ? 'leaving' : inView(context) ? 'member' : 'joining'),
+    })),
+    /** The leader's duty after every event: write the next view if one is due. */
+    lead: enqueueActions(({ context, enqueue }) => {
+      if (context.writing || context.revision < 0) return;
+      const next = planView(context);
+      if (next === null) return;
+      enqueue.assign({ writing: true });
+      enqueue.emit({ type: 'writeView', view: next, revision: context.revision });
+    }),
+    install: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'VIEW' && event.type !== 'WRITE_DONE') return;
+      const seen = context.view?.viewId ?? 0;
+      if (event.type === 'VIEW' && event.view === null) {
+        if (context.revision < 0) enqueue.assign({ revision: 0 });
+        return;
+      }
+      if (event.view === null || event.view.viewId <= seen) {
+        if (context.revision < 0) enqueue.assign({ revision: event.revision });
+        return;
+      }
+      enqueue.assign(withView(context, event.view, event.revision));
+      enqueue.emit({ type: 'view', view: event.view });
+    }),
+  },
+  guards: {
+    inView: ({ context }) => inView(context),
+    removed: ({ context }) => context.view !== null && !inView(context),
+  },
+}).createMachine({
+  id: 'membership',
+  context: ({ input }) => ({
+    self: input.self,
+    config: input.config,
+    view: null,
+    // -1 until the view entry has been read once: nobody writes blind.
+    revision: -1,
+    peers: {},
+    serving: [],
+    appliedViewId: 0,
+    writing: false,
+    leaving: false,
+    now: input.self.startedAt,
+  }),
+  initial: 'idle',
+  on: {
+    HEARTBEAT: {
+      actions: [
+        'clock',
+        assign({
+          peers: ({ context, event }) =>
+            event.heartbeat.id === context.self.id ? context.peers : { ...context.peers, [event.heartbeat.id]: { hb: event.heartbeat, at: event.now } },
+        }),
+        'lead',
+      ],
+    },
+    TICK: { actions: ['clock', 'heartbeat', 'lead'] },
+    APPLIED: {
+      actions: [
+        'clock',
+        assign({
+          appliedViewId: ({ context, event }) => Math.max(context.appliedViewId, event.viewId),
+          serving: ({ event }) => [...event.serving],
+        }),
+        'heartbeat',
+        'lead',
+      ],
+    },
+    WRITE_FAILED: { actions: ['clock', assign({ writing: false })] },
+  },
+  states: {
+    idle: {
+      on: { START: { target: 'joining', actions: ['clock', 'heartbeat'] } },
+    },
+    joining: {
+      always: { guard: 'inView', target: 'member' },
+      on: {
+        VIEW: { actions: ['clock', 'install', 'lead'] },
+        WRITE_DONE: { actions: ['clock', assign({ writing: false }), 'install', 'lead'] },
+        LEAVE: { target: 'left', actions: ['clock', emit({ type: 'left', reason: 'left' as const })] },
+      },
+    },
+    member: {
+      always: { guard: 'removed', target: 'left', actions: emit({ type: 'left', reason: 'removed' as const }) },
+      on: {
+        VIEW: { actions: ['clock', 'install', 'lead'] },
+        WRITE_DONE: { actions: ['clock', assign({ writing: false }), 'install', 'lead'] },
+        LEAVE: { target: 'leaving', actions: ['clock', assign({ leaving: true }), 'heartbeat', 'lead'] },
+      },
+    },
+    leaving: {
+      always: { guard: 'removed', target: 'left', actions: emit({ type: 'left', reason: 'left' as const }) },
+      on: {
+        VIEW: { actions: ['clock', 'install', 'lead'] },
+        WRITE_DONE: { actions: ['clock', assign({ writing: false }), 'install', 'lead'] },
+      },
+    },
+    left: { type: 'final' },
+  },
+});

@@ -1,0 +1,124 @@
+/**
+ * The cluster view (DESIGN.md section 4): who is in the cluster, who leads,
+ * and where every shard's copies live. One key-value entry holds it; only
+ * the leader writes it, with compare-and-set on its revision, so every
+ * member sees the same sequence of views. Plain data (msgpack-safe: null,
+ * never undefined).
+ */
+
+/** A worker as the view knows it. */
+export interface Member {
+  /** Unique per process life: a restarted worker joins as a new member. */
+  readonly id: string;
+  readonly zone: string;
+  /** False for remote disaster-recovery replicas: they host secondaries only. */
+  readonly promotable: boolean;
+  /** Join order, increasing: the live member that joined first leads. */
+  readonly joined: number;
+}
+
+/**
+ * Per shard, after Couchbase's vBucket states: ACTIVE (the primary serves
+ * reads and writes), PENDING (handing off from `primary` to `next`: nobody
+ * serves), DEAD (no copy can serve: no promotable member is left).
+ * Secondaries are the REPLICA copies.
+ */
+export type ShardState = 'ACTIVE' | 'PENDING' | 'DEAD';
+
+export interface ShardAssignment {
+  /** The worker serving the shard (ACTIVE) or handing it off (PENDING); null when DEAD. */
+  readonly primary: string | null;
+  /** Secondaries, each on a different worker than the primary and each other. */
+  readonly replicas: readonly string[];
+  readonly state: ShardState;
+  /** PENDING only: the worker taking the shard over. */
+  readonly next: string | null;
+  /** Increases every time the shard's primary changes, so a deposed primary's epoch is visibly old. */
+  readonly epoch: number;
+}
+
+export interface View {
+  /** Increases by one with every view written. */
+  readonly viewId: number;
+  /** Live members, in join order. */
+  readonly members: readonly Member[];
+  readonly leader: string;
+  /** Secondaries per shard (cluster setting; 0: a shard fails over by cold activation from the journal). */
+  readonly replicas: number;
+  readonly shardCount: number;
+  /** Index = shard. */
+  readonly shards: readonly ShardAssignment[];
+  /** Written first when members are lost: survivors only, before shards are reassigned. */
+  readonly transitional: boolean;
+  /** Shards promoted without a synchronized copy (forced failover): acknowledged writes may be missing. */
+  readonly possibleDataLoss: readonly number[];
+}
+
+/**
+ * The view as stored: members by index and each shard as a short array of
+ * small integers, so 256 shards take about 2 KB instead of 15.
+ * `[primary, state, next, epoch, ...replicas]`, -1 for none.
+ */
+export interface PackedView {
+  readonly v: 1;
+  readonly viewId: number;
+  readonly members: readonly [id: string, zone: string, promotable: boolean, joined: number][];
+  readonly leader: string;
+  readonly replicas: number;
+  readonly transitional: boolean;
+  readonly possibleDataLoss: readonly number[];
+  readonly shards: readonly (readonly number[])[];
+}
+
+const STATES: readonly ShardState[] = ['ACTIVE', 'PENDING', 'DEAD'];
+
+export function packView(view: View): PackedView {
+  const index = new Map<string, number>(view.members.map((m, i) => [m.id, i]));
+  const ix = (id: string | null): number => {
+    if (id === null) return -1;
+    const i = index.get(id);
+    if (i === undefined) throw new RangeError(`view ${view.viewId}: shard copy on ${id}, who is not a member`);
+    return i;
+  };
+  return {
+    v: 1,
+    viewId: view.viewId,
+    members: view.members.map((m) => [m.id, m.zone, m.promotable, m.joined]),
+    leader: view.leader,
+    replicas: view.replicas,
+    transitional: view.transitional,
+    possibleDataLoss: view.possibleDataLoss,
+    shards: view.shards.map((s) => [ix(s.primary), STATES.indexOf(s.state), ix(s.next), s.epoch, ...s.replicas.map(ix)]),
+  };
+}
+
+/** Throws a RangeError naming what is wrong when `packed` is not a view this version wrote. */
+export function unpackView(packed: unknown): View {
+  const p = packed as PackedView;
+  if (typeof p !== 'object' || p === null || p.v !== 1 || !Array.isArray(p.members) || !Array.isArray(p.shards)) {
+    throw new RangeError('not a packed cluster view (version 1)');
+  }
+  const members: Member[] = p.members.map(([id, zone, promotable, joined]) => ({ id, zone, promotable, joined }));
+  const id = (i: number | undefined): string | null => {
+    if (i === undefined || i === -1) return null;
+    const m = members[i];
+    if (m === undefined) throw new RangeError(`view ${p.viewId}: member index ${i} out of range`);
+    return m.id;
+  };
+  const shards = p.shards.map((s, n): ShardAssignment => {
+    const [primary, state, next, epoch, ...replicas] = s;
+    const st = STATES[state ?? -1];
+    if (st === undefined || typeof epoch !== 'number') throw new RangeError(`view ${p.viewId}: shard ${n} is malformed`);
+    return { primary: id(primary), state: st, next: id(next), epoch, replicas: replicas.map((r: number) => id(r)!) };
+  });
+  return {
+    viewId: p.viewId,
+    members,
+    leader: p.leader,
+    replicas: p.replicas,
+    shardCount: shards.length,
+    shards,
+    transitional: p.transitional,
+    possibleDataLoss: p.possibleDataLoss,
+  };
+}

@@ -1,0 +1,171 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defineApplication } from '../../actors/application.js';
+import { connect } from '../../actors/client.js';
+import { startWorker, type Worker, type WorkerOptions } from '../../actors/worker.js';
+import { createMemoryBus, createMemoryServer, type MemoryServer } from '../../bus/memory/mod.js';
+import { createNatsBus } from '../../bus/nats/mod.js';
+import type { Bus } from '../../bus/types.js';
+import type { NatsServer } from '../../harness/natsServer.js';
+import { counterMachine } from '../fixtures/counter.js';
+import { cleanupAfterEach } from '../cleanup.js';
+import { startTestServer } from '../nats.js';
+import { waitFor } from '../waitFor.js';
+
+const app = defineApplication({ name: 'counter', machine: counterMachine });
+const SHARDS = 64;
+/** Short membership timings keep failover tests quick; 500 ms is the smallest session timeout allowed. */
+const FAST = { heartbeatInterval: 100, sessionTimeout: 500, shardCount: SHARDS } as const;
+
+interface Fixture {
+  bus(): Promise<Bus>;
+}
+
+const fixtures: Record<'memory' | 'nats', () => { setup(): Promise<void>; teardown(): Promise<void>; fixture: Fixture }> = {
+  memory: () => {
+    let server: MemoryServer;
+    return {
+      setup: async () => {
+        server = createMemoryServer();
+      },
+      teardown: async () => {},
+      fixture: { bus: async () => createMemoryBus({ server }) },
+    };
+  },
+  nats: () => {
+    let server: NatsServer;
+    return {
+      setup: async () => {
+        server = await startTestServer();
+      },
+      teardown: async () => {
+        await server[Symbol.asyncDispose]();
+      },
+      fixture: { bus: () => createNatsBus({ servers: server.url }) },
+    };
+  },
+};
+
+/** Every shard served by exactly one worker. */
+function coverage(workers: readonly Worker[]): { served: number; doubled: number } {
+  const seen = new Map<number, number>();
+  for (const w of workers) for (const s of w.serving) seen.set(s, (seen.get(s) ?? 0) + 1);
+  return { served: seen.size, doubled: [...seen.values()].filter((n) => n > 1).length };
+}
+
+describe.each(['memory', 'nats'] as const)('membership (%s)', (kind) => {
+  const { setup, teardown, fixture } = fixtures[kind]();
+  beforeAll(setup);
+  afterAll(teardown);
+  const track = cleanupAfterEach();
+
+  async function worker(cluster: string, options: Partial<WorkerOptions> = {}): Promise<{ worker: Worker; bus: Bus }> {
+    const bus = track(await fixture.bus());
+    const w = track(await startWorker({ bus, cluster, applications: [app], ...FAST, ...options }));
+    return { worker: w, bus };
+  }
+
+  const balanced = (ws: readonly Worker[]) => () => {
+    const { served, doubled } = coverage(ws);
+    const counts = ws.map((w) => w.serving.length);
+    return served === SHARDS && doubled === 0 && Math.max(...counts) - Math.min(...counts) <= 1 && ws.every((w) => w.view?.members.length === ws.length);
+  };
+
+  it('workers that join one after another share the shards evenly and agree on one leader', async () => {
+    const cluster = `m${randomUUID().slice(0, 8)}`;
+    const a = (await worker(cluster, { zone: 'a' })).worker;
+    expect(a.serving).toHaveLength(SHARDS);
+    expect(a.view).toMatchObject({ leader: a.id, transitional: false, replicas: 1 });
+    const b = (await worker(cluster, { zone: 'b' })).worker;
+    const c = (await worker(cluster, { zone: 'c' })).worker;
+    await waitFor(balanced([a, b, c]), { what: 'three workers balanced', timeoutMs: 10_000 });
+    for (const w of [a, b, c]) {
+      expect(w.view!.leader).toBe(a.id);
+      expect(w.view!.members.map((m) => m.id)).toEqual([a.id, b.id, c.id]);
+    }
+    // The same view everywhere: one sequence of views.
+    expect(new Set([a, b, c].map((w) => w.view!.viewId)).size).toBe(1);
+  });
+
+  it('commands keep committing while workers join and leave; none is lost or doubled', async () => {
+    const cluster = `m${randomUUID().slice(0, 8)}`;
+    const a = (await worker(cluster)).worker;
+    const client = track(await connect({ bus: await fixture.bus(), cluster, shardCount: SHARDS }));
+    const ids = Array.from({ length: 40 }, (_, i) => `acct-${i}`);
+    let sent = 0;
+    let stop = false;
+    const load = (async () => {
+      while (!stop) {
+        await Promise.all(ids.map((id) => client.session('counter', id).send({ type: 'ADD', by: 1 }, { timeout: 10_000 })));
+        sent++;
+      }
+    })();
+    const b = (await worker(cluster)).worker;
+    await waitFor(balanced([a, b]), { what: 'two workers balanced', timeoutMs: 10_000 });
+    await b.stop();
+    await waitFor(() => a.serving.length === SHARDS && a.view?.members.length === 1, { what: 'a alone again', timeoutMs: 10_000 });
+    stop = true;
+    await load;
+    expect(sent).toBeGreaterThan(0);
+    for (const id of ids) {
+      const { document } = await client.session('counter', id).read();
+      expect(document).toMatchObject({ n: sent });
+    }
+  });
+
+  it('a graceful stop hands the shards off and leaves the view', async () => {
+    const cluster = `m${randomUUID().slice(0, 8)}`;
+    const a = (await worker(cluster)).worker;
+    const b = (await worker(cluster)).worker;
+    await waitFor(balanced([a, b]), { what: 'balanced', timeoutMs: 10_000 });
+    const t0 = Date.now();
+    await b.stop();
+    // A planned hand-off, not a failure: well inside one session timeout per round of moves.
+    expect(Date.now() - t0).toBeLessThan(FAST.sessionTimeout * 8);
+    await waitFor(() => a.serving.length === SHARDS, { what: 'a serves every shard' });
+    expect(a.view!.members.map((m) => m.id)).toEqual([a.id]);
+    expect(a.view!.transitional).toBe(false);
+  });
+
+  it('a worker that dies is suspected after the session timeout; a transitional view, then its shards fail over', async () => {
+    const cluster = `m${randomUUID().slice(0, 8)}`;
+    const a = (await worker(cluster)).worker;
+    const b = await worker(cluster);
+    await waitFor(balanced([a, b.worker]), { what: 'balanced', timeoutMs: 10_000 });
+    const client = track(await connect({ bus: await fixture.bus(), cluster, shardCount: SHARDS }));
+    const ids = Array.from({ length: 30 }, (_, i) => `acct-${i}`);
+    for (const id of ids) await client.session('counter', id).send({ type: 'ADD', by: 2 });
+    const viewBefore = a.view!.viewId;
+    const died = Date.now();
+    await b.bus.close(); // b can no longer speak: to the others it is dead
+    await waitFor(() => a.serving.length === SHARDS, { what: 'failover to a', timeoutMs: 10_000 });
+    expect(Date.now() - died).toBeGreaterThanOrEqual(FAST.sessionTimeout - FAST.heartbeatInterval);
+    expect(a.view!.members.map((m) => m.id)).toEqual([a.id]);
+    expect(a.view!.viewId).toBeGreaterThanOrEqual(viewBefore + 2); // transitional, then regular
+    // Nothing acknowledged is lost: every session reads back from the journal on its new primary.
+    for (const id of ids) expect((await client.session('counter', id).read()).document).toMatchObject({ n: 2 });
+    await client.session('counter', ids[0]!).send({ type: 'ADD', by: 1 });
+    expect((await client.session('counter', ids[0]!).read()).document).toMatchObject({ n: 3 });
+  });
+
+  it('when the leader dies, the next member in join order takes over', async () => {
+    const cluster = `m${randomUUID().slice(0, 8)}`;
+    const a = await worker(cluster);
+    const b = (await worker(cluster)).worker;
+    const c = (await worker(cluster)).worker;
+    await waitFor(balanced([a.worker, b, c]), { what: 'balanced', timeoutMs: 10_000 });
+    await a.bus.close();
+    await waitFor(balanced([b, c]), { what: 'b and c balanced', timeoutMs: 10_000 });
+    expect(b.view!.leader).toBe(b.id);
+    expect(c.view!.leader).toBe(b.id);
+  });
+
+  it('refuses a session timeout below 500 ms and a heartbeat slower than half of it', async () => {
+    const bus = track(await fixture.bus());
+    await expect(startWorker({ bus, cluster: 'x', applications: [app], sessionTimeout: 499 })).rejects.toThrow(/sessionTimeout must be at least 500/);
+    await expect(startWorker({ bus, cluster: 'x', applications: [app], sessionTimeout: 1000, heartbeatInterval: 600 })).rejects.toThrow(
+      /heartbeatInterval/,
+    );
+    await expect(startWorker({ bus, cluster: 'x', applications: [app], replicas: -1 })).rejects.toThrow(RangeError);
+  });
+});

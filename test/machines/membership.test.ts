@@ -1,0 +1,135 @@
+import { describe, expect, it } from 'vitest';
+import { createActor } from 'xstate';
+import { membershipMachine, type Heartbeat, type MembershipEffect } from '../../machines/membership.js';
+import type { View } from '../../machines/view.js';
+
+const CONFIG = { heartbeatInterval: 100, sessionTimeout: 500, replicas: 1, shardCount: 8, maxConcurrentMoves: 8 };
+
+/** One member's machine, driven by hand: every effect it asks for is recorded, nothing is carried out. */
+function member(id: string, startedAt = 0) {
+  const actor = createActor(membershipMachine, { input: { self: { id, zone: 'z', promotable: true, startedAt }, config: CONFIG } });
+  const effects: MembershipEffect[] = [];
+  actor.on('*', (e) => effects.push(e));
+  actor.start();
+  const writes = (): View[] => effects.flatMap((e) => (e.type === 'writeView' ? [e.view] : []));
+  return { actor, effects, writes, ctx: () => actor.getSnapshot().context, state: () => actor.getSnapshot().value };
+}
+
+function hb(id: string, patch: Partial<Heartbeat> = {}): Heartbeat {
+  return { id, zone: 'z', promotable: true, status: 'joining', viewId: 0, serving: [], startedAt: 0, ...patch };
+}
+
+describe('membership machine', () => {
+  it('the first worker, finding no view, writes one with itself as leader holding every shard', () => {
+    const a = member('a');
+    a.actor.send({ type: 'START', now: 0 });
+    expect(a.writes()).toHaveLength(0); // nobody writes before the view entry has been read
+    a.actor.send({ type: 'VIEW', view: null, revision: 0, now: 1 });
+    const [first] = a.writes();
+    expect(first).toMatchObject({ viewId: 1, leader: 'a', transitional: false, members: [{ id: 'a', joined: 1 }] });
+    expect(first!.shards.every((s) => s.primary === 'a' && s.state === 'ACTIVE')).toBe(true);
+    expect(a.effects.find((e) => e.type === 'writeView')).toMatchObject({ revision: 0 }); // create, not update
+    a.actor.send({ type: 'WRITE_DONE', view: first!, revision: 1, now: 2 });
+    expect(a.state()).toBe('member');
+  });
+
+  it('one write at a time: a lost compare-and-set waits for the winner\'s view before planning again', () => {
+    const a = member('a');
+    a.actor.send({ type: 'START', now: 0 });
+    a.actor.send({ type: 'VIEW', view: null, revision: 0, now: 1 });
+    a.actor.send({ type: 'TICK', now: 100 });
+    a.actor.send({ type: 'TICK', now: 200 });
+    expect(a.writes()).toHaveLength(1);
+    a.actor.send({ type: 'WRITE_FAILED', now: 250 });
+    // Someone else's view arrives: a joins through it instead of writing its own.
+    const theirs: View = {
+      viewId: 1,
+      members: [{ id: 'b', zone: 'z', promotable: true, joined: 1 }],
+      leader: 'b',
+      replicas: 1,
+      shardCount: 8,
+      shards: Array.from({ length: 8 }, () => ({ primary: 'b', replicas: [], state: 'ACTIVE' as const, next: null, epoch: 1 })),
+      transitional: false,
+      possibleDataLoss: [],
+    };
+    a.actor.send({ type: 'VIEW', view: theirs, revision: 7, now: 260 });
+    a.actor.send({ type: 'TICK', now: 300 });
+    expect(a.writes()).toHaveLength(1);
+    expect(a.ctx().view?.leader).toBe('b');
+    expect(a.state()).toBe('joining');
+  });
+
+  it('the leader admits a joiner it hears from, and drops a member silent for the session timeout (transitional first)', () => {
+    const a = member('a');
+    a.actor.send({ type: 'START', now: 0 });
+    a.actor.send({ type: 'VIEW', view: null, revision: 0, now: 0 });
+    a.actor.send({ type: 'WRITE_DONE', view: a.writes()[0]!, revision: 1, now: 0 });
+    a.actor.send({ type: 'HEARTBEAT', heartbeat: hb('b', { startedAt: 5 }), now: 10 });
+    const admit = a.writes()[1]!;
+    expect(admit.members.map((m) => m.id)).toEqual(['a', 'b']);
+    expect(admit.transitional).toBe(false);
+    a.actor.send({ type: 'WRITE_DONE', view: admit, revision: 2, now: 11 });
+    // b speaks up once more, then goes silent.
+    a.actor.send({ type: 'HEARTBEAT', heartbeat: hb('b', { status: 'member', viewId: admit.viewId }), now: 100 });
+    const before = a.writes().length;
+    a.actor.send({ type: 'TICK', now: 599 });
+    expect(a.writes().length).toBe(before); // 499 ms of silence: not yet suspected
+    a.actor.send({ type: 'TICK', now: 600 });
+    const transitional = a.writes().at(-1)!;
+    expect(transitional).toMatchObject({ transitional: true, members: [{ id: 'a' }] });
+    expect(transitional.shards.flatMap((s) => [s.primary, s.next, ...s.replicas]).filter((w) => w === 'b')).toEqual([]);
+    a.actor.send({ type: 'WRITE_DONE', view: transitional, revision: 3, now: 601 });
+    const regular = a.writes().at(-1)!;
+    expect(regular.transitional).toBe(false);
+    expect(regular.shards.every((s) => s.primary === 'a' && s.state === 'ACTIVE')).toBe(true);
+    expect(regular.viewId).toBe(transitional.viewId + 1);
+  });
+
+  it('a member that is not the leader never writes', () => {
+    const b = member('b', 5);
+    b.actor.send({ type: 'START', now: 0 });
+    const view: View = {
+      viewId: 3,
+      members: [{ id: 'a', zone: 'z', promotable: true, joined: 1 }],
+      leader: 'a',
+      replicas: 1,
+      shardCount: 8,
+      shards: Array.from({ length: 8 }, () => ({ primary: 'a', replicas: [], state: 'ACTIVE' as const, next: null, epoch: 1 })),
+      transitional: false,
+      possibleDataLoss: [],
+    };
+    b.actor.send({ type: 'VIEW', view, revision: 3, now: 0 });
+    for (let t = 100; t < 500; t += 100) {
+      b.actor.send({ type: 'HEARTBEAT', heartbeat: hb('a', { status: 'member', viewId: 3 }), now: t });
+      b.actor.send({ type: 'TICK', now: t });
+    }
+    expect(b.writes()).toEqual([]);
+    // a falls silent: b, the only live worker, takes over: survivors first (none of the old view), then itself.
+    b.actor.send({ type: 'TICK', now: 1_000 });
+    expect(b.writes()[0]).toMatchObject({ transitional: true, members: [], leader: 'b' });
+  });
+
+  it('a leaving leader hands its shards to the next member, then goes, and the pen passes on', () => {
+    const a = member('a');
+    a.actor.send({ type: 'START', now: 0 });
+    a.actor.send({ type: 'VIEW', view: null, revision: 0, now: 0 });
+    a.actor.send({ type: 'WRITE_DONE', view: a.writes()[0]!, revision: 1, now: 0 });
+    a.actor.send({ type: 'APPLIED', viewId: 1, serving: [0, 1, 2, 3, 4, 5, 6, 7], now: 1 });
+    a.actor.send({ type: 'HEARTBEAT', heartbeat: hb('b', { startedAt: 5 }), now: 2 });
+    const two = a.writes().at(-1)!;
+    a.actor.send({ type: 'WRITE_DONE', view: two, revision: 2, now: 3 });
+    a.actor.send({ type: 'LEAVE', now: 10 });
+    const handing = a.writes().at(-1)!;
+    expect(handing.shards.filter((s) => s.primary === 'a').every((s) => s.state === 'PENDING' && s.next === 'b')).toBe(true);
+    a.actor.send({ type: 'WRITE_DONE', view: handing, revision: 3, now: 11 });
+    // a lets go of every shard it was handing off; the next plan completes the hand-offs and lets a go.
+    a.actor.send({ type: 'APPLIED', viewId: handing.viewId, serving: [], now: 12 });
+    const last = a.writes().at(-1)!;
+    expect(last.members.map((m) => m.id)).toEqual(['b']);
+    expect(last.leader).toBe('b');
+    expect(last.shards.every((s) => s.primary === 'b' && s.state === 'ACTIVE')).toBe(true);
+    a.actor.send({ type: 'WRITE_DONE', view: last, revision: 4, now: 13 });
+    expect(a.state()).toBe('left');
+    expect(a.effects.at(-1)).toEqual({ type: 'left', reason: 'left' });
+  });
+});
