@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { runDoctor } from './doctor.js';
+import { CliUsageError } from './loadApplications.js';
+import { parseWorkerArgs, runWorker } from './worker.js';
 
 const USAGE = `usage: cohort <command> [options]
 
@@ -8,18 +10,46 @@ commands:
   doctor [--nats URL]   check every bus capability once against a NATS server
                         (default: an embedded nats-server, or the in-memory bus
                         when no nats-server is installed) and print a table
+  worker --app FILE [--app FILE ...] [--nats URL[,URL...]] [--cluster NAME]
+         [--zone ZONE] [--no-promote] [--id ID]
+                        host the applications each FILE exports (.js, or .ts
+                        through tsx) until SIGINT or SIGTERM; --cluster defaults
+                        to demo; without --nats, an embedded nats-server (or the
+                        in-memory bus, alone, when none is installed)
+
+exit codes: 0 ok, 1 failure, 2 wrong usage (unknown command or flag, bad --app)
 `;
 
 function write(line: string): void {
   process.stdout.write(line + '\n');
 }
 
-async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
+function warn(line: string): void {
+  process.stderr.write(line + '\n');
+}
+
+/** A wrong flag or argument: parseArgs' own errors, and ours. */
+function usageProblem(err: unknown): { message: string; showUsage: boolean } | undefined {
+  if (err instanceof CliUsageError) return { message: err.message, showUsage: err.showUsage };
+  const code = (err as { code?: unknown } | null)?.code;
+  if (err instanceof TypeError && typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_')) {
+    return { message: err.message, showUsage: true };
+  }
+  return undefined;
+}
+
+async function run(command: string | undefined, rest: string[]): Promise<number> {
   switch (command) {
     case 'doctor': {
       const { values } = parseArgs({ args: rest, options: { nats: { type: 'string' } }, strict: true });
       return runDoctor({ nats: values.nats, write });
+    }
+    case 'worker': {
+      const code = await runWorker({ ...parseWorkerArgs(rest), write, warn });
+      // A stopped worker has nothing left to do: should a stray timer or socket still hold
+      // the event loop (say, a session whose last snapshot could not be written), exit anyway.
+      setTimeout(() => process.exit(code), 2_000).unref();
+      return code;
     }
     case undefined:
     case 'help':
@@ -33,7 +63,20 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    return await run(command, rest);
+  } catch (err) {
+    const problem = usageProblem(err);
+    if (problem === undefined) throw err;
+    process.stderr.write(`cohort ${command}: ${problem.message}\n${problem.showUsage ? `\n${USAGE}` : ''}`);
+    return 2;
+  }
+}
+
 // Until main settles, an exit (say, an event loop that ran dry mid-check) is a failure.
+// A worker's main settles only once it has been signalled and has stopped.
 process.exitCode = 1;
 main(process.argv.slice(2)).then(
   (code) => {

@@ -1,0 +1,214 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { startWorker, type Worker } from '../actors/worker.js';
+import { createMemoryBus } from '../bus/memory/mod.js';
+import { createNatsBus } from '../bus/nats/mod.js';
+import { validateCluster } from '../bus/subjects.js';
+import type { Bus } from '../bus/types.js';
+import { FALLBACK_DIRS, findNatsServerBinary } from '../harness/natsServerBinary.js';
+import { startNatsServer } from '../harness/natsServer.js';
+import { createLogger } from '../log/logger.js';
+import { CliUsageError, loadApplications } from './loadApplications.js';
+
+/** The flags of `cohort worker`, as parseArgs takes them (compose.yaml's workers are checked against this table). */
+export const WORKER_FLAGS = {
+  app: { type: 'string', multiple: true },
+  nats: { type: 'string' },
+  cluster: { type: 'string', default: 'demo' },
+  zone: { type: 'string' },
+  'no-promote': { type: 'boolean', default: false },
+  id: { type: 'string' },
+} as const satisfies NonNullable<ParseArgsConfig['options']>;
+
+export interface WorkerCliOptions {
+  /** Module paths, relative to the current directory; each exports one or more applications. */
+  apps: string[];
+  /** Server URLs; undefined: an embedded nats-server, or the memory bus when none is installed. */
+  nats: string[] | undefined;
+  cluster: string;
+  zone: string | undefined;
+  promotable: boolean;
+  id: string | undefined;
+}
+
+function nonEmpty(flag: string, value: string | undefined): string | undefined {
+  if (value !== undefined && value.trim() === '') throw new CliUsageError(`--${flag} needs a value`, { showUsage: true });
+  return value;
+}
+
+/** The arguments after `worker`. Throws parseArgs' own errors for unknown flags, CliUsageError for bad values. */
+export function parseWorkerArgs(args: string[]): WorkerCliOptions {
+  const { values } = parseArgs({ args, options: WORKER_FLAGS, strict: true, allowPositionals: false });
+  const apps = values.app ?? [];
+  if (apps.length === 0) throw new CliUsageError('needs --app FILE (a module exporting applications)', { showUsage: true });
+  for (const app of apps) nonEmpty('app', app);
+  let nats: string[] | undefined;
+  if (nonEmpty('nats', values.nats) !== undefined) {
+    nats = values.nats!.split(',').map((u) => u.trim()).filter((u) => u !== '');
+    if (nats.length === 0) throw new CliUsageError('--nats needs a URL', { showUsage: true });
+  }
+  try {
+    validateCluster(values.cluster);
+  } catch (err) {
+    throw new CliUsageError(`--cluster ${JSON.stringify(values.cluster)}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  return {
+    apps,
+    nats,
+    cluster: values.cluster,
+    zone: nonEmpty('zone', values.zone),
+    promotable: !values['no-promote'],
+    id: nonEmpty('id', values.id),
+  };
+}
+
+export interface RunWorkerOptions extends WorkerCliOptions {
+  /** Lines for the user (stdout). */
+  write: (line: string) => void;
+  /** Lines about trouble (stderr). */
+  warn: (line: string) => void;
+}
+
+interface Target {
+  bus: Bus;
+  /** Where the worker serves, for the "serving" line. */
+  where: string;
+  dispose(): Promise<void>;
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+}
+
+async function openTarget(options: RunWorkerOptions): Promise<Target> {
+  const name = `cohort-worker${options.id === undefined ? '' : `-${options.id}`}`;
+  if (options.nats !== undefined) {
+    const bus = await createNatsBus({ servers: options.nats, name });
+    return { bus, where: options.nats.join(','), dispose: () => bus.close() };
+  }
+  if (findNatsServerBinary() === null) {
+    const env = process.env['NATS_SERVER_BIN'];
+    options.write(
+      env
+        ? `no --nats given, and NATS_SERVER_BIN=${env} is not an executable nats-server.`
+        : `no --nats given, and no nats-server on PATH or in ${FALLBACK_DIRS.join(', ')}.`,
+    );
+    options.write(
+      'Serving on the in-memory bus, in this process: this worker is alone (no other worker or client can reach it). ' +
+        'Install nats-server (apt-get install nats-server) or pass --nats to form a cluster.',
+    );
+    const bus = createMemoryBus();
+    return { bus, where: 'the in-memory bus', dispose: () => bus.close() };
+  }
+  const server = await startNatsServer();
+  let bus: Bus;
+  try {
+    bus = await createNatsBus({ servers: server.url, name });
+  } catch (err) {
+    await server[Symbol.asyncDispose]();
+    throw err;
+  }
+  options.write(
+    `no --nats given: started an embedded nats-server ${bus.server.version} at ${server.url} ` +
+      '(JetStream in a temporary directory, removed when this worker stops).',
+  );
+  options.write(`Other workers on this host can join it with --nats ${server.url} --cluster ${options.cluster}`);
+  return {
+    bus,
+    where: server.url,
+    dispose: async () => {
+      await bus.close();
+      await server[Symbol.asyncDispose]();
+    },
+  };
+}
+
+/**
+ * Resolves with the first SIGINT or SIGTERM; a second one exits the process
+ * with code 1 at once. Holds the event loop open until disposed (a worker on
+ * the memory bus has nothing else that does).
+ */
+function stopSignal(warn: (line: string) => void): { received: Promise<NodeJS.Signals>; dispose(): void } {
+  let first: NodeJS.Signals | undefined;
+  let resolve!: (signal: NodeJS.Signals) => void;
+  const received = new Promise<NodeJS.Signals>((r) => (resolve = r));
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (first === undefined) {
+      first = signal;
+      resolve(signal);
+      return;
+    }
+    warn(`${signal} again: exiting now, without stopping cleanly`);
+    process.exit(1);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const keepAlive = setInterval(() => {}, 1 << 30);
+  return {
+    received,
+    dispose: () => {
+      clearInterval(keepAlive);
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
+}
+
+/**
+ * `cohort worker`: hosts the applications the --app modules export until
+ * SIGINT or SIGTERM, then stops the worker (every session passivated, its
+ * snapshot written). Resolves to the exit code; throws CliUsageError for a
+ * wrong --app.
+ */
+export async function runWorker(options: RunWorkerOptions): Promise<number> {
+  const signal = stopSignal(options.warn);
+  try {
+    const applications = await loadApplications(options.apps);
+    let target: Target;
+    try {
+      target = await openTarget(options);
+    } catch (err) {
+      const where = options.nats === undefined ? 'an embedded nats-server' : options.nats.join(',');
+      options.warn(`cannot connect to ${where}: ${describe(err)}`);
+      return 1;
+    }
+    let worker: Worker;
+    try {
+      worker = await startWorker({
+        bus: target.bus,
+        cluster: options.cluster,
+        applications,
+        ...(options.id !== undefined && { id: options.id }),
+        ...(options.zone !== undefined && { zone: options.zone }),
+        promotable: options.promotable,
+        // Runtime logs (pino JSON) go to stderr; stdout carries the lines above, for people and scripts.
+        logger: createLogger({ destination: process.stderr }),
+      });
+    } catch (err) {
+      options.warn(`cannot start the worker: ${describe(err)}`);
+      await target.dispose();
+      return 1;
+    }
+    const names = applications.map((a) => a.name).join(', ');
+    const extras = [
+      `cluster ${options.cluster}`,
+      ...(options.zone === undefined ? [] : [`zone ${options.zone}`]),
+      ...(options.promotable ? [] : ['not promotable']),
+    ];
+    options.write(`worker ${worker.id} serving ${names} on ${target.where} (${extras.join(', ')})`);
+
+    const received = await signal.received;
+    options.write(`${received}: stopping worker ${worker.id} (a second signal exits at once)`);
+    try {
+      await worker.stop();
+    } catch (err) {
+      options.warn(`worker ${worker.id} did not stop cleanly: ${describe(err)}`);
+      await target.dispose().catch(() => {});
+      return 1;
+    }
+    await target.dispose();
+    options.write(`worker ${worker.id} stopped`);
+    return 0;
+  } finally {
+    signal.dispose();
+  }
+}
