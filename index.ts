@@ -20,6 +20,10 @@ export { ConflictError, EventRejectedError, InvalidRequestError, SessionMovedErr
 export { DEFAULT_SHARD_COUNT, shardOf } from './actors/shard.js';
 export type { EventMeta, PatchOperation, StampedEvent, UserEvent } from './machines/protocol.js';
 
+// Membership: the view every worker agrees on.
+export type { Member, ShardAssignment, ShardState, View } from './machines/view.js';
+export { MEMBERSHIP_DEFAULTS, MIN_SESSION_TIMEOUT } from './machines/membership.js';
+
 // The bus: one interface, two implementations.
 export type {
   AppendAck,

@@ -6,6 +6,8 @@ import { startWorker, type Worker, type WorkerOptions } from '../../actors/worke
 import { createMemoryBus, createMemoryServer, type MemoryServer } from '../../bus/memory/mod.js';
 import { createNatsBus } from '../../bus/nats/mod.js';
 import type { Bus } from '../../bus/types.js';
+import { encode } from '../../bus/codec.js';
+import { heartbeatSubject } from '../../bus/subjects.js';
 import type { NatsServer } from '../../harness/natsServer.js';
 import { counterMachine } from '../fixtures/counter.js';
 import { cleanupAfterEach } from '../cleanup.js';
@@ -158,6 +160,19 @@ describe.each(['memory', 'nats'] as const)('membership (%s)', (kind) => {
     await waitFor(balanced([b, c]), { what: 'b and c balanced', timeoutMs: 10_000 });
     expect(b.view!.leader).toBe(b.id);
     expect(c.view!.leader).toBe(b.id);
+  });
+
+  it('ignores garbage and malformed heartbeats and keeps its view; ids with dots are escaped', async () => {
+    const cluster = `m${randomUUID().slice(0, 8)}`;
+    const a = (await worker(cluster, { id: 'host.a' })).worker;
+    const rogue = track(await fixture.bus());
+    rogue.publish(heartbeatSubject(cluster, 'rogue'), new Uint8Array([0xc1, 0xff, 0x00]));
+    rogue.publish(heartbeatSubject(cluster, 'rogue'), encode({ id: 'rogue', status: 'joining' })); // fields missing
+    rogue.publish(heartbeatSubject(cluster, 'rogue'), encode({ id: 'rogue', zone: 'z', promotable: true, status: 'boss', viewId: 1, serving: [], startedAt: 0 }));
+    await rogue.flush();
+    const b = (await worker(cluster, { id: 'host.b' })).worker;
+    await waitFor(balanced([a, b]), { what: 'balanced despite the garbage', timeoutMs: 10_000 });
+    expect(a.view!.members.map((m) => m.id)).toEqual(['host.a', 'host.b']);
   });
 
   it('refuses a session timeout below 500 ms and a heartbeat slower than half of it', async () => {
