@@ -75,8 +75,15 @@ export function busContract(name: string, target: () => ContractTarget): void {
         const b = await connect();
         const s = fresh('o');
         const seen: number[] = [];
-        b.subscribe(s, (m) => seen.push(Number(text(m.data))));
+        let probed = false;
+        b.subscribe(s, (m) => (text(m.data) === 'probe' ? (probed = true) : seen.push(Number(text(m.data)))));
         await b.flush();
+        // On a cluster, interest reaches other nodes a moment after the subscriber's own: wait for it.
+        await waitFor(async () => {
+          a.publish(s, bytes('probe'));
+          await a.flush();
+          return probed;
+        }, { what: 'the subscription to be known across the cluster' });
         for (let i = 0; i < 100; i++) a.publish(s, bytes(String(i)));
         await a.flush();
         await waitFor(() => seen.length === 100, { what: '100 messages' });
