@@ -112,6 +112,17 @@ export interface ReadOptions {
   limit?: number;
 }
 
+export interface FollowOptions {
+  /** First stream sequence to deliver; omitted: only entries stored after follow() resolves. */
+  fromSeq?: number;
+  /** A handler that throws or rejects; following goes on with the next entry. */
+  onError?: (error: unknown, entry: JournalEntry) => void;
+}
+
+export interface JournalFollow {
+  stop(): void;
+}
+
 export interface Journal {
   readonly name: string;
   append(subject: string, data: Uint8Array, options?: AppendOptions): Promise<AppendAck>;
@@ -120,6 +131,13 @@ export interface Journal {
    * end of the journal as it was when the read began.
    */
   read(filter: string, options?: ReadOptions): AsyncIterable<JournalEntry>;
+  /**
+   * A live tail: entries matching `filter` from `fromSeq` (default: only
+   * those stored from now on), then every new one as it is stored, in stream
+   * order, one at a time (a handler's promise is awaited before the next).
+   * Resolves once following has begun.
+   */
+  follow(filter: string, options: FollowOptions, handler: (entry: JournalEntry) => void | Promise<void>): Promise<JournalFollow>;
   /** The last sequence stored on exactly this subject; 0 when it has none. */
   lastSeq(subject: string): Promise<number>;
   /** Removes the subject's entries with seq < below. Returns how many went. */

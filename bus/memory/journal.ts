@@ -1,6 +1,7 @@
 import { InvalidNameError, WrongLastSequenceError } from '../errors.js';
 import { validateSubject } from '../names.js';
-import type { AppendAck, AppendOptions, Journal, JournalEntry, ReadOptions } from '../types.js';
+import type { AppendAck, AppendOptions, FollowOptions, Journal, JournalEntry, JournalFollow, ReadOptions } from '../types.js';
+import { subjectMatches } from '../names.js';
 import type { ClientContext } from './context.js';
 import { checkPayload, copyBytes, normalizeHeaders } from './payload.js';
 import { EXPECTED_LAST_SUBJECT_SEQ_HEADER, MSG_ID_HEADER, type MemoryStream, type StoredMessage } from './stream.js';
@@ -52,6 +53,41 @@ export class MemoryJournal implements Journal {
 
   read(filter: string, options: ReadOptions = {}): AsyncIterable<JournalEntry> {
     return this.#read(filter, options.fromSeq ?? 1, options.limit ?? Number.POSITIVE_INFINITY);
+  }
+
+  async follow(filter: string, options: FollowOptions, handler: (entry: JournalEntry) => void | Promise<void>): Promise<JournalFollow> {
+    const { server } = this.#context;
+    this.#context.assertOpen('follow');
+    validateSubject(filter, { wildcards: true, kind: 'journal filter' });
+    if (!this.#covers(filter)) {
+      throw new InvalidNameError('journal filter', filter, `not within the subjects of journal ${this.name}`);
+    }
+    let active = true;
+    let chain: Promise<void> = Promise.resolve();
+    const deliver = (message: StoredMessage): void =>
+      server.enqueue(() => {
+        const entry = toEntry(message);
+        chain = chain.then(async () => {
+          if (!active) return;
+          try {
+            await handler(entry);
+          } catch (error) {
+            options.onError?.(error, entry);
+          }
+        });
+      });
+    // Backlog and listener in one synchronous step: nothing is missed, nothing is seen twice.
+    if (options.fromSeq !== undefined) for (const m of this.#stream.range(filter, Math.max(1, options.fromSeq), this.#stream.lastSeq)) deliver(m);
+    const unlisten = this.#stream.listen((message) => {
+      if (subjectMatches(filter, message.subject)) deliver(message);
+    });
+    const stop = (): void => {
+      active = false;
+      unlisten();
+      cancelOnClose();
+    };
+    const cancelOnClose = this.#context.onClose(stop);
+    return { stop };
   }
 
   async lastSeq(subject: string): Promise<number> {

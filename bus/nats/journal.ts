@@ -2,7 +2,7 @@ import { DeliverPolicy, type JetStreamClient, type JetStreamManager } from '@nat
 import { headers as natsHeaders, nanos } from '@nats-io/nats-core';
 import { ConnectionError, InvalidNameError, PayloadTooLargeError, WrongLastSequenceError } from '../errors.js';
 import { subjectMatches, validateHeaders, validateName, validateSubject } from '../names.js';
-import type { AppendAck, AppendOptions, Journal, JournalConfig, JournalEntry, ReadOptions } from '../types.js';
+import type { AppendAck, AppendOptions, FollowOptions, Journal, JournalConfig, JournalEntry, JournalFollow, ReadOptions } from '../types.js';
 import { fromMsgHdrs } from './headers.js';
 import { ApiCodes, apiCode, translate } from './errors.js';
 import type { ReplyMux } from './replies.js';
@@ -156,6 +156,51 @@ class NatsJournal implements Journal {
       await messages.close().catch(() => undefined);
       await consumer.delete().catch(() => undefined);
     }
+  }
+
+  /** An ordered consumer: JetStream redelivers from the last sequence seen if it is reset. */
+  async follow(filter: string, options: FollowOptions, handler: (entry: JournalEntry) => void | Promise<void>): Promise<JournalFollow> {
+    this.#checkSubject(filter, true);
+    const from = options.fromSeq;
+    const consumer = await this.js.consumers
+      .get(this.name, {
+        filter_subjects: filter,
+        ...(from === undefined
+          ? { deliver_policy: DeliverPolicy.New }
+          : from > 1
+            ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: from }
+            : {}),
+      })
+      .catch((err: unknown) => {
+        throw translate(err, 'follow', filter, this.apiTimeout);
+      });
+    const messages = await consumer.consume({ max_messages: 512 });
+    let stopped = false;
+    void (async () => {
+      for await (const m of messages) {
+        if (stopped) break;
+        const entry: JournalEntry = {
+          subject: m.subject,
+          seq: m.seq,
+          data: m.data,
+          headers: fromMsgHdrs(m.headers),
+          time: Math.floor(m.info.timestampNanos / 1e6),
+        };
+        try {
+          await handler(entry);
+        } catch (error) {
+          options.onError?.(error, entry);
+        }
+      }
+    })().catch(() => undefined);
+    return {
+      stop: () => {
+        if (stopped) return;
+        stopped = true;
+        void messages.close().catch(() => undefined);
+        void consumer.delete().catch(() => undefined);
+      },
+    };
   }
 
   async destroy(): Promise<void> {

@@ -244,6 +244,44 @@ export function busContract(name: string, target: () => ContractTarget): void {
         return bus.journal({ name, subjects: [`${name}.>`] });
       }
 
+      it('follows a filter live: the backlog from a sequence, then each new entry, one at a time, until stopped', async () => {
+        const bus = await connect();
+        const writer = await connect();
+        const j = await journal(bus);
+        const w = await writer.journal({ name: j.name, subjects: [`${j.name}.>`] });
+        await w.append(`${j.name}.x.1`, bytes('old1'));
+        await w.append(`${j.name}.y.1`, bytes('other'));
+        await w.append(`${j.name}.x.2`, bytes('old2'));
+        const got: string[] = [];
+        let busy = false;
+        let overlapped = false;
+        const follow = await j.follow(`${j.name}.x.*`, { fromSeq: 2 }, async (e) => {
+          if (busy) overlapped = true;
+          busy = true;
+          await new Promise((r) => setTimeout(r, 2));
+          got.push(`${e.seq}:${text(e.data)}`);
+          busy = false;
+        });
+        const live = await connect();
+        const onlyNew: number[] = [];
+        const fresh = await (await live.journal({ name: j.name, subjects: [`${j.name}.>`] })).follow(`${j.name}.>`, {}, (e) => {
+          onlyNew.push(e.seq);
+        });
+        for (let i = 3; i <= 6; i++) await w.append(`${j.name}.x.${i}`, bytes(`new${i}`));
+        await waitFor(() => got.length === 5, { what: 'backlog and live entries' });
+        expect(got).toEqual(['3:old2', '4:new3', '5:new4', '6:new5', '7:new6']);
+        expect(overlapped).toBe(false);
+        await waitFor(() => onlyNew.length === 4, { what: 'only the new entries' });
+        expect(onlyNew).toEqual([4, 5, 6, 7]);
+        follow.stop();
+        fresh.stop();
+        await w.append(`${j.name}.x.8`, bytes('after'));
+        const witness = await j.follow(`${j.name}.x.*`, { fromSeq: 8 }, () => undefined);
+        await waitFor(async () => (await w.lastSeq(`${j.name}.x.8`)) === 8);
+        witness.stop();
+        expect(got).toHaveLength(5);
+      });
+
       it('appends with sequences, reads a subject filter from a sequence in order', async () => {
         const bus = await connect();
         const j = await journal(bus);
