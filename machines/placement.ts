@@ -9,6 +9,7 @@
  */
 import type { Member, ShardAssignment } from './view.js';
 
+/** Input no cluster could produce (a caller bug): thrown, never turned into a map. */
 export class PlacementError extends Error {
   override readonly name = 'PlacementError';
 }
@@ -40,6 +41,13 @@ interface Draft {
   promoted: boolean;
 }
 
+/**
+ * The shard map for the next regular view. Failovers happen at once; moves
+ * of a live primary become hand-offs (PENDING), at most maxConcurrentMoves
+ * at a time, so later views continue a rebalance. Placing its own result
+ * again returns it unchanged, so the leader writes a view only when
+ * something happened.
+ */
 export function placeShards(input: PlacementInput): ShardAssignment[] {
   const maxMoves = validate(input);
   const { members } = input;
@@ -57,6 +65,11 @@ export function placeShards(input: PlacementInput): ShardAssignment[] {
   }));
 }
 
+/**
+ * The transitional map when members are lost: their copies removed; a shard
+ * whose primary was lost keeps primary null and state DEAD until the regular
+ * view promotes someone, and a hand-off to a lost member is called off.
+ */
 export function withoutMembers(shards: readonly ShardAssignment[], lost: ReadonlySet<string>): ShardAssignment[] {
   return shards.map((shard) => {
     const replicas = shard.replicas.filter((r) => !lost.has(r));
@@ -70,6 +83,11 @@ export function withoutMembers(shards: readonly ShardAssignment[], lost: Readonl
   });
 }
 
+/**
+ * The old primary has released a PENDING shard: `next` becomes the ACTIVE
+ * primary with epoch + 1. The old primary is dropped from the shard and
+ * `next` from its secondaries; the next placement refills them.
+ */
 export function completeHandoff(shards: readonly ShardAssignment[], shard: number): ShardAssignment[] {
   const current = shards[shard];
   if (current === undefined) throw new PlacementError(`shard ${shard} does not exist (shardCount ${shards.length})`);
@@ -87,6 +105,7 @@ export function completeHandoff(shards: readonly ShardAssignment[], shard: numbe
   return shards.map((s, i) => (i === shard ? done : s));
 }
 
+/** Summary for status and tests: primaries and secondaries per member id (members holding nothing are absent). */
 export function shardCounts(shards: readonly ShardAssignment[]): Map<string, { primaries: number; replicas: number }> {
   const counts = new Map<string, { primaries: number; replicas: number }>();
   const of = (id: string) => {
@@ -117,7 +136,7 @@ function validate(input: PlacementInput): number {
     ids.add(m.id);
   }
   if (previous !== undefined && previous.length !== shardCount) {
-    throw new PlacementError(`previous has ${previous.length} shards, expected shardCount ${shardCount}`);
+    throw new PlacementError(`previous has ${previous.length} shards but shardCount is ${shardCount}`);
   }
   if (!(maxMoves >= 1) || !(Number.isInteger(maxMoves) || maxMoves === Infinity)) {
     throw new PlacementError(`maxConcurrentMoves must be an integer >= 1 or Infinity, got ${maxMoves}`);
@@ -127,9 +146,10 @@ function validate(input: PlacementInput): number {
 
 /**
  * The previous map restricted to live members. A hand-off survives only if
- * both ends are still here; if its target left it falls back to the old
- * primary, if the old primary left the target has everything it needs and
- * takes over. A shard with no live primary is left for failOver.
+ * both ends are still here (and the target still promotable); if its target
+ * left it falls back to the old primary, if the old primary left the target
+ * has caught up enough to take over. A shard with no live primary is left
+ * for failOver.
  */
 function resolvePrevious(input: PlacementInput): Draft[] {
   const { members, previous } = input;
@@ -235,25 +255,28 @@ function rebalancePrimaries(drafts: Draft[], members: readonly Member[], budget:
 /**
  * Secondaries. Evenness is the hard goal: every member ends within a band
  * [lo, hi] (hi - lo <= 1) found by water-filling, lower only for a member
- * that holds a copy of every shard it can. Zones are the soft goal: a shard's
- * copies go to different zones wherever that keeps the band. Existing
- * secondaries are kept where the band allows.
+ * that holds a copy of every shard it can; where greedy choice falls short,
+ * chains of moves (shift) restore it. Zones are the soft goal: a shard's
+ * copies go to different zones wherever moves and swaps that keep the band
+ * allow. Existing secondaries are kept where the band allows.
  *
  * A PENDING shard's target keeps its secondary (it is catching up) but gets
  * no new one; the old primary gets none either.
  */
 class SecondaryPlanner {
+  /** Per member: its zone (as an index), secondaries held (count, and which shards), and its band. */
   private readonly zone: Int32Array;
+  private readonly count: Int32Array;
+  private readonly held: Set<number>[];
+  private readonly lo: Int32Array;
+  private readonly hi: Int32Array;
+  /** Per shard: how many secondaries it gets. */
+  private readonly need: number[];
   private readonly zoneCount: number;
+  /** Per zone, shards that may have no copy there (see shardsLacking). */
   private readonly lacking = new Map<number, number[]>();
   /** Scratch for bestNew: per zone, 1 while a copy of the shard at hand is there. */
   private readonly taken: Uint8Array;
-  private readonly count: Int32Array;
-  /** Per member, the shards it holds a secondary of. */
-  private readonly held: Set<number>[];
-  private readonly need: number[];
-  private readonly lo: Int32Array;
-  private readonly hi: Int32Array;
 
   constructor(
     private readonly drafts: Draft[],
@@ -263,7 +286,7 @@ class SecondaryPlanner {
     const zones = new Map<string, number>();
     this.zone = Int32Array.from(members, (m) => {
       if (!zones.has(m.zone)) zones.set(m.zone, zones.size);
-      return zones.get(m.zone) ?? NONE;
+      return zones.get(m.zone)!;
     });
     this.zoneCount = zones.size;
     this.taken = new Uint8Array(zones.size);
@@ -465,28 +488,32 @@ class SecondaryPlanner {
     if (this.zoneCount < 2) return;
     for (let changed = true; changed; ) {
       changed = false;
-      // Collisions found unfixable in this pass, keyed by all the search depends on. A change may make one
-      // fixable again, but then there is another pass, and the last pass has no change: it is exact.
-      const stuck = new Set<string>();
+      // Secondaries found stuck in this pass, by what the search depends on (besides the secondary): the
+      // shard's zones and PENDING target. A change may unstick one, but then there is another pass, and
+      // the last pass has no change: it is exact.
+      const stuck = new Map<string, Set<number>>();
       this.drafts.forEach((d, s) => {
-        for (let i = 0; i < d.replicas.length; i++) {
-          const x = d.replicas[i]!;
-          if (this.pinned(s, x) || !this.zoneTaken(s, this.zone[x]!, x)) continue;
-          const others = this.zonesOfCopies(s, x);
-          if (others.length === this.zoneCount) continue;
-          const key = `${x} ${d.next} ${others.join()}`;
-          if (stuck.has(key)) continue;
-          if (this.separate(s, x, others)) changed = true;
-          else stuck.add(key);
+        const zones = this.zonesOfCopies(s);
+        if (zones.length === d.replicas.length + (d.primary === NONE ? 0 : 1) || zones.length === this.zoneCount) return;
+        const key = `${d.next} ${zones.join()}`;
+        const stuckHere = stuck.get(key) ?? new Set<number>();
+        stuck.set(key, stuckHere);
+        for (const x of d.replicas) {
+          if (this.pinned(s, x) || stuckHere.has(x) || !this.zoneTaken(s, this.zone[x]!, x)) continue;
+          if (this.separate(s, x, zones)) {
+            changed = true;
+            return; // its zones changed: the next pass looks at this shard again
+          }
+          stuckHere.add(x);
         }
       });
     }
   }
 
-  /** One move or swap that takes secondary x of shard s out of the zones `others` of its other copies. */
-  private separate(s: number, x: number, others: readonly number[]): boolean {
+  /** One move or swap that puts secondary x of shard s, which shares a zone, into a zone not among `zones` (the shard's). */
+  private separate(s: number, x: number, zones: readonly number[]): boolean {
     const next = this.drafts[s]!.next;
-    const fresh = (m: number) => m !== next && !others.includes(this.zone[m]!);
+    const fresh = (m: number) => m !== next && !zones.includes(this.zone[m]!);
     if (this.count[x]! > this.lo[x]!) {
       let y = NONE;
       for (let m = 0; m < this.members.length; m++) {
@@ -522,13 +549,11 @@ class SecondaryPlanner {
     }
   }
 
-  /** Distinct zones of the copies of shard s other than `except`, ascending. */
-  private zonesOfCopies(s: number, except: number): number[] {
+  /** Distinct zones of the copies of shard s, ascending. */
+  private zonesOfCopies(s: number): number[] {
     const d = this.drafts[s]!;
-    const zones: number[] = [];
-    for (const m of d.primary === NONE ? d.replicas : [d.primary, ...d.replicas]) {
-      if (m !== except && !zones.includes(this.zone[m]!)) zones.push(this.zone[m]!);
-    }
+    const zones = d.primary === NONE ? [] : [this.zone[d.primary]!];
+    for (const m of d.replicas) if (!zones.includes(this.zone[m]!)) zones.push(this.zone[m]!);
     return zones.sort((a, b) => a - b);
   }
 
@@ -536,7 +561,8 @@ class SecondaryPlanner {
   private shardsLacking(z: number): number[] {
     let list = this.lacking.get(z);
     if (list === undefined) {
-      list = this.drafts.flatMap((_, t) => (this.zoneTaken(t, z) ? [] : [t]));
+      list = [];
+      for (let t = 0; t < this.drafts.length; t++) if (!this.zoneTaken(t, z)) list.push(t);
       this.lacking.set(z, list);
     }
     return list;

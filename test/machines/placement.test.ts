@@ -12,7 +12,7 @@ import type { Member, ShardAssignment } from '../../machines/view.js';
 
 const member = (id: string, zone = 'a', promotable = true, joined = 0): Member => ({ id, zone, promotable, joined });
 
-/** Members w0, w1, ... (or with another prefix) in join order, zones z0..z(zones-1). */
+/** Members w0, w1, ... (or with another prefix) in join order; zone k is named zk. */
 function membersOf(specs: readonly { zone: number; promotable: boolean }[], prefix = 'w', firstJoined = 0): Member[] {
   return specs.map((s, i) => member(`${prefix}${i}`, `z${s.zone}`, s.promotable, firstJoined + i));
 }
@@ -39,6 +39,16 @@ const place = (input: PlacementInput) => placeShards({ maxConcurrentMoves: Infin
 function completeAll(map: readonly ShardAssignment[]): ShardAssignment[] {
   return map.reduce<ShardAssignment[]>((m, s, i) => (s.state === 'PENDING' ? completeHandoff(m, i) : m), [...map]);
 }
+
+/** A hand-written shard; ACTIVE unless primary is null. */
+const shard = (primary: string | null, replicas: string[] = [], extra: Partial<ShardAssignment> = {}): ShardAssignment => ({
+  primary,
+  replicas,
+  state: primary === null ? 'DEAD' : 'ACTIVE',
+  next: null,
+  epoch: 1,
+  ...extra,
+});
 
 const pendingCount = (map: readonly ShardAssignment[]) => map.filter((s) => s.state === 'PENDING').length;
 
@@ -157,7 +167,8 @@ describe('placeShards from nothing', () => {
         const members = membersOf(Array.from({ length: n }, (_, i) => ({ zone: i % 2, promotable: false })));
         const map = place({ shardCount, members, replicas });
         expect(balanceProblems(map, members, replicas)).toEqual([]);
-        expect(map.every((s) => s.state === 'DEAD' && s.primary === null && s.replicas.length === Math.min(replicas, n))).toBe(true);
+        const dead = { state: 'DEAD', primary: null, next: null, epoch: 0 };
+        expect(map.filter((s) => s.replicas.length !== Math.min(replicas, n) || !expect.objectContaining(dead).asymmetricMatch(s))).toEqual([]);
       }),
     );
   });
@@ -167,7 +178,11 @@ describe('placeShards from nothing', () => {
     // more zones than secondaries, and shardCount a multiple of the member count (otherwise the floor/ceil
     // split of primaries and secondaries can leave a zone with more copies than shards).
     const arb = fc
-      .record({ zones: fc.integer({ min: 2, max: 4 }), perZone: fc.integer({ min: 1, max: 3 }), multiple: fc.integer({ min: 1, max: 12 }) })
+      .record({
+        zones: fc.integer({ min: 2, max: 4 }),
+        perZone: fc.integer({ min: 1, max: 3 }),
+        multiple: fc.integer({ min: 1, max: 12 }),
+      })
       .chain(({ zones, perZone, multiple }) =>
         fc.record({
           zones: fc.constant(zones),
@@ -200,6 +215,31 @@ describe('placeShards from nothing', () => {
   });
 });
 
+describe('placeShards on a balanced map', () => {
+  it('moves no primary, whichever members hold the larger shares', () => {
+    const arb = fc
+      .record({ n: fc.integer({ min: 1, max: 8 }), shardCount: shardCountArb, replicas: replicasArb })
+      .chain(({ n, shardCount, replicas }) =>
+        fc.record({
+          n: fc.constant(n),
+          replicas: fc.constant(replicas),
+          larger: fc.shuffledSubarray([...Array(n).keys()], { minLength: shardCount % n, maxLength: shardCount % n }),
+          order: fc.shuffledSubarray([...Array(shardCount).keys()], { minLength: shardCount }),
+        }),
+      );
+    fc.assert(
+      fc.property(arb, ({ n, replicas, larger, order }) => {
+        const members = membersOf(Array.from({ length: n }, (_, i) => ({ zone: i % 2, promotable: true })));
+        const share = (i: number) => Math.floor(order.length / n) + (larger.includes(i) ? 1 : 0);
+        const owners = members.flatMap((m, i) => Array<string>(share(i)).fill(m.id));
+        const previous = order.map((k) => shard(owners[k]!, [], { epoch: 3 }));
+        const map = placeShards({ shardCount: order.length, members, replicas, previous });
+        expect(map.map((s) => [s.primary, s.state, s.epoch])).toEqual(previous.map((s) => [s.primary, 'ACTIVE', 3]));
+      }),
+    );
+  });
+});
+
 describe('placeShards after a member joins', () => {
   it('moves only the newcomer’s fair share of primaries, all to the newcomer', () => {
     fc.assert(
@@ -219,7 +259,8 @@ describe('placeShards after a member joins', () => {
         expect(moved.length).toBeLessThanOrEqual(1.1 * fairShare);
         expect(moved.every((s) => s.primary === 'new')).toBe(true);
         done.forEach((s, i) => expect(s.epoch - balanced[i]!.epoch).toBe(s.primary === balanced[i]!.primary ? 0 : 1));
-        // Nothing else changes primary, and the next placement fills the secondaries the hand-offs dropped.
+        // With the hand-offs done the primaries are balanced as they are: placing again moves none and only
+        // refills the secondaries the hand-offs dropped.
         const settled = place({ shardCount, members: after, replicas, previous: done });
         expect(balanceProblems(settled, after, replicas)).toEqual([]);
         expect(settled.map((s) => s.primary)).toEqual(done.map((s) => s.primary));
@@ -234,16 +275,24 @@ describe('placeShards with a hand-off limit', () => {
     specs: memberSpecs(1, 8),
     joiners: memberSpecs(1, 4),
     leave: fc.option(fc.nat(7), { nil: undefined }),
+    /** A member that may no longer be promoted (as a leaver is), if some other member still can be. */
+    demote: fc.option(fc.nat(7), { nil: undefined }),
     shardCount: shardCountArb,
     replicas: replicasArb,
     limit: fc.integer({ min: 1, max: 8 }),
   });
 
+  function membershipChange(specs: { zone: number; promotable: boolean }[], joiners: typeof specs, leave?: number, demote?: number) {
+    const before = membersOf(specs);
+    const after = [...before.filter((_, i) => i !== leave), ...membersOf(joiners, 'j', 100)];
+    const demoted = after.map((m, i) => (i === demote ? { ...m, promotable: false } : m));
+    return { before, after: demoted.some((m) => m.promotable) ? demoted : after };
+  }
+
   it('converges to a balanced map in ceil(S/K) + 1 rounds (+1 after a loss), never more than K shards PENDING', () => {
     fc.assert(
-      fc.property(changedMembership, ({ specs, joiners, leave, shardCount, replicas, limit }) => {
-        const before = membersOf(specs);
-        const after = [...before.filter((_, i) => i !== leave), ...membersOf(joiners, 'j', 100)];
+      fc.property(changedMembership, ({ specs, joiners, leave, demote, shardCount, replicas, limit }) => {
+        const { before, after } = membershipChange(specs, joiners, leave, demote);
         let map = place({ shardCount, members: before, replicas });
         for (let round = 1; ; round++) {
           map = placeShards({ shardCount, members: after, replicas, previous: map, maxConcurrentMoves: limit });
@@ -262,9 +311,8 @@ describe('placeShards with a hand-off limit', () => {
 
   it('counts hand-offs still PENDING from the previous map against the limit, and is idempotent meanwhile', () => {
     fc.assert(
-      fc.property(changedMembership, ({ specs, joiners, leave, shardCount, replicas, limit }) => {
-        const before = membersOf(specs);
-        const after = [...before.filter((_, i) => i !== leave), ...membersOf(joiners, 'j', 100)];
+      fc.property(changedMembership, ({ specs, joiners, leave, demote, shardCount, replicas, limit }) => {
+        const { before, after } = membershipChange(specs, joiners, leave, demote);
         const input = { shardCount, members: after, replicas, maxConcurrentMoves: limit };
         // The first placement may fail over a leaver's shards; the view after that is the first that must be stable.
         let map = placeShards({ ...input, previous: place({ shardCount, members: before, replicas }) });
@@ -308,7 +356,8 @@ describe('member loss', () => {
         transitional.forEach((s, i) => {
           const was = before[i]!;
           expect(s.replicas).toEqual(was.replicas.filter((r) => r !== lost.id));
-          expect(s).toMatchObject(was.primary === lost.id ? { state: 'DEAD', primary: null, epoch: was.epoch } : { primary: was.primary, state: was.state });
+          const lostPrimary = was.primary === lost.id;
+          expect(s).toMatchObject(lostPrimary ? { state: 'DEAD', primary: null, epoch: was.epoch } : { primary: was.primary, state: was.state });
         });
 
         const after = placeShards({ shardCount, members: survivors, replicas, previous: transitional, synchronized });
@@ -345,15 +394,6 @@ describe('member loss', () => {
 
 // ---- rules, by example ------------------------------------------------------------------------------
 
-const shard = (primary: string | null, replicas: string[] = [], extra: Partial<ShardAssignment> = {}): ShardAssignment => ({
-  primary,
-  replicas,
-  state: primary === null ? 'DEAD' : 'ACTIVE',
-  next: null,
-  epoch: 1,
-  ...extra,
-});
-
 describe('failover choice', () => {
   const members = [member('a', 'z1'), member('b', 'z2', true, 1), member('c', 'z3', true, 2), member('d', 'z4', false, 3)];
 
@@ -377,13 +417,14 @@ describe('failover choice', () => {
 });
 
 describe('hand-offs', () => {
-  it('hands a shard to the member holding its secondary, epoch unchanged until completeHandoff', () => {
-    const members = [member('a', 'z1'), member('b', 'z2', true, 1)];
-    const previous = [shard('a', ['b']), shard('a', ['b'])];
-    const map = placeShards({ shardCount: 2, members, replicas: 1, previous });
-    expect(map.filter((s) => s.state === 'PENDING')).toEqual([{ primary: 'a', replicas: ['b'], state: 'PENDING', next: 'b', epoch: 1 }]);
-    const i = map.findIndex((s) => s.state === 'PENDING');
-    expect(completeHandoff(map, i)[i]).toEqual({ primary: 'b', replicas: [], state: 'ACTIVE', next: null, epoch: 2 });
+  it('hands a shard to a member holding its secondary, epoch unchanged until completeHandoff', () => {
+    const members = [member('a', 'z1'), member('b', 'z2', true, 1), member('c', 'z3', true, 2)];
+    const previous = [shard('a', ['c']), shard('a', ['b']), shard('a', ['c'])];
+    const map = placeShards({ shardCount: 3, members, replicas: 1, previous });
+    // b joined before c, but shard 0's warm copy is on c.
+    expect(map.map((s) => [s.state, s.next])).toEqual([['PENDING', 'c'], ['PENDING', 'b'], ['ACTIVE', null]]);
+    expect(map[0]).toEqual({ primary: 'a', replicas: ['c'], state: 'PENDING', next: 'c', epoch: 1 });
+    expect(completeHandoff(map, 0)[0]).toEqual({ primary: 'c', replicas: [], state: 'ACTIVE', next: null, epoch: 2 });
   });
 
   it('moves primaries off a member that is no longer promotable', () => {
@@ -405,17 +446,24 @@ describe('hand-offs', () => {
     expect(map[2]!.replicas).not.toContain('c');
   });
 
+  it('calls off a hand-off to a member that can no longer be promoted', () => {
+    const members = [member('a', 'z1'), member('b', 'z2', false, 1), member('c', 'z3', true, 2)];
+    const previous = [shard('a', ['b'], { state: 'PENDING', next: 'b', epoch: 2 }), shard('c', ['a'])];
+    const map = placeShards({ shardCount: 2, members, replicas: 1, previous });
+    expect(map[0]).toEqual({ primary: 'a', replicas: ['b'], state: 'ACTIVE', next: null, epoch: 2 });
+  });
+
   it('holds back moves beyond maxConcurrentMoves, counting those already PENDING', () => {
     const one = [member('a', 'z1')];
     const two = [...one, member('b', 'z2', true, 1)];
-    const start = place({ shardCount: 16, members: one, replicas: 0 });
-    const first = placeShards({ shardCount: 16, members: two, replicas: 0, previous: start, maxConcurrentMoves: 3 });
+    const input = { shardCount: 16, members: two, replicas: 0, maxConcurrentMoves: 3 };
+    const first = placeShards({ ...input, previous: place({ ...input, members: one }) });
     expect(pendingCount(first)).toBe(3);
     expect(first.filter((s) => s.state === 'ACTIVE').every((s) => s.primary === 'a')).toBe(true);
     // Nothing completed yet: the same three stay PENDING and no fourth starts.
-    expect(placeShards({ shardCount: 16, members: two, replicas: 0, previous: first, maxConcurrentMoves: 3 })).toEqual(first);
+    expect(placeShards({ ...input, previous: first })).toEqual(first);
     const oneDone = completeHandoff(first, first.findIndex((s) => s.state === 'PENDING'));
-    expect(pendingCount(placeShards({ shardCount: 16, members: two, replicas: 0, previous: oneDone, maxConcurrentMoves: 3 }))).toBe(3);
+    expect(pendingCount(placeShards({ ...input, previous: oneDone }))).toBe(3);
   });
 
   it('completeHandoff refuses a shard that is not PENDING or does not exist', () => {
@@ -460,17 +508,19 @@ describe('bad input', () => {
     ['negative replicas', { shardCount: 1, members, replicas: -1 }, /replicas must be a non-negative integer, got -1/],
     ['fractional replicas', { shardCount: 1, members, replicas: 0.5 }, /replicas .* got 0.5/],
     ['duplicate ids', { shardCount: 1, members: [member('a'), member('a', 'b', true, 1)], replicas: 0 }, /duplicate member id "a"/],
-    ['previous too short', { shardCount: 2, members, replicas: 0, previous: [shard('a')] }, /previous has 1 shards, expected shardCount 2/],
+    ['previous too short', { shardCount: 2, members, replicas: 0, previous: [shard('a')] }, /previous has 1 shards but shardCount is 2/],
     ['no moves allowed', { shardCount: 1, members, replicas: 0, maxConcurrentMoves: 0 }, /maxConcurrentMoves must be .* got 0/],
+    ['fractional moves', { shardCount: 1, members, replicas: 0, maxConcurrentMoves: 1.5 }, /maxConcurrentMoves .* got 1.5/],
   ];
   it.each(cases)('%s throws a PlacementError saying so', (_, input, message) => {
-    expect(() => placeShards(input)).toThrow(PlacementError);
-    expect(() => placeShards(input)).toThrow(message);
+    let error: unknown;
     try {
       placeShards(input);
-    } catch (error) {
-      expect((error as Error).name).toBe('PlacementError');
+    } catch (caught) {
+      error = caught;
     }
+    expect(error).toBeInstanceOf(PlacementError);
+    expect(error).toMatchObject({ name: 'PlacementError', message: expect.stringMatching(message) });
   });
 });
 
@@ -481,7 +531,8 @@ describe('size', () => {
     const map = place({ shardCount: 4096, members, replicas: 2 });
     expect(balanceProblems(map, members, 2)).toEqual([]);
     const after = [...members, member('new', 'z1', true, 100)];
-    const settled = place({ shardCount: 4096, members: after, replicas: 2, previous: completeAll(place({ shardCount: 4096, members: after, replicas: 2, previous: map })) });
+    const handedOff = completeAll(place({ shardCount: 4096, members: after, replicas: 2, previous: map }));
+    const settled = place({ shardCount: 4096, members: after, replicas: 2, previous: handedOff });
     expect(balanceProblems(settled, after, 2)).toEqual([]);
   });
 });
