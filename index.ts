@@ -12,11 +12,19 @@ export {
   type Client,
   type ConnectOptions,
   type Patch,
+  type ReadCallOptions,
   type ReadResult,
   type SendOptions,
   type SessionHandle,
 } from './actors/client.js';
-export { ConflictError, EventRejectedError, InvalidRequestError, SessionMovedError, UnknownApplicationError } from './actors/errors.js';
+export {
+  ConflictError,
+  EventRejectedError,
+  InvalidRequestError,
+  NotEnoughReplicasError,
+  SessionMovedError,
+  UnknownApplicationError,
+} from './actors/errors.js';
 export { DEFAULT_SHARD_COUNT, shardOf } from './actors/shard.js';
 export type { EventMeta, PatchOperation, StampedEvent, UserEvent } from './machines/protocol.js';
 

@@ -1,7 +1,7 @@
 import type { AnyStateMachine } from 'xstate';
 import { validateApp } from '../bus/subjects.js';
 
-export type CommitLevel = 'memory' | 'journal';
+export type CommitLevel = 'memory' | 'journal' | 'replicas';
 
 export interface ApplicationOptions<TMachine extends AnyStateMachine = AnyStateMachine> {
   /** [a-z0-9-]+; part of every subject of its sessions. */
@@ -10,6 +10,10 @@ export interface ApplicationOptions<TMachine extends AnyStateMachine = AnyStateM
   machine: TMachine;
   /** When a command's reply goes out (default 'journal'). */
   commit?: CommitLevel;
+  /** Commit level `replicas`: synchronized secondaries that must have applied a command before its reply (default 1). */
+  syncReplicas?: number;
+  /** Commit level `replicas`: fewer synchronized secondaries than this and commands are refused (default 0). */
+  requiredSynchronizedReplicas?: number;
   /** Milliseconds without messages before a session is passivated (default 15 000). */
   unusedSessionLifetime?: number;
   /** Events between snapshots (default 100). */
@@ -22,6 +26,8 @@ export interface Application<TMachine extends AnyStateMachine = AnyStateMachine>
   readonly name: string;
   readonly machine: TMachine;
   readonly commit: CommitLevel;
+  readonly syncReplicas: number;
+  readonly requiredSynchronizedReplicas: number;
   readonly unusedSessionLifetime: number;
   readonly snapshotEvery: number;
   readonly metadata: Readonly<Record<string, unknown>>;
@@ -31,8 +37,13 @@ export interface Application<TMachine extends AnyStateMachine = AnyStateMachine>
 export function defineApplication<TMachine extends AnyStateMachine>(options: ApplicationOptions<TMachine>): Application<TMachine> {
   validateApp(options.name);
   const commit = options.commit ?? 'journal';
-  if (commit !== 'memory' && commit !== 'journal') {
-    throw new RangeError(`application ${options.name}: commit must be 'memory' or 'journal', got ${JSON.stringify(commit)}`);
+  if (commit !== 'memory' && commit !== 'journal' && commit !== 'replicas') {
+    throw new RangeError(`application ${options.name}: commit must be 'memory', 'journal' or 'replicas', got ${JSON.stringify(commit)}`);
+  }
+  const syncReplicas = options.syncReplicas ?? 1;
+  const requiredSynchronizedReplicas = options.requiredSynchronizedReplicas ?? 0;
+  for (const [name, v] of [['syncReplicas', syncReplicas], ['requiredSynchronizedReplicas', requiredSynchronizedReplicas]] as const) {
+    if (!Number.isInteger(v) || v < 0) throw new RangeError(`application ${options.name}: ${name} must be a whole number >= 0, got ${v}`);
   }
   const unusedSessionLifetime = options.unusedSessionLifetime ?? 15_000;
   const snapshotEvery = options.snapshotEvery ?? 100;
@@ -42,5 +53,5 @@ export function defineApplication<TMachine extends AnyStateMachine>(options: App
   }
   const metadata = options.metadata ?? {};
   JSON.stringify(metadata); // throws on cycles or BigInt: metadata is served as JSON
-  return { name: options.name, machine: options.machine, commit, unusedSessionLifetime, snapshotEvery, metadata };
+  return { name: options.name, machine: options.machine, commit, syncReplicas, requiredSynchronizedReplicas, unusedSessionLifetime, snapshotEvery, metadata };
 }

@@ -3,7 +3,7 @@ import { systemClock, type Clock } from '../bus/clock.js';
 import { decode, encode } from '../bus/codec.js';
 import { NoRespondersError, TimeoutError } from '../bus/errors.js';
 import { createNatsBus } from '../bus/nats/mod.js';
-import { cmdSubject, eventSubject, readSubject, validateApp, validateCluster } from '../bus/subjects.js';
+import { cmdSubject, eventSubject, readOnlySubject, readSubject, validateApp, validateCluster } from '../bus/subjects.js';
 import { claimCheckOf, decodeBody } from '../bus/claimCheck.js';
 import type { BlobStore, Bus, Message } from '../bus/types.js';
 import type { CommandReply, PatchMessage, PatchOperation, ReadReply, UserEvent } from '../machines/protocol.js';
@@ -37,6 +37,15 @@ export interface ReadResult {
   readonly seq: number;
   readonly state: unknown;
   readonly document: unknown;
+  /** True when a secondary answered (read-only routing): the document as of `seq`, which may trail the primary. */
+  readonly stale: boolean;
+}
+
+export interface ReadCallOptions extends CallOptions {
+  /** Read-your-writes: only from a copy at least this fresh (a secondary waits a moment for it). */
+  minSeq?: number;
+  /** Read-only routing: any copy of the shard may answer, secondaries included. */
+  readOnly?: boolean;
 }
 
 /** A change to the document, or (`resync`) a whole new copy after a gap. */
@@ -52,7 +61,7 @@ export interface SessionHandle {
   readonly id: string;
   /** Resolves once the event is committed; retries with the same command id until the timeout. */
   send(event: UserEvent, options?: SendOptions): Promise<{ seq: number }>;
-  read(options?: CallOptions & { minSeq?: number }): Promise<ReadResult>;
+  read(options?: ReadCallOptions): Promise<ReadResult>;
   /** Patches by others (never this client's own), in order; a gap is healed by a re-read. Returns an unsubscribe. */
   subscribe(listener: (patch: Patch) => void): () => void;
 }
@@ -90,6 +99,7 @@ class ClientImpl implements Client {
     const shard = shardOf(app, id, this.shardCount);
     const cmd = cmdSubject(this.cluster, shard, app, id);
     const read = readSubject(this.cluster, shard, app, id);
+    const readOnly = readOnlySubject(this.cluster, shard, app, id);
     const evt = eventSubject(this.cluster, app, id);
     return {
       app,
@@ -102,9 +112,10 @@ class ClientImpl implements Client {
       },
       read: async (options = {}) => {
         const body = encode({ client: this.id, ...(options.minSeq === undefined ? {} : { minSeq: options.minSeq }) });
-        const reply = (await this.#call(read, body, options.timeout ?? this.timeout, `read ${app}/${id}`)) as ReadReply;
+        const subject = options.readOnly === true ? readOnly : read;
+        const reply = (await this.#call(subject, body, options.timeout ?? this.timeout, `read ${app}/${id}`)) as ReadReply;
         if (!reply.ok) throw fromErrorBody(reply.error);
-        return { seq: reply.seq, state: reply.state, document: reply.document };
+        return { seq: reply.seq, state: reply.state, document: reply.document, stale: reply.stale === true };
       },
       subscribe: (listener) => this.#subscribe(evt, listener, () => this.session(app, id).read()),
     };

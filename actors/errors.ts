@@ -38,6 +38,22 @@ export class SessionMovedError extends BusError {
   }
 }
 
+/**
+ * Commit level `replicas` with fewer synchronized secondaries than the
+ * application requires (Always On's REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT):
+ * refused before anything is journaled, rather than silently less safe.
+ */
+export class NotEnoughReplicasError extends BusError {
+  constructor(
+    readonly app: string,
+    readonly shard: number,
+    readonly required: number,
+    readonly synchronized: number,
+  ) {
+    super(`${app}: shard ${shard} has ${synchronized} synchronized secondaries, ${required} required to commit`);
+  }
+}
+
 /** A command or read that is not of the protocol's shape. */
 export class InvalidRequestError extends BusError {
   constructor(readonly reason: string) {
@@ -55,6 +71,8 @@ const REBUILD: Record<string, Rebuild> = {
   UnknownApplicationError: (b) => new UnknownApplicationError(String(d(b, 'app'))),
   SessionMovedError: (b) => new SessionMovedError(String(d(b, 'app')), String(d(b, 'id'))),
   InvalidRequestError: (b) => new InvalidRequestError(String(d(b, 'reason'))),
+  NotEnoughReplicasError: (b) =>
+    new NotEnoughReplicasError(String(d(b, 'app')), Number(d(b, 'shard')), Number(d(b, 'required')), Number(d(b, 'synchronized'))),
   DecodeError: (b) => new DecodeError(String(d(b, 'where')), String(d(b, 'reason'))),
   PayloadTooLargeError: (b) => new PayloadTooLargeError(Number(d(b, 'size')), Number(d(b, 'limit')), String(d(b, 'where'))),
   TimeoutError: (b) => new TimeoutError(String(d(b, 'operation')), Number(d(b, 'timeoutMs'))),

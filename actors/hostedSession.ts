@@ -17,7 +17,7 @@ import {
 } from '../machines/protocol.js';
 import { documentOf, persistSession, stepSession, type SessionState, type Timer } from '../machines/session.js';
 import type { Application } from './application.js';
-import { ConflictError, EventRejectedError, SessionMovedError, toErrorBody } from './errors.js';
+import { ConflictError, EventRejectedError, NotEnoughReplicasError, SessionMovedError, toErrorBody } from './errors.js';
 import type { SessionStore } from './sessionStore.js';
 
 /** What a hosted session needs from its worker. */
@@ -30,6 +30,13 @@ export interface SessionHost {
   readonly log: Logger;
   /** The session's copy is no longer trustworthy here: forget it (it reloads on its next message). */
   evict(session: HostedSession): void;
+  /** Secondaries of this worker's primary shards (membership only). */
+  readonly replicas?: {
+    synchronized(shard: number): number;
+    replicated(shard: number, seq: number, want: number, timeout: number): Promise<boolean>;
+  };
+  /** How long a commit at level `replicas` waits for a secondary before it stops counting on it. */
+  readonly sessionTimeout: number;
   /** The session's earliest pending timer changed (undefined: none): keep the durable index. */
   timersChanged(session: HostedSession, due: number | undefined): Promise<void>;
 }
@@ -130,9 +137,18 @@ export class HostedSession {
     }
     const next = step.state;
     const record: JournalRecord = { v: 1, events: [{ event, seq: next.seq }] };
-    if (this.app.commit === 'journal') {
+    const replicas = this.app.commit === 'replicas' ? this.host.replicas : undefined;
+    if (replicas !== undefined && this.app.requiredSynchronizedReplicas > 0) {
+      const synchronized = replicas.synchronized(this.shard);
+      if (synchronized < this.app.requiredSynchronizedReplicas) {
+        return { ok: false, error: toErrorBody(new NotEnoughReplicasError(this.app.name, this.shard, this.app.requiredSynchronizedReplicas, synchronized)) };
+      }
+    }
+    if (this.app.commit !== 'memory') {
       const outcome = await this.#append(record, event.meta.cmdId);
       if (outcome !== 'ok') return outcome;
+      // Synchronous commit: durable in the journal already; now wait (bounded) for the synchronized secondaries.
+      if (replicas !== undefined) await replicas.replicated(this.shard, this.#journalSeq, this.app.syncReplicas, this.host.sessionTimeout);
     } else {
       this.#unjournaled.push(record);
       this.#appending ??= this.#appendInBackground();
@@ -203,7 +219,7 @@ export class HostedSession {
     this.#remember(event.meta.cmdId, next.seq);
     this.#publishPatch(prev, next, event.meta.client);
     const indexed = prev.timers !== next.timers ? this.#armTimers() : Promise.resolve();
-    if (next.seq - this.#snapshotSeq >= this.app.snapshotEvery && this.app.commit === 'journal') {
+    if (next.seq - this.#snapshotSeq >= this.app.snapshotEvery && this.app.commit !== 'memory') {
       void this.saveSnapshot({ compact: true }).catch((err: unknown) => this.log.warn({ err }, 'snapshot failed'));
     }
     return indexed;

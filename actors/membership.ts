@@ -83,7 +83,7 @@ export class MembershipHost {
     return this.view?.leader === this.#o.self.id;
   }
 
-  /** Resolves once a view lists this worker. */
+  /** Resolves once a view lists this worker and that view's shard roles are taken up. */
   async start(): Promise<void> {
     const { bus, cluster, clock, log } = this.#o;
     this.#kv = await bus.kv({ bucket: clusterBucket(cluster) });
@@ -141,6 +141,8 @@ export class MembershipHost {
       }
     });
     await Promise.race([this.#joined, this.#left]);
+    // The view that admitted this worker is applied before start() resolves: it serves its shards from then on.
+    await this.#applying;
   }
 
   #armTick(): void {

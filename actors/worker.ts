@@ -9,20 +9,21 @@ import {
   escapeToken,
   journalStreamFilter,
   journalStreamName,
-  journalSubject,
   metaSubject,
   parseSubject,
+  readOnlyShardFilter,
   readShardFilter,
   unescapeToken,
   validateCluster,
 } from '../bus/subjects.js';
 import type { BlobStore, Bus, Delivery, Journal, KvStore, Subscription } from '../bus/types.js';
 import { createLogger } from '../log/logger.js';
-import type { CommandReply, JournalRecord, ReadReply } from '../machines/protocol.js';
-import { replaySession, restoreSession, startSession, type SessionState } from '../machines/session.js';
+import type { CommandReply, ReadReply } from '../machines/protocol.js';
 import type { Application } from './application.js';
 import { InvalidRequestError, UnknownApplicationError, toErrorBody } from './errors.js';
 import { HostedSession, type SessionHost } from './hostedSession.js';
+import { loadSession } from './loadSession.js';
+import { READ_ONLY_QUEUE, Replication, type ReplicaStatus } from './replica.js';
 import { MembershipHost } from './membership.js';
 import { MEMBERSHIP_DEFAULTS, MIN_SESSION_TIMEOUT, type MembershipConfig } from '../machines/membership.js';
 import type { View } from '../machines/view.js';
@@ -66,6 +67,8 @@ export interface Worker {
   readonly view: View | null;
   /** Shards it serves as primary now. */
   readonly serving: readonly number[];
+  /** Its part in one shard: role, and as primary how far each secondary has applied. */
+  replicaStatus(shard: number): ReplicaStatus;
   /** Sessions in memory now. */
   readonly activeSessions: number;
   /** Passivates every active session now (snapshot written, memory freed). Returns how many. */
@@ -88,7 +91,11 @@ class WorkerHost implements SessionHost {
   readonly #subs: Subscription[] = [];
   /** Per served shard, its cmd and read subscriptions. */
   readonly #shardSubs = new Map<number, Subscription[]>();
+  readonly #roSubs = new Map<number, Subscription>();
   #membership: MembershipHost | undefined;
+  replicas: Replication | undefined;
+  sessionTimeout: number = MEMBERSHIP_DEFAULTS.sessionTimeout;
+  #replicaTick: TimerHandle | undefined;
   #sweep: TimerHandle | undefined;
   #stopped = false;
 
@@ -130,7 +137,10 @@ class WorkerHost implements SessionHost {
         }),
       );
     }
-    if (shards !== undefined) await this.serve(new Set(shards));
+    if (shards !== undefined) {
+      await this.serve(new Set(shards));
+      this.serveReadOnly(new Set(shards));
+    }
     await this.bus.flush();
     this.#armSweep();
     if (membership !== undefined) await this.#join(membership, this.id);
@@ -138,6 +148,18 @@ class WorkerHost implements SessionHost {
   }
 
   async #join(options: MembershipOptions, memberId: string): Promise<void> {
+    this.sessionTimeout = options.config.sessionTimeout;
+    const replication = (this.replicas ??= new Replication({
+      bus: this.bus,
+      journal: this.journal,
+      store: this.store,
+      cluster: this.cluster,
+      clock: this.clock,
+      log: this.log,
+      apps: this.#apps,
+      sessionTimeout: options.config.sessionTimeout,
+    }));
+    this.#armReplicaTick(options.config.heartbeatInterval);
     this.#membership = new MembershipHost({
       bus: this.bus,
       cluster: this.cluster,
@@ -145,7 +167,13 @@ class WorkerHost implements SessionHost {
       config: options.config,
       clock: this.clock,
       log: this.log,
-      apply: (view) => this.serve(primariesOf(view, memberId)),
+      apply: async (view) => {
+        const primaries = primariesOf(view, memberId);
+        const serving = await this.serve(primaries);
+        this.serveReadOnly(new Set([...primaries].filter((shard) => view.shards[shard]!.replicas.length === 0)));
+        await replication.apply(view, memberId);
+        return serving;
+      },
       removed: () => {
         // Cut off long enough to be dropped: let go of everything, then come back as a new member.
         const old = this.#membership;
@@ -156,6 +184,15 @@ class WorkerHost implements SessionHost {
       },
     });
     await this.#membership.start();
+  }
+
+  #armReplicaTick(every: number): void {
+    if (this.#stopped || this.#replicaTick !== undefined) return;
+    this.#replicaTick = this.clock.setTimeout(() => {
+      this.#replicaTick = undefined;
+      this.replicas?.tick();
+      this.#armReplicaTick(every);
+    }, every);
   }
 
   #incarnation = 1;
@@ -194,6 +231,25 @@ class WorkerHost implements SessionHost {
     }
     if (gone.length > 0 || added.length > 0) this.log.info({ gone: gone.length, added: added.length, serving: this.#shardSubs.size }, 'shards changed');
     return this.serving;
+  }
+
+  /**
+   * Read-only routing goes to secondaries; the primary answers it only for
+   * shards that have none (static sharding, replicas 0, or all lost).
+   */
+  serveReadOnly(shards: ReadonlySet<number>): void {
+    for (const [shard, sub] of this.#roSubs) {
+      if (shards.has(shard)) continue;
+      void sub.drain().catch(() => undefined);
+      this.#roSubs.delete(shard);
+    }
+    for (const shard of shards) {
+      if (this.#roSubs.has(shard) || this.#stopped) continue;
+      this.#roSubs.set(
+        shard,
+        this.bus.subscribe(readOnlyShardFilter(this.cluster, shard), (m) => this.#onMessage(m, 'read'), { queue: READ_ONLY_QUEUE }),
+      );
+    }
   }
 
   async #release(shards: ReadonlySet<number>): Promise<void> {
@@ -240,7 +296,7 @@ class WorkerHost implements SessionHost {
     } catch (err) {
       return { ok: false, error: toErrorBody(err) };
     }
-    if (target.kind !== 'cmd' && target.kind !== 'read') return { ok: false, error: toErrorBody(new InvalidRequestError('not a session subject')) };
+    if (target.kind !== 'cmd' && target.kind !== 'read' && target.kind !== 'ro') return { ok: false, error: toErrorBody(new InvalidRequestError('not a session subject')) };
     const app = this.#apps.get(target.app);
     if (app === undefined) return { ok: false, error: toErrorBody(new UnknownApplicationError(target.app)) };
     let body: unknown;
@@ -282,30 +338,13 @@ class WorkerHost implements SessionHost {
 
   /** From the latest snapshot plus the journal after it. */
   async #activate(app: Application, id: string, shard: number, key: string): Promise<HostedSession> {
-    const subject = journalSubject(this.cluster, shard, app.name, id);
-    // Both lookups at once: activation is two round trips in parallel, not in a row.
-    const [stored, lastSeq] = await Promise.all([this.store.load(app.name, id), this.journal.lastSeq(subject)]);
-    let state: SessionState | undefined = stored ? restoreSession(app.machine, stored.session) : undefined;
-    let journalSeq = stored?.journalSeq ?? 0;
-    const recent: [string, number][] = (stored?.recent ?? []).map(([c, s]) => [c, s]);
-    // The last-sequence lookup spares a consumer when there is nothing after the snapshot (or no session yet).
-    const tail = lastSeq > journalSeq ? this.journal.read(subject, { fromSeq: journalSeq + 1 }) : [];
-    for await (const entry of tail) {
-      const record = decode(entry.data, { where: `journal ${entry.subject}#${entry.seq}` }) as JournalRecord;
-      const first = record.events[0];
-      if (first === undefined) continue;
-      state ??= startSession(app.machine, first.event.meta.time);
-      state = replaySession(app.machine, state, record.events);
-      for (const e of record.events) recent.push([e.event.meta.cmdId, e.seq]);
-      journalSeq = entry.seq;
-    }
-    state ??= startSession(app.machine, this.clock.now());
+    const { state, journalSeq, recent } = await loadSession(this, app, id, shard, this.clock.now());
     const dormant = this.#dormant.get(key);
     if (dormant !== undefined) {
       this.clock.clearTimeout(dormant);
       this.#dormant.delete(key);
     }
-    const session = new HostedSession(this, app, id, shard, state, journalSeq, recent.slice(-256));
+    const session = new HostedSession(this, app, id, shard, state, journalSeq, recent);
     this.sessions.set(key, session);
     return session;
   }
@@ -364,6 +403,7 @@ class WorkerHost implements SessionHost {
 
   async #passivateIdle(): Promise<void> {
     const now = this.clock.now();
+    this.replicas?.sweep(Math.min(...[...this.#apps.values()].map((a) => a.unusedSessionLifetime)));
     const idle = [...this.sessions.entries()].filter(([, s]) => now - s.lastActive >= s.app.unusedSessionLifetime);
     await Promise.all(idle.map(([key, s]) => this.#passivate(key, s)));
   }
@@ -398,8 +438,12 @@ class WorkerHost implements SessionHost {
       this.#membership.stop();
     }
     this.#stopped = true;
+    this.replicas?.stop();
+    if (this.#replicaTick !== undefined) this.clock.clearTimeout(this.#replicaTick);
     for (const subs of this.#shardSubs.values()) for (const sub of subs) sub.unsubscribe();
     this.#shardSubs.clear();
+    for (const sub of this.#roSubs.values()) sub.unsubscribe();
+    this.#roSubs.clear();
     for (const sub of this.#subs.splice(0)) sub.unsubscribe();
     this.#unlistenStatus?.();
     if (this.#sweep !== undefined) this.clock.clearTimeout(this.#sweep);
@@ -503,6 +547,7 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
     get serving() {
       return host.serving;
     },
+    replicaStatus: (shard) => host.replicas?.status(shard) ?? { role: host.serving.includes(shard) ? 'primary' : 'none', epoch: 0, applied: null, secondaries: [] },
     get activeSessions() {
       return host.sessions.size;
     },

@@ -9,6 +9,8 @@ import { InvalidNameError } from './errors.js';
  * |--------------------------------------------|--------------------|
  * | cohort.<cluster>.cmd.<shard>.<app>.<id>    | cmdSubject         |
  * | cohort.<cluster>.read.<shard>.<app>.<id>   | readSubject        |
+ * | cohort.<cluster>.ro.<shard>.<app>.<id>     | readOnlySubject    |
+ * | cohort.<cluster>.rep.<shard>               | replicaReportSubject |
  * | cohort.<cluster>.jrnl.<shard>.<app>.<id>   | journalSubject     |
  * | cohort.<cluster>.evt.<app>.<id>            | eventSubject       |
  * | cohort.<cluster>.hb.<worker>               | heartbeatSubject   |
@@ -153,7 +155,7 @@ function prefix(cluster: string, kind: string): string {
   return `${SUBJECT_ROOT}.${cluster}.${kind}`;
 }
 
-function sessionSubject(kind: 'cmd' | 'read' | 'jrnl', cluster: string, shard: number, app: string, id: string): string {
+function sessionSubject(kind: SessionSubjectKind, cluster: string, shard: number, app: string, id: string): string {
   validateShard(shard);
   validateApp(app);
   return `${prefix(cluster, kind)}.${shard}.${app}.${escapeToken(id)}`;
@@ -167,6 +169,11 @@ export function cmdSubject(cluster: string, shard: number, app: string, id: stri
 /** Read-only queries, which secondaries may answer. */
 export function readSubject(cluster: string, shard: number, app: string, id: string): string {
   return sessionSubject('read', cluster, shard, app, id);
+}
+
+/** Read-only routing: whichever copy of the shard answers (secondaries, queue-grouped), saying how fresh it is. */
+export function readOnlySubject(cluster: string, shard: number, app: string, id: string): string {
+  return sessionSubject('ro', cluster, shard, app, id);
 }
 
 /** The session's journal, captured by the stream journalStreamName(cluster). */
@@ -205,6 +212,23 @@ export function readShardFilter(cluster: string, shard: number): string {
   return `${prefix(cluster, 'read')}.${shard}.>`;
 }
 
+/** Read-only queries any copy of `shard` may answer: cohort.<cluster>.ro.<shard>.> */
+export function readOnlyShardFilter(cluster: string, shard: number): string {
+  validateShard(shard);
+  return `${prefix(cluster, 'ro')}.${shard}.>`;
+}
+
+/** A secondary's report of the journal sequence it has applied for `shard`. */
+export function replicaReportSubject(cluster: string, shard: number): string {
+  validateShard(shard);
+  return `${prefix(cluster, 'rep')}.${shard}`;
+}
+
+/** Every secondary's reports: cohort.<cluster>.rep.* */
+export function replicaReportFilter(cluster: string): string {
+  return `${prefix(cluster, 'rep')}.*`;
+}
+
 /** The journal entries of `shard`: cohort.<cluster>.jrnl.<shard>.> */
 export function journalShardFilter(cluster: string, shard: number): string {
   validateShard(shard);
@@ -241,7 +265,7 @@ export function metaFilter(cluster: string): string {
 
 // ---------------------------------------------------------------- parsing
 
-export type SessionSubjectKind = 'cmd' | 'read' | 'jrnl';
+export type SessionSubjectKind = 'cmd' | 'read' | 'ro' | 'jrnl';
 
 export type ParsedSubject =
   | { kind: SessionSubjectKind; cluster: string; shard: number; app: string; id: string }
@@ -257,7 +281,7 @@ export function parseSubject(subject: string): ParsedSubject {
   if (root !== SUBJECT_ROOT || cluster === undefined || kind === undefined) {
     throw new InvalidNameError('subject', subject, `does not start with ${SUBJECT_ROOT}.<cluster>.<kind>`);
   }
-  const expected = kind === 'cmd' || kind === 'read' || kind === 'jrnl' ? 6 : kind === 'evt' ? 5 : kind === 'hb' || kind === 'meta' ? 4 : 0;
+  const expected = kind === 'cmd' || kind === 'read' || kind === 'ro' || kind === 'jrnl' ? 6 : kind === 'evt' ? 5 : kind === 'hb' || kind === 'meta' ? 4 : 0;
   if (expected === 0) throw new InvalidNameError('subject', subject, `unknown kind ${JSON.stringify(kind)}`);
   if (tokens.length !== expected) {
     throw new InvalidNameError('subject', subject, `a ${kind} subject has ${expected} tokens, not ${tokens.length}`);
@@ -267,6 +291,7 @@ export function parseSubject(subject: string): ParsedSubject {
     switch (kind) {
       case 'cmd':
       case 'read':
+      case 'ro':
       case 'jrnl': {
         const [, , , shardToken, app, id] = tokens as [string, string, string, string, string, string];
         if (!SHARD.test(shardToken)) throw new InvalidNameError('shard', shardToken, 'must be a non-negative integer in canonical decimal');
@@ -299,6 +324,7 @@ export function buildSubject(parsed: ParsedSubject): string {
   switch (parsed.kind) {
     case 'cmd':
     case 'read':
+    case 'ro':
     case 'jrnl':
       return sessionSubject(parsed.kind, parsed.cluster, parsed.shard, parsed.app, parsed.id);
     case 'evt':

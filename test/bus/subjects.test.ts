@@ -59,7 +59,7 @@ const app = fc.stringMatching(/^[a-z0-9-]{1,24}$/);
 const shard = fc.oneof(fc.nat({ max: 4096 }), fc.maxSafeNat());
 
 const parsedSubject: fc.Arbitrary<ParsedSubject> = fc.oneof(
-  fc.record({ kind: fc.constantFrom('cmd' as const, 'read' as const, 'jrnl' as const), cluster, shard, app, id: anyId }),
+  fc.record({ kind: fc.constantFrom('cmd' as const, 'read' as const, 'ro' as const, 'jrnl' as const), cluster, shard, app, id: anyId }),
   fc.record({ kind: fc.constant('evt' as const), cluster, app, id: anyId }),
   fc.record({ kind: fc.constant('hb' as const), cluster, worker: anyId }),
   fc.record({ kind: fc.constant('meta' as const), cluster, app }),

@@ -1,0 +1,48 @@
+import { decode } from '../bus/codec.js';
+import { journalSubject } from '../bus/subjects.js';
+import type { Journal } from '../bus/types.js';
+import type { JournalRecord } from '../machines/protocol.js';
+import { replaySession, restoreSession, startSession, type SessionState } from '../machines/session.js';
+import type { Application } from './application.js';
+import type { SessionStore } from './sessionStore.js';
+
+export interface LoadedSession {
+  readonly state: SessionState;
+  /** Stream sequence of the last journal entry reflected: the fence for the next append. */
+  readonly journalSeq: number;
+  /** Recent command ids and the seq each produced, oldest first. */
+  readonly recent: [string, number][];
+}
+
+/**
+ * A session as the journal has it: the latest snapshot plus every entry
+ * after it, replayed with the pure transition. Primaries activate with it,
+ * secondaries make their copies with it; a session never seen starts fresh
+ * at `now`.
+ */
+export async function loadSession(
+  deps: { journal: Journal; store: SessionStore; cluster: string },
+  app: Application,
+  id: string,
+  shard: number,
+  now: number,
+): Promise<LoadedSession> {
+  const subject = journalSubject(deps.cluster, shard, app.name, id);
+  // Both lookups at once: two round trips in parallel, not in a row.
+  const [stored, lastSeq] = await Promise.all([deps.store.load(app.name, id), deps.journal.lastSeq(subject)]);
+  let state: SessionState | undefined = stored ? restoreSession(app.machine, stored.session) : undefined;
+  let journalSeq = stored?.journalSeq ?? 0;
+  const recent: [string, number][] = (stored?.recent ?? []).map(([c, s]) => [c, s]);
+  // The last-sequence lookup spares a consumer when there is nothing after the snapshot (or no session yet).
+  const tail = lastSeq > journalSeq ? deps.journal.read(subject, { fromSeq: journalSeq + 1 }) : [];
+  for await (const entry of tail) {
+    const record = decode(entry.data, { where: `journal ${entry.subject}#${entry.seq}` }) as JournalRecord;
+    const first = record.events[0];
+    if (first === undefined) continue;
+    state ??= startSession(app.machine, first.event.meta.time);
+    state = replaySession(app.machine, state, record.events);
+    for (const e of record.events) recent.push([e.event.meta.cmdId, e.seq]);
+    journalSeq = entry.seq;
+  }
+  return { state: state ?? startSession(app.machine, now), journalSeq, recent: recent.slice(-256) };
+}

@@ -1,0 +1,328 @@
+import type { Logger } from 'pino';
+import { createActor, type Actor } from 'xstate';
+import type { Clock } from '../bus/clock.js';
+import { decode, encode } from '../bus/codec.js';
+import { escapeToken, journalShardFilter, parseSubject, readOnlyShardFilter, replicaReportFilter, replicaReportSubject } from '../bus/subjects.js';
+import type { Bus, Delivery, Journal, JournalEntry, JournalFollow, Subscription } from '../bus/types.js';
+import type { JournalRecord, ReadReply } from '../machines/protocol.js';
+import { appliedBy, replicaMachine, roleOf, synchronizedReplicas, syncStateOf, type SyncState } from '../machines/replica.js';
+import { documentOf, replaySession, type SessionState } from '../machines/session.js';
+import type { View } from '../machines/view.js';
+import type { Application } from './application.js';
+import { ConflictError, UnknownApplicationError, toErrorBody } from './errors.js';
+import { loadSession } from './loadSession.js';
+import type { SessionStore } from './sessionStore.js';
+
+/** Read-only queries of every copy of a shard share this queue group: one copy answers each. */
+export const READ_ONLY_QUEUE = 'cohort-ro';
+/** How long a read asking for a newer copy than this one waits for the journal to bring it. */
+const MIN_SEQ_WAIT_MS = 1_000;
+
+export interface ReplicationOptions {
+  readonly bus: Bus;
+  readonly journal: Journal;
+  readonly store: SessionStore;
+  readonly cluster: string;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly apps: ReadonlyMap<string, Application>;
+  readonly sessionTimeout: number;
+}
+
+/** A secondary's copy of one session: the same pure state the primary has, as of `journalSeq`. */
+interface Copy {
+  state: SessionState;
+  journalSeq: number;
+  lastActive: number;
+  readonly waiters: Set<() => void>;
+}
+
+interface Secondary {
+  readonly follow: JournalFollow;
+  readonly sub: Subscription;
+  readonly copies: Map<string, Copy>;
+  applied: number;
+}
+
+export interface ReplicaStatus {
+  readonly role: 'primary' | 'secondary' | 'none';
+  readonly epoch: number;
+  /** Secondary: the last journal sequence applied for the shard. */
+  readonly applied: number | null;
+  /** Primary: each secondary of the view, how far it has applied, and whether it is synchronized. */
+  readonly secondaries: readonly { worker: string; seq: number; state: SyncState }[];
+}
+
+interface Waiter {
+  readonly seq: number;
+  readonly want: number;
+  readonly resolve: (replicated: boolean) => void;
+}
+
+/**
+ * Replica actors of one worker: a replica machine per shard the view gives
+ * it a part in; as secondary, a live tail of the shard's journal applied to
+ * copies of its sessions with the same pure transition, reported back to
+ * the primary and answering read-only queries; as primary, what its
+ * secondaries have applied, for commits at level `replicas`.
+ */
+export class Replication {
+  readonly #o: ReplicationOptions;
+  readonly #actors = new Map<number, Actor<typeof replicaMachine>>();
+  readonly #secondaries = new Map<number, Secondary>();
+  readonly #waiters = new Map<number, Set<Waiter>>();
+  #memberId = '';
+  #reports: Subscription | undefined;
+  #stopped = false;
+
+  constructor(options: ReplicationOptions) {
+    this.#o = options;
+  }
+
+  /** Takes up the replica roles of `view`. Resolves once every new secondary is following. */
+  async apply(view: View, memberId: string): Promise<void> {
+    if (this.#stopped) return;
+    this.#memberId = memberId;
+    this.#reports ??= this.#o.bus.subscribe(replicaReportFilter(this.#o.cluster), (m) => this.#onReport(m));
+    const now = this.#o.clock.now();
+    const starts: Promise<void>[] = [];
+    view.shards.forEach((_, shard) => {
+      const role = roleOf(view, shard, memberId);
+      let actor = this.#actors.get(shard);
+      if (actor === undefined && role === 'none') return;
+      if (actor === undefined) {
+        actor = createActor(replicaMachine, { input: { shard, self: memberId, sessionTimeout: this.#o.sessionTimeout, now } }).start();
+        this.#actors.set(shard, actor);
+      }
+      actor.send({ type: 'ROLE', view, now });
+      if (role === 'secondary' && !this.#secondaries.has(shard)) starts.push(this.#follow(shard));
+      if (role !== 'secondary') this.#unfollow(shard);
+      if (role === 'none') {
+        actor.stop();
+        this.#actors.delete(shard);
+      }
+      this.#settle(shard);
+    });
+    await Promise.all(starts);
+  }
+
+  get secondaryShards(): number[] {
+    return [...this.#secondaries.keys()].sort((a, b) => a - b);
+  }
+
+  /** What this worker knows of its part in `shard`: for inspection (cohort status) and tests. */
+  status(shard: number): ReplicaStatus {
+    const actor = this.#actors.get(shard);
+    const secondary = this.#secondaries.get(shard);
+    if (actor === undefined) return { role: 'none', epoch: 0, applied: null, secondaries: [] };
+    const snapshot = actor.getSnapshot();
+    const ctx = { ...snapshot.context, now: this.#o.clock.now() };
+    return {
+      role: snapshot.value === 'primary' ? 'primary' : snapshot.value === 'secondary' ? 'secondary' : 'none',
+      epoch: ctx.epoch,
+      applied: secondary?.applied ?? null,
+      secondaries: ctx.replicas.map((worker) => ({
+        worker,
+        seq: ctx.followers[worker]?.seq ?? 0,
+        state: syncStateOf(ctx.followers[worker], ctx.now, ctx.sessionTimeout),
+      })),
+    };
+  }
+
+  /** Synchronized secondaries of a shard this worker is primary of. */
+  synchronized(shard: number): number {
+    const actor = this.#actors.get(shard);
+    if (actor === undefined) return 0;
+    return synchronizedReplicas({ ...actor.getSnapshot().context, now: this.#o.clock.now() }).length;
+  }
+
+  /**
+   * Resolves true once `want` synchronized secondaries (or all there are,
+   * if fewer) have applied `seq`; false if it gave up after `timeout`.
+   */
+  replicated(shard: number, seq: number, want: number, timeout: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      let settled = false;
+      const timer = this.#o.clock.setTimeout(() => done(false), timeout);
+      const done = (ok: boolean): void => {
+        if (settled) return;
+        settled = true;
+        this.#o.clock.clearTimeout(timer);
+        this.#waiters.get(shard)?.delete(waiter);
+        resolve(ok);
+      };
+      const waiter: Waiter = { seq, want, resolve: done };
+      let set = this.#waiters.get(shard);
+      if (set === undefined) this.#waiters.set(shard, (set = new Set()));
+      set.add(waiter);
+      this.#settle(shard);
+    });
+  }
+
+  /** Re-checks waiters against time: a secondary that fell silent is no longer waited for. */
+  tick(): void {
+    const now = this.#o.clock.now();
+    for (const [shard, actor] of this.#actors) {
+      actor.send({ type: 'TICK', now });
+      this.#settle(shard);
+    }
+    // A quiet secondary says it is still there, and how far it has applied.
+    for (const [shard, s] of this.#secondaries) this.#report(shard, s.applied);
+  }
+
+  #settle(shard: number): void {
+    const waiters = this.#waiters.get(shard);
+    const actor = this.#actors.get(shard);
+    if (waiters === undefined || waiters.size === 0) return;
+    const ctx = actor === undefined ? undefined : { ...actor.getSnapshot().context, now: this.#o.clock.now() };
+    const synced = ctx === undefined ? 0 : synchronizedReplicas(ctx).length;
+    for (const w of [...waiters]) {
+      const need = Math.min(w.want, synced);
+      if (ctx === undefined || appliedBy(ctx, w.seq) >= need) w.resolve(true);
+    }
+  }
+
+  #onReport(m: Delivery): void {
+    let body: { w?: unknown; s?: unknown; q?: unknown };
+    try {
+      body = decode(m.data, { where: `replica report ${m.subject}` }) as typeof body;
+    } catch (err) {
+      this.#o.log.warn({ err, subject: m.subject }, 'unreadable replica report ignored');
+      return;
+    }
+    if (typeof body.w !== 'string' || typeof body.s !== 'number' || typeof body.q !== 'number') return;
+    const actor = this.#actors.get(body.s);
+    if (actor === undefined || body.w === this.#memberId) return;
+    actor.send({ type: 'REPORT', worker: body.w, seq: body.q, now: this.#o.clock.now() });
+    this.#settle(body.s);
+  }
+
+  #report(shard: number, seq: number): void {
+    try {
+      this.#o.bus.publish(replicaReportSubject(this.#o.cluster, shard), encode({ w: this.#memberId, s: shard, q: seq }));
+    } catch (err) {
+      this.#o.log.debug({ err, shard }, 'replica report not sent');
+    }
+  }
+
+  async #follow(shard: number): Promise<void> {
+    const { bus, cluster, journal } = this.#o;
+    const copies = new Map<string, Copy>();
+    const sub = bus.subscribe(readOnlyShardFilter(cluster, shard), (m) => void this.#answer(m, shard), { queue: READ_ONLY_QUEUE });
+    const entry: Secondary = { follow: { stop: () => undefined }, sub, copies, applied: 0 };
+    this.#secondaries.set(shard, entry);
+    // Only what is journaled from now on: copies load the past from snapshot and journal when first needed.
+    const follow = await journal.follow(journalShardFilter(cluster, shard), {
+      onError: (err, e) => this.#o.log.warn({ err, subject: e.subject, seq: e.seq }, 'journal entry not applied on secondary'),
+    }, (e) => this.#applyEntry(shard, entry, e));
+    if (this.#secondaries.get(shard) !== entry) {
+      follow.stop();
+      return;
+    }
+    this.#secondaries.set(shard, { ...entry, follow });
+    Object.assign(entry, { follow });
+  }
+
+  #unfollow(shard: number): void {
+    const s = this.#secondaries.get(shard);
+    if (s === undefined) return;
+    this.#secondaries.delete(shard);
+    s.follow.stop();
+    s.sub.unsubscribe();
+    for (const c of s.copies.values()) for (const wake of c.waiters) wake();
+  }
+
+  async #applyEntry(shard: number, s: Secondary, e: JournalEntry): Promise<void> {
+    const target = parseSubject(e.subject);
+    const app = target.kind === 'jrnl' ? this.#o.apps.get(target.app) : undefined;
+    if (target.kind === 'jrnl' && app !== undefined) {
+      const key = `${app.name}.${escapeToken(target.id)}`;
+      const copy = s.copies.get(key);
+      if (copy === undefined) {
+        // Loaded now, the copy already reflects this entry (the load reads the journal to its end).
+        s.copies.set(key, await this.#load(app, target.id, shard));
+      } else if (e.seq > copy.journalSeq) {
+        const record = decode(e.data, { where: `journal ${e.subject}#${e.seq}` }) as JournalRecord;
+        try {
+          copy.state = replaySession(app.machine, copy.state, record.events);
+          copy.journalSeq = e.seq;
+        } catch (err) {
+          // A copy that cannot follow (say, it missed entries) is dropped and loaded afresh when next needed.
+          this.#o.log.warn({ err, key }, 'secondary copy diverged: dropped');
+          s.copies.delete(key);
+        }
+        for (const wake of copy.waiters) wake();
+      }
+    }
+    s.applied = Math.max(s.applied, e.seq);
+    this.#report(shard, s.applied);
+  }
+
+  async #load(app: Application, id: string, shard: number): Promise<Copy> {
+    const { state, journalSeq } = await loadSession(this.#o, app, id, shard, this.#o.clock.now());
+    return { state, journalSeq, lastActive: this.#o.clock.now(), waiters: new Set() };
+  }
+
+  /** A read-only query on a secondary: its copy, marked stale, with the seq it reflects. */
+  async #answer(m: Delivery, shard: number): Promise<void> {
+    const reply = await this.#read(m, shard).catch((err: unknown): ReadReply => ({ ok: false, error: toErrorBody(err) }));
+    m.respond(encode(reply));
+  }
+
+  async #read(m: Delivery, shard: number): Promise<ReadReply> {
+    const target = parseSubject(m.subject);
+    if (target.kind !== 'ro') throw new TypeError('not a read-only subject');
+    const app = this.#o.apps.get(target.app);
+    if (app === undefined) throw new UnknownApplicationError(target.app);
+    const body = decode(m.data, { where: `read-only ${m.subject}` }) as { minSeq?: unknown };
+    const minSeq = typeof body?.minSeq === 'number' ? body.minSeq : undefined;
+    const s = this.#secondaries.get(shard);
+    if (s === undefined) throw new ConflictError(minSeq ?? 0, 0);
+    const key = `${app.name}.${escapeToken(target.id)}`;
+    let copy = s.copies.get(key);
+    if (copy === undefined) {
+      copy = await this.#load(app, target.id, shard);
+      s.copies.set(key, s.copies.get(key) ?? copy);
+      copy = s.copies.get(key)!;
+    }
+    copy.lastActive = this.#o.clock.now();
+    if (minSeq !== undefined && copy.state.seq < minSeq) {
+      // Read-your-writes on a secondary: wait (bounded) for the journal to bring it.
+      const c = copy;
+      await new Promise<void>((resolve) => {
+        const timer = this.#o.clock.setTimeout(finish, MIN_SEQ_WAIT_MS);
+        function finish(): void {
+          c.waiters.delete(check);
+          resolve();
+        }
+        const check = (): void => {
+          if (c.state.seq >= minSeq) {
+            clearTimer();
+            finish();
+          }
+        };
+        const clearTimer = (): void => this.#o.clock.clearTimeout(timer);
+        c.waiters.add(check);
+      });
+      if (copy.state.seq < minSeq) return { ok: false, error: toErrorBody(new ConflictError(minSeq, copy.state.seq)) };
+    }
+    return { ok: true, seq: copy.state.seq, state: copy.state.snapshot.value, document: documentOf(copy.state), stale: true };
+  }
+
+  /** Drops copies nobody has read or written for `idleMs`: a secondary's memory is bounded like a primary's. */
+  sweep(idleMs: number): void {
+    const now = this.#o.clock.now();
+    for (const s of this.#secondaries.values()) {
+      for (const [key, c] of s.copies) if (now - c.lastActive >= idleMs && c.waiters.size === 0) s.copies.delete(key);
+    }
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    for (const shard of [...this.#secondaries.keys()]) this.#unfollow(shard);
+    for (const a of this.#actors.values()) a.stop();
+    this.#actors.clear();
+    for (const set of this.#waiters.values()) for (const w of set) w.resolve(false);
+    this.#reports?.unsubscribe();
+  }
+}

@@ -1,0 +1,146 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defineApplication, type ApplicationOptions } from '../../actors/application.js';
+import { connect } from '../../actors/client.js';
+import { NotEnoughReplicasError } from '../../actors/errors.js';
+import { shardOf } from '../../actors/shard.js';
+import { startWorker, type Worker, type WorkerOptions } from '../../actors/worker.js';
+import { createMemoryBus, createMemoryServer, type MemoryServer } from '../../bus/memory/mod.js';
+import { createNatsBus } from '../../bus/nats/mod.js';
+import { journalStreamFilter, journalStreamName, journalSubject } from '../../bus/subjects.js';
+import type { Bus } from '../../bus/types.js';
+import type { NatsServer } from '../../harness/natsServer.js';
+import { cleanupAfterEach } from '../cleanup.js';
+import { counterMachine } from '../fixtures/counter.js';
+import { startTestServer } from '../nats.js';
+import { waitFor } from '../waitFor.js';
+
+const SHARDS = 16;
+const FAST = { heartbeatInterval: 100, sessionTimeout: 500, shardCount: SHARDS } as const;
+
+const targets = {
+  memory: () => {
+    let server: MemoryServer;
+    return { setup: async () => void (server = createMemoryServer()), teardown: async () => {}, bus: async (): Promise<Bus> => createMemoryBus({ server }) };
+  },
+  nats: () => {
+    let server: NatsServer;
+    return {
+      setup: async () => void (server = await startTestServer()),
+      teardown: async () => server?.[Symbol.asyncDispose](),
+      bus: (): Promise<Bus> => createNatsBus({ servers: server.url }),
+    };
+  },
+};
+
+describe.each(['memory', 'nats'] as const)('replicas (%s)', (kind) => {
+  const target = targets[kind]();
+  beforeAll(target.setup);
+  afterAll(target.teardown);
+  const track = cleanupAfterEach();
+
+  function app(options: Partial<ApplicationOptions> = {}) {
+    return defineApplication({ name: 'counter', machine: counterMachine, ...options });
+  }
+
+  async function worker(cluster: string, application: ReturnType<typeof app>, options: Partial<WorkerOptions> = {}): Promise<{ worker: Worker; bus: Bus }> {
+    const bus = track(await target.bus());
+    return { worker: track(await startWorker({ bus, cluster, applications: [application], ...FAST, ...options })), bus };
+  }
+
+  /** Two workers, every shard with a primary on one and a secondary on the other. */
+  async function pair(cluster: string, application: ReturnType<typeof app>) {
+    const a = (await worker(cluster, application)).worker;
+    const b = await worker(cluster, application);
+    await waitFor(
+      () =>
+        a.view?.members.length === 2 &&
+        b.worker.view?.viewId === a.view.viewId &&
+        a.view.shards.every((s) => s.state === 'ACTIVE' && s.replicas.length === 1) &&
+        a.serving.length + b.worker.serving.length === SHARDS,
+      { what: 'two workers, one secondary per shard', timeoutMs: 10_000 },
+    );
+    // Synchronized: every primary has heard its secondary within the session timeout.
+    await waitFor(
+      () =>
+        Array.from({ length: SHARDS }, (_, shard) => shard).every((shard) => {
+          const primary = a.serving.includes(shard) ? a : b.worker;
+          return primary.replicaStatus(shard).secondaries.every((x) => x.state === 'SYNCHRONIZED');
+        }),
+      { what: 'secondaries synchronized', timeoutMs: 10_000 },
+    );
+    const client = track(await connect({ bus: await target.bus(), cluster, shardCount: SHARDS, timeout: 5_000 }));
+    return { a, b, client };
+  }
+
+  it('secondaries follow the journal and answer read-only queries, marked stale, with the seq they reflect', async () => {
+    const cluster = `r${randomUUID().slice(0, 8)}`;
+    const { client } = await pair(cluster, app());
+    const s = client.session('counter', 'alice');
+    for (let i = 1; i <= 5; i++) await s.send({ type: 'ADD', by: i });
+    // Read-your-writes on a secondary: it waits until the journal has brought seq 5.
+    const ro = await s.read({ readOnly: true, minSeq: 5 });
+    expect(ro).toMatchObject({ seq: 5, stale: true, document: { n: 15 } });
+    const primary = await s.read();
+    expect(primary).toMatchObject({ seq: 5, stale: false, document: { n: 15 } });
+    // Later events reach the copy without another load.
+    await s.send({ type: 'ADD', by: 100 });
+    await waitFor(async () => (await s.read({ readOnly: true })).seq === 6, { what: 'the secondary to apply seq 6' });
+    expect((await s.read({ readOnly: true })).document).toMatchObject({ n: 115 });
+  });
+
+  it('commit level replicas replies only after a synchronized secondary has applied the command', async () => {
+    const cluster = `r${randomUUID().slice(0, 8)}`;
+    const { a, b, client } = await pair(cluster, app({ commit: 'replicas', syncReplicas: 1 }));
+    const raw = track(await target.bus());
+    const journal = await raw.journal({ name: journalStreamName(cluster), subjects: [journalStreamFilter(cluster)] });
+    for (let i = 0; i < 10; i++) {
+      const id = `acct-${i}`;
+      const shard = shardOf('counter', id, SHARDS);
+      const s = client.session('counter', id);
+      const { seq } = await s.send({ type: 'ADD', by: 1 });
+      // At the moment of the reply, the primary had heard a synchronized secondary report this entry applied.
+      const primary = a.serving.includes(shard) ? a : b.worker;
+      const entry = await journal.lastSeq(journalSubject(cluster, shard, 'counter', id));
+      const status = primary.replicaStatus(shard);
+      expect(status.role).toBe('primary');
+      expect(status.secondaries).toEqual([{ worker: expect.any(String), seq: expect.any(Number), state: 'SYNCHRONIZED' }]);
+      expect(status.secondaries[0]!.seq).toBeGreaterThanOrEqual(entry);
+      const ro = await s.read({ readOnly: true });
+      expect(ro.stale).toBe(true);
+      expect(ro.seq).toBeGreaterThanOrEqual(seq);
+    }
+  });
+
+  it('refuses commands when fewer secondaries are synchronized than required, journaling nothing', async () => {
+    const cluster = `r${randomUUID().slice(0, 8)}`;
+    const strict = app({ commit: 'replicas', requiredSynchronizedReplicas: 1 });
+    const a = (await worker(cluster, strict)).worker;
+    const client = track(await connect({ bus: await target.bus(), cluster, shardCount: SHARDS, timeout: 5_000 }));
+    const s = client.session('counter', 'bob');
+    const refused = await s.send({ type: 'ADD', by: 1 }).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(NotEnoughReplicasError);
+    expect(refused).toMatchObject({ required: 1, synchronized: 0, shard: shardOf('counter', 'bob', SHARDS) });
+    expect((await s.read()).seq).toBe(0);
+    // A second worker joins; once its reports arrive the shard has a synchronized secondary again.
+    await worker(cluster, strict);
+    const ok = await waitFor(async () => s.send({ type: 'ADD', by: 1 }).catch(() => false), { what: 'a commit with a secondary', timeoutMs: 10_000 });
+    expect(ok).toEqual({ seq: 1 });
+    expect(a.view!.members).toHaveLength(2);
+  });
+
+  it('a dead secondary stops being waited for after the session timeout; commits go on', async () => {
+    const cluster = `r${randomUUID().slice(0, 8)}`;
+    const sync = app({ commit: 'replicas' });
+    const a = (await worker(cluster, sync)).worker;
+    const b = await worker(cluster, sync);
+    await waitFor(() => a.view?.members.length === 2 && a.view.shards.every((s) => s.replicas.length === 1), { what: 'secondaries placed', timeoutMs: 10_000 });
+    const client = track(await connect({ bus: await target.bus(), cluster, shardCount: SHARDS, timeout: 10_000 }));
+    const ids = Array.from({ length: 8 }, (_, i) => `k${i}`);
+    for (const id of ids) await client.session('counter', id).send({ type: 'ADD', by: 1 });
+    await b.bus.close();
+    // Every command still commits (on a's shards at once or after a's failover of b's), none twice.
+    for (const id of ids) await client.session('counter', id).send({ type: 'ADD', by: 1 });
+    for (const id of ids) expect((await client.session('counter', id).read()).document).toMatchObject({ n: 2 });
+  });
+});
