@@ -325,3 +325,21 @@ describe('memory server settings', () => {
     expect(createMemoryBus({ server }).server.maxPayload).toBe(100);
   });
 });
+
+describe('fairness', () => {
+  it('a loop that only awaits requests does not starve timers', async () => {
+    const bus = createMemoryBus();
+    bus.subscribe('echo', (m) => m.respond(m.data));
+    let fired = false;
+    setTimeout(() => (fired = true), 0);
+    // Every round trip is delivered on the bus's queue; without a yield to the event loop the timer never runs.
+    let rounds = 0;
+    while (!fired && rounds < 100_000) {
+      await bus.request('echo', bytes('x'), { timeout: 1_000 });
+      rounds++;
+    }
+    expect(fired).toBe(true);
+    expect(rounds).toBeLessThan(100_000);
+    await bus.close();
+  });
+});
