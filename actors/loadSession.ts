@@ -27,6 +27,29 @@ export async function loadSession(
   shard: number,
   now: number,
 ): Promise<LoadedSession> {
+  // A copy loaded while the primary compacts can read the store before the new snapshot and the
+  // journal after the purge: a gap. Reading again finds the snapshot that covers it.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await loadOnce(deps, app, id, shard, now);
+    } catch (err) {
+      if (!(err instanceof JournalGapError) || attempt >= 3) throw err;
+    }
+  }
+}
+
+/** The journal no longer holds what lies between the snapshot read and its first entry. */
+export class JournalGapError extends RangeError {
+  override readonly name = 'JournalGapError';
+}
+
+async function loadOnce(
+  deps: { journal: Journal; store: SessionStore; cluster: string },
+  app: Application,
+  id: string,
+  shard: number,
+  now: number,
+): Promise<LoadedSession> {
   const subject = journalSubject(deps.cluster, shard, app.name, id);
   // Both lookups at once: two round trips in parallel, not in a row.
   const [stored, lastSeq] = await Promise.all([deps.store.load(app.name, id), deps.journal.lastSeq(subject)]);
@@ -40,6 +63,7 @@ export async function loadSession(
     const first = record.events[0];
     if (first === undefined) continue;
     state ??= startSession(app.machine, first.event.meta.time);
+    if (first.seq > state.seq + 1) throw new JournalGapError(`${app.name}/${id}: at seq ${state.seq}, the journal resumes at seq ${first.seq}`);
     state = replaySession(app.machine, state, record.events);
     for (const e of record.events) recent.push([e.event.meta.cmdId, e.seq]);
     journalSeq = entry.seq;
