@@ -2,9 +2,11 @@ import type { Logger } from 'pino';
 import { createActor, type Actor } from 'xstate';
 import type { Clock, TimerHandle } from '../bus/clock.js';
 import { decode, encode } from '../bus/codec.js';
-import { KeyExistsError, StaleRevisionError } from '../bus/errors.js';
-import { heartbeatFilter, heartbeatSubject } from '../bus/subjects.js';
-import type { Bus, KvStore, KvWatch, Subscription } from '../bus/types.js';
+import { KeyExistsError, StaleRevisionError, TimeoutError } from '../bus/errors.js';
+import { controlSubject, heartbeatFilter, heartbeatSubject } from '../bus/subjects.js';
+import { randomUUID } from 'node:crypto';
+import { isFailoverRequest } from './failover.js';
+import type { Bus, Delivery, KvStore, KvWatch, Subscription } from '../bus/types.js';
 import { membershipMachine, type Heartbeat, type MembershipConfig, type Self } from '../machines/membership.js';
 import { packView, unpackView, type View } from '../machines/view.js';
 
@@ -54,6 +56,8 @@ export class MembershipHost {
   #kv: KvStore | undefined;
   #watch: KvWatch | undefined;
   #sub: Subscription | undefined;
+  #control: Subscription | undefined;
+  readonly #asking = new Map<string, Delivery>();
   #tick: TimerHandle | undefined;
   #applying: Promise<void> = Promise.resolve();
   #stopped = false;
@@ -68,6 +72,11 @@ export class MembershipHost {
     this.#actor = createActor(membershipMachine, { input: { self: { ...options.self, startedAt }, config: options.config } });
     this.#joined = new Promise((resolve) => (this.#onJoined = resolve));
     this.#left = new Promise((resolve) => (this.#onLeft = resolve));
+  }
+
+  /** After `left` the machine is done: late outcomes (a write, an apply) have nobody to tell. */
+  #send(event: Parameters<Actor<typeof membershipMachine>['send']>[0]): void {
+    if (this.#actor.getSnapshot().status === 'active') this.#actor.send(event);
   }
 
   get view(): View | null {
@@ -99,6 +108,12 @@ export class MembershipHost {
     this.#actor.on('writeView', (e) => void this.#write(e.view, e.revision));
     this.#actor.on('view', (e) => this.#apply(e.view));
     this.#actor.on('left', (e) => this.#onLeft(e.reason));
+    this.#actor.on('moveAnswer', (e) => {
+      const m = this.#asking.get(e.id);
+      this.#asking.delete(e.id);
+      // Only the leader answers: every member hears the request, the others stay silent.
+      if (m !== undefined && (e.ok || this.isLeader)) m.respond(encode({ ok: e.ok, reason: e.reason, leader: this.view?.leader ?? '' }));
+    });
     this.#actor.subscribe((s) => {
       if (s.value === 'member' || s.value === 'leaving') this.#onJoined();
     });
@@ -115,10 +130,25 @@ export class MembershipHost {
         log.warn({ subject: m.subject }, 'malformed heartbeat ignored');
         return;
       }
-      this.#actor.send({ type: 'HEARTBEAT', heartbeat: hb, now: now() });
+      this.#send({ type: 'HEARTBEAT', heartbeat: hb, now: now() });
+    });
+    this.#control = bus.subscribe(controlSubject(cluster, 'failover'), (m) => {
+      let body: unknown;
+      try {
+        body = decode(m.data, { where: 'failover request' });
+      } catch {
+        body = undefined;
+      }
+      if (!isFailoverRequest(body)) {
+        if (this.isLeader) m.respond(encode({ ok: false, reason: 'malformed request: needs { shard: integer, to: string, force?: boolean }', leader: this.#o.self.id }));
+        return;
+      }
+      const id = randomUUID();
+      this.#asking.set(id, m);
+      this.#send({ type: 'MOVE', request: { id, shard: body.shard, to: body.to, force: body.force === true }, now: now() });
     });
     await bus.flush();
-    this.#actor.send({ type: 'START', now: now() });
+    this.#send({ type: 'START', now: now() });
     let seen = false;
     this.#watch = await this.#kv.watch({ key: VIEW_KEY }, (entry) => {
       if (entry.operation !== 'PUT') return;
@@ -130,9 +160,9 @@ export class MembershipHost {
         log.error({ err, revision: entry.revision }, 'unreadable view ignored');
         return;
       }
-      this.#actor.send({ type: 'VIEW', view, revision: entry.revision, now: now() });
+      this.#send({ type: 'VIEW', view, revision: entry.revision, now: now() });
     });
-    if (!seen) this.#actor.send({ type: 'VIEW', view: null, revision: 0, now: now() });
+    if (!seen) this.#send({ type: 'VIEW', view: null, revision: 0, now: now() });
     this.#armTick();
     void this.#left.then((why) => {
       if (why === 'removed') {
@@ -148,7 +178,7 @@ export class MembershipHost {
   #armTick(): void {
     if (this.#stopped) return;
     this.#tick = this.#o.clock.setTimeout(() => {
-      this.#actor.send({ type: 'TICK', now: this.#o.clock.now() });
+      this.#send({ type: 'TICK', now: this.#o.clock.now() });
       this.#armTick();
     }, this.#o.config.heartbeatInterval);
   }
@@ -162,15 +192,37 @@ export class MembershipHost {
         { viewId: view.viewId, members: view.members.map((m) => m.id), transitional: view.transitional },
         view.transitional ? 'transitional view written' : 'view written',
       );
-      this.#actor.send({ type: 'WRITE_DONE', view, revision: written, now: this.#o.clock.now() });
+      this.#send({ type: 'WRITE_DONE', view, revision: written, now: this.#o.clock.now() });
     } catch (err) {
       // Someone else wrote first: the watch brings their view, and the plan is made again from it.
       if (!(err instanceof StaleRevisionError || err instanceof KeyExistsError)) this.#o.log.error({ err, viewId: view.viewId }, 'view not written');
-      this.#actor.send({ type: 'WRITE_FAILED', now: this.#o.clock.now() });
+      this.#send({ type: 'WRITE_FAILED', now: this.#o.clock.now() });
     }
   }
 
+  /** Resolves with the first view (the current one included) that satisfies `test`; rejects after `timeout`. */
+  waitForView(test: (view: View) => boolean, timeout: number, what: string): Promise<View> {
+    const current = this.view;
+    if (current !== null && test(current)) return Promise.resolve(current);
+    return new Promise((resolve, reject) => {
+      const timer = this.#o.clock.setTimeout(() => {
+        this.#viewListeners.delete(listener);
+        reject(new TimeoutError(`waiting for ${what}`, timeout));
+      }, timeout);
+      const listener = (view: View): void => {
+        if (!test(view)) return;
+        this.#o.clock.clearTimeout(timer);
+        this.#viewListeners.delete(listener);
+        resolve(view);
+      };
+      this.#viewListeners.add(listener);
+    });
+  }
+
+  readonly #viewListeners = new Set<(view: View) => void>();
+
   #apply(view: View): void {
+    for (const l of [...this.#viewListeners]) l(view);
     this.#applying = this.#applying.then(async () => {
       let serving: readonly number[] = [];
       try {
@@ -178,7 +230,7 @@ export class MembershipHost {
       } catch (err) {
         this.#o.log.error({ err, viewId: view.viewId }, 'view not applied');
       }
-      this.#actor.send({ type: 'APPLIED', viewId: view.viewId, serving, now: this.#o.clock.now() });
+      this.#send({ type: 'APPLIED', viewId: view.viewId, serving, now: this.#o.clock.now() });
     });
   }
 
@@ -189,7 +241,7 @@ export class MembershipHost {
    */
   async leave(bound: number): Promise<void> {
     if (this.#stopped) return;
-    this.#actor.send({ type: 'LEAVE', now: this.#o.clock.now() });
+    this.#send({ type: 'LEAVE', now: this.#o.clock.now() });
     let timer: TimerHandle | undefined;
     const gaveUp = new Promise<void>((resolve) => {
       timer = this.#o.clock.setTimeout(() => {
@@ -207,6 +259,7 @@ export class MembershipHost {
     this.#stopped = true;
     if (this.#tick !== undefined) this.#o.clock.clearTimeout(this.#tick);
     this.#sub?.unsubscribe();
+    this.#control?.unsubscribe();
     this.#watch?.stop();
     this.#actor.stop();
   }

@@ -23,6 +23,7 @@ import type { Application } from './application.js';
 import { InvalidRequestError, UnknownApplicationError, toErrorBody } from './errors.js';
 import { HostedSession, type SessionHost } from './hostedSession.js';
 import { loadSession } from './loadSession.js';
+import { requestFailover } from './failover.js';
 import { READ_ONLY_QUEUE, Replication, type ReplicaStatus } from './replica.js';
 import { MembershipHost } from './membership.js';
 import { MEMBERSHIP_DEFAULTS, MIN_SESSION_TIMEOUT, type MembershipConfig } from '../machines/membership.js';
@@ -67,6 +68,13 @@ export interface Worker {
   readonly view: View | null;
   /** Shards it serves as primary now. */
   readonly serving: readonly number[];
+  /**
+   * Fails `shard` over to worker `to` through the leader: planned (the
+   * shard hands off; clients see retries, never errors) or, with `force`,
+   * at once even onto a copy that is not synchronized. Resolves once a view
+   * shows `to` as the shard's ACTIVE primary.
+   */
+  failover(shard: number, to: string, options?: { force?: boolean; timeout?: number }): Promise<View>;
   /** Its part in one shard: role, and as primary how far each secondary has applied. */
   replicaStatus(shard: number): ReplicaStatus;
   /** Sessions in memory now. */
@@ -122,6 +130,10 @@ class WorkerHost implements SessionHost {
 
   get view(): View | null {
     return this.#membership?.view ?? null;
+  }
+
+  get membership(): MembershipHost | undefined {
+    return this.#membership;
   }
 
   /** Static sharding serves `shards` from the start; membership serves what each view says. */
@@ -546,6 +558,13 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
     },
     get serving() {
       return host.serving;
+    },
+    failover: async (shard, to, opts = {}) => {
+      const membership = host.membership;
+      if (membership === undefined) throw new TypeError('failover needs membership (a worker started without `shards`)');
+      const timeout = opts.timeout ?? 30_000;
+      await requestFailover(bus, cluster, { shard, to, force: opts.force === true }, Math.min(timeout, 5_000));
+      return membership.waitForView((v) => v.shards[shard]?.state === 'ACTIVE' && v.shards[shard]?.primary === to, timeout, `shard ${shard} on ${to}`);
     },
     replicaStatus: (shard) => host.replicas?.status(shard) ?? { role: host.serving.includes(shard) ? 'primary' : 'none', epoch: 0, applied: null, secondaries: [] },
     get activeSessions() {

@@ -15,6 +15,7 @@ import { InvalidNameError } from './errors.js';
  * | cohort.<cluster>.evt.<app>.<id>            | eventSubject       |
  * | cohort.<cluster>.hb.<worker>               | heartbeatSubject   |
  * | cohort.<cluster>.meta.<app>                | metaSubject        |
+ * | cohort.<cluster>.ctl.<operation>           | controlSubject     |
  *
  * Session ids and worker ids are arbitrary strings and are escaped
  * (escapeToken); cluster, app and shard are validated, not escaped, because
@@ -190,6 +191,12 @@ export function eventSubject(cluster: string, app: string, id: string): string {
 /** Membership heartbeats. Worker ids are escaped like session ids (they are often host names with dots). */
 export function heartbeatSubject(cluster: string, worker: string): string {
   return `${prefix(cluster, 'hb')}.${escapeToken(worker, 'worker')}`;
+}
+
+/** Operations addressed to the cluster's leader, such as `failover`. */
+export function controlSubject(cluster: string, operation: string): string {
+  if (!/^[a-z][a-z-]*$/.test(operation)) throw new InvalidNameError('control operation', operation, 'must be lower-case letters and dashes');
+  return `${prefix(cluster, 'ctl')}.${operation}`;
 }
 
 /** Application metadata (JSON). */

@@ -71,7 +71,25 @@ export interface MembershipContext {
   /** A view write is out: nothing more is written until it settles. */
   readonly writing: boolean;
   readonly leaving: boolean;
+  /** Operator failovers accepted and not yet in a written view. */
+  readonly moves: readonly MoveRequest[];
+  /** Those in the view being written now: dropped when it is, planned again if it is not. */
+  readonly moving: readonly MoveRequest[];
   readonly now: number;
+}
+
+/**
+ * An operator's failover of one shard to one worker. Planned: the shard
+ * hands off (PENDING) and, to keep the balance, one of the target's shards
+ * comes back the other way. Forced: the target becomes primary at once
+ * (epoch + 1) whether or not its copy is synchronized, and the view records
+ * possible data loss for the shard.
+ */
+export interface MoveRequest {
+  readonly id: string;
+  readonly shard: number;
+  readonly to: string;
+  readonly force: boolean;
 }
 
 export type MembershipEvent =
@@ -84,7 +102,8 @@ export type MembershipEvent =
   | { type: 'APPLIED'; viewId: number; serving: readonly number[]; now: number }
   | { type: 'WRITE_DONE'; view: View; revision: number; now: number }
   | { type: 'WRITE_FAILED'; now: number }
-  | { type: 'LEAVE'; now: number };
+  | { type: 'LEAVE'; now: number }
+  | { type: 'MOVE'; request: MoveRequest; now: number };
 
 export type MembershipEffect =
   | { type: 'heartbeat'; heartbeat: Heartbeat }
@@ -92,7 +111,9 @@ export type MembershipEffect =
   | { type: 'writeView'; view: View; revision: number }
   /** A newer view: apply its shard roles, then send APPLIED. */
   | { type: 'view'; view: View }
-  | { type: 'left'; reason: 'left' | 'removed' };
+  | { type: 'left'; reason: 'left' | 'removed' }
+  /** The answer to a MOVE: accepted (the next view carries it) or why not. */
+  | { type: 'moveAnswer'; id: string; ok: boolean; reason: string };
 
 export interface MembershipInput {
   readonly self: Self;
@@ -134,6 +155,44 @@ export function leaderOf(ctx: MembershipContext): string | null {
   }
   candidates.sort((a, b) => a.startedAt - b.startedAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   return candidates[0]?.id ?? null;
+}
+
+/** Why this leader cannot carry out `r` now, or null when it can. */
+export function refuseMove(ctx: MembershipContext, r: MoveRequest): string | null {
+  if (leaderOf(ctx) !== ctx.self.id) return `not the leader (${leaderOf(ctx) ?? 'none'} is)`;
+  const view = ctx.view;
+  if (view === null) return 'no view yet';
+  const s = view.shards[r.shard];
+  if (!Number.isInteger(r.shard) || s === undefined) return `no shard ${r.shard} (0..${view.shardCount - 1})`;
+  const target = view.members.find((m) => m.id === r.to);
+  if (target === undefined || !alive(ctx, r.to)) return `${r.to} is not a live member`;
+  if (!target.promotable) return `${r.to} is not promotable`;
+  if (s.primary === r.to && s.state === 'ACTIVE') return `${r.to} is already the primary of shard ${r.shard}`;
+  if (!r.force && s.state !== 'ACTIVE') return `shard ${r.shard} is ${s.state}; only an ACTIVE shard can be swapped (use force)`;
+  return null;
+}
+
+/** The operator's moves laid onto the map before placement, which then keeps them (they leave it balanced). */
+function applyMoves(ctx: MembershipContext, shards: ShardAssignment[], possibleDataLoss: number[]): ShardAssignment[] {
+  const out = shards.slice();
+  for (const r of ctx.moves) {
+    const s = out[r.shard];
+    if (s === undefined || refuseMove(ctx, r) !== null) continue;
+    if (r.force) {
+      out[r.shard] = { primary: r.to, replicas: s.replicas.filter((w) => w !== r.to), state: 'ACTIVE', next: null, epoch: s.epoch + 1 };
+      if (!possibleDataLoss.includes(r.shard)) possibleDataLoss.push(r.shard);
+      continue;
+    }
+    const from = s.primary!;
+    out[r.shard] = { ...s, state: 'PENDING', next: r.to };
+    // One of the target's shards goes the other way, preferably one the old primary already holds a copy of.
+    const back = out
+      .map((x, i) => ({ x, i }))
+      .filter(({ x, i }) => i !== r.shard && x.state === 'ACTIVE' && x.primary === r.to)
+      .sort((a, b) => Number(b.x.replicas.includes(from)) - Number(a.x.replicas.includes(from)) || a.i - b.i)[0];
+    if (back !== undefined) out[back.i] = { ...back.x, state: 'PENDING', next: from };
+  }
+  return out;
 }
 
 function sameShards(a: readonly ShardAssignment[], b: readonly ShardAssignment[]): boolean {
@@ -182,7 +241,8 @@ export function planView(ctx: MembershipContext): View | null {
   let joined = Math.max(0, ...members.map((m) => m.joined));
   const admitted: Member[] = [...members, ...joiners.map((hb) => ({ id: hb.id, zone: hb.zone, promotable: hb.promotable, joined: ++joined }))];
 
-  let shards: ShardAssignment[] = view?.shards.slice() ?? [];
+  const possibleDataLoss = [...base.possibleDataLoss];
+  let shards: ShardAssignment[] = applyMoves(ctx, view?.shards.slice() ?? [], possibleDataLoss);
   shards.forEach((s, i) => {
     if (s.state !== 'PENDING' || s.primary === null) return;
     const report = reportOf(ctx, s.primary);
@@ -214,6 +274,7 @@ export function planView(ctx: MembershipContext): View | null {
     leader: gone.has(self.id) ? (staying[0]?.id ?? '') : self.id,
     shards: placed,
     transitional: false,
+    possibleDataLoss,
   };
   const unchanged =
     view !== null &&
@@ -221,7 +282,8 @@ export function planView(ctx: MembershipContext): View | null {
     view.leader === next.leader &&
     view.members.length === staying.length &&
     view.members.every((m, i) => m.id === staying[i]!.id) &&
-    sameShards(view.shards, placed);
+    sameShards(view.shards, placed) &&
+    view.possibleDataLoss.length === possibleDataLoss.length;
   return unchanged ? null : next;
 }
 
@@ -255,8 +317,15 @@ export const membershipMachine = setup({
       if (context.writing || context.revision < 0) return;
       const next = planView(context);
       if (next === null) return;
-      enqueue.assign({ writing: true });
+      enqueue.assign({ writing: true, moving: context.moves, moves: [] });
       enqueue.emit({ type: 'writeView', view: next, revision: context.revision });
+    }),
+    /** Validates an operator's move; an accepted one goes into the next view the leader writes. */
+    move: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'MOVE') return;
+      const why = refuseMove(context, event.request);
+      enqueue.emit({ type: 'moveAnswer', id: event.request.id, ok: why === null, reason: why ?? 'accepted' });
+      if (why === null) enqueue.assign({ moves: [...context.moves, event.request] });
     }),
     install: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'VIEW' && event.type !== 'WRITE_DONE') return;
@@ -290,6 +359,8 @@ export const membershipMachine = setup({
     appliedViewId: 0,
     writing: false,
     leaving: false,
+    moves: [],
+    moving: [],
     now: input.self.startedAt,
   }),
   initial: 'idle',
@@ -316,7 +387,8 @@ export const membershipMachine = setup({
         'lead',
       ],
     },
-    WRITE_FAILED: { actions: ['clock', assign({ writing: false })] },
+    WRITE_FAILED: { actions: ['clock', assign(({ context }) => ({ writing: false, moves: [...context.moving, ...context.moves], moving: [] }))] },
+    MOVE: { actions: ['clock', 'move', 'lead'] },
   },
   states: {
     idle: {
@@ -326,7 +398,7 @@ export const membershipMachine = setup({
       always: { guard: 'inView', target: 'member' },
       on: {
         VIEW: { actions: ['clock', 'install', 'lead'] },
-        WRITE_DONE: { actions: ['clock', assign({ writing: false }), 'install', 'lead'] },
+        WRITE_DONE: { actions: ['clock', assign({ writing: false, moving: [] }), 'install', 'lead'] },
         LEAVE: { target: 'left', actions: ['clock', emit({ type: 'left', reason: 'left' as const })] },
       },
     },
@@ -334,7 +406,7 @@ export const membershipMachine = setup({
       always: { guard: 'removed', target: 'left', actions: emit({ type: 'left', reason: 'removed' as const }) },
       on: {
         VIEW: { actions: ['clock', 'install', 'lead'] },
-        WRITE_DONE: { actions: ['clock', assign({ writing: false }), 'install', 'lead'] },
+        WRITE_DONE: { actions: ['clock', assign({ writing: false, moving: [] }), 'install', 'lead'] },
         LEAVE: { target: 'leaving', actions: ['clock', assign({ leaving: true }), 'heartbeat', 'lead'] },
       },
     },
@@ -342,7 +414,7 @@ export const membershipMachine = setup({
       always: { guard: 'removed', target: 'left', actions: emit({ type: 'left', reason: 'left' as const }) },
       on: {
         VIEW: { actions: ['clock', 'install', 'lead'] },
-        WRITE_DONE: { actions: ['clock', assign({ writing: false }), 'install', 'lead'] },
+        WRITE_DONE: { actions: ['clock', assign({ writing: false, moving: [] }), 'install', 'lead'] },
       },
     },
     left: { type: 'final' },

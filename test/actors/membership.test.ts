@@ -6,8 +6,10 @@ import { startWorker, type Worker, type WorkerOptions } from '../../actors/worke
 import { createMemoryBus, createMemoryServer, type MemoryServer } from '../../bus/memory/mod.js';
 import { createNatsBus } from '../../bus/nats/mod.js';
 import type { Bus } from '../../bus/types.js';
-import { encode } from '../../bus/codec.js';
-import { heartbeatSubject } from '../../bus/subjects.js';
+import { decode, encode } from '../../bus/codec.js';
+import { controlSubject, heartbeatSubject } from '../../bus/subjects.js';
+import { FailoverRefusedError } from '../../actors/failover.js';
+import { shardOf } from '../../actors/shard.js';
 import type { NatsServer } from '../../harness/natsServer.js';
 import { counterMachine } from '../fixtures/counter.js';
 import { cleanupAfterEach } from '../cleanup.js';
@@ -160,6 +162,58 @@ describe.each(['memory', 'nats'] as const)('membership (%s)', (kind) => {
     await waitFor(balanced([b, c]), { what: 'b and c balanced', timeoutMs: 10_000 });
     expect(b.view!.leader).toBe(b.id);
     expect(c.view!.leader).toBe(b.id);
+  });
+
+  it('a planned failover swaps a shard to another worker under load: clients see retries, never errors; balance kept', async () => {
+    const cluster = `m${randomUUID().slice(0, 8)}`;
+    const a = (await worker(cluster)).worker;
+    const b = (await worker(cluster)).worker;
+    await waitFor(balanced([a, b]), { what: 'balanced', timeoutMs: 10_000 });
+    const shard = a.serving[0]!;
+    const before = a.view!.shards[shard]!;
+    const client = track(await connect({ bus: await fixture.bus(), cluster, shardCount: SHARDS }));
+    const ids = Array.from({ length: 400 }, (_, i) => `acct-${i}`).filter((id) => shardOf('counter', id, SHARDS) === shard);
+    expect(ids.length).toBeGreaterThan(0);
+    let rounds = 0;
+    let stop = false;
+    const load = (async () => {
+      while (!stop) {
+        await Promise.all(ids.map((id) => client.session('counter', id).send({ type: 'ADD', by: 1 })));
+        rounds++;
+      }
+    })();
+    const view = await a.failover(shard, b.id);
+    expect(view.shards[shard]).toMatchObject({ primary: b.id, state: 'ACTIVE', epoch: before.epoch + 1 });
+    expect(view.possibleDataLoss).toEqual([]);
+    await waitFor(() => b.serving.includes(shard) && !a.serving.includes(shard), { what: 'b serving the shard' });
+    await waitFor(balanced([a, b]), { what: 'still balanced', timeoutMs: 10_000 });
+    const after = rounds;
+    await waitFor(() => rounds > after + 1, { what: 'commands on the new primary' });
+    stop = true;
+    await load;
+    for (const id of ids) expect((await client.session('counter', id).read()).document).toMatchObject({ n: rounds });
+    // It stays where the operator put it: placement does not undo a balanced swap.
+    expect(b.view!.shards[shard]!.primary).toBe(b.id);
+  });
+
+  it('a forced failover promotes at once, bumps the epoch and records possible data loss; bad requests are refused', async () => {
+    const cluster = `m${randomUUID().slice(0, 8)}`;
+    const a = (await worker(cluster)).worker;
+    const b = (await worker(cluster)).worker;
+    await waitFor(balanced([a, b]), { what: 'balanced', timeoutMs: 10_000 });
+    const shard = b.serving[0]!;
+    const epoch = a.view!.shards[shard]!.epoch;
+    const view = await b.failover(shard, a.id, { force: true });
+    expect(view.shards[shard]).toMatchObject({ primary: a.id, state: 'ACTIVE', epoch: epoch + 1 });
+    expect(view.possibleDataLoss).toContain(shard);
+    await expect(a.failover(shard, 'nobody')).rejects.toBeInstanceOf(FailoverRefusedError);
+    await expect(a.failover(shard, 'nobody')).rejects.toThrow(/nobody is not a live member/);
+    await expect(a.failover(SHARDS + 5, b.id)).rejects.toThrow(/no shard/);
+    await expect(a.failover(shard, a.id)).rejects.toThrow(/already the primary/);
+    const raw = track(await fixture.bus());
+    const reply = decode((await raw.request(controlSubject(cluster, 'failover'), encode({ shard: 'x' }), { timeout: 2_000 })).data);
+    expect(reply).toMatchObject({ ok: false, reason: expect.stringMatching(/malformed/) });
+    expect(a.serving.length + b.serving.length).toBe(SHARDS);
   });
 
   it('ignores garbage and malformed heartbeats and keeps its view; ids with dots are escaped', async () => {

@@ -1,0 +1,85 @@
+import { parseArgs } from 'node:util';
+import { FailoverRefusedError, requestFailover } from '../actors/failover.js';
+import { clusterBucket, VIEW_KEY } from '../actors/membership.js';
+import { decode } from '../bus/codec.js';
+import { createNatsBus } from '../bus/nats/mod.js';
+import { unpackView, type View } from '../machines/view.js';
+import { CliUsageError } from './loadApplications.js';
+
+export const FAILOVER_FLAGS = {
+  shard: { type: 'string' },
+  to: { type: 'string' },
+  force: { type: 'boolean' },
+  nats: { type: 'string' },
+  cluster: { type: 'string' },
+  timeout: { type: 'string' },
+} as const;
+
+export interface FailoverArgs {
+  shard: number;
+  to: string;
+  force: boolean;
+  nats: string;
+  cluster: string;
+  timeout: number;
+}
+
+export function parseFailoverArgs(args: string[]): FailoverArgs {
+  const { values } = parseArgs({ args, options: FAILOVER_FLAGS, strict: true });
+  const shard = Number(values.shard);
+  if (values.shard === undefined || !Number.isInteger(shard) || shard < 0) throw new CliUsageError('--shard N (a shard number) is required', { showUsage: true });
+  if (!values.to) throw new CliUsageError('--to WORKER (a member id, as `cohort up` or the view shows it) is required', { showUsage: true });
+  if (!values.nats) throw new CliUsageError('--nats URL is required: the cluster to act on', { showUsage: true });
+  const timeout = values.timeout === undefined ? 30_000 : Number(values.timeout);
+  if (!(timeout > 0)) throw new CliUsageError(`--timeout must be a positive number of ms, got ${values.timeout}`);
+  return { shard, to: values.to, force: values.force === true, nats: values.nats, cluster: values.cluster ?? 'demo', timeout };
+}
+
+/**
+ * `cohort failover`: asks the leader to move a shard (a planned swap, or
+ * forced), then follows the views until the shard is ACTIVE on the target,
+ * printing each step.
+ */
+export async function runFailover(options: FailoverArgs & { write: (line: string) => void; warn: (line: string) => void }): Promise<number> {
+  const bus = await createNatsBus({ servers: options.nats.split(','), name: 'cohort-failover' });
+  try {
+    const kv = await bus.kv({ bucket: clusterBucket(options.cluster) });
+    let done!: (view: View) => void;
+    const finished = new Promise<View>((resolve) => (done = resolve));
+    const watch = await kv.watch({ key: VIEW_KEY, include: 'updates' }, (entry) => {
+      if (entry.operation !== 'PUT') return;
+      const view = unpackView(decode(entry.value, { where: 'cluster view' }));
+      const s = view.shards[options.shard];
+      if (s === undefined) return;
+      options.write(`view ${view.viewId}: shard ${options.shard} ${s.state} on ${s.primary ?? '-'}${s.next ? ` -> ${s.next}` : ''} (epoch ${s.epoch})`);
+      if (s.state === 'ACTIVE' && s.primary === options.to) done(view);
+    });
+    try {
+      const { leader } = await requestFailover(bus, options.cluster, { shard: options.shard, to: options.to, force: options.force });
+      options.write(`${options.force ? 'forced' : 'planned'} failover of shard ${options.shard} to ${options.to} accepted by leader ${leader}`);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const view = await Promise.race([
+        finished,
+        new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), options.timeout))),
+      ]);
+      clearTimeout(timer);
+      if (view === null) {
+        options.warn(`shard ${options.shard} was not ACTIVE on ${options.to} within ${options.timeout} ms`);
+        return 1;
+      }
+      const lossy = view.possibleDataLoss.includes(options.shard);
+      options.write(`done: shard ${options.shard} is ACTIVE on ${options.to} (epoch ${view.shards[options.shard]!.epoch})${lossy ? '; the view records possible data loss for it' : ''}`);
+      return 0;
+    } finally {
+      watch.stop();
+    }
+  } catch (err) {
+    if (err instanceof FailoverRefusedError) {
+      options.warn(err.message);
+      return 1;
+    }
+    throw err;
+  } finally {
+    await bus.close();
+  }
+}
