@@ -2,20 +2,46 @@
 import { parseArgs } from 'node:util';
 import { runDoctor } from './doctor.js';
 import { CliUsageError } from './loadApplications.js';
+import { parseDemoArgs, runDemo } from './demo.js';
+import { parseFailoverArgs, runFailover } from './failover.js';
+import { parseUpArgs, runUp } from './up.js';
 import { parseWorkerArgs, runWorker } from './worker.js';
 
 const USAGE = `usage: cohort <command> [options]
 
 commands:
+  demo [--seconds S]    the main job: a local cluster of 3 workers running the
+                        ledger, 40 accounts, deposits from 4 clients, one worker
+                        killed with SIGKILL midway; a live status every second,
+                        then a report (acknowledged, lost, duplicated, ambiguous,
+                        failover time). Exit 0 only when nothing acknowledged was
+                        lost or applied twice. S: seconds of load (default 15)
+  up [--workers N] [--app FILE ...] [--nats URL] [--cluster NAME]
+     [--session-timeout MS] [--heartbeat-interval MS]
+                        a local cluster until SIGINT or SIGTERM: N workers
+                        (default 3; ids w1..wN, zones a, b, c, ...) running the
+                        --app modules (default the ledger example) on an embedded
+                        nats-server (or the in-memory bus, in this process, when
+                        none is installed); a status line per cluster view
+  failover --shard N --to WORKER --nats URL [--cluster NAME] [--force]
+           [--timeout MS]
+                        ask the leader to move shard N to WORKER: planned (the
+                        shard hands off, clients only retry) or --force (at
+                        once, even onto a copy not synchronized; the view
+                        records possible data loss); follows the views until
+                        the shard is ACTIVE there
   doctor [--nats URL]   check every bus capability once against a NATS server
                         (default: an embedded nats-server, or the in-memory bus
                         when no nats-server is installed) and print a table
   worker --app FILE [--app FILE ...] [--nats URL[,URL...]] [--cluster NAME]
          [--zone ZONE] [--no-promote] [--id ID]
+         [--session-timeout MS] [--heartbeat-interval MS]
                         host the applications each FILE exports (.js, or .ts
                         through tsx) until SIGINT or SIGTERM; --cluster defaults
                         to demo; without --nats, an embedded nats-server (or the
-                        in-memory bus, alone, when none is installed)
+                        in-memory bus, alone, when none is installed);
+                        membership: heartbeat every MS (default 500), dropped
+                        after MS of silence (default 3000, at least 500)
 
 exit codes: 0 ok, 1 failure, 2 wrong usage (unknown command or flag, bad --app)
 `;
@@ -48,6 +74,18 @@ async function run(command: string | undefined, rest: string[]): Promise<number>
       const code = await runWorker({ ...parseWorkerArgs(rest), write, warn });
       // A stopped worker has nothing left to do: should a stray timer or socket still hold
       // the event loop (say, a session whose last snapshot could not be written), exit anyway.
+      setTimeout(() => process.exit(code), 2_000).unref();
+      return code;
+    }
+    case 'failover':
+      return runFailover({ ...parseFailoverArgs(rest), write, warn });
+    case 'up': {
+      const code = await runUp({ ...parseUpArgs(rest), write, warn });
+      setTimeout(() => process.exit(code), 2_000).unref();
+      return code;
+    }
+    case 'demo': {
+      const code = await runDemo({ ...parseDemoArgs(rest), write, warn });
       setTimeout(() => process.exit(code), 2_000).unref();
       return code;
     }

@@ -7,6 +7,7 @@ import type { Bus } from '../bus/types.js';
 import { FALLBACK_DIRS, findNatsServerBinary } from '../harness/natsServerBinary.js';
 import { startNatsServer } from '../harness/natsServer.js';
 import { createLogger } from '../log/logger.js';
+import { MEMBERSHIP_DEFAULTS, MIN_SESSION_TIMEOUT } from '../machines/membership.js';
 import { CliUsageError, loadApplications } from './loadApplications.js';
 
 /** The flags of `cohort worker`, as parseArgs takes them (compose.yaml's workers are checked against this table). */
@@ -17,6 +18,8 @@ export const WORKER_FLAGS = {
   zone: { type: 'string' },
   'no-promote': { type: 'boolean', default: false },
   id: { type: 'string' },
+  'heartbeat-interval': { type: 'string' },
+  'session-timeout': { type: 'string' },
 } as const satisfies NonNullable<ParseArgsConfig['options']>;
 
 export interface WorkerCliOptions {
@@ -28,6 +31,35 @@ export interface WorkerCliOptions {
   zone: string | undefined;
   promotable: boolean;
   id: string | undefined;
+  /** Membership heartbeat period in ms; undefined: the worker's default. */
+  heartbeatInterval: number | undefined;
+  /** Silence after which a worker is dropped and its shards fail over, in ms; undefined: the worker's default. */
+  sessionTimeout: number | undefined;
+}
+
+/** A duration flag's value: a whole number of milliseconds, at least `min`. Undefined when the flag is absent. */
+export function parseMilliseconds(flag: string, value: string | undefined, min = 1): number | undefined {
+  if (value === undefined) return undefined;
+  const ms = /^\d+$/.test(value.trim()) ? Number(value.trim()) : NaN;
+  if (!Number.isSafeInteger(ms) || ms < min) {
+    throw new CliUsageError(`--${flag} needs a whole number of milliseconds, at least ${min} (got ${JSON.stringify(value)})`);
+  }
+  return ms;
+}
+
+/**
+ * The membership timings as startWorker checks them, checked here first so a
+ * wrong pair is wrong usage (exit code 2) rather than a worker that fails to start.
+ */
+export function checkMembershipTimings(heartbeatInterval: number | undefined, sessionTimeout: number | undefined): void {
+  const hb = heartbeatInterval ?? MEMBERSHIP_DEFAULTS.heartbeatInterval;
+  const st = sessionTimeout ?? MEMBERSHIP_DEFAULTS.sessionTimeout;
+  if (hb * 2 > st) {
+    throw new CliUsageError(
+      `--heartbeat-interval (${hb} ms) must be at most half of --session-timeout (${st} ms)` +
+        (heartbeatInterval === undefined ? `; pass --heartbeat-interval ${Math.floor(st / 2)} or less` : ''),
+    );
+  }
 }
 
 function nonEmpty(flag: string, value: string | undefined): string | undefined {
@@ -51,6 +83,9 @@ export function parseWorkerArgs(args: string[]): WorkerCliOptions {
   } catch (err) {
     throw new CliUsageError(`--cluster ${JSON.stringify(values.cluster)}: ${err instanceof Error ? err.message : String(err)}`);
   }
+  const heartbeatInterval = parseMilliseconds('heartbeat-interval', values['heartbeat-interval']);
+  const sessionTimeout = parseMilliseconds('session-timeout', values['session-timeout'], MIN_SESSION_TIMEOUT);
+  checkMembershipTimings(heartbeatInterval, sessionTimeout);
   return {
     apps,
     nats,
@@ -58,6 +93,8 @@ export function parseWorkerArgs(args: string[]): WorkerCliOptions {
     zone: nonEmpty('zone', values.zone),
     promotable: !values['no-promote'],
     id: nonEmpty('id', values.id),
+    heartbeatInterval,
+    sessionTimeout,
   };
 }
 
@@ -180,6 +217,8 @@ export async function runWorker(options: RunWorkerOptions): Promise<number> {
         ...(options.id !== undefined && { id: options.id }),
         ...(options.zone !== undefined && { zone: options.zone }),
         promotable: options.promotable,
+        ...(options.heartbeatInterval !== undefined && { heartbeatInterval: options.heartbeatInterval }),
+        ...(options.sessionTimeout !== undefined && { sessionTimeout: options.sessionTimeout }),
         // Runtime logs (pino JSON) go to stderr; stdout carries the lines above, for people and scripts.
         logger: createLogger({ destination: process.stderr }),
       });

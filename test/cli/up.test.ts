@@ -1,0 +1,139 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { connect } from '../../actors/client.js';
+import { defaultApp, parseUpArgs, parseWorkerCount } from '../../cli/up.js';
+import { parseWorkerArgs } from '../../cli/worker.js';
+import { CliUsageError } from '../../cli/loadApplications.js';
+import { cleanupAfterEach } from '../cleanup.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+interface Cli {
+  readonly child: ChildProcess;
+  readonly stdout: readonly string[];
+  readonly stderr: () => string;
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** The first stdout line matching `re`, now or later; rejects if the process exits without one. */
+  line(re: RegExp): Promise<RegExpMatchArray>;
+  close(): Promise<void>;
+}
+
+/** `cohort ...` from source in a child process, as test/cli/worker.test.ts runs it. */
+function cohort(args: string[]): Cli {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const stdout: string[] = [];
+  let stderr = '';
+  let gone = false;
+  const waiters = new Set<() => void>();
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  createInterface({ input: child.stdout! }).on('line', (l) => {
+    stdout.push(l);
+    for (const w of [...waiters]) w();
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('close', (code, signal) => {
+      gone = true;
+      for (const w of [...waiters]) w();
+      resolve({ code, signal });
+    }),
+  );
+  return {
+    child,
+    stdout,
+    stderr: () => stderr,
+    exited,
+    line: (re) =>
+      new Promise((resolve, reject) => {
+        const check = (): void => {
+          const m = stdout.map((l) => l.match(re)).find((x) => x !== null);
+          if (m) {
+            waiters.delete(check);
+            resolve(m);
+          } else if (gone) {
+            waiters.delete(check);
+            reject(new Error(`cohort ${args.join(' ')} exited without printing ${re}\nstdout:\n${stdout.join('\n')}\nstderr:\n${stderr}`));
+          }
+        };
+        waiters.add(check);
+        check();
+      }),
+    close: async () => {
+      if (!gone) child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('cohort up', () => {
+  const track = cleanupAfterEach();
+
+  it('runs two worker processes on an embedded server, reports each view, serves clients, and stops on SIGTERM', { timeout: 45_000 }, async () => {
+    const cli = track(cohort(['up', '--workers', '2']));
+    const [, url] = await cli.line(/^embedded nats-server \S+ at (nats:\/\/127\.0\.0\.1:\d+) /);
+    const [, pidList] = await cli.line(/^worker pids: (w1 \d+, w2 \d+)$/);
+    const pids = pidList!.split(', ').map((p) => Number(p.split(' ')[1]));
+    await cli.line(/^\[w1\] worker w1 serving ledger on nats:\/\/127\.0\.0\.1:\d+ \(cluster demo, zone a\)$/);
+    await cli.line(/^\[w2\] worker w2 serving ledger on nats:\/\/127\.0\.0\.1:\d+ \(cluster demo, zone b\)$/);
+    // Settled: both members, every shard with one of them, nothing in motion.
+    await cli.line(/^view \d+: 2 members, leader w[12] \| w[12] \([ab]\) 128 shards, w[12] \([ab]\) 128 shards$/);
+
+    const client = track(await connect({ nats: url!, cluster: 'demo', label: 'up-test' }));
+    const account = client.session('ledger', 'up-test');
+    await account.send({ type: 'OPEN', owner: 'Up' });
+    expect(await account.send({ type: 'DEPOSIT', amount: 250 })).toEqual({ seq: 2 });
+    expect((await account.read()).document).toMatchObject({ owner: 'Up', balance: 250 });
+    await client.close();
+
+    cli.child.kill('SIGTERM');
+    expect(await cli.exited).toEqual({ code: 0, signal: null });
+    expect(cli.stdout).toContain('SIGTERM: stopping 2 workers and the nats-server (a second signal exits at once)');
+    expect(cli.stdout).toContain('[w1] worker w1 stopped');
+    expect(cli.stdout).toContain('[w2] worker w2 stopped');
+    expect(cli.stdout.at(-1)).toBe('stopped');
+    expect(pids.filter(alive)).toEqual([]);
+  });
+
+  it('refuses a worker count that is not a whole number from 1 to 26 (exit code 2)', { timeout: 30_000 }, async () => {
+    const runs = await Promise.all(
+      [['--workers', '0'], ['--workers', 'x'], ['--session-timeout', '100']].map(async (args) => {
+        const cli = track(cohort(['up', ...args]));
+        const { code } = await cli.exited;
+        return { code, stdout: cli.stdout.join('\n'), stderr: cli.stderr() };
+      }),
+    );
+    for (const r of runs) {
+      expect(r.code).toBe(2);
+      expect(r.stdout).toBe('');
+    }
+    expect(runs[0]!.stderr).toContain('cohort up: --workers needs a whole number from 1 to 26 (got "0")');
+    expect(runs[1]!.stderr).toContain('cohort up: --workers needs a whole number from 1 to 26 (got "x")');
+    expect(runs[2]!.stderr).toContain('--session-timeout needs a whole number of milliseconds, at least 500 (got "100")');
+  });
+
+  it('parses --workers', () => {
+    expect(parseWorkerCount(undefined)).toBe(3);
+    expect(parseWorkerCount('1')).toBe(1);
+    expect(parseWorkerCount('26')).toBe(26);
+    for (const bad of ['0', '-1', '', 'three', '1e1', '2.5', '27']) expect(() => parseWorkerCount(bad)).toThrow(CliUsageError);
+  });
+
+  it('passes membership timings to the workers: --session-timeout alone brings a heartbeat that fits it', () => {
+    expect(parseUpArgs([])).toMatchObject({ workers: 3, apps: [defaultApp()], nats: undefined, cluster: 'demo', sessionTimeout: undefined, heartbeatInterval: undefined });
+    expect(parseUpArgs(['--session-timeout', '1000'])).toMatchObject({ sessionTimeout: 1000, heartbeatInterval: 250 });
+    expect(parseUpArgs(['--session-timeout', '6000'])).toMatchObject({ sessionTimeout: 6000, heartbeatInterval: 500 });
+    expect(parseWorkerArgs(['--app', 'a.ts', '--session-timeout', '1500', '--heartbeat-interval', '250'])).toMatchObject({ sessionTimeout: 1500, heartbeatInterval: 250 });
+    expect(() => parseWorkerArgs(['--app', 'a.ts', '--session-timeout', '800'])).toThrow('--heartbeat-interval (500 ms) must be at most half of --session-timeout (800 ms); pass --heartbeat-interval 400 or less');
+    expect(() => parseWorkerArgs(['--app', 'a.ts', '--heartbeat-interval', '0'])).toThrow(CliUsageError);
+  });
+});
