@@ -26,6 +26,8 @@ export {
   UnknownApplicationError,
 } from './actors/errors.js';
 export { DEFAULT_SHARD_COUNT, shardOf } from './actors/shard.js';
+export { FailoverRefusedError, requestFailover, type FailoverRequest } from './actors/failover.js';
+export type { ReplicaStatus } from './actors/replica.js';
 export type { EventMeta, PatchOperation, StampedEvent, UserEvent } from './machines/protocol.js';
 
 // Membership: the view every worker agrees on.
