@@ -7,7 +7,8 @@ import type { Bus } from '../bus/types.js';
 import type { View } from '../machines/view.js';
 import { describeExit, startLocalCluster, type LocalCluster, type LocalWorker } from './localCluster.js';
 import { CliUsageError } from './loadApplications.js';
-import { defaultApp, describeView, primariesByMember, stopSignal } from './up.js';
+import { defaultApp, describeView, primariesByMember } from './up.js';
+import { stopSignal } from './stopSignal.js';
 
 /**
  * `cohort demo`: the story the runtime is for, told in about 30 seconds. A
@@ -223,7 +224,7 @@ export async function runDemo(options: RunDemoOptions): Promise<number> {
       `(${WINDOW} in flight each) for ${options.seconds} s; one worker is killed with SIGKILL after ${secs(loadMs * KILL_AT)}.`,
   );
   write(`membership: heartbeat every ${HEARTBEAT_INTERVAL_MS} ms, a worker silent for ${SESSION_TIMEOUT_MS} ms is dropped and its shards fail over`);
-  const signal = stopSignal(warn);
+  const signal = stopSignal(warn, 'exiting now, killing what is left');
   let cluster: LocalCluster;
   try {
     cluster = await startLocalCluster({

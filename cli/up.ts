@@ -4,6 +4,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { validateCluster } from '../bus/subjects.js';
 import { MIN_SESSION_TIMEOUT } from '../machines/membership.js';
 import type { View } from '../machines/view.js';
+import { stopSignal } from './stopSignal.js';
 import { describeExit, startLocalCluster, type LocalCluster } from './localCluster.js';
 import { CliUsageError, loadApplications } from './loadApplications.js';
 import { checkMembershipTimings, parseMilliseconds } from './worker.js';
@@ -105,40 +106,6 @@ export function describeView(view: View): string {
   return `view ${view.viewId}: ${n} member${n === 1 ? '' : 's'}, leader ${view.leader || '-'} | ${members || 'none'}${notes.length ? ` | ${notes.join('; ')}` : ''}`;
 }
 
-/**
- * Resolves with the first SIGINT or SIGTERM; a second one exits with code 1
- * at once (the cluster's exit hook kills the workers). Holds the event loop
- * open until disposed.
- */
-export function stopSignal(warn: (line: string) => void): { received: Promise<NodeJS.Signals>; readonly signal: NodeJS.Signals | undefined; dispose(): void } {
-  let first: NodeJS.Signals | undefined;
-  let done!: (signal: NodeJS.Signals) => void;
-  const received = new Promise<NodeJS.Signals>((r) => (done = r));
-  const onSignal = (signal: NodeJS.Signals): void => {
-    if (first === undefined) {
-      first = signal;
-      done(signal);
-      return;
-    }
-    warn(`${signal} again: exiting now, killing what is left`);
-    process.exit(1);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  const keepAlive = setInterval(() => {}, 1 << 30);
-  return {
-    received,
-    get signal() {
-      return first;
-    },
-    dispose: () => {
-      clearInterval(keepAlive);
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-    },
-  };
-}
-
 export interface RunUpOptions extends UpOptions {
   write: (line: string) => void;
   warn: (line: string) => void;
@@ -153,7 +120,7 @@ export async function runUp(options: RunUpOptions): Promise<number> {
   const { write, warn } = options;
   // Wrong modules are wrong usage (exit code 2), found before anything starts.
   const applications = await loadApplications(options.apps);
-  const signal = stopSignal(warn);
+  const signal = stopSignal(warn, 'exiting now, killing what is left');
   try {
     let cluster: LocalCluster;
     try {

@@ -8,6 +8,7 @@ import { FALLBACK_DIRS, findNatsServerBinary } from '../harness/natsServerBinary
 import { startNatsServer } from '../harness/natsServer.js';
 import { createLogger } from '../log/logger.js';
 import { MEMBERSHIP_DEFAULTS, MIN_SESSION_TIMEOUT } from '../machines/membership.js';
+import { stopSignal } from './stopSignal.js';
 import { CliUsageError, loadApplications } from './loadApplications.js';
 
 /** The flags of `cohort worker`, as parseArgs takes them (compose.yaml's workers are checked against this table). */
@@ -159,36 +160,6 @@ async function openTarget(options: RunWorkerOptions): Promise<Target> {
   };
 }
 
-/**
- * Resolves with the first SIGINT or SIGTERM; a second one exits the process
- * with code 1 at once. Holds the event loop open until disposed (a worker on
- * the memory bus has nothing else that does).
- */
-function stopSignal(warn: (line: string) => void): { received: Promise<NodeJS.Signals>; dispose(): void } {
-  let first: NodeJS.Signals | undefined;
-  let resolve!: (signal: NodeJS.Signals) => void;
-  const received = new Promise<NodeJS.Signals>((r) => (resolve = r));
-  const onSignal = (signal: NodeJS.Signals): void => {
-    if (first === undefined) {
-      first = signal;
-      resolve(signal);
-      return;
-    }
-    warn(`${signal} again: exiting now, without stopping cleanly`);
-    process.exit(1);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  const keepAlive = setInterval(() => {}, 1 << 30);
-  return {
-    received,
-    dispose: () => {
-      clearInterval(keepAlive);
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-    },
-  };
-}
 
 /**
  * `cohort worker`: hosts the applications the --app modules export until

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { defineApplication } from '../../actors/application.js';
-import { connect, type Client, type Patch } from '../../actors/client.js';
+import { connect, type Patch } from '../../actors/client.js';
 import { ConflictError, EventRejectedError, InvalidRequestError, UnknownApplicationError } from '../../actors/errors.js';
 import { shardOf } from '../../actors/shard.js';
 import { startWorker, type Worker } from '../../actors/worker.js';

@@ -1,70 +1,11 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { connect } from '../../actors/client.js';
 import { defaultApp, parseUpArgs, parseWorkerCount } from '../../cli/up.js';
 import { parseWorkerArgs } from '../../cli/worker.js';
 import { CliUsageError } from '../../cli/loadApplications.js';
 import { cleanupAfterEach } from '../cleanup.js';
+import { cohort } from '../fixtures/cliProcess.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-
-interface Cli {
-  readonly child: ChildProcess;
-  readonly stdout: readonly string[];
-  readonly stderr: () => string;
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  /** The first stdout line matching `re`, now or later; rejects if the process exits without one. */
-  line(re: RegExp): Promise<RegExpMatchArray>;
-  close(): Promise<void>;
-}
-
-/** `cohort ...` from source in a child process, as test/cli/worker.test.ts runs it. */
-function cohort(args: string[]): Cli {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  const stdout: string[] = [];
-  let stderr = '';
-  let gone = false;
-  const waiters = new Set<() => void>();
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  createInterface({ input: child.stdout! }).on('line', (l) => {
-    stdout.push(l);
-    for (const w of [...waiters]) w();
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once('close', (code, signal) => {
-      gone = true;
-      for (const w of [...waiters]) w();
-      resolve({ code, signal });
-    }),
-  );
-  return {
-    child,
-    stdout,
-    stderr: () => stderr,
-    exited,
-    line: (re) =>
-      new Promise((resolve, reject) => {
-        const check = (): void => {
-          const m = stdout.map((l) => l.match(re)).find((x) => x !== null);
-          if (m) {
-            waiters.delete(check);
-            resolve(m);
-          } else if (gone) {
-            waiters.delete(check);
-            reject(new Error(`cohort ${args.join(' ')} exited without printing ${re}\nstdout:\n${stdout.join('\n')}\nstderr:\n${stderr}`));
-          }
-        };
-        waiters.add(check);
-        check();
-      }),
-    close: async () => {
-      if (!gone) child.kill('SIGKILL');
-      await exited;
-    },
-  };
-}
 
 function alive(pid: number): boolean {
   try {

@@ -1,9 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { connect as connectNats } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,79 +10,10 @@ import { CliUsageError, isApplication, loadApplications } from '../../cli/loadAp
 import { ledger } from '../../examples/ledger.js';
 import type { NatsServer } from '../../harness/natsServer.js';
 import { cleanupAfterEach } from '../cleanup.js';
+import { cohort } from '../fixtures/cliProcess.js';
 import { startTestServer } from '../nats.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-
-interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-}
-
-/** `cohort ...` in a child process, run from source the way test/fixtures/workerProcess.ts runs its worker. */
-interface Cli {
-  readonly child: ChildProcess;
-  readonly stdout: readonly string[];
-  readonly stderr: () => string;
-  /** Resolves once the process is gone and its output read to the end. */
-  readonly exited: Promise<Exit>;
-  /** The first stdout line matching `re` (now or later); rejects if the process exits without one. */
-  line(re: RegExp): Promise<RegExpMatchArray>;
-  /** SIGKILL if still running; waits for the exit. For cleanup after a failed test. */
-  close(): Promise<void>;
-}
-
-function cohort(args: string[], env: NodeJS.ProcessEnv = {}): Cli {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', ...args], {
-    cwd: ROOT,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const stdout: string[] = [];
-  let stderr = '';
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  const waiters = new Set<() => void>();
-  createInterface({ input: child.stdout! }).on('line', (l) => {
-    stdout.push(l);
-    for (const w of waiters) w();
-  });
-  let gone = false;
-  const exited = new Promise<Exit>((resolve) =>
-    child.once('close', (code, signal) => {
-      gone = true;
-      for (const w of waiters) w();
-      resolve({ code, signal });
-    }),
-  );
-  return {
-    child,
-    stdout,
-    stderr: () => stderr,
-    exited,
-    line: (re) =>
-      new Promise((resolve, reject) => {
-        const check = (): void => {
-          for (const l of stdout) {
-            const m = l.match(re);
-            if (m !== null) {
-              waiters.delete(check);
-              return resolve(m);
-            }
-          }
-          if (gone) {
-            waiters.delete(check);
-            reject(new Error(`cohort ${args.join(' ')} exited without printing ${re}\nstdout:\n${stdout.join('\n')}\nstderr:\n${stderr}`));
-          }
-        };
-        waiters.add(check);
-        check();
-      }),
-    close: async () => {
-      if (!gone) child.kill('SIGKILL');
-      await exited;
-    },
-  };
-}
 
 const SERVING = /^worker (\S+) serving (.+) on (\S+|the in-memory bus) \((.*)\)$/;
 
