@@ -26,6 +26,8 @@ export interface MembershipHostOptions {
   readonly log: Logger;
   /** Takes up a view's shard roles; resolves with the shards this worker now serves as primary. */
   apply(view: View): Promise<readonly number[]>;
+  /** As primary, the `shard/worker` secondaries not synchronized now (told to the leader in heartbeats). */
+  notSynchronized?(): readonly string[];
   /** The cluster dropped this member (it was cut off too long): it must rejoin as a new one. */
   removed?(): void;
 }
@@ -41,7 +43,8 @@ function isHeartbeat(x: unknown): x is Heartbeat {
     typeof h['viewId'] === 'number' &&
     typeof h['startedAt'] === 'number' &&
     Array.isArray(h['serving']) &&
-    h['serving'].every((s) => Number.isInteger(s))
+    h['serving'].every((s) => Number.isInteger(s)) &&
+    (h['notSynchronized'] === undefined || (Array.isArray(h['notSynchronized']) && h['notSynchronized'].every((x) => typeof x === 'string')))
   );
 }
 
@@ -178,7 +181,7 @@ export class MembershipHost {
   #armTick(): void {
     if (this.#stopped) return;
     this.#tick = this.#o.clock.setTimeout(() => {
-      this.#send({ type: 'TICK', now: this.#o.clock.now() });
+      this.#send({ type: 'TICK', now: this.#o.clock.now(), notSynchronized: this.#o.notSynchronized?.() ?? [] });
       this.#armTick();
     }, this.#o.config.heartbeatInterval);
   }

@@ -129,6 +129,20 @@ export class Replication {
     };
   }
 
+  /** Secondaries of this worker's primary shards that are not synchronized, as `shard/worker`. */
+  notSynchronized(): string[] {
+    const now = this.#o.clock.now();
+    const out: string[] = [];
+    for (const [shard, actor] of this.#actors) {
+      const snapshot = actor.getSnapshot();
+      if (snapshot.value !== 'primary') continue;
+      const ctx = { ...snapshot.context, now };
+      const synced = new Set(synchronizedReplicas(ctx));
+      for (const w of ctx.replicas) if (!synced.has(w)) out.push(`${shard}/${w}`);
+    }
+    return out;
+  }
+
   /** Synchronized secondaries of a shard this worker is primary of. */
   synchronized(shard: number): number {
     const actor = this.#actors.get(shard);

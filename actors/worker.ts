@@ -186,6 +186,7 @@ class WorkerHost implements SessionHost {
         await replication.apply(view, memberId);
         return serving;
       },
+      notSynchronized: () => replication.notSynchronized(),
       removed: () => {
         // Cut off long enough to be dropped: let go of everything, then come back as a new member.
         const old = this.#membership;

@@ -44,6 +44,11 @@ export interface Heartbeat {
   readonly serving: readonly number[];
   /** The runtime's clock when it started: orders workers that join together. */
   readonly startedAt: number;
+  /**
+   * As primary: the secondaries it is not hearing from, as `shard/worker`.
+   * The leader promotes only synchronized copies while there are any.
+   */
+  readonly notSynchronized?: readonly string[];
 }
 
 interface Peer {
@@ -67,6 +72,7 @@ export interface MembershipContext {
   readonly revision: number;
   readonly peers: Readonly<Record<string, Peer>>;
   readonly serving: readonly number[];
+  readonly notSynchronized: readonly string[];
   readonly appliedViewId: number;
   /** A view write is out: nothing more is written until it settles. */
   readonly writing: boolean;
@@ -97,7 +103,7 @@ export type MembershipEvent =
   /** The view entry as read or watched (null: none written yet). */
   | { type: 'VIEW'; view: View | null; revision: number; now: number }
   | { type: 'HEARTBEAT'; heartbeat: Heartbeat; now: number }
-  | { type: 'TICK'; now: number }
+  | { type: 'TICK'; now: number; notSynchronized?: readonly string[] }
   /** The host applied a view: these are the shards it now serves as primary. */
   | { type: 'APPLIED'; viewId: number; serving: readonly number[]; now: number }
   | { type: 'WRITE_DONE'; view: View; revision: number; now: number }
@@ -127,7 +133,14 @@ function alive(ctx: MembershipContext, id: string): boolean {
 }
 
 function heartbeatOf(ctx: MembershipContext, status: MemberStatus): Heartbeat {
-  return { ...ctx.self, status, viewId: ctx.appliedViewId, serving: ctx.serving };
+  return { ...ctx.self, status, viewId: ctx.appliedViewId, serving: ctx.serving, notSynchronized: ctx.notSynchronized };
+}
+
+/** Whether a worker's copy of a shard is synchronized, as that shard's primary last said (its last word counts after it died too). */
+function synchronizedIn(ctx: MembershipContext): (shard: number, worker: string) => boolean {
+  const behind = new Set<string>(ctx.notSynchronized);
+  for (const p of Object.values(ctx.peers)) for (const x of p.hb.notSynchronized ?? []) behind.add(x);
+  return (shard, worker) => !behind.has(`${shard}/${worker}`);
 }
 
 function statusOf(ctx: MembershipContext, id: string): MemberStatus | undefined {
@@ -266,6 +279,7 @@ export function planView(ctx: MembershipContext): View | null {
     replicas: base.replicas,
     previous: shards.length === base.shardCount ? shards : undefined,
     maxConcurrentMoves: config.maxConcurrentMoves,
+    synchronized: synchronizedIn(ctx),
   });
   const next: View = {
     ...base,
@@ -356,6 +370,7 @@ export const membershipMachine = setup({
     revision: -1,
     peers: {},
     serving: [],
+    notSynchronized: [],
     appliedViewId: 0,
     writing: false,
     leaving: false,
@@ -375,7 +390,14 @@ export const membershipMachine = setup({
         'lead',
       ],
     },
-    TICK: { actions: ['clock', 'heartbeat', 'lead'] },
+    TICK: {
+      actions: [
+        'clock',
+        assign({ notSynchronized: ({ context, event }) => (event.type === 'TICK' && event.notSynchronized) || context.notSynchronized }),
+        'heartbeat',
+        'lead',
+      ],
+    },
     APPLIED: {
       actions: [
         'clock',

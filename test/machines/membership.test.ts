@@ -85,6 +85,39 @@ describe('membership machine', () => {
     expect(regular.viewId).toBe(transitional.viewId + 1);
   });
 
+  it.each([
+    [[] as string[], 'a'],
+    [['0/a'], 'c'],
+  ])('when a primary dies, its shard goes to a secondary its last heartbeat called synchronized (not synchronized: %j -> %s)', (behind, expected) => {
+    const m = (id: string, joined: number) => ({ id, zone: 'z', promotable: true, joined });
+    const view: View = {
+      viewId: 5,
+      members: [m('a', 1), m('b', 2), m('c', 3)],
+      leader: 'a',
+      replicas: 2,
+      shardCount: 2,
+      shards: [
+        { primary: 'b', replicas: ['a', 'c'], state: 'ACTIVE', next: null, epoch: 1 },
+        { primary: 'c', replicas: ['a', 'b'], state: 'ACTIVE', next: null, epoch: 1 },
+      ],
+      transitional: false,
+      possibleDataLoss: [],
+    };
+    const a = member('a');
+    a.actor.send({ type: 'START', now: 0 });
+    a.actor.send({ type: 'VIEW', view, revision: 5, now: 0 });
+    a.actor.send({ type: 'HEARTBEAT', heartbeat: hb('b', { status: 'member', viewId: 5, serving: [0], notSynchronized: behind }), now: 10 });
+    a.actor.send({ type: 'HEARTBEAT', heartbeat: hb('c', { status: 'member', viewId: 5, serving: [1] }), now: 10 });
+    // b falls silent; c keeps speaking.
+    a.actor.send({ type: 'HEARTBEAT', heartbeat: hb('c', { status: 'member', viewId: 5, serving: [1] }), now: 400 });
+    a.actor.send({ type: 'TICK', now: 600 });
+    const transitional = a.writes().at(-1)!;
+    expect(transitional.transitional).toBe(true);
+    a.actor.send({ type: 'WRITE_DONE', view: transitional, revision: 6, now: 601 });
+    const regular = a.writes().at(-1)!;
+    expect(regular.shards[0]).toMatchObject({ primary: expected, state: 'ACTIVE', epoch: 2 });
+  });
+
   it('a member that is not the leader never writes', () => {
     const b = member('b', 5);
     b.actor.send({ type: 'START', now: 0 });
