@@ -9,6 +9,7 @@ import { describeExit, startLocalCluster, type LocalCluster, type LocalWorker } 
 import { CliUsageError } from './loadApplications.js';
 import { defaultApp, describeView, primariesByMember } from './up.js';
 import { stopSignal } from './stopSignal.js';
+import { watchReplicaLag, type ReplicaLag } from './replicaLag.js';
 
 /**
  * `cohort demo`: the story the runtime is for, told in about 30 seconds. A
@@ -95,6 +96,8 @@ export interface DemoReport {
   droppedMs: number | null;
   /** From the kill until the first acknowledged command, sent after the kill, on a shard the killed worker was primary of. */
   failoverMs: number | null;
+  /** Journal entries the most lagging shard's secondary had not reported applied, at worst (sampled once a second). */
+  replicaLagMax: number | null;
   loadSeconds: number;
   commandsPerSecond: number;
   /** Worker process ids (empty on the memory bus). */
@@ -247,6 +250,7 @@ export async function runDemo(options: RunDemoOptions): Promise<number> {
 
   const buses: Bus[] = [];
   const clients: Client[] = [];
+  let replicaLag: ReplicaLag | undefined;
   let interrupted = false;
   let report: DemoReport | undefined;
   try {
@@ -395,6 +399,11 @@ export async function runDemo(options: RunDemoOptions): Promise<number> {
     const killTimer = setTimeout(kill, loadMs * KILL_AT);
     let lastTick = loadStart;
     let lastAcked = 0;
+    // An onlooker's view of replica lag: the journal as it is written, and the secondaries' reports.
+    const lagBus = await cluster.openBus('cohort-demo-lag');
+    buses.push(lagBus);
+    const lag = await watchReplicaLag(lagBus, 'demo').catch(() => undefined);
+    replicaLag = lag;
     const status = setInterval(() => {
       const now = performance.now();
       const rate = ((acknowledged - lastAcked) * 1000) / (now - lastTick);
@@ -409,7 +418,7 @@ export async function runDemo(options: RunDemoOptions): Promise<number> {
       write(
         `${pad(secs(now - loadStart), 7)} view ${view?.viewId ?? '-'}  leader ${view?.leader ?? '-'}  ` +
           `members ${view?.members.length ?? 0}  shards ${shards}  ${pad(`${fmt(rate)} cmd/s`, 11)} ` +
-          `acknowledged ${fmt(acknowledged)}  in flight ${inFlight}  ambiguous ${ambiguous}  replica lag -`,
+          `acknowledged ${fmt(acknowledged)}  in flight ${inFlight}  ambiguous ${ambiguous}  replica lag ${lag === undefined ? '-' : lag.now()}`,
       );
     }, 1_000);
     const loops = running ? clients.flatMap((_, c) => Array.from({ length: WINDOW }, (_, s) => loop(c, s))) : [];
@@ -486,6 +495,7 @@ export async function runDemo(options: RunDemoOptions): Promise<number> {
       killed,
       droppedMs: droppedAt === undefined || killAt === undefined ? null : droppedAt - killAt,
       failoverMs: firstAckOnKilled === undefined || killAt === undefined ? null : firstAckOnKilled - killAt,
+      replicaLagMax: replicaLag === undefined ? null : replicaLag.max,
       loadSeconds,
       commandsPerSecond: loadSeconds > 0 ? acknowledged / loadSeconds : 0,
       pids,
@@ -495,6 +505,7 @@ export async function runDemo(options: RunDemoOptions): Promise<number> {
     };
     for (const p of problems.slice(0, 10)) write(`  ! ${p}`);
   } finally {
+    replicaLag?.stop();
     await Promise.all(clients.map((c) => c.close().catch(() => {})));
     await Promise.all(buses.map((b) => b.close().catch(() => {})));
     write(`stopping the ${cluster.workers.filter((w) => w.exit === null).length} remaining workers${cluster.transport === 'nats' ? ' and the nats-server' : ''}`);
@@ -543,7 +554,10 @@ function printReport(r: DemoReport, write: (line: string) => void): void {
         : `first command on its shards acknowledged ${secs(r.failoverMs)} after the kill (sent after it; probes every ${PROBE_EVERY_MS} ms)`,
     );
   }
-  line('replica lag', '- (not measured yet)');
+  line(
+    'replica lag',
+    r.replicaLagMax === null ? '- (not measured)' : `at most ${fmt(r.replicaLagMax)} journal entries behind on the worst shard, sampled every second`,
+  );
   line('wall time', secs(r.wallMs));
   write(
     r.ok
