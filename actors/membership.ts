@@ -22,6 +22,8 @@ export interface MembershipHostOptions {
   readonly cluster: string;
   readonly self: Omit<Self, 'startedAt'>;
   readonly config: MembershipConfig;
+  /** Copies JetStream keeps of the view's bucket. */
+  readonly storageReplicas?: number;
   readonly clock: Clock;
   readonly log: Logger;
   /** Takes up a view's shard roles; resolves with the shards this worker now serves as primary. */
@@ -98,7 +100,7 @@ export class MembershipHost {
   /** Resolves once a view lists this worker and that view's shard roles are taken up. */
   async start(): Promise<void> {
     const { bus, cluster, clock, log } = this.#o;
-    this.#kv = await bus.kv({ bucket: clusterBucket(cluster) });
+    this.#kv = await bus.kv({ bucket: clusterBucket(cluster), replicas: this.#o.storageReplicas ?? 1 });
     const now = (): number => clock.now();
     this.#actor.on('heartbeat', (e) => {
       if (this.#stopped) return;

@@ -60,6 +60,12 @@ export interface WorkerOptions {
   replicas?: number;
   /** Most shards handing off at once (default 8). */
   maxConcurrentMoves?: number;
+  /**
+   * Copies JetStream keeps of the journal, the buckets and the blobs when
+   * this worker creates them (default 1; 3 on a 3-node NATS cluster, so a
+   * node can fail). Whoever creates them first decides.
+   */
+  storageReplicas?: number;
 }
 
 export interface Worker {
@@ -177,6 +183,7 @@ class WorkerHost implements SessionHost {
       cluster: this.cluster,
       self: { id: memberId, zone: options.zone, promotable: options.promotable },
       config: options.config,
+      storageReplicas: options.storageReplicas,
       clock: this.clock,
       log: this.log,
       apply: async (view) => {
@@ -481,6 +488,7 @@ interface MembershipOptions {
   zone: string;
   promotable: boolean;
   config: MembershipConfig;
+  storageReplicas: number;
 }
 
 /** The shards a view gives this member to serve: ACTIVE ones it is primary of. */
@@ -527,11 +535,13 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
   const id = options.id ?? randomUUID().slice(0, 8);
   const log = (options.logger ?? createLogger()).child({ cluster: options.cluster, worker: id });
   const cluster = options.cluster;
+  const replicas = options.storageReplicas ?? 1;
+  if (!Number.isInteger(replicas) || replicas < 1 || replicas > 5) throw new RangeError(`storageReplicas must be a whole number from 1 to 5 (got ${replicas})`);
   const [journal, snapshots, blobs, timers] = await Promise.all([
-    bus.journal({ name: journalStreamName(cluster), subjects: [journalStreamFilter(cluster)] }),
-    bus.kv({ bucket: `cohort_${cluster}_snapshots` }),
-    bus.blobs({ bucket: `cohort_${cluster}_blobs` }),
-    bus.kv({ bucket: `cohort_${cluster}_timers` }),
+    bus.journal({ name: journalStreamName(cluster), subjects: [journalStreamFilter(cluster)], replicas }),
+    bus.kv({ bucket: `cohort_${cluster}_snapshots`, replicas }),
+    bus.blobs({ bucket: `cohort_${cluster}_blobs`, replicas }),
+    bus.kv({ bucket: `cohort_${cluster}_timers`, replicas }),
   ]);
   const host = new WorkerHost(
     id,
@@ -550,7 +560,7 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
   if (config !== undefined) host.leaveBound = Math.max(10_000, 3 * config.sessionTimeout);
   await host.start(
     options.shards,
-    config === undefined ? undefined : { zone: options.zone ?? 'default', promotable: options.promotable ?? true, config },
+    config === undefined ? undefined : { zone: options.zone ?? 'default', promotable: options.promotable ?? true, config, storageReplicas: replicas },
   );
   return {
     id,

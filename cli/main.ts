@@ -35,7 +35,7 @@ commands:
                         when no nats-server is installed) and print a table
   worker --app FILE [--app FILE ...] [--nats URL[,URL...]] [--cluster NAME]
          [--zone ZONE] [--no-promote] [--id ID]
-         [--session-timeout MS] [--heartbeat-interval MS]
+         [--session-timeout MS] [--heartbeat-interval MS] [--storage-replicas N]
                         host the applications each FILE exports (.js, or .ts
                         through tsx) until SIGINT or SIGTERM; --cluster defaults
                         to demo; without --nats, an embedded nats-server (or the

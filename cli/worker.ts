@@ -21,6 +21,7 @@ export const WORKER_FLAGS = {
   id: { type: 'string' },
   'heartbeat-interval': { type: 'string' },
   'session-timeout': { type: 'string' },
+  'storage-replicas': { type: 'string' },
 } as const satisfies NonNullable<ParseArgsConfig['options']>;
 
 export interface WorkerCliOptions {
@@ -32,6 +33,8 @@ export interface WorkerCliOptions {
   zone: string | undefined;
   promotable: boolean;
   id: string | undefined;
+  /** Copies JetStream keeps of the journal, buckets and blobs (3 on a 3-node NATS cluster); undefined: 1. */
+  storageReplicas: number | undefined;
   /** Membership heartbeat period in ms; undefined: the worker's default. */
   heartbeatInterval: number | undefined;
   /** Silence after which a worker is dropped and its shards fail over, in ms; undefined: the worker's default. */
@@ -87,7 +90,13 @@ export function parseWorkerArgs(args: string[]): WorkerCliOptions {
   const heartbeatInterval = parseMilliseconds('heartbeat-interval', values['heartbeat-interval']);
   const sessionTimeout = parseMilliseconds('session-timeout', values['session-timeout'], MIN_SESSION_TIMEOUT);
   checkMembershipTimings(heartbeatInterval, sessionTimeout);
+  const storage = values['storage-replicas'];
+  const storageReplicas = storage === undefined ? undefined : Number(storage);
+  if (storageReplicas !== undefined && !(Number.isInteger(storageReplicas) && storageReplicas >= 1 && storageReplicas <= 5)) {
+    throw new CliUsageError(`--storage-replicas needs a whole number from 1 to 5 (got ${JSON.stringify(storage)})`);
+  }
   return {
+    storageReplicas,
     apps,
     nats,
     cluster: values.cluster,
@@ -188,6 +197,7 @@ export async function runWorker(options: RunWorkerOptions): Promise<number> {
         ...(options.id !== undefined && { id: options.id }),
         ...(options.zone !== undefined && { zone: options.zone }),
         promotable: options.promotable,
+        ...(options.storageReplicas !== undefined && { storageReplicas: options.storageReplicas }),
         ...(options.heartbeatInterval !== undefined && { heartbeatInterval: options.heartbeatInterval }),
         ...(options.sessionTimeout !== undefined && { sessionTimeout: options.sessionTimeout }),
         // Runtime logs (pino JSON) go to stderr; stdout carries the lines above, for people and scripts.
