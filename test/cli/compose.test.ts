@@ -108,6 +108,8 @@ describe('compose.yaml', () => {
       zones.add(parsed.zone ?? `(no --zone on ${name})`);
       clusters.add(parsed.cluster);
       expect(parsed.promotable).toBe(true);
+      // One copy of the journal per NATS node: the cluster may lose any one node.
+      expect(parsed.storageReplicas, `${name} --storage-replicas`).toBe(natsNodes.length);
 
       const deps = dependsOn(worker);
       for (const node of nodeNames) expect(deps, `${name} depends on ${node}`).toHaveProperty(node);

@@ -75,6 +75,9 @@ describe('cohort up', () => {
     expect(parseUpArgs(['--session-timeout', '6000'])).toMatchObject({ sessionTimeout: 6000, heartbeatInterval: 500 });
     expect(parseWorkerArgs(['--app', 'a.ts', '--session-timeout', '1500', '--heartbeat-interval', '250'])).toMatchObject({ sessionTimeout: 1500, heartbeatInterval: 250 });
     expect(() => parseWorkerArgs(['--app', 'a.ts', '--session-timeout', '800'])).toThrow('--heartbeat-interval (500 ms) must be at most half of --session-timeout (800 ms); pass --heartbeat-interval 400 or less');
+    expect(parseWorkerArgs(['--app', 'a.ts', '--storage-replicas', '3'])).toMatchObject({ storageReplicas: 3 });
+    expect(() => parseWorkerArgs(['--app', 'a.ts', '--storage-replicas', '9'])).toThrow(CliUsageError);
+    expect(() => parseWorkerArgs(['--app', 'a.ts', '--storage-replicas', 'x'])).toThrow(/--storage-replicas needs a whole number from 1 to 5/);
     expect(() => parseWorkerArgs(['--app', 'a.ts', '--heartbeat-interval', '0'])).toThrow(CliUsageError);
   });
 });
