@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { createActor, type Actor } from 'xstate';
 import type { Clock } from '../bus/clock.js';
 import { decode, encode } from '../bus/codec.js';
-import { escapeToken, journalShardFilter, parseSubject, readOnlyShardFilter, replicaReportFilter, replicaReportSubject } from '../bus/subjects.js';
+import { escapeToken, journalShardFilter, parseSubject, readOnlyShardFilter, replicaReportSubject } from '../bus/subjects.js';
 import type { Bus, Delivery, Journal, JournalEntry, JournalFollow, Subscription } from '../bus/types.js';
 import type { JournalRecord, ReadReply } from '../machines/protocol.js';
 import { appliedBy, replicaMachine, roleOf, synchronizedReplicas, syncStateOf, type SyncState } from '../machines/replica.js';
@@ -72,7 +72,8 @@ export class Replication {
   readonly #secondaries = new Map<number, Secondary>();
   readonly #waiters = new Map<number, Set<Waiter>>();
   #memberId = '';
-  #reports: Subscription | undefined;
+  /** Per shard this worker is primary of: its secondaries' reports (only those; not every report in the cluster). */
+  readonly #reports = new Map<number, Subscription>();
   #stopped = false;
 
   constructor(options: ReplicationOptions) {
@@ -83,7 +84,6 @@ export class Replication {
   async apply(view: View, memberId: string): Promise<void> {
     if (this.#stopped) return;
     this.#memberId = memberId;
-    this.#reports ??= this.#o.bus.subscribe(replicaReportFilter(this.#o.cluster), (m) => this.#onReport(m));
     const now = this.#o.clock.now();
     const starts: Promise<void>[] = [];
     view.shards.forEach((_, shard) => {
@@ -97,6 +97,12 @@ export class Replication {
       actor.send({ type: 'ROLE', view, now });
       if (role === 'secondary' && !this.#secondaries.has(shard)) starts.push(this.#follow(shard));
       if (role !== 'secondary') this.#unfollow(shard);
+      if (role === 'primary' && !this.#reports.has(shard)) {
+        this.#reports.set(shard, this.#o.bus.subscribe(replicaReportSubject(this.#o.cluster, shard), (m) => this.#onReport(m)));
+      } else if (role !== 'primary') {
+        this.#reports.get(shard)?.unsubscribe();
+        this.#reports.delete(shard);
+      }
       if (role === 'none') {
         actor.stop();
         this.#actors.delete(shard);
@@ -337,6 +343,7 @@ export class Replication {
     for (const a of this.#actors.values()) a.stop();
     this.#actors.clear();
     for (const set of this.#waiters.values()) for (const w of set) w.resolve(false);
-    this.#reports?.unsubscribe();
+    for (const sub of this.#reports.values()) sub.unsubscribe();
+    this.#reports.clear();
   }
 }
