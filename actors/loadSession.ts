@@ -6,6 +6,13 @@ import { replaySession, restoreSession, startSession, type SessionState } from '
 import type { Application } from './application.js';
 import type { SessionStore } from './sessionStore.js';
 
+/** What loading needs: where the journal and the snapshots are. */
+export interface LoadDeps {
+  readonly journal: Journal;
+  readonly store: SessionStore;
+  readonly cluster: string;
+}
+
 export interface LoadedSession {
   readonly state: SessionState;
   /** Stream sequence of the last journal entry reflected: the fence for the next append. */
@@ -21,7 +28,7 @@ export interface LoadedSession {
  * at `now`.
  */
 export async function loadSession(
-  deps: { journal: Journal; store: SessionStore; cluster: string },
+  deps: LoadDeps,
   app: Application,
   id: string,
   shard: number,
@@ -44,7 +51,7 @@ export class JournalGapError extends RangeError {
 }
 
 async function loadOnce(
-  deps: { journal: Journal; store: SessionStore; cluster: string },
+  deps: LoadDeps,
   app: Application,
   id: string,
   shard: number,

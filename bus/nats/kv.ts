@@ -3,6 +3,7 @@ import { Kvm, type KV } from '@nats-io/kv';
 import { KeyExistsError, PayloadTooLargeError, StaleRevisionError } from '../errors.js';
 import { validateKvKey, validateName } from '../names.js';
 import type { KvConfig, KvEntry, KvStore, KvWatch, KvWatchOptions } from '../types.js';
+import { releaseConsumer } from './release.js';
 import { ApiCodes, translate } from './errors.js';
 
 /** A listing that hears nothing this long asks the server whether anything is still pending. */
@@ -157,9 +158,7 @@ class NatsKv implements KvStore {
           present.delete(key);
         }
       } finally {
-        // Not awaited: under a stream of writes, closing waits on deliveries nobody needs now.
-        void messages.close().catch(() => undefined);
-        void consumer.delete().catch(() => undefined);
+        releaseConsumer(messages, consumer);
       }
     } catch (err) {
       throw translate(err, 'kv keys', `${this.bucket}/${filter}`, 5_000);
@@ -205,8 +204,7 @@ class NatsKv implements KvStore {
       stop: () => {
         if (stopped) return;
         stopped = true;
-        void messages.close().catch(() => undefined);
-        void consumer.delete().catch(() => undefined);
+        releaseConsumer(messages, consumer);
       },
     };
   }

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { processAlive } from '../fixtures/cliProcess.js';
 import { checkAccount, someAddUpTo, type DemoReport } from '../../cli/demo.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -36,14 +37,6 @@ function demo(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
   });
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe('cohort demo', () => {
   it('kills a worker process mid-load and loses nothing acknowledged, duplicates nothing, then cleans up', { timeout: 60_000 }, async () => {
@@ -64,7 +57,7 @@ describe('cohort demo', () => {
     expect(report.pids).toHaveLength(3);
     expect(report.pids).toContain(report.killed!.pid);
     expect(report.replicaLagMax).toBeTypeOf('number');
-    expect(report.pids.filter(alive)).toEqual([]);
+    expect(report.pids.filter(processAlive)).toEqual([]);
     expect(stdout).toContain('PASS: nothing acknowledged was lost, nothing was applied twice');
     expect(stdout.some((l) => l.startsWith(`>>> `) && l.includes(`killing ${report.killed!.id} (not the leader; kill -9 ${report.killed!.pid})`))).toBe(true);
     // A status line about once a second, with commands per second.

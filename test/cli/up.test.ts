@@ -4,17 +4,9 @@ import { defaultApp, parseUpArgs, parseWorkerCount } from '../../cli/up.js';
 import { parseWorkerArgs } from '../../cli/worker.js';
 import { CliUsageError } from '../../cli/loadApplications.js';
 import { cleanupAfterEach } from '../cleanup.js';
-import { cohort } from '../fixtures/cliProcess.js';
+import { cohort, processAlive } from '../fixtures/cliProcess.js';
 
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe('cohort up', () => {
   const track = cleanupAfterEach();
@@ -42,7 +34,7 @@ describe('cohort up', () => {
     expect(cli.stdout).toContain('[w1] worker w1 stopped');
     expect(cli.stdout).toContain('[w2] worker w2 stopped');
     expect(cli.stdout.at(-1)).toBe('stopped');
-    expect(pids.filter(alive)).toEqual([]);
+    expect(pids.filter(processAlive)).toEqual([]);
   });
 
   it('refuses a worker count that is not a whole number from 1 to 26 (exit code 2)', { timeout: 30_000 }, async () => {
