@@ -1,5 +1,5 @@
 /**
- * Subject algebra the server needs beyond names.ts: whether two filters can
+ * Subject algebra beyond names.ts, shared by both buses: whether two filters can
  * capture the same subject (stream subjects must not), and whether one filter
  * lies inside another (a read filter must lie inside its stream).
  */

@@ -5,7 +5,7 @@ import { subjectMatches } from '../names.js';
 import type { ClientContext } from './context.js';
 import { checkPayload, copyBytes, normalizeHeaders } from './payload.js';
 import { EXPECTED_LAST_SUBJECT_SEQ_HEADER, MSG_ID_HEADER, type MemoryStream, type StoredMessage } from './stream.js';
-import { hasWildcard, subjectWithin } from './subjects.js';
+import { hasWildcard, subjectWithin } from '../filters.js';
 
 /** One connection's handle on a stream; the stream itself lives in the server. */
 export class MemoryJournal implements Journal {

@@ -5,7 +5,7 @@ import type { WireMessage } from './payload.js';
 import { Router } from './router.js';
 import { DeliveryQueue } from './scheduler.js';
 import { MemoryStream, type StoreOutcome, type StreamSettings } from './stream.js';
-import { subjectsOverlap } from './subjects.js';
+import { subjectsOverlap } from '../filters.js';
 
 export interface MemoryServerOptions {
   /** Drives duplicate windows and entry times (default: the system clock). */

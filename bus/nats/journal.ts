@@ -4,6 +4,8 @@ import { ConnectionError, InvalidNameError, PayloadTooLargeError, WrongLastSeque
 import { subjectMatches, validateHeaders, validateName, validateSubject } from '../names.js';
 import type { AppendAck, AppendOptions, FollowOptions, Journal, JournalConfig, JournalEntry, JournalFollow, ReadOptions } from '../types.js';
 import { fromMsgHdrs } from './headers.js';
+import { hasWildcard, subjectWithin } from '../filters.js';
+import { releaseConsumer } from './release.js';
 import { ApiCodes, apiCode, translate } from './errors.js';
 import type { ReplyMux } from './replies.js';
 
@@ -85,8 +87,14 @@ class NatsJournal implements Journal {
   readonly #captured = new Set<string>();
 
   #checkSubject(subject: string, wildcards: boolean): void {
-    validateSubject(subject, { wildcards, kind: 'journal subject' });
-    if (wildcards || this.#captured.has(subject)) return;
+    validateSubject(subject, { wildcards, kind: wildcards ? 'journal filter' : 'journal subject' });
+    if (wildcards) {
+      // As nats-server's validFilteredSubject: inside a stream subject, or a wildcard filter around one.
+      const covered = this.subjects.some((s) => subjectWithin(subject, s) || (hasWildcard(subject) && subjectWithin(s, subject)));
+      if (!covered) throw new InvalidNameError('journal filter', subject, `not within the subjects of journal ${this.name}`);
+      return;
+    }
+    if (this.#captured.has(subject)) return;
     if (!this.subjects.some((f) => subjectMatches(f, subject))) {
       throw new InvalidNameError('journal subject', subject, `not captured by journal ${this.name}`);
     }
@@ -197,8 +205,7 @@ class NatsJournal implements Journal {
       stop: () => {
         if (stopped) return;
         stopped = true;
-        void messages.close().catch(() => undefined);
-        void consumer.delete().catch(() => undefined);
+        releaseConsumer(messages, consumer);
       },
     };
   }

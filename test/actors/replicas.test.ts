@@ -7,7 +7,8 @@ import { shardOf } from '../../actors/shard.js';
 import { startWorker, type Worker, type WorkerOptions } from '../../actors/worker.js';
 import { createMemoryBus, createMemoryServer, type MemoryServer } from '../../bus/memory/mod.js';
 import { createNatsBus } from '../../bus/nats/mod.js';
-import { journalStreamFilter, journalStreamName, journalSubject } from '../../bus/subjects.js';
+import { journalStreamFilter, journalStreamName, journalSubject, readOnlySubject, replicaReportSubject } from '../../bus/subjects.js';
+import { decode, encode } from '../../bus/codec.js';
 import type { Bus } from '../../bus/types.js';
 import type { NatsServer } from '../../harness/natsServer.js';
 import { cleanupAfterEach } from '../cleanup.js';
@@ -87,6 +88,26 @@ describe.each(['memory', 'nats'] as const)('replicas (%s)', (kind) => {
     await s.send({ type: 'ADD', by: 100 });
     await waitFor(async () => (await s.read({ readOnly: true })).seq === 6, { what: 'the secondary to apply seq 6' });
     expect((await s.read({ readOnly: true })).document).toMatchObject({ n: 115 });
+  });
+
+  it('answers garbage read-only queries with typed errors and ignores garbage reports; both keep serving', async () => {
+    const cluster = `r${randomUUID().slice(0, 8)}`;
+    const { a, b, client } = await pair(cluster, app({ commit: 'replicas' }));
+    const raw = track(await target.bus());
+    const shard = shardOf('counter', 'eve', SHARDS);
+    const ro = readOnlySubject(cluster, shard, 'counter', 'eve');
+    const garbage = decode((await raw.request(ro, new Uint8Array([0xc1, 0xff]), { timeout: 2_000 })).data) as { ok: boolean; error?: { name: string } };
+    expect(garbage).toMatchObject({ ok: false, error: { name: 'DecodeError' } });
+    const unknown = decode((await raw.request(readOnlySubject(cluster, shard, 'nope', 'eve'), encode({}), { timeout: 2_000 })).data);
+    expect(unknown).toMatchObject({ ok: false, error: { name: 'UnknownApplicationError' } });
+    raw.publish(replicaReportSubject(cluster, shard), new Uint8Array([0xc1]));
+    raw.publish(replicaReportSubject(cluster, shard), encode({ w: 42, s: 'x', q: null }));
+    await raw.flush();
+    const s = client.session('counter', 'eve');
+    expect(await s.send({ type: 'ADD', by: 3 })).toEqual({ seq: 1 });
+    expect(await s.read({ readOnly: true, minSeq: 1 })).toMatchObject({ seq: 1, stale: true, document: { n: 3 } });
+    const primary = a.serving.includes(shard) ? a : b.worker;
+    expect(primary.replicaStatus(shard).secondaries.map((x) => x.state)).toEqual(['SYNCHRONIZED']);
   });
 
   it('commit level replicas replies only after a synchronized secondary has applied the command', async () => {

@@ -275,6 +275,9 @@ export function busContract(name: string, target: () => ContractTarget): void {
         expect(onlyNew).toEqual([4, 5, 6, 7]);
         follow.stop();
         fresh.stop();
+        // A filter outside the journal's subjects is refused, typed, and the journal keeps working.
+        await expect(j.follow('elsewhere.>', {}, () => undefined)).rejects.toBeInstanceOf(InvalidNameError);
+        await expect(j.follow('bad..subject', {}, () => undefined)).rejects.toBeInstanceOf(InvalidNameError);
         await w.append(`${j.name}.x.8`, bytes('after'));
         const witness = await j.follow(`${j.name}.x.*`, { fromSeq: 8 }, () => undefined);
         await waitFor(async () => (await w.lastSeq(`${j.name}.x.8`)) === 8);
