@@ -220,6 +220,10 @@ export function busContract(name: string, target: () => ContractTarget): void {
         const s = fresh('d');
         const sub = server.subscribe(s, (m) => m.respond(bytes(`ok:${text(m.data)}`)));
         await server.flush();
+        // On a cluster, interest reaches other nodes a moment after the subscriber's own: wait for it.
+        await waitFor(() => client.request(s, bytes('probe'), { timeout: 2_000 }).then(() => true, () => false), {
+          what: 'the responder to be known across the cluster',
+        });
         // Published before the drain: on their way (or queued) when it starts, and answered all the same.
         const early = Array.from({ length: 20 }, (_, i) => client.request(s, bytes(String(i)), { timeout: 2_000 }));
         await client.flush();

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll } from 'vitest';
+import { afterAll, beforeAll, beforeEach } from 'vitest';
 import { createNatsBus } from '../../bus/nats/mod.js';
 import type { NatsCluster } from '../../harness/natsCluster.js';
 import { startTestCluster } from '../nats.js';
@@ -6,7 +6,7 @@ import { busContract } from './contract.js';
 
 /**
  * The same contract on a 3-node JetStream cluster (streams and buckets on
- * one replica, placed by the meta leader; clients spread over the nodes):
+ * one replica, placed by the meta leader; tests spread over the nodes):
  * clustered JetStream orders its checks differently from a single server in
  * places, and a worker may sit on any node.
  */
@@ -17,7 +17,14 @@ beforeAll(async () => {
 afterAll(async () => {
   await cluster?.[Symbol.asyncDispose]();
 });
-let next = 0;
+// One node per test, a different one each test: a subscription's interest
+// reaches the other nodes a moment after its own (the contract's tests
+// publish right after subscribing), while JetStream calls cross the routes
+// to the stream's leader wherever the client sits.
+let node = 0;
+beforeEach(() => {
+  node++;
+});
 busContract('nats cluster', () => ({
-  connect: () => createNatsBus({ servers: [cluster.urls[next++ % cluster.urls.length]!] }),
+  connect: () => createNatsBus({ servers: [cluster.urls[node % cluster.urls.length]!] }),
 }));
