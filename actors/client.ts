@@ -20,6 +20,12 @@ export interface ConnectOptions {
   shardCount?: number;
   /** Default per-call timeout in ms (default 5 000). */
   timeout?: number;
+  /**
+   * One attempt's share of it in ms (default 2 000): a request lost with a
+   * worker or a NATS node that died is sent again, with the same command id
+   * (applied once), instead of waiting out the whole timeout.
+   */
+  attemptTimeout?: number;
   /** Drives retry pauses (default the system clock). */
   clock?: Clock;
 }
@@ -89,6 +95,7 @@ class ClientImpl implements Client {
     readonly label: string,
     readonly shardCount: number,
     readonly timeout: number,
+    readonly attemptTimeout: number,
     readonly clock: Clock,
   ) {
     this.id = `${label}#${randomUUID().slice(0, 8)}`;
@@ -123,7 +130,8 @@ class ClientImpl implements Client {
 
   /**
    * One request, retried with the same body (so the same command id) while
-   * nobody answers or the answer says "retry", until `timeout` runs out.
+   * nobody answers, an attempt goes unanswered, or the answer says "retry",
+   * until `timeout` runs out.
    */
   async #call(subject: string, body: Uint8Array, timeout: number, what: string): Promise<CommandReply | ReadReply> {
     const deadline = this.clock.now() + timeout;
@@ -131,11 +139,14 @@ class ClientImpl implements Client {
       const remaining = deadline - this.clock.now();
       if (remaining <= 0) throw new TimeoutError(what, timeout);
       try {
-        const m = await this.bus.request(subject, body, { timeout: remaining });
+        const m = await this.bus.request(subject, body, { timeout: Math.min(remaining, this.attemptTimeout) });
         const reply = (await this.#decodeReply(m, what)) as CommandReply | ReadReply;
         if (reply.ok || !reply.error.retryable) return reply;
       } catch (err) {
-        if (err instanceof TimeoutError) throw new TimeoutError(what, timeout, { cause: err });
+        if (err instanceof TimeoutError) {
+          if (deadline - this.clock.now() <= 0) throw new TimeoutError(what, timeout, { cause: err });
+          continue; // unanswered: maybe lost with its responder; the same command id again
+        }
         if (!(err instanceof NoRespondersError)) throw err;
       }
       await this.#pause(Math.min(RETRY_PAUSES[Math.min(attempt, RETRY_PAUSES.length - 1)]!, Math.max(0, deadline - this.clock.now())));
@@ -218,6 +229,10 @@ class ClientImpl implements Client {
 export async function connect(options: ConnectOptions): Promise<Client> {
   validateCluster(options.cluster);
   if (!options.bus && !options.nats) throw new TypeError('connect needs `nats` (server URLs) or `bus`');
+  for (const key of ['timeout', 'attemptTimeout'] as const) {
+    const v = options[key];
+    if (v !== undefined && !(Number.isFinite(v) && v > 0)) throw new RangeError(`connect: ${key} must be a positive number of ms, got ${v}`);
+  }
   const label = options.label ?? 'client';
   const bus = options.bus ?? (await createNatsBus({ servers: options.nats!, name: `cohort-client-${label}` }));
   return new ClientImpl(
@@ -227,6 +242,7 @@ export async function connect(options: ConnectOptions): Promise<Client> {
     label,
     options.shardCount ?? DEFAULT_SHARD_COUNT,
     options.timeout ?? 5_000,
+    options.attemptTimeout ?? 2_000,
     options.clock ?? systemClock,
   );
 }

@@ -5,6 +5,9 @@ import { startWorker } from '../../actors/worker.js';
 import { InvalidNameError } from '../../bus/errors.js';
 import { createMemoryBus, createMemoryServer } from '../../bus/memory/mod.js';
 import { counterMachine } from '../fixtures/counter.js';
+import { shardOf } from '../../actors/shard.js';
+import { decode, encode } from '../../bus/codec.js';
+import { cmdShardFilter } from '../../bus/subjects.js';
 
 describe('entry points refuse bad input with a clear error', () => {
   it('defineApplication: names, commit levels, lifetimes and metadata', () => {
@@ -37,5 +40,26 @@ describe('entry points refuse bad input with a clear error', () => {
   it('startWorker: needs a bus or a server, and a valid cluster', async () => {
     await expect(startWorker({ cluster: 'c', applications: [] })).rejects.toThrow(/needs `nats`/);
     await expect(startWorker({ bus: createMemoryBus(), cluster: 'bad cluster', applications: [] })).rejects.toBeInstanceOf(InvalidNameError);
+  });
+});
+
+describe('client retries', () => {
+  it('sends an unanswered command again with the same command id, and refuses bad timeouts', async () => {
+    const server = createMemoryServer();
+    const responder = createMemoryBus({ server });
+    const client = await connect({ bus: createMemoryBus({ server }), cluster: 'r', timeout: 2_000, attemptTimeout: 100 });
+    const seen: string[] = [];
+    // A responder that loses the first attempt (as a worker that died with it would), then answers.
+    responder.subscribe(cmdShardFilter('r', shardOf('counter', 'x')), (m) => {
+      seen.push((decode(m.data) as { cmdId: string }).cmdId);
+      if (seen.length > 1) m.respond(encode({ ok: true, seq: 1 }));
+    });
+    await responder.flush();
+    expect(await client.session('counter', 'x').send({ type: 'ADD', by: 1 })).toEqual({ seq: 1 });
+    expect(seen).toHaveLength(2);
+    expect(seen[1]).toBe(seen[0]);
+    await expect(connect({ bus: createMemoryBus({ server }), cluster: 'r', attemptTimeout: 0 })).rejects.toThrow(/attemptTimeout must be a positive/);
+    await client.close();
+    await responder.close();
   });
 });
