@@ -17,7 +17,11 @@ export interface Message {
 }
 
 export interface Delivery extends Message {
-  /** Answers a request. Returns false when the message carried no reply subject. */
+  /**
+   * Answers a request. Returns false when the message carried no reply subject, or when
+   * this connection has closed since: that answer is lost like any dropped reply, and the
+   * requester times out. Handlers often answer after awaiting, and may outlive the bus.
+   */
   respond(data: Uint8Array, options?: { headers?: Headers }): boolean;
 }
 

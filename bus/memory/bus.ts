@@ -63,6 +63,7 @@ export class MemoryBus implements Bus {
       server: host,
       client: this.#client,
       publish: (subject, data, options) => this.publish(subject, data, options),
+      closed: () => this.#state === 'closed',
       reportHandlerError: report,
       forget: (subscription) => this.#subscriptions.delete(subscription),
     };

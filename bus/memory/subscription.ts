@@ -8,6 +8,8 @@ export interface SubscriptionOwner {
   readonly server: MemoryServer;
   readonly client: number;
   publish(subject: string, data: Uint8Array, options: { headers?: Headers }): void;
+  /** True once the owning connection has closed: answers can no longer go out. */
+  closed(): boolean;
   reportHandlerError(subject: string, error: unknown): void;
   forget(subscription: MemorySubscription): void;
 }
@@ -54,7 +56,7 @@ export class MemorySubscription implements Subscription {
       headers: message.headers,
       ...(reply === undefined ? {} : { reply }),
       respond: (data, options = {}) => {
-        if (reply === undefined) return false;
+        if (reply === undefined || this.#owner.closed()) return false;
         this.#owner.publish(reply, data, options);
         return true;
       },

@@ -55,7 +55,10 @@ export interface NatsBusOptions
 /** A message off the wire; headers are converted only when someone looks. */
 class NatsDelivery implements Delivery {
   #headers: Headers | undefined;
-  constructor(readonly msg: Msg) {}
+  constructor(
+    readonly msg: Msg,
+    readonly nc: NatsConnection,
+  ) {}
   get subject(): string {
     return this.msg.subject;
   }
@@ -72,6 +75,7 @@ class NatsDelivery implements Delivery {
     if (!this.msg.reply) return false;
     validateHeaders(options?.headers);
     const headers = toMsgHdrs(options?.headers);
+    if (this.nc.isClosed() || this.nc.isDraining()) return false;
     return this.msg.respond(data, headers ? { headers } : undefined);
   }
 }
@@ -152,7 +156,7 @@ class NatsBus implements Bus {
           return;
         }
         try {
-          handler(new NatsDelivery(msg));
+          handler(new NatsDelivery(msg, this.nc));
         } catch (error) {
           this.#emit({ type: 'handler-error', subject: msg.subject, error });
         }

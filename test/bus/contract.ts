@@ -124,6 +124,20 @@ export function busContract(name: string, target: () => ContractTarget): void {
         expect(reply.headers['X-Seen']).toBe('web-1');
       });
 
+      it('an answer given after the responder closed its connection is dropped, not thrown', async () => {
+        const server = await connect();
+        const client = await connect();
+        const s = fresh('late');
+        const held: Delivery[] = [];
+        server.subscribe(s, (m) => void held.push(m));
+        await server.flush();
+        const asked = client.request(s, bytes('q'), { timeout: 300 }).catch((e: unknown) => e);
+        await waitFor(() => held.length === 1, { what: 'the request to arrive' });
+        await server.close();
+        expect(held[0]!.respond(bytes('too late'))).toBe(false);
+        expect(await asked).toBeInstanceOf(TimeoutError);
+      });
+
       it('tells no-responders apart from a timeout', async () => {
         const bus = await connect();
         const s = fresh('n');
