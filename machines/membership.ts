@@ -82,6 +82,8 @@ export interface MembershipContext {
   /** Those in the view being written now: dropped when it is, planned again if it is not. */
   readonly moving: readonly MoveRequest[];
   readonly now: number;
+  /** The runtime's clock at the last TICK: a long gap means this process was not running. */
+  readonly lastTick: number;
 }
 
 /**
@@ -322,6 +324,19 @@ export const membershipMachine = setup({
   },
   actions: {
     clock: assign({ now: ({ context, event }) => Math.max(context.now, event.now) }),
+    /**
+     * A tick long overdue means this process was stopped or starved, not
+     * that everyone else went quiet: their heartbeats are still queued
+     * behind the tick. Silence is counted afresh from now, so a paused
+     * leader wakes up without deposing the whole cluster.
+     */
+    woke: assign(({ context, event }) => {
+      if (event.type !== 'TICK') return {};
+      const { sessionTimeout, heartbeatInterval } = context.config;
+      const stalled = event.now - context.lastTick > Math.max(sessionTimeout / 2, 2 * heartbeatInterval);
+      const peers = stalled ? Object.fromEntries(Object.entries(context.peers).map(([id, p]) => [id, { ...p, at: event.now }])) : context.peers;
+      return { lastTick: event.now, peers };
+    }),
     heartbeat: emit(({ context }) => ({
       type: 'heartbeat' as const,
       heartbeat: heartbeatOf(context, context.leaving ? 'leaving' : inView(context) ? 'member' : 'joining'),
@@ -377,6 +392,7 @@ export const membershipMachine = setup({
     moves: [],
     moving: [],
     now: input.self.startedAt,
+    lastTick: input.self.startedAt,
   }),
   initial: 'idle',
   on: {
@@ -392,6 +408,7 @@ export const membershipMachine = setup({
     },
     TICK: {
       actions: [
+        'woke',
         'clock',
         assign({ notSynchronized: ({ context, event }) => (event.type === 'TICK' && event.notSynchronized) || context.notSynchronized }),
         'heartbeat',

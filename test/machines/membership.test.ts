@@ -15,6 +15,12 @@ function member(id: string, startedAt = 0) {
   return { actor, effects, writes, ctx: () => actor.getSnapshot().context, state: () => actor.getSnapshot().value };
 }
 
+/** Ticks every heartbeat interval up to `now`, as the host does: a long gap would read as this process having stalled. */
+function tickTo(m: ReturnType<typeof member>, now: number): void {
+  for (let t = m.ctx().lastTick + CONFIG.heartbeatInterval; t < now; t += CONFIG.heartbeatInterval) m.actor.send({ type: 'TICK', now: t });
+  m.actor.send({ type: 'TICK', now });
+}
+
 function hb(id: string, patch: Partial<Heartbeat> = {}): Heartbeat {
   return { id, zone: 'z', promotable: true, status: 'joining', viewId: 0, serving: [], startedAt: 0, ...patch };
 }
@@ -72,9 +78,9 @@ describe('membership machine', () => {
     // b speaks up once more, then goes silent.
     a.actor.send({ type: 'HEARTBEAT', heartbeat: hb('b', { status: 'member', viewId: admit.viewId }), now: 100 });
     const before = a.writes().length;
-    a.actor.send({ type: 'TICK', now: 599 });
+    tickTo(a, 599);
     expect(a.writes().length).toBe(before); // 499 ms of silence: not yet suspected
-    a.actor.send({ type: 'TICK', now: 600 });
+    tickTo(a, 600);
     const transitional = a.writes().at(-1)!;
     expect(transitional).toMatchObject({ transitional: true, members: [{ id: 'a' }] });
     expect(transitional.shards.flatMap((s) => [s.primary, s.next, ...s.replicas]).filter((w) => w === 'b')).toEqual([]);
@@ -110,12 +116,33 @@ describe('membership machine', () => {
     a.actor.send({ type: 'HEARTBEAT', heartbeat: hb('c', { status: 'member', viewId: 5, serving: [1] }), now: 10 });
     // b falls silent; c keeps speaking.
     a.actor.send({ type: 'HEARTBEAT', heartbeat: hb('c', { status: 'member', viewId: 5, serving: [1] }), now: 400 });
-    a.actor.send({ type: 'TICK', now: 600 });
+    tickTo(a, 600);
     const transitional = a.writes().at(-1)!;
     expect(transitional.transitional).toBe(true);
     a.actor.send({ type: 'WRITE_DONE', view: transitional, revision: 6, now: 601 });
     const regular = a.writes().at(-1)!;
     expect(regular.shards[0]).toMatchObject({ primary: expected, state: 'ACTIVE', epoch: 2 });
+  });
+
+  it('a leader that was stopped (one long tick gap) counts silence afresh instead of deposing everyone', () => {
+    const a = member('a');
+    a.actor.send({ type: 'START', now: 0 });
+    a.actor.send({ type: 'VIEW', view: null, revision: 0, now: 0 });
+    a.actor.send({ type: 'WRITE_DONE', view: a.writes()[0]!, revision: 1, now: 0 });
+    a.actor.send({ type: 'HEARTBEAT', heartbeat: hb('b', { startedAt: 5 }), now: 10 });
+    a.actor.send({ type: 'WRITE_DONE', view: a.writes()[1]!, revision: 2, now: 11 });
+    a.actor.send({ type: 'HEARTBEAT', heartbeat: hb('b', { status: 'member', viewId: 2 }), now: 100 });
+    tickTo(a, 300);
+    const before = a.writes().length;
+    // Stopped from 300 to 1,300: the timer fires before b's queued heartbeats are read.
+    a.actor.send({ type: 'TICK', now: 1_300 });
+    expect(a.writes().length).toBe(before);
+    a.actor.send({ type: 'HEARTBEAT', heartbeat: hb('b', { status: 'member', viewId: 2 }), now: 1_300 });
+    tickTo(a, 1_799);
+    expect(a.writes().length).toBe(before);
+    // Silence counted while running still deposes: b has said nothing since 1,300.
+    tickTo(a, 1_800);
+    expect(a.writes().at(-1)).toMatchObject({ transitional: true, members: [{ id: 'a' }] });
   });
 
   it('a member that is not the leader never writes', () => {
@@ -138,7 +165,7 @@ describe('membership machine', () => {
     }
     expect(b.writes()).toEqual([]);
     // a falls silent: b, the only live worker, takes over: survivors first (none of the old view), then itself.
-    b.actor.send({ type: 'TICK', now: 1_000 });
+    tickTo(b, 1_000);
     expect(b.writes()[0]).toMatchObject({ transitional: true, members: [], leader: 'b' });
   });
 
