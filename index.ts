@@ -14,6 +14,7 @@ export {
   type Patch,
   type ReadCallOptions,
   type ReadResult,
+  type SendResult,
   type SendOptions,
   type SessionHandle,
 } from './actors/client.js';

@@ -39,6 +39,16 @@ export interface SendOptions extends CallOptions {
   expectSeq?: number;
 }
 
+export interface SendResult {
+  /** The session's version this event made (or, for a retry already applied, made earlier). */
+  readonly seq: number;
+  /** The command had been applied already (a retry): nothing new was journaled. */
+  readonly duplicate: boolean;
+  /** The member that acknowledged it and the shard's epoch it wrote under: who to ask, and a history to check. */
+  readonly by: string;
+  readonly epoch: number;
+}
+
 export interface ReadResult {
   readonly seq: number;
   readonly state: unknown;
@@ -66,7 +76,7 @@ export interface SessionHandle {
   readonly app: string;
   readonly id: string;
   /** Resolves once the event is committed; retries with the same command id until the timeout. */
-  send(event: UserEvent, options?: SendOptions): Promise<{ seq: number }>;
+  send(event: UserEvent, options?: SendOptions): Promise<SendResult>;
   read(options?: ReadCallOptions): Promise<ReadResult>;
   /** Patches by others (never this client's own), in order; a gap is healed by a re-read. Returns an unsubscribe. */
   subscribe(listener: (patch: Patch) => void): () => void;
@@ -115,7 +125,7 @@ class ClientImpl implements Client {
         const body = encode({ event, cmdId: randomUUID(), client: this.id, ...(options.expectSeq === undefined ? {} : { expectSeq: options.expectSeq }) });
         const reply = (await this.#call(cmd, body, options.timeout ?? this.timeout, `send ${event.type} to ${app}/${id}`)) as CommandReply;
         if (!reply.ok) throw fromErrorBody(reply.error);
-        return { seq: reply.seq };
+        return { seq: reply.seq, duplicate: reply.duplicate === true, by: reply.by ?? '', epoch: reply.epoch ?? 0 };
       },
       read: async (options = {}) => {
         const body = encode({ client: this.id, ...(options.minSeq === undefined ? {} : { minSeq: options.minSeq }) });

@@ -20,8 +20,26 @@ import type { Application } from './application.js';
 import { ConflictError, EventRejectedError, NotEnoughReplicasError, SessionMovedError, toErrorBody } from './errors.js';
 import type { SessionStore } from './sessionStore.js';
 
+/**
+ * Whether this worker may still acknowledge writes for a shard. A paused or
+ * cut-off primary may have been replaced while it could not look; its
+ * appends can still succeed on sessions the new primary has not touched,
+ * so acknowledging them needs proof (DESIGN.md section 4).
+ */
+export interface Primacy {
+  /** This worker's member id, stamped on what it journals. */
+  readonly self: string;
+  /** The shard's epoch while the latest view makes this worker its primary; null otherwise. */
+  epochOf(shard: number): number | null;
+  /** Its heartbeats have reached the server lately: nobody can have taken over. */
+  leaseHeld(): boolean;
+  /** The view as stored right now still makes this worker primary of `shard` at `epoch`. */
+  stillPrimary(shard: number, epoch: number): Promise<boolean>;
+}
+
 /** What a hosted session needs from its worker. */
 export interface SessionHost {
+  readonly id: string;
   readonly bus: Bus;
   readonly journal: Journal;
   readonly store: SessionStore;
@@ -30,6 +48,8 @@ export interface SessionHost {
   readonly log: Logger;
   /** The session's copy is no longer trustworthy here: forget it (it reloads on its next message). */
   evict(session: HostedSession): void;
+  /** Proof of primacy (membership only; static sharding trusts its configuration). */
+  readonly primacy?: Primacy;
   /** Secondaries of this worker's primary shards (membership only). */
   readonly replicas?: {
     synchronized(shard: number): number;
@@ -122,7 +142,7 @@ export class HostedSession {
   async command(req: CommandRequest, time: number): Promise<CommandReply> {
     this.lastActive = time;
     const known = this.#recent.get(req.cmdId);
-    if (known !== undefined) return { ok: true, seq: known, duplicate: true };
+    if (known !== undefined) return { ok: true, seq: known, duplicate: true, ...this.#signature(this.host.primacy?.epochOf(this.shard) ?? 0) };
     if (req.expectSeq !== undefined && req.expectSeq !== this.#state.seq) {
       return { ok: false, error: toErrorBody(new ConflictError(req.expectSeq, this.#state.seq)) };
     }
@@ -144,9 +164,13 @@ export class HostedSession {
         return { ok: false, error: toErrorBody(new NotEnoughReplicasError(this.app.name, this.shard, this.app.requiredSynchronizedReplicas, synchronized)) };
       }
     }
+    const epoch = await this.#provePrimacy();
+    if (epoch === null) return this.#moved('this worker is no longer primary of the shard');
     if (this.app.commit !== 'memory') {
-      const outcome = await this.#append(record, event.meta.cmdId);
-      if (outcome !== 'ok') return outcome;
+      const outcome = await this.#append(record, event.meta.cmdId, epoch);
+      if (outcome !== 'ok') return outcome.ok ? { ...outcome, ...this.#signature(epoch) } : outcome;
+      // Landed, but perhaps after a successor took over while this worker could not look: not acknowledged then.
+      if ((await this.#provePrimacy()) !== epoch) return this.#moved('the lease lapsed around the append and the view moved the shard');
       // Synchronous commit: durable in the journal already; now wait (bounded) for the synchronized secondaries.
       if (replicas !== undefined) await replicas.replicated(this.shard, this.#journalSeq, this.app.syncReplicas, this.host.sessionTimeout);
     } else {
@@ -155,11 +179,31 @@ export class HostedSession {
     }
     // The wake-up index is written before the reply, so a worker killed right after still wakes the session.
     await this.#apply(next, event);
-    return { ok: true, seq: next.seq };
+    return { ok: true, seq: next.seq, ...this.#signature(epoch) };
+  }
+
+  #signature(epoch: number): { by: string; epoch: number } {
+    return { by: this.host.primacy?.self ?? this.host.id, epoch };
+  }
+
+  /** The epoch this worker writes under, or null when it may not write (see Primacy). */
+  async #provePrimacy(): Promise<number | null> {
+    const primacy = this.host.primacy;
+    if (primacy === undefined) return 0;
+    const epoch = primacy.epochOf(this.shard);
+    if (epoch === null) return null;
+    if (primacy.leaseHeld() || (await primacy.stillPrimary(this.shard, epoch))) return epoch;
+    return null;
+  }
+
+  /** Refused, retryable: the client tries again and finds the shard's primary. The copy here is not trusted any more. */
+  #moved(why: string): CommandReply {
+    this.#evict(why);
+    return { ok: false, error: toErrorBody(new SessionMovedError(this.app.name, this.id)) };
   }
 
   /** Appends one record, fenced on the last sequence this copy reflects. */
-  async #append(record: JournalRecord, msgId: string): Promise<'ok' | CommandReply> {
+  async #append(record: JournalRecord, msgId: string, epoch: number): Promise<'ok' | CommandReply> {
     try {
       const ack = await this.host.journal.append(this.subject, encode(record), {
         msgId,
@@ -169,6 +213,8 @@ export class HostedSession {
           [HEADER.session]: `${this.app.name}/${this.id}`,
           [HEADER.command]: msgId,
           [HEADER.seq]: String(record.events[record.events.length - 1]!.seq),
+          [HEADER.epoch]: String(epoch),
+          [HEADER.worker]: this.host.primacy?.self ?? this.host.id,
         },
       });
       if (ack.duplicate) {
@@ -203,7 +249,7 @@ export class HostedSession {
       const batch = this.#unjournaled;
       this.#unjournaled = [];
       const record: JournalRecord = { v: 1, events: batch.flatMap((r) => r.events) };
-      const outcome = await this.#append(record, record.events[0]!.event.meta.cmdId);
+      const outcome = await this.#append(record, record.events[0]!.event.meta.cmdId, this.host.primacy?.epochOf(this.shard) ?? 0);
       if (outcome !== 'ok') {
         this.log.error({ lost: record.events.length }, 'background journal append failed: unjournaled writes lost');
         break;

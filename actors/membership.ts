@@ -8,7 +8,9 @@ import { randomUUID } from 'node:crypto';
 import { isFailoverRequest } from './failover.js';
 import type { Bus, Delivery, KvStore, KvWatch, Subscription } from '../bus/types.js';
 import { membershipMachine, type Heartbeat, type MembershipConfig, type Self } from '../machines/membership.js';
+import { HEADER } from '../machines/protocol.js';
 import { packView, unpackView, type View } from '../machines/view.js';
+import type { Primacy } from './hostedSession.js';
 
 /** The key-value entry every member watches; its revision is the compare-and-set token. */
 export const VIEW_KEY = 'view';
@@ -50,12 +52,23 @@ function isHeartbeat(x: unknown): x is Heartbeat {
   );
 }
 
+/** Heartbeats sent and not yet seen back: enough for a long stall, bounded for a dead link. */
+const MAX_BEATS_IN_FLIGHT = 1_024;
+
 /**
  * Hosts one worker's membership machine: heartbeats out and in on core
  * NATS, the view entry watched and written with compare-and-set, and a
  * tick every heartbeat interval. Views are applied one at a time, in order.
+ *
+ * It also holds the worker's lease: the leader suspects a member only after
+ * hearing nothing from it for a session timeout, so while this worker's own
+ * heartbeats come back from the server, nobody else can have been made
+ * primary of its shards. A write acknowledged inside the lease needs no
+ * other proof; outside it (a stall, a cut link) each write is checked
+ * against the view as the store has it now, for one session timeout after
+ * the heartbeats come back.
  */
-export class MembershipHost {
+export class MembershipHost implements Primacy {
   readonly #o: MembershipHostOptions;
   readonly #actor: Actor<typeof membershipMachine>;
   #kv: KvStore | undefined;
@@ -70,6 +83,12 @@ export class MembershipHost {
   readonly #left: Promise<'left' | 'removed'>;
   #onJoined!: () => void;
   #onLeft!: (why: 'left' | 'removed') => void;
+  #beat = 0;
+  readonly #sentAt = new Map<number, number>();
+  /** When the latest heartbeat the server echoed back was sent. */
+  #leaseFrom = 0;
+  /** After a lapse, writes are proved against the stored view until then. */
+  #provingUntil = 0;
 
   constructor(options: MembershipHostOptions) {
     this.#o = options;
@@ -102,10 +121,14 @@ export class MembershipHost {
     const { bus, cluster, clock, log } = this.#o;
     this.#kv = await bus.kv({ bucket: clusterBucket(cluster), replicas: this.#o.storageReplicas ?? 1 });
     const now = (): number => clock.now();
+    const ownBeats = heartbeatSubject(cluster, this.#o.self.id);
     this.#actor.on('heartbeat', (e) => {
       if (this.#stopped) return;
       try {
-        bus.publish(heartbeatSubject(cluster, this.#o.self.id), encode(e.heartbeat));
+        const beat = ++this.#beat;
+        this.#sentAt.set(beat, clock.now());
+        if (this.#sentAt.size > MAX_BEATS_IN_FLIGHT) this.#sentAt.delete(this.#sentAt.keys().next().value!);
+        bus.publish(ownBeats, encode(e.heartbeat), { headers: { [HEADER.beat]: String(beat) } });
       } catch (err) {
         log.warn({ err }, 'heartbeat not sent');
       }
@@ -124,6 +147,7 @@ export class MembershipHost {
     });
     this.#actor.start();
     this.#sub = bus.subscribe(heartbeatFilter(cluster), (m) => {
+      if (m.subject === ownBeats) this.#confirm(Number(m.headers[HEADER.beat]), now());
       let hb: unknown;
       try {
         hb = decode(m.data, { where: `heartbeat ${m.subject}` });
@@ -178,6 +202,67 @@ export class MembershipHost {
     await Promise.race([this.#joined, this.#left]);
     // The view that admitted this worker is applied before start() resolves: it serves its shards from then on.
     await this.#applying;
+  }
+
+  /** The server has heartbeat `beat`: the leader cannot count this worker silent from before it was sent. */
+  #confirm(beat: number, now: number): void {
+    const sent = this.#sentAt.get(beat);
+    if (sent === undefined) return;
+    for (const n of this.#sentAt.keys()) {
+      if (n > beat) break;
+      this.#sentAt.delete(n);
+    }
+    if (this.#leaseFrom > 0 && now >= this.#leaseFrom + this.#leaseSpan) {
+      this.#noticeLapse(now);
+      this.#provingUntil = now + this.#o.config.sessionTimeout;
+    }
+    this.#leaseFrom = Math.max(this.#leaseFrom, sent);
+    this.#lapseNoticed = false;
+  }
+
+  /** Short of the session timeout by a heartbeat (at most a quarter of it): the leader's tick and clock drift. */
+  get #leaseSpan(): number {
+    const { sessionTimeout, heartbeatInterval } = this.#o.config;
+    return sessionTimeout - Math.min(heartbeatInterval, sessionTimeout / 4);
+  }
+
+  get self(): string {
+    return this.#o.self.id;
+  }
+
+  leaseHeld(): boolean {
+    const now = this.#o.clock.now();
+    if (now >= this.#leaseFrom + this.#leaseSpan) this.#noticeLapse(now);
+    return now < this.#leaseFrom + this.#leaseSpan && now >= this.#provingUntil;
+  }
+
+  #lapseNoticed = false;
+
+  /** Once per lapse: an operator wants to know a primary went unheard long enough to be replaced. */
+  #noticeLapse(now: number): void {
+    if (this.#lapseNoticed || this.#leaseFrom === 0) return;
+    this.#lapseNoticed = true;
+    this.#o.log.warn(
+      { unconfirmedMs: Math.round(now - this.#leaseFrom) },
+      'lease lapsed (stopped, starved or cut off): writes are proved against the stored view until heartbeats are confirmed again',
+    );
+  }
+
+  epochOf(shard: number): number | null {
+    const s = this.view?.shards[shard];
+    return s !== undefined && s.primary === this.#o.self.id && s.state !== 'DEAD' ? s.epoch : null;
+  }
+
+  async stillPrimary(shard: number, epoch: number): Promise<boolean> {
+    try {
+      const entry = await this.#kv!.get(VIEW_KEY);
+      if (entry === null) return false;
+      const s = unpackView(decode(entry.value, { where: 'view' })).shards[shard];
+      return s !== undefined && s.primary === this.#o.self.id && s.epoch === epoch && s.state !== 'DEAD';
+    } catch (err) {
+      this.#o.log.warn({ err, shard }, 'could not read the view to prove a write: refusing it');
+      return false;
+    }
   }
 
   #armTick(): void {

@@ -142,6 +142,10 @@ class WorkerHost implements SessionHost {
     return this.#membership;
   }
 
+  get primacy(): MembershipHost | undefined {
+    return this.#membership;
+  }
+
   /** Static sharding serves `shards` from the start; membership serves what each view says. */
   async start(shards: readonly number[] | undefined, membership: MembershipOptions | undefined): Promise<void> {
     this.#unlistenStatus = this.bus.onStatus((s) => {

@@ -42,6 +42,10 @@ export interface LocalWorker {
    * on the memory bus, its connection is closed without a word.
    */
   kill(signal: 'SIGTERM' | 'SIGKILL'): void;
+  /** SIGSTOP: frozen, its connection left open, as a long GC pause or a stopped VM. Worker processes only. */
+  pause(): void;
+  /** SIGCONT: it runs on from where it was, with whatever queued up meanwhile. */
+  resume(): void;
 }
 
 export interface ViewFeed {
@@ -60,6 +64,8 @@ export interface LocalClusterOptions {
   apps: string[];
   /** An existing server; undefined: an embedded nats-server, or the memory bus when none is installed. */
   nats: string[] | undefined;
+  /** One process on the in-memory bus even where nats-server is installed (tests of the memory transport). */
+  memory?: boolean;
   cluster: string;
   heartbeatInterval?: number | undefined;
   sessionTimeout?: number | undefined;
@@ -82,6 +88,8 @@ export interface LocalCluster {
   readonly views: ViewFeed;
   /** A new connection to the cluster's server, for clients in this process. The caller closes it. */
   openBus(name: string): Promise<Bus>;
+  /** Starts one more worker (the next id and zone); resolves once it serves. */
+  addWorker(): Promise<LocalWorker>;
   /** SIGTERM to every worker still running, waiting for each (SIGKILL after `graceMs`), then the server. Returns who had to be killed. */
   stop(graceMs?: number): Promise<{ forced: string[] }>;
 }
@@ -225,6 +233,12 @@ function spawnWorker(options: LocalClusterOptions, url: string, index: number, s
       killed = true;
       if (exit === null) child.kill(signal);
     },
+    pause() {
+      if (exit === null) child.kill('SIGSTOP');
+    },
+    resume() {
+      if (exit === null) child.kill('SIGCONT');
+    },
   };
   let serving = false;
   let onServing!: () => void;
@@ -308,6 +322,12 @@ function hostWorker(options: LocalClusterOptions, server: ReturnType<typeof crea
           );
       }
     },
+    pause() {
+      throw new Error(`worker ${id} runs in this process: only a worker process can be paused`);
+    },
+    resume() {
+      throw new Error(`worker ${id} runs in this process: only a worker process can be paused`);
+    },
   };
   const ready = (async () => {
     const applications = await load;
@@ -354,6 +374,9 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
   let url: string | undefined;
   if (options.nats !== undefined) {
     url = options.nats.join(',');
+  } else if (options.memory === true) {
+    options.write(`all ${options.workers} workers run in this process on one in-memory bus`);
+    memory = createMemoryServer();
   } else if (findNatsServerBinary() === null) {
     const env = process.env['NATS_SERVER_BIN'];
     options.write(
@@ -426,15 +449,16 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
     return { forced };
   };
 
+  const load = memory !== undefined ? loadApplications(options.apps) : undefined;
+  const launch = (): Hosted => {
+    const h = memory !== undefined ? hostWorker(options, memory, hosted.length, load!) : spawnWorker(options, url!, hosted.length, () => stopping);
+    hosted.push(h);
+    return h;
+  };
   try {
     viewBus = await openBus(`cohort-${options.cluster}-view-reader`);
     watch = await watchViews(viewBus, options.cluster, views);
-    if (memory !== undefined) {
-      const load = loadApplications(options.apps);
-      for (let i = 0; i < options.workers; i++) hosted.push(hostWorker(options, memory, i, load));
-    } else {
-      for (let i = 0; i < options.workers; i++) hosted.push(spawnWorker(options, url!, i, () => stopping));
-    }
+    for (let i = 0; i < options.workers; i++) launch();
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`the workers did not all serve within ${START_TIMEOUT_MS / 1000} s`)), START_TIMEOUT_MS);
@@ -453,9 +477,16 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
     transport: memory !== undefined ? 'memory' : 'nats',
     url,
     cluster: options.cluster,
-    workers: hosted.map((h) => h.worker),
+    get workers() {
+      return hosted.map((h) => h.worker);
+    },
     views,
     openBus,
+    addWorker: async () => {
+      const h = launch();
+      await h.ready;
+      return h.worker;
+    },
     stop,
   };
 }

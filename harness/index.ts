@@ -8,3 +8,4 @@ export {
   NatsServerNotFoundError,
   NatsServerStartError,
 } from './errors.js';
+export { checkHistory, History, readJournalFacts, type JournalFact, type Operation, type Verdict } from './history.js';

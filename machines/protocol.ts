@@ -15,6 +15,10 @@ export const HEADER = {
   client: 'Cohort-Client',
   seq: 'Cohort-Seq',
   epoch: 'Cohort-Epoch',
+  /** The member that wrote a journal entry, so a history can be checked for one writer per epoch. */
+  worker: 'Cohort-Worker',
+  /** A heartbeat's number, so its sender can tell when the server has it (its lease). */
+  beat: 'Cohort-Beat',
 } as const;
 
 export type MessageType = 'command' | 'read' | 'reply' | 'event' | 'patch' | 'meta';
@@ -61,7 +65,14 @@ export interface ErrorBody {
 }
 
 export type CommandReply =
-  | { readonly ok: true; readonly seq: number; readonly duplicate?: boolean }
+  | {
+      readonly ok: true;
+      readonly seq: number;
+      readonly duplicate?: boolean;
+      /** The member that acknowledged, and the shard's epoch it wrote under (0 with static sharding). */
+      readonly by?: string;
+      readonly epoch?: number;
+    }
   | { readonly ok: false; readonly error: ErrorBody };
 
 export type ReadReply =

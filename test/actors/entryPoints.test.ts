@@ -55,7 +55,7 @@ describe('client retries', () => {
       if (seen.length > 1) m.respond(encode({ ok: true, seq: 1 }));
     });
     await responder.flush();
-    expect(await client.session('counter', 'x').send({ type: 'ADD', by: 1 })).toEqual({ seq: 1 });
+    expect(await client.session('counter', 'x').send({ type: 'ADD', by: 1 })).toMatchObject({ seq: 1, duplicate: false });
     expect(seen).toHaveLength(2);
     expect(seen[1]).toBe(seen[0]);
     await expect(connect({ bus: createMemoryBus({ server }), cluster: 'r', attemptTimeout: 0 })).rejects.toThrow(/attemptTimeout must be a positive/);

@@ -104,7 +104,7 @@ describe.each(['memory', 'nats'] as const)('replicas (%s)', (kind) => {
     raw.publish(replicaReportSubject(cluster, shard), encode({ w: 42, s: 'x', q: null }));
     await raw.flush();
     const s = client.session('counter', 'eve');
-    expect(await s.send({ type: 'ADD', by: 3 })).toEqual({ seq: 1 });
+    expect(await s.send({ type: 'ADD', by: 3 })).toMatchObject({ seq: 1, duplicate: false });
     expect(await s.read({ readOnly: true, minSeq: 1 })).toMatchObject({ seq: 1, stale: true, document: { n: 3 } });
     const primary = a.serving.includes(shard) ? a : b.worker;
     expect(primary.replicaStatus(shard).secondaries.map((x) => x.state)).toEqual(['SYNCHRONIZED']);
@@ -146,7 +146,7 @@ describe.each(['memory', 'nats'] as const)('replicas (%s)', (kind) => {
     // A second worker joins; once its reports arrive the shard has a synchronized secondary again.
     await worker(cluster, strict);
     const ok = await waitFor(async () => s.send({ type: 'ADD', by: 1 }).catch(() => false), { what: 'a commit with a secondary', timeoutMs: 10_000 });
-    expect(ok).toEqual({ seq: 1 });
+    expect(ok).toMatchObject({ seq: 1, duplicate: false });
     expect(a.view!.members).toHaveLength(2);
   });
 

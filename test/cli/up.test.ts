@@ -24,7 +24,7 @@ describe('cohort up', () => {
     const client = track(await connect({ nats: url!, cluster: 'demo', label: 'up-test' }));
     const account = client.session('ledger', 'up-test');
     await account.send({ type: 'OPEN', owner: 'Up' });
-    expect(await account.send({ type: 'DEPOSIT', amount: 250 })).toEqual({ seq: 2 });
+    expect(await account.send({ type: 'DEPOSIT', amount: 250 })).toMatchObject({ seq: 2, duplicate: false });
     expect((await account.read()).document).toMatchObject({ owner: 'Up', balance: 250 });
     await client.close();
 

@@ -43,7 +43,7 @@ describe('cohort worker', () => {
     const alice = client.session('ledger', 'alice');
     await alice.send({ type: 'OPEN', owner: 'Alice' });
     await alice.send({ type: 'DEPOSIT', amount: 500 });
-    expect(await alice.send({ type: 'WITHDRAW', amount: 120 })).toEqual({ seq: 3 });
+    expect(await alice.send({ type: 'WITHDRAW', amount: 120 })).toMatchObject({ seq: 3, duplicate: false });
     expect((await alice.read()).document).toMatchObject({ owner: 'Alice', balance: 380 });
 
     first.child.kill('SIGTERM');
@@ -54,7 +54,7 @@ describe('cohort worker', () => {
     await second.line(/^worker second serving ledger on /);
     const back = await alice.read();
     expect(back).toMatchObject({ seq: 3, state: 'open', document: { owner: 'Alice', balance: 380 } });
-    expect(await alice.send({ type: 'DEPOSIT', amount: 20 })).toEqual({ seq: 4 });
+    expect(await alice.send({ type: 'DEPOSIT', amount: 20 })).toMatchObject({ seq: 4, duplicate: false });
     expect((await alice.read()).document).toMatchObject({ balance: 400 });
 
     second.child.kill('SIGINT');
@@ -71,7 +71,7 @@ describe('cohort worker', () => {
     expect(where).toBe(url);
 
     const client = track(await connect({ nats: url!, cluster }));
-    expect(await client.session('ledger', 'bob').send({ type: 'OPEN', owner: 'Bob' })).toEqual({ seq: 1 });
+    expect(await client.session('ledger', 'bob').send({ type: 'OPEN', owner: 'Bob' })).toMatchObject({ seq: 1, duplicate: false });
     await client.close();
 
     cli.child.kill('SIGTERM');
@@ -107,7 +107,7 @@ describe('cohort worker', () => {
     const [, , apps] = await cli.line(SERVING);
     expect(apps).toBe('ledger, whiteboard, tally');
     const client = track(await connect({ nats: server.url, cluster }));
-    expect(await client.session('tally', 't1').send({ type: 'OPEN', owner: 'T' })).toEqual({ seq: 1 });
+    expect(await client.session('tally', 't1').send({ type: 'OPEN', owner: 'T' })).toMatchObject({ seq: 1, duplicate: false });
     cli.child.kill('SIGTERM');
     expect(await cli.exited).toEqual({ code: 0, signal: null });
   });

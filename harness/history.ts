@@ -1,0 +1,157 @@
+/**
+ * A history of client operations and the invariants a cluster must keep
+ * whatever faults it went through (DESIGN.md section 8): every acknowledged
+ * command is in the final state exactly once, nothing appears that nobody
+ * sent, and per shard at most one primary's writes were accepted per epoch.
+ *
+ * Commands are told apart by a token the application keeps in its document
+ * (say, a list of applied tokens), so the final state can be checked
+ * directly, not through the runtime's own bookkeeping.
+ */
+import { decode } from '../bus/codec.js';
+import { journalStreamFilter, journalStreamName, parseSubject } from '../bus/subjects.js';
+import type { Bus } from '../bus/types.js';
+import { HEADER, type JournalRecord } from '../machines/protocol.js';
+import type { SendResult } from '../actors/client.js';
+
+export interface Operation {
+  readonly session: string;
+  readonly token: string;
+  /** Milliseconds on the recorder's clock. */
+  readonly sentAt: number;
+  readonly settledAt: number;
+  /** The acknowledgement, or the error the client finally gave up with (the command may or may not be applied). */
+  readonly outcome: SendResult | { readonly error: string };
+}
+
+/** Records operations as clients settle them. */
+export class History {
+  readonly #ops: Operation[] = [];
+
+  constructor(readonly now: () => number = () => performance.now()) {}
+
+  get operations(): readonly Operation[] {
+    return this.#ops;
+  }
+
+  /** Runs one send and records how it ended; never throws. */
+  async track(session: string, token: string, send: () => Promise<SendResult>): Promise<Operation> {
+    const sentAt = this.now();
+    let outcome: Operation['outcome'];
+    try {
+      outcome = await send();
+    } catch (err) {
+      outcome = { error: err instanceof Error ? err.name : String(err) };
+    }
+    const op: Operation = { session, token, sentAt, settledAt: this.now(), outcome };
+    this.#ops.push(op);
+    return op;
+  }
+}
+
+/** One journal entry as the checker needs it. */
+export interface JournalFact {
+  readonly streamSeq: number;
+  readonly shard: number;
+  readonly session: string;
+  readonly tokens: readonly string[];
+  readonly epoch: number;
+  readonly worker: string;
+}
+
+/** The cluster's whole journal, in stream order; `tokenOf` finds a command's token in its event. */
+export async function readJournalFacts(bus: Bus, cluster: string, tokenOf: (event: Record<string, unknown>) => string | undefined): Promise<JournalFact[]> {
+  const journal = await bus.journal({ name: journalStreamName(cluster), subjects: [journalStreamFilter(cluster)] });
+  const facts: JournalFact[] = [];
+  for await (const entry of journal.read(journalStreamFilter(cluster))) {
+    const target = parseSubject(entry.subject);
+    if (target.kind !== 'jrnl') continue;
+    const record = decode(entry.data, { where: `journal ${entry.subject}#${entry.seq}` }) as JournalRecord;
+    facts.push({
+      streamSeq: entry.seq,
+      shard: target.shard,
+      session: target.id,
+      tokens: record.events.flatMap((e) => tokenOf(e.event as unknown as Record<string, unknown>) ?? []),
+      epoch: Number(entry.headers[HEADER.epoch] ?? 0),
+      worker: entry.headers[HEADER.worker] ?? '',
+    });
+  }
+  return facts;
+}
+
+export interface Verdict {
+  readonly acknowledged: number;
+  readonly failed: number;
+  /** Acknowledged, but not in the final document of its session. */
+  readonly lost: readonly string[];
+  /** In a final document more than once. */
+  readonly duplicated: readonly string[];
+  /** In a final document, but never sent to that session. */
+  readonly unexplained: readonly string[];
+  /** Two writers journaled under one shard epoch: `shard 5 epoch 3: w1, w2`. */
+  readonly sharedEpochs: readonly string[];
+  /**
+   * A write acknowledged by its writer (not as a retry) although a later
+   * epoch had already written to its shard: a deposed primary accepted it.
+   */
+  readonly lateAcknowledgements: readonly string[];
+  readonly ok: boolean;
+}
+
+export function checkHistory(input: {
+  readonly operations: readonly Operation[];
+  /** Each session's final list of tokens. */
+  readonly documents: ReadonlyMap<string, readonly string[]>;
+  readonly journal: readonly JournalFact[];
+}): Verdict {
+  const sent = new Map<string, string>();
+  for (const op of input.operations) sent.set(op.token, op.session);
+  const acked = input.operations.filter((op) => !('error' in op.outcome));
+  const lost: string[] = [];
+  const duplicated = new Set<string>();
+  const unexplained: string[] = [];
+  const counts = new Map<string, number>();
+  for (const [session, tokens] of input.documents) {
+    for (const t of tokens) {
+      counts.set(t, (counts.get(t) ?? 0) + 1);
+      if (sent.get(t) !== session) unexplained.push(`${t} in ${session}`);
+    }
+  }
+  for (const [t, n] of counts) if (n > 1) duplicated.add(t);
+  for (const op of acked) if (!input.documents.get(op.session)?.includes(op.token)) lost.push(op.token);
+
+  const writers = new Map<string, Set<string>>();
+  for (const f of input.journal) {
+    const key = `shard ${f.shard} epoch ${f.epoch}`;
+    const set = writers.get(key) ?? new Set<string>();
+    set.add(f.worker);
+    writers.set(key, set);
+  }
+  const sharedEpochs = [...writers].filter(([, w]) => w.size > 1).map(([key, w]) => `${key}: ${[...w].sort().join(', ')}`);
+
+  // Per shard, the highest epoch journaled so far, walking the stream in order.
+  const acceptedBy = new Map<string, SendResult>();
+  for (const op of acked) if (!('error' in op.outcome) && !op.outcome.duplicate) acceptedBy.set(op.token, op.outcome);
+  const highest = new Map<number, number>();
+  const lateAcknowledgements: string[] = [];
+  for (const f of [...input.journal].sort((a, b) => a.streamSeq - b.streamSeq)) {
+    const before = highest.get(f.shard) ?? -1;
+    for (const t of f.tokens) {
+      const ack = acceptedBy.get(t);
+      if (ack !== undefined && f.epoch < before) {
+        lateAcknowledgements.push(`${t}: acknowledged by ${ack.by} at epoch ${f.epoch} of shard ${f.shard}, journaled after epoch ${before} wrote`);
+      }
+    }
+    highest.set(f.shard, Math.max(before, f.epoch));
+  }
+  return {
+    acknowledged: acked.length,
+    failed: input.operations.length - acked.length,
+    lost,
+    duplicated: [...duplicated],
+    unexplained,
+    sharedEpochs,
+    lateAcknowledgements,
+    ok: lost.length + duplicated.size + unexplained.length + sharedEpochs.length + lateAcknowledgements.length === 0,
+  };
+}
