@@ -1,10 +1,12 @@
 import { benchBus } from './bus.js';
+import { benchFailover } from './failover.js';
 import { benchSessions } from './sessions.js';
 
 /** `npm run bench -- <name>`: each bench prints its figures beside raw NATS measured in the same run. */
 const benches: Record<string, (write: (line: string) => void) => Promise<number>> = {
   bus: benchBus,
   sessions: benchSessions,
+  failover: benchFailover,
 };
 
 const write = (line: string): void => void process.stdout.write(line + '\n');

@@ -29,7 +29,7 @@ export function isApplication(value: unknown): value is Application {
     machine !== null &&
     typeof (machine as { transition?: unknown }).transition === 'function' &&
     typeof (machine as { config?: unknown }).config === 'object' &&
-    (v['commit'] === 'memory' || v['commit'] === 'journal') &&
+    (v['commit'] === 'memory' || v['commit'] === 'journal' || v['commit'] === 'replicas') &&
     typeof v['unusedSessionLifetime'] === 'number' &&
     typeof v['snapshotEvery'] === 'number'
   );

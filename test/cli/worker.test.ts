@@ -188,6 +188,7 @@ describe('loadApplications', () => {
     expect(isApplication(ledger)).toBe(true);
     expect(isApplication({ ...ledger })).toBe(true);
     expect(isApplication(ledger.machine)).toBe(false);
+    for (const commit of ['memory', 'journal', 'replicas']) expect(isApplication({ ...ledger, commit })).toBe(true);
     expect(isApplication({ ...ledger, commit: 'disk' })).toBe(false);
     expect(isApplication({ ...ledger, machine: { config: {} } })).toBe(false);
     expect(isApplication({ name: 'x' })).toBe(false);
