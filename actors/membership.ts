@@ -52,6 +52,9 @@ function isHeartbeat(x: unknown): x is Heartbeat {
   );
 }
 
+/** Silence is checked this often per heartbeat interval (the machine sends heartbeats only when due). */
+const TICKS_PER_HEARTBEAT = 4;
+
 /** Heartbeats sent and not yet seen back: enough for a long stall, bounded for a dead link. */
 const MAX_BEATS_IN_FLIGHT = 1_024;
 
@@ -270,7 +273,7 @@ export class MembershipHost implements Primacy {
     this.#tick = this.#o.clock.setTimeout(() => {
       this.#send({ type: 'TICK', now: this.#o.clock.now(), notSynchronized: this.#o.notSynchronized?.() ?? [] });
       this.#armTick();
-    }, this.#o.config.heartbeatInterval);
+    }, this.#o.config.heartbeatInterval / TICKS_PER_HEARTBEAT);
   }
 
   async #write(view: View, revision: number): Promise<void> {

@@ -84,6 +84,8 @@ export interface MembershipContext {
   readonly now: number;
   /** The runtime's clock at the last TICK: a long gap means this process was not running. */
   readonly lastTick: number;
+  /** When this member last sent a heartbeat: ticks come more often than heartbeats go. */
+  readonly lastBeat: number;
 }
 
 /**
@@ -337,10 +339,20 @@ export const membershipMachine = setup({
       const peers = stalled ? Object.fromEntries(Object.entries(context.peers).map(([id, p]) => [id, { ...p, at: event.now }])) : context.peers;
       return { lastTick: event.now, peers };
     }),
-    heartbeat: emit(({ context }) => ({
-      type: 'heartbeat' as const,
-      heartbeat: heartbeatOf(context, context.leaving ? 'leaving' : inView(context) ? 'member' : 'joining'),
-    })),
+    heartbeat: enqueueActions(({ context, enqueue }) => {
+      enqueue.assign({ lastBeat: context.now });
+      enqueue.emit({ type: 'heartbeat' as const, heartbeat: heartbeatOf(context, context.leaving ? 'leaving' : inView(context) ? 'member' : 'joining') });
+    }),
+    /**
+     * The host ticks several times per heartbeat interval so silence is
+     * noticed soon after the session timeout, not up to a heartbeat later;
+     * heartbeats still go once per interval (a tenth early: timers jitter).
+     */
+    beatIfDue: enqueueActions(({ context, enqueue }) => {
+      if (context.now - context.lastBeat < context.config.heartbeatInterval * 0.9) return;
+      enqueue.assign({ lastBeat: context.now });
+      enqueue.emit({ type: 'heartbeat' as const, heartbeat: heartbeatOf(context, context.leaving ? 'leaving' : inView(context) ? 'member' : 'joining') });
+    }),
     /** The leader's duty after every event: write the next view if one is due. */
     lead: enqueueActions(({ context, enqueue }) => {
       if (context.writing || context.revision < 0) return;
@@ -393,6 +405,7 @@ export const membershipMachine = setup({
     moving: [],
     now: input.self.startedAt,
     lastTick: input.self.startedAt,
+    lastBeat: Number.NEGATIVE_INFINITY,
   }),
   initial: 'idle',
   on: {
@@ -411,7 +424,7 @@ export const membershipMachine = setup({
         'woke',
         'clock',
         assign({ notSynchronized: ({ context, event }) => (event.type === 'TICK' && event.notSynchronized) || context.notSynchronized }),
-        'heartbeat',
+        'beatIfDue',
         'lead',
       ],
     },
