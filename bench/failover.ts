@@ -16,7 +16,7 @@ import { abba, fmtMs, median, serial, summarize } from './stats.js';
  * `replicas` against `journal` (raw request/reply beside them).
  */
 
-const APPS = fileURLToPath(new URL('./failoverApps.ts', import.meta.url));
+const APPS = fileURLToPath(new URL('./apps.ts', import.meta.url));
 const CLUSTER = 'bench-failover';
 const KILLS = 10;
 const SWAPS = 10;

@@ -3,12 +3,12 @@ import { availableParallelism } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { assign, setup } from 'xstate';
 import { defineApplication } from '../actors/application.js';
 import { connect, type SessionHandle } from '../actors/client.js';
 import { startWorker } from '../actors/worker.js';
 import { startNatsServer } from '../harness/natsServer.js';
 import { createLogger } from '../log/logger.js';
+import { counterMachine } from './apps.js';
 import { startRawNats } from './rawNats.js';
 import { abba, fmtMs, fmtRate, median, pad, serial, summarize } from './stats.js';
 
@@ -50,15 +50,6 @@ const GOAL_SEND_RATE = 0.5;
 const GOAL_READ_RATE = 0.7;
 const GOAL_BYTES = 6_144;
 const GOAL_ACTIVATION_MS = 1;
-
-/** The smallest useful session: a counter, so the document does not grow with the run. */
-const tallyMachine = setup({
-  types: {} as { context: { n: number }; events: { type: 'ADD'; by: number } },
-}).createMachine({
-  id: 'tally',
-  context: { n: 0 },
-  on: { ADD: { actions: assign({ n: ({ context, event }) => context.n + event.by }) } },
-});
 
 /** `total` calls of `op(i)`, i = 0..total-1 in start order, with `window` in flight; operations per second. */
 async function windowed(total: number, window: number, op: (i: number) => Promise<unknown>): Promise<number> {
@@ -160,7 +151,7 @@ export async function benchSessions(write: (line: string) => void): Promise<numb
   const rawSubjects = Array.from({ length: TP_SESSIONS }, (_, i) => `bench.raw.js.${i}`);
   const rawPublish = (i = 0): Promise<unknown> => rawNats.publish(rawSubjects[i % rawSubjects.length]!, PAYLOAD);
 
-  const app = defineApplication({ name: APP, machine: tallyMachine, commit: 'journal', unusedSessionLifetime: 600_000 });
+  const app = defineApplication({ name: APP, machine: counterMachine, commit: 'journal', unusedSessionLifetime: 600_000 });
   const worker = await startWorker({ nats: server.url, cluster: CLUSTER, applications: [app], logger: createLogger({ level: 'silent' }) });
   const client = await connect({ nats: server.url, cluster: CLUSTER, label: 'bench' });
   phase('start server, worker, client');
