@@ -227,6 +227,15 @@ describe.each(['memory', 'nats'] as const)('membership (%s)', (kind) => {
     const b = (await worker(cluster, { id: 'host.b' })).worker;
     await waitFor(balanced([a, b]), { what: 'balanced despite the garbage', timeoutMs: 10_000 });
     expect(a.view!.members.map((m) => m.id)).toEqual(['host.a', 'host.b']);
+    // Forged echoes of a's own heartbeats, with beat numbers that are no number, never sent, or absurd: they prove nothing.
+    for (const beat of ['x', '', '-1', '1e309', '99999999', '0x10']) {
+      rogue.publish(heartbeatSubject(cluster, 'host.a'), new Uint8Array([0xc1]), { headers: { 'Cohort-Beat': beat } });
+    }
+    await rogue.flush();
+    const client = track(await connect({ bus: await fixture.bus(), cluster, shardCount: SHARDS }));
+    const id = Array.from({ length: 64 }, (_, i) => `g${i}`).find((x) => a.serving.includes(shardOf('counter', x, SHARDS)))!;
+    expect(await client.session('counter', id).send({ type: 'ADD', by: 1 })).toMatchObject({ seq: 1, by: 'host.a', epoch: a.view!.shards[shardOf('counter', id, SHARDS)]!.epoch });
+    expect(a.view!.members.map((m) => m.id)).toEqual(['host.a', 'host.b']);
   });
 
   it('refuses a session timeout below 500 ms and a heartbeat slower than half of it', async () => {
