@@ -276,6 +276,11 @@ function spawnWorker(options: LocalClusterOptions, url: string, index: number, s
   };
 }
 
+/** An in-process worker cannot be frozen: its timers and promises share this process. */
+function notPausable(id: string): never {
+  throw new Error(`worker ${id} runs in this process: only a worker process can be paused`);
+}
+
 function hostWorker(options: LocalClusterOptions, server: ReturnType<typeof createMemoryServer>, index: number, load: Promise<Awaited<ReturnType<typeof loadApplications>>>): Hosted {
   const id = `w${index + 1}`;
   const zone = zoneOf(index);
@@ -322,12 +327,8 @@ function hostWorker(options: LocalClusterOptions, server: ReturnType<typeof crea
           );
       }
     },
-    pause() {
-      throw new Error(`worker ${id} runs in this process: only a worker process can be paused`);
-    },
-    resume() {
-      throw new Error(`worker ${id} runs in this process: only a worker process can be paused`);
-    },
+    pause: () => notPausable(id),
+    resume: () => notPausable(id),
   };
   const ready = (async () => {
     const applications = await load;

@@ -315,6 +315,15 @@ function withView(ctx: MembershipContext, view: View, revision: number): Partial
   return { view, revision, peers };
 }
 
+/** Sends this member's heartbeat now and remembers when. */
+function beat(
+  context: MembershipContext,
+  enqueue: { assign(patch: Partial<MembershipContext>): void; emit(effect: MembershipEffect): void },
+): void {
+  enqueue.assign({ lastBeat: context.now });
+  enqueue.emit({ type: 'heartbeat', heartbeat: heartbeatOf(context, context.leaving ? 'leaving' : inView(context) ? 'member' : 'joining') });
+}
+
 const inView = (ctx: MembershipContext): boolean => ctx.view?.members.some((m) => m.id === ctx.self.id) === true;
 
 export const membershipMachine = setup({
@@ -339,19 +348,14 @@ export const membershipMachine = setup({
       const peers = stalled ? Object.fromEntries(Object.entries(context.peers).map(([id, p]) => [id, { ...p, at: event.now }])) : context.peers;
       return { lastTick: event.now, peers };
     }),
-    heartbeat: enqueueActions(({ context, enqueue }) => {
-      enqueue.assign({ lastBeat: context.now });
-      enqueue.emit({ type: 'heartbeat' as const, heartbeat: heartbeatOf(context, context.leaving ? 'leaving' : inView(context) ? 'member' : 'joining') });
-    }),
+    heartbeat: enqueueActions(({ context, enqueue }) => beat(context, enqueue)),
     /**
      * The host ticks several times per heartbeat interval so silence is
      * noticed soon after the session timeout, not up to a heartbeat later;
      * heartbeats still go once per interval (a tenth early: timers jitter).
      */
     beatIfDue: enqueueActions(({ context, enqueue }) => {
-      if (context.now - context.lastBeat < context.config.heartbeatInterval * 0.9) return;
-      enqueue.assign({ lastBeat: context.now });
-      enqueue.emit({ type: 'heartbeat' as const, heartbeat: heartbeatOf(context, context.leaving ? 'leaving' : inView(context) ? 'member' : 'joining') });
+      if (context.now - context.lastBeat >= context.config.heartbeatInterval * 0.9) beat(context, enqueue);
     }),
     /** The leader's duty after every event: write the next view if one is due. */
     lead: enqueueActions(({ context, enqueue }) => {

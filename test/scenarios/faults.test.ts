@@ -11,7 +11,7 @@ import { connect, type Client } from '../../actors/client.js';
 import { shardOf } from '../../actors/shard.js';
 import { encode } from '../../bus/codec.js';
 import type { Bus } from '../../bus/types.js';
-import { startLocalCluster, type LocalCluster } from '../../cli/localCluster.js';
+import { startLocalCluster, type LocalCluster, type LocalWorker } from '../../cli/localCluster.js';
 import { checkHistory, History, readJournalFacts, type Verdict } from '../../harness/history.js';
 import type { NatsCluster } from '../../harness/natsCluster.js';
 import type { NatsServer } from '../../harness/natsServer.js';
@@ -107,6 +107,13 @@ function busyPrimary(run: Run): string {
   return view.shards[shardOf('tally', 't0')]!.primary!;
 }
 
+/** The process behind a member id: a worker that was dropped and came back is `w2~2`, still process w2. */
+function processOf(run: Run, member: string): LocalWorker {
+  const worker = run.cluster.workers.find((w) => w.id === member.split('~')[0]);
+  if (worker === undefined) throw new Error(`no worker process for member ${member}`);
+  return worker;
+}
+
 const gone = (id: string) => (v: View) => settled(v) && !v.members.some((m) => m.id === id);
 
 function scenarios(transport: 'nats' | 'memory', urls: () => string[] | undefined): void {
@@ -114,7 +121,7 @@ function scenarios(transport: 'nats' | 'memory', urls: () => string[] | undefine
     const run = await begin(urls(), 3);
     const victim = busyPrimary(run);
     const epoch = run.cluster.views.latest!.shards[shardOf('tally', 't0')]!.epoch;
-    run.cluster.workers.find((w) => w.id === victim)!.kill('SIGKILL');
+    processOf(run, victim).kill('SIGKILL');
     const after = await run.cluster.views.until(gone(victim), 20_000, `${victim} gone`);
     expect(after.shards[shardOf('tally', 't0')]!.epoch).toBeGreaterThan(epoch);
     await run.load.progress(200);
@@ -125,10 +132,11 @@ function scenarios(transport: 'nats' | 'memory', urls: () => string[] | undefine
 
   it('a graceful stop hands off: no client sees an error', SCENARIO, async () => {
     const run = await begin(urls(), 3);
-    const leaver = run.cluster.workers.find((w) => w.id !== run.cluster.views.latest!.leader)!;
+    const member = run.cluster.views.latest!.members.find((m) => m.id !== run.cluster.views.latest!.leader)!.id;
+    const leaver = processOf(run, member);
     leaver.kill('SIGTERM');
     expect(await leaver.exited).toEqual({ code: transport === 'nats' ? 0 : 0, signal: null });
-    await run.cluster.views.until(gone(leaver.id), 20_000, `${leaver.id} gone`);
+    await run.cluster.views.until(gone(member), 20_000, `${member} gone`);
     await run.load.progress(200);
     expectClean(await finish(run), { failed: 0 });
   });
@@ -152,7 +160,7 @@ function pauseScenarios(urls: () => string[] | undefined): void {
   it('SIGSTOP of a primary past the session timeout, then SIGCONT: every late write refused, it rejoins as a new member', SCENARIO, async () => {
     const run = await begin(urls(), 3);
     const victim = busyPrimary(run);
-    const worker = run.cluster.workers.find((w) => w.id === victim)!;
+    const worker = processOf(run, victim);
     worker.pause();
     await run.cluster.views.until(gone(victim), 20_000, `${victim} dropped`);
     await run.load.progress(100);
@@ -164,7 +172,8 @@ function pauseScenarios(urls: () => string[] | undefined): void {
 
   it('a flapping worker: a short stall is no failure; long ones drop it, and it comes back each time', SCENARIO, async () => {
     const run = await begin(urls(), 3);
-    const flapper = run.cluster.workers.find((w) => w.id !== run.cluster.views.latest!.leader)!;
+    // A member still in its first incarnation, so the ones it comes back as are ~2 and ~3.
+    const flapper = processOf(run, run.cluster.views.latest!.members.find((m) => m.id !== run.cluster.views.latest!.leader && !m.id.includes('~'))!.id);
     const without: number[] = [];
     const unwatch = run.cluster.views.subscribe((v) => {
       if (!v.members.some((m) => m.id === flapper.id)) without.push(v.viewId);
@@ -213,7 +222,7 @@ describe('faults on a 3-node NATS cluster', () => {
   it('kill -9 of a busy primary: nothing acknowledged lost or doubled, replicas converge', SCENARIO, async () => {
     const run = await begin([...nats.urls], 3);
     const victim = busyPrimary(run);
-    run.cluster.workers.find((w) => w.id === victim)!.kill('SIGKILL');
+    processOf(run, victim).kill('SIGKILL');
     await run.cluster.views.until(gone(victim), 30_000, `${victim} gone`);
     await run.load.progress(200, 30_000);
     expectClean(await finish(run), { failed: 0 });
