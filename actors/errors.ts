@@ -61,6 +61,93 @@ export class InvalidRequestError extends BusError {
   }
 }
 
+/** Another client holds the session's transaction lock; retried (same command id) until it is released or the call's time runs out. */
+export class SessionLockedError extends BusError {
+  override readonly retryable = true;
+  constructor(
+    readonly app: string,
+    readonly id: string,
+    /** Label of the client holding it. */
+    readonly holder: string,
+  ) {
+    super(`session ${app}/${id} is locked by a transaction of ${holder}`);
+  }
+}
+
+/** Why a transaction was rolled back without its client asking. */
+export type RollbackReason = 'timeout' | 'recovery-wait' | 'forced' | 'unknown';
+
+/**
+ * The transaction is gone: its lease ran out, its client was silent beyond
+ * recoveryWait or was disconnected by force, or (`unknown`) this primary
+ * never had it (lost with a failover). Nothing of it was committed.
+ */
+export class TransactionRolledBackError extends BusError {
+  constructor(
+    readonly txId: string,
+    readonly reason: RollbackReason,
+  ) {
+    super(`transaction ${txId} was rolled back (${reason}); nothing of it was committed`);
+  }
+}
+
+/** The connection was closed on this client: it never connected within waitTimeout, or a worker disconnected it by force. */
+export class ClientDisconnectedError extends BusError {
+  constructor(
+    readonly client: string,
+    readonly reason: string,
+  ) {
+    super(`client ${client} is disconnected: ${reason}`);
+  }
+}
+
+/**
+ * The connection gave up on a request (DISABLED after troubledInterval, or
+ * closed under it). `ambiguous` is true when the command was sent and may
+ * have committed: read the session to find out; false when it certainly did
+ * not (never sent, or a read).
+ */
+export class NetworkError extends BusError {
+  constructor(
+    readonly operation: string,
+    /** `app/id` of the session it was for. */
+    readonly session: string,
+    /** How long the connection kept trying, in ms. */
+    readonly triedMs: number,
+    readonly ambiguous: boolean,
+    readonly reason: string,
+    options?: ErrorOptions,
+  ) {
+    super(`${operation}: ${reason} after trying for ${triedMs} ms; ${ambiguous ? 'it may have committed (ambiguous): read the session to know' : 'it was not committed'}`, options);
+  }
+}
+
+/** A transaction commits one session's events as one journal message, so it cannot take in another session. */
+export class CrossShardTransactionError extends BusError {
+  constructor(
+    readonly session: string,
+    readonly shard: number,
+    readonly other: string,
+    readonly otherShard: number,
+  ) {
+    super(
+      shard === otherShard
+        ? `transaction on ${session} cannot also touch ${other}: a transaction commits one session's events as one journal message`
+        : `transaction on ${session} (shard ${shard}) cannot touch ${other} (shard ${otherShard}): transactions across shards are not supported`,
+    );
+  }
+}
+
+/** The transaction ran past transactionTimeout: it was aborted and the connection closed. */
+export class TransactionTimeoutError extends BusError {
+  constructor(
+    readonly txId: string,
+    readonly timeoutMs: number,
+  ) {
+    super(`transaction ${txId} ran past its ${timeoutMs} ms timeout: aborted, and the connection closed`);
+  }
+}
+
 type Rebuild = (body: ErrorBody) => Error;
 const d = (body: ErrorBody, key: string): unknown => body.details?.[key];
 
@@ -77,6 +164,9 @@ const REBUILD: Record<string, Rebuild> = {
   PayloadTooLargeError: (b) => new PayloadTooLargeError(Number(d(b, 'size')), Number(d(b, 'limit')), String(d(b, 'where'))),
   TimeoutError: (b) => new TimeoutError(String(d(b, 'operation')), Number(d(b, 'timeoutMs'))),
   NoRespondersError: (b) => new NoRespondersError(String(d(b, 'subject'))),
+  SessionLockedError: (b) => new SessionLockedError(String(d(b, 'app')), String(d(b, 'id')), String(d(b, 'holder'))),
+  TransactionRolledBackError: (b) => new TransactionRolledBackError(String(d(b, 'txId')), String(d(b, 'reason')) as RollbackReason),
+  ClientDisconnectedError: (b) => new ClientDisconnectedError(String(d(b, 'client')), String(d(b, 'reason'))),
 };
 
 /** The wire form of an error: its class name, message, retry policy and its own fields. */

@@ -188,6 +188,11 @@ export function eventSubject(cluster: string, app: string, id: string): string {
   return `${prefix(cluster, 'evt')}.${app}.${escapeToken(id)}`;
 }
 
+/** Notices from workers to one client connection (a forced disconnect); the client id is escaped like a session id. */
+export function clientSubject(cluster: string, client: string): string {
+  return `${prefix(cluster, 'client')}.${escapeToken(client, 'client')}`;
+}
+
 /** Membership heartbeats. Worker ids are escaped like session ids (they are often host names with dots). */
 export function heartbeatSubject(cluster: string, worker: string): string {
   return `${prefix(cluster, 'hb')}.${escapeToken(worker, 'worker')}`;

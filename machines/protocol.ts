@@ -57,6 +57,68 @@ export interface ReadRequest {
   readonly minSeq?: number;
 }
 
+/**
+ * Cache verification (ZEO): the client's copy is at `since`; the primary
+ * answers with what it takes to bring it up to date, or says to drop it.
+ * Sent on the session's `read` subject, so only the primary answers.
+ */
+export interface VerifyRequest {
+  readonly client: string;
+  readonly since: number;
+  /** The client's invalidation queue size: a longer gap is answered `cleared`. */
+  readonly max: number;
+}
+
+export type VerifyOutcome = 'up-to-date' | 'replayed' | 'cleared' | 'newer-than-server';
+
+export type VerifyReply =
+  | {
+      readonly ok: true;
+      readonly outcome: VerifyOutcome;
+      /** The session's seq on the primary now. */
+      readonly seq: number;
+      /** `replayed`: the patches from `since` to `seq`, in order, each on top of the one before. */
+      readonly patches?: readonly PatchMessage[];
+      /** `cleared` and `newer-than-server`: the document and state as of `seq`, so no second read is needed. */
+      readonly document?: unknown;
+      readonly state?: unknown;
+    }
+  | { readonly ok: false; readonly error: ErrorBody };
+
+/**
+ * One step of a transaction (ECP, ZEO), on the session's `cmd` subject. From
+ * `begin` to `commit` or `abort` the client holds the session's exclusive
+ * lock: other writers are answered SessionLockedError (retryable). Events are
+ * applied to a working copy as they arrive (so a refusal shows at once) and
+ * committed as one journal message. Every step may be retried with the same
+ * body: `begin` of an open transaction, a `send` of a step already taken, a
+ * `commit` already journaled (its txId is the journal message id) all answer
+ * as the first time did.
+ */
+export type TxRequest =
+  | { readonly kind: 'tx'; readonly op: 'begin'; readonly txId: string; readonly client: string; readonly timeout: number }
+  | { readonly kind: 'tx'; readonly op: 'send'; readonly txId: string; readonly client: string; readonly step: number; readonly event: UserEvent }
+  | { readonly kind: 'tx'; readonly op: 'read'; readonly txId: string; readonly client: string }
+  | { readonly kind: 'tx'; readonly op: 'commit'; readonly txId: string; readonly client: string; readonly steps: number }
+  | { readonly kind: 'tx'; readonly op: 'abort'; readonly txId: string; readonly client: string };
+
+/**
+ * `begin`: the committed seq the transaction works on. `send`: the working
+ * copy's seq after the step. `commit`: the seq of the last event committed
+ * (the session's new version), with `by` and `epoch` as for a command.
+ * `abort`: the committed seq.
+ */
+export type TxReply =
+  | { readonly ok: true; readonly seq: number; readonly duplicate?: boolean; readonly by?: string; readonly epoch?: number }
+  | { readonly ok: false; readonly error: ErrorBody };
+
+/** What a worker tells a client on `cohort.<cluster>.client.<client>`: it was disconnected by force (ECP ChangeToNotConnected). */
+export interface ClientNotice {
+  readonly type: 'disconnected';
+  readonly by: string;
+  readonly reason: string;
+}
+
 export interface ErrorBody {
   readonly name: string;
   readonly message: string;
