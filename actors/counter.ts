@@ -1,0 +1,162 @@
+import { BusError, KeyExistsError, StaleRevisionError } from '../bus/errors.js';
+import { escapeToken } from '../bus/subjects.js';
+import type { KvStore } from '../bus/types.js';
+
+/**
+ * ECP `$Increment` counters: ids unique across every client and increasing
+ * per client, with one compare-and-set per block of ids instead of a round
+ * trip per id.
+ *
+ * The key is the counter's name escaped with escapeToken, so any name is a
+ * valid key. Its value is the high-water mark (the last id reserved by
+ * anyone) as decimal ASCII, so `nats kv get <bucket> <key>` shows it as a
+ * number and an operator can raise it with `nats kv put`. Lowering it, or
+ * deleting the key, hands out ids again: never do that while ids are in use.
+ *
+ * A client that dies with part of a block unused leaves a gap; `consecutive`
+ * reserves one id per compare-and-set so none is ever skipped.
+ */
+export interface Counter {
+  readonly name: string;
+  next(): Promise<number>;
+}
+
+export interface CounterOptions {
+  /** Ids reserved per compare-and-set (default 100). */
+  block?: number;
+  /** One id per compare-and-set: no gaps, one round trip per id. */
+  consecutive?: boolean;
+}
+
+export const DEFAULT_COUNTER_BLOCK = 100;
+
+/** The counter's stored value is not a decimal non-negative integer; nothing was overwritten. */
+export class CorruptCounterError extends BusError {
+  constructor(
+    readonly bucket: string,
+    readonly key: string,
+    /** The stored bytes as text (invalid UTF-8 replaced), for the message and the operator. */
+    readonly value: string,
+  ) {
+    super(`counter ${bucket}/${key} holds ${JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value)}, not a decimal non-negative integer`);
+  }
+}
+
+/** The next block would pass Number.MAX_SAFE_INTEGER; no id above it is handed out. */
+export class CounterExhaustedError extends BusError {
+  constructor(
+    readonly bucket: string,
+    readonly key: string,
+    readonly highWater: number,
+  ) {
+    super(`counter ${bucket}/${key} is at ${highWater}: another block would pass Number.MAX_SAFE_INTEGER`);
+  }
+}
+
+export function createCounter(kv: KvStore, name: string, options: CounterOptions = {}): Counter {
+  const block = blockOf(options);
+  if (typeof name !== 'string') throw new TypeError(`counter name must be a string, got ${typeof name}`);
+  if (name.length === 0) throw new RangeError('counter name must not be empty');
+  const key = escapeToken(name, 'counter name');
+
+  // Ids cursor..limit are reserved and not yet handed out.
+  let cursor = 1;
+  let limit = 0;
+  // The entry as this client last wrote it: the next reservation tries it
+  // without a read, and reads only when someone else moved it on.
+  let known: { highWater: number; revision: number } | null = null;
+  let reserving = false;
+  // Callers in call order: later callers never overtake earlier ones, so each
+  // client's ids increase in the order next() was called.
+  const waiters: { resolve(id: number): void; reject(error: unknown): void }[] = [];
+
+  async function reserve(): Promise<void> {
+    for (;;) {
+      if (known === null) {
+        const entry = await kv.get(key);
+        if (entry === null) {
+          try {
+            const revision = await kv.create(key, ascii(block));
+            known = { highWater: block, revision };
+            [cursor, limit] = [1, block];
+            return;
+          } catch (error) {
+            if (error instanceof KeyExistsError) continue;
+            throw error;
+          }
+        }
+        known = { highWater: parse(kv.bucket, key, entry.value), revision: entry.revision };
+      }
+      const { highWater, revision } = known;
+      const next = highWater + block;
+      if (!Number.isSafeInteger(next)) throw new CounterExhaustedError(kv.bucket, key, highWater);
+      try {
+        known = { highWater: next, revision: await kv.update(key, ascii(next), revision) };
+        [cursor, limit] = [highWater + 1, next];
+        return;
+      } catch (error) {
+        known = null;
+        if (error instanceof StaleRevisionError) continue;
+        throw error;
+      }
+    }
+  }
+
+  function pump(): void {
+    if (reserving) return;
+    while (waiters.length > 0 && cursor <= limit) waiters.shift()!.resolve(cursor++);
+    if (waiters.length === 0) return;
+    reserving = true;
+    reserve().then(
+      () => {
+        reserving = false;
+        pump();
+      },
+      (error: unknown) => {
+        reserving = false;
+        // Everyone waiting waited on this reservation; the next call tries afresh.
+        for (const waiter of waiters.splice(0)) waiter.reject(error);
+      },
+    );
+  }
+
+  return {
+    name,
+    next(): Promise<number> {
+      if (waiters.length === 0 && cursor <= limit) return Promise.resolve(cursor++);
+      return new Promise<number>((resolve, reject) => {
+        waiters.push({ resolve, reject });
+        pump();
+      });
+    },
+  };
+}
+
+function blockOf(options: CounterOptions): number {
+  if (options.consecutive !== undefined && typeof options.consecutive !== 'boolean') {
+    throw new TypeError(`counter option consecutive must be a boolean, got ${typeof options.consecutive}`);
+  }
+  const { block } = options;
+  if (block !== undefined) {
+    if (typeof block !== 'number') throw new TypeError(`counter option block must be a number, got ${typeof block}`);
+    if (!Number.isSafeInteger(block) || block < 1) throw new RangeError(`counter option block must be a positive safe integer, got ${block}`);
+  }
+  if (options.consecutive) {
+    if (block !== undefined && block !== 1) throw new RangeError(`a consecutive counter takes one id per reservation, not a block of ${block}`);
+    return 1;
+  }
+  return block ?? DEFAULT_COUNTER_BLOCK;
+}
+
+const DECIMAL = /^[0-9]{1,16}$/;
+
+function parse(bucket: string, key: string, bytes: Uint8Array): number {
+  const text = new TextDecoder().decode(bytes);
+  const value = DECIMAL.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(value)) throw new CorruptCounterError(bucket, key, text);
+  return value;
+}
+
+function ascii(value: number): Uint8Array {
+  return new TextEncoder().encode(String(value));
+}
