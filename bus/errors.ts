@@ -22,8 +22,11 @@ export class NoRespondersError extends BusError {
 /** A request (or journal/kv operation) got no answer within its timeout. */
 export class TimeoutError extends BusError {
   override readonly retryable = true;
-  constructor(readonly operation: string, readonly timeoutMs: number, options?: ErrorOptions) {
-    super(`${operation} timed out after ${timeoutMs} ms`, options);
+  /** A command sent and never answered may have been applied: read to know. False when it certainly was not. */
+  readonly ambiguous: boolean;
+  constructor(readonly operation: string, readonly timeoutMs: number, options?: ErrorOptions & { ambiguous?: boolean }) {
+    super(`${operation} timed out after ${timeoutMs} ms${options?.ambiguous ? ' (it may have committed: ambiguous)' : ''}`, options);
+    this.ambiguous = options?.ambiguous === true;
   }
 }
 
