@@ -9,16 +9,34 @@ import {
   HEADER,
   type CommandReply,
   type CommandRequest,
+  type ErrorBody,
+  type JournaledEvent,
   type JournalRecord,
   type PatchMessage,
   type PatchOperation,
   type ReadReply,
   type StampedEvent,
+  type TxReply,
+  type TxRequest,
+  type VerifyReply,
+  type VerifyRequest,
 } from '../machines/protocol.js';
 import { documentOf, persistSession, stepSession, type SessionState, type Timer } from '../machines/session.js';
 import type { Application } from './application.js';
-import { ConflictError, EventRejectedError, NotEnoughReplicasError, SessionMovedError, toErrorBody } from './errors.js';
+import { labelOf } from './clientRecords.js';
+import {
+  ConflictError,
+  EventRejectedError,
+  InvalidRequestError,
+  NotEnoughReplicasError,
+  SessionLockedError,
+  SessionMovedError,
+  TransactionRolledBackError,
+  toErrorBody,
+  type RollbackReason,
+} from './errors.js';
 import type { SessionStore } from './sessionStore.js';
+import { verifySession } from './verifySession.js';
 
 /**
  * Whether this worker may still acknowledge writes for a shard. A paused or
@@ -59,6 +77,23 @@ export interface SessionHost {
   readonly sessionTimeout: number;
   /** The session's earliest pending timer changed (undefined: none): keep the durable index. */
   timersChanged(session: HostedSession, due: number | undefined): Promise<void>;
+  /** Why transactions went without their client asking, kept past the session's own memory (absent: 'unknown'). */
+  readonly rollbacks?: {
+    rolledBack(txId: string): RollbackReason | undefined;
+    noteRollback(txId: string, reason: RollbackReason): void;
+  };
+}
+
+/** An open transaction: the session's lock, and the working copy its events go to until commit. */
+interface OpenTx {
+  readonly txId: string;
+  readonly client: string;
+  readonly label: string;
+  /** Nothing else commits while the lock is held, so this stays the committed state. */
+  readonly base: SessionState;
+  working: SessionState;
+  readonly events: JournaledEvent[];
+  lease: TimerHandle | undefined;
 }
 
 /** Pause before a delayed event whose commit failed is tried again. */
@@ -87,6 +122,7 @@ export class HostedSession {
   #unjournaled: JournalRecord[] = [];
   #appending: Promise<void> | undefined;
   #saving: Promise<void> = Promise.resolve();
+  #tx: OpenTx | undefined;
   lastActive: number;
 
   readonly subject: string;
@@ -123,6 +159,11 @@ export class HostedSession {
     return this.#evicted;
   }
 
+  /** The transaction holding the session's lock, if any. */
+  get openTransaction(): { readonly txId: string; readonly client: string } | undefined {
+    return this.#tx;
+  }
+
   /** Runs `task` after everything already queued for this session. */
   enqueue<T>(task: () => Promise<T>): Promise<T> {
     const run = this.#mailbox.then(task, task);
@@ -143,6 +184,8 @@ export class HostedSession {
     this.lastActive = time;
     const known = this.#recent.get(req.cmdId);
     if (known !== undefined) return { ok: true, seq: known, duplicate: true, ...this.#signature(this.host.primacy?.epochOf(this.shard) ?? 0) };
+    const locked = this.#lockedFor(req.client);
+    if (locked !== undefined) return { ok: false, error: toErrorBody(locked) };
     if (req.expectSeq !== undefined && req.expectSeq !== this.#state.seq) {
       return { ok: false, error: toErrorBody(new ConflictError(req.expectSeq, this.#state.seq)) };
     }
@@ -150,13 +193,140 @@ export class HostedSession {
     return this.#commit(event);
   }
 
+  /** Plain writes wait while a transaction holds the lock; its own client must write through it. */
+  #lockedFor(client: string): Error | undefined {
+    const tx = this.#tx;
+    if (tx === undefined) return undefined;
+    if (tx.client === client) return new InvalidRequestError(`${tx.label} holds the session in transaction ${tx.txId}: send through it`);
+    return new SessionLockedError(this.app.name, this.id, tx.label);
+  }
+
+  /** Cache verification, answered as of the committed seq (it runs in the mailbox). */
+  async verify(req: VerifyRequest): Promise<VerifyReply> {
+    this.lastActive = this.host.clock.now();
+    // Commit level memory: what was acknowledged reaches the journal before the journal is replayed.
+    await this.#appending;
+    return verifySession(this.host, this.app, this.id, this.shard, this.#state, req, this.log);
+  }
+
+  /** One step of a transaction (see TxRequest in machines/protocol.ts). Never throws: every outcome is a reply. */
+  async transaction(req: TxRequest, time: number): Promise<TxReply | ReadReply> {
+    this.lastActive = time;
+    const open = this.#tx?.txId === req.txId ? this.#tx : undefined;
+    if (open !== undefined && open.client !== req.client) return refuse(new InvalidRequestError(`transaction ${req.txId} belongs to another client`));
+    switch (req.op) {
+      case 'begin':
+        return this.#begin(req.txId, req.client, req.timeout, open);
+      case 'send': {
+        if (open === undefined) {
+          const seq = this.#recent.get(stepId(req.txId, req.step));
+          return seq === undefined ? this.#gone(req.txId) : { ok: true, seq, duplicate: true };
+        }
+        // A retry of a step taken: the same answer as the first time.
+        const taken = open.events[req.step];
+        if (taken !== undefined) return { ok: true, seq: taken.seq, duplicate: true };
+        if (req.step !== open.events.length) return refuse(new InvalidRequestError(`step ${req.step} is out of order: ${open.events.length} steps taken`));
+        const event: StampedEvent = { ...req.event, meta: { time, cmdId: stepId(req.txId, req.step), client: req.client } };
+        const step = stepSession(this.app.machine, open.working, event);
+        // Refused: not a step taken; the transaction stays open on the same working copy.
+        if (!step.accepted) return refuse(new EventRejectedError(event.type, step.stateValue));
+        open.working = step.state;
+        open.events.push({ event, seq: step.state.seq });
+        return { ok: true, seq: step.state.seq };
+      }
+      case 'read':
+        if (open === undefined) return this.#recent.has(req.txId) ? this.read(undefined) : this.#gone(req.txId);
+        return { ok: true, seq: open.working.seq, state: open.working.snapshot.value, document: documentOf(open.working) };
+      case 'commit':
+        return this.#commitTx(req.txId, req.steps, open);
+      case 'abort':
+        if (open !== undefined) {
+          this.log.debug({ txId: req.txId, client: open.label }, 'transaction aborted');
+          await this.#release();
+        }
+        return { ok: true, seq: this.#state.seq };
+    }
+  }
+
+  async #begin(txId: string, client: string, timeout: number, open: OpenTx | undefined): Promise<TxReply> {
+    if (open !== undefined) return { ok: true, seq: open.base.seq };
+    if (this.#recent.has(txId)) return refuse(new InvalidRequestError(`transaction ${txId} was committed already`));
+    const reason = this.host.rollbacks?.rolledBack(txId);
+    if (reason !== undefined) return refuse(new TransactionRolledBackError(txId, reason));
+    if (this.#tx !== undefined) return refuse(new SessionLockedError(this.app.name, this.id, this.#tx.label));
+    const tx: OpenTx = { txId, client, label: labelOf(client), base: this.#state, working: this.#state, events: [], lease: undefined };
+    // The lease: a client that never finishes does not hold the session for ever.
+    tx.lease = this.host.clock.setTimeout(() => {
+      tx.lease = undefined;
+      void this.enqueue(() => this.#rollBack(txId, 'timeout'));
+    }, timeout);
+    this.#tx = tx;
+    this.log.debug({ txId, client: tx.label, timeout }, 'transaction begun');
+    return { ok: true, seq: this.#state.seq };
+  }
+
+  async #commitTx(txId: string, steps: number, open: OpenTx | undefined): Promise<TxReply> {
+    const epoch = this.host.primacy?.epochOf(this.shard) ?? 0;
+    if (open === undefined) {
+      const seq = this.#recent.get(txId);
+      return seq === undefined ? this.#gone(txId) : { ok: true, seq, duplicate: true, ...this.#signature(epoch) };
+    }
+    if (steps !== open.events.length) return refuse(new InvalidRequestError(`commit says ${steps} steps, the transaction has taken ${open.events.length}`));
+    if (open.events.length === 0) {
+      await this.#release();
+      return { ok: true, seq: this.#state.seq, ...this.#signature(epoch) };
+    }
+    const reply = await this.#persist(open.working, open.events, txId, open.client);
+    // Not journaled (or not provably): the transaction stays open for a retried commit, until its lease ends.
+    if (reply.ok && this.#tx === open) await this.#release();
+    return reply;
+  }
+
+  /** Steps of a transaction this session does not hold: it was rolled back here, or never was here. */
+  #gone(txId: string): TxReply {
+    return refuse(new TransactionRolledBackError(txId, this.host.rollbacks?.rolledBack(txId) ?? 'unknown'));
+  }
+
+  /** Rolls back `client`'s transaction, if it holds one; in the mailbox, after what is queued. */
+  rollBackClient(client: string, reason: RollbackReason): Promise<boolean> {
+    return this.enqueue(async () => (this.#tx?.client === client ? this.#rollBack(this.#tx.txId, reason) : false));
+  }
+
+  async #rollBack(txId: string, reason: RollbackReason): Promise<boolean> {
+    const tx = this.#tx;
+    if (tx?.txId !== txId) return false;
+    this.host.rollbacks?.noteRollback(txId, reason);
+    this.log.info({ txId, client: tx.label, reason, steps: tx.events.length }, 'transaction rolled back');
+    await this.#release();
+    return true;
+  }
+
+  /** Frees the lock; delayed events that fell due meanwhile fire now. */
+  async #release(): Promise<void> {
+    this.#unlock();
+    if (!this.#evicted) await this.#armTimers();
+  }
+
+  #unlock(): void {
+    const lease = this.#tx?.lease;
+    if (lease !== undefined) this.host.clock.clearTimeout(lease);
+    this.#tx = undefined;
+  }
+
   async #commit(event: StampedEvent): Promise<CommandReply> {
     const step = stepSession(this.app.machine, this.#state, event);
     if (!step.accepted) {
       return { ok: false, error: toErrorBody(new EventRejectedError(event.type, step.stateValue)) };
     }
-    const next = step.state;
-    const record: JournalRecord = { v: 1, events: [{ event, seq: next.seq }] };
+    return this.#persist(step.state, [{ event, seq: step.state.seq }], event.meta.cmdId, event.meta.client);
+  }
+
+  /**
+   * Journals `events` as one message (de-duplicated on `msgId`), then makes
+   * `next` current: the path commands, delayed events and transactions share.
+   */
+  async #persist(next: SessionState, events: readonly JournaledEvent[], msgId: string, setter: string): Promise<CommandReply> {
+    const record: JournalRecord = { v: 1, events };
     const replicas = this.app.commit === 'replicas' ? this.host.replicas : undefined;
     if (replicas !== undefined && this.app.requiredSynchronizedReplicas > 0) {
       const synchronized = replicas.synchronized(this.shard);
@@ -167,7 +337,7 @@ export class HostedSession {
     const epoch = await this.#provePrimacy();
     if (epoch === null) return this.#moved('this worker is no longer primary of the shard');
     if (this.app.commit !== 'memory') {
-      const outcome = await this.#append(record, event.meta.cmdId, epoch);
+      const outcome = await this.#append(record, msgId, epoch);
       if (outcome !== 'ok') return outcome.ok ? { ...outcome, ...this.#signature(epoch) } : outcome;
       // Landed, but perhaps after a successor took over while this worker could not look: not acknowledged then.
       if ((await this.#provePrimacy()) !== epoch) return this.#moved('the lease lapsed around the append and the view moved the shard');
@@ -178,7 +348,9 @@ export class HostedSession {
       this.#appending ??= this.#appendInBackground();
     }
     // The wake-up index is written before the reply, so a worker killed right after still wakes the session.
-    await this.#apply(next, event);
+    const ids: [string, number][] = events.map((e) => [e.event.meta.cmdId, e.seq]);
+    if (ids.every(([cmdId]) => cmdId !== msgId)) ids.push([msgId, next.seq]);
+    await this.#apply(next, ids, setter);
     return { ok: true, seq: next.seq, ...this.#signature(epoch) };
   }
 
@@ -259,11 +431,11 @@ export class HostedSession {
   }
 
   /** The commit is durable (or, at commit level memory, accepted): now it becomes current and visible. */
-  #apply(next: SessionState, event: StampedEvent): Promise<void> {
+  #apply(next: SessionState, ids: readonly [string, number][], setter: string): Promise<void> {
     const prev = this.#state;
     this.#state = next;
-    this.#remember(event.meta.cmdId, next.seq);
-    this.#publishPatch(prev, next, event.meta.client);
+    for (const [cmdId, seq] of ids) this.#remember(cmdId, seq);
+    this.#publishPatch(prev, next, setter);
     const indexed = prev.timers !== next.timers ? this.#armTimers() : Promise.resolve();
     if (next.seq - this.#snapshotSeq >= this.app.snapshotEvery && this.app.commit !== 'memory') {
       void this.saveSnapshot({ compact: true }).catch((err: unknown) => this.log.warn({ err }, 'snapshot failed'));
@@ -338,6 +510,8 @@ export class HostedSession {
 
   /** Delayed events are journaled like commands, so secondaries and replays see them too. */
   async #fireDue(): Promise<void> {
+    // Locked: they wait, and the release arms them again.
+    if (this.#tx !== undefined) return;
     const now = this.host.clock.now();
     for (const t of this.#state.timers.filter((x) => x.due <= now)) {
       if (this.#evicted) return;
@@ -368,11 +542,20 @@ export class HostedSession {
     this.host.evict(this);
   }
 
-  /** Stops its clock timers; the durable timer index keeps what is pending. */
+  /** Stops its clock timers; the durable timer index keeps what is pending. An open transaction is lost with the copy. */
   stop(): void {
     this.#evicted = true;
     if (this.#timer !== undefined) this.host.clock.clearTimeout(this.#timer);
     this.#timer = undefined;
+    if (this.#tx !== undefined) {
+      this.log.info({ txId: this.#tx.txId, client: this.#tx.label }, 'open transaction dropped with the session');
+      this.#unlock();
+    }
+  }
+
+  /** Commit level memory: resolves once what was acknowledged is journaled. */
+  async flush(): Promise<void> {
+    await this.#appending;
   }
 
   /** Passivation: flush, snapshot, and leave memory. */
@@ -381,4 +564,13 @@ export class HostedSession {
     await this.saveSnapshot();
     this.stop();
   }
+}
+
+/** The command id of a transaction's step: also the key a retried step is recognised by. */
+function stepId(txId: string, step: number): string {
+  return `${txId}:${step}`;
+}
+
+function refuse(err: Error): { ok: false; error: ErrorBody } {
+  return { ok: false, error: toErrorBody(err) };
 }

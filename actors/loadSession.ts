@@ -1,7 +1,7 @@
 import { decode } from '../bus/codec.js';
 import { journalSubject } from '../bus/subjects.js';
 import type { Journal } from '../bus/types.js';
-import type { JournalRecord } from '../machines/protocol.js';
+import { HEADER, type JournalRecord } from '../machines/protocol.js';
 import { replaySession, restoreSession, startSession, type SessionState } from '../machines/session.js';
 import type { Application } from './application.js';
 import type { SessionStore } from './sessionStore.js';
@@ -73,6 +73,10 @@ async function loadOnce(
     if (first.seq > state.seq + 1) throw new JournalGapError(`${app.name}/${id}: at seq ${state.seq}, the journal resumes at seq ${first.seq}`);
     state = replaySession(app.machine, state, record.events);
     for (const e of record.events) recent.push([e.event.meta.cmdId, e.seq]);
+    // A transaction's record is de-duplicated on its txId: a retried commit after reloading is still recognised.
+    const msgId = entry.headers[HEADER.command];
+    const last = record.events[record.events.length - 1]!;
+    if (msgId !== undefined && record.events.every((e) => e.event.meta.cmdId !== msgId)) recent.push([msgId, last.seq]);
     journalSeq = entry.seq;
   }
   return { state: state ?? startSession(app.machine, now), journalSeq, recent: recent.slice(-256) };

@@ -1,4 +1,4 @@
-import type { CommandRequest, ReadRequest, UserEvent } from '../machines/protocol.js';
+import type { CommandRequest, ReadRequest, TxRequest, UserEvent, VerifyRequest } from '../machines/protocol.js';
 import { InvalidRequestError } from './errors.js';
 
 const MAX_ID = 256;
@@ -15,13 +15,9 @@ function checkLabel(v: unknown, what: string): string | InvalidRequestError {
 /** A command off the wire, checked field by field; an Error says what was wrong. */
 export function parseCommand(body: unknown): CommandRequest | InvalidRequestError {
   if (!isRecord(body)) return new InvalidRequestError('a command is a map with event, cmdId and client');
-  const { event, cmdId, client, expectSeq } = body;
-  if (!isRecord(event)) return new InvalidRequestError('event must be a map');
-  if (typeof event['type'] !== 'string' || event['type'].length === 0 || event['type'].length > MAX_ID) {
-    return new InvalidRequestError(`event.type must be a string of 1-${MAX_ID} characters`);
-  }
-  // Delayed events are the runtime's to fire: a client must not trigger a session's timers.
-  if (event['type'].startsWith('xstate.')) return new InvalidRequestError(`event type ${event['type']} is reserved`);
+  const { cmdId, client, expectSeq } = body;
+  const event = checkEvent(body['event']);
+  if (event instanceof Error) return event;
   const id = checkLabel(cmdId, 'cmdId');
   if (id instanceof Error) return id;
   const who = checkLabel(client, 'client');
@@ -29,8 +25,7 @@ export function parseCommand(body: unknown): CommandRequest | InvalidRequestErro
   if (expectSeq !== undefined && (!Number.isSafeInteger(expectSeq) || (expectSeq as number) < 0)) {
     return new InvalidRequestError('expectSeq must be a non-negative integer');
   }
-  const { meta: _ignored, ...userEvent } = event;
-  return { event: userEvent as UserEvent, cmdId: id, client: who, ...(expectSeq === undefined ? {} : { expectSeq: expectSeq as number }) };
+  return { event, cmdId: id, client: who, ...(expectSeq === undefined ? {} : { expectSeq: expectSeq as number }) };
 }
 
 export function parseRead(body: unknown): ReadRequest | InvalidRequestError {
@@ -42,4 +37,77 @@ export function parseRead(body: unknown): ReadRequest | InvalidRequestError {
     return new InvalidRequestError('minSeq must be a non-negative integer');
   }
   return { client: who, ...(minSeq === undefined ? {} : { minSeq: minSeq as number }) };
+}
+
+/** Longest lease a transaction may ask for: a client that needs more should not hold a session's lock that long. */
+export const MAX_TX_TIMEOUT = 600_000;
+
+function checkEvent(event: unknown): UserEvent | InvalidRequestError {
+  if (!isRecord(event)) return new InvalidRequestError('event must be a map');
+  if (typeof event['type'] !== 'string' || event['type'].length === 0 || event['type'].length > MAX_ID) {
+    return new InvalidRequestError(`event.type must be a string of 1-${MAX_ID} characters`);
+  }
+  // Delayed events are the runtime's to fire: a client must not trigger a session's timers.
+  if (event['type'].startsWith('xstate.')) return new InvalidRequestError(`event type ${event['type']} is reserved`);
+  const { meta: _ignored, ...userEvent } = event;
+  return userEvent as UserEvent;
+}
+
+function isCount(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+/** Which request a body on the `read` subject is: a cache verification carries `since`. */
+export function isVerify(body: unknown): boolean {
+  return isRecord(body) && body['since'] !== undefined;
+}
+
+/** Which request a body on the `cmd` subject is: a transaction step says `kind: 'tx'`. */
+export function isTx(body: unknown): boolean {
+  return isRecord(body) && body['kind'] === 'tx';
+}
+
+export function parseVerify(body: unknown): VerifyRequest | InvalidRequestError {
+  if (!isRecord(body)) return new InvalidRequestError('a verification is a map with client, since and max');
+  const who = checkLabel(body['client'], 'client');
+  if (who instanceof Error) return who;
+  const { since, max } = body;
+  if (!isCount(since)) return new InvalidRequestError('since must be a non-negative integer');
+  if (!isCount(max) || max < 1) return new InvalidRequestError('max must be a positive integer');
+  return { client: who, since, max };
+}
+
+export function parseTx(body: unknown): TxRequest | InvalidRequestError {
+  if (!isRecord(body) || body['kind'] !== 'tx') return new InvalidRequestError("a transaction step is a map with kind 'tx', op, txId and client");
+  const txId = checkLabel(body['txId'], 'txId');
+  if (txId instanceof Error) return txId;
+  const client = checkLabel(body['client'], 'client');
+  if (client instanceof Error) return client;
+  const op = body['op'];
+  switch (op) {
+    case 'begin': {
+      const timeout = body['timeout'];
+      if (typeof timeout !== 'number' || !(timeout > 0 && timeout <= MAX_TX_TIMEOUT)) {
+        return new InvalidRequestError(`timeout must be a number of ms above 0 and at most ${MAX_TX_TIMEOUT}`);
+      }
+      return { kind: 'tx', op, txId, client, timeout };
+    }
+    case 'send': {
+      const step = body['step'];
+      if (!isCount(step)) return new InvalidRequestError('step must be a non-negative integer');
+      const event = checkEvent(body['event']);
+      if (event instanceof Error) return event;
+      return { kind: 'tx', op, txId, client, step, event };
+    }
+    case 'commit': {
+      const steps = body['steps'];
+      if (!isCount(steps)) return new InvalidRequestError('steps must be a non-negative integer');
+      return { kind: 'tx', op, txId, client, steps };
+    }
+    case 'read':
+    case 'abort':
+      return { kind: 'tx', op, txId, client };
+    default:
+      return new InvalidRequestError('op must be one of begin, send, read, commit, abort');
+  }
 }

@@ -5,6 +5,7 @@ import { encodeBody } from '../bus/claimCheck.js';
 import { decode, encode } from '../bus/codec.js';
 import { createNatsBus } from '../bus/nats/mod.js';
 import {
+  clientSubject,
   cmdShardFilter,
   escapeToken,
   journalStreamFilter,
@@ -18,9 +19,10 @@ import {
 } from '../bus/subjects.js';
 import type { BlobStore, Bus, Delivery, Journal, KvStore, Subscription } from '../bus/types.js';
 import { createLogger } from '../log/logger.js';
-import type { CommandReply, ReadReply } from '../machines/protocol.js';
+import { HEADER, type ClientNotice, type CommandReply, type ReadReply, type TxReply, type VerifyReply } from '../machines/protocol.js';
 import type { Application } from './application.js';
-import { InvalidRequestError, UnknownApplicationError, toErrorBody } from './errors.js';
+import { ClientRecords, clientOptions, type ClientRecordInfo } from './clientRecords.js';
+import { InvalidRequestError, UnknownApplicationError, toErrorBody, type RollbackReason } from './errors.js';
 import { HostedSession, type SessionHost } from './hostedSession.js';
 import { loadSession } from './loadSession.js';
 import { requestFailover } from './failover.js';
@@ -28,7 +30,7 @@ import { READ_ONLY_QUEUE, Replication, type ReplicaStatus } from './replica.js';
 import { MembershipHost } from './membership.js';
 import { MEMBERSHIP_DEFAULTS, MIN_SESSION_TIMEOUT, type MembershipConfig } from '../machines/membership.js';
 import type { View } from '../machines/view.js';
-import { parseCommand, parseRead } from './requests.js';
+import { isTx, isVerify, parseCommand, parseRead, parseTx, parseVerify } from './requests.js';
 import { DEFAULT_SHARD_COUNT } from './shard.js';
 import { SessionStore } from './sessionStore.js';
 
@@ -66,7 +68,16 @@ export interface WorkerOptions {
    * node can fail). Whoever creates them first decides.
    */
   storageReplicas?: number;
+  /**
+   * Server-side client records (DESIGN.md section 6): a client silent for
+   * `troubledInterval` ms (default 10 000) is non-responsive; back within
+   * `recoveryWait` ms more (default 60 000) it keeps its locks and open
+   * transactions, else they are rolled back.
+   */
+  clients?: { troubledInterval?: number; recoveryWait?: number };
 }
+
+export type { ClientRecordInfo } from './clientRecords.js';
 
 export interface Worker {
   readonly id: string;
@@ -85,13 +96,23 @@ export interface Worker {
   replicaStatus(shard: number): ReplicaStatus;
   /** Sessions in memory now. */
   readonly activeSessions: number;
-  /** Passivates every active session now (snapshot written, memory freed). Returns how many. */
+  /** Passivates every active session now (snapshot written, memory freed), except those holding a transaction open. Returns how many. */
   passivate(): Promise<number>;
+  /**
+   * Disconnects a client by force (ECP ChangeToNotConnected): `client` is a
+   * client id, or a label for every client of that label seen here. Flushes
+   * background journaling, rolls back its open transactions (releasing their
+   * locks), refuses its requests with ClientDisconnectedError for
+   * recoveryWait, and tells it on its client subject.
+   */
+  forceDisconnect(client: string): Promise<{ transactions: number }>;
+  /** The clients this worker has heard from lately. */
+  clients(): readonly ClientRecordInfo[];
   /** Passivates every session (snapshots written), unsubscribes, and closes its own bus. */
   stop(): Promise<void>;
 }
 
-type Reply = CommandReply | ReadReply;
+type Reply = CommandReply | ReadReply | TxReply | VerifyReply;
 /** Room kept in a reply for its headers and subject. */
 const REPLY_HEADROOM = 1024;
 const RETRY = Symbol('retry');
@@ -112,6 +133,7 @@ class WorkerHost implements SessionHost {
   #replicaTick: TimerHandle | undefined;
   #sweep: TimerHandle | undefined;
   #stopped = false;
+  readonly clients: ClientRecords;
 
   constructor(
     readonly id: string,
@@ -126,8 +148,49 @@ class WorkerHost implements SessionHost {
     readonly log: Logger,
     applications: Application[],
     readonly shardCount: number,
+    clients: { troubledInterval: number; recoveryWait: number },
   ) {
     this.#apps = new Map(applications.map((a) => [a.name, a]));
+    this.clients = new ClientRecords({
+      ...clients,
+      clock,
+      log,
+      transactionsOf: (client) => [...this.sessions.values()].filter((s) => s.openTransaction?.client === client).length,
+      rollBack: (client, reason) => this.rollBack(client, reason),
+    });
+  }
+
+  get rollbacks(): ClientRecords {
+    return this.clients;
+  }
+
+  /** Rolls back `client`'s open transactions; queued in each session's mailbox at once, so before any later request. */
+  async rollBack(client: string, reason: RollbackReason): Promise<number> {
+    const holding = [...this.sessions.values()].filter((s) => s.openTransaction?.client === client);
+    const done = await Promise.all(holding.map((s) => s.rollBackClient(client, reason)));
+    return done.filter(Boolean).length;
+  }
+
+  async forceDisconnect(client: string): Promise<{ transactions: number }> {
+    const ids = this.clients.match(client);
+    const reason = `disconnected by force by worker ${this.id}`;
+    // Refused first, so nothing it sends from now on slips in while the rest happens.
+    this.clients.refuse(ids, reason);
+    // What it wrote at commit level memory reaches the journal before it is told.
+    await Promise.all([...this.sessions.values()].map((s) => s.flush()));
+    const counts = await Promise.all(ids.map((id) => this.rollBack(id, 'forced')));
+    const transactions = counts.reduce((a, b) => a + b, 0);
+    const notice: ClientNotice = { type: 'disconnected', by: this.id, reason };
+    for (const id of ids) {
+      try {
+        this.bus.publish(clientSubject(this.cluster, id), encode(notice), { headers: { [HEADER.client]: id } });
+      } catch (err) {
+        this.log.warn({ err, clientId: id }, 'disconnect notice not sent');
+      }
+    }
+    await this.bus.flush();
+    this.log.warn({ client, clients: ids, transactions }, 'client disconnected by force');
+    return { transactions };
   }
 
   get serving(): number[] {
@@ -165,6 +228,7 @@ class WorkerHost implements SessionHost {
     }
     await this.bus.flush();
     this.#armSweep();
+    this.clients.start();
     if (membership !== undefined) await this.#join(membership, this.id);
     this.log.info({ shards: this.#shardSubs.size, apps: [...this.#apps.keys()] }, 'worker started');
   }
@@ -329,21 +393,42 @@ class WorkerHost implements SessionHost {
     } catch (err) {
       return { ok: false, error: toErrorBody(err) };
     }
+    const { id, shard } = target;
+    if (kind === 'cmd' && isTx(body)) {
+      const req = parseTx(body);
+      if (req instanceof Error) return { ok: false, error: toErrorBody(req) };
+      return this.#dispatch(app, id, shard, req.client, (s) => s.transaction(req, this.clock.now()));
+    }
     if (kind === 'cmd') {
       const req = parseCommand(body);
       if (req instanceof Error) return { ok: false, error: toErrorBody(req) };
-      return this.#dispatch(app, target.id, target.shard, (s) => s.command(req, this.clock.now()));
+      return this.#dispatch(app, id, shard, req.client, (s) => s.command(req, this.clock.now()));
+    }
+    if (isVerify(body)) {
+      const req = parseVerify(body);
+      if (req instanceof Error) return { ok: false, error: toErrorBody(req) };
+      return this.#dispatch(app, id, shard, req.client, (s) => s.verify(req));
     }
     const req = parseRead(body);
     if (req instanceof Error) return { ok: false, error: toErrorBody(req) };
-    return this.#dispatch(app, target.id, target.shard, async (s) => s.read(req.minSeq));
+    return this.#dispatch(app, id, shard, req.client, async (s) => s.read(req.minSeq));
   }
 
-  /** Runs `fn` in the session's mailbox; a session evicted meanwhile is reloaded and `fn` runs there. */
-  async #dispatch<T>(app: Application, id: string, shard: number, fn: (s: HostedSession) => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` in the session's mailbox; a session evicted meanwhile is
+   * reloaded and `fn` runs there. A client disconnected by force is refused
+   * on arrival and again when its turn comes (it may have been queued before).
+   */
+  async #dispatch(app: Application, id: string, shard: number, client: string, fn: (s: HostedSession) => Promise<Reply>): Promise<Reply> {
+    const refused = this.clients.seen(client);
+    if (refused !== undefined) return { ok: false, error: toErrorBody(refused) };
     for (;;) {
       const session = await this.#session(app, id, shard);
-      const r = await session.enqueue(async () => (session.evicted ? RETRY : fn(session)));
+      const r = await session.enqueue(async () => {
+        if (session.evicted) return RETRY;
+        const late = this.clients.refusal(client);
+        return late === undefined ? fn(session) : { ok: false as const, error: toErrorBody(late) };
+      });
       if (r !== RETRY) return r;
     }
   }
@@ -428,19 +513,21 @@ class WorkerHost implements SessionHost {
   async #passivateIdle(): Promise<void> {
     const now = this.clock.now();
     this.replicas?.sweep(Math.min(...[...this.#apps.values()].map((a) => a.unusedSessionLifetime)));
-    const idle = [...this.sessions.entries()].filter(([, s]) => now - s.lastActive >= s.app.unusedSessionLifetime);
-    await Promise.all(idle.map(([key, s]) => this.#passivate(key, s)));
+    // A session holding a transaction stays: its lock and working copy live only here.
+    const idle = [...this.sessions.entries()].filter(([, s]) => now - s.lastActive >= s.app.unusedSessionLifetime && s.openTransaction === undefined);
+    await Promise.all(idle.map(([key, s]) => this.#passivate(key, s, true, false)));
   }
 
   async passivateAll(): Promise<number> {
-    const all = [...this.sessions.entries()];
-    await Promise.all(all.map(([key, s]) => this.#passivate(key, s)));
+    const all = [...this.sessions.entries()].filter(([, s]) => s.openTransaction === undefined);
+    await Promise.all(all.map(([key, s]) => this.#passivate(key, s, true, false)));
     return all.length;
   }
 
-  async #passivate(key: string, s: HostedSession, wake = true): Promise<void> {
+  /** `force`: even a session holding a transaction (the shard is leaving or the worker stopping; the transaction is lost). */
+  async #passivate(key: string, s: HostedSession, wake = true, force = true): Promise<void> {
     await s.enqueue(async () => {
-      if (s.evicted) return;
+      if (s.evicted || (!force && s.openTransaction !== undefined)) return;
       await s.passivate();
       this.evict(s);
       const due = s.state.timers[0]?.due;
@@ -471,6 +558,7 @@ class WorkerHost implements SessionHost {
     for (const sub of this.#subs.splice(0)) sub.unsubscribe();
     this.#unlistenStatus?.();
     if (this.#sweep !== undefined) this.clock.clearTimeout(this.#sweep);
+    this.clients.stop();
     for (const t of this.#dormant.values()) this.clock.clearTimeout(t);
     this.#dormant.clear();
     await Promise.all(
@@ -534,6 +622,7 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
     if (!Number.isInteger(s) || s < 0 || s >= shardCount) throw new RangeError(`shard ${s} is outside 0..${shardCount - 1}`);
   }
   const config = options.shards === undefined ? membershipConfig(options, shardCount) : undefined;
+  const clients = clientOptions(options.clients);
   if (!options.bus && !options.nats) throw new TypeError('startWorker needs `nats` (server URLs) or `bus`');
   const bus = options.bus ?? (await createNatsBus({ servers: options.nats!, name: `cohort-worker` }));
   const id = options.id ?? randomUUID().slice(0, 8);
@@ -560,6 +649,7 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
     log,
     options.applications,
     shardCount,
+    clients,
   );
   if (config !== undefined) host.leaveBound = Math.max(10_000, 3 * config.sessionTimeout);
   await host.start(
@@ -586,6 +676,8 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
       return host.sessions.size;
     },
     passivate: () => host.passivateAll(),
+    forceDisconnect: (client) => host.forceDisconnect(client),
+    clients: () => host.clients.info(),
     stop: () => host.stop(),
   };
 }
