@@ -81,6 +81,8 @@ interface Pending {
   /** Retry after a retryable answer (moved, locked), on its own short pause. */
   pause: TimerHandle | undefined;
   answeredRetries: number;
+  /** Attempts so far; only the latest one's failure counts (an earlier one may still be out after a reconnect). */
+  attempts: number;
   settled: boolean;
 }
 
@@ -119,7 +121,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (typeof options.bus !== 'function') this.#adopt(options.bus);
     this.#actor = createActor(connectionMachine, { input: { config: options.config, now: options.clock.now() } });
     this.#actor.on('connected', () => this.#onConnected());
-    this.#actor.on('retry', () => this.#retryAll());
+    this.#actor.on('retry', (e) => this.#retryAll(e.reconnected));
     this.#actor.on('recovered', (e) => this.#onRecovered(e.after));
     this.#actor.on('disabled', (e) => this.#onDisabled(e));
     this.#actor.subscribe((s) => {
@@ -191,6 +193,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
         inFlight: false,
         pause: undefined,
         answeredRetries: 0,
+        attempts: 0,
         settled: false,
       };
       this.#pending.add(p);
@@ -333,9 +336,10 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     });
   }
 
-  #retryAll(): void {
+  /** `reconnected`: requests in flight went to a server connection that is gone; nats.js would let them wait out their timeout. */
+  #retryAll(reconnected = false): void {
     for (const p of [...this.#pending]) {
-      if (!p.inFlight && p.pause === undefined && !p.settled) void this.#attempt(p, this.#readOnly && p.spec.fallback !== undefined);
+      if ((reconnected || !p.inFlight) && p.pause === undefined && !p.settled) void this.#attempt(p, this.#readOnly && p.spec.fallback !== undefined);
     }
     const bus = this.#bus;
     if (bus === undefined) return;
@@ -360,16 +364,17 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     const remaining = p.spec.timeout === undefined ? Infinity : p.started + p.spec.timeout - now;
     if (remaining <= 0) return this.#giveUp(p);
     const subject = fallback ? p.spec.fallback! : p.spec.subject;
+    const attempt = ++p.attempts;
     p.inFlight = true;
     let m: Message;
     try {
       m = await bus.request(subject, p.spec.body, { timeout: Math.min(remaining, this.#o.attemptTimeout) });
     } catch (err) {
+      if (p.settled || attempt !== p.attempts) return; // a later attempt speaks for it
       p.inFlight = false;
-      if (p.settled) return;
       return this.#unanswered(p, err, fallback);
     }
-    p.inFlight = false;
+    if (attempt === p.attempts) p.inFlight = false;
     if (p.settled) return;
     let reply: Reply;
     try {
@@ -379,7 +384,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       this.#send({ type: 'ANSWERED', now: this.#o.clock.now() });
       return this.#settle(p, err instanceof Error ? err : new Error(String(err)));
     }
-    if (!fallback) this.#send({ type: 'ANSWERED', now: this.#o.clock.now() });
+    // In NORMAL an answer changes nothing: spare the machine a transition per request.
+    if (!fallback && this.#state !== 'NORMAL') this.#send({ type: 'ANSWERED', now: this.#o.clock.now() });
     if (reply.ok || reply.error === undefined || !reply.error.retryable) return this.#settle(p, reply);
     // Answered "retry" (moved, locked, not enough replicas): this request alone waits a moment.
     p.lastError = fromErrorBody(reply.error);

@@ -80,8 +80,11 @@ export type ConnectionEvent =
   | { type: 'CLOSE'; now: number };
 
 export type ConnectionEffect =
-  /** Send every pending request again (same bodies, so the same command ids). */
-  | { type: 'retry' }
+  /**
+   * Send every pending request again (same bodies, so the same command ids);
+   * after a reconnect, those in flight too: the server that had them is gone.
+   */
+  | { type: 'retry'; reconnected: boolean }
   /** Connected: send what was queued. */
   | { type: 'connected'; connection: number }
   /** TROUBLE is over: send what queued, re-subscribe, verify the cache. */
@@ -132,12 +135,12 @@ export const connectionMachine = setup({
       if (context.now < context.nextRetryAt) return;
       const retries = context.retries + 1;
       enqueue.assign({ retries, nextRetryAt: context.now + retryPause(retries, context.config.reconnectInterval) });
-      enqueue.emit({ type: 'retry' });
+      enqueue.emit({ type: 'retry', reconnected: false });
     }),
     /** The bus is back: no reason to wait for the next retry deadline. */
     retryNow: enqueueActions(({ context, enqueue }) => {
       enqueue.assign({ retries: context.retries + 1, nextRetryAt: context.now + retryPause(context.retries + 1, context.config.reconnectInterval) });
-      enqueue.emit({ type: 'retry' });
+      enqueue.emit({ type: 'retry', reconnected: true });
     }),
     disableForced: enqueueActions(({ event, enqueue }) => {
       const reason = 'reason' in event ? event.reason : 'disconnected';

@@ -94,7 +94,7 @@ describe('connection machine', () => {
     h.clock.increment(3);
     h.send({ type: 'BUS_UP' });
     expect(h.effects.filter((e) => e.type === 'retry').length).toBe(before + 1);
-    expect(h.effects.at(-1)?.at).toBe(1_000 + 1_003);
+    expect(h.effects.at(-1)).toMatchObject({ type: 'retry', reconnected: true, at: 1_000 + 1_003 });
   });
 
   it('TROUBLE for troubledInterval disables, exactly at the deadline, naming the last reason', () => {
