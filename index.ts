@@ -17,19 +17,33 @@ export {
   type SendResult,
   type SendOptions,
   type SessionHandle,
+  type Transaction,
+  type TransactionOptions,
+  type TransactionResult,
+  type Verification,
+  type ClientEvents,
 } from './actors/client.js';
+export { CONNECTION_DEFAULTS, type ConnectionConfig, type ConnectionState } from './machines/connection.js';
+export { CorruptCounterError, CounterExhaustedError, type Counter, type CounterOptions } from './actors/counter.js';
 export {
+  ClientDisconnectedError,
   ConflictError,
+  CrossShardTransactionError,
   EventRejectedError,
   InvalidRequestError,
+  NetworkError,
   NotEnoughReplicasError,
+  SessionLockedError,
   SessionMovedError,
+  TransactionRolledBackError,
+  TransactionTimeoutError,
   UnknownApplicationError,
+  type RollbackReason,
 } from './actors/errors.js';
 export { DEFAULT_SHARD_COUNT, shardOf } from './actors/shard.js';
 export { FailoverRefusedError, requestFailover, type FailoverRequest } from './actors/failover.js';
 export type { ReplicaStatus } from './actors/replica.js';
-export type { EventMeta, PatchOperation, StampedEvent, UserEvent } from './machines/protocol.js';
+export type { EventMeta, PatchOperation, StampedEvent, UserEvent, VerifyOutcome } from './machines/protocol.js';
 
 // Membership: the view every worker agrees on.
 export type { Member, ShardAssignment, ShardState, View } from './machines/view.js';

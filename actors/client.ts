@@ -186,6 +186,7 @@ export interface Client {
   /** Reads are being answered by secondaries (read-only fallback). */
   readonly readOnly: boolean;
   on<K extends keyof ClientEvents>(event: K, listener: (...args: ClientEvents[K]) => void): this;
+  once<K extends keyof ClientEvents>(event: K, listener: (...args: ClientEvents[K]) => void): this;
   off<K extends keyof ClientEvents>(event: K, listener: (...args: ClientEvents[K]) => void): this;
   session(app: string, id: string): SessionHandle;
   /** Unique increasing ids from a cluster-wide counter, reserved in blocks (ECP $Increment). */
