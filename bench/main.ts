@@ -1,4 +1,5 @@
 import { benchBus } from './bus.js';
+import { benchConnections } from './connections.js';
 import { benchFailover } from './failover.js';
 import { benchSessions } from './sessions.js';
 
@@ -7,6 +8,7 @@ const benches: Record<string, (write: (line: string) => void) => Promise<number>
   bus: benchBus,
   sessions: benchSessions,
   failover: benchFailover,
+  connections: benchConnections,
 };
 
 const write = (line: string): void => void process.stdout.write(line + '\n');
