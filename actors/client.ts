@@ -202,7 +202,9 @@ interface Watch {
   readonly app: string;
   readonly id: string;
   readonly listeners: Set<(p: Patch) => void>;
-  readonly sub: Subscription;
+  /** On the bus of the connection it was made on; a new connection subscribes again. */
+  sub: Pick<Subscription, 'unsubscribe'>;
+  bus: Bus | undefined;
   last: number | undefined;
   resyncing: boolean;
   held: PatchMessage[];
@@ -249,6 +251,12 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
       this.emit('state', state, reason);
     });
     this.#conn.on('recovered', () => void this.verify().catch(() => undefined));
+    this.#conn.on('connected', (n) => {
+      if (n === 1) return;
+      // A new connection (after DISABLED): patches subscribed again, on its bus, and the cache verified.
+      this.#resubscribe();
+      void this.verify().catch(() => undefined);
+    });
     this.#conn.on('disabled', (failure, reason) => this.emit('disabled', failure, reason));
     this.#conn.on('readOnly', (on) => this.emit('readOnly', on));
   }
@@ -349,8 +357,6 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
     let w = this.#watches.get(key);
     if (w === undefined) {
       const bus = this.#conn.bus;
-      if (bus === undefined) throw new ClientDisconnectedError(this.id, 'subscribe needs a connection: call it after connect()');
-      const subject = eventSubject(this.cluster, app, id);
       const watch: Watch = {
         app,
         id,
@@ -358,16 +364,12 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
         last: this.#cache.peek(app, id)?.seq,
         resyncing: false,
         held: [],
-        sub: bus.subscribe(subject, (m) => {
-          let p: PatchMessage;
-          try {
-            p = decode(m.data, { where: `patch on ${subject}` }) as PatchMessage;
-          } catch {
-            return; // not a patch of ours: ignore it, keep listening
-          }
-          this.#onPatch(watch, p);
-        }),
+        bus,
+        sub: { unsubscribe: () => undefined },
       };
+      // Not connected now (after DISABLED): it subscribes when the next connection is made.
+      if (bus !== undefined) watch.sub = this.#listen(bus, watch);
+      else void this.open().catch(() => undefined);
       w = watch;
       this.#watches.set(key, w);
     }
@@ -379,6 +381,34 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
       watch.sub.unsubscribe();
       if (this.#watches.get(key) === watch) this.#watches.delete(key);
     };
+  }
+
+  #listen(bus: Bus, watch: Watch): Subscription {
+    const subject = eventSubject(this.cluster, watch.app, watch.id);
+    return bus.subscribe(subject, (m) => {
+      let p: PatchMessage;
+      try {
+        p = decode(m.data, { where: `patch on ${subject}` }) as PatchMessage;
+      } catch {
+        return; // not a patch of ours: ignore it, keep listening
+      }
+      this.#onPatch(watch, p);
+    });
+  }
+
+  #resubscribe(): void {
+    const bus = this.#conn.bus;
+    if (bus === undefined) return;
+    for (const w of this.#watches.values()) {
+      if (w.bus === bus) continue;
+      try {
+        w.sub.unsubscribe();
+      } catch {
+        // its bus is closed already
+      }
+      w.bus = bus;
+      w.sub = this.#listen(bus, w);
+    }
   }
 
   #onPatch(w: Watch, p: PatchMessage): void {

@@ -59,6 +59,8 @@ export interface ConnectionOptions {
 export interface ConnectionEvents {
   /** Every change of state, with why. */
   state: [state: ConnectionState, reason: string];
+  /** A connection is made: the first, or a new one after DISABLED (possibly on a new bus). */
+  connected: [connection: number];
   /** TROUBLE ended: requests flow again (verify caches now). */
   recovered: [afterMs: number];
   /** Every pending request failed; open transactions are rollback-only. */
@@ -120,7 +122,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.#clientId = newClientId(options.label);
     if (typeof options.bus !== 'function') this.#adopt(options.bus);
     this.#actor = createActor(connectionMachine, { input: { config: options.config, now: options.clock.now() } });
-    this.#actor.on('connected', () => this.#onConnected());
+    this.#actor.on('connected', (e) => this.#onConnected(e.connection));
     this.#actor.on('retry', (e) => this.#retryAll(e.reconnected));
     this.#actor.on('recovered', (e) => this.#onRecovered(e.after));
     this.#actor.on('disabled', (e) => this.#onDisabled(e));
@@ -277,7 +279,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     })();
   }
 
-  #onConnected(): void {
+  #onConnected(connection: number): void {
     this.#clientId = newClientId(this.#o.label);
     this.#notices?.unsubscribe();
     const bus = this.#bus;
@@ -296,7 +298,10 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       });
     }
     // Deferred: the machine is still inside its transition.
-    queueMicrotask(() => this.#retryAll());
+    queueMicrotask(() => {
+      this.emit('connected', connection);
+      this.#retryAll();
+    });
   }
 
   #onRecovered(after: number): void {

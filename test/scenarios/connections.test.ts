@@ -107,6 +107,9 @@ describe('client connections under real faults (nats)', () => {
     cleanup.push(() => client.close());
     const seen = states(client);
     const [orphan] = sessionsOn(SHARDS - 1, 1, SHARDS);
+    const [served] = sessionsOn(0, 1, SHARDS);
+    const patches: number[] = [];
+    client.session('tally', served!).subscribe((p) => patches.push(p.seq));
     const firstId = client.id;
     const started = Date.now();
     const err = await client
@@ -134,6 +137,11 @@ describe('client connections under real faults (nats)', () => {
     expect(seen.slice(seen.lastIndexOf('NOT_CONNECTED'))).toEqual(['NOT_CONNECTED', 'CONNECTING', 'NORMAL']);
     expect(client.id).not.toBe(firstId); // a new connection, a new client id on the servers
     expect(await tokensOf(client, orphan!)).toEqual(['later']);
+    // The new connection (a new bus of its own) subscribed the patches again.
+    const other = await connect({ nats: nats.url, cluster, shardCount: SHARDS, label: 'other' });
+    cleanup.push(() => other.close());
+    await other.session('tally', served!).send({ type: 'ADD', token: 'seen' });
+    await waitFor(() => patches.includes(1), { what: 'a patch on the new connection' });
   });
 
   it('a call with its own timeout gives up with TimeoutError at it, and says it was not committed', SCENARIO, async () => {
