@@ -3,36 +3,17 @@
  * transactions and locks, server-side client records seen from the client,
  * cache verification, stale reads from the cache, and counters.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { defineApplication } from '../../actors/application.js';
 import { connect, type Client, type Patch, type Verification } from '../../actors/client.js';
 import { CrossShardTransactionError, EventRejectedError, NetworkError, TransactionTimeoutError } from '../../actors/errors.js';
 import { startWorker } from '../../actors/worker.js';
-import { createMemoryBus, createMemoryServer, type MemoryServer } from '../../bus/memory/mod.js';
-import { createNatsBus } from '../../bus/nats/mod.js';
-import type { Bus } from '../../bus/types.js';
-import type { NatsServer } from '../../harness/natsServer.js';
 import type { ConnectionState } from '../../machines/connection.js';
 import { counterMachine } from '../fixtures/counter.js';
-import { startTestServer } from '../nats.js';
+import { busTargets } from '../busTargets.js';
 import { waitFor } from '../waitFor.js';
 
-type Target = { name: 'memory' | 'nats'; bus(): Promise<Bus> };
-
-let nats: NatsServer;
-let memory: MemoryServer;
-beforeAll(async () => {
-  nats = await startTestServer();
-  memory = createMemoryServer();
-});
-afterAll(async () => {
-  await nats?.[Symbol.asyncDispose]();
-});
-
-const targets: Target[] = [
-  { name: 'memory', bus: async () => createMemoryBus({ server: memory }) },
-  { name: 'nats', bus: () => createNatsBus({ servers: nats.url }) },
-];
+const targets = busTargets();
 
 let clusters = 0;
 const stops: (() => Promise<unknown>)[] = [];

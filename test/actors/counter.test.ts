@@ -1,29 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { CorruptCounterError, createCounter, type Counter } from '../../actors/counter.js';
-import { createMemoryBus, createMemoryServer, type MemoryServer } from '../../bus/memory/mod.js';
-import { createNatsBus } from '../../bus/nats/mod.js';
 import { escapeToken } from '../../bus/subjects.js';
 import type { Bus, KvStore } from '../../bus/types.js';
-import type { NatsServer } from '../../harness/natsServer.js';
-import { startTestServer } from '../nats.js';
+import { busTargets } from '../busTargets.js';
 
-type Target = { name: 'memory' | 'nats'; bus(): Promise<Bus> };
-
-let nats: NatsServer;
-let memory: MemoryServer;
-beforeAll(async () => {
-  nats = await startTestServer();
-  memory = createMemoryServer();
-});
-afterAll(async () => {
-  await nats?.[Symbol.asyncDispose]();
-});
-
-const targets: Target[] = [
-  { name: 'memory', bus: async () => createMemoryBus({ server: memory }) },
-  { name: 'nats', bus: () => createNatsBus({ servers: nats.url }) },
-];
+const targets = busTargets();
 
 const text = (value: Uint8Array): string => new TextDecoder().decode(value);
 

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import jsonPatch from 'fast-json-patch';
 import { defineApplication } from '../../actors/application.js';
 import { loadSession } from '../../actors/loadSession.js';
@@ -7,31 +7,14 @@ import { SessionStore } from '../../actors/sessionStore.js';
 import { startWorker, type Worker } from '../../actors/worker.js';
 import { SimulatedClock } from '../../bus/clock.js';
 import { decode, encode } from '../../bus/codec.js';
-import { createMemoryBus, createMemoryServer, type MemoryServer } from '../../bus/memory/mod.js';
-import { createNatsBus } from '../../bus/nats/mod.js';
 import { journalStreamFilter, journalStreamName, readOnlySubject } from '../../bus/subjects.js';
-import type { Bus } from '../../bus/types.js';
-import type { NatsServer } from '../../harness/natsServer.js';
 import { cleanupAfterEach } from '../cleanup.js';
 import { counterMachine } from '../fixtures/counter.js';
 import { RawSession, SHARDS, errorOf, rawCohort } from '../fixtures/rawCohort.js';
-import { startTestServer } from '../nats.js';
+import { busTargets } from '../busTargets.js';
 import { waitFor } from '../waitFor.js';
 
-let nats: NatsServer;
-let memory: MemoryServer;
-beforeAll(async () => {
-  nats = await startTestServer();
-  memory = createMemoryServer();
-});
-afterAll(async () => {
-  await nats?.[Symbol.asyncDispose]();
-});
-
-const targets = [
-  { name: 'memory', bus: async (): Promise<Bus> => createMemoryBus({ server: memory }) },
-  { name: 'nats', bus: (): Promise<Bus> => createNatsBus({ servers: nats.url }) },
-] as const;
+const targets = busTargets();
 
 const A = 'alice#0000000a';
 const B = 'bob#0000000b';

@@ -1,29 +1,12 @@
 import jsonPatch from 'fast-json-patch';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMemoryBus, createMemoryServer, type MemoryServer } from '../../bus/memory/mod.js';
-import { createNatsBus } from '../../bus/nats/mod.js';
-import type { Bus } from '../../bus/types.js';
-import type { NatsServer } from '../../harness/natsServer.js';
+import { describe, expect, it } from 'vitest';
 import type { PatchMessage } from '../../machines/protocol.js';
 import { cleanupAfterEach } from '../cleanup.js';
 import { errorOf, rawCohort, type RawSession, type WireReply } from '../fixtures/rawCohort.js';
-import { startTestServer } from '../nats.js';
+import { busTargets } from '../busTargets.js';
 import { waitFor } from '../waitFor.js';
 
-let nats: NatsServer;
-let memory: MemoryServer;
-beforeAll(async () => {
-  nats = await startTestServer();
-  memory = createMemoryServer();
-});
-afterAll(async () => {
-  await nats?.[Symbol.asyncDispose]();
-});
-
-const targets = [
-  { name: 'memory', bus: async (): Promise<Bus> => createMemoryBus({ server: memory }) },
-  { name: 'nats', bus: (): Promise<Bus> => createNatsBus({ servers: nats.url }) },
-] as const;
+const targets = busTargets();
 
 const C = 'cache#0000000c';
 
