@@ -1,4 +1,4 @@
-import { assign, emit, enqueueActions, setup } from 'xstate';
+import { assign, enqueueActions, setup } from 'xstate';
 
 /**
  * A client's connection to the cluster, after InterSystems ECP (DESIGN.md
@@ -109,6 +109,17 @@ export function nextDeadline(state: ConnectionState, ctx: ConnectionContext): nu
   }
 }
 
+function disable(
+  enqueue: { assign(patch: Partial<ConnectionContext>): void; emit(effect: ConnectionEffect): void },
+  failure: Failure,
+  what: string,
+  context: ConnectionContext,
+  since: number,
+): void {
+  enqueue.assign({ failure });
+  enqueue.emit({ type: 'disabled', failure, reason: `${what}${context.reason ? `: ${context.reason}` : ''}`, after: context.now - since });
+}
+
 export const connectionMachine = setup({
   types: {} as {
     context: ConnectionContext;
@@ -142,6 +153,13 @@ export const connectionMachine = setup({
       enqueue.assign({ retries: context.retries + 1, nextRetryAt: context.now + retryPause(context.retries + 1, context.config.reconnectInterval) });
       enqueue.emit({ type: 'retry', reconnected: true });
     }),
+    /** Gave up: the failure, and how long the state it ended lasted. */
+    waitedOutDisable: enqueueActions(({ context, enqueue }) =>
+      disable(enqueue, 'wait-timeout', `not connected within waitTimeout (${context.config.waitTimeout} ms)`, context, context.connectingSince),
+    ),
+    troubledOutDisable: enqueueActions(({ context, enqueue }) =>
+      disable(enqueue, 'troubled', `no answer for troubledInterval (${context.config.troubledInterval} ms)`, context, context.troubleSince),
+    ),
     disableForced: enqueueActions(({ event, enqueue }) => {
       const reason = 'reason' in event ? event.reason : 'disconnected';
       enqueue.assign({ failure: 'forced', reason });
@@ -188,16 +206,7 @@ export const connectionMachine = setup({
           {
             guard: 'waitedOut',
             target: 'DISABLED',
-            actions: [
-              'clock',
-              assign({ failure: 'wait-timeout' }),
-              emit(({ context, event }) => ({
-                type: 'disabled' as const,
-                failure: 'wait-timeout' as const,
-                reason: `not connected within waitTimeout (${context.config.waitTimeout} ms)${context.reason ? `: ${context.reason}` : ''}`,
-                after: event.now - context.connectingSince,
-              })),
-            ],
+            actions: ['clock', 'waitedOutDisable'],
           },
           { actions: 'clock' },
         ],
@@ -224,16 +233,7 @@ export const connectionMachine = setup({
           {
             guard: 'troubledOut',
             target: 'DISABLED',
-            actions: [
-              'clock',
-              assign({ failure: 'troubled' }),
-              emit(({ context, event }) => ({
-                type: 'disabled' as const,
-                failure: 'troubled' as const,
-                reason: `no answer for troubledInterval (${context.config.troubledInterval} ms)${context.reason ? `: ${context.reason}` : ''}`,
-                after: event.now - context.troubleSince,
-              })),
-            ],
+            actions: ['clock', 'troubledOutDisable'],
           },
           { actions: ['clock', 'retryIfDue'] },
         ],

@@ -10,6 +10,7 @@ import { CrossShardTransactionError, EventRejectedError, NetworkError, Transacti
 import { startWorker } from '../../actors/worker.js';
 import type { ConnectionState } from '../../machines/connection.js';
 import { counterMachine } from '../fixtures/counter.js';
+import { createMemoryBus, createMemoryServer } from '../../bus/memory/mod.js';
 import { busTargets } from '../busTargets.js';
 import { waitFor } from '../waitFor.js';
 
@@ -251,3 +252,20 @@ describe.each(targets)('client connections ($name)', (target) => {
   });
 });
 
+
+describe('connect refuses bad connection options', () => {
+  it('names the option and the value', async () => {
+    const server = createMemoryServer();
+    for (const [key, value] of [
+      ['troubledInterval', 0],
+      ['reconnectInterval', -1],
+      ['waitTimeout', Number.NaN],
+      ['transactionTimeout', Infinity],
+      ['invalidationQueueSize', 2.5],
+      ['cacheSize', -1],
+    ] as const) {
+      await expect(connect({ bus: createMemoryBus({ server }), cluster: 'bad', [key]: value })).rejects.toThrow(new RegExp(`${key} must be`));
+    }
+    await expect(connect({ bus: createMemoryBus({ server }), cluster: 'bad', label: 'a#b' })).rejects.toThrow(/label must be/);
+  });
+});
