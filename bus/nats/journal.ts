@@ -1,9 +1,9 @@
 import { DeliverPolicy, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
-import { headers as natsHeaders, nanos } from '@nats-io/nats-core';
+import { nanos } from '@nats-io/nats-core';
 import { ConnectionError, InvalidNameError, PayloadTooLargeError, WrongLastSequenceError } from '../errors.js';
 import { subjectMatches, validateHeaders, validateName, validateSubject } from '../names.js';
 import type { AppendAck, AppendOptions, FollowOptions, Journal, JournalConfig, JournalEntry, JournalFollow, ReadOptions } from '../types.js';
-import { fromMsgHdrs } from './headers.js';
+import { fromMsgHdrs, toMsgHdrs } from './headers.js';
 import { hasWildcard, subjectWithin } from '../filters.js';
 import { releaseConsumer } from './release.js';
 import { ApiCodes, apiCode, translate } from './errors.js';
@@ -104,14 +104,14 @@ class NatsJournal implements Journal {
 
   async append(subject: string, data: Uint8Array, options: AppendOptions = {}): Promise<AppendAck> {
     this.#checkSubject(subject, false);
-    validateHeaders(options.headers);
+    // A JetStream publish is a request to the stream's subject; the ack is JSON.
+    const headers: Record<string, string> = { ...options.headers };
+    if (options.msgId !== undefined) headers['Nats-Msg-Id'] = options.msgId;
+    if (options.expectedLastSubjectSeq !== undefined) headers['Nats-Expected-Last-Subject-Sequence'] = String(options.expectedLastSubjectSeq);
+    validateHeaders(headers);
     if (data.length > this.maxPayload) throw new PayloadTooLargeError(data.length, this.maxPayload, `append ${subject}`);
     const timeout = options.timeout ?? this.apiTimeout;
-    // A JetStream publish is a request to the stream's subject; the ack is JSON.
-    const h = natsHeaders();
-    for (const name in options.headers) h.set(name, options.headers[name]!);
-    if (options.msgId !== undefined) h.set('Nats-Msg-Id', options.msgId);
-    if (options.expectedLastSubjectSeq !== undefined) h.set('Nats-Expected-Last-Subject-Sequence', String(options.expectedLastSubjectSeq));
+    const h = toMsgHdrs(headers);
     let reply;
     try {
       reply = await this.replies.request(subject, data, h, timeout, 'append');
