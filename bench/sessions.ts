@@ -1,27 +1,23 @@
-import { readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
-import { defineApplication } from '../actors/application.js';
 import { connect, type SessionHandle } from '../actors/client.js';
-import { startWorker } from '../actors/worker.js';
 import { startNatsServer } from '../harness/natsServer.js';
-import { createLogger } from '../log/logger.js';
-import { counterMachine } from './apps.js';
+import { CpuPerOp, cpuTimeMs } from './cpu.js';
 import { startRawNats } from './rawNats.js';
 import { abba, fmtMs, fmtRate, median, pad, serial, summarize } from './stats.js';
+import { BENCH_APP, BENCH_CLUSTER, startBenchWorker } from './workerChannel.js';
 
 /**
  * Sessions on a worker against raw nats.js, measured in one run on one
- * embedded server: one worker (all shards, commit 'journal') and one client in
- * this process; a raw responder on its own connection and a raw stream on its
- * own subjects for the baselines. Alternating (ABBA) rounds so drift weighs on
- * both sides alike.
+ * embedded server. As deployed, the worker (all shards, commit 'journal')
+ * runs in a process of its own (bench/sessionsWorker.ts) and the client in
+ * this one; the raw echo responder sits in the worker's process and the raw
+ * publisher here, so both baselines cross the same boundaries a send does.
+ * Alternating (ABBA) rounds so drift weighs on both sides alike.
  */
 
-const CLUSTER = 'bench';
-const APP = 'tally';
+const CLUSTER = BENCH_CLUSTER;
+const APP = BENCH_APP;
 const PAYLOAD = new Uint8Array(128).fill(7);
 const ADD = { type: 'ADD', by: 1 } as const;
 
@@ -41,9 +37,6 @@ const MEM_WINDOW = 256;
 const ACT_M = 500;
 const ACT_WARM = 200;
 const ACT_RR_N = 500; // raw request/reply samples on each side of the activation run
-
-/** USER_HZ: /proc reports CPU time in these ticks (100 on every Linux build that matters). */
-const CLOCK_TICKS = 100;
 
 const GOAL_LATENCY = 1.25;
 const GOAL_SEND_RATE = 0.5;
@@ -68,34 +61,13 @@ function readEach(sessions: readonly SessionHandle[]): () => Promise<unknown> {
   return () => sessions[i++]!.read();
 }
 
-/** A full collection: `--expose-gc`'s gc if given, else the same function switched on at run time. */
-function findGc(): { gc: () => void; how: string } | undefined {
-  const given = (globalThis as { gc?: unknown }).gc;
-  if (typeof given === 'function') return { gc: given as () => void, how: '--expose-gc' };
-  try {
-    setFlagsFromString('--expose-gc');
-    const gc = runInNewContext('gc') as unknown;
-    if (typeof gc === 'function') return { gc: gc as () => void, how: "v8.setFlagsFromString('--expose-gc')" };
-  } catch {
-    // not available in this runtime
-  }
-  return undefined;
-}
-
 /**
  * Waits until the server has used under 10% of a core for 3 windows of 200 ms in a row (read from
  * /proc; elsewhere a fixed 2 s). Returns the time waited in ms.
  */
 async function untilServerQuiet(pid: number, limitMs = 60_000): Promise<number> {
   const t0 = performance.now();
-  const cpuMs = async (): Promise<number | undefined> => {
-    try {
-      const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
-      return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
-    } catch {
-      return undefined;
-    }
-  };
+  const cpuMs = (): Promise<number | undefined> => cpuTimeMs(pid);
   const first = await cpuMs();
   if (first === undefined) {
     await sleep(2_000);
@@ -114,14 +86,6 @@ async function untilServerQuiet(pid: number, limitMs = 60_000): Promise<number> 
 
 function fmtS(ms: number): string {
   return `${(ms / 1000).toFixed(1)} s`;
-}
-
-async function heapAfterGc(gc: () => void): Promise<number> {
-  for (let i = 0; i < 4; i++) {
-    gc();
-    await new Promise((resolve) => setImmediate(resolve));
-  }
-  return process.memoryUsage().heapUsed;
 }
 
 interface Row {
@@ -145,14 +109,13 @@ export async function benchSessions(write: (line: string) => void): Promise<numb
 
   await using server = await startNatsServer();
 
-  // Raw baselines: a responder on its own connection that echoes, and a stream on its own subjects.
-  const rawNats = await startRawNats(server.url, 'BENCH_SESSIONS_RAW');
+  // Raw baselines: the echo responder is in the worker's process; a stream on its own subjects.
+  const worker = await startBenchWorker(server.url);
+  const rawNats = await startRawNats(server.url, 'BENCH_SESSIONS_RAW', { echo: false });
   const rawRequest = (): Promise<unknown> => rawNats.request(PAYLOAD);
   const rawSubjects = Array.from({ length: TP_SESSIONS }, (_, i) => `bench.raw.js.${i}`);
   const rawPublish = (i = 0): Promise<unknown> => rawNats.publish(rawSubjects[i % rawSubjects.length]!, PAYLOAD);
 
-  const app = defineApplication({ name: APP, machine: counterMachine, commit: 'journal', unusedSessionLifetime: 600_000 });
-  const worker = await startWorker({ nats: server.url, cluster: CLUSTER, applications: [app], logger: createLogger({ level: 'silent' }) });
   const client = await connect({ nats: server.url, cluster: CLUSTER, label: 'bench' });
   phase('start server, worker, client');
 
@@ -167,11 +130,11 @@ export async function benchSessions(write: (line: string) => void): Promise<numb
   await windowed(ACT_M, 64, (i) => act[i]!.send(ADD));
   await serial(WARM, rawRequest);
   phase(`create ${ACT_WARM + ACT_M} sessions`);
-  const passivatedForActivation = await worker.passivate();
+  const passivatedForActivation = await worker.call('passivate');
   const quiet1 = await untilServerQuiet(server.pid);
   phase(`passivate ${passivatedForActivation} (snapshots written), then server quiet after ${fmtS(quiet1)}`);
   await serial(ACT_WARM, readEach(actWarm)); // warms the activation path
-  await worker.passivate(); // those again: no new events, so no new snapshot and no purge
+  await worker.call('passivate'); // those again: no new events, so no new snapshot and no purge
   const actRr: number[] = [...(await serial(ACT_RR_N, rawRequest))];
   const firstReads = summarize(await serial(ACT_M, readEach(act)));
   actRr.push(...(await serial(ACT_RR_N, rawRequest)));
@@ -205,10 +168,13 @@ export async function benchSessions(write: (line: string) => void): Promise<numb
   await windowed(TP_SESSIONS, TP_WINDOW, (i) => tp[i]!.send(ADD)); // activation, not measured
   await windowed(TP_SESSIONS, TP_WINDOW, (i) => tp[i]!.send(ADD));
   await windowed(TP_SESSIONS, TP_WINDOW, (i) => rawPublish(i));
+  const pids = { worker: worker.pid, client: process.pid, 'nats-server': server.pid };
+  const rawCpu = new CpuPerOp<number>(pids);
+  const sendCpu = new CpuPerOp<number>(pids);
   const { raw: rawJsRates, cohort: sendRates } = await abba(
     ROUNDS,
-    () => windowed(RAW_JS_TOTAL, TP_WINDOW, (i) => rawPublish(i)),
-    () => windowed(TP_TOTAL, TP_WINDOW, (i) => tp[i % TP_SESSIONS]!.send(ADD)),
+    () => rawCpu.measure(RAW_JS_TOTAL, () => windowed(RAW_JS_TOTAL, TP_WINDOW, (i) => rawPublish(i))),
+    () => sendCpu.measure(TP_TOTAL, () => windowed(TP_TOTAL, TP_WINDOW, (i) => tp[i % TP_SESSIONS]!.send(ADD))),
   );
   const sendRate = median(sendRates);
   const rawJsRate = median(rawJsRates);
@@ -230,19 +196,13 @@ export async function benchSessions(write: (line: string) => void): Promise<numb
 
   // 4. Memory per active idle session: heap after a full GC, before and after activating MEM_N more.
   // The sessions of 1-3 and 5 stay active throughout: they are in both readings.
-  const found = findGc();
-  const mem = Array.from({ length: MEM_N }, (_, i) => client.session(APP, `mem-${i}`)); // held across both readings
-  const activeBefore = worker.activeSessions;
-  let bytesPerSession = Number.NaN;
-  if (found) {
-    const before = await heapAfterGc(found.gc);
-    await windowed(MEM_N, MEM_WINDOW, (i) => mem[i]!.send(ADD));
-    const after = await heapAfterGc(found.gc);
-    bytesPerSession = (after - before) / MEM_N;
-  } else {
-    await windowed(MEM_N, MEM_WINDOW, (i) => mem[i]!.send(ADD));
-  }
-  const activeAfter = worker.activeSessions;
+  const mem = Array.from({ length: MEM_N }, (_, i) => client.session(APP, `mem-${i}`));
+  const activeBefore = await worker.call('activeSessions');
+  const heapBefore = await worker.call('heapAfterGc');
+  await windowed(MEM_N, MEM_WINDOW, (i) => mem[i]!.send(ADD));
+  const heapAfter = await worker.call('heapAfterGc');
+  const bytesPerSession = (heapAfter - heapBefore) / MEM_N;
+  const activeAfter = await worker.call('activeSessions');
   phase(`4. memory (activate ${MEM_N})`);
 
   const rows: Row[] = [];
@@ -279,18 +239,14 @@ export async function benchSessions(write: (line: string) => void): Promise<numb
     goal: `>= ${(GOAL_READ_RATE * 100).toFixed(0)}%`,
     met: readShare >= GOAL_READ_RATE,
   });
-  rows.push(
-    found
-      ? {
-          label: `heap per active idle session (${MEM_N})`,
-          cohort: `${Math.round(bytesPerSession).toLocaleString('en-US')} B`,
-          raw: '-',
-          ratio: '',
-          goal: `<= ${GOAL_BYTES} B`,
-          met: bytesPerSession <= GOAL_BYTES,
-        }
-      : { label: `heap per active idle session (${MEM_N})`, cohort: 'needs --expose-gc', raw: '-', ratio: '', goal: `<= ${GOAL_BYTES} B` },
-  );
+  rows.push({
+    label: `heap per active idle session (${MEM_N})`,
+    cohort: `${Math.round(bytesPerSession).toLocaleString('en-US')} B`,
+    raw: '-',
+    ratio: '',
+    goal: `<= ${GOAL_BYTES} B`,
+    met: bytesPerSession <= GOAL_BYTES,
+  });
   rows.push({
     label: `first read after passivation p50 (${ACT_M})`,
     cohort: fmtMs(firstReads.p50),
@@ -310,8 +266,8 @@ export async function benchSessions(write: (line: string) => void): Promise<numb
   rows.push({ label: '  warm read p50 (same sessions, after)', cohort: fmtMs(warmReads.p50), raw: `${fmtMs(actRrP50)} (rr)`, ratio: `${(warmReads.p50 / actRrP50).toFixed(2)}x`, goal: '(shown)' });
 
   write(
-    `cohort bench sessions: nats-server ${server.version} (embedded), ${availableParallelism()} cores, one worker (all shards, commit journal) ` +
-      `and one client in this process; raw baselines: ${PAYLOAD.length}-byte bodies, same run; ${ROUNDS} rounds in ABBA order`,
+    `cohort bench sessions: nats-server ${server.version} (embedded), ${availableParallelism()} cores, one worker process (all shards, commit journal) ` +
+      `and a client in this one; raw baselines: ${PAYLOAD.length}-byte bodies, same run; ${ROUNDS} rounds in ABBA order`,
   );
   write('');
   write(`  ${pad('figure', 48)}${pad('cohort', 18)}${pad('raw baseline', 26)}${pad('ratio', 8)}goal`);
@@ -325,24 +281,30 @@ export async function benchSessions(write: (line: string) => void): Promise<numb
   write(
     `latency: ${send.n} sends, ${rr.n} requests, ${jsAck.n} publish-acks; send p50 ${fmtMs(send.p50)} vs rr p50 + ack p50 = ${fmtMs(rr.p50 + jsAck.p50)}`,
   );
-  write('  (client and worker share this process\'s one JS thread: a send costs it a request, a JetStream publish, a patch and a reply; a raw publish one request)');
+  const cpuLine = (what: string, perOp: Record<string, number> | undefined): string =>
+    perOp === undefined
+      ? `${what}: not measured (no /proc)`
+      : `${what}: ${Object.entries(perOp)
+          .filter(([, us]) => us >= 1)
+          .map(([name, us]) => `${name} ${Math.round(us)}`)
+          .join(' + ')} = ${Math.round(Object.values(perOp).reduce((a, b) => a + b, 0))} µs`;
+  write('CPU time per operation in the throughput rounds, by process (from /proc; 2 cores shared by all three):');
+  write(`  ${cpuLine('send', sendCpu.perOp())}`);
+  write(`  ${cpuLine('raw publish-ack', rawCpu.perOp())}`);
+  write('  (a send costs the worker a request in, a JetStream publish-ack, a patch and a reply out; a raw publish-ack the client one request)');
   write(`throughput rounds (send/s): ${sendRates.map((r) => Math.round(r)).join(', ')}; raw ack/s: ${rawJsRates.map((r) => Math.round(r)).join(', ')}`);
   write(`throughput rounds (read/s): ${readRates.map((r) => Math.round(r)).join(', ')}; raw rr/s: ${rawRrRates.map((r) => Math.round(r)).join(', ')}`);
-  write(
-    found
-      ? `memory: ${activeBefore} -> ${activeAfter} active sessions; full GC via ${found.how}; heapUsed delta / ${MEM_N}`
-      : `memory: not measured: needs --expose-gc (run: node --expose-gc --import tsx bench/main.ts sessions)`,
-  );
+  write(`memory: ${activeBefore} -> ${activeAfter} active sessions in the worker process; heapUsed delta after full GCs (--expose-gc) / ${MEM_N}`);
   write(`activation: ${ACT_M} sessions with one event each, snapshotted by worker.passivate() while the journal was small; server quiet after ${fmtS(quiet1)}`);
   write(`time: ${phases.map(([name, ms]) => `${name} ${fmtS(ms)}`).join('; ')}`);
   write('');
   write(misses === 0 ? 'all session goals met' : `${misses} session goal(s) MISSED`);
 
   await client.close();
-  const active = worker.activeSessions;
-  const stopStart = performance.now();
-  await worker.stop();
-  write(`worker.stop() with ${active} active sessions (each snapshotted): ${fmtS(performance.now() - stopStart)}`);
+  const active = await worker.call('activeSessions');
+  const stopMs = await worker.call('stop');
+  await worker.close();
+  write(`worker.stop() with ${active} active sessions (each snapshotted): ${fmtS(stopMs)}`);
   await rawNats.close();
   return 0;
 }
