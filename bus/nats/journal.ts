@@ -104,7 +104,6 @@ class NatsJournal implements Journal {
 
   async append(subject: string, data: Uint8Array, options: AppendOptions = {}): Promise<AppendAck> {
     this.#checkSubject(subject, false);
-    // A JetStream publish is a request to the stream's subject; the ack is JSON.
     const headers: Record<string, string> = { ...options.headers };
     if (options.msgId !== undefined) headers['Nats-Msg-Id'] = options.msgId;
     if (options.expectedLastSubjectSeq !== undefined) headers['Nats-Expected-Last-Subject-Sequence'] = String(options.expectedLastSubjectSeq);
@@ -112,6 +111,7 @@ class NatsJournal implements Journal {
     if (data.length > this.maxPayload) throw new PayloadTooLargeError(data.length, this.maxPayload, `append ${subject}`);
     const timeout = options.timeout ?? this.apiTimeout;
     const h = toMsgHdrs(headers);
+    // A JetStream publish is a request to the stream's subject; the ack is JSON.
     let reply;
     try {
       reply = await this.replies.request(subject, data, h, timeout, 'append');

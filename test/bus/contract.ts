@@ -399,6 +399,20 @@ export function busContract(name: string, target: () => ContractTarget): void {
         await expect(bus.journal({ name: 'bad name', subjects: ['x.>'] })).rejects.toBeInstanceOf(InvalidNameError);
       });
 
+      it('refuses a message id or header that would break the header block, appending nothing, and keeps appending', async () => {
+        const bus = await connect();
+        const j = await journal(bus);
+        const s = `${j.name}.h`;
+        await expect(j.append(s, bytes('x'), { msgId: 'cmd-1\r\nNats-Rollup: sub' })).rejects.toBeInstanceOf(InvalidNameError);
+        await expect(j.append(s, bytes('x'), { headers: { 'Cohort-Seq': '1\nInjected: yes' } })).rejects.toBeInstanceOf(InvalidNameError);
+        await expect(j.append(s, bytes('x'), { headers: { 'Bad: Name': 'v' } })).rejects.toBeInstanceOf(InvalidNameError);
+        expect(await collectAll(j.read(s))).toEqual([]);
+        // Values are stored trimmed, as nats.js trims them.
+        const ack = await j.append(s, bytes('ok'), { msgId: 'cmd-2', headers: { 'Cohort-Type': '  event ' } });
+        const stored = await collectAll(j.read(s));
+        expect(stored.map((e) => [e.seq, text(e.data), e.headers['Cohort-Type'], e.headers['Nats-Msg-Id']])).toEqual([[ack.seq, 'ok', 'event', 'cmd-2']]);
+      });
+
       it('destroys a journal: reopened, it is empty and numbers from 1 again', async () => {
         const bus = await connect();
         const j = await journal(bus);
