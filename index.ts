@@ -4,8 +4,8 @@
  */
 
 // Applications, workers, clients.
-export { defineApplication, type Application, type ApplicationOptions, type CommitLevel } from './actors/application.js';
-export { startWorker, type Worker, type WorkerOptions } from './actors/worker.js';
+export { defineApplication, type Application, type ApplicationOptions, type CommitLevel } from './actors/worker/application.js';
+export { startWorker, type Worker, type WorkerOptions } from './actors/worker/worker.js';
 export {
   connect,
   type CallOptions,
@@ -22,9 +22,9 @@ export {
   type TransactionResult,
   type Verification,
   type ClientEvents,
-} from './actors/client.js';
+} from './actors/client/client.js';
 export { CONNECTION_DEFAULTS, type ConnectionConfig, type ConnectionState } from './machines/connection.js';
-export { CorruptCounterError, CounterExhaustedError, type Counter, type CounterOptions } from './actors/counter.js';
+export { CorruptCounterError, CounterExhaustedError, type Counter, type CounterOptions } from './actors/client/counter.js';
 export {
   ClientDisconnectedError,
   ConflictError,
@@ -39,11 +39,11 @@ export {
   TransactionTimeoutError,
   UnknownApplicationError,
   type RollbackReason,
-} from './actors/errors.js';
-export { DEFAULT_SHARD_COUNT, shardOf } from './actors/shard.js';
-export { FailoverRefusedError, requestFailover, type FailoverRequest } from './actors/failover.js';
-export type { ReplicaStatus } from './actors/replica.js';
-export type { EventMeta, PatchOperation, StampedEvent, UserEvent, VerifyOutcome } from './machines/protocol.js';
+} from './protocol/errors.js';
+export { DEFAULT_SHARD_COUNT, shardOf } from './protocol/shard.js';
+export { FailoverRefusedError, requestFailover, type FailoverRequest } from './protocol/control.js';
+export type { ReplicaStatus } from './actors/worker/replica.js';
+export type { EventMeta, PatchOperation, StampedEvent, UserEvent, VerifyOutcome } from './protocol/messages.js';
 
 // Membership: the view every worker agrees on.
 export type { Member, ShardAssignment, ShardState, View } from './machines/view.js';

@@ -1,15 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { availableParallelism } from 'node:os';
-import { connect, type Client } from '../actors/client.js';
-import { DEFAULT_SHARD_COUNT, shardOf } from '../actors/shard.js';
-import { startWorker } from '../actors/worker.js';
+import { connect, type Client } from '../actors/client/client.js';
+import { DEFAULT_SHARD_COUNT, shardOf } from '../protocol/shard.js';
+import { startWorker } from '../actors/worker/worker.js';
 import { decode, encode } from '../bus/codec.js';
 import { createNatsBus } from '../bus/nats/mod.js';
 import { cmdSubject, readSubject } from '../bus/subjects.js';
 import { startNatsServer, type NatsServer } from '../harness/natsServer.js';
 import { createLogger } from '../log/logger.js';
 import type { ConnectionState } from '../machines/connection.js';
-import type { CommandReply, ReadReply } from '../machines/protocol.js';
+import type { CommandReply, ReadReply } from '../protocol/messages.js';
 import { journaled } from './apps.js';
 import { abba, fmtMs, median, pad, serial, summarize } from './stats.js';
 
@@ -78,12 +78,12 @@ async function measureOverhead(server: NatsServer): Promise<Overhead> {
     const cmd = cmdSubject(CLUSTER, shard, APP, id);
     const read = readSubject(CLUSTER, shard, APP, id);
     const rawSend = async (): Promise<void> => {
-      const m = await bus.request(cmd, encode({ event: ADD, cmdId: randomUUID(), client: RAW_CLIENT }), { timeout: TIMEOUT });
+      const m = await bus.request(cmd, encode({ kind: 'command', event: ADD, cmdId: randomUUID(), client: RAW_CLIENT }), { timeout: TIMEOUT });
       const reply = decode(m.data) as CommandReply;
       if (!reply.ok) throw new Error(`raw send: ${reply.error.message}`);
     };
     const rawRead = async (): Promise<void> => {
-      const m = await bus.request(read, encode({ client: RAW_CLIENT }), { timeout: TIMEOUT });
+      const m = await bus.request(read, encode({ kind: 'read', client: RAW_CLIENT }), { timeout: TIMEOUT });
       const reply = decode(m.data) as ReadReply;
       if (!reply.ok) throw new Error(`raw read: ${reply.error.message}`);
     };

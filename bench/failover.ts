@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url';
-import { connect, type Client } from '../actors/client.js';
-import { requestFailover } from '../actors/failover.js';
-import { shardOf } from '../actors/shard.js';
+import { connect, type Client } from '../actors/client/client.js';
+import { requestFailover } from '../protocol/control.js';
+import { shardOf } from '../protocol/shard.js';
 import { startLocalCluster, type LocalCluster } from '../cli/localCluster.js';
 import { MEMBERSHIP_DEFAULTS } from '../machines/membership.js';
 import type { View } from '../machines/view.js';

@@ -1,5 +1,5 @@
-import { defineApplication } from '../actors/application.js';
-import { startWorker } from '../actors/worker.js';
+import { defineApplication } from '../actors/worker/application.js';
+import { startWorker } from '../actors/worker/worker.js';
 import { createLogger } from '../log/logger.js';
 import { counterMachine } from './apps.js';
 import { startEchoResponder } from './rawNats.js';

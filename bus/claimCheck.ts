@@ -1,5 +1,5 @@
-import { randomUUID } from 'node:crypto';
 import { decode, encode } from './codec.js';
+import { systemEnvironment } from './environment.js';
 import { DecodeError, InvalidNameError, PayloadTooLargeError } from './errors.js';
 import type { BlobStore, Headers } from './types.js';
 
@@ -18,8 +18,8 @@ export interface EncodeBodyOptions {
   blobs?: BlobStore;
   /** Off by default: the caller says whether this body may live outside the message. */
   allowClaimCheck?: boolean;
-  /** Blob names; randomUUID() unless a test wants them predictable. */
-  name?: () => string;
+  /** Blob names (default the system environment's ids): the host passes its environment's. */
+  newId?: () => string;
   /** Names the body in errors. */
   where?: string;
 }
@@ -49,7 +49,7 @@ export async function encodeBody(value: unknown, options: EncodeBodyOptions): Pr
   if (options.allowClaimCheck !== true || blobs === undefined) {
     throw new PayloadTooLargeError(bytes.byteLength, options.maxBytes, where);
   }
-  const name = (options.name ?? randomUUID)();
+  const name = (options.newId ?? systemEnvironment.newId)();
   if (typeof name !== 'string' || name.length === 0 || /[\r\n]/.test(name)) {
     throw new InvalidNameError('blob name', String(name), 'must be a non-empty single line (it travels as a header value)');
   }

@@ -1,8 +1,11 @@
 /**
  * One error class per failure mode. Callers decide retry / give up from the
  * class (and `retryable`), never from message text.
+ *
+ * The root of every error cohort raises, the bus's and the protocol's alike.
+ * It lives here, in the lowest layer, so the bus needs nothing above it.
  */
-export class BusError extends Error {
+export class CohortError extends Error {
   /** Whether the same operation may succeed if simply tried again later. */
   readonly retryable: boolean = false;
   constructor(message: string, options?: ErrorOptions) {
@@ -10,6 +13,9 @@ export class BusError extends Error {
     this.name = new.target.name;
   }
 }
+
+/** A failure of the transport or the store: the bus, NATS, JetStream, KV, blobs, codec. */
+export class BusError extends CohortError {}
 
 /** A request found nobody subscribed to its subject. */
 export class NoRespondersError extends BusError {

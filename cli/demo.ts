@@ -1,7 +1,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { connect, type Client, type SessionHandle } from '../actors/client.js';
-import { EventRejectedError } from '../actors/errors.js';
-import { shardOf } from '../actors/shard.js';
+import { connect, type Client, type SessionHandle } from '../actors/client/client.js';
+import { EventRejectedError } from '../protocol/errors.js';
+import { shardOf } from '../protocol/shard.js';
 import { TimeoutError } from '../bus/errors.js';
 import type { Bus } from '../bus/types.js';
 import type { View } from '../machines/view.js';

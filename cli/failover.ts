@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
-import { FailoverRefusedError, requestFailover } from '../actors/failover.js';
-import { clusterBucket, VIEW_KEY } from '../actors/membership.js';
+import { FailoverRefusedError, requestFailover } from '../protocol/control.js';
+import { clusterBucket, VIEW_KEY } from '../actors/worker/membership.js';
 import { decode } from '../bus/codec.js';
 import { createNatsBus } from '../bus/nats/mod.js';
 import { unpackView, type View } from '../machines/view.js';

@@ -1,8 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { clusterBucket, VIEW_KEY } from '../actors/membership.js';
-import { startWorker, type Worker } from '../actors/worker.js';
+import { clusterBucket, VIEW_KEY } from '../actors/worker/membership.js';
+import { startWorker, type Worker } from '../actors/worker/worker.js';
 import { decode } from '../bus/codec.js';
 import { createMemoryBus, createMemoryServer } from '../bus/memory/mod.js';
 import { createNatsBus } from '../bus/nats/mod.js';

@@ -1,5 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { startWorker, type Worker } from '../actors/worker.js';
+import { startWorker, type Worker } from '../actors/worker/worker.js';
 import { createMemoryBus } from '../bus/memory/mod.js';
 import { createNatsBus } from '../bus/nats/mod.js';
 import { validateCluster } from '../bus/subjects.js';

@@ -25,8 +25,8 @@
  * survives a JSON round trip.
  */
 import { assign, setup } from 'xstate';
-import { defineApplication } from '../actors/application.js';
-import type { EventMeta } from '../machines/protocol.js';
+import { defineApplication } from '../actors/worker/application.js';
+import type { EventMeta } from '../protocol/messages.js';
 
 const DAY = 24 * 60 * 60 * 1000;
 

@@ -19,8 +19,8 @@
  * against the next one.
  */
 import { assign, setup } from 'xstate';
-import { defineApplication } from '../actors/application.js';
-import type { EventMeta } from '../machines/protocol.js';
+import { defineApplication } from '../actors/worker/application.js';
+import type { EventMeta } from '../protocol/messages.js';
 
 export type ShapeKind = 'rect' | 'circle' | 'text';
 

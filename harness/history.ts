@@ -11,8 +11,9 @@
 import { decode } from '../bus/codec.js';
 import { journalStreamFilter, journalStreamName, parseSubject } from '../bus/subjects.js';
 import type { Bus } from '../bus/types.js';
-import { HEADER, type JournalRecord } from '../machines/protocol.js';
-import type { SendResult } from '../actors/client.js';
+import { HEADER } from '../protocol/headers.js';
+import { type JournalRecord } from '../protocol/messages.js';
+import type { SendResult } from '../actors/client/client.js';
 
 export interface Operation {
   readonly session: string;

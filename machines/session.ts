@@ -1,5 +1,5 @@
 import { initialTransition, type AnyMachineSnapshot, type AnyStateMachine } from 'xstate';
-import type { StampedEvent, UserEvent } from './protocol.js';
+import type { StampedEvent, UserEvent } from './events.js';
 import { pureTransition } from './pureTransition.js';
 
 /**

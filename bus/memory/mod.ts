@@ -1,4 +1,4 @@
-import type { Clock } from '../clock.js';
+import { resolveEnvironment, type Environment } from '../environment.js';
 import type { Bus } from '../types.js';
 import { MemoryBus } from './bus.js';
 import { MemoryServer, type MemoryServerOptions } from './server.js';
@@ -8,8 +8,8 @@ export { MemoryServer, DEFAULT_MAX_PAYLOAD, type MemoryServerOptions } from './s
 export interface MemoryBusOptions {
   /** Share one server between connections (simulated workers); default: a private one. */
   server?: MemoryServer;
-  /** Times requests; defaults to the server's clock. */
-  clock?: Clock;
+  /** Times requests (default the server's environment); a private server is made with it too. */
+  environment?: Partial<Environment>;
   /** Only for the private server: on a shared one it is that server's setting. */
   maxPayload?: number;
 }
@@ -20,10 +20,10 @@ export function createMemoryServer(options: MemoryServerOptions = {}): MemorySer
 
 /** The in-process bus: the embedded default without a NATS server, and the simulator's substrate. */
 export function createMemoryBus(options: MemoryBusOptions = {}): Bus {
-  const { server, clock, maxPayload } = options;
+  const { server, maxPayload } = options;
   if (server !== undefined && maxPayload !== undefined && maxPayload !== server.maxPayload) {
     throw new TypeError('maxPayload belongs to the server: pass it to createMemoryServer');
   }
-  const host = server ?? new MemoryServer({ ...(clock && { clock }), ...(maxPayload !== undefined && { maxPayload }) });
-  return new MemoryBus(host, clock ?? host.clock);
+  const host = server ?? new MemoryServer({ ...(options.environment && { environment: options.environment }), ...(maxPayload !== undefined && { maxPayload }) });
+  return new MemoryBus(host, options.environment === undefined ? host.clock : resolveEnvironment(options.environment).clock);
 }

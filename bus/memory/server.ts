@@ -1,4 +1,5 @@
-import { systemClock, type Clock } from '../clock.js';
+import type { Clock } from '../clock.js';
+import { resolveEnvironment, type Environment } from '../environment.js';
 import { InvalidNameError } from '../errors.js';
 import { validateName, validateSubject } from '../names.js';
 import type { WireMessage } from './payload.js';
@@ -8,8 +9,8 @@ import { MemoryStream, type StoreOutcome, type StreamSettings } from './stream.j
 import { subjectsOverlap } from '../filters.js';
 
 export interface MemoryServerOptions {
-  /** Drives duplicate windows and entry times (default: the system clock). */
-  clock?: Clock;
+  /** Its clock drives duplicate windows and entry times (default: the system's). */
+  environment?: Partial<Environment>;
   /** Largest message in bytes, headers included (default 1 MiB, as nats-server). */
   maxPayload?: number;
 }
@@ -26,6 +27,7 @@ const encoder = new TextEncoder();
  * is a filter on who may publish and who is routed to.
  */
 export class MemoryServer {
+  readonly environment: Environment;
   readonly clock: Clock;
   readonly maxPayload: number;
   readonly #queue = new DeliveryQueue();
@@ -40,7 +42,8 @@ export class MemoryServer {
     if (!Number.isSafeInteger(maxPayload) || maxPayload <= 0) {
       throw new RangeError(`maxPayload must be a positive integer, got ${maxPayload}`);
     }
-    this.clock = options.clock ?? systemClock;
+    this.environment = resolveEnvironment(options.environment);
+    this.clock = this.environment.clock;
     this.maxPayload = maxPayload;
   }
 

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { defineApplication } from '../../actors/application.js';
-import { startWorker, type Worker } from '../../actors/worker.js';
+import { defineApplication } from '../../actors/worker/application.js';
+import { startWorker, type Worker } from '../../actors/worker/worker.js';
 import { SimulatedClock, type Clock } from '../../bus/clock.js';
 import { decode } from '../../bus/codec.js';
 import { createMemoryBus, createMemoryServer, type MemoryServer } from '../../bus/memory/mod.js';
@@ -8,7 +8,7 @@ import { createNatsBus } from '../../bus/nats/mod.js';
 import { clientSubject } from '../../bus/subjects.js';
 import type { Bus } from '../../bus/types.js';
 import type { NatsServer } from '../../harness/natsServer.js';
-import type { ClientNotice } from '../../machines/protocol.js';
+import type { ClientNotice } from '../../protocol/control.js';
 import { cleanupAfterEach } from '../cleanup.js';
 import { counterMachine } from '../fixtures/counter.js';
 import { errorOf, rawCohort } from '../fixtures/rawCohort.js';
@@ -136,7 +136,7 @@ describe.each(targets)('client records on a worker ($name)', (target) => {
     for (const refused of [
       s.send(A, 'a1', { type: 'ADD', by: 1 }),
       s.read({ client: A }),
-      s.read({ client: 'alice#000000ff', since: 0, max: 10 }),
+      s.verify({ client: 'alice#000000ff', since: 0, max: 10 }),
       s.tx(A, 'tx1', 'send', { step: 1, event: { type: 'ADD', by: 2 } }),
       s.tx(A, 'tx2', 'begin', { timeout: 1_000 }),
     ]) {

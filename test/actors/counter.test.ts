@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CorruptCounterError, createCounter, type Counter } from '../../actors/counter.js';
+import { CorruptCounterError, createCounter, type Counter } from '../../actors/client/counter.js';
 import { escapeToken } from '../../bus/subjects.js';
 import type { Bus, KvStore } from '../../bus/types.js';
 import { busTargets } from '../busTargets.js';

@@ -11,22 +11,23 @@
 import { randomUUID } from 'node:crypto';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { defineApplication } from '../../actors/application.js';
-import { connect } from '../../actors/client.js';
-import { fromErrorBody, SessionMovedError } from '../../actors/errors.js';
-import { HostedSession, type Primacy, type SessionHost } from '../../actors/hostedSession.js';
-import { loadSession } from '../../actors/loadSession.js';
-import { MembershipHost } from '../../actors/membership.js';
-import { SessionStore } from '../../actors/sessionStore.js';
-import { shardOf } from '../../actors/shard.js';
-import { startWorker } from '../../actors/worker.js';
+import { defineApplication } from '../../actors/worker/application.js';
+import { connect } from '../../actors/client/client.js';
+import { fromErrorBody, SessionMovedError } from '../../protocol/errors.js';
+import { HostedSession, type Primacy, type SessionHost } from '../../actors/worker/session.js';
+import { loadSession } from '../../actors/worker/loadSession.js';
+import { MembershipHost } from '../../actors/worker/membership.js';
+import { SessionStore } from '../../actors/worker/sessionStore.js';
+import { shardOf } from '../../protocol/shard.js';
+import { startWorker } from '../../actors/worker/worker.js';
 import { systemClock } from '../../bus/clock.js';
 import { decode } from '../../bus/codec.js';
 import { TimeoutError } from '../../bus/errors.js';
 import { createMemoryBus, createMemoryServer } from '../../bus/memory/mod.js';
 import { journalStreamFilter, journalStreamName, journalSubject } from '../../bus/subjects.js';
 import type { Bus, Journal, JournalEntry } from '../../bus/types.js';
-import { HEADER, type CommandReply, type JournalRecord } from '../../machines/protocol.js';
+import { HEADER } from '../../protocol/headers.js';
+import { type CommandReply, type JournalRecord } from '../../protocol/messages.js';
 import { cleanupAfterEach } from '../cleanup.js';
 import { counterMachine } from '../fixtures/counter.js';
 
@@ -122,7 +123,7 @@ async function activate(host: SessionHost, id: string): Promise<HostedSession> {
 }
 
 function send(session: HostedSession, cmdId: string, by = 2): Promise<CommandReply> {
-  return session.enqueue(() => session.command({ event: { type: 'ADD', by }, cmdId, client: 'test-client' }, Date.now()));
+  return session.enqueue(() => session.command({ kind: 'command', event: { type: 'ADD', by }, cmdId, client: 'test-client' }, Date.now()));
 }
 
 async function journalOf(id: string): Promise<{ entry: JournalEntry; record: JournalRecord }[]> {

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { defineApplication } from '../../actors/application.js';
-import { connect } from '../../actors/client.js';
-import { shardOf } from '../../actors/shard.js';
-import { startWorker, type Worker } from '../../actors/worker.js';
+import { defineApplication } from '../../actors/worker/application.js';
+import { connect } from '../../actors/client/client.js';
+import { shardOf } from '../../protocol/shard.js';
+import { startWorker, type Worker } from '../../actors/worker/worker.js';
 import { createMemoryBus, createMemoryServer } from '../../bus/memory/mod.js';
 import { counterMachine } from '../fixtures/counter.js';
 

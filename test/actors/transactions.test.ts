@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import jsonPatch from 'fast-json-patch';
-import { defineApplication } from '../../actors/application.js';
-import { loadSession } from '../../actors/loadSession.js';
-import { SessionStore } from '../../actors/sessionStore.js';
-import { startWorker, type Worker } from '../../actors/worker.js';
+import { defineApplication } from '../../actors/worker/application.js';
+import { loadSession } from '../../actors/worker/loadSession.js';
+import { SessionStore } from '../../actors/worker/sessionStore.js';
+import { startWorker, type Worker } from '../../actors/worker/worker.js';
 import { SimulatedClock } from '../../bus/clock.js';
 import { decode, encode } from '../../bus/codec.js';
 import { journalStreamFilter, journalStreamName, readOnlySubject } from '../../bus/subjects.js';
@@ -257,7 +257,7 @@ describe.each(targets)('a transaction on a shard with a secondary ($name)', (tar
     );
     expect(primary).toBeDefined();
     const readOnly = async (minSeq: number) =>
-      decode((await s.bus.request(readOnlySubject(cluster, s.shard, 'counter', s.id), encode({ client: B, minSeq }), { timeout: 5_000 })).data);
+      decode((await s.bus.request(readOnlySubject(cluster, s.shard, 'counter', s.id), encode({ kind: 'read', client: B, minSeq }), { timeout: 5_000 })).data);
     // The secondary makes its copy now, so the transaction reaches it through the journal's tail.
     expect(await s.send(B, 'b1', { type: 'ADD', by: 10 })).toMatchObject({ ok: true, seq: 1 });
     expect(await readOnly(1)).toMatchObject({ ok: true, seq: 1, stale: true });

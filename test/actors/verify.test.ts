@@ -1,6 +1,6 @@
 import jsonPatch from 'fast-json-patch';
 import { describe, expect, it } from 'vitest';
-import type { PatchMessage } from '../../machines/protocol.js';
+import type { PatchMessage } from '../../protocol/messages.js';
 import { cleanupAfterEach } from '../cleanup.js';
 import { errorOf, rawCohort, type RawSession, type WireReply } from '../fixtures/rawCohort.js';
 import { busTargets } from '../busTargets.js';
@@ -63,14 +63,14 @@ describe.each(targets)('cache verification ($name)', (target) => {
     const { session } = await cohort();
     const s = session('v-current');
     await history(s);
-    expect(await s.read({ client: C, since: 5, max: 100 })).toEqual({ ok: true, outcome: 'up-to-date', seq: 5 });
+    expect(await s.verify({ client: C, since: 5, max: 100 })).toEqual({ ok: true, outcome: 'up-to-date', seq: 5 });
   });
 
   it('replayed: one patch per event since the client, which applied in order reproduce the document', async () => {
     const { session } = await cohort();
     const s = session('v-replay');
     const docs = await history(s);
-    const reply = await s.read({ client: C, since: 1, max: 100 });
+    const reply = await s.verify({ client: C, since: 1, max: 100 });
     expect(reply).toMatchObject({ ok: true, outcome: 'replayed', seq: 5 });
     const patches = patchesOf(reply);
     expect(patches.map((p) => [p.seq, p.prev, p.setter])).toEqual([
@@ -81,7 +81,7 @@ describe.each(targets)('cache verification ($name)', (target) => {
     ]);
     expect(applyAll(docs.get(1)!, 1, patches)).toEqual(docs.get(5));
     // From the very start, too.
-    const all = await s.read({ client: C, since: 0, max: 100 });
+    const all = await s.verify({ client: C, since: 0, max: 100 });
     expect(applyAll(docs.get(0)!, 0, patchesOf(all))).toEqual(docs.get(5));
   });
 
@@ -91,7 +91,7 @@ describe.each(targets)('cache verification ($name)', (target) => {
     const docs = await history(s);
     // A passivation snapshot (at 5) does not compact.
     await c.worker.passivate();
-    const reply = await s.read({ client: C, since: 1, max: 100 });
+    const reply = await s.verify({ client: C, since: 1, max: 100 });
     expect(reply).toMatchObject({ ok: true, outcome: 'replayed', seq: 5 });
     expect(applyAll(docs.get(1)!, 1, patchesOf(reply))).toEqual(docs.get(5));
   });
@@ -102,7 +102,7 @@ describe.each(targets)('cache verification ($name)', (target) => {
     const docs = await history(s);
     // The transaction's record (seq 2-4) crossed the cadence: a snapshot at 4, the journal below that record purged.
     await waitFor(async () => (await s.journal())[0]?.events[0]?.seq === 2, { what: 'compaction' });
-    const reply = await s.read({ client: C, since: 4, max: 100 });
+    const reply = await s.verify({ client: C, since: 4, max: 100 });
     expect(reply).toMatchObject({ ok: true, outcome: 'replayed', seq: 5 });
     expect(applyAll(docs.get(4)!, 4, patchesOf(reply))).toEqual(docs.get(5));
   });
@@ -113,25 +113,25 @@ describe.each(targets)('cache verification ($name)', (target) => {
     const docs = await history(s);
     await waitFor(async () => (await s.journal())[0]?.events[0]?.seq === 2, { what: 'compaction' });
     // The client at 0 needs seq 1, which only the (purged) journal held.
-    expect(await s.read({ client: C, since: 0, max: 100 })).toEqual({ ok: true, outcome: 'cleared', seq: 5, document: docs.get(5), state: 'running' });
+    expect(await s.verify({ client: C, since: 0, max: 100 })).toEqual({ ok: true, outcome: 'cleared', seq: 5, document: docs.get(5), state: 'running' });
   });
 
   it('cleared when the gap exceeds the client’s queue; newer-than-server when the client is ahead', async () => {
     const { session } = await cohort();
     const s = session('v-gap');
     const docs = await history(s);
-    expect(await s.read({ client: C, since: 1, max: 3 })).toEqual({ ok: true, outcome: 'cleared', seq: 5, document: docs.get(5), state: 'running' });
-    expect(await s.read({ client: C, since: 2, max: 3 })).toMatchObject({ ok: true, outcome: 'replayed', seq: 5 });
-    expect(await s.read({ client: C, since: 9, max: 3 })).toEqual({ ok: true, outcome: 'newer-than-server', seq: 5, document: docs.get(5), state: 'running' });
+    expect(await s.verify({ client: C, since: 1, max: 3 })).toEqual({ ok: true, outcome: 'cleared', seq: 5, document: docs.get(5), state: 'running' });
+    expect(await s.verify({ client: C, since: 2, max: 3 })).toMatchObject({ ok: true, outcome: 'replayed', seq: 5 });
+    expect(await s.verify({ client: C, since: 9, max: 3 })).toEqual({ ok: true, outcome: 'newer-than-server', seq: 5, document: docs.get(5), state: 'running' });
     // A session never written to is at 0.
-    expect(await session('v-none').read({ client: C, since: 3, max: 3 })).toMatchObject({ ok: true, outcome: 'newer-than-server', seq: 0, document: { n: 0 } });
+    expect(await session('v-none').verify({ client: C, since: 3, max: 3 })).toMatchObject({ ok: true, outcome: 'newer-than-server', seq: 0, document: { n: 0 } });
   });
 
   it('at commit level memory, replays what was acknowledged once it is journaled', async () => {
     const { session } = await cohort({ commit: 'memory' });
     const s = session('v-memory');
     const docs = await history(s);
-    const reply = await s.read({ client: C, since: 1, max: 100 });
+    const reply = await s.verify({ client: C, since: 1, max: 100 });
     expect(reply).toMatchObject({ ok: true, outcome: 'replayed', seq: 5 });
     expect(applyAll(docs.get(1)!, 1, patchesOf(reply))).toEqual(docs.get(5));
   });
@@ -150,9 +150,9 @@ describe.each(targets)('cache verification ($name)', (target) => {
       { since: 1, max: 10 },
       { client: '', since: 1, max: 10 },
     ]) {
-      expect(errorOf(await s.read(body)), JSON.stringify(body)).toMatchObject({ name: 'InvalidRequestError' });
+      expect(errorOf(await s.verify(body)), JSON.stringify(body)).toMatchObject({ name: 'InvalidRequestError' });
     }
-    expect(await s.read({ client: C, since: 0, max: 10 })).toMatchObject({ ok: true, outcome: 'replayed', seq: 1 });
+    expect(await s.verify({ client: C, since: 0, max: 10 })).toMatchObject({ ok: true, outcome: 'replayed', seq: 1 });
     expect(await s.read({ client: C })).toMatchObject({ ok: true, seq: 1, document: { n: 1 } });
   });
 });

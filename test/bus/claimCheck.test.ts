@@ -63,7 +63,7 @@ describe('bodies that fit travel inline', () => {
 describe('bodies that do not fit are claim-checked', () => {
   it('stores the encoded body under the generated name and sends a small reference', async () => {
     const blobs = new MapBlobStore();
-    const body = await encodeBody(large, { maxBytes: LIMIT, blobs, allowClaimCheck: true, name: counter() });
+    const body = await encodeBody(large, { maxBytes: LIMIT, blobs, allowClaimCheck: true, newId: counter() });
     expect(body.headers).toEqual({ [CLAIM_CHECK_HEADER]: 'blob-1' });
     expect(blobs.blobs.get('blob-1')).toEqual(encode(large));
     expect(body.data.byteLength).toBeLessThanOrEqual(LIMIT);
@@ -74,8 +74,8 @@ describe('bodies that do not fit are claim-checked', () => {
   it('uses a fresh name for each body', async () => {
     const blobs = new MapBlobStore();
     const name = counter();
-    const a = await encodeBody(large, { maxBytes: LIMIT, blobs, allowClaimCheck: true, name });
-    const b = await encodeBody({ ...large, other: true }, { maxBytes: LIMIT, blobs, allowClaimCheck: true, name });
+    const a = await encodeBody(large, { maxBytes: LIMIT, blobs, allowClaimCheck: true, newId: name });
+    const b = await encodeBody({ ...large, other: true }, { maxBytes: LIMIT, blobs, allowClaimCheck: true, newId: name });
     expect([a.headers[CLAIM_CHECK_HEADER], b.headers[CLAIM_CHECK_HEADER]]).toEqual(['blob-1', 'blob-2']);
     expect(await decodeBody(b.data, b.headers, { blobs })).toEqual({ ...large, other: true });
   });
@@ -89,14 +89,14 @@ describe('bodies that do not fit are claim-checked', () => {
 
   it('follows the header whatever its case', async () => {
     const blobs = new MapBlobStore();
-    const body = await encodeBody(large, { maxBytes: LIMIT, blobs, allowClaimCheck: true, name: counter() });
+    const body = await encodeBody(large, { maxBytes: LIMIT, blobs, allowClaimCheck: true, newId: counter() });
     expect(await decodeBody(body.data, { 'cohort-claim-check': 'blob-1' }, { blobs })).toEqual(large);
   });
 
   it('refuses a generated name that cannot travel as a header value, storing nothing', async () => {
     for (const bad of ['', 'two\nlines', 'cr\rhere']) {
       const blobs = new MapBlobStore();
-      const error = await rejection(encodeBody(large, { maxBytes: LIMIT, blobs, allowClaimCheck: true, name: () => bad }));
+      const error = await rejection(encodeBody(large, { maxBytes: LIMIT, blobs, allowClaimCheck: true, newId: () => bad }));
       expect(error).toBeInstanceOf(InvalidNameError);
       expect(blobs.blobs.size).toBe(0);
     }

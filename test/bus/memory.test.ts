@@ -20,7 +20,7 @@ function track<T>(promise: Promise<T>): { settled: () => boolean; promise: Promi
 describe('request timeouts on the simulated clock', () => {
   it('rejects only once the clock crosses the timeout', async () => {
     const clock = new SimulatedClock();
-    const bus = createMemoryBus({ clock });
+    const bus = createMemoryBus({ environment: { clock } });
     bus.subscribe('svc.silent', () => undefined);
     const pending = track(bus.request('svc.silent', bytes('ping'), { timeout: 1000 }));
     await bus.flush();
@@ -36,7 +36,7 @@ describe('request timeouts on the simulated clock', () => {
 
   it('clears the timer once answered', async () => {
     const clock = new SimulatedClock();
-    const bus = createMemoryBus({ clock });
+    const bus = createMemoryBus({ environment: { clock } });
     bus.subscribe('svc.echo', (m) => m.respond(m.data));
     const reply = await bus.request('svc.echo', bytes('hi'), { timeout: 50 });
     expect(text(reply.data)).toBe('hi');
@@ -46,7 +46,7 @@ describe('request timeouts on the simulated clock', () => {
 
   it('reports no responders without waiting for the clock', async () => {
     const clock = new SimulatedClock();
-    const bus = createMemoryBus({ clock });
+    const bus = createMemoryBus({ environment: { clock } });
     await expect(bus.request('svc.nobody', bytes(''), { timeout: 1000 })).rejects.toBeInstanceOf(NoRespondersError);
     expect(clock.pendingTimers).toBe(0);
     await bus.close();
@@ -55,7 +55,7 @@ describe('request timeouts on the simulated clock', () => {
   it('uses deterministic inbox subjects', async () => {
     const replies: string[] = [];
     for (let run = 0; run < 2; run++) {
-      const bus = createMemoryBus({ clock: new SimulatedClock() });
+      const bus = createMemoryBus({ environment: { clock: new SimulatedClock() } });
       bus.subscribe('svc.who', (m) => {
         replies.push(m.reply ?? '');
         m.respond(bytes(''));
@@ -73,7 +73,7 @@ describe('request timeouts on the simulated clock', () => {
 describe('duplicate window on the simulated clock', () => {
   it('stores the same msgId again once the window has passed', async () => {
     const clock = new SimulatedClock();
-    const bus = createMemoryBus({ clock });
+    const bus = createMemoryBus({ environment: { clock } });
     const journal = await bus.journal({ name: 'DEDUPE', subjects: ['dd.>'], duplicateWindow: 1000 });
     expect(await journal.append('dd.a', bytes('1'), { msgId: 'cmd-1' })).toEqual({ stream: 'DEDUPE', seq: 1, duplicate: false });
     clock.increment(999);
@@ -85,7 +85,7 @@ describe('duplicate window on the simulated clock', () => {
 
   it('defaults to 120 s and stamps entries with the clock', async () => {
     const clock = new SimulatedClock(5_000);
-    const bus = createMemoryBus({ clock });
+    const bus = createMemoryBus({ environment: { clock } });
     const journal = await bus.journal({ name: 'DEFAULTS', subjects: ['df.>'] });
     await journal.append('df.a', bytes('x'), { msgId: 'm' });
     clock.increment(119_999);
@@ -99,7 +99,7 @@ describe('duplicate window on the simulated clock', () => {
   });
 
   it('answers a retried append as a duplicate before checking its fence, as nats-server does', async () => {
-    const bus = createMemoryBus({ clock: new SimulatedClock() });
+    const bus = createMemoryBus({ environment: { clock: new SimulatedClock() } });
     const journal = await bus.journal({ name: 'RETRY', subjects: ['rt.>'] });
     const first = await journal.append('rt.s', bytes('a'), { msgId: 'c1', expectedLastSubjectSeq: 0 });
     const retry = await journal.append('rt.s', bytes('a'), { msgId: 'c1', expectedLastSubjectSeq: 0 });
@@ -110,7 +110,7 @@ describe('duplicate window on the simulated clock', () => {
 
 describe('connections sharing one server', () => {
   it('see each other’s messages, requests and stores', async () => {
-    const server = createMemoryServer({ clock: new SimulatedClock() });
+    const server = createMemoryServer({ environment: { clock: new SimulatedClock() } });
     const a = createMemoryBus({ server });
     const b = createMemoryBus({ server });
     const seenByB: string[] = [];
@@ -136,7 +136,7 @@ describe('connections sharing one server', () => {
   });
 
   it('closing one connection leaves the others working', async () => {
-    const server = createMemoryServer({ clock: new SimulatedClock() });
+    const server = createMemoryServer({ environment: { clock: new SimulatedClock() } });
     const a = createMemoryBus({ server });
     const b = createMemoryBus({ server });
     const statusA: BusStatus[] = [];
@@ -165,7 +165,7 @@ describe('connections sharing one server', () => {
   });
 
   it('drains on close: messages already routed are still handled', async () => {
-    const server = createMemoryServer({ clock: new SimulatedClock() });
+    const server = createMemoryServer({ environment: { clock: new SimulatedClock() } });
     const a = createMemoryBus({ server });
     const b = createMemoryBus({ server });
     const got: string[] = [];
@@ -179,7 +179,7 @@ describe('connections sharing one server', () => {
 
 describe('queue groups', () => {
   async function scenario(): Promise<string[]> {
-    const server = createMemoryServer({ clock: new SimulatedClock() });
+    const server = createMemoryServer({ environment: { clock: new SimulatedClock() } });
     const workers = [createMemoryBus({ server }), createMemoryBus({ server }), createMemoryBus({ server })];
     const log: string[] = [];
     workers.forEach((bus, i) => {
@@ -202,7 +202,7 @@ describe('queue groups', () => {
   });
 
   it('gives each group one copy and every plain subscriber its own', async () => {
-    const bus = createMemoryBus({ clock: new SimulatedClock() });
+    const bus = createMemoryBus({ environment: { clock: new SimulatedClock() } });
     const log: string[] = [];
     bus.subscribe('t', () => log.push('g1a'), { queue: 'g1' });
     bus.subscribe('t', () => log.push('g1b'), { queue: 'g1' });
@@ -218,7 +218,7 @@ describe('queue groups', () => {
 
 describe('delivery', () => {
   it('never runs a handler inside publish, and keeps publish order', async () => {
-    const bus = createMemoryBus({ clock: new SimulatedClock() });
+    const bus = createMemoryBus({ environment: { clock: new SimulatedClock() } });
     const got: string[] = [];
     bus.subscribe('seq', (m) => got.push(text(m.data)));
     for (let i = 0; i < 5; i++) bus.publish('seq', bytes(String(i)));
@@ -229,7 +229,7 @@ describe('delivery', () => {
   });
 
   it('drops what was queued for a subscription once it unsubscribes', async () => {
-    const bus = createMemoryBus({ clock: new SimulatedClock() });
+    const bus = createMemoryBus({ environment: { clock: new SimulatedClock() } });
     const got: string[] = [];
     const sub = bus.subscribe('u', (m) => got.push(text(m.data)));
     bus.publish('u', bytes('queued'));
@@ -241,7 +241,7 @@ describe('delivery', () => {
   });
 
   it('reports a throwing or rejecting handler and keeps delivering', async () => {
-    const bus = createMemoryBus({ clock: new SimulatedClock() });
+    const bus = createMemoryBus({ environment: { clock: new SimulatedClock() } });
     const statuses: BusStatus[] = [];
     bus.onStatus((s) => statuses.push(s));
     const got: string[] = [];
@@ -266,7 +266,7 @@ describe('delivery', () => {
 
 describe('buffers are never shared', () => {
   it('copies published data, per subscriber', async () => {
-    const bus = createMemoryBus({ clock: new SimulatedClock() });
+    const bus = createMemoryBus({ environment: { clock: new SimulatedClock() } });
     const got: Delivery[] = [];
     bus.subscribe('copy', (m) => {
       got.push(m);
@@ -283,7 +283,7 @@ describe('buffers are never shared', () => {
   });
 
   it('copies into and out of journals, kv and blobs', async () => {
-    const bus = createMemoryBus({ clock: new SimulatedClock() });
+    const bus = createMemoryBus({ environment: { clock: new SimulatedClock() } });
     const journal = await bus.journal({ name: 'ALIAS', subjects: ['al.>'] });
     const kv = await bus.kv({ bucket: 'alias' });
     const blobs = await bus.blobs({ bucket: 'alias' });
@@ -309,7 +309,7 @@ describe('buffers are never shared', () => {
 
 describe('memory server settings', () => {
   it('counts encoded headers against maxPayload, as nats.js does', async () => {
-    const bus: Bus = createMemoryBus({ maxPayload: 64, clock: new SimulatedClock() });
+    const bus: Bus = createMemoryBus({ maxPayload: 64, environment: { clock: new SimulatedClock() } });
     expect(bus.server).toEqual({ implementation: 'memory', version: '2.9.10', maxPayload: 64, jetstream: true });
     expect(() => bus.publish('p', new Uint8Array(64))).not.toThrow();
     expect(() => bus.publish('p', new Uint8Array(65))).toThrow(PayloadTooLargeError);

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { defineApplication } from '../../actors/application.js';
-import { connect, type Patch } from '../../actors/client.js';
-import { EventRejectedError } from '../../actors/errors.js';
-import { startWorker } from '../../actors/worker.js';
+import { defineApplication } from '../../actors/worker/application.js';
+import { connect, type Patch } from '../../actors/client/client.js';
+import { EventRejectedError } from '../../protocol/errors.js';
+import { startWorker } from '../../actors/worker/worker.js';
 import { createMemoryBus, createMemoryServer } from '../../bus/memory/mod.js';
 import { createNatsBus } from '../../bus/nats/mod.js';
 import { metaSubject } from '../../bus/subjects.js';

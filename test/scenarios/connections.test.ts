@@ -7,11 +7,11 @@
  */
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { defineApplication } from '../../actors/application.js';
-import { connect, type Client } from '../../actors/client.js';
-import { NetworkError } from '../../actors/errors.js';
-import { shardOf } from '../../actors/shard.js';
-import { startWorker } from '../../actors/worker.js';
+import { defineApplication } from '../../actors/worker/application.js';
+import { connect, type Client } from '../../actors/client/client.js';
+import { NetworkError } from '../../protocol/errors.js';
+import { shardOf } from '../../protocol/shard.js';
+import { startWorker } from '../../actors/worker/worker.js';
 import { TimeoutError } from '../../bus/errors.js';
 import { startLocalCluster, type LocalCluster } from '../../cli/localCluster.js';
 import { checkHistory, History, readJournalFacts } from '../../harness/history.js';

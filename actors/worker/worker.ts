@@ -1,9 +1,9 @@
-import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { systemClock, type Clock, type TimerHandle } from '../bus/clock.js';
-import { encodeBody } from '../bus/claimCheck.js';
-import { decode, encode } from '../bus/codec.js';
-import { createNatsBus } from '../bus/nats/mod.js';
+import type { Clock, TimerHandle } from '../../bus/clock.js';
+import { resolveEnvironment, type Environment } from '../../bus/environment.js';
+import { encodeBody } from '../../bus/claimCheck.js';
+import { decode, encode } from '../../bus/codec.js';
+import { createNatsBus } from '../../bus/nats/mod.js';
 import {
   clientSubject,
   cmdShardFilter,
@@ -16,22 +16,24 @@ import {
   readShardFilter,
   unescapeToken,
   validateCluster,
-} from '../bus/subjects.js';
-import type { BlobStore, Bus, Delivery, Journal, KvStore, Subscription } from '../bus/types.js';
-import { createLogger } from '../log/logger.js';
-import { HEADER, type ClientNotice, type CommandReply, type ReadReply, type TxReply, type VerifyReply } from '../machines/protocol.js';
+} from '../../bus/subjects.js';
+import type { BlobStore, Bus, Delivery, Journal, KvStore, Subscription } from '../../bus/types.js';
+import { createLogger } from '../../log/logger.js';
+import { HEADER } from '../../protocol/headers.js';
+import type { ClientNotice } from '../../protocol/control.js';
+import { type CommandReply, type ReadReply, type TxReply, type VerifyReply } from '../../protocol/messages.js';
 import type { Application } from './application.js';
 import { ClientRecords, clientOptions, type ClientRecordInfo } from './clientRecords.js';
-import { InvalidRequestError, UnknownApplicationError, toErrorBody, type RollbackReason } from './errors.js';
-import { HostedSession, type SessionHost } from './hostedSession.js';
+import { InvalidRequestError, UnknownApplicationError, toErrorBody, type RollbackReason } from '../../protocol/errors.js';
+import { HostedSession, type SessionHost } from './session.js';
 import { loadSession } from './loadSession.js';
-import { requestFailover } from './failover.js';
+import { requestFailover } from '../../protocol/control.js';
 import { READ_ONLY_QUEUE, Replication, type ReplicaStatus } from './replica.js';
 import { MembershipHost } from './membership.js';
-import { MEMBERSHIP_DEFAULTS, MIN_SESSION_TIMEOUT, type MembershipConfig } from '../machines/membership.js';
-import type { View } from '../machines/view.js';
-import { isTx, isVerify, parseCommand, parseRead, parseTx, parseVerify } from './requests.js';
-import { DEFAULT_SHARD_COUNT } from './shard.js';
+import { MEMBERSHIP_DEFAULTS, MIN_SESSION_TIMEOUT, type MembershipConfig } from '../../machines/membership.js';
+import type { View } from '../../machines/view.js';
+import { parseRequest } from '../../protocol/requests.js';
+import { DEFAULT_SHARD_COUNT } from '../../protocol/shard.js';
 import { SessionStore } from './sessionStore.js';
 
 export interface WorkerOptions {
@@ -46,7 +48,8 @@ export interface WorkerOptions {
    */
   shards?: number[];
   shardCount?: number;
-  clock?: Clock;
+  /** Time, randomness and ids (default the system's): virtual time and seeded ids make a run replay. */
+  environment?: Partial<Environment>;
   logger?: Logger;
   /** Worker id, shown in logs (default a random one). */
   id?: string;
@@ -134,6 +137,7 @@ class WorkerHost implements SessionHost {
   #sweep: TimerHandle | undefined;
   #stopped = false;
   readonly clients: ClientRecords;
+  readonly clock: Clock;
 
   constructor(
     readonly id: string,
@@ -143,17 +147,18 @@ class WorkerHost implements SessionHost {
     readonly store: SessionStore,
     readonly timerIndex: KvStore,
     readonly blobs: BlobStore,
-    readonly clock: Clock,
+    readonly environment: Environment,
     readonly cluster: string,
     readonly log: Logger,
     applications: Application[],
     readonly shardCount: number,
     clients: { troubledInterval: number; recoveryWait: number },
   ) {
+    this.clock = environment.clock;
     this.#apps = new Map(applications.map((a) => [a.name, a]));
     this.clients = new ClientRecords({
       ...clients,
-      clock,
+      clock: environment.clock,
       log,
       transactionsOf: (client) => [...this.sessions.values()].filter((s) => s.openTransaction?.client === client).length,
       rollBack: (client, reason) => this.rollBack(client, reason),
@@ -252,7 +257,7 @@ class WorkerHost implements SessionHost {
       self: { id: memberId, zone: options.zone, promotable: options.promotable },
       config: options.config,
       storageReplicas: options.storageReplicas,
-      clock: this.clock,
+      environment: this.environment,
       log: this.log,
       apply: async (view) => {
         const primaries = primariesOf(view, memberId);
@@ -373,7 +378,7 @@ class WorkerHost implements SessionHost {
 
   /** A reply too large for a message (a big document) travels by claim-check; the client fetches and deletes it. */
   async #respond(m: Delivery, reply: Reply): Promise<void> {
-    const body = await encodeBody(reply, { maxBytes: this.bus.server.maxPayload - REPLY_HEADROOM, blobs: this.blobs, allowClaimCheck: true });
+    const body = await encodeBody(reply, { maxBytes: this.bus.server.maxPayload - REPLY_HEADROOM, blobs: this.blobs, allowClaimCheck: true, newId: this.environment.newId });
     m.respond(body.data, { headers: body.headers });
   }
 
@@ -394,24 +399,18 @@ class WorkerHost implements SessionHost {
       return { ok: false, error: toErrorBody(err) };
     }
     const { id, shard } = target;
-    if (kind === 'cmd' && isTx(body)) {
-      const req = parseTx(body);
-      if (req instanceof Error) return { ok: false, error: toErrorBody(req) };
-      return this.#dispatch(app, id, shard, req.client, (s) => s.transaction(req, this.clock.now()));
-    }
-    if (kind === 'cmd') {
-      const req = parseCommand(body);
-      if (req instanceof Error) return { ok: false, error: toErrorBody(req) };
-      return this.#dispatch(app, id, shard, req.client, (s) => s.command(req, this.clock.now()));
-    }
-    if (isVerify(body)) {
-      const req = parseVerify(body);
-      if (req instanceof Error) return { ok: false, error: toErrorBody(req) };
-      return this.#dispatch(app, id, shard, req.client, (s) => s.verify(req));
-    }
-    const req = parseRead(body);
+    const req = parseRequest(body, kind);
     if (req instanceof Error) return { ok: false, error: toErrorBody(req) };
-    return this.#dispatch(app, id, shard, req.client, async (s) => s.read(req.minSeq));
+    switch (req.kind) {
+      case 'command':
+        return this.#dispatch(app, id, shard, req.client, (s) => s.command(req, this.clock.now()));
+      case 'tx':
+        return this.#dispatch(app, id, shard, req.client, (s) => s.transaction(req, this.clock.now()));
+      case 'verify':
+        return this.#dispatch(app, id, shard, req.client, (s) => s.verify(req));
+      case 'read':
+        return this.#dispatch(app, id, shard, req.client, async (s) => s.read(req.minSeq));
+    }
   }
 
   /**
@@ -625,7 +624,8 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
   const clients = clientOptions(options.clients);
   if (!options.bus && !options.nats) throw new TypeError('startWorker needs `nats` (server URLs) or `bus`');
   const bus = options.bus ?? (await createNatsBus({ servers: options.nats!, name: `cohort-worker` }));
-  const id = options.id ?? randomUUID().slice(0, 8);
+  const environment = resolveEnvironment(options.environment);
+  const id = options.id ?? environment.newId().slice(0, 8);
   const log = (options.logger ?? createLogger()).child({ cluster: options.cluster, worker: id });
   const cluster = options.cluster;
   const replicas = options.storageReplicas ?? 1;
@@ -644,7 +644,7 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
     new SessionStore(snapshots, blobs, bus.server.maxPayload),
     timers,
     blobs,
-    options.clock ?? systemClock,
+    environment,
     cluster,
     log,
     options.applications,

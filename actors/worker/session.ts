@@ -1,29 +1,15 @@
 import jsonPatch from 'fast-json-patch';
 import type { Logger } from 'pino';
-import type { Clock, TimerHandle } from '../bus/clock.js';
-import { decode, encode } from '../bus/codec.js';
-import { WrongLastSequenceError } from '../bus/errors.js';
-import { eventSubject, journalSubject } from '../bus/subjects.js';
-import type { Bus, Journal } from '../bus/types.js';
-import {
-  HEADER,
-  type CommandReply,
-  type CommandRequest,
-  type ErrorBody,
-  type JournaledEvent,
-  type JournalRecord,
-  type PatchMessage,
-  type PatchOperation,
-  type ReadReply,
-  type StampedEvent,
-  type TxReply,
-  type TxRequest,
-  type VerifyReply,
-  type VerifyRequest,
-} from '../machines/protocol.js';
-import { documentOf, persistSession, stepSession, type SessionState, type Timer } from '../machines/session.js';
+import type { Clock, TimerHandle } from '../../bus/clock.js';
+import { decode, encode } from '../../bus/codec.js';
+import { WrongLastSequenceError } from '../../bus/errors.js';
+import { eventSubject, journalSubject } from '../../bus/subjects.js';
+import type { Bus, Journal } from '../../bus/types.js';
+import { HEADER } from '../../protocol/headers.js';
+import { type CommandReply, type CommandRequest, type ErrorBody, type JournaledEvent, type JournalRecord, type PatchMessage, type PatchOperation, type ReadReply, type StampedEvent, type TxReply, type TxRequest, type VerifyReply, type VerifyRequest } from '../../protocol/messages.js';
+import { documentOf, persistSession, stepSession, type SessionState, type Timer } from '../../machines/session.js';
 import type { Application } from './application.js';
-import { labelOf } from './clientRecords.js';
+import { labelOf } from '../../protocol/clientId.js';
 import {
   ConflictError,
   EventRejectedError,
@@ -34,7 +20,7 @@ import {
   TransactionRolledBackError,
   toErrorBody,
   type RollbackReason,
-} from './errors.js';
+} from '../../protocol/errors.js';
 import type { SessionStore } from './sessionStore.js';
 import { verifySession } from './verifySession.js';
 

@@ -1,8 +1,9 @@
-import { decode } from '../bus/codec.js';
-import { journalSubject } from '../bus/subjects.js';
-import type { Journal } from '../bus/types.js';
-import { HEADER, type JournalRecord } from '../machines/protocol.js';
-import { replaySession, restoreSession, startSession, type SessionState } from '../machines/session.js';
+import { decode } from '../../bus/codec.js';
+import { journalSubject } from '../../bus/subjects.js';
+import type { Journal } from '../../bus/types.js';
+import { HEADER } from '../../protocol/headers.js';
+import { type JournalRecord } from '../../protocol/messages.js';
+import { replaySession, restoreSession, startSession, type SessionState } from '../../machines/session.js';
 import type { Application } from './application.js';
 import type { SessionStore } from './sessionStore.js';
 

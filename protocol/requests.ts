@@ -1,5 +1,10 @@
-import type { CommandRequest, ReadRequest, TxRequest, UserEvent, VerifyRequest } from '../machines/protocol.js';
+/**
+ * Requests on the wire: built here by the client, parsed here by the worker,
+ * field by field. A parse returns an InvalidRequestError saying what was
+ * wrong rather than throwing, so a worker answers it and keeps serving.
+ */
 import { InvalidRequestError } from './errors.js';
+import type { CommandRequest, ReadRequest, Request, TxRequest, UserEvent, VerifyRequest } from './messages.js';
 
 const MAX_ID = 256;
 
@@ -14,7 +19,7 @@ function checkLabel(v: unknown, what: string): string | InvalidRequestError {
 
 /** A command off the wire, checked field by field; an Error says what was wrong. */
 export function parseCommand(body: unknown): CommandRequest | InvalidRequestError {
-  if (!isRecord(body)) return new InvalidRequestError('a command is a map with event, cmdId and client');
+  if (!isRecord(body) || body['kind'] !== 'command') return new InvalidRequestError("a command is a map with kind 'command', event, cmdId and client");
   const { cmdId, client, expectSeq } = body;
   const event = checkEvent(body['event']);
   if (event instanceof Error) return event;
@@ -25,18 +30,18 @@ export function parseCommand(body: unknown): CommandRequest | InvalidRequestErro
   if (expectSeq !== undefined && (!Number.isSafeInteger(expectSeq) || (expectSeq as number) < 0)) {
     return new InvalidRequestError('expectSeq must be a non-negative integer');
   }
-  return { event, cmdId: id, client: who, ...(expectSeq === undefined ? {} : { expectSeq: expectSeq as number }) };
+  return { kind: 'command', event, cmdId: id, client: who, ...(expectSeq === undefined ? {} : { expectSeq: expectSeq as number }) };
 }
 
 export function parseRead(body: unknown): ReadRequest | InvalidRequestError {
-  if (!isRecord(body)) return new InvalidRequestError('a read is a map with client');
+  if (!isRecord(body) || body['kind'] !== 'read') return new InvalidRequestError("a read is a map with kind 'read' and client");
   const who = checkLabel(body['client'], 'client');
   if (who instanceof Error) return who;
   const { minSeq } = body;
   if (minSeq !== undefined && (!Number.isSafeInteger(minSeq) || (minSeq as number) < 0)) {
     return new InvalidRequestError('minSeq must be a non-negative integer');
   }
-  return { client: who, ...(minSeq === undefined ? {} : { minSeq: minSeq as number }) };
+  return { kind: 'read', client: who, ...(minSeq === undefined ? {} : { minSeq: minSeq as number }) };
 }
 
 /** Longest lease a transaction may ask for: a client that needs more should not hold a session's lock that long. */
@@ -57,24 +62,14 @@ function isCount(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 }
 
-/** Which request a body on the `read` subject is: a cache verification carries `since`. */
-export function isVerify(body: unknown): boolean {
-  return isRecord(body) && body['since'] !== undefined;
-}
-
-/** Which request a body on the `cmd` subject is: a transaction step says `kind: 'tx'`. */
-export function isTx(body: unknown): boolean {
-  return isRecord(body) && body['kind'] === 'tx';
-}
-
 export function parseVerify(body: unknown): VerifyRequest | InvalidRequestError {
-  if (!isRecord(body)) return new InvalidRequestError('a verification is a map with client, since and max');
+  if (!isRecord(body) || body['kind'] !== 'verify') return new InvalidRequestError("a verification is a map with kind 'verify', client, since and max");
   const who = checkLabel(body['client'], 'client');
   if (who instanceof Error) return who;
   const { since, max } = body;
   if (!isCount(since)) return new InvalidRequestError('since must be a non-negative integer');
   if (!isCount(max) || max < 1) return new InvalidRequestError('max must be a positive integer');
-  return { client: who, since, max };
+  return { kind: 'verify', client: who, since, max };
 }
 
 export function parseTx(body: unknown): TxRequest | InvalidRequestError {
@@ -110,4 +105,41 @@ export function parseTx(body: unknown): TxRequest | InvalidRequestError {
     default:
       return new InvalidRequestError('op must be one of begin, send, read, commit, abort');
   }
+}
+
+/**
+ * The request a body on a session subject carries, by its `kind`: commands
+ * and transaction steps go to `cmd` (the primary), reads and verifications
+ * to `read` or `ro`.
+ */
+export function parseRequest(body: unknown, subject: 'cmd' | 'read'): Request | InvalidRequestError {
+  const kind = isRecord(body) ? body['kind'] : undefined;
+  if (subject === 'cmd') {
+    if (kind === 'command') return parseCommand(body);
+    if (kind === 'tx') return parseTx(body);
+    return new InvalidRequestError("a request on a cmd subject has kind 'command' or 'tx'");
+  }
+  if (kind === 'read') return parseRead(body);
+  if (kind === 'verify') return parseVerify(body);
+  return new InvalidRequestError("a request on a read subject has kind 'read' or 'verify'");
+}
+
+/** A transaction step without its envelope: what the client's transaction adds to each. */
+export type TxStep = Unwrapped<TxRequest>;
+type Unwrapped<T> = T extends unknown ? Omit<T, 'kind' | 'txId' | 'client'> : never;
+
+export function commandRequest(event: UserEvent, cmdId: string, client: string, expectSeq?: number): CommandRequest {
+  return { kind: 'command', event, cmdId, client, ...(expectSeq === undefined ? {} : { expectSeq }) };
+}
+
+export function readRequest(client: string, minSeq?: number): ReadRequest {
+  return { kind: 'read', client, ...(minSeq === undefined ? {} : { minSeq }) };
+}
+
+export function verifyRequest(client: string, since: number, max: number): VerifyRequest {
+  return { kind: 'verify', client, since, max };
+}
+
+export function txRequest(txId: string, client: string, step: TxStep): TxRequest {
+  return { kind: 'tx', txId, client, ...step } as TxRequest;
 }

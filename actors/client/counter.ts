@@ -1,6 +1,6 @@
-import { BusError, KeyExistsError, StaleRevisionError } from '../bus/errors.js';
-import { escapeToken } from '../bus/subjects.js';
-import type { KvStore } from '../bus/types.js';
+import { BusError, KeyExistsError, StaleRevisionError } from '../../bus/errors.js';
+import { escapeToken } from '../../bus/subjects.js';
+import type { KvStore } from '../../bus/types.js';
 
 /**
  * ECP `$Increment` counters: ids unique across every client and increasing

@@ -1,8 +1,8 @@
-import { decode, encode } from '../bus/codec.js';
-import { DecodeError } from '../bus/errors.js';
-import { escapeToken } from '../bus/subjects.js';
-import type { BlobStore, KvStore } from '../bus/types.js';
-import type { PersistedSession } from '../machines/session.js';
+import { decode, encode } from '../../bus/codec.js';
+import { DecodeError } from '../../bus/errors.js';
+import { escapeToken } from '../../bus/subjects.js';
+import type { BlobStore, KvStore } from '../../bus/types.js';
+import type { PersistedSession } from '../../machines/session.js';
 
 /** A snapshot as stored: the session, and the journal's stream sequence it reflects. */
 export interface StoredSnapshot {

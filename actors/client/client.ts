@@ -1,23 +1,22 @@
-import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { systemClock, type Clock } from '../bus/clock.js';
-import { decode, encode } from '../bus/codec.js';
-import { createNatsBus } from '../bus/nats/mod.js';
-import { cmdSubject, eventSubject, readOnlySubject, readSubject, validateApp, validateCluster } from '../bus/subjects.js';
-import { claimCheckOf, decodeBody } from '../bus/claimCheck.js';
-import type { BlobStore, Bus, KvStore, Message, Subscription } from '../bus/types.js';
-import { CONNECTION_DEFAULTS, type ConnectionState, type Failure } from '../machines/connection.js';
+import type { Clock } from '../../bus/clock.js';
+import { resolveEnvironment, type Environment } from '../../bus/environment.js';
+import { decode, encode } from '../../bus/codec.js';
+import { createNatsBus } from '../../bus/nats/mod.js';
+import { cmdSubject, eventSubject, readOnlySubject, readSubject, validateApp, validateCluster } from '../../bus/subjects.js';
+import { claimCheckOf, decodeBody } from '../../bus/claimCheck.js';
+import type { BlobStore, Bus, KvStore, Message, Subscription } from '../../bus/types.js';
+import { CONNECTION_DEFAULTS, type ConnectionState, type Failure } from '../../machines/connection.js';
 import type {
   CommandReply,
   PatchMessage,
   PatchOperation,
   ReadReply,
   TxReply,
-  TxRequest,
   UserEvent,
   VerifyOutcome,
   VerifyReply,
-} from '../machines/protocol.js';
+} from '../../protocol/messages.js';
 import { Connection, type RequestSpec } from './connection.js';
 import { createCounter, type Counter, type CounterOptions } from './counter.js';
 import { DocumentCache } from './documentCache.js';
@@ -28,8 +27,9 @@ import {
   TransactionTimeoutError,
   ClientDisconnectedError,
   fromErrorBody,
-} from './errors.js';
-import { DEFAULT_SHARD_COUNT, shardOf } from './shard.js';
+} from '../../protocol/errors.js';
+import { DEFAULT_SHARD_COUNT, shardOf } from '../../protocol/shard.js';
+import { commandRequest, readRequest, txRequest, verifyRequest, type TxStep } from '../../protocol/requests.js';
 
 export interface ConnectOptions {
   /** NATS server URL(s); or pass `bus`. */
@@ -65,8 +65,8 @@ export interface ConnectOptions {
   invalidationQueueSize?: number;
   /** A transaction still open after this long is aborted and the connection closed (default 30 000 ms). */
   transactionTimeout?: number;
-  /** Drives retries and timeouts (default the system clock). */
-  clock?: Clock;
+  /** Time, randomness and ids (default the system's): virtual time and seeded ids make a run replay. */
+  environment?: Partial<Environment>;
 }
 
 export interface CallOptions {
@@ -232,13 +232,13 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
     attemptTimeout: number,
     readOnlyFallback: boolean,
     config: { waitTimeout: number; reconnectInterval: number; troubledInterval: number },
-    readonly clock: Clock,
+    readonly environment: Environment,
   ) {
     super();
     this.#cache = new DocumentCache({ cacheSize });
     this.#conn = new Connection({
       label,
-      clock,
+      environment,
       config,
       attemptTimeout,
       bus,
@@ -289,7 +289,7 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
       app,
       id,
       send: async (event, options = {}) => {
-        const body = encode({ event, cmdId: randomUUID(), client: this.id, ...(options.expectSeq === undefined ? {} : { expectSeq: options.expectSeq }) });
+        const body = encode(commandRequest(event, this.environment.newId(), this.id, options.expectSeq));
         const reply = (await this.#request({ subject: cmd, body, what: `send ${event.type} to ${session}`, session, mutates: true, timeout: options.timeout ?? this.timeout })) as CommandReply;
         if (!reply.ok) throw fromErrorBody(reply.error);
         return { seq: reply.seq, duplicate: reply.duplicate === true, by: reply.by ?? '', epoch: reply.epoch ?? 0 };
@@ -314,7 +314,7 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
     const cached = options.allowStale === true ? this.#cache.peek(app, id) : undefined;
     const troubled = this.#conn.state !== 'NORMAL' && this.#conn.state !== 'CONNECTING';
     if (cached !== undefined && troubled && !this.#conn.readOnly) return { ...cached, stale: true, source: 'cache' };
-    const body = encode({ client: this.id, ...(options.minSeq === undefined ? {} : { minSeq: options.minSeq }) });
+    const body = encode(readRequest(this.id, options.minSeq));
     let reply: ReadReply;
     try {
       reply = (await this.#request({
@@ -483,7 +483,7 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
     const shard = shardOf(app, id, this.shardCount);
     const reply = (await this.#request({
       subject: readSubject(this.cluster, shard, app, id),
-      body: encode({ client: this.id, since, max: this.invalidationQueueSize }),
+      body: encode(verifyRequest(this.id, since, this.invalidationQueueSize)),
       what: `verify ${session}`,
       session,
       mutates: false,
@@ -523,26 +523,26 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
     options: TransactionOptions,
   ): Promise<TransactionResult<T>> {
     const session = `${app}/${id}`;
-    const txId = randomUUID();
+    const txId = this.environment.newId();
     const timeout = options.timeout ?? this.transactionTimeout;
     if (!(Number.isFinite(timeout) && timeout > 0)) throw new RangeError(`transaction timeout must be a positive number of ms, got ${timeout}`);
     const client = this.id;
-    const started = this.clock.now();
+    const started = this.environment.clock.now();
     let rollback: Error | undefined;
     let steps = 0;
     const onDisabled = (_f: Failure, reason: string): void => {
-      rollback ??= new NetworkError(`transaction ${txId} on ${session}`, session, this.clock.now() - started, false, `rolled back: the connection was disabled (${reason})`);
+      rollback ??= new NetworkError(`transaction ${txId} on ${session}`, session, this.environment.clock.now() - started, false, `rolled back: the connection was disabled (${reason})`);
     };
     this.#conn.on('disabled', onDisabled);
-    const step = async (op: Omit<TxRequest, 'txId' | 'client' | 'kind'>, mutates = false): Promise<Extract<TxReply, { ok: true }>> => {
+    const step = async (op: TxStep, mutates = false): Promise<Extract<TxReply, { ok: true }>> => {
       if (rollback !== undefined) throw rollback;
-      const remaining = timeout - (this.clock.now() - started);
-      const body = encode({ kind: 'tx', txId, client, ...op });
+      const remaining = timeout - (this.environment.clock.now() - started);
+      const body = encode(txRequest(txId, client, op));
       const reply = (await this.#request({ subject: cmd, body, what: `transaction ${op.op} on ${session}`, session, mutates, timeout: Math.max(1, remaining) })) as TxReply;
       if (reply.ok) return reply;
       const err = fromErrorBody(reply.error);
       if (err instanceof TransactionRolledBackError) {
-        rollback = new NetworkError(`transaction ${txId} on ${session}`, session, this.clock.now() - started, false, `rolled back by the server (${err.reason})`, { cause: err });
+        rollback = new NetworkError(`transaction ${txId} on ${session}`, session, this.environment.clock.now() - started, false, `rolled back by the server (${err.reason})`, { cause: err });
         throw rollback;
       }
       throw err;
@@ -550,12 +550,12 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
     const tx: Transaction = {
       id: txId,
       send: async (event) => {
-        const r = await step({ op: 'send', step: steps, event } as Omit<TxRequest, 'txId' | 'client' | 'kind'>);
+        const r = await step({ op: 'send', step: steps, event });
         steps++;
         return { seq: r.seq };
       },
       read: async () => {
-        const r = (await step({ op: 'read' } as Omit<TxRequest, 'txId' | 'client' | 'kind'>)) as unknown as ReadReply;
+        const r = (await step({ op: 'read' })) as unknown as ReadReply;
         if (!r.ok) throw fromErrorBody(r.error);
         return { seq: r.seq, state: r.state, document: r.document, stale: false, source: 'primary' };
       },
@@ -568,9 +568,9 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
     };
     let timer: ReturnType<Clock['setTimeout']> | undefined;
     try {
-      await step({ op: 'begin', timeout } as Omit<TxRequest, 'txId' | 'client' | 'kind'>);
+      await step({ op: 'begin', timeout });
       const expired = new Promise<never>((_, reject) => {
-        timer = this.clock.setTimeout(() => reject(new TransactionTimeoutError(txId, timeout)), Math.max(0, timeout - (this.clock.now() - started)));
+        timer = this.environment.clock.setTimeout(() => reject(new TransactionTimeoutError(txId, timeout)), Math.max(0, timeout - (this.environment.clock.now() - started)));
       });
       let value: T;
       try {
@@ -584,17 +584,17 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
         await this.#abort(cmd, txId, client, session);
         throw rollback;
       }
-      const r = await step({ op: 'commit', steps } as Omit<TxRequest, 'txId' | 'client' | 'kind'>, true);
+      const r = await step({ op: 'commit', steps }, true);
       return { value, seq: r.seq, duplicate: r.duplicate === true, by: r.by ?? '', epoch: r.epoch ?? 0, events: steps };
     } finally {
-      if (timer !== undefined) this.clock.clearTimeout(timer);
+      if (timer !== undefined) this.environment.clock.clearTimeout(timer);
       this.#conn.off('disabled', onDisabled);
     }
   }
 
   /** Best effort: the lock's lease frees it anyway. */
   async #abort(cmd: string, txId: string, client: string, session: string): Promise<void> {
-    const body = encode({ kind: 'tx', op: 'abort', txId, client });
+    const body = encode(txRequest(txId, client, { op: 'abort' }));
     await this.#conn.request({ subject: cmd, body, what: `transaction abort on ${session}`, session, mutates: false, timeout: 2_000 }).catch(() => undefined);
   }
 
@@ -675,7 +675,7 @@ export async function connect(options: ConnectOptions): Promise<Client> {
     options.attemptTimeout ?? 2_000,
     options.readOnlyFallback === true,
     config,
-    options.clock ?? systemClock,
+    resolveEnvironment(options.environment),
   );
   await client.open();
   return client;

@@ -1,8 +1,14 @@
-import { BusError, DecodeError, NoRespondersError, PayloadTooLargeError, TimeoutError } from '../bus/errors.js';
-import type { ErrorBody } from '../machines/protocol.js';
+/**
+ * The errors a worker answers with, and their wire form: one class per
+ * failure mode, each saying its retry policy (`retryable`), rebuilt on the
+ * client as the same class. Application errors extend CohortError, not
+ * BusError: a refused event is not a transport failure.
+ */
+import { CohortError, DecodeError, NoRespondersError, PayloadTooLargeError, TimeoutError } from '../bus/errors.js';
+import type { ErrorBody } from './messages.js';
 
 /** The machine does not accept this event in its current state; nothing was journaled. */
-export class EventRejectedError extends BusError {
+export class EventRejectedError extends CohortError {
   constructor(
     readonly eventType: string,
     readonly state: unknown,
@@ -12,7 +18,7 @@ export class EventRejectedError extends BusError {
 }
 
 /** `expectSeq` was given and the session has moved on. */
-export class ConflictError extends BusError {
+export class ConflictError extends CohortError {
   constructor(
     readonly expected: number,
     readonly actual: number,
@@ -21,14 +27,14 @@ export class ConflictError extends BusError {
   }
 }
 
-export class UnknownApplicationError extends BusError {
+export class UnknownApplicationError extends CohortError {
   constructor(readonly app: string) {
     super(`no application named ${JSON.stringify(app)} is served here`);
   }
 }
 
 /** This worker's copy was stale or it no longer owns the session; the same command may be retried. */
-export class SessionMovedError extends BusError {
+export class SessionMovedError extends CohortError {
   override readonly retryable = true;
   constructor(
     readonly app: string,
@@ -43,7 +49,7 @@ export class SessionMovedError extends BusError {
  * application requires (Always On's REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT):
  * refused before anything is journaled, rather than silently less safe.
  */
-export class NotEnoughReplicasError extends BusError {
+export class NotEnoughReplicasError extends CohortError {
   constructor(
     readonly app: string,
     readonly shard: number,
@@ -55,14 +61,14 @@ export class NotEnoughReplicasError extends BusError {
 }
 
 /** A command or read that is not of the protocol's shape. */
-export class InvalidRequestError extends BusError {
+export class InvalidRequestError extends CohortError {
   constructor(readonly reason: string) {
     super(`invalid request: ${reason}`);
   }
 }
 
 /** Another client holds the session's transaction lock; retried (same command id) until it is released or the call's time runs out. */
-export class SessionLockedError extends BusError {
+export class SessionLockedError extends CohortError {
   override readonly retryable = true;
   constructor(
     readonly app: string,
@@ -82,7 +88,7 @@ export type RollbackReason = 'timeout' | 'recovery-wait' | 'forced' | 'unknown';
  * recoveryWait or was disconnected by force, or (`unknown`) this primary
  * never had it (lost with a failover). Nothing of it was committed.
  */
-export class TransactionRolledBackError extends BusError {
+export class TransactionRolledBackError extends CohortError {
   constructor(
     readonly txId: string,
     readonly reason: RollbackReason,
@@ -92,7 +98,7 @@ export class TransactionRolledBackError extends BusError {
 }
 
 /** The connection was closed on this client: it never connected within waitTimeout, or a worker disconnected it by force. */
-export class ClientDisconnectedError extends BusError {
+export class ClientDisconnectedError extends CohortError {
   constructor(
     readonly client: string,
     readonly reason: string,
@@ -107,7 +113,7 @@ export class ClientDisconnectedError extends BusError {
  * have committed: read the session to find out; false when it certainly did
  * not (never sent, or a read).
  */
-export class NetworkError extends BusError {
+export class NetworkError extends CohortError {
   constructor(
     readonly operation: string,
     /** `app/id` of the session it was for. */
@@ -123,7 +129,7 @@ export class NetworkError extends BusError {
 }
 
 /** A transaction commits one session's events as one journal message, so it cannot take in another session. */
-export class CrossShardTransactionError extends BusError {
+export class CrossShardTransactionError extends CohortError {
   constructor(
     readonly session: string,
     readonly shard: number,
@@ -139,7 +145,7 @@ export class CrossShardTransactionError extends BusError {
 }
 
 /** The transaction ran past transactionTimeout: it was aborted and the connection closed. */
-export class TransactionTimeoutError extends BusError {
+export class TransactionTimeoutError extends CohortError {
   constructor(
     readonly txId: string,
     readonly timeoutMs: number,
@@ -178,7 +184,7 @@ export function toErrorBody(err: unknown): ErrorBody {
         details[k] = v;
       }
     }
-    return { name: err.name, message: err.message, retryable: err instanceof BusError ? err.retryable : false, details };
+    return { name: err.name, message: err.message, retryable: err instanceof CohortError ? err.retryable : false, details };
   }
   return { name: 'Error', message: String(err), retryable: false };
 }
@@ -189,4 +195,9 @@ export function fromErrorBody(body: ErrorBody): Error {
   const e = new Error(body.message);
   e.name = body.name;
   return e;
+}
+
+/** The reply for a refusal: the error in its wire form. */
+export function refuse(err: unknown): { readonly ok: false; readonly error: ErrorBody } {
+  return { ok: false, error: toErrorBody(err) };
 }

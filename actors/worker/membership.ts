@@ -1,16 +1,16 @@
 import type { Logger } from 'pino';
 import { createActor, type Actor } from 'xstate';
-import type { Clock, TimerHandle } from '../bus/clock.js';
-import { decode, encode } from '../bus/codec.js';
-import { KeyExistsError, StaleRevisionError, TimeoutError } from '../bus/errors.js';
-import { controlSubject, heartbeatFilter, heartbeatSubject } from '../bus/subjects.js';
-import { randomUUID } from 'node:crypto';
-import { isFailoverRequest } from './failover.js';
-import type { Bus, Delivery, KvStore, KvWatch, Subscription } from '../bus/types.js';
-import { membershipMachine, type Heartbeat, type MembershipConfig, type Self } from '../machines/membership.js';
-import { HEADER } from '../machines/protocol.js';
-import { packView, unpackView, type View } from '../machines/view.js';
-import type { Primacy } from './hostedSession.js';
+import type { TimerHandle } from '../../bus/clock.js';
+import type { Environment } from '../../bus/environment.js';
+import { decode, encode } from '../../bus/codec.js';
+import { KeyExistsError, StaleRevisionError, TimeoutError } from '../../bus/errors.js';
+import { controlSubject, heartbeatFilter, heartbeatSubject } from '../../bus/subjects.js';
+import { isFailoverRequest } from '../../protocol/control.js';
+import type { Bus, Delivery, KvStore, KvWatch, Subscription } from '../../bus/types.js';
+import { membershipMachine, type Heartbeat, type MembershipConfig, type Self } from '../../machines/membership.js';
+import { HEADER } from '../../protocol/headers.js';
+import { packView, unpackView, type View } from '../../machines/view.js';
+import type { Primacy } from './session.js';
 
 /** The key-value entry every member watches; its revision is the compare-and-set token. */
 export const VIEW_KEY = 'view';
@@ -26,7 +26,8 @@ export interface MembershipHostOptions {
   readonly config: MembershipConfig;
   /** Copies JetStream keeps of the view's bucket. */
   readonly storageReplicas?: number;
-  readonly clock: Clock;
+  /** Time for heartbeats, ticks and the lease; ids for failover requests in hand. */
+  readonly environment: Environment;
   readonly log: Logger;
   /** Takes up a view's shard roles; resolves with the shards this worker now serves as primary. */
   apply(view: View): Promise<readonly number[]>;
@@ -95,7 +96,7 @@ export class MembershipHost implements Primacy {
 
   constructor(options: MembershipHostOptions) {
     this.#o = options;
-    const startedAt = options.clock.now();
+    const startedAt = options.environment.clock.now();
     this.#actor = createActor(membershipMachine, { input: { self: { ...options.self, startedAt }, config: options.config } });
     this.#joined = new Promise((resolve) => (this.#onJoined = resolve));
     this.#left = new Promise((resolve) => (this.#onLeft = resolve));
@@ -121,7 +122,8 @@ export class MembershipHost implements Primacy {
 
   /** Resolves once a view lists this worker and that view's shard roles are taken up. */
   async start(): Promise<void> {
-    const { bus, cluster, clock, log } = this.#o;
+    const { bus, cluster, log } = this.#o;
+    const clock = this.#o.environment.clock;
     this.#kv = await bus.kv({ bucket: clusterBucket(cluster), replicas: this.#o.storageReplicas ?? 1 });
     const now = (): number => clock.now();
     const ownBeats = heartbeatSubject(cluster, this.#o.self.id);
@@ -175,7 +177,7 @@ export class MembershipHost implements Primacy {
         if (this.isLeader) m.respond(encode({ ok: false, reason: 'malformed request: needs { shard: integer, to: string, force?: boolean }', leader: this.#o.self.id }));
         return;
       }
-      const id = randomUUID();
+      const id = this.#o.environment.newId();
       this.#asking.set(id, m);
       this.#send({ type: 'MOVE', request: { id, shard: body.shard, to: body.to, force: body.force === true }, now: now() });
     });
@@ -234,7 +236,7 @@ export class MembershipHost implements Primacy {
   }
 
   leaseHeld(): boolean {
-    const now = this.#o.clock.now();
+    const now = this.#o.environment.clock.now();
     if (now >= this.#leaseFrom + this.#leaseSpan) this.#noticeLapse(now);
     return now < this.#leaseFrom + this.#leaseSpan && now >= this.#provingUntil;
   }
@@ -270,8 +272,8 @@ export class MembershipHost implements Primacy {
 
   #armTick(): void {
     if (this.#stopped) return;
-    this.#tick = this.#o.clock.setTimeout(() => {
-      this.#send({ type: 'TICK', now: this.#o.clock.now(), notSynchronized: this.#o.notSynchronized?.() ?? [] });
+    this.#tick = this.#o.environment.clock.setTimeout(() => {
+      this.#send({ type: 'TICK', now: this.#o.environment.clock.now(), notSynchronized: this.#o.notSynchronized?.() ?? [] });
       this.#armTick();
     }, this.#o.config.heartbeatInterval / TICKS_PER_HEARTBEAT);
   }
@@ -285,11 +287,11 @@ export class MembershipHost implements Primacy {
         { viewId: view.viewId, members: view.members.map((m) => m.id), transitional: view.transitional },
         view.transitional ? 'transitional view written' : 'view written',
       );
-      this.#send({ type: 'WRITE_DONE', view, revision: written, now: this.#o.clock.now() });
+      this.#send({ type: 'WRITE_DONE', view, revision: written, now: this.#o.environment.clock.now() });
     } catch (err) {
       // Someone else wrote first: the watch brings their view, and the plan is made again from it.
       if (!(err instanceof StaleRevisionError || err instanceof KeyExistsError)) this.#o.log.error({ err, viewId: view.viewId }, 'view not written');
-      this.#send({ type: 'WRITE_FAILED', now: this.#o.clock.now() });
+      this.#send({ type: 'WRITE_FAILED', now: this.#o.environment.clock.now() });
     }
   }
 
@@ -298,13 +300,13 @@ export class MembershipHost implements Primacy {
     const current = this.view;
     if (current !== null && test(current)) return Promise.resolve(current);
     return new Promise((resolve, reject) => {
-      const timer = this.#o.clock.setTimeout(() => {
+      const timer = this.#o.environment.clock.setTimeout(() => {
         this.#viewListeners.delete(listener);
         reject(new TimeoutError(`waiting for ${what}`, timeout));
       }, timeout);
       const listener = (view: View): void => {
         if (!test(view)) return;
-        this.#o.clock.clearTimeout(timer);
+        this.#o.environment.clock.clearTimeout(timer);
         this.#viewListeners.delete(listener);
         resolve(view);
       };
@@ -323,7 +325,7 @@ export class MembershipHost implements Primacy {
       } catch (err) {
         this.#o.log.error({ err, viewId: view.viewId }, 'view not applied');
       }
-      this.#send({ type: 'APPLIED', viewId: view.viewId, serving, now: this.#o.clock.now() });
+      this.#send({ type: 'APPLIED', viewId: view.viewId, serving, now: this.#o.environment.clock.now() });
     });
   }
 
@@ -334,23 +336,23 @@ export class MembershipHost implements Primacy {
    */
   async leave(bound: number): Promise<void> {
     if (this.#stopped) return;
-    this.#send({ type: 'LEAVE', now: this.#o.clock.now() });
+    this.#send({ type: 'LEAVE', now: this.#o.environment.clock.now() });
     let timer: TimerHandle | undefined;
     const gaveUp = new Promise<void>((resolve) => {
-      timer = this.#o.clock.setTimeout(() => {
+      timer = this.#o.environment.clock.setTimeout(() => {
         this.#o.log.warn({ bound }, 'leave not confirmed in time: stopping anyway');
         resolve();
       }, bound);
     });
     await Promise.race([this.#left, gaveUp]);
-    if (timer !== undefined) this.#o.clock.clearTimeout(timer);
+    if (timer !== undefined) this.#o.environment.clock.clearTimeout(timer);
     await this.#applying;
   }
 
   stop(): void {
     if (this.#stopped) return;
     this.#stopped = true;
-    if (this.#tick !== undefined) this.#o.clock.clearTimeout(this.#tick);
+    if (this.#tick !== undefined) this.#o.environment.clock.clearTimeout(this.#tick);
     this.#sub?.unsubscribe();
     this.#control?.unsubscribe();
     this.#watch?.stop();

@@ -1,11 +1,12 @@
-import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { createActor, type Actor } from 'xstate';
-import type { Clock, TimerHandle } from '../bus/clock.js';
-import { decode } from '../bus/codec.js';
-import { BusClosedError, BusError, NoRespondersError, TimeoutError } from '../bus/errors.js';
-import { clientSubject } from '../bus/subjects.js';
-import type { Bus, Message, Subscription } from '../bus/types.js';
+import type { TimerHandle } from '../../bus/clock.js';
+import type { Environment } from '../../bus/environment.js';
+import { newClientId } from '../../protocol/clientId.js';
+import { decode } from '../../bus/codec.js';
+import { BusClosedError, BusError, NoRespondersError, TimeoutError } from '../../bus/errors.js';
+import { clientSubject } from '../../bus/subjects.js';
+import type { Bus, Message, Subscription } from '../../bus/types.js';
 import {
   connectionMachine,
   nextDeadline,
@@ -13,9 +14,10 @@ import {
   type ConnectionEffect,
   type ConnectionState,
   type Failure,
-} from '../machines/connection.js';
-import type { ClientNotice, ErrorBody } from '../machines/protocol.js';
-import { ClientDisconnectedError, NetworkError, fromErrorBody } from './errors.js';
+} from '../../machines/connection.js';
+import { parseClientNotice } from '../../protocol/control.js';
+import type { ErrorBody } from '../../protocol/messages.js';
+import { ClientDisconnectedError, NetworkError, fromErrorBody } from '../../protocol/errors.js';
 
 /** A reply from a worker: the fields every reply has. */
 export interface Reply {
@@ -43,7 +45,7 @@ export interface RequestSpec {
 
 export interface ConnectionOptions {
   readonly label: string;
-  readonly clock: Clock;
+  readonly environment: Environment;
   readonly config: ConnectionConfig;
   /** One attempt's share of a request's time: an unanswered attempt is sent again. */
   readonly attemptTimeout: number;
@@ -119,9 +121,9 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   constructor(options: ConnectionOptions) {
     super();
     this.#o = options;
-    this.#clientId = newClientId(options.label);
+    this.#clientId = newClientId(options.label, options.environment.newId);
     if (typeof options.bus !== 'function') this.#adopt(options.bus);
-    this.#actor = createActor(connectionMachine, { input: { config: options.config, now: options.clock.now() } });
+    this.#actor = createActor(connectionMachine, { input: { config: options.config, now: options.environment.clock.now() } });
     this.#actor.on('connected', (e) => this.#onConnected(e.connection));
     this.#actor.on('retry', (e) => this.#retryAll(e.reconnected));
     this.#actor.on('recovered', (e) => this.#onRecovered(e.after));
@@ -173,7 +175,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       this.on('state', onState);
       this.on('disabled', onDisabled);
     });
-    this.#send({ type: 'CONNECT', now: this.#o.clock.now() });
+    this.#send({ type: 'CONNECT', now: this.#o.environment.clock.now() });
     return ready;
   }
 
@@ -186,7 +188,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     return new Promise<Reply>((resolve, reject) => {
       const p: Pending = {
         spec,
-        started: this.#o.clock.now(),
+        started: this.#o.environment.clock.now(),
         resolve,
         reject,
         troubleSince: undefined,
@@ -201,7 +203,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       this.#pending.add(p);
       switch (this.#state) {
         case 'NOT_CONNECTED':
-          this.#send({ type: 'CONNECT', now: this.#o.clock.now() });
+          this.#send({ type: 'CONNECT', now: this.#o.environment.clock.now() });
           break;
         case 'NORMAL':
           void this.#attempt(p);
@@ -218,7 +220,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
 
   /** Disconnected by force (a transaction ran past its timeout): DISABLED now. */
   disconnect(reason: string): void {
-    this.#send({ type: 'DISCONNECT', now: this.#o.clock.now(), reason });
+    this.#send({ type: 'DISCONNECT', now: this.#o.environment.clock.now(), reason });
   }
 
   /** Lets every pending request finish (each is bounded), then closes. */
@@ -226,7 +228,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (this.#closing) return;
     this.#closing = true;
     if (this.#pending.size > 0) await new Promise<void>((resolve) => this.#idle.push(resolve));
-    this.#send({ type: 'CLOSE', now: this.#o.clock.now() });
+    this.#send({ type: 'CLOSE', now: this.#o.environment.clock.now() });
     this.#clearTick();
     this.#notices?.unsubscribe();
     this.#busStatus?.();
@@ -243,7 +245,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.#bus = bus;
     this.#busStatus?.();
     this.#busStatus = bus.onStatus((s) => {
-      const now = this.#o.clock.now();
+      const now = this.#o.environment.clock.now();
       if (s.type === 'disconnect') this.#send({ type: 'BUS_DOWN', now, reason: 'the NATS connection dropped' });
       else if (s.type === 'reconnect') this.#send({ type: 'BUS_UP', now });
     });
@@ -257,7 +259,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       try {
         while (this.#state === 'CONNECTING') {
           if (this.#bus !== undefined) {
-            this.#send({ type: 'BUS_UP', now: this.#o.clock.now() });
+            this.#send({ type: 'BUS_UP', now: this.#o.environment.clock.now() });
             return;
           }
           const factory = this.#o.bus as () => Promise<Bus>;
@@ -269,8 +271,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
             }
             this.#adopt(bus);
           } catch (err) {
-            this.#send({ type: 'UNANSWERED', now: this.#o.clock.now(), reason: err instanceof Error ? err.message : String(err) });
-            await new Promise<void>((r) => this.#o.clock.setTimeout(r, this.#o.config.reconnectInterval));
+            this.#send({ type: 'UNANSWERED', now: this.#o.environment.clock.now(), reason: err instanceof Error ? err.message : String(err) });
+            await new Promise<void>((r) => this.#o.environment.clock.setTimeout(r, this.#o.config.reconnectInterval));
           }
         }
       } finally {
@@ -280,20 +282,20 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   }
 
   #onConnected(connection: number): void {
-    this.#clientId = newClientId(this.#o.label);
+    this.#clientId = newClientId(this.#o.label, this.#o.environment.newId);
     this.#notices?.unsubscribe();
     const bus = this.#bus;
     if (bus !== undefined) {
       const id = this.#clientId;
       this.#notices = bus.subscribe(clientSubject(this.#o.cluster, id), (m) => {
-        let notice: ClientNotice;
+        let notice;
         try {
-          notice = decode(m.data, { where: `notice to ${id}` }) as ClientNotice;
+          notice = parseClientNotice(decode(m.data, { where: `notice to ${id}` }));
         } catch {
           return; // not ours to understand: ignore, keep listening
         }
-        if (notice?.type === 'disconnected' && id === this.#clientId) {
-          this.#send({ type: 'DISCONNECT', now: this.#o.clock.now(), reason: `disconnected by worker ${String(notice.by)}: ${String(notice.reason)}` });
+        if (notice !== undefined && id === this.#clientId) {
+          this.#send({ type: 'DISCONNECT', now: this.#o.environment.clock.now(), reason: `disconnected by worker ${notice.by}: ${notice.reason}` });
         }
       });
     }
@@ -315,7 +317,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
 
   #onDisabled(e: Extract<ConnectionEffect, { type: 'disabled' }>): void {
     queueMicrotask(() => {
-      const now = this.#o.clock.now();
+      const now = this.#o.environment.clock.now();
       for (const p of [...this.#pending]) {
         const err =
           e.failure === 'wait-timeout'
@@ -336,8 +338,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
         this.#notices = undefined;
         void bus.close().catch(() => undefined);
       }
-      this.#send({ type: 'SETTLED', now: this.#o.clock.now() });
-      if (this.#pending.size > 0) this.#send({ type: 'CONNECT', now: this.#o.clock.now() });
+      this.#send({ type: 'SETTLED', now: this.#o.environment.clock.now() });
+      if (this.#pending.size > 0) this.#send({ type: 'CONNECT', now: this.#o.environment.clock.now() });
     });
   }
 
@@ -356,7 +358,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     try {
       await bus.request(subject, body, { timeout: this.#o.attemptTimeout });
       this.#probes.delete(subject);
-      this.#send({ type: 'ANSWERED', now: this.#o.clock.now() });
+      this.#send({ type: 'ANSWERED', now: this.#o.environment.clock.now() });
     } catch {
       // still no primary; the next retry polls again
     }
@@ -365,7 +367,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   async #attempt(p: Pending, fallback = false): Promise<void> {
     const bus = this.#bus;
     if (bus === undefined || p.settled) return;
-    const now = this.#o.clock.now();
+    const now = this.#o.environment.clock.now();
     const remaining = p.spec.timeout === undefined ? Infinity : p.started + p.spec.timeout - now;
     if (remaining <= 0) return this.#giveUp(p);
     const subject = fallback ? p.spec.fallback! : p.spec.subject;
@@ -386,18 +388,18 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       reply = (await this.#o.decodeReply(m, p.spec.what)) as Reply;
     } catch (err) {
       // An answer we cannot read: the worker is there, the request failed.
-      this.#send({ type: 'ANSWERED', now: this.#o.clock.now() });
+      this.#send({ type: 'ANSWERED', now: this.#o.environment.clock.now() });
       return this.#settle(p, err instanceof Error ? err : new Error(String(err)));
     }
     // In NORMAL an answer changes nothing: spare the machine a transition per request.
-    if (!fallback && this.#state !== 'NORMAL') this.#send({ type: 'ANSWERED', now: this.#o.clock.now() });
+    if (!fallback && this.#state !== 'NORMAL') this.#send({ type: 'ANSWERED', now: this.#o.environment.clock.now() });
     if (reply.ok || reply.error === undefined || !reply.error.retryable) return this.#settle(p, reply);
     // Answered "retry" (moved, locked, not enough replicas): this request alone waits a moment.
     p.lastError = fromErrorBody(reply.error);
-    p.troubleSince ??= this.#o.clock.now();
+    p.troubleSince ??= this.#o.environment.clock.now();
     if (this.#outOfTime(p)) return this.#giveUp(p);
     const pause = ANSWERED_RETRY_PAUSES[Math.min(p.answeredRetries++, ANSWERED_RETRY_PAUSES.length - 1)]!;
-    p.pause = this.#o.clock.setTimeout(() => {
+    p.pause = this.#o.environment.clock.setTimeout(() => {
       p.pause = undefined;
       if (this.#state === 'NORMAL' || (this.#state === 'TROUBLE' && this.#readOnly)) void this.#attempt(p);
     }, pause);
@@ -411,7 +413,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     // No responders: nobody got it. Anything else: it may have been delivered and applied.
     if (!noResponders) p.ambiguous = true;
     p.lastError = err;
-    const now = this.#o.clock.now();
+    const now = this.#o.environment.clock.now();
     p.troubleSince ??= now;
     if (!fallback && p.spec.fallback !== undefined && this.#o.readOnlyFallback) {
       // Read-only fallback: answer from a secondary now, and keep polling the primary.
@@ -426,14 +428,14 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   }
 
   #outOfTime(p: Pending): boolean {
-    const now = this.#o.clock.now();
+    const now = this.#o.environment.clock.now();
     if (p.spec.timeout !== undefined && now - p.started >= p.spec.timeout) return true;
     return p.troubleSince !== undefined && now - p.troubleSince >= this.#o.config.troubledInterval;
   }
 
   /** A request out of time: TimeoutError for an explicit timeout, else the worker's last "retry" answer, else NetworkError. */
   #giveUp(p: Pending): void {
-    const now = this.#o.clock.now();
+    const now = this.#o.environment.clock.now();
     const ambiguous = p.spec.mutates && p.ambiguous;
     if (p.spec.timeout !== undefined && now - p.started >= p.spec.timeout) {
       return this.#settle(p, new TimeoutError(p.spec.what, p.spec.timeout, { cause: p.lastError, ambiguous }));
@@ -448,7 +450,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (p.settled) return;
     p.settled = true;
     this.#pending.delete(p);
-    if (p.pause !== undefined) this.#o.clock.clearTimeout(p.pause);
+    if (p.pause !== undefined) this.#o.environment.clock.clearTimeout(p.pause);
     if (outcome instanceof Error) p.reject(outcome);
     else p.resolve(outcome);
     if (this.#pending.size === 0) for (const resolve of this.#idle.splice(0)) resolve();
@@ -472,24 +474,20 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.#clearTick();
     this.#tickAt = at;
     if (at === null) return;
-    this.#tick = this.#o.clock.setTimeout(() => {
+    this.#tick = this.#o.environment.clock.setTimeout(() => {
       this.#tick = undefined;
       this.#tickAt = null;
-      this.#send({ type: 'TICK', now: this.#o.clock.now() });
+      this.#send({ type: 'TICK', now: this.#o.environment.clock.now() });
       // A TICK that changed nothing still needs the next deadline armed.
       this.#armTick();
       // Requests out of time give up even while others keep the connection NORMAL.
       for (const p of [...this.#pending]) if (!p.inFlight && p.pause === undefined && this.#outOfTime(p)) this.#giveUp(p);
-    }, Math.max(0, at - this.#o.clock.now()));
+    }, Math.max(0, at - this.#o.environment.clock.now()));
   }
 
   #clearTick(): void {
-    if (this.#tick !== undefined) this.#o.clock.clearTimeout(this.#tick);
+    if (this.#tick !== undefined) this.#o.environment.clock.clearTimeout(this.#tick);
     this.#tick = undefined;
     this.#tickAt = null;
   }
-}
-
-function newClientId(label: string): string {
-  return `${label}#${randomUUID().slice(0, 8)}`;
 }

@@ -1,49 +1,19 @@
 /**
- * The wire protocol between clients and workers, as data. Bodies are
- * msgpack (bus/codec.ts); the headers below repeat the essentials as text so
- * `nats sub 'cohort.>'` explains what it shows.
+ * The messages clients and workers exchange, as data. Bodies are msgpack
+ * (bus/codec.ts); protocol/headers.ts repeats the essentials as text.
  *
- * `seq` everywhere a user sees it is the session's own version: 1 for its
- * first committed event, then consecutive, so a client can detect a gap. The
- * journal's stream sequence (used for fencing) never leaves the worker.
+ * Every request says its `kind`, so a worker never guesses a request from
+ * its shape. `seq` everywhere a user sees it is the session's own version:
+ * 1 for its first committed event, then consecutive, so a client can detect
+ * a gap. The journal's stream sequence (used for fencing) never leaves the
+ * worker.
  */
+import type { JournaledEvent, UserEvent } from '../machines/events.js';
 
-export const HEADER = {
-  type: 'Cohort-Type',
-  session: 'Cohort-Session',
-  command: 'Cohort-Cmd',
-  client: 'Cohort-Client',
-  seq: 'Cohort-Seq',
-  epoch: 'Cohort-Epoch',
-  /** The member that wrote a journal entry, so a history can be checked for one writer per epoch. */
-  worker: 'Cohort-Worker',
-  /** A heartbeat's number, so its sender can tell when the server has it (its lease). */
-  beat: 'Cohort-Beat',
-} as const;
-
-export type MessageType = 'command' | 'read' | 'reply' | 'event' | 'patch' | 'meta';
-
-/** Time and identity the runtime stamps on every event, so machines stay deterministic. */
-export interface EventMeta {
-  /** Milliseconds since the epoch, from the owner's clock when it accepted the event. */
-  readonly time: number;
-  /** The command id: unique per command, reused by every retry of it. */
-  readonly cmdId: string;
-  /** Id of the client that sent it; `timer` for delayed events. */
-  readonly client: string;
-  /** For a delayed event: the id of the timer that fired (it is disarmed by this event). */
-  readonly timer?: string;
-}
-
-export interface UserEvent {
-  readonly type: string;
-  readonly [key: string]: unknown;
-}
-
-/** The event a machine receives: the user's event plus `meta`. */
-export type StampedEvent = UserEvent & { readonly meta: EventMeta };
+export type { EventMeta, JournaledEvent, StampedEvent, UserEvent } from '../machines/events.js';
 
 export interface CommandRequest {
+  readonly kind: 'command';
   readonly event: UserEvent;
   readonly cmdId: string;
   readonly client: string;
@@ -52,6 +22,7 @@ export interface CommandRequest {
 }
 
 export interface ReadRequest {
+  readonly kind: 'read';
   readonly client: string;
   /** Read-your-writes: answer only from a copy at least this fresh. */
   readonly minSeq?: number;
@@ -63,6 +34,7 @@ export interface ReadRequest {
  * Sent on the session's `read` subject, so only the primary answers.
  */
 export interface VerifyRequest {
+  readonly kind: 'verify';
   readonly client: string;
   readonly since: number;
   /** The client's invalidation queue size: a longer gap is answered `cleared`. */
@@ -112,13 +84,6 @@ export type TxReply =
   | { readonly ok: true; readonly seq: number; readonly duplicate?: boolean; readonly by?: string; readonly epoch?: number }
   | { readonly ok: false; readonly error: ErrorBody };
 
-/** What a worker tells a client on `cohort.<cluster>.client.<client>`: it was disconnected by force (ECP ChangeToNotConnected). */
-export interface ClientNotice {
-  readonly type: 'disconnected';
-  readonly by: string;
-  readonly reason: string;
-}
-
 export interface ErrorBody {
   readonly name: string;
   readonly message: string;
@@ -140,13 +105,6 @@ export type CommandReply =
 export type ReadReply =
   | { readonly ok: true; readonly seq: number; readonly state: unknown; readonly document: unknown; readonly stale?: boolean }
   | { readonly ok: false; readonly error: ErrorBody };
-
-/** One committed event as the journal keeps it. */
-export interface JournaledEvent {
-  readonly event: StampedEvent;
-  /** The session seq this event produced. */
-  readonly seq: number;
-}
 
 /** One journal message: usually one event; a background batch or a transaction holds several. */
 export interface JournalRecord {
@@ -170,3 +128,6 @@ export interface PatchMessage {
   /** Label of the client whose command caused it (`timer` for delayed events). */
   readonly setter: string;
 }
+
+/** Any request a worker takes, told apart by its `kind`. */
+export type Request = CommandRequest | ReadRequest | VerifyRequest | TxRequest;

@@ -1,9 +1,9 @@
 import jsonPatch from 'fast-json-patch';
 import type { Logger } from 'pino';
-import { decode } from '../bus/codec.js';
-import { journalSubject } from '../bus/subjects.js';
-import type { JournalRecord, PatchMessage, PatchOperation, VerifyOutcome, VerifyReply, VerifyRequest } from '../machines/protocol.js';
-import { documentOf, replaySession, restoreSession, startSession, type SessionState } from '../machines/session.js';
+import { decode } from '../../bus/codec.js';
+import { journalSubject } from '../../bus/subjects.js';
+import type { JournalRecord, PatchMessage, PatchOperation, VerifyOutcome, VerifyReply, VerifyRequest } from '../../protocol/messages.js';
+import { documentOf, replaySession, restoreSession, startSession, type SessionState } from '../../machines/session.js';
 import type { Application } from './application.js';
 import type { LoadDeps } from './loadSession.js';
 

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
-import type { Clock, TimerHandle } from '../bus/clock.js';
-import { ClientDisconnectedError, type RollbackReason } from './errors.js';
+import type { Clock, TimerHandle } from '../../bus/clock.js';
+import { ClientDisconnectedError, type RollbackReason } from '../../protocol/errors.js';
+import { labelOf } from '../../protocol/clientId.js';
 
 /** Defaults of DESIGN.md section 6. */
 export const CLIENT_DEFAULTS = { troubledInterval: 10_000, recoveryWait: 60_000 } as const;
@@ -39,11 +40,6 @@ interface ClientRecord {
   lastSeen: number;
 }
 
-/** A client id is `${label}#${hex}`; anything else is shown whole. */
-export function labelOf(client: string): string {
-  const at = client.lastIndexOf('#');
-  return at > 0 ? client.slice(0, at) : client;
-}
 
 /** Positive numbers only; the option's name is in the error. */
 export function clientOptions(options: { troubledInterval?: number; recoveryWait?: number } = {}): { troubledInterval: number; recoveryWait: number } {

@@ -1,5 +1,5 @@
 import type { AnyStateMachine } from 'xstate';
-import { validateApp } from '../bus/subjects.js';
+import { validateApp } from '../../bus/subjects.js';
 
 export type CommitLevel = 'memory' | 'journal' | 'replicas';
 

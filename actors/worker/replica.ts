@@ -1,15 +1,15 @@
 import type { Logger } from 'pino';
 import { createActor, type Actor } from 'xstate';
-import type { Clock } from '../bus/clock.js';
-import { decode, encode } from '../bus/codec.js';
-import { escapeToken, journalShardFilter, parseSubject, readOnlyShardFilter, replicaReportSubject } from '../bus/subjects.js';
-import type { Bus, Delivery, Journal, JournalEntry, JournalFollow, Subscription } from '../bus/types.js';
-import type { JournalRecord, ReadReply } from '../machines/protocol.js';
-import { appliedBy, replicaMachine, roleOf, synchronizedReplicas, syncStateOf, type SyncState } from '../machines/replica.js';
-import { documentOf, replaySession, type SessionState } from '../machines/session.js';
-import type { View } from '../machines/view.js';
+import type { Clock } from '../../bus/clock.js';
+import { decode, encode } from '../../bus/codec.js';
+import { escapeToken, journalShardFilter, parseSubject, readOnlyShardFilter, replicaReportSubject } from '../../bus/subjects.js';
+import type { Bus, Delivery, Journal, JournalEntry, JournalFollow, Subscription } from '../../bus/types.js';
+import type { JournalRecord, ReadReply } from '../../protocol/messages.js';
+import { appliedBy, replicaMachine, roleOf, synchronizedReplicas, syncStateOf, type SyncState } from '../../machines/replica.js';
+import { documentOf, replaySession, type SessionState } from '../../machines/session.js';
+import type { View } from '../../machines/view.js';
 import type { Application } from './application.js';
-import { ConflictError, UnknownApplicationError, toErrorBody } from './errors.js';
+import { ConflictError, UnknownApplicationError, toErrorBody } from '../../protocol/errors.js';
 import { loadSession } from './loadSession.js';
 import type { SessionStore } from './sessionStore.js';
 

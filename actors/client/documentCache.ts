@@ -1,6 +1,6 @@
 import jsonPatch from 'fast-json-patch';
-import { encode } from '../bus/codec.js';
-import type { PatchOperation } from '../machines/protocol.js';
+import { encode } from '../../bus/codec.js';
+import type { PatchOperation } from '../../protocol/messages.js';
 
 /** The default byte budget, as ZEO's 20 MB client cache. */
 export const DEFAULT_CACHE_SIZE = 20 * 1024 * 1024;

@@ -1,0 +1,44 @@
+/**
+ * Where cohort keeps things, named once: the buckets and stream of a
+ * cluster, and the keys inside them. Each name is what `nats kv ls` and
+ * `nats stream ls` show.
+ */
+import { escapeToken, unescapeToken } from '../bus/subjects.js';
+
+export { journalStreamName } from '../bus/subjects.js';
+
+export type BucketKind = 'cluster' | 'snapshots' | 'blobs' | 'timers' | 'counters';
+
+/**
+ * `cohort_<cluster>_<kind>`: cluster (the view), snapshots (sessions at
+ * rest), blobs (claim-checked bodies, large snapshots), timers (the wake-up
+ * index), counters (high-water marks).
+ */
+export function bucketName(cluster: string, kind: BucketKind): string {
+  return `cohort_${cluster}_${kind}`;
+}
+
+/** The cluster bucket's one key: the view, written only by the leader with compare-and-set on its revision. */
+export const VIEW_KEY = 'view';
+
+/** A session's key among a worker's sessions and in the snapshots bucket: `<app>.<escaped id>`. */
+export function sessionKey(app: string, id: string): string {
+  return `${app}.${escapeToken(id)}`;
+}
+
+/** A session's key in the timers bucket: `<shard>.<app>.<escaped id>`, so a worker lists its own shards' wake-ups. */
+export function timerKey(shard: number, app: string, id: string): string {
+  return `${shard}.${sessionKey(app, id)}`;
+}
+
+/** The parts of a timer key, or undefined for a key that is not one (written by someone else). */
+export function parseTimerKey(key: string): { shard: number; app: string; id: string } | undefined {
+  const [shardText, app, token, extra] = key.split('.');
+  const shard = Number(shardText);
+  if (!Number.isSafeInteger(shard) || shard < 0 || !app || !token || extra !== undefined) return undefined;
+  try {
+    return { shard, app, id: unescapeToken(token) };
+  } catch {
+    return undefined;
+  }
+}
