@@ -1,30 +1,45 @@
 /**
- * cohort's public surface. Everything a user imports comes from here;
- * anything not re-exported is internal and may change.
+ * cohort's public surface: what an application, a worker and a client are
+ * written against. Anything not re-exported here is internal and may change;
+ * our own tools (cli, bench, harness) use `internal.ts` as well.
  */
 
-// Applications, workers, clients.
+// Applications and workers.
 export { defineApplication, type Application, type ApplicationOptions, type CommitLevel } from './actors/worker/application.js';
-export { startWorker, type Worker, type WorkerOptions } from './actors/worker/worker.js';
+export { startWorker, type ClientRecordInfo, type Worker, type WorkerOptions } from './actors/worker/worker.js';
+export type { ReplicaStatus } from './actors/worker/replica.js';
+
+// Clients.
 export {
   connect,
   type CallOptions,
   type Client,
+  type ClientEvents,
   type ConnectOptions,
   type Patch,
   type ReadCallOptions,
   type ReadResult,
-  type SendResult,
   type SendOptions,
+  type SendResult,
   type SessionHandle,
   type Transaction,
   type TransactionOptions,
   type TransactionResult,
   type Verification,
-  type ClientEvents,
 } from './actors/client/client.js';
-export { CONNECTION_DEFAULTS, type ConnectionConfig, type ConnectionState } from './machines/connection.js';
 export { CorruptCounterError, CounterExhaustedError, type Counter, type CounterOptions } from './actors/client/counter.js';
+export { CONNECTION_DEFAULTS, type ConnectionState } from './machines/connection.js';
+
+// What a session machine receives, and what its clients see change.
+export type { EventMeta, StampedEvent, UserEvent } from './machines/events.js';
+export type { PatchOperation, VerifyOutcome } from './protocol/messages.js';
+export { DEFAULT_SHARD_COUNT, shardOf } from './protocol/shard.js';
+
+// Membership: the view every worker agrees on.
+export type { Member, ShardAssignment, ShardState, View } from './machines/view.js';
+export { MEMBERSHIP_DEFAULTS, MIN_SESSION_TIMEOUT } from './machines/membership.js';
+
+// Errors: one class per failure mode, all under CohortError; `retryable` is the retry policy.
 export {
   ClientDisconnectedError,
   ConflictError,
@@ -40,14 +55,24 @@ export {
   UnknownApplicationError,
   type RollbackReason,
 } from './protocol/errors.js';
-export { DEFAULT_SHARD_COUNT, shardOf } from './protocol/shard.js';
-export { FailoverRefusedError, requestFailover, type FailoverRequest } from './protocol/control.js';
-export type { ReplicaStatus } from './actors/worker/replica.js';
-export type { EventMeta, PatchOperation, StampedEvent, UserEvent, VerifyOutcome } from './protocol/messages.js';
-
-// Membership: the view every worker agrees on.
-export type { Member, ShardAssignment, ShardState, View } from './machines/view.js';
-export { MEMBERSHIP_DEFAULTS, MIN_SESSION_TIMEOUT } from './machines/membership.js';
+export { FailoverRefusedError } from './protocol/control.js';
+export {
+  BusClosedError,
+  BusError,
+  CohortError,
+  ConnectionError,
+  DecodeError,
+  EncodeError,
+  InvalidNameError,
+  JetStreamDisabledError,
+  KeyExistsError,
+  NoRespondersError,
+  PayloadTooLargeError,
+  StaleRevisionError,
+  TimeoutError,
+  UnsupportedFeatureError,
+  WrongLastSequenceError,
+} from './bus/errors.js';
 
 // The bus: one interface, two implementations.
 export type {
@@ -79,46 +104,10 @@ export type {
 } from './bus/types.js';
 export { createNatsBus, type NatsBusOptions } from './bus/nats/mod.js';
 export { createMemoryBus, createMemoryServer, MemoryServer, type MemoryBusOptions, type MemoryServerOptions } from './bus/memory/mod.js';
-export { FEATURE_SINCE, MINIMUM_SERVER_VERSION } from './bus/features.js';
 
-// Time, injectable so hosts and the simulator run on virtual clocks.
+// Time, randomness and ids: one environment, injectable so a run on virtual time replays.
+export { resolveEnvironment, seededEnvironment, systemEnvironment, type Environment } from './bus/environment.js';
 export { SimulatedClock, systemClock, type Clock, type TimerHandle } from './bus/clock.js';
 
-// Errors: one class per failure mode.
-export {
-  BusClosedError,
-  BusError,
-  ConnectionError,
-  DecodeError,
-  EncodeError,
-  InvalidNameError,
-  JetStreamDisabledError,
-  KeyExistsError,
-  NoRespondersError,
-  PayloadTooLargeError,
-  StaleRevisionError,
-  TimeoutError,
-  UnsupportedFeatureError,
-  WrongLastSequenceError,
-} from './bus/errors.js';
-
-// Wire format.
-export { CODEC, decode, encode, type DecodeOptions, type EncodeOptions } from './bus/codec.js';
-export { CLAIM_CHECK_HEADER, decodeBody, encodeBody, type EncodeBodyOptions, type EncodedBody } from './bus/claimCheck.js';
-export {
-  buildSubject,
-  cmdSubject,
-  escapeToken,
-  eventSubject,
-  heartbeatSubject,
-  journalStreamName,
-  journalSubject,
-  metaSubject,
-  parseSubject,
-  readSubject,
-  unescapeToken,
-  type ParsedSubject,
-} from './bus/subjects.js';
-
 // Logging.
-export { childLogger, createLogger, type LogBindings, type Logger, type LoggerOptions } from './log/logger.js';
+export { createLogger, type Logger, type LoggerOptions } from './log/logger.js';

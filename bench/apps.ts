@@ -5,7 +5,7 @@
  * same counter committed at level `replicas`, side by side.
  */
 import { assign, setup } from 'xstate';
-import { defineApplication } from '../actors/worker/application.js';
+import { defineApplication } from '../index.js';
 
 export const counterMachine = setup({
   types: {} as { context: { n: number }; events: { type: 'ADD'; by: number } },

@@ -1,5 +1,5 @@
 import { availableParallelism } from 'node:os';
-import { createNatsBus } from '../bus/nats/mod.js';
+import { createNatsBus } from '../index.js';
 import { startNatsServer } from '../harness/natsServer.js';
 import { startRawNats } from './rawNats.js';
 import { abba, fmtMs, fmtRate, median, pad, pipelined, serial, summarize } from './stats.js';

@@ -1,15 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { availableParallelism } from 'node:os';
-import { connect, type Client } from '../actors/client/client.js';
-import { DEFAULT_SHARD_COUNT, shardOf } from '../protocol/shard.js';
-import { startWorker } from '../actors/worker/worker.js';
-import { decode, encode } from '../bus/codec.js';
-import { createNatsBus } from '../bus/nats/mod.js';
-import { cmdSubject, readSubject } from '../bus/subjects.js';
+import { type Client, connect, type ConnectionState, createLogger, createNatsBus, DEFAULT_SHARD_COUNT, shardOf, startWorker } from '../index.js';
+import { cmdSubject, type CommandReply, decode, encode, type ReadReply, readSubject } from '../internal.js';
 import { startNatsServer, type NatsServer } from '../harness/natsServer.js';
-import { createLogger } from '../log/logger.js';
-import type { ConnectionState } from '../machines/connection.js';
-import type { CommandReply, ReadReply } from '../protocol/messages.js';
 import { journaled } from './apps.js';
 import { abba, fmtMs, median, pad, serial, summarize } from './stats.js';
 

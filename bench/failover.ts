@@ -1,10 +1,7 @@
 import { fileURLToPath } from 'node:url';
-import { connect, type Client } from '../actors/client/client.js';
-import { requestFailover } from '../protocol/control.js';
-import { shardOf } from '../protocol/shard.js';
+import { type Client, connect, MEMBERSHIP_DEFAULTS, shardOf, type View } from '../index.js';
+import { requestFailover } from '../internal.js';
 import { startLocalCluster, type LocalCluster } from '../cli/localCluster.js';
-import { MEMBERSHIP_DEFAULTS } from '../machines/membership.js';
-import type { View } from '../machines/view.js';
 import { startRawNats } from './rawNats.js';
 import { abba, fmtMs, median, serial, summarize } from './stats.js';
 

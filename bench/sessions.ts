@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { connect, type SessionHandle } from '../actors/client/client.js';
+import { connect, type SessionHandle } from '../index.js';
 import { startNatsServer } from '../harness/natsServer.js';
 import { CpuPerOp, cpuTimeMs } from './cpu.js';
 import { startRawNats } from './rawNats.js';

@@ -1,6 +1,4 @@
-import { defineApplication } from '../actors/worker/application.js';
-import { startWorker } from '../actors/worker/worker.js';
-import { createLogger } from '../log/logger.js';
+import { createLogger, defineApplication, startWorker } from '../index.js';
 import { counterMachine } from './apps.js';
 import { startEchoResponder } from './rawNats.js';
 import { BENCH_APP, BENCH_CLUSTER, type WorkerHello, type WorkerOp, type WorkerReply, type WorkerRequest } from './workerChannel.js';

@@ -1,10 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { connect, type Client, type SessionHandle } from '../actors/client/client.js';
-import { EventRejectedError } from '../protocol/errors.js';
-import { shardOf } from '../protocol/shard.js';
-import { TimeoutError } from '../bus/errors.js';
-import type { Bus } from '../bus/types.js';
-import type { View } from '../machines/view.js';
+import { type Bus, type Client, connect, EventRejectedError, type SessionHandle, shardOf, TimeoutError, type View } from '../index.js';
 import { describeExit, startLocalCluster, type LocalCluster, type LocalWorker } from './localCluster.js';
 import { CliUsageError } from './loadApplications.js';
 import { defaultApp, describeView, primariesByMember } from './up.js';

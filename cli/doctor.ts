@@ -1,7 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { createMemoryBus } from '../bus/memory/mod.js';
-import { createNatsBus } from '../bus/nats/mod.js';
-import type { Bus } from '../bus/types.js';
+import { type Bus, createMemoryBus, createNatsBus } from '../index.js';
 import { FALLBACK_DIRS, findNatsServerBinary, natsServerCandidates } from '../harness/natsServerBinary.js';
 import { startNatsServer, type NatsServer } from '../harness/natsServer.js';
 import { doctorChecks, type Scratch } from './doctorChecks.js';

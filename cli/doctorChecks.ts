@@ -1,7 +1,5 @@
-import { decodeBody, encodeBody } from '../bus/claimCheck.js';
-import { decode, encode } from '../bus/codec.js';
-import { InvalidNameError, NoRespondersError, StaleRevisionError, TimeoutError, WrongLastSequenceError } from '../bus/errors.js';
-import type { Bus, Delivery, KvEntry } from '../bus/types.js';
+import { type Bus, type Delivery, InvalidNameError, type KvEntry, NoRespondersError, StaleRevisionError, TimeoutError, WrongLastSequenceError } from '../index.js';
+import { decode, decodeBody, encode, encodeBody } from '../internal.js';
 
 /** One bus capability, exercised once. Returns a short detail, or throws why it failed. */
 export interface DoctorCheck {

@@ -1,9 +1,6 @@
 import { parseArgs } from 'node:util';
-import { FailoverRefusedError, requestFailover } from '../protocol/control.js';
-import { clusterBucket, VIEW_KEY } from '../actors/worker/membership.js';
-import { decode } from '../bus/codec.js';
-import { createNatsBus } from '../bus/nats/mod.js';
-import { unpackView, type View } from '../machines/view.js';
+import { createNatsBus, FailoverRefusedError, type View } from '../index.js';
+import { bucketName, decode, requestFailover, unpackView, VIEW_KEY } from '../internal.js';
 import { CliUsageError } from './loadApplications.js';
 
 export const FAILOVER_FLAGS = {
@@ -43,7 +40,7 @@ export function parseFailoverArgs(args: string[]): FailoverArgs {
 export async function runFailover(options: FailoverArgs & { write: (line: string) => void; warn: (line: string) => void }): Promise<number> {
   const bus = await createNatsBus({ servers: options.nats.split(','), name: 'cohort-failover' });
   try {
-    const kv = await bus.kv({ bucket: clusterBucket(options.cluster) });
+    const kv = await bus.kv({ bucket: bucketName(options.cluster, 'cluster') });
     let done!: (view: View) => void;
     const finished = new Promise<View>((resolve) => (done = resolve));
     const watch = await kv.watch({ key: VIEW_KEY, include: 'updates' }, (entry) => {

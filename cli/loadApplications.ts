@@ -1,7 +1,7 @@
 import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { Application } from '../actors/worker/application.js';
+import type { Application } from '../index.js';
 
 /** A mistake in how the command was called (a flag, a path, a module): exit code 2, no stack trace. */
 export class CliUsageError extends Error {

@@ -1,16 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { clusterBucket, VIEW_KEY } from '../actors/worker/membership.js';
-import { startWorker, type Worker } from '../actors/worker/worker.js';
-import { decode } from '../bus/codec.js';
-import { createMemoryBus, createMemoryServer } from '../bus/memory/mod.js';
-import { createNatsBus } from '../bus/nats/mod.js';
-import type { Bus, KvWatch } from '../bus/types.js';
+import { type Bus, createLogger, createMemoryBus, createMemoryServer, createNatsBus, type KvWatch, startWorker, type View, type Worker } from '../index.js';
+import { bucketName, decode, unpackView, VIEW_KEY } from '../internal.js';
 import { FALLBACK_DIRS, findNatsServerBinary } from '../harness/natsServerBinary.js';
 import { startNatsServer, type NatsServer } from '../harness/natsServer.js';
-import { createLogger } from '../log/logger.js';
-import { unpackView, type View } from '../machines/view.js';
 import { loadApplications } from './loadApplications.js';
 
 /**
@@ -153,7 +147,7 @@ class Views implements ViewFeed {
 }
 
 async function watchViews(bus: Bus, cluster: string, views: Views): Promise<KvWatch> {
-  const kv = await bus.kv({ bucket: clusterBucket(cluster) });
+  const kv = await bus.kv({ bucket: bucketName(cluster, 'cluster') });
   return kv.watch({ key: VIEW_KEY }, (entry) => {
     if (entry.operation !== 'PUT') return;
     try {

@@ -1,6 +1,5 @@
-import { decode } from '../bus/codec.js';
-import { journalStreamFilter, journalStreamName, parseSubject, replicaReportFilter } from '../bus/subjects.js';
-import type { Bus, JournalFollow, Subscription } from '../bus/types.js';
+import type { Bus, Subscription } from '../index.js';
+import { decode, type JournalFollow, journalStreamFilter, journalStreamName, parseSubject, replicaReportFilter } from '../internal.js';
 
 /**
  * Replica lag as an onlooker sees it: per shard, how many journal entries

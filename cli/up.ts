@@ -1,9 +1,8 @@
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { validateCluster } from '../bus/subjects.js';
-import { MIN_SESSION_TIMEOUT } from '../machines/membership.js';
-import type { View } from '../machines/view.js';
+import { MIN_SESSION_TIMEOUT, type View } from '../index.js';
+import { validateCluster } from '../internal.js';
 import { stopSignal } from './stopSignal.js';
 import { describeExit, startLocalCluster, type LocalCluster } from './localCluster.js';
 import { CliUsageError, loadApplications } from './loadApplications.js';

@@ -1,13 +1,8 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { startWorker, type Worker } from '../actors/worker/worker.js';
-import { createMemoryBus } from '../bus/memory/mod.js';
-import { createNatsBus } from '../bus/nats/mod.js';
-import { validateCluster } from '../bus/subjects.js';
-import type { Bus } from '../bus/types.js';
+import { type Bus, createLogger, createMemoryBus, createNatsBus, MEMBERSHIP_DEFAULTS, MIN_SESSION_TIMEOUT, startWorker, type Worker } from '../index.js';
+import { validateCluster } from '../internal.js';
 import { FALLBACK_DIRS, findNatsServerBinary } from '../harness/natsServerBinary.js';
 import { startNatsServer } from '../harness/natsServer.js';
-import { createLogger } from '../log/logger.js';
-import { MEMBERSHIP_DEFAULTS, MIN_SESSION_TIMEOUT } from '../machines/membership.js';
 import { stopSignal } from './stopSignal.js';
 import { CliUsageError, loadApplications } from './loadApplications.js';
 

@@ -25,8 +25,7 @@
  * survives a JSON round trip.
  */
 import { assign, setup } from 'xstate';
-import { defineApplication } from '../actors/worker/application.js';
-import type { EventMeta } from '../protocol/messages.js';
+import { defineApplication, type EventMeta } from '../index.js';
 
 const DAY = 24 * 60 * 60 * 1000;
 

@@ -19,8 +19,7 @@
  * against the next one.
  */
 import { assign, setup } from 'xstate';
-import { defineApplication } from '../actors/worker/application.js';
-import type { EventMeta } from '../protocol/messages.js';
+import { defineApplication, type EventMeta } from '../index.js';
 
 export type ShapeKind = 'rect' | 'circle' | 'text';
 

@@ -8,12 +8,8 @@
  * (say, a list of applied tokens), so the final state can be checked
  * directly, not through the runtime's own bookkeeping.
  */
-import { decode } from '../bus/codec.js';
-import { journalStreamFilter, journalStreamName, parseSubject } from '../bus/subjects.js';
-import type { Bus } from '../bus/types.js';
-import { HEADER } from '../protocol/headers.js';
-import { type JournalRecord } from '../protocol/messages.js';
-import type { SendResult } from '../actors/client/client.js';
+import type { Bus, SendResult } from '../index.js';
+import { decode, HEADER, type JournalRecord, journalStreamFilter, journalStreamName, parseSubject } from '../internal.js';
 
 export interface Operation {
   readonly session: string;

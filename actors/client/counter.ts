@@ -1,4 +1,4 @@
-import { BusError, KeyExistsError, StaleRevisionError } from '../../bus/errors.js';
+import { CohortError, KeyExistsError, StaleRevisionError } from '../../bus/errors.js';
 import { escapeToken } from '../../bus/subjects.js';
 import type { KvStore } from '../../bus/types.js';
 
@@ -31,7 +31,7 @@ export interface CounterOptions {
 export const DEFAULT_COUNTER_BLOCK = 100;
 
 /** The counter's stored value is not a decimal non-negative integer; nothing was overwritten. */
-export class CorruptCounterError extends BusError {
+export class CorruptCounterError extends CohortError {
   constructor(
     readonly bucket: string,
     readonly key: string,
@@ -43,7 +43,7 @@ export class CorruptCounterError extends BusError {
 }
 
 /** The next block would pass Number.MAX_SAFE_INTEGER; no id above it is handed out. */
-export class CounterExhaustedError extends BusError {
+export class CounterExhaustedError extends CohortError {
   constructor(
     readonly bucket: string,
     readonly key: string,

@@ -8,16 +8,10 @@ import { controlSubject, heartbeatFilter, heartbeatSubject } from '../../bus/sub
 import { isFailoverRequest } from '../../protocol/control.js';
 import type { Bus, Delivery, KvStore, KvWatch, Subscription } from '../../bus/types.js';
 import { membershipMachine, type Heartbeat, type MembershipConfig, type Self } from '../../machines/membership.js';
+import { bucketName, VIEW_KEY } from '../../protocol/names.js';
 import { HEADER } from '../../protocol/headers.js';
 import { packView, unpackView, type View } from '../../machines/view.js';
 import type { Primacy } from './session.js';
-
-/** The key-value entry every member watches; its revision is the compare-and-set token. */
-export const VIEW_KEY = 'view';
-
-export function clusterBucket(cluster: string): string {
-  return `cohort_${cluster}_cluster`;
-}
 
 export interface MembershipHostOptions {
   readonly bus: Bus;
@@ -124,7 +118,7 @@ export class MembershipHost implements Primacy {
   async start(): Promise<void> {
     const { bus, cluster, log } = this.#o;
     const clock = this.#o.environment.clock;
-    this.#kv = await bus.kv({ bucket: clusterBucket(cluster), replicas: this.#o.storageReplicas ?? 1 });
+    this.#kv = await bus.kv({ bucket: bucketName(cluster, 'cluster'), replicas: this.#o.storageReplicas ?? 1 });
     const now = (): number => clock.now();
     const ownBeats = heartbeatSubject(cluster, this.#o.self.id);
     this.#actor.on('heartbeat', (e) => {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { defineApplication } from '../../actors/worker/application.js';
-import { startWorker, type Worker } from '../../actors/worker/worker.js';
+import { defineApplication, startWorker, type Worker } from '../../index.js';
+import type { ClientNotice } from '../../internal.js';
 import { SimulatedClock, type Clock } from '../../bus/clock.js';
 import { decode } from '../../bus/codec.js';
 import { createMemoryBus, createMemoryServer, type MemoryServer } from '../../bus/memory/mod.js';
@@ -8,7 +8,6 @@ import { createNatsBus } from '../../bus/nats/mod.js';
 import { clientSubject } from '../../bus/subjects.js';
 import type { Bus } from '../../bus/types.js';
 import type { NatsServer } from '../../harness/natsServer.js';
-import type { ClientNotice } from '../../protocol/control.js';
 import { cleanupAfterEach } from '../cleanup.js';
 import { counterMachine } from '../fixtures/counter.js';
 import { errorOf, rawCohort } from '../fixtures/rawCohort.js';

@@ -4,10 +4,7 @@
  * cache verification, stale reads from the cache, and counters.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { defineApplication } from '../../actors/worker/application.js';
-import { connect, type Client, type Patch, type Verification } from '../../actors/client/client.js';
-import { CrossShardTransactionError, EventRejectedError, NetworkError, TransactionTimeoutError } from '../../protocol/errors.js';
-import { startWorker } from '../../actors/worker/worker.js';
+import { type Client, connect, CrossShardTransactionError, defineApplication, EventRejectedError, NetworkError, type Patch, startWorker, TransactionTimeoutError, type Verification } from '../../index.js';
 import type { ConnectionState } from '../../machines/connection.js';
 import { counterMachine } from '../fixtures/counter.js';
 import { createMemoryBus, createMemoryServer } from '../../bus/memory/mod.js';

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CorruptCounterError, createCounter, type Counter } from '../../actors/client/counter.js';
+import { CorruptCounterError, type Counter } from '../../index.js';
+import { createCounter } from '../../internal.js';
 import { escapeToken } from '../../bus/subjects.js';
 import type { Bus, KvStore } from '../../bus/types.js';
 import { busTargets } from '../busTargets.js';

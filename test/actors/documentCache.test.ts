@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_CACHE_SIZE, DocumentCache, type CachedDocument } from '../../actors/client/documentCache.js';
+import { type CachedDocument, DEFAULT_CACHE_SIZE, DocumentCache } from '../../internal.js';
 import { encode } from '../../bus/codec.js';
 import { EncodeError } from '../../bus/errors.js';
 

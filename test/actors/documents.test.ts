@@ -1,12 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { connect, type Patch } from '../../actors/client/client.js';
-import { startWorker } from '../../actors/worker/worker.js';
+import { connect, defineApplication, type Patch, startWorker } from '../../index.js';
 import { encode } from '../../bus/codec.js';
 import { PayloadTooLargeError } from '../../bus/errors.js';
 import { createMemoryBus, createMemoryServer } from '../../bus/memory/mod.js';
 import { eventSubject } from '../../bus/subjects.js';
-import { defineApplication } from '../../actors/worker/application.js';
 import { whiteboardMachine } from '../../examples/whiteboard.js';
 import { counterMachine } from '../fixtures/counter.js';
 import { waitFor } from '../waitFor.js';

@@ -1,11 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { defineApplication } from '../../actors/worker/application.js';
-import { connect } from '../../actors/client/client.js';
-import { startWorker } from '../../actors/worker/worker.js';
+import { connect, defineApplication, shardOf, startWorker } from '../../index.js';
 import { InvalidNameError } from '../../bus/errors.js';
 import { createMemoryBus, createMemoryServer } from '../../bus/memory/mod.js';
 import { counterMachine } from '../fixtures/counter.js';
-import { shardOf } from '../../protocol/shard.js';
 import { decode, encode } from '../../bus/codec.js';
 import { cmdShardFilter } from '../../bus/subjects.js';
 

@@ -1,15 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { defineApplication } from '../../actors/worker/application.js';
-import { connect } from '../../actors/client/client.js';
-import { startWorker, type Worker, type WorkerOptions } from '../../actors/worker/worker.js';
+import { connect, defineApplication, FailoverRefusedError, shardOf, startWorker, type Worker, type WorkerOptions } from '../../index.js';
 import { createMemoryBus, createMemoryServer, type MemoryServer } from '../../bus/memory/mod.js';
 import { createNatsBus } from '../../bus/nats/mod.js';
 import type { Bus } from '../../bus/types.js';
 import { decode, encode } from '../../bus/codec.js';
 import { controlSubject, heartbeatSubject } from '../../bus/subjects.js';
-import { FailoverRefusedError } from '../../protocol/control.js';
-import { shardOf } from '../../protocol/shard.js';
 import type { NatsServer } from '../../harness/natsServer.js';
 import { counterMachine } from '../fixtures/counter.js';
 import { cleanupAfterEach } from '../cleanup.js';

@@ -1,8 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { defineApplication } from '../../actors/worker/application.js';
-import { connect } from '../../actors/client/client.js';
-import { startWorker } from '../../actors/worker/worker.js';
+import { connect, defineApplication, startWorker } from '../../index.js';
 import { createNatsBus } from '../../bus/nats/mod.js';
 import { journalStreamName } from '../../bus/subjects.js';
 import type { NatsCluster } from '../../harness/natsCluster.js';

@@ -11,23 +11,14 @@
 import { randomUUID } from 'node:crypto';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { defineApplication } from '../../actors/worker/application.js';
-import { connect } from '../../actors/client/client.js';
-import { fromErrorBody, SessionMovedError } from '../../protocol/errors.js';
-import { HostedSession, type Primacy, type SessionHost } from '../../actors/worker/session.js';
-import { loadSession } from '../../actors/worker/loadSession.js';
-import { MembershipHost } from '../../actors/worker/membership.js';
-import { SessionStore } from '../../actors/worker/sessionStore.js';
-import { shardOf } from '../../protocol/shard.js';
-import { startWorker } from '../../actors/worker/worker.js';
+import { connect, defineApplication, SessionMovedError, shardOf, startWorker } from '../../index.js';
+import { type CommandReply, fromErrorBody, HEADER, HostedSession, type JournalRecord, loadSession, MembershipHost, type Primacy, type SessionHost, SessionStore } from '../../internal.js';
 import { systemClock } from '../../bus/clock.js';
 import { decode } from '../../bus/codec.js';
 import { TimeoutError } from '../../bus/errors.js';
 import { createMemoryBus, createMemoryServer } from '../../bus/memory/mod.js';
 import { journalStreamFilter, journalStreamName, journalSubject } from '../../bus/subjects.js';
 import type { Bus, Journal, JournalEntry } from '../../bus/types.js';
-import { HEADER } from '../../protocol/headers.js';
-import { type CommandReply, type JournalRecord } from '../../protocol/messages.js';
 import { cleanupAfterEach } from '../cleanup.js';
 import { counterMachine } from '../fixtures/counter.js';
 

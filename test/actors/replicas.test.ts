@@ -1,10 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { defineApplication, type ApplicationOptions } from '../../actors/worker/application.js';
-import { connect } from '../../actors/client/client.js';
-import { NotEnoughReplicasError } from '../../protocol/errors.js';
-import { shardOf } from '../../protocol/shard.js';
-import { startWorker, type Worker, type WorkerOptions } from '../../actors/worker/worker.js';
+import { type ApplicationOptions, connect, defineApplication, NotEnoughReplicasError, shardOf, startWorker, type Worker, type WorkerOptions } from '../../index.js';
 import { createMemoryBus, createMemoryServer, type MemoryServer } from '../../bus/memory/mod.js';
 import { createNatsBus } from '../../bus/nats/mod.js';
 import { journalStreamFilter, journalStreamName, journalSubject, readOnlySubject, replicaReportSubject } from '../../bus/subjects.js';

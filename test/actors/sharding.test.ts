@@ -1,9 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { defineApplication } from '../../actors/worker/application.js';
-import { connect } from '../../actors/client/client.js';
-import { shardOf } from '../../protocol/shard.js';
-import { startWorker, type Worker } from '../../actors/worker/worker.js';
+import { connect, defineApplication, shardOf, startWorker, type Worker } from '../../index.js';
 import { createMemoryBus, createMemoryServer } from '../../bus/memory/mod.js';
 import { counterMachine } from '../fixtures/counter.js';
 

@@ -1,15 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { defineApplication } from '../../actors/worker/application.js';
-import { connect } from '../../actors/client/client.js';
-import { shardOf } from '../../protocol/shard.js';
-import { startWorker } from '../../actors/worker/worker.js';
+import { connect, defineApplication, shardOf, startWorker } from '../../index.js';
+import type { JournalRecord } from '../../internal.js';
 import { decode } from '../../bus/codec.js';
 import { createNatsBus } from '../../bus/nats/mod.js';
 import { journalStreamFilter, journalStreamName, journalSubject } from '../../bus/subjects.js';
 import type { Bus } from '../../bus/types.js';
 import type { NatsServer } from '../../harness/natsServer.js';
-import type { JournalRecord } from '../../protocol/messages.js';
 import { counterMachine } from '../fixtures/counter.js';
 import { startWorkerProcess } from '../fixtures/workerProcess.js';
 import { startTestServer } from '../nats.js';

@@ -1,10 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import jsonPatch from 'fast-json-patch';
-import { defineApplication } from '../../actors/worker/application.js';
-import { loadSession } from '../../actors/worker/loadSession.js';
-import { SessionStore } from '../../actors/worker/sessionStore.js';
-import { startWorker, type Worker } from '../../actors/worker/worker.js';
+import { defineApplication, startWorker, type Worker } from '../../index.js';
+import { loadSession, SessionStore } from '../../internal.js';
 import { SimulatedClock } from '../../bus/clock.js';
 import { decode, encode } from '../../bus/codec.js';
 import { journalStreamFilter, journalStreamName, readOnlySubject } from '../../bus/subjects.js';

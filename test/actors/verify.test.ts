@@ -1,6 +1,6 @@
 import jsonPatch from 'fast-json-patch';
 import { describe, expect, it } from 'vitest';
-import type { PatchMessage } from '../../protocol/messages.js';
+import type { PatchMessage } from '../../internal.js';
 import { cleanupAfterEach } from '../cleanup.js';
 import { errorOf, rawCohort, type RawSession, type WireReply } from '../fixtures/rawCohort.js';
 import { busTargets } from '../busTargets.js';

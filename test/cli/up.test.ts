@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { connect } from '../../actors/client/client.js';
+import { connect } from '../../index.js';
 import { defaultApp, parseUpArgs, parseWorkerCount } from '../../cli/up.js';
 import { parseWorkerArgs } from '../../cli/worker.js';
 import { CliUsageError } from '../../cli/loadApplications.js';

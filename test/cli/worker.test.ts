@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { connect as connectNats } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect } from '../../actors/client/client.js';
+import { connect } from '../../index.js';
 import { CliUsageError, isApplication, loadApplications } from '../../cli/loadApplications.js';
 import { ledger } from '../../examples/ledger.js';
 import type { NatsServer } from '../../harness/natsServer.js';

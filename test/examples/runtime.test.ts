@@ -1,9 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { defineApplication } from '../../actors/worker/application.js';
-import { connect, type Patch } from '../../actors/client/client.js';
-import { EventRejectedError } from '../../protocol/errors.js';
-import { startWorker } from '../../actors/worker/worker.js';
+import { connect, defineApplication, EventRejectedError, type Patch, startWorker } from '../../index.js';
 import { createMemoryBus, createMemoryServer } from '../../bus/memory/mod.js';
 import { createNatsBus } from '../../bus/nats/mod.js';
 import { metaSubject } from '../../bus/subjects.js';

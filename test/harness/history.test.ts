@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { SendResult } from '../../actors/client/client.js';
-import { SessionMovedError } from '../../protocol/errors.js';
+import { type SendResult, SessionMovedError } from '../../index.js';
 import { TimeoutError } from '../../bus/errors.js';
 import { checkHistory, History, type JournalFact, type Operation } from '../../harness/history.js';
 

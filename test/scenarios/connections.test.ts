@@ -7,11 +7,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { defineApplication } from '../../actors/worker/application.js';
-import { connect, type Client } from '../../actors/client/client.js';
-import { NetworkError } from '../../protocol/errors.js';
-import { shardOf } from '../../protocol/shard.js';
-import { startWorker } from '../../actors/worker/worker.js';
+import { type Client, connect, defineApplication, NetworkError, shardOf, startWorker } from '../../index.js';
 import { TimeoutError } from '../../bus/errors.js';
 import { startLocalCluster, type LocalCluster } from '../../cli/localCluster.js';
 import { checkHistory, History, readJournalFacts } from '../../harness/history.js';

@@ -7,8 +7,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type Client } from '../../actors/client/client.js';
-import { shardOf } from '../../protocol/shard.js';
+import { type Client, connect, shardOf } from '../../index.js';
 import { encode } from '../../bus/codec.js';
 import type { Bus } from '../../bus/types.js';
 import { startLocalCluster, type LocalCluster, type LocalWorker } from '../../cli/localCluster.js';

@@ -1,4 +1,4 @@
-import type { Client } from '../../actors/client/client.js';
+import type { Client } from '../../index.js';
 import type { History } from '../../harness/history.js';
 
 export interface TallyLoad {

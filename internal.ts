@@ -1,0 +1,56 @@
+/**
+ * What our own tools (cli/, bench/, harness/) and tests use beyond the
+ * public surface, as nats.js keeps `internal_mod.ts` beside `mod.ts`: the
+ * wire contract, the codec and subjects, the pure machines and the hosts'
+ * parts. Not a stable API.
+ */
+export * from './index.js';
+
+// The wire contract.
+export { HEADER } from './protocol/headers.js';
+export type {
+  CommandReply,
+  CommandRequest,
+  ErrorBody,
+  JournaledEvent,
+  JournalRecord,
+  PatchMessage,
+  ReadReply,
+  ReadRequest,
+  Request,
+  TxReply,
+  TxRequest,
+  VerifyReply,
+  VerifyRequest,
+} from './protocol/messages.js';
+export { commandRequest, MAX_TX_TIMEOUT, parseRequest, readRequest, txRequest, verifyRequest, type TxStep } from './protocol/requests.js';
+export { fromErrorBody, refuse, toErrorBody } from './protocol/errors.js';
+export { isFailoverRequest, parseClientNotice, requestFailover, type ClientNotice, type FailoverReply, type FailoverRequest } from './protocol/control.js';
+export { bucketName, journalStreamName, parseTimerKey, sessionKey, timerKey, VIEW_KEY, type BucketKind } from './protocol/names.js';
+export { labelOf, newClientId } from './protocol/clientId.js';
+
+// Codec, claim-check and subjects.
+export { CODEC, DEFAULT_MAX_DEPTH, decode, encode, type DecodeOptions, type EncodeOptions } from './bus/codec.js';
+export { CLAIM_CHECK_HEADER, claimCheckOf, decodeBody, encodeBody, type EncodeBodyOptions, type EncodedBody } from './bus/claimCheck.js';
+export * from './bus/subjects.js';
+export { subjectMatches, validateKvKey, validateName, validateSubject } from './bus/names.js';
+export { compareVersions, FEATURE_SINCE, MINIMUM_SERVER_VERSION, requireFeature, serverSupports } from './bus/features.js';
+export type { JournalFollow } from './bus/types.js';
+
+// Pure machines and decisions.
+export { connectionMachine, nextDeadline, retryPause, type ConnectionConfig, type ConnectionEffect, type Failure } from './machines/connection.js';
+export { membershipMachine, type Heartbeat, type MembershipConfig, type MembershipEffect } from './machines/membership.js';
+export { completeHandoff, PlacementError, placeShards, withoutMembers, type PlacementInput } from './machines/placement.js';
+export { packView, unpackView, type PackedView } from './machines/view.js';
+export { pureTransition } from './machines/pureTransition.js';
+
+// The hosts' parts.
+export { MembershipHost } from './actors/worker/membership.js';
+export { HostedSession, type Primacy, type SessionHost } from './actors/worker/session.js';
+export { loadSession } from './actors/worker/loadSession.js';
+export { SessionStore } from './actors/worker/sessionStore.js';
+export { createCounter } from './actors/client/counter.js';
+export { DEFAULT_CACHE_SIZE, DocumentCache, type CachedDocument } from './actors/client/documentCache.js';
+
+// Logging.
+export { childLogger, type LogBindings } from './log/logger.js';
