@@ -1,6 +1,8 @@
 import { assign, emit, enqueueActions, setup } from 'xstate';
-import { completeHandoff, placeShards, withoutMembers } from './placement.js';
-import type { Member, ShardAssignment, View } from './view.js';
+import { heartbeatOf } from './heartbeats.js';
+import { refuseMove } from './operatorMoves.js';
+import type { View } from './view.js';
+import { planView } from './viewPlanning.js';
 
 /**
  * The membership machine (DESIGN.md section 4), after Spread: every worker
@@ -8,6 +10,7 @@ import type { Member, ShardAssignment, View } from './view.js';
  * writes the view, with compare-and-set on its revision. Pure: time comes
  * in the events (TICK, HEARTBEAT, VIEW), effects go out as emitted events
  * (`heartbeat`, `writeView`, `view`, `left`) that the host carries out.
+ * This file decides when the leader writes; viewPlanning.ts decides what.
  */
 
 export interface MembershipConfig {
@@ -128,181 +131,6 @@ export type MembershipEffect =
 export interface MembershipInput {
   readonly self: Self;
   readonly config: MembershipConfig;
-}
-
-function alive(ctx: MembershipContext, id: string): boolean {
-  if (id === ctx.self.id) return true;
-  const p = ctx.peers[id];
-  return p !== undefined && ctx.now - p.at < ctx.config.sessionTimeout;
-}
-
-function heartbeatOf(ctx: MembershipContext, status: MemberStatus): Heartbeat {
-  return { ...ctx.self, status, viewId: ctx.appliedViewId, serving: ctx.serving, notSynchronized: ctx.notSynchronized };
-}
-
-/** Whether a worker's copy of a shard is synchronized, as that shard's primary last said (its last word counts after it died too). */
-function synchronizedIn(ctx: MembershipContext): (shard: number, worker: string) => boolean {
-  const behind = new Set<string>(ctx.notSynchronized);
-  for (const p of Object.values(ctx.peers)) for (const x of p.hb.notSynchronized ?? []) behind.add(x);
-  return (shard, worker) => !behind.has(`${shard}/${worker}`);
-}
-
-function statusOf(ctx: MembershipContext, id: string): MemberStatus | undefined {
-  if (id === ctx.self.id) return ctx.leaving ? 'leaving' : ctx.view?.members.some((m) => m.id === id) ? 'member' : 'joining';
-  return ctx.peers[id]?.hb.status;
-}
-
-/** Which shards a member serves and which view it has applied, as far as this member knows. */
-function reportOf(ctx: MembershipContext, id: string): { viewId: number; serving: readonly number[] } | undefined {
-  if (id === ctx.self.id) return { viewId: ctx.appliedViewId, serving: ctx.serving };
-  return ctx.peers[id]?.hb;
-}
-
-/**
- * The live member of the view that joined first; when none of the view is
- * alive, the longest-running live worker not leaving takes over (its first
- * successful compare-and-set proves it).
- */
-export function leaderOf(ctx: MembershipContext): string | null {
-  for (const m of ctx.view?.members ?? []) if (alive(ctx, m.id)) return m.id;
-  const candidates: { id: string; startedAt: number }[] = [];
-  if (!ctx.leaving) candidates.push(ctx.self);
-  for (const p of Object.values(ctx.peers)) {
-    if (alive(ctx, p.hb.id) && p.hb.status !== 'leaving') candidates.push(p.hb);
-  }
-  candidates.sort((a, b) => a.startedAt - b.startedAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-  return candidates[0]?.id ?? null;
-}
-
-/** Why this leader cannot carry out `r` now, or null when it can. */
-export function refuseMove(ctx: MembershipContext, r: MoveRequest): string | null {
-  if (leaderOf(ctx) !== ctx.self.id) return `not the leader (${leaderOf(ctx) ?? 'none'} is)`;
-  const view = ctx.view;
-  if (view === null) return 'no view yet';
-  const s = view.shards[r.shard];
-  if (!Number.isInteger(r.shard) || s === undefined) return `no shard ${r.shard} (0..${view.shardCount - 1})`;
-  const target = view.members.find((m) => m.id === r.to);
-  if (target === undefined || !alive(ctx, r.to)) return `${r.to} is not a live member`;
-  if (!target.promotable) return `${r.to} is not promotable`;
-  if (s.primary === r.to && s.state === 'ACTIVE') return `${r.to} is already the primary of shard ${r.shard}`;
-  if (!r.force && s.state !== 'ACTIVE') return `shard ${r.shard} is ${s.state}; only an ACTIVE shard can be swapped (use force)`;
-  return null;
-}
-
-/** The operator's moves laid onto the map before placement, which then keeps them (they leave it balanced). */
-function applyMoves(ctx: MembershipContext, shards: ShardAssignment[], possibleDataLoss: number[]): ShardAssignment[] {
-  const out = shards.slice();
-  for (const r of ctx.moves) {
-    const s = out[r.shard];
-    if (s === undefined || refuseMove(ctx, r) !== null) continue;
-    if (r.force) {
-      out[r.shard] = { primary: r.to, replicas: s.replicas.filter((w) => w !== r.to), state: 'ACTIVE', next: null, epoch: s.epoch + 1 };
-      if (!possibleDataLoss.includes(r.shard)) possibleDataLoss.push(r.shard);
-      continue;
-    }
-    const from = s.primary!;
-    out[r.shard] = { ...s, state: 'PENDING', next: r.to };
-    // One of the target's shards goes the other way, preferably one the old primary already holds a copy of.
-    const back = out
-      .map((x, i) => ({ x, i }))
-      .filter(({ x, i }) => i !== r.shard && x.state === 'ACTIVE' && x.primary === r.to)
-      .sort((a, b) => Number(b.x.replicas.includes(from)) - Number(a.x.replicas.includes(from)) || a.i - b.i)[0];
-    if (back !== undefined) out[back.i] = { ...back.x, state: 'PENDING', next: from };
-  }
-  return out;
-}
-
-function sameShards(a: readonly ShardAssignment[], b: readonly ShardAssignment[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) {
-    const x = a[i]!;
-    const y = b[i]!;
-    if (x.primary !== y.primary || x.state !== y.state || x.next !== y.next || x.epoch !== y.epoch) return false;
-    if (x.replicas.length !== y.replicas.length || x.replicas.some((r, j) => r !== y.replicas[j])) return false;
-  }
-  return true;
-}
-
-/**
- * What the leader should write now, or null when the view is right as it is.
- * Lost members go first, in a transitional view (survivors only); then the
- * regular view admits joiners, completes hand-offs whose old primary has
- * let go, lets leavers go once they hold nothing, and re-places shards.
- */
-export function planView(ctx: MembershipContext): View | null {
-  if (leaderOf(ctx) !== ctx.self.id) return null;
-  const { config, self } = ctx;
-  const view = ctx.view;
-  const members = (view?.members ?? []).filter((m) => alive(ctx, m.id));
-  const viewId = (view?.viewId ?? 0) + 1;
-  const base = {
-    viewId,
-    leader: self.id,
-    replicas: view?.replicas ?? config.replicas,
-    shardCount: view?.shardCount ?? config.shardCount,
-    possibleDataLoss: view?.possibleDataLoss ?? [],
-  };
-
-  if (view !== null && members.length < view.members.length) {
-    const lost = new Set(view.members.filter((m) => !alive(ctx, m.id)).map((m) => m.id));
-    return { ...base, members, shards: withoutMembers(view.shards, lost), transitional: true };
-  }
-
-  // Joiners (this worker too, when it takes over) in the order they started.
-  const known = new Set(members.map((m) => m.id));
-  const joiners: Heartbeat[] = Object.values(ctx.peers)
-    .map((p) => p.hb)
-    .filter((hb) => !known.has(hb.id) && hb.status === 'joining' && alive(ctx, hb.id));
-  if (!known.has(self.id) && !ctx.leaving) joiners.push(heartbeatOf(ctx, 'joining'));
-  joiners.sort((a, b) => a.startedAt - b.startedAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-  let joined = Math.max(0, ...members.map((m) => m.joined));
-  const admitted: Member[] = [...members, ...joiners.map((hb) => ({ id: hb.id, zone: hb.zone, promotable: hb.promotable, joined: ++joined }))];
-
-  const possibleDataLoss = [...base.possibleDataLoss];
-  let shards: ShardAssignment[] = applyMoves(ctx, view?.shards.slice() ?? [], possibleDataLoss);
-  shards.forEach((s, i) => {
-    if (s.state !== 'PENDING' || s.primary === null) return;
-    const report = reportOf(ctx, s.primary);
-    if (report !== undefined && report.viewId >= (view?.viewId ?? 0) && !report.serving.includes(i)) shards = completeHandoff(shards, i);
-  });
-
-  // A leaver holds secondaries as a non-promotable member until its primaries are handed off, then goes.
-  // With nobody promotable left to take over, a leaver just goes (its shards go DEAD).
-  const leaving = (id: string): boolean => statusOf(ctx, id) === 'leaving';
-  const successors = admitted.some((m) => m.promotable && !leaving(m.id));
-  const holdsPrimary = (id: string): boolean => shards.some((s) => s.primary === id || s.next === id);
-  const gone = new Set(
-    admitted
-      .filter((m) => leaving(m.id) && (!successors || (!holdsPrimary(m.id) && reportOf(ctx, m.id)?.serving.length === 0)))
-      .map((m) => m.id),
-  );
-  const staying = admitted.filter((m) => !gone.has(m.id));
-  const placed = placeShards({
-    shardCount: base.shardCount,
-    members: staying.map((m) => (leaving(m.id) ? { ...m, promotable: false } : m)),
-    replicas: base.replicas,
-    previous: shards.length === base.shardCount ? shards : undefined,
-    maxConcurrentMoves: config.maxConcurrentMoves,
-    synchronized: synchronizedIn(ctx),
-  });
-  const next: View = {
-    ...base,
-    members: staying,
-    // The leader leaving hands the pen to the next member in join order.
-    leader: gone.has(self.id) ? (staying[0]?.id ?? '') : self.id,
-    shards: placed,
-    transitional: false,
-    possibleDataLoss,
-  };
-  const unchanged =
-    view !== null &&
-    !view.transitional &&
-    view.leader === next.leader &&
-    view.members.length === staying.length &&
-    view.members.every((m, i) => m.id === staying[i]!.id) &&
-    sameShards(view.shards, placed) &&
-    view.possibleDataLoss.length === possibleDataLoss.length;
-  return unchanged ? null : next;
 }
 
 function withView(ctx: MembershipContext, view: View, revision: number): Partial<MembershipContext> {

@@ -1,0 +1,103 @@
+/**
+ * What the leader writes next: the view planned from the current one and
+ * what heartbeats say. Pure, so the statechart only decides when to write
+ * (one write at a time) and this decides what.
+ */
+import { alive, heartbeatOf, leaderOf, reportOf, statusOf, synchronizedIn } from './heartbeats.js';
+import type { Heartbeat, MembershipContext } from './membership.js';
+import { applyMoves } from './operatorMoves.js';
+import { completeHandoff, placeShards, withoutMembers } from './placement.js';
+import type { Member, ShardAssignment, View } from './view.js';
+
+function sameShards(a: readonly ShardAssignment[], b: readonly ShardAssignment[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]!;
+    const y = b[i]!;
+    if (x.primary !== y.primary || x.state !== y.state || x.next !== y.next || x.epoch !== y.epoch) return false;
+    if (x.replicas.length !== y.replicas.length || x.replicas.some((r, j) => r !== y.replicas[j])) return false;
+  }
+  return true;
+}
+
+/**
+ * What the leader should write now, or null when the view is right as it is.
+ * Lost members go first, in a transitional view (survivors only); then the
+ * regular view admits joiners, completes hand-offs whose old primary has
+ * let go, lets leavers go once they hold nothing, and re-places shards.
+ */
+export function planView(ctx: MembershipContext): View | null {
+  if (leaderOf(ctx) !== ctx.self.id) return null;
+  const { config, self } = ctx;
+  const view = ctx.view;
+  const members = (view?.members ?? []).filter((m) => alive(ctx, m.id));
+  const viewId = (view?.viewId ?? 0) + 1;
+  const base = {
+    viewId,
+    leader: self.id,
+    replicas: view?.replicas ?? config.replicas,
+    shardCount: view?.shardCount ?? config.shardCount,
+    possibleDataLoss: view?.possibleDataLoss ?? [],
+  };
+
+  if (view !== null && members.length < view.members.length) {
+    const lost = new Set(view.members.filter((m) => !alive(ctx, m.id)).map((m) => m.id));
+    return { ...base, members, shards: withoutMembers(view.shards, lost), transitional: true };
+  }
+
+  // Joiners (this worker too, when it takes over) in the order they started.
+  const known = new Set(members.map((m) => m.id));
+  const joiners: Heartbeat[] = Object.values(ctx.peers)
+    .map((p) => p.hb)
+    .filter((hb) => !known.has(hb.id) && hb.status === 'joining' && alive(ctx, hb.id));
+  if (!known.has(self.id) && !ctx.leaving) joiners.push(heartbeatOf(ctx, 'joining'));
+  joiners.sort((a, b) => a.startedAt - b.startedAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  let joined = Math.max(0, ...members.map((m) => m.joined));
+  const admitted: Member[] = [...members, ...joiners.map((hb) => ({ id: hb.id, zone: hb.zone, promotable: hb.promotable, joined: ++joined }))];
+
+  const possibleDataLoss = [...base.possibleDataLoss];
+  let shards: ShardAssignment[] = applyMoves(ctx, view?.shards.slice() ?? [], possibleDataLoss);
+  shards.forEach((s, i) => {
+    if (s.state !== 'PENDING' || s.primary === null) return;
+    const report = reportOf(ctx, s.primary);
+    if (report !== undefined && report.viewId >= (view?.viewId ?? 0) && !report.serving.includes(i)) shards = completeHandoff(shards, i);
+  });
+
+  // A leaver holds secondaries as a non-promotable member until its primaries are handed off, then goes.
+  // With nobody promotable left to take over, a leaver just goes (its shards go DEAD).
+  const leaving = (id: string): boolean => statusOf(ctx, id) === 'leaving';
+  const successors = admitted.some((m) => m.promotable && !leaving(m.id));
+  const holdsPrimary = (id: string): boolean => shards.some((s) => s.primary === id || s.next === id);
+  const gone = new Set(
+    admitted
+      .filter((m) => leaving(m.id) && (!successors || (!holdsPrimary(m.id) && reportOf(ctx, m.id)?.serving.length === 0)))
+      .map((m) => m.id),
+  );
+  const staying = admitted.filter((m) => !gone.has(m.id));
+  const placed = placeShards({
+    shardCount: base.shardCount,
+    members: staying.map((m) => (leaving(m.id) ? { ...m, promotable: false } : m)),
+    replicas: base.replicas,
+    previous: shards.length === base.shardCount ? shards : undefined,
+    maxConcurrentMoves: config.maxConcurrentMoves,
+    synchronized: synchronizedIn(ctx),
+  });
+  const next: View = {
+    ...base,
+    members: staying,
+    // The leader leaving hands the pen to the next member in join order.
+    leader: gone.has(self.id) ? (staying[0]?.id ?? '') : self.id,
+    shards: placed,
+    transitional: false,
+    possibleDataLoss,
+  };
+  const unchanged =
+    view !== null &&
+    !view.transitional &&
+    view.leader === next.leader &&
+    view.members.length === staying.length &&
+    view.members.every((m, i) => m.id === staying[i]!.id) &&
+    sameShards(view.shards, placed) &&
+    view.possibleDataLoss.length === possibleDataLoss.length;
+  return unchanged ? null : next;
+}
