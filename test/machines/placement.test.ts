@@ -5,7 +5,6 @@ import {
   PlacementError,
   type PlacementInput,
   placeShards,
-  shardCounts,
   withoutMembers,
 } from '../../machines/placement.js';
 import type { Member, ShardAssignment } from '../../machines/view.js';
@@ -51,6 +50,21 @@ const shard = (primary: string | null, replicas: string[] = [], extra: Partial<S
 });
 
 const pendingCount = (map: readonly ShardAssignment[]) => map.filter((s) => s.state === 'PENDING').length;
+
+/** Summary for the checks below: primaries and secondaries per member id (members holding nothing are absent). */
+function shardCounts(shards: readonly ShardAssignment[]): Map<string, { primaries: number; replicas: number }> {
+  const counts = new Map<string, { primaries: number; replicas: number }>();
+  const of = (id: string) => {
+    let c = counts.get(id);
+    if (c === undefined) counts.set(id, (c = { primaries: 0, replicas: 0 }));
+    return c;
+  };
+  for (const s of shards) {
+    if (s.primary !== null) of(s.primary).primaries++;
+    for (const r of s.replicas) of(r).replicas++;
+  }
+  return counts;
+}
 
 // ---- what a map must satisfy -------------------------------------------------------------------------
 
