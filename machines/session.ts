@@ -69,11 +69,6 @@ export function startSession(machine: AnyStateMachine, time: number): SessionSta
   return { snapshot, seq: 0, timers: applyTimerActions([], actions, time) };
 }
 
-/** Would the machine take this event now? */
-export function accepts(state: SessionState, event: StampedEvent): boolean {
-  return state.snapshot.can(event);
-}
-
 /**
  * One event. Refused (and nothing changes) when the machine does not accept
  * it in the current state; otherwise the next state, one seq on.
