@@ -28,6 +28,7 @@ export { fromErrorBody, refuse, toErrorBody } from './protocol/errors.js';
 export { isFailoverRequest, parseClientNotice, requestFailover, type ClientNotice, type FailoverReply, type FailoverRequest } from './protocol/control.js';
 export { bucketName, journalStreamName, parseTimerKey, sessionKey, timerKey, VIEW_KEY, type BucketKind } from './protocol/names.js';
 export { labelOf, newClientId } from './protocol/clientId.js';
+export { readView, waitForView, watchView, type UnreadableViewHandler, type ViewHandler, type ViewWaiter } from './protocol/viewWatch.js';
 
 // Codec, claim-check and subjects.
 export { CODEC, DEFAULT_MAX_DEPTH, decode, encode, type DecodeOptions, type EncodeOptions } from './bus/codec.js';

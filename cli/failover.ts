@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
-import { createNatsBus, FailoverRefusedError, type View } from '../index.js';
-import { bucketName, decode, requestFailover, unpackView, VIEW_KEY } from '../internal.js';
+import { createNatsBus, FailoverRefusedError } from '../index.js';
+import { requestFailover, waitForView } from '../internal.js';
 import { CliUsageError } from './loadApplications.js';
 
 export const FAILOVER_FLAGS = {
@@ -40,26 +40,25 @@ export function parseFailoverArgs(args: string[]): FailoverArgs {
 export async function runFailover(options: FailoverArgs & { write: (line: string) => void; warn: (line: string) => void }): Promise<number> {
   const bus = await createNatsBus({ servers: options.nats.split(','), name: 'cohort-failover' });
   try {
-    const kv = await bus.kv({ bucket: bucketName(options.cluster, 'cluster') });
-    let done!: (view: View) => void;
-    const finished = new Promise<View>((resolve) => (done = resolve));
-    const watch = await kv.watch({ key: VIEW_KEY, include: 'updates' }, (entry) => {
-      if (entry.operation !== 'PUT') return;
-      const view = unpackView(decode(entry.value, { where: 'cluster view' }));
-      const s = view.shards[options.shard];
-      if (s === undefined) return;
-      options.write(`view ${view.viewId}: shard ${options.shard} ${s.state} on ${s.primary ?? '-'}${s.next ? ` -> ${s.next}` : ''} (epoch ${s.epoch})`);
-      if (s.state === 'ACTIVE' && s.primary === options.to) done(view);
-    });
+    const waiter = await waitForView(
+      bus,
+      options.cluster,
+      (view) => {
+        const s = view.shards[options.shard];
+        if (s === undefined) return false;
+        options.write(`view ${view.viewId}: shard ${options.shard} ${s.state} on ${s.primary ?? '-'}${s.next ? ` -> ${s.next}` : ''} (epoch ${s.epoch})`);
+        return s.state === 'ACTIVE' && s.primary === options.to;
+      },
+      {
+        // Only the views from the request on tell its story.
+        include: 'updates',
+        onUnreadable: (err, revision) => options.warn(`view revision ${revision} skipped: ${err instanceof Error ? err.message : String(err)}`),
+      },
+    );
     try {
       const { leader } = await requestFailover(bus, options.cluster, { shard: options.shard, to: options.to, force: options.force });
       options.write(`${options.force ? 'forced' : 'planned'} failover of shard ${options.shard} to ${options.to} accepted by leader ${leader}`);
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const view = await Promise.race([
-        finished,
-        new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), options.timeout))),
-      ]);
-      clearTimeout(timer);
+      const view = await waiter.until(options.timeout);
       if (view === null) {
         options.warn(`shard ${options.shard} was not ACTIVE on ${options.to} within ${options.timeout} ms`);
         return 1;
@@ -68,7 +67,7 @@ export async function runFailover(options: FailoverArgs & { write: (line: string
       options.write(`done: shard ${options.shard} is ACTIVE on ${options.to} (epoch ${view.shards[options.shard]!.epoch})${lossy ? '; the view records possible data loss for it' : ''}`);
       return 0;
     } finally {
-      watch.stop();
+      waiter.stop();
     }
   } catch (err) {
     if (err instanceof FailoverRefusedError) {

@@ -1,0 +1,112 @@
+import { describe, expect, it } from 'vitest';
+import { createMemoryBus, type View } from '../../index.js';
+import { bucketName, encode, packView, readView, VIEW_KEY, waitForView, watchView } from '../../internal.js';
+import { cleanupAfterEach } from '../cleanup.js';
+import { waitFor } from '../waitFor.js';
+
+const CLUSTER = 'vw';
+
+function view(viewId: number, primary = 'w1'): View {
+  return {
+    viewId,
+    members: [
+      { id: 'w1', zone: 'a', promotable: true, joined: 1 },
+      { id: 'w2', zone: 'b', promotable: true, joined: 2 },
+    ],
+    leader: 'w1',
+    replicas: 0,
+    shardCount: 2,
+    shards: [
+      { primary, replicas: [], state: 'ACTIVE', next: null, epoch: viewId },
+      { primary: 'w2', replicas: [], state: 'ACTIVE', next: null, epoch: 1 },
+    ],
+    transitional: false,
+    possibleDataLoss: [],
+  };
+}
+
+const packed = (v: View): Uint8Array => encode(packView(v));
+/** Not msgpack at all, and msgpack that is not a view: both must be skipped. */
+const garbage = new Uint8Array([0xc1, 0xc1, 0xc1]);
+const notAView = encode({ hello: 'world' });
+
+describe('the view watch', () => {
+  const track = cleanupAfterEach();
+
+  async function kvOf() {
+    const bus = track(createMemoryBus());
+    return { bus, kv: await bus.kv({ bucket: bucketName(CLUSTER, 'cluster') }) };
+  }
+
+  it('hands over the current view, then every view written; reports unreadable values and goes on to the next good one', async () => {
+    const { kv } = await kvOf();
+    const first = await kv.put(VIEW_KEY, packed(view(1)));
+    const seen: [number, number][] = [];
+    const unreadable: number[] = [];
+    const watch = await watchView(kv, (v, revision) => seen.push([v.viewId, revision]), (err, revision) => {
+      expect(err).toBeInstanceOf(Error);
+      unreadable.push(revision);
+    });
+    try {
+      // The current view is handed over before the watch resolves.
+      expect(seen).toEqual([[1, first]]);
+      const bad1 = await kv.put(VIEW_KEY, garbage);
+      const bad2 = await kv.put(VIEW_KEY, notAView);
+      await kv.delete(VIEW_KEY);
+      const good = await kv.put(VIEW_KEY, packed(view(2)));
+      // Positive control: the good view after the bad ones arrives.
+      await waitFor(() => seen.length === 2, { what: 'view 2' });
+      expect(seen).toEqual([[1, first], [2, good]]);
+      expect(unreadable).toEqual([bad1, bad2]);
+    } finally {
+      watch.stop();
+    }
+  });
+
+  it('reads the current view once: null before the first, and throws on an unreadable one', async () => {
+    const { kv } = await kvOf();
+    expect(await readView(kv)).toBeNull();
+    const revision = await kv.put(VIEW_KEY, packed(view(3)));
+    expect(await readView(kv)).toEqual({ view: view(3), revision });
+    await kv.put(VIEW_KEY, notAView);
+    await expect(readView(kv)).rejects.toThrow(RangeError);
+  });
+
+  it('waits for a view that passes the test, past an unreadable one', async () => {
+    const { bus, kv } = await kvOf();
+    await kv.put(VIEW_KEY, packed(view(1)));
+    const tested: number[] = [];
+    const unreadable: number[] = [];
+    const waiter = await waitForView(bus, CLUSTER, (v) => (tested.push(v.viewId), v.shards[0]!.primary === 'w2'), {
+      onUnreadable: (_, revision) => unreadable.push(revision),
+    });
+    try {
+      const bad = await kv.put(VIEW_KEY, garbage);
+      await kv.put(VIEW_KEY, packed(view(2)));
+      await kv.put(VIEW_KEY, packed(view(3, 'w2')));
+      const found = await waiter.until(5_000);
+      expect(found?.viewId).toBe(3);
+      expect(tested).toEqual([1, 2, 3]);
+      expect(unreadable).toEqual([bad]);
+      // Once found, later calls answer at once.
+      expect(await waiter.until(0)).toBe(found);
+    } finally {
+      waiter.stop();
+    }
+  });
+
+  it('with include updates skips the current view; resolves null after the timeout and once stopped', async () => {
+    const { bus, kv } = await kvOf();
+    await kv.put(VIEW_KEY, packed(view(1, 'w2')));
+    const tested: number[] = [];
+    const waiter = await waitForView(bus, CLUSTER, (v) => (tested.push(v.viewId), v.shards[0]!.primary === 'w2'), {
+      onUnreadable: () => {},
+      include: 'updates',
+    });
+    expect(await waiter.until(50)).toBeNull();
+    expect(tested).toEqual([]);
+    const pending = waiter.until(60_000);
+    waiter.stop();
+    expect(await pending).toBeNull();
+  });
+});
