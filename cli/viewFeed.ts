@@ -1,0 +1,60 @@
+import type { Bus, KvWatch, View } from '../index.js';
+import { bucketName, watchView } from '../internal.js';
+
+/**
+ * The local cluster's views as an onlooker (not a member) sees them, fed by
+ * one watch and shared by everything in this process that follows them: the
+ * status lines, the demo's kill, the tests' waits.
+ */
+
+export interface ViewFeed {
+  /** The newest view seen; null before the first is written. */
+  readonly latest: View | null;
+  /** Called with every newer view, in order. Returns an unsubscribe. */
+  subscribe(listener: (view: View) => void): () => void;
+  /** The latest view if it passes `test`, else the first newer one that does; rejects after `timeoutMs`. */
+  until(test: (view: View) => boolean, timeoutMs: number, what: string): Promise<View>;
+}
+
+export class Views implements ViewFeed {
+  latest: View | null = null;
+  readonly #listeners = new Set<(view: View) => void>();
+
+  offer(view: View): void {
+    if (this.latest !== null && view.viewId <= this.latest.viewId) return;
+    this.latest = view;
+    for (const l of [...this.#listeners]) l(view);
+  }
+
+  subscribe(listener: (view: View) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  until(test: (view: View) => boolean, timeoutMs: number, what: string): Promise<View> {
+    if (this.latest !== null && test(this.latest)) return Promise.resolve(this.latest);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        stop();
+        reject(new Error(`no view with ${what} after ${timeoutMs} ms (latest: ${this.latest === null ? 'none' : `view ${this.latest.viewId}`})`));
+      }, timeoutMs);
+      const stop = this.subscribe((view) => {
+        if (!test(view)) return;
+        clearTimeout(timer);
+        stop();
+        resolve(view);
+      });
+    });
+  }
+}
+
+export async function watchViews(bus: Bus, cluster: string, views: Views): Promise<KvWatch> {
+  const kv = await bus.kv({ bucket: bucketName(cluster, 'cluster') });
+  return watchView(
+    kv,
+    (view) => views.offer(view),
+    () => {
+      // Not a view this version reads: the workers say so in their logs.
+    },
+  );
+}

@@ -1,0 +1,113 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { describeExit, type Hosted, type LocalWorker, readableLogLine, type WorkerExit, type WorkerSettings, zoneOf } from './localWorker.js';
+
+/**
+ * A worker of the local cluster as a `cohort worker` process of its own, so
+ * that a kill is a real SIGKILL and a pause a real SIGSTOP.
+ */
+
+/** The `cohort` entry this process runs (cli/main.ts under tsx, dist/cli/main.js built). */
+function cliEntry(): { script: string; nodeArgs: string[] } {
+  const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+  const script = fileURLToPath(new URL(`./main${ext}`, import.meta.url));
+  const execArgv = [...process.execArgv];
+  // Run from source by something other than `node --import tsx` (vitest, say): the child still needs the loader.
+  if (ext === '.ts' && !execArgv.some((a) => a.includes('tsx'))) execArgv.push('--import', 'tsx');
+  const watchdog = new URL(`./stopWithParent${ext}`, import.meta.url).href;
+  return { script, nodeArgs: [...execArgv, '--import', watchdog] };
+}
+
+export function spawnWorker(options: WorkerSettings, url: string, index: number, stopping: () => boolean): Hosted {
+  const id = `w${index + 1}`;
+  const zone = zoneOf(index);
+  const { script, nodeArgs } = cliEntry();
+  const args = [
+    ...nodeArgs,
+    script,
+    'worker',
+    ...options.apps.flatMap((a) => ['--app', a]),
+    '--nats', url,
+    '--cluster', options.cluster,
+    '--zone', zone,
+    '--id', id,
+    ...(options.heartbeatInterval === undefined ? [] : ['--heartbeat-interval', String(options.heartbeatInterval)]),
+    ...(options.sessionTimeout === undefined ? [] : ['--session-timeout', String(options.sessionTimeout)]),
+  ];
+  // Its own process group: a terminal's Ctrl-C reaches `cohort up` alone, which then stops each worker once.
+  // stdin is a pipe it watches (stopWithParent): when it closes, this process is gone.
+  const child: ChildProcess = spawn(process.execPath, args, {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    detached: true,
+    env: { ...process.env, COHORT_LOG_LEVEL: process.env['COHORT_LOG_LEVEL'] ?? 'warn' },
+  });
+  let exit: WorkerExit | null = null;
+  let killed = false;
+  const stderrTail: string[] = [];
+  const exited = new Promise<WorkerExit>((resolve) => {
+    child.once('error', (err) => {
+      stderrTail.push(err.message);
+      resolve({ code: null, signal: null });
+    });
+    child.once('close', (code, signal) => resolve({ code, signal }));
+  }).then((e) => (exit = e));
+  const worker: LocalWorker = {
+    id,
+    zone,
+    get pid() {
+      return child.pid;
+    },
+    get exit() {
+      return exit;
+    },
+    exited,
+    get killed() {
+      return killed;
+    },
+    kill(signal) {
+      killed = true;
+      if (exit === null) child.kill(signal);
+    },
+    pause() {
+      if (exit === null) child.kill('SIGSTOP');
+    },
+    resume() {
+      if (exit === null) child.kill('SIGCONT');
+    },
+  };
+  let serving = false;
+  let onServing!: () => void;
+  const servingNow = new Promise<void>((resolve) => (onServing = resolve));
+  const servingLine = `worker ${id} serving `;
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    if (!serving && line.startsWith(servingLine)) {
+      serving = true;
+      onServing();
+    }
+    options.onLine?.(worker, line);
+  });
+  createInterface({ input: child.stderr! }).on('line', (line) => {
+    stderrTail.push(line);
+    if (stderrTail.length > 20) stderrTail.shift();
+    options.onWarn?.(worker, readableLogLine(line));
+  });
+  child.stdin!.on('error', () => {});
+  const ready = Promise.race([
+    servingNow,
+    exited.then((e) => {
+      if (serving) return;
+      throw new Error(`worker ${id} exited before serving (${describeExit(e)})${stderrTail.length ? `:\n${stderrTail.join('\n')}` : ''}`);
+    }),
+  ]);
+  void exited.then((e) => {
+    if (serving && !killed && !stopping()) options.onUnexpectedExit?.(worker, e);
+  });
+  return {
+    worker,
+    ready,
+    killNow: () => {
+      if (exit === null) child.kill('SIGKILL');
+    },
+  };
+}
