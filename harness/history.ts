@@ -6,7 +6,9 @@
  *
  * Commands are told apart by a token the application keeps in its document
  * (say, a list of applied tokens), so the final state can be checked
- * directly, not through the runtime's own bookkeeping.
+ * directly, not through the runtime's own bookkeeping. State that keeps only
+ * a count and a sum (a ledger's balance) is checked from the same history
+ * with tallyBySession and checkTally instead, less precisely.
  */
 import type { Bus, SendResult } from '../index.js';
 import { decode, HEADER, type JournalRecord, journalStreamFilter, journalStreamName, parseSubject } from '../internal.js';
@@ -19,6 +21,11 @@ export interface Operation {
   readonly settledAt: number;
   /** The acknowledgement, or the error the client finally gave up with (the command may or may not be applied). */
   readonly outcome: SendResult | { readonly error: string };
+}
+
+/** Acknowledged: applied exactly once, whatever happened after. Otherwise the command may or may not be applied. */
+export function isAcknowledged(op: Operation): op is Operation & { readonly outcome: SendResult } {
+  return !('error' in op.outcome);
 }
 
 /** Records operations as clients settle them. */
@@ -103,7 +110,7 @@ export function checkHistory(input: {
 }): Verdict {
   const sent = new Map<string, string>();
   for (const op of input.operations) sent.set(op.token, op.session);
-  const acked = input.operations.filter((op) => !('error' in op.outcome));
+  const acked = input.operations.filter(isAcknowledged);
   const lost: string[] = [];
   const duplicated = new Set<string>();
   const unexplained: string[] = [];
@@ -128,7 +135,7 @@ export function checkHistory(input: {
 
   // Per shard, the highest epoch journaled so far, walking the stream in order.
   const acceptedBy = new Map<string, SendResult>();
-  for (const op of acked) if (!('error' in op.outcome) && !op.outcome.duplicate) acceptedBy.set(op.token, op.outcome);
+  for (const op of acked) if (!op.outcome.duplicate) acceptedBy.set(op.token, op.outcome);
   const highest = new Map<number, number>();
   const lateAcknowledgements: string[] = [];
   for (const f of [...input.journal].sort((a, b) => a.streamSeq - b.streamSeq)) {
@@ -151,4 +158,72 @@ export function checkHistory(input: {
     lateAcknowledgements,
     ok: lost.length + duplicated.size + unexplained.length + sharedEpochs.length + lateAcknowledgements.length === 0,
   };
+}
+
+/** What a history sent one session, for state that keeps a count and a sum, not tokens. */
+export interface SessionTally {
+  readonly acknowledged: number;
+  readonly acknowledgedSum: number;
+  /** Amounts of the failed commands: each may or may not be applied. */
+  readonly failed: readonly number[];
+}
+
+/** The history per session; `amountOf` is what each command adds to the sum. */
+export function tallyBySession(operations: readonly Operation[], amountOf: (op: Operation) => number): Map<string, SessionTally> {
+  const tallies = new Map<string, { acknowledged: number; acknowledgedSum: number; failed: number[] }>();
+  for (const op of operations) {
+    let t = tallies.get(op.session);
+    if (t === undefined) tallies.set(op.session, (t = { acknowledged: 0, acknowledgedSum: 0, failed: [] }));
+    if (isAcknowledged(op)) {
+      t.acknowledged++;
+      t.acknowledgedSum += amountOf(op);
+    } else {
+      t.failed.push(amountOf(op));
+    }
+  }
+  return tallies;
+}
+
+/** Whether exactly `count` of `amounts` add up to `sum` (amounts are few: the failed commands of one session). */
+export function someAddUpTo(amounts: readonly number[], count: number, sum: number): boolean {
+  // Reachable (count, sum) pairs, built one amount at a time.
+  let reach = new Set<string>(['0:0']);
+  for (const a of amounts) {
+    const next = new Set(reach);
+    for (const key of reach) {
+      const [c, s] = key.split(':').map(Number) as [number, number];
+      if (c < count && s + a <= sum) next.add(`${c + 1}:${s + a}`);
+    }
+    reach = next;
+  }
+  return reach.has(`${count}:${sum}`);
+}
+
+export interface TallyCheck {
+  /** Acknowledged commands missing from the final state. */
+  readonly lost: number;
+  /** Commands applied more often than they were sent. */
+  readonly duplicated: number;
+  /** Failed commands the final state shows applied. */
+  readonly failedApplied: number;
+  /** A final state that neither loss nor duplication explains (no combination of the failed commands makes it up). */
+  readonly unexplained: boolean;
+}
+
+/**
+ * checkHistory's invariants for one session whose final state is only how
+ * many commands it applied and their sum: the applied commands beyond the
+ * acknowledged ones must be some of the failed ones, and their amounts must
+ * make up the sum above the acknowledged one.
+ */
+export function checkTally(tally: SessionTally, final: { readonly applied: number; readonly sum: number }): TallyCheck {
+  const extra = final.applied - tally.acknowledged;
+  const surplus = final.sum - tally.acknowledgedSum;
+  const failedSum = tally.failed.reduce((x, y) => x + y, 0);
+  if (extra < 0 || surplus < 0) return { lost: Math.max(1, -extra), duplicated: 0, failedApplied: 0, unexplained: false };
+  if (extra > tally.failed.length || surplus > failedSum) {
+    return { lost: 0, duplicated: Math.max(1, extra - tally.failed.length), failedApplied: 0, unexplained: false };
+  }
+  if (!someAddUpTo(tally.failed, extra, surplus)) return { lost: 0, duplicated: 0, failedApplied: 0, unexplained: true };
+  return { lost: 0, duplicated: 0, failedApplied: extra, unexplained: false };
 }

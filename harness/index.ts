@@ -8,4 +8,17 @@ export {
   NatsServerNotFoundError,
   NatsServerStartError,
 } from './errors.js';
-export { checkHistory, History, readJournalFacts, type JournalFact, type Operation, type Verdict } from './history.js';
+export {
+  checkHistory,
+  checkTally,
+  History,
+  isAcknowledged,
+  readJournalFacts,
+  someAddUpTo,
+  tallyBySession,
+  type JournalFact,
+  type Operation,
+  type SessionTally,
+  type TallyCheck,
+  type Verdict,
+} from './history.js';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { type SendResult, SessionMovedError } from '../../index.js';
 import { TimeoutError } from '../../bus/errors.js';
-import { checkHistory, History, type JournalFact, type Operation } from '../../harness/history.js';
+import { checkHistory, checkTally, History, someAddUpTo, tallyBySession, type JournalFact, type Operation } from '../../harness/history.js';
 
 /** An acknowledgement as a client reports it. */
 function ack(by: string, epoch: number, options: { seq?: number; duplicate?: boolean } = {}): SendResult {
@@ -210,5 +210,46 @@ describe('History.track', () => {
     expect(history.operations.every((o) => o.settledAt > o.sentAt)).toBe(true);
     // Fed to the checker, they count as failed, not acknowledged.
     expect(checkHistory({ operations: history.operations, documents: new Map(), journal: [] })).toMatchObject({ acknowledged: 0, failed: 4, ok: true });
+  });
+});
+
+describe('checkTally (state with a count and a sum, not tokens: the demo\'s ledger)', () => {
+  const tally = { acknowledged: 3, acknowledgedSum: 300, failed: [7, 40] };
+
+  it('accepts a final state the acknowledged commands and some failed ones explain', () => {
+    expect(checkTally(tally, { applied: 3, sum: 300 })).toEqual({ lost: 0, duplicated: 0, failedApplied: 0, unexplained: false });
+    expect(checkTally(tally, { applied: 4, sum: 340 })).toEqual({ lost: 0, duplicated: 0, failedApplied: 1, unexplained: false });
+    expect(checkTally(tally, { applied: 5, sum: 347 })).toMatchObject({ failedApplied: 2 });
+  });
+
+  it('counts a missing acknowledged command as lost and one too many as duplicated', () => {
+    expect(checkTally(tally, { applied: 2, sum: 200 })).toMatchObject({ lost: 1 });
+    expect(checkTally(tally, { applied: 4, sum: 299 })).toMatchObject({ lost: 1 });
+    expect(checkTally(tally, { applied: 6, sum: 447 })).toMatchObject({ duplicated: 1 });
+    expect(checkTally(tally, { applied: 4, sum: 400 })).toMatchObject({ duplicated: 1 });
+    // One more applied than acknowledged, but no failed command of that amount.
+    expect(checkTally(tally, { applied: 4, sum: 310 })).toMatchObject({ unexplained: true });
+  });
+
+  it('tallies a history per session: acknowledged count and sum, failed amounts', () => {
+    const amounts: Record<string, number> = { a: 100, b: 200, c: 7, d: 40, e: 5 };
+    const operations = [
+      op('acct-1', 'a', ack('w1', 1)),
+      op('acct-1', 'c', { error: 'TimeoutError' }),
+      op('acct-1', 'b', ack('w2', 2)),
+      op('acct-1', 'd', { error: 'NetworkError' }),
+      op('acct-2', 'e', ack('w1', 1)),
+    ];
+    const tallies = tallyBySession(operations, (o) => amounts[o.token]!);
+    expect(tallies.get('acct-1')).toEqual({ acknowledged: 2, acknowledgedSum: 300, failed: [7, 40] });
+    expect(tallies.get('acct-2')).toEqual({ acknowledged: 1, acknowledgedSum: 5, failed: [] });
+    expect(checkTally(tallies.get('acct-1')!, { applied: 3, sum: 340 })).toMatchObject({ failedApplied: 1, lost: 0, duplicated: 0 });
+  });
+
+  it('finds subsets of a given size and sum', () => {
+    expect(someAddUpTo([5, 7, 9], 2, 16)).toBe(true);
+    expect(someAddUpTo([5, 7, 9], 2, 12)).toBe(true);
+    expect(someAddUpTo([5, 7, 9], 1, 12)).toBe(false);
+    expect(someAddUpTo([], 0, 0)).toBe(true);
   });
 });
