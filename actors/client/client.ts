@@ -4,8 +4,7 @@ import { resolveEnvironment, type Environment } from '../../bus/environment.js';
 import { decode, encode } from '../../bus/codec.js';
 import { createNatsBus } from '../../bus/nats/mod.js';
 import { cmdSubject, eventSubject, readOnlySubject, readSubject, validateApp, validateCluster } from '../../bus/subjects.js';
-import { claimCheckOf, decodeBody } from '../../bus/claimCheck.js';
-import type { BlobStore, Bus, KvStore, Message, Subscription } from '../../bus/types.js';
+import type { Bus, KvStore, Subscription } from '../../bus/types.js';
 import { CONNECTION_DEFAULTS, type ConnectionState, type Failure } from '../../machines/connection.js';
 import type {
   CommandReply,
@@ -17,7 +16,8 @@ import type {
   VerifyOutcome,
   VerifyReply,
 } from '../../protocol/messages.js';
-import { Connection, type RequestSpec } from './connection.js';
+import type { RequestSpec } from './attempts.js';
+import { Connection } from './connection.js';
 import { createCounter, type Counter, type CounterOptions } from './counter.js';
 import { DocumentCache } from './documentCache.js';
 import {
@@ -217,7 +217,6 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
   /** Every id this client has had: its own patches stay its own across reconnects. */
   readonly #ids = new Set<string>();
   readonly #counters = new Map<string, { bus: Bus; counter: Counter }>();
-  #blobs: { bus: Bus; store: Promise<BlobStore> } | undefined;
   #verifying: Promise<Verification[]> | undefined;
 
   constructor(
@@ -244,7 +243,6 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
       bus,
       cluster,
       readOnlyFallback,
-      decodeReply: (m, what) => this.#decodeReply(m, what),
     });
     this.#conn.on('state', (state, reason) => {
       if (state === 'NORMAL') this.#ids.add(this.#conn.clientId);
@@ -335,19 +333,6 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
     const stale = reply.stale === true;
     if (!stale) this.#cache.set(app, id, { seq: reply.seq, document: reply.document, state: reply.state });
     return { seq: reply.seq, state: reply.state, document: reply.document, stale, source: stale ? 'secondary' : 'primary' };
-  }
-
-  /** Most replies are inline; a large document comes by claim-check, fetched and then deleted. */
-  async #decodeReply(m: Message, what: string): Promise<unknown> {
-    const name = claimCheckOf(m.headers);
-    if (name === undefined) return decode(m.data, { where: `reply to ${what}` });
-    const bus = this.#conn.bus;
-    if (bus === undefined) throw new ClientDisconnectedError(this.id, 'no connection to fetch a claim-checked reply');
-    if (this.#blobs?.bus !== bus) this.#blobs = { bus, store: bus.blobs({ bucket: `cohort_${this.cluster}_blobs` }) };
-    const blobs = await this.#blobs.store;
-    const value = await decodeBody(m.data, m.headers, { blobs, where: `reply to ${what}` });
-    void blobs.delete(name).catch(() => undefined);
-    return value;
   }
 
   // ------------------------------------------------------------ patches
