@@ -1,35 +1,20 @@
 import { EventEmitter } from 'node:events';
-import type { Clock } from '../../bus/clock.js';
 import { resolveEnvironment, type Environment } from '../../bus/environment.js';
-import { decode, encode } from '../../bus/codec.js';
+import { encode } from '../../bus/codec.js';
 import { createNatsBus } from '../../bus/nats/mod.js';
-import { cmdSubject, eventSubject, readOnlySubject, readSubject, validateApp, validateCluster } from '../../bus/subjects.js';
-import type { Bus, KvStore, Subscription } from '../../bus/types.js';
-import { CONNECTION_DEFAULTS, type ConnectionState, type Failure } from '../../machines/connection.js';
-import type {
-  CommandReply,
-  PatchMessage,
-  PatchOperation,
-  ReadReply,
-  TxReply,
-  UserEvent,
-  VerifyOutcome,
-  VerifyReply,
-} from '../../protocol/messages.js';
-import type { RequestSpec } from './attempts.js';
-import { Connection } from './connection.js';
-import { createCounter, type Counter, type CounterOptions } from './counter.js';
-import { DocumentCache } from './documentCache.js';
-import {
-  CrossShardTransactionError,
-  NetworkError,
-  TransactionRolledBackError,
-  TransactionTimeoutError,
-  ClientDisconnectedError,
-  fromErrorBody,
-} from '../../protocol/errors.js';
+import { cmdSubject, readOnlySubject, readSubject, validateApp, validateCluster } from '../../bus/subjects.js';
+import type { Bus } from '../../bus/types.js';
+import { CONNECTION_DEFAULTS, type ConnectionConfig, type ConnectionState, type Failure } from '../../machines/connection.js';
+import type { CommandReply, PatchOperation, ReadReply, UserEvent, VerifyOutcome } from '../../protocol/messages.js';
+import { ClientDisconnectedError, NetworkError, fromErrorBody } from '../../protocol/errors.js';
+import { commandRequest, readRequest } from '../../protocol/requests.js';
 import { DEFAULT_SHARD_COUNT, shardOf } from '../../protocol/shard.js';
-import { commandRequest, readRequest, txRequest, verifyRequest, type TxStep } from '../../protocol/requests.js';
+import { Connection } from './connection.js';
+import { ClientCounters, type Counter, type CounterOptions } from './counter.js';
+import { DEFAULT_CACHE_SIZE, DocumentCache } from './documentCache.js';
+import { Patches } from './patches.js';
+import { Transactions } from './transaction.js';
+import { Verifier } from './verify.js';
 
 export interface ConnectOptions {
   /** NATS server URL(s); or pass `bus`. */
@@ -197,53 +182,95 @@ export interface Client {
   close(): Promise<void>;
 }
 
-/** One subscribed session: the seq its listeners have seen, and what is held while a re-read heals a gap. */
-interface Watch {
-  readonly app: string;
-  readonly id: string;
-  readonly listeners: Set<(p: Patch) => void>;
-  /** On the bus of the connection it was made on; a new connection subscribes again. */
-  sub: Pick<Subscription, 'unsubscribe'>;
-  bus: Bus | undefined;
-  last: number | undefined;
-  resyncing: boolean;
-  held: PatchMessage[];
+/** What connect() settled on: every option given or defaulted, checked. */
+interface ClientSettings {
+  /** The bus to use, or how to open one (again after DISABLED). */
+  readonly bus: Bus | (() => Promise<Bus>);
+  readonly cluster: string;
+  readonly label: string;
+  readonly shardCount: number;
+  /** Default per-call timeout; undefined: none. */
+  readonly timeout: number | undefined;
+  readonly transactionTimeout: number;
+  readonly invalidationQueueSize: number;
+  readonly cacheSize: number;
+  readonly attemptTimeout: number;
+  readonly readOnlyFallback: boolean;
+  readonly connection: ConnectionConfig;
+  readonly environment: Environment;
 }
 
+/** The subjects of one session: commands, primary reads, and reads any copy may answer. */
+interface SessionSubjects {
+  readonly cmd: string;
+  readonly read: string;
+  readonly readOnly: string;
+}
+
+/**
+ * Joins the parts: the connection carries requests, the cache keeps
+ * documents, patches follow subscriptions, the verifier checks both after a
+ * recovery, transactions and counters ride the same connection.
+ */
 class ClientImpl extends EventEmitter<ClientEvents> implements Client {
+  readonly label: string;
+  readonly #cluster: string;
+  readonly #shardCount: number;
+  readonly #timeout: number | undefined;
+  readonly #newId: () => string;
   readonly #conn: Connection;
-  readonly #watches = new Map<string, Watch>();
   readonly #cache: DocumentCache;
   /** Every id this client has had: its own patches stay its own across reconnects. */
   readonly #ids = new Set<string>();
-  readonly #counters = new Map<string, { bus: Bus; counter: Counter }>();
-  #verifying: Promise<Verification[]> | undefined;
+  readonly #patches: Patches;
+  readonly #verifier: Verifier;
+  readonly #transactions: Transactions;
+  readonly #counters: ClientCounters;
 
-  constructor(
-    bus: Bus | (() => Promise<Bus>),
-    readonly cluster: string,
-    readonly label: string,
-    readonly shardCount: number,
-    readonly timeout: number | undefined,
-    readonly transactionTimeout: number,
-    readonly invalidationQueueSize: number,
-    cacheSize: number,
-    attemptTimeout: number,
-    readOnlyFallback: boolean,
-    config: { waitTimeout: number; reconnectInterval: number; troubledInterval: number },
-    readonly environment: Environment,
-  ) {
+  constructor(settings: ClientSettings) {
     super();
-    this.#cache = new DocumentCache({ cacheSize });
+    const { cluster, environment } = settings;
+    this.label = settings.label;
+    this.#cluster = cluster;
+    this.#shardCount = settings.shardCount;
+    this.#timeout = settings.timeout;
+    this.#newId = environment.newId;
+    this.#cache = new DocumentCache({ cacheSize: settings.cacheSize });
     this.#conn = new Connection({
-      label,
+      label: settings.label,
       environment,
-      config,
-      attemptTimeout,
-      bus,
+      config: settings.connection,
+      attemptTimeout: settings.attemptTimeout,
+      bus: settings.bus,
       cluster,
-      readOnlyFallback,
+      readOnlyFallback: settings.readOnlyFallback,
     });
+    const connect = (): Promise<void> => this.open();
+    this.#patches = new Patches({
+      cluster,
+      connection: this.#conn,
+      cache: this.#cache,
+      ownIds: this.#ids,
+      connect,
+      read: (app, id) => this.session(app, id).read(),
+    });
+    this.#verifier = new Verifier({
+      cluster,
+      shardCount: settings.shardCount,
+      timeout: settings.timeout,
+      invalidationQueueSize: settings.invalidationQueueSize,
+      connection: this.#conn,
+      cache: this.#cache,
+      patches: this.#patches,
+      onVerified: (v) => this.emit('verified', v),
+    });
+    this.#transactions = new Transactions({
+      connection: this.#conn,
+      environment,
+      shardCount: settings.shardCount,
+      transactionTimeout: settings.transactionTimeout,
+    });
+    this.#counters = new ClientCounters({ cluster, connection: this.#conn, connect });
     this.#conn.on('state', (state, reason) => {
       if (state === 'NORMAL') this.#ids.add(this.#conn.clientId);
       this.emit('state', state, reason);
@@ -252,7 +279,7 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
     this.#conn.on('connected', (n) => {
       if (n === 1) return;
       // A new connection (after DISABLED): patches subscribed again, on its bus, and the cache verified.
-      this.#resubscribe();
+      this.#patches.resubscribe();
       void this.verify().catch(() => undefined);
     });
     this.#conn.on('disabled', (failure, reason) => this.emit('disabled', failure, reason));
@@ -278,17 +305,17 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
 
   session(app: string, id: string): SessionHandle {
     validateApp(app);
-    const shard = shardOf(app, id, this.shardCount);
-    const cmd = cmdSubject(this.cluster, shard, app, id);
-    const read = readSubject(this.cluster, shard, app, id);
-    const readOnly = readOnlySubject(this.cluster, shard, app, id);
+    const shard = shardOf(app, id, this.#shardCount);
+    const cmd = cmdSubject(this.#cluster, shard, app, id);
+    const read = readSubject(this.#cluster, shard, app, id);
+    const readOnly = readOnlySubject(this.#cluster, shard, app, id);
     const session = `${app}/${id}`;
     return {
       app,
       id,
       send: async (event, options = {}) => {
-        const body = encode(commandRequest(event, this.environment.newId(), this.id, options.expectSeq));
-        const reply = (await this.#request({ subject: cmd, body, what: `send ${event.type} to ${session}`, session, mutates: true, timeout: options.timeout ?? this.timeout })) as CommandReply;
+        const body = encode(commandRequest(event, this.#newId(), this.id, options.expectSeq));
+        const reply = (await this.#conn.request({ subject: cmd, body, what: `send ${event.type} to ${session}`, session, mutates: true, timeout: options.timeout ?? this.#timeout })) as CommandReply;
         if (!reply.ok) throw fromErrorBody(reply.error);
         return { seq: reply.seq, duplicate: reply.duplicate === true, by: reply.by ?? '', epoch: reply.epoch ?? 0 };
       },
@@ -297,17 +324,13 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
         const c = this.#cache.peek(app, id);
         return c === undefined ? undefined : { ...c, stale: true, source: 'cache' };
       },
-      subscribe: (listener) => this.#subscribe(app, id, listener),
-      transaction: (fn, options = {}) => this.#transaction(app, id, shard, cmd, fn, options),
+      subscribe: (listener) => this.#patches.subscribe(app, id, listener),
+      transaction: (fn, options = {}) => this.#transactions.run({ app, id, shard, cmd }, fn, options),
     };
   }
 
-  #request(spec: Omit<RequestSpec, 'timeout'> & { timeout: number | undefined }): Promise<unknown> {
-    const { timeout, ...rest } = spec;
-    return this.#conn.request(timeout === undefined ? rest : { ...rest, timeout });
-  }
-
-  async #read(app: string, id: string, subjects: { cmd: string; read: string; readOnly: string }, options: ReadCallOptions): Promise<ReadResult> {
+  /** From the primary (or a secondary, read-only); from the cache when allowed and the connection is in trouble. */
+  async #read(app: string, id: string, subjects: SessionSubjects, options: ReadCallOptions): Promise<ReadResult> {
     const session = `${app}/${id}`;
     const cached = options.allowStale === true ? this.#cache.peek(app, id) : undefined;
     const troubled = this.#conn.state !== 'NORMAL' && this.#conn.state !== 'CONNECTING';
@@ -315,13 +338,13 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
     const body = encode(readRequest(this.id, options.minSeq));
     let reply: ReadReply;
     try {
-      reply = (await this.#request({
+      reply = (await this.#conn.request({
         subject: options.readOnly === true ? subjects.readOnly : subjects.read,
         body,
         what: `read ${session}`,
         session,
         mutates: false,
-        timeout: options.timeout ?? this.timeout,
+        timeout: options.timeout ?? this.#timeout,
         ...(options.readOnly === true ? {} : { fallback: subjects.readOnly }),
       })) as ReadReply;
     } catch (err) {
@@ -335,282 +358,17 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
     return { seq: reply.seq, state: reply.state, document: reply.document, stale, source: stale ? 'secondary' : 'primary' };
   }
 
-  // ------------------------------------------------------------ patches
-
-  #subscribe(app: string, id: string, listener: (p: Patch) => void): () => void {
-    const key = `${app}/${id}`;
-    let w = this.#watches.get(key);
-    if (w === undefined) {
-      const bus = this.#conn.bus;
-      const watch: Watch = {
-        app,
-        id,
-        listeners: new Set(),
-        last: this.#cache.peek(app, id)?.seq,
-        resyncing: false,
-        held: [],
-        bus,
-        sub: { unsubscribe: () => undefined },
-      };
-      // Not connected now (after DISABLED): it subscribes when the next connection is made.
-      if (bus !== undefined) watch.sub = this.#listen(bus, watch);
-      else void this.open().catch(() => undefined);
-      w = watch;
-      this.#watches.set(key, w);
-    }
-    const watch = w;
-    watch.listeners.add(listener);
-    return () => {
-      watch.listeners.delete(listener);
-      if (watch.listeners.size > 0) return;
-      watch.sub.unsubscribe();
-      if (this.#watches.get(key) === watch) this.#watches.delete(key);
-    };
-  }
-
-  #listen(bus: Bus, watch: Watch): Subscription {
-    const subject = eventSubject(this.cluster, watch.app, watch.id);
-    return bus.subscribe(subject, (m) => {
-      let p: PatchMessage;
-      try {
-        p = decode(m.data, { where: `patch on ${subject}` }) as PatchMessage;
-      } catch {
-        return; // not a patch of ours: ignore it, keep listening
-      }
-      this.#onPatch(watch, p);
-    });
-  }
-
-  #resubscribe(): void {
-    const bus = this.#conn.bus;
-    if (bus === undefined) return;
-    for (const w of this.#watches.values()) {
-      if (w.bus === bus) continue;
-      try {
-        w.sub.unsubscribe();
-      } catch {
-        // its bus is closed already
-      }
-      w.bus = bus;
-      w.sub = this.#listen(bus, w);
-    }
-  }
-
-  #onPatch(w: Watch, p: PatchMessage): void {
-    if (typeof p?.seq !== 'number' || typeof p.prev !== 'number' || !Array.isArray(p.ops)) return;
-    if (w.resyncing) {
-      w.held.push(p);
-      return;
-    }
-    if (w.last !== undefined && p.prev !== w.last && p.seq > w.last) {
-      w.held.push(p);
-      this.#resync(w);
-      return;
-    }
-    this.#deliver(w, p);
-  }
-
-  #deliver(w: Watch, p: PatchMessage): void {
-    if (w.last !== undefined && p.seq <= w.last) return;
-    w.last = p.seq;
-    this.#patchCache(w.app, w.id, p);
-    if (this.#ids.has(p.setter)) return;
-    for (const l of w.listeners) l({ seq: p.seq, ops: p.ops, setter: p.setter });
-  }
-
-  /** A cached copy a patch cannot bring forward is dropped: the next read or verification fetches it whole. */
-  #patchCache(app: string, id: string, p: PatchMessage): void {
-    const outcome = this.#cache.applyPatch(app, id, p);
-    if (outcome === 'gap' || outcome === 'failed') this.#cache.delete(app, id);
-  }
-
-  #resync(w: Watch): void {
-    w.resyncing = true;
-    this.session(w.app, w.id)
-      .read()
-      .then(
-        (r) => this.#replaceWith(w, r.seq, r.document),
-        () => {
-          w.resyncing = false; // the next patch finds the gap again and retries
-        },
-      );
-  }
-
-  /** A whole new copy: listeners get it as one `resync` patch, then anything newer that was held. */
-  #replaceWith(w: Watch, seq: number, document: unknown): void {
-    w.last = seq;
-    for (const l of w.listeners) l({ seq, ops: [{ op: 'replace', path: '', value: document }], setter: '', resync: true });
-    const later = w.held.filter((p) => p.seq > seq).sort((a, b) => a.seq - b.seq);
-    w.held = [];
-    w.resyncing = false;
-    for (const p of later) this.#deliver(w, p);
-  }
-
-  // ------------------------------------------------------------ verification
-
   verify(): Promise<Verification[]> {
-    this.#verifying ??= this.#verifyAll().finally(() => (this.#verifying = undefined));
-    return this.#verifying;
+    return this.#verifier.verify();
   }
-
-  async #verifyAll(): Promise<Verification[]> {
-    const targets = new Map<string, { app: string; id: string; since: number }>();
-    for (const e of this.#cache.entries()) targets.set(`${e.app}/${e.id}`, { app: e.app, id: e.id, since: e.seq });
-    for (const [key, w] of this.#watches) {
-      if (w.last !== undefined && !targets.has(key)) targets.set(key, { app: w.app, id: w.id, since: w.last });
-    }
-    const out = await Promise.all([...targets.values()].map((t) => this.#verifyOne(t.app, t.id, t.since).catch(() => undefined)));
-    return out.filter((v): v is Verification => v !== undefined);
-  }
-
-  async #verifyOne(app: string, id: string, since: number): Promise<Verification> {
-    const session = `${app}/${id}`;
-    const shard = shardOf(app, id, this.shardCount);
-    const reply = (await this.#request({
-      subject: readSubject(this.cluster, shard, app, id),
-      body: encode(verifyRequest(this.id, since, this.invalidationQueueSize)),
-      what: `verify ${session}`,
-      session,
-      mutates: false,
-      timeout: this.timeout,
-    })) as VerifyReply;
-    if (!reply.ok) throw fromErrorBody(reply.error);
-    const w = this.#watches.get(session);
-    switch (reply.outcome) {
-      case 'up-to-date':
-        break;
-      case 'replayed':
-        for (const p of reply.patches ?? []) {
-          if (w !== undefined) this.#onPatch(w, p);
-          else this.#patchCache(app, id, p);
-        }
-        break;
-      case 'cleared':
-      case 'newer-than-server':
-        // The copy here cannot be brought forward (or is ahead of a server that lost writes): replace it.
-        this.#cache.set(app, id, { seq: reply.seq, document: reply.document, state: reply.state }, { force: true });
-        if (w !== undefined) this.#replaceWith(w, reply.seq, reply.document);
-        break;
-    }
-    const v: Verification = { app, id, outcome: reply.outcome, from: since, to: reply.seq };
-    this.emit('verified', v);
-    return v;
-  }
-
-  // ------------------------------------------------------------ transactions
-
-  async #transaction<T>(
-    app: string,
-    id: string,
-    shard: number,
-    cmd: string,
-    fn: (tx: Transaction) => Promise<T>,
-    options: TransactionOptions,
-  ): Promise<TransactionResult<T>> {
-    const session = `${app}/${id}`;
-    const txId = this.environment.newId();
-    const timeout = options.timeout ?? this.transactionTimeout;
-    if (!(Number.isFinite(timeout) && timeout > 0)) throw new RangeError(`transaction timeout must be a positive number of ms, got ${timeout}`);
-    const client = this.id;
-    const started = this.environment.clock.now();
-    let rollback: Error | undefined;
-    let steps = 0;
-    const onDisabled = (_f: Failure, reason: string): void => {
-      rollback ??= new NetworkError(`transaction ${txId} on ${session}`, session, this.environment.clock.now() - started, false, `rolled back: the connection was disabled (${reason})`);
-    };
-    this.#conn.on('disabled', onDisabled);
-    const step = async (op: TxStep, mutates = false): Promise<Extract<TxReply, { ok: true }>> => {
-      if (rollback !== undefined) throw rollback;
-      const remaining = timeout - (this.environment.clock.now() - started);
-      const body = encode(txRequest(txId, client, op));
-      const reply = (await this.#request({ subject: cmd, body, what: `transaction ${op.op} on ${session}`, session, mutates, timeout: Math.max(1, remaining) })) as TxReply;
-      if (reply.ok) return reply;
-      const err = fromErrorBody(reply.error);
-      if (err instanceof TransactionRolledBackError) {
-        rollback = new NetworkError(`transaction ${txId} on ${session}`, session, this.environment.clock.now() - started, false, `rolled back by the server (${err.reason})`, { cause: err });
-        throw rollback;
-      }
-      throw err;
-    };
-    const tx: Transaction = {
-      id: txId,
-      send: async (event) => {
-        const r = await step({ op: 'send', step: steps, event });
-        steps++;
-        return { seq: r.seq };
-      },
-      read: async () => {
-        const r = (await step({ op: 'read' })) as unknown as ReadReply;
-        if (!r.ok) throw fromErrorBody(r.error);
-        return { seq: r.seq, state: r.state, document: r.document, stale: false, source: 'primary' };
-      },
-      session: (otherApp, otherId) => {
-        throw new CrossShardTransactionError(session, shard, `${otherApp}/${otherId}`, shardOf(otherApp, otherId, this.shardCount));
-      },
-      get rollbackOnly() {
-        return rollback !== undefined;
-      },
-    };
-    let timer: ReturnType<Clock['setTimeout']> | undefined;
-    try {
-      await step({ op: 'begin', timeout });
-      const expired = new Promise<never>((_, reject) => {
-        timer = this.environment.clock.setTimeout(() => reject(new TransactionTimeoutError(txId, timeout)), Math.max(0, timeout - (this.environment.clock.now() - started)));
-      });
-      let value: T;
-      try {
-        value = await Promise.race([fn(tx), expired]);
-      } catch (err) {
-        await this.#abort(cmd, txId, client, session);
-        if (err instanceof TransactionTimeoutError) this.#conn.disconnect(`transaction ${txId} ran past its ${timeout} ms timeout`);
-        throw err;
-      }
-      if (rollback !== undefined) {
-        await this.#abort(cmd, txId, client, session);
-        throw rollback;
-      }
-      const r = await step({ op: 'commit', steps }, true);
-      return { value, seq: r.seq, duplicate: r.duplicate === true, by: r.by ?? '', epoch: r.epoch ?? 0, events: steps };
-    } finally {
-      if (timer !== undefined) this.environment.clock.clearTimeout(timer);
-      this.#conn.off('disabled', onDisabled);
-    }
-  }
-
-  /** Best effort: the lock's lease frees it anyway. */
-  async #abort(cmd: string, txId: string, client: string, session: string): Promise<void> {
-    const body = encode(txRequest(txId, client, { op: 'abort' }));
-    await this.#conn.request({ subject: cmd, body, what: `transaction abort on ${session}`, session, mutates: false, timeout: 2_000 }).catch(() => undefined);
-  }
-
-  // ------------------------------------------------------------ counters
 
   counter(name: string, options: CounterOptions = {}): Counter {
-    const key = `${name}\u0000${options.block ?? ''}\u0000${options.consecutive === true}`;
-    const client = this;
-    let kv: { bus: Bus; store: Promise<KvStore> } | undefined;
-    let counter: { bus: Bus; counter: Counter } | undefined = this.#counters.get(key);
-    return {
-      name,
-      async next(): Promise<number> {
-        const bus = client.#conn.bus ?? (await client.open().then(() => client.#conn.bus));
-        if (bus === undefined) throw new ClientDisconnectedError(client.id, 'no connection for the counter');
-        if (counter?.bus !== bus) {
-          if (kv?.bus !== bus) kv = { bus, store: bus.kv({ bucket: `cohort_${client.cluster}_counters` }) };
-          counter = { bus, counter: createCounter(await kv.store, name, options) };
-          client.#counters.set(key, counter);
-        }
-        return counter.counter.next();
-      },
-    };
+    return this.#counters.handle(name, options);
   }
-
-  // ------------------------------------------------------------ lifecycle
 
   async close(): Promise<void> {
     await this.#conn.close();
-    for (const w of this.#watches.values()) w.sub.unsubscribe();
-    this.#watches.clear();
+    this.#patches.close();
   }
 }
 
@@ -648,20 +406,20 @@ export async function connect(options: ConnectOptions): Promise<Client> {
         reconnectTimeWait: config.reconnectInterval,
         timeout: Math.min(config.waitTimeout, 5_000),
       }));
-  const client = new ClientImpl(
+  const client = new ClientImpl({
     bus,
-    options.cluster,
+    cluster: options.cluster,
     label,
-    options.shardCount ?? DEFAULT_SHARD_COUNT,
-    options.timeout,
-    options.transactionTimeout ?? 30_000,
-    options.invalidationQueueSize ?? 100,
-    options.cacheSize ?? 20 * 1024 * 1024,
-    options.attemptTimeout ?? 2_000,
-    options.readOnlyFallback === true,
-    config,
-    resolveEnvironment(options.environment),
-  );
+    shardCount: options.shardCount ?? DEFAULT_SHARD_COUNT,
+    timeout: options.timeout,
+    transactionTimeout: options.transactionTimeout ?? 30_000,
+    invalidationQueueSize: options.invalidationQueueSize ?? 100,
+    cacheSize: options.cacheSize ?? DEFAULT_CACHE_SIZE,
+    attemptTimeout: options.attemptTimeout ?? 2_000,
+    readOnlyFallback: options.readOnlyFallback === true,
+    connection: config,
+    environment: resolveEnvironment(options.environment),
+  });
   await client.open();
   return client;
 }

@@ -1,6 +1,8 @@
 import { CohortError, KeyExistsError, StaleRevisionError } from '../../bus/errors.js';
 import { escapeToken } from '../../bus/subjects.js';
-import type { KvStore } from '../../bus/types.js';
+import type { Bus, KvStore } from '../../bus/types.js';
+import { ClientDisconnectedError } from '../../protocol/errors.js';
+import { bucketName } from '../../protocol/names.js';
 
 /**
  * ECP `$Increment` counters: ids unique across every client and increasing
@@ -159,4 +161,58 @@ function parse(bucket: string, key: string, bytes: Uint8Array): number {
 
 function ascii(value: number): Uint8Array {
   return new TextEncoder().encode(String(value));
+}
+
+/** What a client's counters need of its connection: the bus of the moment, and a way to connect. */
+export interface CounterConnection {
+  readonly bus: Bus | undefined;
+  readonly clientId: string;
+}
+
+export interface ClientCountersOptions {
+  readonly cluster: string;
+  readonly connection: CounterConnection;
+  /** Connects when there is no bus (before the first connection, or after DISABLED). */
+  readonly connect: () => Promise<void>;
+}
+
+/**
+ * `client.counter(...)`: handles that follow the client's connection. A
+ * counter is made on the bus of the moment and again on a new one; the
+ * same name and options share one counter, so its reserved block is shared.
+ */
+export class ClientCounters {
+  readonly #counters = new Map<string, { bus: Bus; counter: Counter }>();
+  readonly #bucket: string;
+  readonly #connection: CounterConnection;
+  readonly #connect: () => Promise<void>;
+
+  constructor(options: ClientCountersOptions) {
+    this.#bucket = bucketName(options.cluster, 'counters');
+    this.#connection = options.connection;
+    this.#connect = options.connect;
+  }
+
+  handle(name: string, options: CounterOptions = {}): Counter {
+    const key = `${name}\u0000${options.block ?? ''}\u0000${options.consecutive === true}`;
+    const counters = this.#counters;
+    const bucket = this.#bucket;
+    const connection = this.#connection;
+    const connect = this.#connect;
+    let kv: { bus: Bus; store: Promise<KvStore> } | undefined;
+    let counter: { bus: Bus; counter: Counter } | undefined = counters.get(key);
+    return {
+      name,
+      async next(): Promise<number> {
+        const bus = connection.bus ?? (await connect().then(() => connection.bus));
+        if (bus === undefined) throw new ClientDisconnectedError(connection.clientId, 'no connection for the counter');
+        if (counter?.bus !== bus) {
+          if (kv?.bus !== bus) kv = { bus, store: bus.kv({ bucket }) };
+          counter = { bus, counter: createCounter(await kv.store, name, options) };
+          counters.set(key, counter);
+        }
+        return counter.counter.next();
+      },
+    };
+  }
 }

@@ -1,0 +1,135 @@
+import type { TimerHandle } from '../../bus/clock.js';
+import { encode } from '../../bus/codec.js';
+import type { Environment } from '../../bus/environment.js';
+import type { Failure } from '../../machines/connection.js';
+import {
+  CrossShardTransactionError,
+  NetworkError,
+  TransactionRolledBackError,
+  TransactionTimeoutError,
+  fromErrorBody,
+} from '../../protocol/errors.js';
+import type { ReadReply, TxReply } from '../../protocol/messages.js';
+import { txRequest, type TxStep } from '../../protocol/requests.js';
+import { shardOf } from '../../protocol/shard.js';
+import type { Transaction, TransactionOptions, TransactionResult } from './client.js';
+import type { Connection } from './connection.js';
+
+export interface TransactionsOptions {
+  readonly connection: Connection;
+  readonly environment: Environment;
+  /** To name the other shard when a transaction reaches for another session. */
+  readonly shardCount: number;
+  /** A transaction's limit unless it gives its own. */
+  readonly transactionTimeout: number;
+}
+
+/** The session a transaction runs on, and where its steps go. */
+export interface TransactionTarget {
+  readonly app: string;
+  readonly id: string;
+  readonly shard: number;
+  /** The session's command subject: every step goes to its primary. */
+  readonly cmd: string;
+}
+
+/** Best effort: the lock's lease frees it anyway. */
+const ABORT_TIMEOUT = 2_000;
+
+/**
+ * `session.transaction(fn)` on the client: begin takes the session's lock,
+ * each step goes to the primary's working copy, and commit writes them as
+ * one journal message. A throw, a rollback by the server, a disabled
+ * connection or the timeout end it with an abort instead.
+ */
+export class Transactions {
+  readonly #connection: Connection;
+  readonly #environment: Environment;
+  readonly #shardCount: number;
+  readonly #transactionTimeout: number;
+
+  constructor(options: TransactionsOptions) {
+    this.#connection = options.connection;
+    this.#environment = options.environment;
+    this.#shardCount = options.shardCount;
+    this.#transactionTimeout = options.transactionTimeout;
+  }
+
+  async run<T>(target: TransactionTarget, fn: (tx: Transaction) => Promise<T>, options: TransactionOptions): Promise<TransactionResult<T>> {
+    const { app, id, shard, cmd } = target;
+    const clock = this.#environment.clock;
+    const session = `${app}/${id}`;
+    const txId = this.#environment.newId();
+    const timeout = options.timeout ?? this.#transactionTimeout;
+    if (!(Number.isFinite(timeout) && timeout > 0)) throw new RangeError(`transaction timeout must be a positive number of ms, got ${timeout}`);
+    const client = this.#connection.clientId;
+    const started = clock.now();
+    let rollback: Error | undefined;
+    let steps = 0;
+    const onDisabled = (_f: Failure, reason: string): void => {
+      rollback ??= new NetworkError(`transaction ${txId} on ${session}`, session, clock.now() - started, false, `rolled back: the connection was disabled (${reason})`);
+    };
+    this.#connection.on('disabled', onDisabled);
+    const step = async (op: TxStep, mutates = false): Promise<Extract<TxReply, { ok: true }>> => {
+      if (rollback !== undefined) throw rollback;
+      const remaining = timeout - (clock.now() - started);
+      const body = encode(txRequest(txId, client, op));
+      const reply = (await this.#connection.request({ subject: cmd, body, what: `transaction ${op.op} on ${session}`, session, mutates, timeout: Math.max(1, remaining) })) as TxReply;
+      if (reply.ok) return reply;
+      const err = fromErrorBody(reply.error);
+      if (err instanceof TransactionRolledBackError) {
+        rollback = new NetworkError(`transaction ${txId} on ${session}`, session, clock.now() - started, false, `rolled back by the server (${err.reason})`, { cause: err });
+        throw rollback;
+      }
+      throw err;
+    };
+    const tx: Transaction = {
+      id: txId,
+      send: async (event) => {
+        const r = await step({ op: 'send', step: steps, event });
+        steps++;
+        return { seq: r.seq };
+      },
+      read: async () => {
+        const r = (await step({ op: 'read' })) as unknown as ReadReply;
+        if (!r.ok) throw fromErrorBody(r.error);
+        return { seq: r.seq, state: r.state, document: r.document, stale: false, source: 'primary' };
+      },
+      session: (otherApp, otherId) => {
+        throw new CrossShardTransactionError(session, shard, `${otherApp}/${otherId}`, shardOf(otherApp, otherId, this.#shardCount));
+      },
+      get rollbackOnly() {
+        return rollback !== undefined;
+      },
+    };
+    let timer: TimerHandle | undefined;
+    try {
+      await step({ op: 'begin', timeout });
+      const expired = new Promise<never>((_, reject) => {
+        timer = clock.setTimeout(() => reject(new TransactionTimeoutError(txId, timeout)), Math.max(0, timeout - (clock.now() - started)));
+      });
+      let value: T;
+      try {
+        value = await Promise.race([fn(tx), expired]);
+      } catch (err) {
+        await this.#abort(cmd, txId, client, session);
+        if (err instanceof TransactionTimeoutError) this.#connection.disconnect(`transaction ${txId} ran past its ${timeout} ms timeout`);
+        throw err;
+      }
+      if (rollback !== undefined) {
+        await this.#abort(cmd, txId, client, session);
+        throw rollback;
+      }
+      const r = await step({ op: 'commit', steps }, true);
+      return { value, seq: r.seq, duplicate: r.duplicate === true, by: r.by ?? '', epoch: r.epoch ?? 0, events: steps };
+    } finally {
+      if (timer !== undefined) clock.clearTimeout(timer);
+      this.#connection.off('disabled', onDisabled);
+    }
+  }
+
+  async #abort(cmd: string, txId: string, client: string, session: string): Promise<void> {
+    const body = encode(txRequest(txId, client, { op: 'abort' }));
+    await this.#connection.request({ subject: cmd, body, what: `transaction abort on ${session}`, session, mutates: false, timeout: ABORT_TIMEOUT }).catch(() => undefined);
+  }
+}
