@@ -41,6 +41,7 @@ export type { JournalFollow } from './bus/types.js';
 // Pure machines and decisions.
 export { connectionMachine, nextDeadline, retryPause, type ConnectionConfig, type ConnectionEffect, type Failure } from './machines/connection.js';
 export { membershipMachine, type Heartbeat, type MembershipConfig, type MembershipEffect } from './machines/membership.js';
+export { MembershipConfigError, membershipConfig, type MembershipSettings } from './machines/membershipConfig.js';
 export { completeHandoff, PlacementError, placeShards, withoutMembers, type PlacementInput } from './machines/placement.js';
 export { packView, unpackView, type PackedView } from './machines/view.js';
 export { pureTransition } from './machines/pureTransition.js';

@@ -1,6 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { type Bus, createLogger, createMemoryBus, createNatsBus, MEMBERSHIP_DEFAULTS, MIN_SESSION_TIMEOUT, startWorker, type Worker } from '../index.js';
-import { validateCluster } from '../internal.js';
+import { MembershipConfigError, membershipConfig, validateCluster } from '../internal.js';
 import { FALLBACK_DIRS, findNatsServerBinary } from '../harness/natsServerBinary.js';
 import { startNatsServer } from '../harness/natsServer.js';
 import { stopSignal } from './stopSignal.js';
@@ -47,13 +47,18 @@ export function parseMilliseconds(flag: string, value: string | undefined, min =
 }
 
 /**
- * The membership timings as startWorker checks them, checked here first so a
- * wrong pair is wrong usage (exit code 2) rather than a worker that fails to start.
+ * The membership timings as startWorker checks them (the same rules), checked
+ * here first so a wrong pair is wrong usage (exit code 2) rather than a
+ * worker that fails to start; said in flags rather than option names.
  */
 export function checkMembershipTimings(heartbeatInterval: number | undefined, sessionTimeout: number | undefined): void {
-  const hb = heartbeatInterval ?? MEMBERSHIP_DEFAULTS.heartbeatInterval;
-  const st = sessionTimeout ?? MEMBERSHIP_DEFAULTS.sessionTimeout;
-  if (hb * 2 > st) {
+  try {
+    membershipConfig({ heartbeatInterval, sessionTimeout, shardCount: 1 });
+  } catch (err) {
+    if (!(err instanceof MembershipConfigError)) throw err;
+    if (err.option !== 'heartbeatInterval') throw new CliUsageError(err.message.replace('sessionTimeout', '--session-timeout'));
+    const hb = heartbeatInterval ?? MEMBERSHIP_DEFAULTS.heartbeatInterval;
+    const st = sessionTimeout ?? MEMBERSHIP_DEFAULTS.sessionTimeout;
     throw new CliUsageError(
       `--heartbeat-interval (${hb} ms) must be at most half of --session-timeout (${st} ms)` +
         (heartbeatInterval === undefined ? `; pass --heartbeat-interval ${Math.floor(st / 2)} or less` : ''),

@@ -30,7 +30,8 @@ import { loadSession } from './loadSession.js';
 import { requestFailover } from '../../protocol/control.js';
 import { READ_ONLY_QUEUE, Replication, type ReplicaStatus } from './replica.js';
 import { MembershipHost } from './membership.js';
-import { MEMBERSHIP_DEFAULTS, MIN_SESSION_TIMEOUT, type MembershipConfig } from '../../machines/membership.js';
+import { MEMBERSHIP_DEFAULTS, type MembershipConfig } from '../../machines/membership.js';
+import { membershipConfig } from '../../machines/membershipConfig.js';
 import type { View } from '../../machines/view.js';
 import { parseRequest } from '../../protocol/requests.js';
 import { DEFAULT_SHARD_COUNT } from '../../protocol/shard.js';
@@ -591,24 +592,6 @@ function primariesOf(view: View, memberId: string): Set<number> {
   return out;
 }
 
-function membershipConfig(options: WorkerOptions, shardCount: number): MembershipConfig {
-  const heartbeatInterval = options.heartbeatInterval ?? MEMBERSHIP_DEFAULTS.heartbeatInterval;
-  const sessionTimeout = options.sessionTimeout ?? MEMBERSHIP_DEFAULTS.sessionTimeout;
-  const replicas = options.replicas ?? MEMBERSHIP_DEFAULTS.replicas;
-  const maxConcurrentMoves = options.maxConcurrentMoves ?? MEMBERSHIP_DEFAULTS.maxConcurrentMoves;
-  if (!(sessionTimeout >= MIN_SESSION_TIMEOUT)) {
-    throw new RangeError(`sessionTimeout must be at least ${MIN_SESSION_TIMEOUT} ms (got ${sessionTimeout}): shorter would suspect healthy workers`);
-  }
-  if (!(heartbeatInterval > 0 && heartbeatInterval * 2 <= sessionTimeout)) {
-    throw new RangeError(`heartbeatInterval must be > 0 and at most half of sessionTimeout (got ${heartbeatInterval} and ${sessionTimeout})`);
-  }
-  if (!Number.isInteger(replicas) || replicas < 0) throw new RangeError(`replicas must be a whole number >= 0 (got ${replicas})`);
-  if (!Number.isInteger(maxConcurrentMoves) || maxConcurrentMoves < 1) {
-    throw new RangeError(`maxConcurrentMoves must be a whole number >= 1 (got ${maxConcurrentMoves})`);
-  }
-  return { heartbeatInterval, sessionTimeout, replicas, shardCount, maxConcurrentMoves };
-}
-
 /**
  * Starts a worker hosting `applications`. It joins the cluster and serves
  * the shards the view gives it; with `shards` it serves those alone
@@ -620,7 +603,7 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
   for (const s of options.shards ?? []) {
     if (!Number.isInteger(s) || s < 0 || s >= shardCount) throw new RangeError(`shard ${s} is outside 0..${shardCount - 1}`);
   }
-  const config = options.shards === undefined ? membershipConfig(options, shardCount) : undefined;
+  const config = options.shards === undefined ? membershipConfig({ ...options, shardCount }) : undefined;
   const clients = clientOptions(options.clients);
   if (!options.bus && !options.nats) throw new TypeError('startWorker needs `nats` (server URLs) or `bus`');
   const bus = options.bus ?? (await createNatsBus({ servers: options.nats!, name: `cohort-worker` }));
