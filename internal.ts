@@ -48,7 +48,8 @@ export { pureTransition } from './machines/pureTransition.js';
 
 // The hosts' parts.
 export { MembershipHost } from './actors/worker/membership.js';
-export { HostedSession, type Primacy, type SessionHost } from './actors/worker/session.js';
+export { Lease, type Primacy } from './actors/worker/lease.js';
+export { HostedSession, type SessionHost } from './actors/worker/session.js';
 export { loadSession } from './actors/worker/loadSession.js';
 export { SessionStore } from './actors/worker/sessionStore.js';
 export { createCounter } from './actors/client/counter.js';

@@ -11,7 +11,7 @@ import { membershipMachine, type Heartbeat, type MembershipConfig, type Self } f
 import { bucketName, VIEW_KEY } from '../../protocol/names.js';
 import { HEADER } from '../../protocol/headers.js';
 import { packView, unpackView, type View } from '../../machines/view.js';
-import type { Primacy } from './session.js';
+import { Lease } from './lease.js';
 
 export interface MembershipHostOptions {
   readonly bus: Bus;
@@ -50,24 +50,25 @@ function isHeartbeat(x: unknown): x is Heartbeat {
 /** Silence is checked this often per heartbeat interval (the machine sends heartbeats only when due). */
 const TICKS_PER_HEARTBEAT = 4;
 
-/** Heartbeats sent and not yet seen back: enough for a long stall, bounded for a dead link. */
-const MAX_BEATS_IN_FLIGHT = 1_024;
-
 /**
  * Hosts one worker's membership machine: heartbeats out and in on core
  * NATS, the view entry watched and written with compare-and-set, and a
  * tick every heartbeat interval. Views are applied one at a time, in order.
- *
- * It also holds the worker's lease: the leader suspects a member only after
- * hearing nothing from it for a session timeout, so while this worker's own
- * heartbeats come back from the server, nobody else can have been made
- * primary of its shards. A write acknowledged inside the lease needs no
- * other proof; outside it (a stall, a cut link) each write is checked
- * against the view as the store has it now, for one session timeout after
- * the heartbeats come back.
+ * It feeds the member's lease (lease.ts) its heartbeats and their echoes.
  */
-export class MembershipHost implements Primacy {
-  readonly #o: MembershipHostOptions;
+export class MembershipHost {
+  readonly #bus: Bus;
+  readonly #cluster: string;
+  readonly #self: MembershipHostOptions['self'];
+  readonly #config: MembershipConfig;
+  readonly #storageReplicas: number;
+  readonly #environment: Environment;
+  readonly #log: Logger;
+  readonly #takeUp: MembershipHostOptions['apply'];
+  readonly #notSynchronized: (() => readonly string[]) | undefined;
+  readonly #removed: (() => void) | undefined;
+  /** This member's proof of primacy, for the sessions it hosts. */
+  readonly lease: Lease;
   readonly #actor: Actor<typeof membershipMachine>;
   #kv: KvStore | undefined;
   #watch: KvWatch | undefined;
@@ -81,17 +82,21 @@ export class MembershipHost implements Primacy {
   readonly #left: Promise<'left' | 'removed'>;
   #onJoined!: () => void;
   #onLeft!: (why: 'left' | 'removed') => void;
-  #beat = 0;
-  readonly #sentAt = new Map<number, number>();
-  /** When the latest heartbeat the server echoed back was sent. */
-  #leaseFrom = 0;
-  /** After a lapse, writes are proved against the stored view until then. */
-  #provingUntil = 0;
 
-  constructor(options: MembershipHostOptions) {
-    this.#o = options;
-    const startedAt = options.environment.clock.now();
-    this.#actor = createActor(membershipMachine, { input: { self: { ...options.self, startedAt }, config: options.config } });
+  constructor({ bus, cluster, self, config, storageReplicas, environment, log, apply, notSynchronized, removed }: MembershipHostOptions) {
+    this.#bus = bus;
+    this.#cluster = cluster;
+    this.#self = self;
+    this.#config = config;
+    this.#storageReplicas = storageReplicas ?? 1;
+    this.#environment = environment;
+    this.#log = log;
+    this.#takeUp = apply;
+    this.#notSynchronized = notSynchronized;
+    this.#removed = removed;
+    const startedAt = environment.clock.now();
+    this.#actor = createActor(membershipMachine, { input: { self: { ...self, startedAt }, config } });
+    this.lease = new Lease({ self: self.id, config, clock: environment.clock, log, view: () => this.view, storedView: () => this.#storedView() });
     this.#joined = new Promise((resolve) => (this.#onJoined = resolve));
     this.#left = new Promise((resolve) => (this.#onLeft = resolve));
   }
@@ -111,22 +116,22 @@ export class MembershipHost implements Primacy {
   }
 
   get isLeader(): boolean {
-    return this.view?.leader === this.#o.self.id;
+    return this.view?.leader === this.#self.id;
   }
 
   /** Resolves once a view lists this worker and that view's shard roles are taken up. */
   async start(): Promise<void> {
-    const { bus, cluster, log } = this.#o;
-    const clock = this.#o.environment.clock;
-    this.#kv = await bus.kv({ bucket: bucketName(cluster, 'cluster'), replicas: this.#o.storageReplicas ?? 1 });
+    const bus = this.#bus;
+    const cluster = this.#cluster;
+    const log = this.#log;
+    const clock = this.#environment.clock;
+    this.#kv = await bus.kv({ bucket: bucketName(cluster, 'cluster'), replicas: this.#storageReplicas });
     const now = (): number => clock.now();
-    const ownBeats = heartbeatSubject(cluster, this.#o.self.id);
+    const ownBeats = heartbeatSubject(cluster, this.#self.id);
     this.#actor.on('heartbeat', (e) => {
       if (this.#stopped) return;
       try {
-        const beat = ++this.#beat;
-        this.#sentAt.set(beat, clock.now());
-        if (this.#sentAt.size > MAX_BEATS_IN_FLIGHT) this.#sentAt.delete(this.#sentAt.keys().next().value!);
+        const beat = this.lease.sent();
         bus.publish(ownBeats, encode(e.heartbeat), { headers: { [HEADER.beat]: String(beat) } });
       } catch (err) {
         log.warn({ err }, 'heartbeat not sent');
@@ -146,7 +151,7 @@ export class MembershipHost implements Primacy {
     });
     this.#actor.start();
     this.#sub = bus.subscribe(heartbeatFilter(cluster), (m) => {
-      if (m.subject === ownBeats) this.#confirm(Number(m.headers[HEADER.beat]), now());
+      if (m.subject === ownBeats) this.lease.confirm(Number(m.headers[HEADER.beat]), now());
       let hb: unknown;
       try {
         hb = decode(m.data, { where: `heartbeat ${m.subject}` });
@@ -168,10 +173,10 @@ export class MembershipHost implements Primacy {
         body = undefined;
       }
       if (!isFailoverRequest(body)) {
-        if (this.isLeader) m.respond(encode({ ok: false, reason: 'malformed request: needs { shard: integer, to: string, force?: boolean }', leader: this.#o.self.id }));
+        if (this.isLeader) m.respond(encode({ ok: false, reason: 'malformed request: needs { shard: integer, to: string, force?: boolean }', leader: this.#self.id }));
         return;
       }
-      const id = this.#o.environment.newId();
+      const id = this.#environment.newId();
       this.#asking.set(id, m);
       this.#send({ type: 'MOVE', request: { id, shard: body.shard, to: body.to, force: body.force === true }, now: now() });
     });
@@ -195,7 +200,7 @@ export class MembershipHost implements Primacy {
     void this.#left.then((why) => {
       if (why === 'removed') {
         log.warn('removed from the cluster view: rejoining as a new member');
-        this.#o.removed?.();
+        this.#removed?.();
       }
     });
     await Promise.race([this.#joined, this.#left]);
@@ -203,73 +208,18 @@ export class MembershipHost implements Primacy {
     await this.#applying;
   }
 
-  /** The server has heartbeat `beat`: the leader cannot count this worker silent from before it was sent. */
-  #confirm(beat: number, now: number): void {
-    const sent = this.#sentAt.get(beat);
-    if (sent === undefined) return;
-    for (const n of this.#sentAt.keys()) {
-      if (n > beat) break;
-      this.#sentAt.delete(n);
-    }
-    if (this.#leaseFrom > 0 && now >= this.#leaseFrom + this.#leaseSpan) {
-      this.#noticeLapse(now);
-      this.#provingUntil = now + this.#o.config.sessionTimeout;
-    }
-    this.#leaseFrom = Math.max(this.#leaseFrom, sent);
-    this.#lapseNoticed = false;
-  }
-
-  /** Short of the session timeout by a heartbeat (at most a quarter of it): the leader's tick and clock drift. */
-  get #leaseSpan(): number {
-    const { sessionTimeout, heartbeatInterval } = this.#o.config;
-    return sessionTimeout - Math.min(heartbeatInterval, sessionTimeout / 4);
-  }
-
-  get self(): string {
-    return this.#o.self.id;
-  }
-
-  leaseHeld(): boolean {
-    const now = this.#o.environment.clock.now();
-    if (now >= this.#leaseFrom + this.#leaseSpan) this.#noticeLapse(now);
-    return now < this.#leaseFrom + this.#leaseSpan && now >= this.#provingUntil;
-  }
-
-  #lapseNoticed = false;
-
-  /** Once per lapse: an operator wants to know a primary went unheard long enough to be replaced. */
-  #noticeLapse(now: number): void {
-    if (this.#lapseNoticed || this.#leaseFrom === 0) return;
-    this.#lapseNoticed = true;
-    this.#o.log.warn(
-      { unconfirmedMs: Math.round(now - this.#leaseFrom) },
-      'lease lapsed (stopped, starved or cut off): writes are proved against the stored view until heartbeats are confirmed again',
-    );
-  }
-
-  epochOf(shard: number): number | null {
-    const s = this.view?.shards[shard];
-    return s !== undefined && s.primary === this.#o.self.id && s.state !== 'DEAD' ? s.epoch : null;
-  }
-
-  async stillPrimary(shard: number, epoch: number): Promise<boolean> {
-    try {
-      const entry = await this.#kv!.get(VIEW_KEY);
-      if (entry === null) return false;
-      const s = unpackView(decode(entry.value, { where: 'view' })).shards[shard];
-      return s !== undefined && s.primary === this.#o.self.id && s.epoch === epoch && s.state !== 'DEAD';
-    } catch (err) {
-      this.#o.log.warn({ err, shard }, 'could not read the view to prove a write: refusing it');
-      return false;
-    }
+  /** The view as the store has it now: what a write outside the lease is proved against. */
+  async #storedView(): Promise<View | null> {
+    const entry = await this.#kv!.get(VIEW_KEY);
+    return entry === null ? null : unpackView(decode(entry.value, { where: 'view' }));
   }
 
   #armTick(): void {
     if (this.#stopped) return;
-    this.#tick = this.#o.environment.clock.setTimeout(() => {
-      this.#send({ type: 'TICK', now: this.#o.environment.clock.now(), notSynchronized: this.#o.notSynchronized?.() ?? [] });
+    this.#tick = this.#environment.clock.setTimeout(() => {
+      this.#send({ type: 'TICK', now: this.#environment.clock.now(), notSynchronized: this.#notSynchronized?.() ?? [] });
       this.#armTick();
-    }, this.#o.config.heartbeatInterval / TICKS_PER_HEARTBEAT);
+    }, this.#config.heartbeatInterval / TICKS_PER_HEARTBEAT);
   }
 
   async #write(view: View, revision: number): Promise<void> {
@@ -277,15 +227,15 @@ export class MembershipHost implements Primacy {
     try {
       const data = encode(packView(view));
       const written = revision === 0 ? await kv.create(VIEW_KEY, data) : await kv.update(VIEW_KEY, data, revision);
-      this.#o.log.info(
+      this.#log.info(
         { viewId: view.viewId, members: view.members.map((m) => m.id), transitional: view.transitional },
         view.transitional ? 'transitional view written' : 'view written',
       );
-      this.#send({ type: 'WRITE_DONE', view, revision: written, now: this.#o.environment.clock.now() });
+      this.#send({ type: 'WRITE_DONE', view, revision: written, now: this.#environment.clock.now() });
     } catch (err) {
       // Someone else wrote first: the watch brings their view, and the plan is made again from it.
-      if (!(err instanceof StaleRevisionError || err instanceof KeyExistsError)) this.#o.log.error({ err, viewId: view.viewId }, 'view not written');
-      this.#send({ type: 'WRITE_FAILED', now: this.#o.environment.clock.now() });
+      if (!(err instanceof StaleRevisionError || err instanceof KeyExistsError)) this.#log.error({ err, viewId: view.viewId }, 'view not written');
+      this.#send({ type: 'WRITE_FAILED', now: this.#environment.clock.now() });
     }
   }
 
@@ -294,13 +244,13 @@ export class MembershipHost implements Primacy {
     const current = this.view;
     if (current !== null && test(current)) return Promise.resolve(current);
     return new Promise((resolve, reject) => {
-      const timer = this.#o.environment.clock.setTimeout(() => {
+      const timer = this.#environment.clock.setTimeout(() => {
         this.#viewListeners.delete(listener);
         reject(new TimeoutError(`waiting for ${what}`, timeout));
       }, timeout);
       const listener = (view: View): void => {
         if (!test(view)) return;
-        this.#o.environment.clock.clearTimeout(timer);
+        this.#environment.clock.clearTimeout(timer);
         this.#viewListeners.delete(listener);
         resolve(view);
       };
@@ -315,11 +265,11 @@ export class MembershipHost implements Primacy {
     this.#applying = this.#applying.then(async () => {
       let serving: readonly number[] = [];
       try {
-        serving = await this.#o.apply(view);
+        serving = await this.#takeUp(view);
       } catch (err) {
-        this.#o.log.error({ err, viewId: view.viewId }, 'view not applied');
+        this.#log.error({ err, viewId: view.viewId }, 'view not applied');
       }
-      this.#send({ type: 'APPLIED', viewId: view.viewId, serving, now: this.#o.environment.clock.now() });
+      this.#send({ type: 'APPLIED', viewId: view.viewId, serving, now: this.#environment.clock.now() });
     });
   }
 
@@ -330,23 +280,23 @@ export class MembershipHost implements Primacy {
    */
   async leave(bound: number): Promise<void> {
     if (this.#stopped) return;
-    this.#send({ type: 'LEAVE', now: this.#o.environment.clock.now() });
+    this.#send({ type: 'LEAVE', now: this.#environment.clock.now() });
     let timer: TimerHandle | undefined;
     const gaveUp = new Promise<void>((resolve) => {
-      timer = this.#o.environment.clock.setTimeout(() => {
-        this.#o.log.warn({ bound }, 'leave not confirmed in time: stopping anyway');
+      timer = this.#environment.clock.setTimeout(() => {
+        this.#log.warn({ bound }, 'leave not confirmed in time: stopping anyway');
         resolve();
       }, bound);
     });
     await Promise.race([this.#left, gaveUp]);
-    if (timer !== undefined) this.#o.environment.clock.clearTimeout(timer);
+    if (timer !== undefined) this.#environment.clock.clearTimeout(timer);
     await this.#applying;
   }
 
   stop(): void {
     if (this.#stopped) return;
     this.#stopped = true;
-    if (this.#tick !== undefined) this.#o.environment.clock.clearTimeout(this.#tick);
+    if (this.#tick !== undefined) this.#environment.clock.clearTimeout(this.#tick);
     this.#sub?.unsubscribe();
     this.#control?.unsubscribe();
     this.#watch?.stop();

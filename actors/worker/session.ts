@@ -21,25 +21,9 @@ import {
   toErrorBody,
   type RollbackReason,
 } from '../../protocol/errors.js';
+import type { Primacy } from './lease.js';
 import type { SessionStore } from './sessionStore.js';
 import { verifySession } from './verifySession.js';
-
-/**
- * Whether this worker may still acknowledge writes for a shard. A paused or
- * cut-off primary may have been replaced while it could not look; its
- * appends can still succeed on sessions the new primary has not touched,
- * so acknowledging them needs proof (DESIGN.md section 4).
- */
-export interface Primacy {
-  /** This worker's member id, stamped on what it journals. */
-  readonly self: string;
-  /** The shard's epoch while the latest view makes this worker its primary; null otherwise. */
-  epochOf(shard: number): number | null;
-  /** Its heartbeats have reached the server lately: nobody can have taken over. */
-  leaseHeld(): boolean;
-  /** The view as stored right now still makes this worker primary of `shard` at `epoch`. */
-  stillPrimary(shard: number, epoch: number): Promise<boolean>;
-}
 
 /** What a hosted session needs from its worker. */
 export interface SessionHost {

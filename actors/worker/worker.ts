@@ -30,6 +30,7 @@ import { loadSession } from './loadSession.js';
 import { requestFailover } from '../../protocol/control.js';
 import { READ_ONLY_QUEUE, Replication, type ReplicaStatus } from './replica.js';
 import { MembershipHost } from './membership.js';
+import type { Lease } from './lease.js';
 import { MEMBERSHIP_DEFAULTS, type MembershipConfig } from '../../machines/membership.js';
 import { membershipConfig } from '../../machines/membershipConfig.js';
 import type { View } from '../../machines/view.js';
@@ -211,8 +212,8 @@ class WorkerHost implements SessionHost {
     return this.#membership;
   }
 
-  get primacy(): MembershipHost | undefined {
-    return this.#membership;
+  get primacy(): Lease | undefined {
+    return this.#membership?.lease;
   }
 
   /** Static sharding serves `shards` from the start; membership serves what each view says. */

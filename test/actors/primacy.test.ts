@@ -2,17 +2,17 @@
  * Lease fencing on the commit path (DESIGN.md section 4): a primary that
  * cannot prove it still is one must not acknowledge a write.
  *
- * The worker's own primacy is its MembershipHost, which the public Worker
- * handle does not expose; so most cases host a session directly, with a
- * hand-made SessionHost over a memory-bus journal and session store and a
+ * The worker's own primacy is its membership's Lease, which the public
+ * Worker handle does not expose; so most cases host a session directly, with
+ * a hand-made SessionHost over a memory-bus journal and session store and a
  * Primacy the test controls. The last case runs a real worker and only
- * stubs its membership's answers, to show the worker does fence through it.
+ * stubs its lease's answers, to show the worker does fence through it.
  */
 import { randomUUID } from 'node:crypto';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { connect, defineApplication, SessionMovedError, shardOf, startWorker } from '../../index.js';
-import { type CommandReply, fromErrorBody, HEADER, HostedSession, type JournalRecord, loadSession, MembershipHost, type Primacy, type SessionHost, SessionStore } from '../../internal.js';
+import { type CommandReply, fromErrorBody, HEADER, HostedSession, type JournalRecord, Lease, loadSession, type Primacy, type SessionHost, SessionStore } from '../../internal.js';
 import { systemClock } from '../../bus/clock.js';
 import { decode } from '../../bus/codec.js';
 import { TimeoutError } from '../../bus/errors.js';
@@ -312,8 +312,8 @@ describe('a worker fences through its membership', () => {
     const workerJournal = await reader.journal({ name: journalStreamName(cluster), subjects: [journalStreamFilter(cluster)] });
     const subject = journalSubject(cluster, shard, app.name, id);
 
-    const leaseHeld = vi.spyOn(MembershipHost.prototype, 'leaseHeld').mockReturnValue(false);
-    const stillPrimary = vi.spyOn(MembershipHost.prototype, 'stillPrimary').mockResolvedValue(false);
+    const leaseHeld = vi.spyOn(Lease.prototype, 'leaseHeld').mockReturnValue(false);
+    const stillPrimary = vi.spyOn(Lease.prototype, 'stillPrimary').mockResolvedValue(false);
     const refused = await client
       .session(app.name, id)
       .send({ type: 'ADD', by: 1 })
