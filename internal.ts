@@ -50,7 +50,7 @@ export { pureTransition } from './machines/pureTransition.js';
 export { MembershipHost } from './actors/worker/membership.js';
 export { Lease, type Primacy } from './actors/worker/lease.js';
 export { HostedSession, type SessionHost } from './actors/worker/session.js';
-export { loadSession } from './actors/worker/loadSession.js';
+export { JournalGapError, loadSession, type LoadedSession } from './actors/worker/replay.js';
 export { SessionStore } from './actors/worker/sessionStore.js';
 export { createCounter } from './actors/client/counter.js';
 export { DEFAULT_CACHE_SIZE, DocumentCache, type CachedDocument } from './actors/client/documentCache.js';

@@ -10,7 +10,7 @@ import { documentOf, replaySession, type SessionState } from '../../machines/ses
 import type { View } from '../../machines/view.js';
 import type { Application } from './application.js';
 import { ConflictError, UnknownApplicationError, toErrorBody } from '../../protocol/errors.js';
-import { loadSession } from './loadSession.js';
+import { loadSession } from './replay.js';
 import type { SessionStore } from './sessionStore.js';
 
 /** Read-only queries of every copy of a shard share this queue group: one copy answers each. */

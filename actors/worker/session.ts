@@ -23,7 +23,7 @@ import {
 } from '../../protocol/errors.js';
 import type { Primacy } from './lease.js';
 import type { SessionStore } from './sessionStore.js';
-import { verifySession } from './verifySession.js';
+import { verifySession } from './replay.js';
 
 /** What a hosted session needs from its worker. */
 export interface SessionHost {
@@ -176,7 +176,7 @@ export class HostedSession {
     this.lastActive = this.host.clock.now();
     // Commit level memory: what was acknowledged reaches the journal before the journal is replayed.
     await this.#appending;
-    return verifySession(this.host, this.app, this.id, this.shard, this.#state, req, this.log);
+    return verifySession(this.host, { app: this.app, id: this.id, shard: this.shard, current: this.#state, log: this.log }, req);
   }
 
   /** One step of a transaction (see TxRequest in machines/protocol.ts). Never throws: every outcome is a reply. */

@@ -26,7 +26,7 @@ import type { Application } from './application.js';
 import { ClientRecords, clientOptions, type ClientRecordInfo } from './clientRecords.js';
 import { InvalidRequestError, UnknownApplicationError, toErrorBody, type RollbackReason } from '../../protocol/errors.js';
 import { HostedSession, type SessionHost } from './session.js';
-import { loadSession } from './loadSession.js';
+import { loadSession } from './replay.js';
 import { requestFailover } from '../../protocol/control.js';
 import { READ_ONLY_QUEUE, Replication, type ReplicaStatus } from './replica.js';
 import { MembershipHost } from './membership.js';

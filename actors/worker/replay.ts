@@ -1,0 +1,182 @@
+import jsonPatch from 'fast-json-patch';
+import type { Logger } from 'pino';
+import { decode } from '../../bus/codec.js';
+import { journalSubject } from '../../bus/subjects.js';
+import type { Journal } from '../../bus/types.js';
+import { HEADER } from '../../protocol/headers.js';
+import type { JournaledEvent, JournalRecord, PatchMessage, PatchOperation, VerifyOutcome, VerifyReply, VerifyRequest } from '../../protocol/messages.js';
+import { documentOf, replaySession, restoreSession, startSession, type SessionState } from '../../machines/session.js';
+import type { Application } from './application.js';
+import type { SessionStore } from './sessionStore.js';
+
+/** Where the journal and the snapshots are. */
+export interface ReplayDeps {
+  readonly journal: Journal;
+  readonly store: SessionStore;
+  readonly cluster: string;
+}
+
+export interface LoadedSession {
+  readonly state: SessionState;
+  /** Stream sequence of the last journal entry reflected: the fence for the next append. */
+  readonly journalSeq: number;
+  /** Recent command ids and the seq each produced, oldest first. */
+  readonly recent: [string, number][];
+}
+
+/**
+ * The journal no longer holds what lies between the snapshot read and its
+ * first entry. `compacted`: there was no snapshot to start from and the
+ * journal no longer starts at the session's first event.
+ */
+export class JournalGapError extends RangeError {
+  override readonly name = 'JournalGapError';
+  constructor(
+    message: string,
+    readonly compacted = false,
+  ) {
+    super(message);
+  }
+}
+
+/** Recent command ids a loaded session keeps (as many as a hosted session remembers). */
+const RECENT_LOADED = 256;
+/** Reads that met a purge under way are tried again this many times in all. */
+const ATTEMPTS = 3;
+
+interface ReplayOptions {
+  /** Start from the stored snapshot only when it is at or below this seq (verification needs the events after it); default any. */
+  readonly snapshotAtMost?: number;
+  /** Ask the journal's last sequence beside the snapshot and read nothing when nothing follows it: spares a consumer. */
+  readonly skipWhenCurrent?: boolean;
+  /** Each event as it is applied, after the state before it; true stops the read there. */
+  readonly onEvent?: (before: SessionState, after: SessionState, event: JournaledEvent) => boolean;
+}
+
+interface Replayed {
+  /** Undefined: no snapshot to start from, and nothing journaled. */
+  readonly state: SessionState | undefined;
+  readonly journalSeq: number;
+  readonly recent: [string, number][];
+}
+
+/**
+ * The one journal reader: the stored snapshot, then every journal entry
+ * after it replayed with the pure transition. Throws JournalGapError when
+ * the two do not meet (the snapshot read and the journal read straddled a
+ * compaction).
+ */
+async function replay(deps: ReplayDeps, app: Application, id: string, shard: number, options: ReplayOptions): Promise<Replayed> {
+  const subject = journalSubject(deps.cluster, shard, app.name, id);
+  // Both lookups at once: two round trips in parallel, not in a row.
+  const [stored, lastSeq] = options.skipWhenCurrent
+    ? await Promise.all([deps.store.load(app.name, id), deps.journal.lastSeq(subject)])
+    : [await deps.store.load(app.name, id), Number.POSITIVE_INFINITY];
+  const snapshot = stored !== null && stored.session.seq <= (options.snapshotAtMost ?? Number.POSITIVE_INFINITY) ? stored : null;
+  let state: SessionState | undefined = snapshot === null ? undefined : restoreSession(app.machine, snapshot.session);
+  let journalSeq = snapshot?.journalSeq ?? 0;
+  const recent: [string, number][] = (snapshot?.recent ?? []).map(([c, s]) => [c, s]);
+  const tail = lastSeq > journalSeq ? deps.journal.read(subject, { fromSeq: journalSeq + 1 }) : [];
+  const onEvent = options.onEvent;
+  for await (const entry of tail) {
+    const record = decode(entry.data, { where: `journal ${entry.subject}#${entry.seq}` }) as JournalRecord;
+    const first = record.events[0];
+    if (first === undefined) continue;
+    // Without a snapshot only a journal that still starts at the session's first event will do.
+    const compacted = state === undefined && first.seq !== 1;
+    state ??= startSession(app.machine, first.event.meta.time);
+    if (first.seq > state.seq + 1) throw new JournalGapError(`${app.name}/${id}: at seq ${state.seq}, the journal resumes at seq ${first.seq}`, compacted);
+    if (onEvent === undefined) state = replaySession(app.machine, state, record.events);
+    else {
+      for (const e of record.events) {
+        if (e.seq <= state.seq) continue;
+        if (e.seq !== state.seq + 1) throw new JournalGapError(`${app.name}/${id}: at seq ${state.seq}, the journal goes on at seq ${e.seq}`);
+        const next = replaySession(app.machine, state, [e]);
+        const stop = onEvent(state, next, e);
+        state = next;
+        if (stop) return { state, journalSeq: entry.seq, recent };
+      }
+    }
+    for (const e of record.events) recent.push([e.event.meta.cmdId, e.seq]);
+    // A transaction's record is de-duplicated on its txId: a retried commit after reloading is still recognised.
+    const msgId = entry.headers[HEADER.command];
+    const last = record.events[record.events.length - 1]!;
+    if (msgId !== undefined && record.events.every((e) => e.event.meta.cmdId !== msgId)) recent.push([msgId, last.seq]);
+    journalSeq = entry.seq;
+  }
+  return { state, journalSeq, recent };
+}
+
+/**
+ * A session as the journal has it: the latest snapshot plus every entry
+ * after it. Primaries activate with it, secondaries make their copies with
+ * it; a session never seen starts fresh at `now`.
+ */
+export async function loadSession(deps: ReplayDeps, app: Application, id: string, shard: number, now: number): Promise<LoadedSession> {
+  // A copy loaded while the primary compacts can read the store before the new snapshot and the
+  // journal after the purge: a gap. Reading again finds the snapshot that covers it.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const { state, journalSeq, recent } = await replay(deps, app, id, shard, { skipWhenCurrent: true });
+      return { state: state ?? startSession(app.machine, now), journalSeq, recent: recent.slice(-RECENT_LOADED) };
+    } catch (err) {
+      if (!(err instanceof JournalGapError) || attempt >= ATTEMPTS) throw err;
+    }
+  }
+}
+
+/** The session a verification is for. */
+export interface VerifiedSession {
+  readonly app: Application;
+  readonly id: string;
+  readonly shard: number;
+  /** Its state now, as of the committed seq. */
+  readonly current: SessionState;
+  readonly log: Logger;
+}
+
+/**
+ * Cache verification (ZEO): what brings a client's copy at `since` to the
+ * session's current state. Patches are rebuilt from the journal, diffing
+ * each event's document against the one before; whenever that is not
+ * possible (the journal was compacted past `since`, the gap exceeds the
+ * client's `max`) the answer is `cleared` with the whole document, which is
+ * always correct.
+ */
+export async function verifySession(deps: ReplayDeps, session: VerifiedSession, req: VerifyRequest): Promise<VerifyReply> {
+  const { app, id, shard, current, log } = session;
+  const seq = current.seq;
+  const whole = (outcome: VerifyOutcome): VerifyReply => ({ ok: true, outcome, seq, document: documentOf(current), state: current.snapshot.value });
+  if (req.since === seq) return { ok: true, outcome: 'up-to-date', seq };
+  if (req.since > seq) return whole('newer-than-server');
+  if (seq - req.since > req.max) return whole('cleared');
+  for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
+    // One patch per event, even inside a transaction's record: each says who set it.
+    const patches: PatchMessage[] = [];
+    const onEvent = (before: SessionState, after: SessionState, e: JournaledEvent): boolean => {
+      if (e.seq > req.since) {
+        const ops = jsonPatch.compare(documentOf(before) as object, documentOf(after) as object) as PatchOperation[];
+        patches.push({ seq: e.seq, prev: before.seq, ops, setter: e.event.meta.client });
+      }
+      return after.seq === seq;
+    };
+    let replayed: Replayed;
+    try {
+      replayed = await replay(deps, app, id, shard, { snapshotAtMost: req.since, onEvent });
+    } catch (err) {
+      if (!(err instanceof JournalGapError)) throw err;
+      if (err.compacted) return whole('cleared');
+      continue;
+    }
+    // The journal ends short of the session: nothing at all (compacted), or unjournaled writes lost or a purge between reads.
+    if (replayed.state === undefined) return whole('cleared');
+    if (replayed.state.seq !== seq) continue;
+    // The journal and this copy must agree; if they do not, the client re-reads rather than trust the patches.
+    if (jsonPatch.compare(documentOf(replayed.state) as object, documentOf(current) as object).length > 0) {
+      log.warn({ since: req.since, seq }, 'journal replay does not reproduce the session: verification answered cleared');
+      return whole('cleared');
+    }
+    return { ok: true, outcome: 'replayed', seq, patches };
+  }
+  return whole('cleared');
+}
