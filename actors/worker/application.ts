@@ -1,7 +1,8 @@
 import type { AnyStateMachine } from 'xstate';
 import { validateApp } from '../../bus/subjects.js';
+import type { CommitLevel } from '../../machines/commitPlan.js';
 
-export type CommitLevel = 'memory' | 'journal' | 'replicas';
+export type { CommitLevel } from '../../machines/commitPlan.js';
 
 export interface ApplicationOptions<TMachine extends AnyStateMachine = AnyStateMachine> {
   /** [a-z0-9-]+; part of every subject of its sessions. */

@@ -8,6 +8,7 @@ import type { Bus, Journal } from '../../bus/types.js';
 import { HEADER } from '../../protocol/headers.js';
 import { type CommandReply, type CommandRequest, type ErrorBody, type JournaledEvent, type JournalRecord, type PatchMessage, type PatchOperation, type ReadReply, type StampedEvent, type TxReply, type TxRequest, type VerifyReply, type VerifyRequest } from '../../protocol/messages.js';
 import { documentOf, persistSession, stepSession, type SessionState, type Timer } from '../../machines/session.js';
+import { planCommit, primacyVerdict, type PrimacyFacts } from '../../machines/commitPlan.js';
 import type { Application } from './application.js';
 import { labelOf } from '../../protocol/clientId.js';
 import {
@@ -297,22 +298,31 @@ export class HostedSession {
    */
   async #persist(next: SessionState, events: readonly JournaledEvent[], msgId: string, setter: string): Promise<CommandReply> {
     const record: JournalRecord = { v: 1, events };
-    const replicas = this.app.commit === 'replicas' ? this.host.replicas : undefined;
-    if (replicas !== undefined && this.app.requiredSynchronizedReplicas > 0) {
-      const synchronized = replicas.synchronized(this.shard);
-      if (synchronized < this.app.requiredSynchronizedReplicas) {
-        return { ok: false, error: toErrorBody(new NotEnoughReplicasError(this.app.name, this.shard, this.app.requiredSynchronizedReplicas, synchronized)) };
-      }
+    const { app, shard } = this;
+    const primacy = this.host.primacy;
+    const replication = this.host.replicas;
+    const plan = planCommit({
+      level: app.commit,
+      requiredSynchronizedReplicas: app.requiredSynchronizedReplicas,
+      syncReplicas: app.syncReplicas,
+      replication: replication !== undefined,
+      // Counted only when some are required: counting looks at every secondary.
+      synchronized: replication !== undefined && app.commit === 'replicas' && app.requiredSynchronizedReplicas > 0 ? replication.synchronized(shard) : 0,
+      primacy: primacy === undefined ? null : this.#primacyFacts(primacy),
+    });
+    if (plan.do === 'refuse') {
+      if (plan.why === 'moved') return this.#moved('this worker is no longer primary of the shard');
+      return refuse(new NotEnoughReplicasError(app.name, shard, plan.required, plan.synchronized));
     }
-    const epoch = await this.#provePrimacy();
-    if (epoch === null) return this.#moved('this worker is no longer primary of the shard');
-    if (this.app.commit !== 'memory') {
+    const epoch = plan.epoch;
+    if (plan.askStoredView && !(await primacy!.stillPrimary(shard, epoch))) return this.#moved('this worker is no longer primary of the shard');
+    if (plan.do === 'append') {
       const outcome = await this.#append(record, msgId, epoch);
       if (outcome !== 'ok') return outcome.ok ? { ...outcome, ...this.#signature(epoch) } : outcome;
       // Landed, but perhaps after a successor took over while this worker could not look: not acknowledged then.
-      if ((await this.#provePrimacy()) !== epoch) return this.#moved('the lease lapsed around the append and the view moved the shard');
+      if (plan.reprove && !(await this.#stillPrimary(primacy!, epoch))) return this.#moved('the lease lapsed around the append and the view moved the shard');
       // Synchronous commit: durable in the journal already; now wait (bounded) for the synchronized secondaries.
-      if (replicas !== undefined) await replicas.replicated(this.shard, this.#journalSeq, this.app.syncReplicas, this.host.sessionTimeout);
+      if (plan.waitFor !== null) await replication!.replicated(shard, this.#journalSeq, plan.waitFor, this.host.sessionTimeout);
     } else {
       this.#unjournaled.push(record);
       this.#appending ??= this.#appendInBackground();
@@ -328,14 +338,18 @@ export class HostedSession {
     return { by: this.host.primacy?.self ?? this.host.id, epoch };
   }
 
-  /** The epoch this worker writes under, or null when it may not write (see Primacy). */
-  async #provePrimacy(): Promise<number | null> {
-    const primacy = this.host.primacy;
-    if (primacy === undefined) return 0;
+  /** The lease is asked only while the view makes this worker primary. */
+  #primacyFacts(primacy: Primacy): PrimacyFacts {
     const epoch = primacy.epochOf(this.shard);
-    if (epoch === null) return null;
-    if (primacy.leaseHeld() || (await primacy.stillPrimary(this.shard, epoch))) return epoch;
-    return null;
+    return { epoch, leaseHeld: epoch !== null && primacy.leaseHeld() };
+  }
+
+  /** After an append: still primary at `epoch`, by the lease or else by the stored view. */
+  async #stillPrimary(primacy: Primacy, epoch: number): Promise<boolean> {
+    const facts = this.#primacyFacts(primacy);
+    let verdict = primacyVerdict(facts, undefined, epoch);
+    if (verdict === 'ask-stored-view') verdict = primacyVerdict(facts, await primacy.stillPrimary(this.shard, facts.epoch!), epoch);
+    return verdict === 'proven';
   }
 
   /** Refused, retryable: the client tries again and finds the shard's primary. The copy here is not trusted any more. */
