@@ -49,7 +49,8 @@ export { pureTransition } from './machines/pureTransition.js';
 // The hosts' parts.
 export { MembershipHost } from './actors/worker/membership.js';
 export { Lease, type Primacy } from './actors/worker/lease.js';
-export { HostedSession, type SessionHost } from './actors/worker/session.js';
+export { HostedSession, type HostedSessionOptions } from './actors/worker/session.js';
+export type { ReplicaWaits, SessionDeps, SessionLock, WakeupIndex } from './actors/worker/sessionDeps.js';
 export { JournalGapError, loadSession, type LoadedSession } from './actors/worker/replay.js';
 export { SessionStore } from './actors/worker/sessionStore.js';
 export { createCounter } from './actors/client/counter.js';

@@ -6,9 +6,6 @@ import { labelOf } from '../../protocol/clientId.js';
 /** Defaults of DESIGN.md section 6. */
 export const CLIENT_DEFAULTS = { troubledInterval: 10_000, recoveryWait: 60_000 } as const;
 
-/** Transaction ids whose rollback reason is kept, so a late step learns why. */
-const ROLLBACKS_KEPT = 4096;
-
 export type ClientState = 'active' | 'non-responsive';
 
 export interface ClientRecordInfo {
@@ -40,7 +37,6 @@ interface ClientRecord {
   lastSeen: number;
 }
 
-
 /** Positive numbers only; the option's name is in the error. */
 export function clientOptions(options: { troubledInterval?: number; recoveryWait?: number } = {}): { troubledInterval: number; recoveryWait: number } {
   const out = { troubledInterval: options.troubledInterval ?? CLIENT_DEFAULTS.troubledInterval, recoveryWait: options.recoveryWait ?? CLIENT_DEFAULTS.recoveryWait };
@@ -58,23 +54,32 @@ export function clientOptions(options: { troubledInterval?: number; recoveryWait
  * rolled back. A client disconnected by force is refused for recoveryWait.
  */
 export class ClientRecords {
-  readonly #o: ClientRecordsOptions;
+  readonly #troubledInterval: number;
+  readonly #recoveryWait: number;
+  readonly #clock: Clock;
+  readonly #log: Logger;
+  readonly #transactionsOf: (client: string) => number;
+  readonly #rollBack: (client: string, reason: RollbackReason) => Promise<number>;
   readonly #records = new Map<string, ClientRecord>();
   /** Client id -> until when it is refused, and why. */
   readonly #refused = new Map<string, { until: number; reason: string }>();
-  readonly #rollbacks = new Map<string, RollbackReason>();
   #sweep: TimerHandle | undefined;
   #stopped = false;
 
-  constructor(options: ClientRecordsOptions) {
-    this.#o = options;
+  constructor({ troubledInterval, recoveryWait, clock, log, transactionsOf, rollBack }: ClientRecordsOptions) {
+    this.#troubledInterval = troubledInterval;
+    this.#recoveryWait = recoveryWait;
+    this.#clock = clock;
+    this.#log = log;
+    this.#transactionsOf = transactionsOf;
+    this.#rollBack = rollBack;
   }
 
   /** Starts the sweep on the clock: fine enough to notice silence within a quarter of the shorter interval. */
   start(): void {
     if (this.#stopped || this.#sweep !== undefined) return;
-    const every = Math.max(5, Math.min(this.#o.troubledInterval, this.#o.recoveryWait) / 4);
-    this.#sweep = this.#o.clock.setTimeout(() => {
+    const every = Math.max(5, Math.min(this.#troubledInterval, this.#recoveryWait) / 4);
+    this.#sweep = this.#clock.setTimeout(() => {
       this.#sweep = undefined;
       this.sweep();
       this.start();
@@ -83,7 +88,7 @@ export class ClientRecords {
 
   stop(): void {
     this.#stopped = true;
-    if (this.#sweep !== undefined) this.#o.clock.clearTimeout(this.#sweep);
+    if (this.#sweep !== undefined) this.#clock.clearTimeout(this.#sweep);
     this.#sweep = undefined;
   }
 
@@ -95,16 +100,16 @@ export class ClientRecords {
   seen(client: string): ClientDisconnectedError | undefined {
     const refused = this.refusal(client);
     if (refused !== undefined) return refused;
-    const now = this.#o.clock.now();
+    const now = this.#clock.now();
     const record = this.#records.get(client);
     if (record === undefined) {
       this.#records.set(client, { id: client, label: labelOf(client), state: 'active', lastSeen: now });
       return undefined;
     }
     // Back after the sweep last looked, but too late: what it held goes first.
-    if (now - record.lastSeen >= this.#o.troubledInterval + this.#o.recoveryWait) this.#expire(record);
+    if (now - record.lastSeen >= this.#troubledInterval + this.#recoveryWait) this.#expire(record);
     else if (record.state === 'non-responsive') {
-      this.#o.log.info({ client: record.label, clientId: record.id, silentMs: now - record.lastSeen, transactions: this.#o.transactionsOf(client) }, 'client restored');
+      this.#log.info({ client: record.label, clientId: record.id, silentMs: now - record.lastSeen, transactions: this.#transactionsOf(client) }, 'client restored');
     }
     record.state = 'active';
     record.lastSeen = now;
@@ -116,21 +121,11 @@ export class ClientRecords {
   refusal(client: string): ClientDisconnectedError | undefined {
     const refused = this.#refused.get(client);
     if (refused === undefined) return undefined;
-    if (this.#o.clock.now() >= refused.until) {
+    if (this.#clock.now() >= refused.until) {
       this.#refused.delete(client);
       return undefined;
     }
     return new ClientDisconnectedError(client, refused.reason);
-  }
-
-  /** Why transaction `txId` was rolled back, when it was here. */
-  rolledBack(txId: string): RollbackReason | undefined {
-    return this.#rollbacks.get(txId);
-  }
-
-  noteRollback(txId: string, reason: RollbackReason): void {
-    this.#rollbacks.set(txId, reason);
-    if (this.#rollbacks.size > ROLLBACKS_KEPT) this.#rollbacks.delete(this.#rollbacks.keys().next().value!);
   }
 
   /**
@@ -145,7 +140,7 @@ export class ClientRecords {
 
   /** Refuses these ids for recoveryWait from now; their records go. */
   refuse(ids: readonly string[], reason: string): void {
-    const until = this.#o.clock.now() + this.#o.recoveryWait;
+    const until = this.#clock.now() + this.#recoveryWait;
     for (const id of ids) {
       this.#refused.set(id, { until, reason });
       this.#records.delete(id);
@@ -153,19 +148,19 @@ export class ClientRecords {
   }
 
   info(): ClientRecordInfo[] {
-    return [...this.#records.values()].map((r) => ({ id: r.id, label: r.label, state: r.state, lastSeen: r.lastSeen, transactions: this.#o.transactionsOf(r.id) }));
+    return [...this.#records.values()].map((r) => ({ id: r.id, label: r.label, state: r.state, lastSeen: r.lastSeen, transactions: this.#transactionsOf(r.id) }));
   }
 
   sweep(): void {
-    const now = this.#o.clock.now();
+    const now = this.#clock.now();
     for (const record of [...this.#records.values()]) {
       const silent = now - record.lastSeen;
-      if (silent >= this.#o.troubledInterval + this.#o.recoveryWait) {
+      if (silent >= this.#troubledInterval + this.#recoveryWait) {
         this.#expire(record);
         this.#records.delete(record.id);
-      } else if (silent >= this.#o.troubledInterval && record.state === 'active') {
+      } else if (silent >= this.#troubledInterval && record.state === 'active') {
         record.state = 'non-responsive';
-        this.#o.log.info({ client: record.label, clientId: record.id, silentMs: silent, transactions: this.#o.transactionsOf(record.id) }, 'client non-responsive');
+        this.#log.info({ client: record.label, clientId: record.id, silentMs: silent, transactions: this.#transactionsOf(record.id) }, 'client non-responsive');
       }
     }
     for (const [id, r] of this.#refused) if (now >= r.until) this.#refused.delete(id);
@@ -173,10 +168,10 @@ export class ClientRecords {
 
   /** Silent beyond recoveryWait: its transactions are rolled back and their locks released. */
   #expire(record: ClientRecord): void {
-    if (this.#o.transactionsOf(record.id) === 0) return;
-    void this.#o.rollBack(record.id, 'recovery-wait').then(
-      (n) => this.#o.log.warn({ client: record.label, clientId: record.id, transactions: n }, 'client silent beyond recoveryWait: transactions rolled back'),
-      (err: unknown) => this.#o.log.error({ err, client: record.label }, 'rollback of a silent client failed'),
+    if (this.#transactionsOf(record.id) === 0) return;
+    void this.#rollBack(record.id, 'recovery-wait').then(
+      (n) => this.#log.warn({ client: record.label, clientId: record.id, transactions: n }, 'client silent beyond recoveryWait: transactions rolled back'),
+      (err: unknown) => this.#log.error({ err, client: record.label }, 'rollback of a silent client failed'),
     );
   }
 }

@@ -2,15 +2,16 @@ import type { Logger } from 'pino';
 import { createActor, type Actor } from 'xstate';
 import type { Clock } from '../../bus/clock.js';
 import { decode, encode } from '../../bus/codec.js';
-import { escapeToken, journalShardFilter, parseSubject, readOnlyShardFilter, replicaReportSubject } from '../../bus/subjects.js';
+import { journalShardFilter, parseSubject, readOnlyShardFilter, replicaReportSubject } from '../../bus/subjects.js';
 import type { Bus, Delivery, Journal, JournalEntry, JournalFollow, Subscription } from '../../bus/types.js';
 import type { JournalRecord, ReadReply } from '../../protocol/messages.js';
 import { appliedBy, replicaMachine, roleOf, synchronizedReplicas, syncStateOf, type SyncState } from '../../machines/replica.js';
 import { documentOf, replaySession, type SessionState } from '../../machines/session.js';
 import type { View } from '../../machines/view.js';
 import type { Application } from './application.js';
-import { ConflictError, UnknownApplicationError, toErrorBody } from '../../protocol/errors.js';
-import { loadSession } from './replay.js';
+import { ConflictError, refuse, UnknownApplicationError } from '../../protocol/errors.js';
+import { sessionKey } from '../../protocol/names.js';
+import { loadSession, type ReplayDeps } from './replay.js';
 import type { SessionStore } from './sessionStore.js';
 
 /** Read-only queries of every copy of a shard share this queue group: one copy answers each. */
@@ -67,7 +68,15 @@ interface Waiter {
  * secondaries have applied, for commits at level `replicas`.
  */
 export class Replication {
-  readonly #o: ReplicationOptions;
+  readonly #bus: Bus;
+  readonly #cluster: string;
+  readonly #journal: Journal;
+  /** Where copies load from: the journal and the snapshots. */
+  readonly #stored: ReplayDeps;
+  readonly #clock: Clock;
+  readonly #log: Logger;
+  readonly #apps: ReadonlyMap<string, Application>;
+  readonly #sessionTimeout: number;
   readonly #actors = new Map<number, Actor<typeof replicaMachine>>();
   readonly #secondaries = new Map<number, Secondary>();
   readonly #waiters = new Map<number, Set<Waiter>>();
@@ -76,29 +85,36 @@ export class Replication {
   readonly #reports = new Map<number, Subscription>();
   #stopped = false;
 
-  constructor(options: ReplicationOptions) {
-    this.#o = options;
+  constructor({ bus, journal, store, cluster, clock, log, apps, sessionTimeout }: ReplicationOptions) {
+    this.#bus = bus;
+    this.#cluster = cluster;
+    this.#journal = journal;
+    this.#stored = { journal, store, cluster };
+    this.#clock = clock;
+    this.#log = log;
+    this.#apps = apps;
+    this.#sessionTimeout = sessionTimeout;
   }
 
   /** Takes up the replica roles of `view`. Resolves once every new secondary is following. */
   async apply(view: View, memberId: string): Promise<void> {
     if (this.#stopped) return;
     this.#memberId = memberId;
-    const now = this.#o.clock.now();
+    const now = this.#clock.now();
     const starts: Promise<void>[] = [];
     view.shards.forEach((_, shard) => {
       const role = roleOf(view, shard, memberId);
       let actor = this.#actors.get(shard);
       if (actor === undefined && role === 'none') return;
       if (actor === undefined) {
-        actor = createActor(replicaMachine, { input: { shard, self: memberId, sessionTimeout: this.#o.sessionTimeout, now } }).start();
+        actor = createActor(replicaMachine, { input: { shard, self: memberId, sessionTimeout: this.#sessionTimeout, now } }).start();
         this.#actors.set(shard, actor);
       }
       actor.send({ type: 'ROLE', view, now });
       if (role === 'secondary' && !this.#secondaries.has(shard)) starts.push(this.#follow(shard));
       if (role !== 'secondary') this.#unfollow(shard);
       if (role === 'primary' && !this.#reports.has(shard)) {
-        this.#reports.set(shard, this.#o.bus.subscribe(replicaReportSubject(this.#o.cluster, shard), (m) => this.#onReport(m)));
+        this.#reports.set(shard, this.#bus.subscribe(replicaReportSubject(this.#cluster, shard), (m) => this.#onReport(m)));
       } else if (role !== 'primary') {
         this.#reports.get(shard)?.unsubscribe();
         this.#reports.delete(shard);
@@ -122,7 +138,7 @@ export class Replication {
     const secondary = this.#secondaries.get(shard);
     if (actor === undefined) return { role: 'none', epoch: 0, applied: null, secondaries: [] };
     const snapshot = actor.getSnapshot();
-    const ctx = { ...snapshot.context, now: this.#o.clock.now() };
+    const ctx = { ...snapshot.context, now: this.#clock.now() };
     return {
       role: snapshot.value === 'primary' ? 'primary' : snapshot.value === 'secondary' ? 'secondary' : 'none',
       epoch: ctx.epoch,
@@ -137,7 +153,7 @@ export class Replication {
 
   /** Secondaries of this worker's primary shards that are not synchronized, as `shard/worker`. */
   notSynchronized(): string[] {
-    const now = this.#o.clock.now();
+    const now = this.#clock.now();
     const out: string[] = [];
     for (const [shard, actor] of this.#actors) {
       const snapshot = actor.getSnapshot();
@@ -153,7 +169,7 @@ export class Replication {
   synchronized(shard: number): number {
     const actor = this.#actors.get(shard);
     if (actor === undefined) return 0;
-    return synchronizedReplicas({ ...actor.getSnapshot().context, now: this.#o.clock.now() }).length;
+    return synchronizedReplicas({ ...actor.getSnapshot().context, now: this.#clock.now() }).length;
   }
 
   /**
@@ -163,11 +179,11 @@ export class Replication {
   replicated(shard: number, seq: number, want: number, timeout: number): Promise<boolean> {
     return new Promise((resolve) => {
       let settled = false;
-      const timer = this.#o.clock.setTimeout(() => done(false), timeout);
+      const timer = this.#clock.setTimeout(() => done(false), timeout);
       const done = (ok: boolean): void => {
         if (settled) return;
         settled = true;
-        this.#o.clock.clearTimeout(timer);
+        this.#clock.clearTimeout(timer);
         this.#waiters.get(shard)?.delete(waiter);
         resolve(ok);
       };
@@ -181,7 +197,7 @@ export class Replication {
 
   /** Re-checks waiters against time: a secondary that fell silent is no longer waited for. */
   tick(): void {
-    const now = this.#o.clock.now();
+    const now = this.#clock.now();
     for (const [shard, actor] of this.#actors) {
       actor.send({ type: 'TICK', now });
       this.#settle(shard);
@@ -194,7 +210,7 @@ export class Replication {
     const waiters = this.#waiters.get(shard);
     const actor = this.#actors.get(shard);
     if (waiters === undefined || waiters.size === 0) return;
-    const ctx = actor === undefined ? undefined : { ...actor.getSnapshot().context, now: this.#o.clock.now() };
+    const ctx = actor === undefined ? undefined : { ...actor.getSnapshot().context, now: this.#clock.now() };
     const synced = ctx === undefined ? 0 : synchronizedReplicas(ctx).length;
     for (const w of [...waiters]) {
       const need = Math.min(w.want, synced);
@@ -207,33 +223,35 @@ export class Replication {
     try {
       body = decode(m.data, { where: `replica report ${m.subject}` }) as typeof body;
     } catch (err) {
-      this.#o.log.warn({ err, subject: m.subject }, 'unreadable replica report ignored');
+      this.#log.warn({ err, subject: m.subject }, 'unreadable replica report ignored');
       return;
     }
     if (typeof body.w !== 'string' || typeof body.s !== 'number' || typeof body.q !== 'number') return;
     const actor = this.#actors.get(body.s);
     if (actor === undefined || body.w === this.#memberId) return;
-    actor.send({ type: 'REPORT', worker: body.w, seq: body.q, now: this.#o.clock.now() });
+    actor.send({ type: 'REPORT', worker: body.w, seq: body.q, now: this.#clock.now() });
     this.#settle(body.s);
   }
 
   #report(shard: number, seq: number): void {
     try {
-      this.#o.bus.publish(replicaReportSubject(this.#o.cluster, shard), encode({ w: this.#memberId, s: shard, q: seq }));
+      this.#bus.publish(replicaReportSubject(this.#cluster, shard), encode({ w: this.#memberId, s: shard, q: seq }));
     } catch (err) {
-      this.#o.log.debug({ err, shard }, 'replica report not sent');
+      this.#log.debug({ err, shard }, 'replica report not sent');
     }
   }
 
   async #follow(shard: number): Promise<void> {
-    const { bus, cluster, journal } = this.#o;
+    const bus = this.#bus;
+    const cluster = this.#cluster;
+    const journal = this.#journal;
     const copies = new Map<string, Copy>();
     const sub = bus.subscribe(readOnlyShardFilter(cluster, shard), (m) => void this.#answer(m, shard), { queue: READ_ONLY_QUEUE });
     const entry: Secondary = { follow: { stop: () => undefined }, sub, copies, applied: 0 };
     this.#secondaries.set(shard, entry);
     // Only what is journaled from now on: copies load the past from snapshot and journal when first needed.
     const follow = await journal.follow(journalShardFilter(cluster, shard), {
-      onError: (err, e) => this.#o.log.warn({ err, subject: e.subject, seq: e.seq }, 'journal entry not applied on secondary'),
+      onError: (err, e) => this.#log.warn({ err, subject: e.subject, seq: e.seq }, 'journal entry not applied on secondary'),
     }, (e) => this.#applyEntry(shard, entry, e));
     if (this.#secondaries.get(shard) !== entry) {
       follow.stop();
@@ -254,9 +272,9 @@ export class Replication {
 
   async #applyEntry(shard: number, s: Secondary, e: JournalEntry): Promise<void> {
     const target = parseSubject(e.subject);
-    const app = target.kind === 'jrnl' ? this.#o.apps.get(target.app) : undefined;
+    const app = target.kind === 'jrnl' ? this.#apps.get(target.app) : undefined;
     if (target.kind === 'jrnl' && app !== undefined) {
-      const key = `${app.name}.${escapeToken(target.id)}`;
+      const key = sessionKey(app.name, target.id);
       const copy = s.copies.get(key);
       if (copy === undefined) {
         // Loaded now, the copy already reflects this entry (the load reads the journal to its end).
@@ -268,7 +286,7 @@ export class Replication {
           copy.journalSeq = e.seq;
         } catch (err) {
           // A copy that cannot follow (say, it missed entries) is dropped and loaded afresh when next needed.
-          this.#o.log.warn({ err, key }, 'secondary copy diverged: dropped');
+          this.#log.warn({ err, key }, 'secondary copy diverged: dropped');
           s.copies.delete(key);
         }
         for (const wake of copy.waiters) wake();
@@ -279,38 +297,38 @@ export class Replication {
   }
 
   async #load(app: Application, id: string, shard: number): Promise<Copy> {
-    const { state, journalSeq } = await loadSession(this.#o, app, id, shard, this.#o.clock.now());
-    return { state, journalSeq, lastActive: this.#o.clock.now(), waiters: new Set() };
+    const { state, journalSeq } = await loadSession(this.#stored, app, id, shard, this.#clock.now());
+    return { state, journalSeq, lastActive: this.#clock.now(), waiters: new Set() };
   }
 
   /** A read-only query on a secondary: its copy, marked stale, with the seq it reflects. */
   async #answer(m: Delivery, shard: number): Promise<void> {
-    const reply = await this.#read(m, shard).catch((err: unknown): ReadReply => ({ ok: false, error: toErrorBody(err) }));
+    const reply = await this.#read(m, shard).catch((err: unknown): ReadReply => refuse(err));
     m.respond(encode(reply));
   }
 
   async #read(m: Delivery, shard: number): Promise<ReadReply> {
     const target = parseSubject(m.subject);
     if (target.kind !== 'ro') throw new TypeError('not a read-only subject');
-    const app = this.#o.apps.get(target.app);
+    const app = this.#apps.get(target.app);
     if (app === undefined) throw new UnknownApplicationError(target.app);
     const body = decode(m.data, { where: `read-only ${m.subject}` }) as { minSeq?: unknown };
     const minSeq = typeof body?.minSeq === 'number' ? body.minSeq : undefined;
     const s = this.#secondaries.get(shard);
     if (s === undefined) throw new ConflictError(minSeq ?? 0, 0);
-    const key = `${app.name}.${escapeToken(target.id)}`;
+    const key = sessionKey(app.name, target.id);
     let copy = s.copies.get(key);
     if (copy === undefined) {
       copy = await this.#load(app, target.id, shard);
       s.copies.set(key, s.copies.get(key) ?? copy);
       copy = s.copies.get(key)!;
     }
-    copy.lastActive = this.#o.clock.now();
+    copy.lastActive = this.#clock.now();
     if (minSeq !== undefined && copy.state.seq < minSeq) {
       // Read-your-writes on a secondary: wait (bounded) for the journal to bring it.
       const c = copy;
       await new Promise<void>((resolve) => {
-        const timer = this.#o.clock.setTimeout(finish, MIN_SEQ_WAIT_MS);
+        const timer = this.#clock.setTimeout(finish, MIN_SEQ_WAIT_MS);
         function finish(): void {
           c.waiters.delete(check);
           resolve();
@@ -321,17 +339,17 @@ export class Replication {
             finish();
           }
         };
-        const clearTimer = (): void => this.#o.clock.clearTimeout(timer);
+        const clearTimer = (): void => this.#clock.clearTimeout(timer);
         c.waiters.add(check);
       });
-      if (copy.state.seq < minSeq) return { ok: false, error: toErrorBody(new ConflictError(minSeq, copy.state.seq)) };
+      if (copy.state.seq < minSeq) return refuse(new ConflictError(minSeq, copy.state.seq));
     }
     return { ok: true, seq: copy.state.seq, state: copy.state.snapshot.value, document: documentOf(copy.state), stale: true };
   }
 
   /** Drops copies nobody has read or written for `idleMs`: a secondary's memory is bounded like a primary's. */
   sweep(idleMs: number): void {
-    const now = this.#o.clock.now();
+    const now = this.#clock.now();
     for (const s of this.#secondaries.values()) {
       for (const [key, c] of s.copies) if (now - c.lastActive >= idleMs && c.waiters.size === 0) s.copies.delete(key);
     }

@@ -1,8 +1,8 @@
 import { decode, encode } from '../../bus/codec.js';
 import { DecodeError } from '../../bus/errors.js';
-import { escapeToken } from '../../bus/subjects.js';
 import type { BlobStore, KvStore } from '../../bus/types.js';
 import type { PersistedSession } from '../../machines/session.js';
+import { sessionKey } from '../../protocol/names.js';
 
 /** A snapshot as stored: the session, and the journal's stream sequence it reflects. */
 export interface StoredSnapshot {
@@ -22,23 +22,32 @@ interface Envelope {
 /** Room left in a KV message for its subject and headers. */
 const KV_OVERHEAD = 1024;
 
-export function snapshotKey(app: string, id: string): string {
-  return `${app}.${escapeToken(id)}`;
-}
-
 /**
  * Session snapshots in a KV bucket; one too large for a message goes to the
  * blob store and the KV entry points at it.
  */
+export interface SessionStoreOptions {
+  /** The snapshots bucket, keyed by `sessionKey`. */
+  readonly kv: KvStore;
+  /** Where a snapshot too large for a message goes. */
+  readonly blobs: BlobStore;
+  /** The server's largest message. */
+  readonly maxPayload: number;
+}
+
 export class SessionStore {
-  constructor(
-    readonly kv: KvStore,
-    readonly blobs: BlobStore,
-    readonly maxPayload: number,
-  ) {}
+  readonly kv: KvStore;
+  readonly blobs: BlobStore;
+  readonly maxPayload: number;
+
+  constructor({ kv, blobs, maxPayload }: SessionStoreOptions) {
+    this.kv = kv;
+    this.blobs = blobs;
+    this.maxPayload = maxPayload;
+  }
 
   async load(app: string, id: string): Promise<StoredSnapshot | null> {
-    const key = snapshotKey(app, id);
+    const key = sessionKey(app, id);
     const entry = await this.kv.get(key);
     if (entry === null) return null;
     const env = decode(entry.value, { where: `snapshot ${key}` }) as Envelope;
@@ -52,7 +61,7 @@ export class SessionStore {
   }
 
   async save(app: string, id: string, snapshot: StoredSnapshot): Promise<void> {
-    const key = snapshotKey(app, id);
+    const key = sessionKey(app, id);
     const inline = encode({ v: 1, snapshot } satisfies Envelope);
     if (inline.length <= this.maxPayload - KV_OVERHEAD) {
       await this.kv.put(key, inline);

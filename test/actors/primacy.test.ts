@@ -4,7 +4,7 @@
  *
  * The worker's own primacy is its membership's Lease, which the public
  * Worker handle does not expose; so most cases host a session directly, with
- * a hand-made SessionHost over a memory-bus journal and session store and a
+ * hand-made SessionDeps over a memory-bus journal and session store and a
  * Primacy the test controls. The last case runs a real worker and only
  * stubs its lease's answers, to show the worker does fence through it.
  */
@@ -12,7 +12,7 @@ import { randomUUID } from 'node:crypto';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { connect, defineApplication, SessionMovedError, shardOf, startWorker } from '../../index.js';
-import { type CommandReply, fromErrorBody, HEADER, HostedSession, type JournalRecord, Lease, loadSession, type Primacy, type SessionHost, SessionStore } from '../../internal.js';
+import { type CommandReply, fromErrorBody, HEADER, HostedSession, type JournalRecord, Lease, loadSession, type Primacy, type SessionDeps, SessionStore } from '../../internal.js';
 import { systemClock } from '../../bus/clock.js';
 import { decode } from '../../bus/codec.js';
 import { TimeoutError } from '../../bus/errors.js';
@@ -52,7 +52,7 @@ class FakePrimacy implements Primacy {
   }
 }
 
-interface TestHost extends SessionHost {
+interface TestHost extends SessionDeps {
   readonly evicted: HostedSession[];
 }
 
@@ -72,7 +72,7 @@ beforeEach(async () => {
   bus = track(createMemoryBus());
   journal = await bus.journal({ name: journalStreamName(cluster), subjects: [journalStreamFilter(cluster)] });
   const [snapshots, blobs] = await Promise.all([bus.kv({ bucket: `cohort_${cluster}_snapshots` }), bus.blobs({ bucket: `cohort_${cluster}_blobs` })]);
-  store = new SessionStore(snapshots, blobs, bus.server.maxPayload);
+  store = new SessionStore({ kv: snapshots, blobs, maxPayload: bus.server.maxPayload });
   appends = [];
   afterAppend = undefined;
   const append = journal.append.bind(journal);
@@ -91,26 +91,27 @@ afterEach(() => {
 function hostFor(primacy: Primacy | undefined): TestHost {
   const evicted: HostedSession[] = [];
   return {
-    id: 'host-id',
+    workerId: 'host-id',
     bus,
     journal,
     store,
     clock: systemClock,
     cluster,
     log: silent,
-    evict: (s) => evicted.push(s),
+    directory: { forget: (s) => evicted.push(s) },
     primacy,
+    replicas: undefined,
     sessionTimeout: 500,
-    timersChanged: async () => undefined,
+    wakeups: { update: async () => undefined },
     evicted,
   };
 }
 
 /** Activates a session the way a worker does: snapshot plus journal. */
-async function activate(host: SessionHost, id: string): Promise<HostedSession> {
+async function activate(host: SessionDeps, id: string): Promise<HostedSession> {
   const shard = shardOf(app.name, id);
-  const { state, journalSeq, recent } = await loadSession(host, app, id, shard, Date.now());
-  return new HostedSession(host, app, id, shard, state, journalSeq, recent);
+  const loaded = await loadSession(host, app, id, shard, Date.now());
+  return new HostedSession({ deps: host, app, id, shard, loaded });
 }
 
 function send(session: HostedSession, cmdId: string, by = 2): Promise<CommandReply> {

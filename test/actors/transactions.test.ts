@@ -125,7 +125,7 @@ describe.each(targets)('transactions on a worker ($name)', (target) => {
     const loaded = await loadSession(
       {
         journal: await raw.journal({ name: journalStreamName(cluster), subjects: [journalStreamFilter(cluster)] }),
-        store: new SessionStore(await raw.kv({ bucket: `cohort_${cluster}_snapshots` }), await raw.blobs({ bucket: `cohort_${cluster}_blobs` }), raw.server.maxPayload),
+        store: new SessionStore({ kv: await raw.kv({ bucket: `cohort_${cluster}_snapshots` }), blobs: await raw.blobs({ bucket: `cohort_${cluster}_blobs` }), maxPayload: raw.server.maxPayload }),
         cluster,
       },
       defineApplication({ name: 'counter', machine: counterMachine }),

@@ -1,0 +1,203 @@
+import type { Logger } from 'pino';
+import type { Clock, TimerHandle } from '../../bus/clock.js';
+import type { KvStore } from '../../bus/types.js';
+import type { RollbackReason } from '../../protocol/errors.js';
+import { sessionKey } from '../../protocol/names.js';
+import type { Application } from './application.js';
+import { SessionDirectory } from './directory.js';
+import type { Primacy } from './lease.js';
+import { loadSession } from './replay.js';
+import { HostedSession } from './session.js';
+import type { SessionDeps } from './sessionDeps.js';
+import { RollbackLog, Transactions } from './sessionTransaction.js';
+import { Wakeups } from './wakeups.js';
+
+export interface CatalogOptions {
+  readonly apps: ReadonlyMap<string, Application>;
+  /** What every session works with, less what the catalog supplies itself (its directory and wake-ups). */
+  readonly sessions: Omit<SessionDeps, 'wakeups' | 'directory'>;
+  /** The timers bucket, for the wake-up index. */
+  readonly timers: KvStore;
+  /** A secondary's copies: collected when idle, as sessions are (membership only). */
+  readonly secondaries?: { sweep(idleMs: number): void } | undefined;
+}
+
+/** How a session leaves memory: whether a pending timer wakes it again, and whether an open transaction keeps it. */
+interface Passivation {
+  readonly wake: boolean;
+  readonly force: boolean;
+}
+/** Idle, or asked for: a session holding a transaction stays, since its lock and working copy live only here. */
+const WHEN_IDLE: Passivation = { wake: true, force: false };
+/** The shard is leaving (its next primary wakes them) or the worker stopping: transactions go with the copy. */
+const LEAVING: Passivation = { wake: false, force: true };
+
+/**
+ * The sessions of one worker, as Orleans' Catalog keeps activations:
+ * activated on first reference from snapshot and journal (one activation
+ * per key at a time), passivated when idle, on request and when their shard
+ * leaves, forgotten when their copy is no longer trusted. It owns the
+ * directory, the wake-up index, and the log of rollbacks.
+ */
+export class Catalog {
+  readonly #apps: ReadonlyMap<string, Application>;
+  readonly #clock: Clock;
+  readonly #log: Logger;
+  readonly #directory = new SessionDirectory();
+  readonly #activating = new Map<string, Promise<HostedSession>>();
+  readonly #deps: SessionDeps;
+  readonly #secondaries: CatalogOptions['secondaries'];
+  /** Shortest unusedSessionLifetime of the applications: what the idle sweep's pace follows. */
+  readonly #shortestLifetime: number;
+  readonly wakeups: Wakeups;
+  readonly rollbacks = new RollbackLog();
+  readonly transactions: Transactions;
+  #sweep: TimerHandle | undefined;
+  #stopped = false;
+
+  constructor({ apps, sessions, timers, secondaries }: CatalogOptions) {
+    this.#apps = apps;
+    this.#clock = sessions.clock;
+    this.#log = sessions.log;
+    this.#secondaries = secondaries;
+    this.#shortestLifetime = Math.min(...[...apps.values()].map((a) => a.unusedSessionLifetime));
+    this.wakeups = new Wakeups({
+      index: timers,
+      apps,
+      clock: sessions.clock,
+      log: sessions.log,
+      active: this.#directory,
+      wake: (app, id, shard) => this.session(app, id, shard),
+    });
+    this.#deps = { ...sessions, wakeups: this.wakeups, directory: this.#directory };
+    this.transactions = new Transactions({ rollbacks: this.rollbacks, clock: sessions.clock });
+  }
+
+  /** Sessions in memory now. */
+  get size(): number {
+    return this.#directory.size;
+  }
+
+  /** Primacy for commits from now on: a (re)joined member's lease. */
+  set primacy(primacy: Primacy | undefined) {
+    this.#deps.primacy = primacy;
+  }
+
+  /** The session, active already or activated now. */
+  session(app: Application, id: string, shard: number): Promise<HostedSession> {
+    const key = sessionKey(app.name, id);
+    const active = this.#directory.get(key);
+    if (active !== undefined && !active.evicted) return Promise.resolve(active);
+    let pending = this.#activating.get(key);
+    if (pending === undefined) {
+      pending = this.#activate(app, id, shard, key).finally(() => this.#activating.delete(key));
+      this.#activating.set(key, pending);
+    }
+    return pending;
+  }
+
+  /** From the latest snapshot plus the journal after it. */
+  async #activate(app: Application, id: string, shard: number, key: string): Promise<HostedSession> {
+    const loaded = await loadSession(this.#deps, app, id, shard, this.#clock.now());
+    this.wakeups.cancel(key);
+    const session = new HostedSession({ deps: this.#deps, app, id, shard, loaded });
+    this.#directory.add(key, session);
+    return session;
+  }
+
+  /** Sessions whose lock `client` holds. */
+  #holding(client: string): HostedSession[] {
+    return [...this.#directory.values()].filter((s) => s.openTransaction?.client === client);
+  }
+
+  /** How many transactions `client` holds open here. */
+  transactionsOf(client: string): number {
+    return this.#holding(client).length;
+  }
+
+  /** Rolls back `client`'s open transactions; queued in each session's mailbox at once, so before any later request. */
+  async rollBack(client: string, reason: RollbackReason): Promise<number> {
+    const done = await Promise.all(this.#holding(client).map((s) => this.transactions.rollBackClient(s, client, reason)));
+    return done.filter(Boolean).length;
+  }
+
+  /** Commit level memory: resolves once every session's acknowledged writes are journaled. */
+  async flush(): Promise<void> {
+    await Promise.all([...this.#directory.values()].map((s) => s.flush()));
+  }
+
+  start(): void {
+    this.#armSweep();
+  }
+
+  #armSweep(): void {
+    if (this.#stopped || this.#apps.size === 0) return;
+    const every = Math.max(10, this.#shortestLifetime / 2);
+    this.#sweep = this.#clock.setTimeout(() => {
+      void this.#passivateIdle().finally(() => this.#armSweep());
+    }, every);
+  }
+
+  async #passivateIdle(): Promise<void> {
+    const now = this.#clock.now();
+    this.#secondaries?.sweep(this.#shortestLifetime);
+    const idle = [...this.#directory.entries()].filter(([, s]) => now - s.lastActive >= s.app.unusedSessionLifetime && s.openTransaction === undefined);
+    await Promise.all(idle.map(([key, s]) => this.#passivate(key, s, WHEN_IDLE)));
+  }
+
+  /** Every session not holding a transaction; resolves with how many. */
+  async passivateAll(): Promise<number> {
+    const all = [...this.#directory.entries()].filter(([, s]) => s.openTransaction === undefined);
+    await Promise.all(all.map(([key, s]) => this.#passivate(key, s, WHEN_IDLE)));
+    return all.length;
+  }
+
+  /**
+   * The sessions of shards given up: once activations under way are done,
+   * their wake-ups are cleared and they drain and passivate (snapshots
+   * written, background appends flushed), so the next primary starts from
+   * everything this one acknowledged.
+   */
+  async release(shards: ReadonlySet<number>): Promise<void> {
+    await Promise.allSettled([...this.#activating.values()]);
+    this.wakeups.disarm(shards);
+    const leaving = [...this.#directory.entries()].filter(([, s]) => shards.has(s.shard));
+    await this.#passivateOrDrop(leaving, 'snapshot on release failed');
+  }
+
+  /** No more idle sweeps or wake-ups. */
+  stop(): void {
+    this.#stopped = true;
+    if (this.#sweep !== undefined) this.#clock.clearTimeout(this.#sweep);
+    this.wakeups.stop();
+  }
+
+  /** Stopping: every session passivates, transactions or not. */
+  async close(): Promise<void> {
+    // Its journal holds every acknowledged write; only the snapshot is missing. Its clock timers go regardless.
+    await this.#passivateOrDrop([...this.#directory.entries()], 'snapshot on stop failed');
+  }
+
+  async #passivateOrDrop(sessions: readonly [string, HostedSession][], warning: string): Promise<void> {
+    await Promise.all(
+      sessions.map(([key, s]) =>
+        this.#passivate(key, s, LEAVING).catch((err: unknown) => {
+          this.#log.warn({ err, key }, warning);
+          s.stop();
+          this.#directory.forget(s);
+        }),
+      ),
+    );
+  }
+
+  async #passivate(key: string, s: HostedSession, how: Passivation): Promise<void> {
+    await s.enqueue(async () => {
+      if (s.evicted || (!how.force && s.openTransaction !== undefined)) return;
+      await s.passivate();
+      this.#directory.forget(s);
+      const due = s.state.timers[0]?.due;
+      if (due !== undefined && how.wake) this.wakeups.wakeAt(s.app, s.id, s.shard, due);
+    });
+    this.#log.debug({ key }, 'session passivated');
+  }
+}

@@ -1,0 +1,139 @@
+import type { Logger } from 'pino';
+import type { Clock } from '../../bus/clock.js';
+import { encodeBody } from '../../bus/claimCheck.js';
+import { decode, encode } from '../../bus/codec.js';
+import type { Environment } from '../../bus/environment.js';
+import { metaSubject, parseSubject } from '../../bus/subjects.js';
+import type { BlobStore, Bus, Delivery, Subscription } from '../../bus/types.js';
+import { InvalidRequestError, refuse, UnknownApplicationError } from '../../protocol/errors.js';
+import type { CommandReply, ReadReply, TxReply, VerifyReply } from '../../protocol/messages.js';
+import { parseRequest } from '../../protocol/requests.js';
+import type { Application } from './application.js';
+import type { Catalog } from './catalog.js';
+import type { ClientRecords } from './clientRecords.js';
+import type { HostedSession } from './session.js';
+import type { Transactions } from './sessionTransaction.js';
+
+export interface DispatchOptions {
+  readonly apps: ReadonlyMap<string, Application>;
+  readonly catalog: Catalog;
+  readonly transactions: Transactions;
+  readonly clients: ClientRecords;
+  /** Where replies go out, and where one too large for a message is claim-checked. */
+  readonly bus: Bus;
+  readonly blobs: BlobStore;
+  readonly environment: Environment;
+  readonly log: Logger;
+}
+
+type Reply = CommandReply | ReadReply | TxReply | VerifyReply;
+/** Room kept in a reply for its headers and subject. */
+const REPLY_HEADROOM = 1024;
+const RETRY = Symbol('retry');
+
+/**
+ * The one place a session request comes in and its reply goes out: the
+ * subject says which session, the body which request; the request runs in
+ * the session's mailbox and every outcome, failures included, is a reply.
+ */
+export class Dispatch {
+  readonly #apps: ReadonlyMap<string, Application>;
+  readonly #catalog: Catalog;
+  readonly #transactions: Transactions;
+  readonly #clients: ClientRecords;
+  readonly #bus: Bus;
+  readonly #blobs: BlobStore;
+  readonly #newId: () => string;
+  readonly #clock: Clock;
+  readonly #log: Logger;
+
+  constructor({ apps, catalog, transactions, clients, bus, blobs, environment, log }: DispatchOptions) {
+    this.#apps = apps;
+    this.#catalog = catalog;
+    this.#transactions = transactions;
+    this.#clients = clients;
+    this.#bus = bus;
+    this.#blobs = blobs;
+    this.#newId = environment.newId;
+    this.#clock = environment.clock;
+    this.#log = log;
+  }
+
+  /** A request on a cmd, read or ro subject. */
+  onMessage(m: Delivery, kind: 'cmd' | 'read'): void {
+    void this.#handle(m, kind)
+      .catch((err: unknown): Reply => refuse(err))
+      .then((reply) => this.#respond(m, reply))
+      .catch((err: unknown) => {
+        // Even the claim-check failed: say so rather than leave the client to time out.
+        this.#log.warn({ err, subject: m.subject }, 'reply not sent whole');
+        m.respond(encode(refuse(err)));
+      });
+  }
+
+  /** A reply too large for a message (a big document) travels by claim-check; the client fetches and deletes it. */
+  async #respond(m: Delivery, reply: Reply): Promise<void> {
+    const body = await encodeBody(reply, { maxBytes: this.#bus.server.maxPayload - REPLY_HEADROOM, blobs: this.#blobs, allowClaimCheck: true, newId: this.#newId });
+    m.respond(body.data, { headers: body.headers });
+  }
+
+  async #handle(m: Delivery, kind: 'cmd' | 'read'): Promise<Reply> {
+    let target;
+    try {
+      target = parseSubject(m.subject);
+    } catch (err) {
+      return refuse(err);
+    }
+    if (target.kind !== 'cmd' && target.kind !== 'read' && target.kind !== 'ro') return refuse(new InvalidRequestError('not a session subject'));
+    const app = this.#apps.get(target.app);
+    if (app === undefined) return refuse(new UnknownApplicationError(target.app));
+    let body: unknown;
+    try {
+      body = decode(m.data, { where: `${kind} ${m.subject}` });
+    } catch (err) {
+      return refuse(err);
+    }
+    const { id, shard } = target;
+    const req = parseRequest(body, kind);
+    if (req instanceof Error) return refuse(req);
+    switch (req.kind) {
+      case 'command':
+        return this.#run(app, id, shard, req.client, (s) => s.command(req, this.#clock.now()));
+      case 'tx':
+        return this.#run(app, id, shard, req.client, (s) => this.#transactions.step(s, req, this.#clock.now()));
+      case 'verify':
+        return this.#run(app, id, shard, req.client, (s) => s.verify(req));
+      case 'read':
+        return this.#run(app, id, shard, req.client, async (s) => s.read(req.minSeq));
+    }
+  }
+
+  /**
+   * Runs `fn` in the session's mailbox; a session evicted meanwhile is
+   * reloaded and `fn` runs there. A client disconnected by force is refused
+   * on arrival and again when its turn comes (it may have been queued before).
+   */
+  async #run(app: Application, id: string, shard: number, client: string, fn: (s: HostedSession) => Promise<Reply>): Promise<Reply> {
+    const refused = this.#clients.seen(client);
+    if (refused !== undefined) return refuse(refused);
+    for (;;) {
+      const session = await this.#catalog.session(app, id, shard);
+      const r = await session.enqueue(async () => {
+        if (session.evicted) return RETRY;
+        const late = this.#clients.refusal(client);
+        return late === undefined ? fn(session) : refuse(late);
+      });
+      if (r !== RETRY) return r;
+    }
+  }
+
+  /** Each application's name, commit level and metadata, as JSON on its meta subject. */
+  serveMetadata(cluster: string): Subscription[] {
+    return [...this.#apps.values()].map((app) => {
+      const body = new TextEncoder().encode(JSON.stringify({ name: app.name, commit: app.commit, metadata: app.metadata }));
+      return this.#bus.subscribe(metaSubject(cluster, app.name), (m) => m.respond(body, { headers: { 'Content-Type': 'application/json' } }), {
+        queue: 'cohort-meta',
+      });
+    });
+  }
+}
