@@ -48,7 +48,7 @@ export interface KillAndProbeOptions {
 
 export class KillAndProbe {
   killed: KilledWorker | null = null;
-  readonly #o: KillAndProbeOptions;
+  readonly #settings: KillAndProbeOptions;
   #killAt: number | undefined;
   #droppedAt: number | undefined;
   #firstAckOnKilled: number | undefined;
@@ -59,7 +59,7 @@ export class KillAndProbe {
   readonly #stopViews: () => void;
 
   constructor(options: KillAndProbeOptions) {
-    this.#o = options;
+    this.#settings = options;
     this.#stopViews = options.cluster.views.subscribe((view) => {
       if (this.killed !== null && this.#droppedAt === undefined && !view.members.some((m) => m.id === this.killed!.id)) this.#droppedAt = performance.now();
     });
@@ -100,15 +100,15 @@ export class KillAndProbe {
     if (this.#firstAckOnKilled !== undefined || killAt === undefined || !account.onKilled || op.sentAt < killAt) return;
     this.#firstAckOnKilled = performance.now();
     const caught = this.#caughtByKill;
-    this.#o.write(
-      `>>> ${secs(this.#firstAckOnKilled - this.#o.loadStart)}: ${this.killed?.id}'s shards are served again: first command acknowledged ` +
+    this.#settings.write(
+      `>>> ${secs(this.#firstAckOnKilled - this.#settings.loadStart)}: ${this.killed?.id}'s shards are served again: first command acknowledged ` +
         `${secs(this.#firstAckOnKilled - killAt)} after the kill` +
         (caught > 0 ? `; the ${caught} sends in flight to it wait out their ${secs(SEND_TIMEOUT_MS)} timeout (ambiguous until read back)` : ''),
     );
   }
 
   #kill(): void {
-    const { cluster, accounts, load, loadStart, write } = this.#o;
+    const { cluster, accounts, load, loadStart, write } = this.#settings;
     const view = cluster.views.latest;
     const victim = view === null ? undefined : victimOf(view, cluster, accounts);
     if (view === null || victim === undefined) {
@@ -138,7 +138,7 @@ export class KillAndProbe {
    * like every other deposit).
    */
   async #probe(killAt: number): Promise<void> {
-    const { accounts, load, interrupted } = this.#o;
+    const { accounts, load, interrupted } = this.#settings;
     const next = random(7);
     const targets = accounts.flatMap((a, i) => (a.onKilled ? [i] : []));
     const probes: Promise<void>[] = [];

@@ -67,32 +67,32 @@ export class DepositLoad {
   readonly otherErrors: Record<string, number> = {};
   /** Sends in flight, per account. */
   readonly inFlightOn: number[];
-  readonly #o: DepositLoadOptions;
+  readonly #load: DepositLoadOptions;
   /** The history keeps outcomes by token; the read-back check needs each deposit's amount too. */
   readonly #amounts = new Map<string, number>();
   #running = false;
   #loops: Promise<void>[] = [];
 
   constructor(options: DepositLoadOptions) {
-    this.#o = options;
+    this.#load = options;
     this.inFlightOn = options.accounts.map(() => 0);
   }
 
   get clients(): number {
-    return this.#o.handles.length;
+    return this.#load.handles.length;
   }
 
   readonly amountOf = (op: Operation): number => this.#amounts.get(op.token) ?? 0;
 
   /** One deposit, recorded in the history and counted as acknowledged or ambiguous. */
   async deposit(client: number, i: number, amount: number): Promise<void> {
-    const account = this.#o.accounts[i]!;
+    const account = this.#load.accounts[i]!;
     const token = `d${++this.sent}`;
     this.#amounts.set(token, amount);
     this.inFlight++;
     this.inFlightOn[i]!++;
     try {
-      const op = await this.history.track(account.id, token, () => this.#o.handles[client]![i]!.send({ type: 'DEPOSIT', amount }, { timeout: SEND_TIMEOUT_MS }));
+      const op = await this.history.track(account.id, token, () => this.#load.handles[client]![i]!.send({ type: 'DEPOSIT', amount }, { timeout: SEND_TIMEOUT_MS }));
       const { outcome } = op;
       if ('error' in outcome) {
         this.ambiguous++;
@@ -100,7 +100,7 @@ export class DepositLoad {
         if (outcome.error !== TimeoutError.name) this.otherErrors[outcome.error] = (this.otherErrors[outcome.error] ?? 0) + 1;
       } else {
         this.acknowledged++;
-        this.#o.onAcknowledged(account, op);
+        this.#load.onAcknowledged(account, op);
       }
     } finally {
       this.inFlight--;
@@ -111,7 +111,7 @@ export class DepositLoad {
   /** `window` send loops per client, until stop(). */
   start(window: number): void {
     this.#running = true;
-    this.#loops = this.#o.handles.flatMap((_, c) => Array.from({ length: window }, (_, s) => this.#loop(c, s)));
+    this.#loops = this.#load.handles.flatMap((_, c) => Array.from({ length: window }, (_, s) => this.#loop(c, s)));
   }
 
   /** No new sends; resolves once the last ones settled (a timeout at most). */
@@ -123,7 +123,7 @@ export class DepositLoad {
   async #loop(client: number, slot: number): Promise<void> {
     const next = random(1 + client * 1_000 + slot);
     while (this.#running) {
-      await this.deposit(client, next(this.#o.accounts.length), 1 + next(999));
+      await this.deposit(client, next(this.#load.accounts.length), 1 + next(999));
       // The memory bus delivers in microtasks: without a turn of the event loop here, a
       // send loop in this process would starve every timer (heartbeats, the status line).
       await new Promise<void>((resolve) => setImmediate(resolve));

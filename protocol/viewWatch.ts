@@ -6,6 +6,7 @@
  * stale view for good. So it is reported, the caller logs it, and the
  * watch goes on.
  */
+import { systemClock, type Clock } from '../bus/clock.js';
 import { decode } from '../bus/codec.js';
 import type { Bus, KvStore, KvWatch, KvWatchOptions } from '../bus/types.js';
 import { unpackView, type View } from '../machines/view.js';
@@ -69,9 +70,10 @@ export async function waitForView(
   bus: Bus,
   cluster: string,
   test: (view: View) => boolean,
-  options: { onUnreadable: UnreadableViewHandler; include?: KvWatchOptions['include'] },
+  options: { onUnreadable: UnreadableViewHandler; include?: KvWatchOptions['include']; clock?: Clock },
 ): Promise<ViewWaiter> {
   const kv = await bus.kv({ bucket: bucketName(cluster, 'cluster') });
+  const clock = options.clock ?? systemClock;
   let found: View | undefined;
   let stopped = false;
   const waiting = new Set<(view: View | null) => void>();
@@ -94,11 +96,11 @@ export async function waitForView(
       if (stopped) return Promise.resolve(null);
       return new Promise((resolve) => {
         const done = (view: View | null): void => {
-          clearTimeout(timer);
+          clock.clearTimeout(timer);
           waiting.delete(done);
           resolve(view);
         };
-        const timer = setTimeout(() => done(null), timeoutMs);
+        const timer = clock.setTimeout(() => done(null), timeoutMs);
         waiting.add(done);
       });
     },

@@ -10,7 +10,8 @@ import type { Bus, Delivery, KvStore, KvWatch, Subscription } from '../../bus/ty
 import { membershipMachine, type Heartbeat, type MembershipConfig, type Self } from '../../machines/membership.js';
 import { bucketName, VIEW_KEY } from '../../protocol/names.js';
 import { HEADER } from '../../protocol/headers.js';
-import { packView, unpackView, type View } from '../../machines/view.js';
+import { packView, type View } from '../../machines/view.js';
+import { readView, watchView } from '../../protocol/viewWatch.js';
 import { Lease } from './lease.js';
 
 export interface MembershipHostOptions {
@@ -183,18 +184,17 @@ export class MembershipHost {
     await bus.flush();
     this.#send({ type: 'START', now: now() });
     let seen = false;
-    this.#watch = await this.#kv.watch({ key: VIEW_KEY }, (entry) => {
-      if (entry.operation !== 'PUT') return;
-      seen = true;
-      let view: View;
-      try {
-        view = unpackView(decode(entry.value, { where: `view revision ${entry.revision}` }));
-      } catch (err) {
-        log.error({ err, revision: entry.revision }, 'unreadable view ignored');
-        return;
-      }
-      this.#send({ type: 'VIEW', view, revision: entry.revision, now: now() });
-    });
+    this.#watch = await watchView(
+      this.#kv,
+      (view, revision) => {
+        seen = true;
+        this.#send({ type: 'VIEW', view, revision, now: now() });
+      },
+      (err, revision) => {
+        seen = true;
+        log.error({ err, revision }, 'unreadable view ignored');
+      },
+    );
     if (!seen) this.#send({ type: 'VIEW', view: null, revision: 0, now: now() });
     this.#armTick();
     void this.#left.then((why) => {
@@ -210,8 +210,7 @@ export class MembershipHost {
 
   /** The view as the store has it now: what a write outside the lease is proved against. */
   async #storedView(): Promise<View | null> {
-    const entry = await this.#kv!.get(VIEW_KEY);
-    return entry === null ? null : unpackView(decode(entry.value, { where: 'view' }));
+    return (await readView(this.#kv!))?.view ?? null;
   }
 
   #armTick(): void {
