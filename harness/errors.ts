@@ -36,15 +36,25 @@ export type NatsServerStartFailure = 'spawn-failed' | 'exited' | 'timeout';
 
 /** A nats-server that did not become ready; `output` is the tail of what it printed, for the message and for logs. */
 export class NatsServerStartError extends NatsHarnessError {
+  readonly binary: string;
+  readonly args: readonly string[];
+  readonly output: readonly string[];
+  readonly exitCode: number | null;
+  readonly signal: string | null;
   constructor(
     readonly reason: NatsServerStartFailure,
-    readonly binary: string,
-    readonly args: readonly string[],
-    readonly output: readonly string[],
-    readonly exitCode: number | null = null,
-    readonly signal: string | null = null,
+    process: {
+      readonly binary: string;
+      readonly args: readonly string[];
+      readonly output: readonly string[];
+      readonly exitCode?: number | null;
+      readonly signal?: string | null;
+    },
     options?: ErrorOptions,
   ) {
+    const { binary, args, output } = process;
+    const exitCode = process.exitCode ?? null;
+    const signal = process.signal ?? null;
     const what =
       reason === 'spawn-failed'
         ? 'could not be spawned'
@@ -54,6 +64,11 @@ export class NatsServerStartError extends NatsHarnessError {
     const cause = options?.cause instanceof Error ? `\nlast error: ${options.cause.message}` : '';
     const tail = output.length === 0 ? '\n(no output)' : `\nlast output:\n  ${output.join('\n  ')}`;
     super(`nats-server ${what}: ${binary} ${args.join(' ')}${cause}${tail}`, options);
+    this.binary = binary;
+    this.args = args;
+    this.output = output;
+    this.exitCode = exitCode;
+    this.signal = signal;
   }
 }
 

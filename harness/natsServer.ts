@@ -250,15 +250,17 @@ async function launch(
     await proc.terminate('SIGKILL', 0);
     const exit = proc.exit;
     if (exit?.error !== undefined) {
-      throw new NatsServerStartError('spawn-failed', l.binary, args, [...output], null, null, { cause: exit.error });
+      throw new NatsServerStartError('spawn-failed', { binary: l.binary, args, output: [...output] }, { cause: exit.error });
     }
     throw new NatsServerStartError(
       reason,
-      l.binary,
-      args,
-      [...output],
-      reason === 'exited' ? (exit?.code ?? null) : null,
-      reason === 'exited' ? (exit?.signal ?? null) : null,
+      {
+        binary: l.binary,
+        args,
+        output: [...output],
+        exitCode: reason === 'exited' ? (exit?.code ?? null) : null,
+        signal: reason === 'exited' ? (exit?.signal ?? null) : null,
+      },
       cause === undefined ? undefined : { cause },
     );
   };

@@ -114,17 +114,23 @@ export class ClientDisconnectedError extends CohortError {
  * not (never sent, or a read).
  */
 export class NetworkError extends CohortError {
+  /** `app/id` of the session it was for. */
+  readonly session: string;
+  /** How long the connection kept trying, in ms. */
+  readonly triedMs: number;
+  readonly ambiguous: boolean;
+  readonly reason: string;
   constructor(
     readonly operation: string,
-    /** `app/id` of the session it was for. */
-    readonly session: string,
-    /** How long the connection kept trying, in ms. */
-    readonly triedMs: number,
-    readonly ambiguous: boolean,
-    readonly reason: string,
+    facts: { readonly session: string; readonly triedMs: number; readonly ambiguous: boolean; readonly reason: string },
     options?: ErrorOptions,
   ) {
+    const { session, triedMs, ambiguous, reason } = facts;
     super(`${operation}: ${reason} after trying for ${triedMs} ms; ${ambiguous ? 'it may have committed (ambiguous): read the session to know' : 'it was not committed'}`, options);
+    this.session = session;
+    this.triedMs = triedMs;
+    this.ambiguous = ambiguous;
+    this.reason = reason;
   }
 }
 

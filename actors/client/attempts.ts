@@ -286,7 +286,7 @@ export class Attempts {
       case 'last-error':
         return p.lastError!;
       case 'network':
-        return new NetworkError(p.spec.what, p.spec.session, now - p.started, ambiguous, reason ?? `no answer for troubledInterval (${this.#troubledInterval} ms)`, {
+        return new NetworkError(p.spec.what, { session: p.spec.session, triedMs: now - p.started, ambiguous, reason: reason ?? `no answer for troubledInterval (${this.#troubledInterval} ms)` }, {
           cause: p.lastError,
         });
       case 'disconnected':

@@ -67,7 +67,7 @@ export class Transactions {
     let rollback: Error | undefined;
     let steps = 0;
     const onDisabled = (_f: Failure, reason: string): void => {
-      rollback ??= new NetworkError(`transaction ${txId} on ${session}`, session, clock.now() - started, false, `rolled back: the connection was disabled (${reason})`);
+      rollback ??= new NetworkError(`transaction ${txId} on ${session}`, { session, triedMs: clock.now() - started, ambiguous: false, reason: `rolled back: the connection was disabled (${reason})` });
     };
     this.#connection.on('disabled', onDisabled);
     const step = async (op: TxStep, mutates = false): Promise<Extract<TxReply, { ok: true }>> => {
@@ -78,7 +78,7 @@ export class Transactions {
       if (reply.ok) return reply;
       const err = fromErrorBody(reply.error);
       if (err instanceof TransactionRolledBackError) {
-        rollback = new NetworkError(`transaction ${txId} on ${session}`, session, clock.now() - started, false, `rolled back by the server (${err.reason})`, { cause: err });
+        rollback = new NetworkError(`transaction ${txId} on ${session}`, { session, triedMs: clock.now() - started, ambiguous: false, reason: `rolled back by the server (${err.reason})` }, { cause: err });
         throw rollback;
       }
       throw err;

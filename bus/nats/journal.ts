@@ -69,19 +69,31 @@ export async function openNatsJournal(
     }
     throw translate(err, 'open journal', config.name, apiTimeout);
   }
-  return new NatsJournal(js, jsm, replies, config.name, config.subjects, maxPayload, apiTimeout);
+  return new NatsJournal({ js, jsm, replies, name: config.name, subjects: config.subjects, maxPayload, apiTimeout });
+}
+
+interface NatsJournalParts {
+  readonly js: JetStreamClient;
+  readonly jsm: JetStreamManager;
+  readonly replies: ReplyMux;
+  readonly name: string;
+  readonly subjects: readonly string[];
+  readonly maxPayload: number;
+  readonly apiTimeout: number;
 }
 
 class NatsJournal implements Journal {
-  constructor(
-    readonly js: JetStreamClient,
-    readonly jsm: JetStreamManager,
-    readonly replies: ReplyMux,
-    readonly name: string,
-    readonly subjects: readonly string[],
-    readonly maxPayload: number,
-    readonly apiTimeout: number,
-  ) {}
+  readonly js: JetStreamClient;
+  readonly jsm: JetStreamManager;
+  readonly replies: ReplyMux;
+  readonly name: string;
+  readonly subjects: readonly string[];
+  readonly maxPayload: number;
+  readonly apiTimeout: number;
+
+  constructor(parts: NatsJournalParts) {
+    ({ js: this.js, jsm: this.jsm, replies: this.replies, name: this.name, subjects: this.subjects, maxPayload: this.maxPayload, apiTimeout: this.apiTimeout } = parts);
+  }
 
   /** Subjects already known to be captured: appends repeat them. Bounded like the subject cache. */
   readonly #captured = new Set<string>();
