@@ -73,11 +73,26 @@ export async function decodeBody(data: Uint8Array, headers: Headers, options?: D
   if (blobs === undefined) {
     throw new DecodeError(where, `claim-checked as blob ${JSON.stringify(name)}, but no blob store was given`);
   }
+  return fetchClaimChecked(blobs, name, { where, maxDepth: options?.maxDepth });
+}
+
+/** The body a claim-check names, fetched from `blobs` and decoded. */
+export async function fetchClaimChecked(blobs: BlobStore, name: string, options: { where: string; maxDepth?: number | undefined }): Promise<unknown> {
   const bytes = await blobs.get(name);
   if (bytes === null) {
-    throw new DecodeError(where, `claim-checked blob ${JSON.stringify(name)} not found in bucket ${blobs.bucket}`);
+    throw new DecodeError(options.where, `claim-checked blob ${JSON.stringify(name)} not found in bucket ${blobs.bucket}`);
   }
-  return decode(bytes, { where: `${where} (claim-checked blob ${JSON.stringify(name)})`, maxDepth: options?.maxDepth });
+  return decode(bytes, { where: `${options.where} (claim-checked blob ${JSON.stringify(name)})`, maxDepth: options.maxDepth });
+}
+
+/**
+ * The blob a reference body names, where no header can carry it (a KV
+ * value): the same `{ claimCheck, bucket, size }` body encodeBody sends.
+ */
+export function claimCheckReference(body: unknown): string | undefined {
+  if (typeof body !== 'object' || body === null) return undefined;
+  const name = (body as Record<string, unknown>)['claimCheck'];
+  return typeof name === 'string' && name.length > 0 ? name : undefined;
 }
 
 /** The claim-check blob name, if the headers carry one; header names match without regard to case. */

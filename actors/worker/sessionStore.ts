@@ -1,4 +1,5 @@
-import { decode, encode } from '../../bus/codec.js';
+import { claimCheckReference, encodeBody, fetchClaimChecked } from '../../bus/claimCheck.js';
+import { decode } from '../../bus/codec.js';
 import { DecodeError } from '../../bus/errors.js';
 import type { BlobStore, KvStore } from '../../bus/types.js';
 import type { PersistedSession } from '../../machines/session.js';
@@ -14,18 +15,12 @@ export interface StoredSnapshot {
 
 interface Envelope {
   v: 1;
-  snapshot?: StoredSnapshot;
-  /** Claim-check: the snapshot is in the blob store under this name. */
-  blob?: string;
+  snapshot: StoredSnapshot;
 }
 
 /** Room left in a KV message for its subject and headers. */
 const KV_OVERHEAD = 1024;
 
-/**
- * Session snapshots in a KV bucket; one too large for a message goes to the
- * blob store and the KV entry points at it.
- */
 export interface SessionStoreOptions {
   /** The snapshots bucket, keyed by `sessionKey`. */
   readonly kv: KvStore;
@@ -35,6 +30,11 @@ export interface SessionStoreOptions {
   readonly maxPayload: number;
 }
 
+/**
+ * Session snapshots in a KV bucket; one too large for a message goes to the
+ * blob store by the same claim-check as a large reply, and the KV value is
+ * its reference body.
+ */
 export class SessionStore {
   readonly kv: KvStore;
   readonly blobs: BlobStore;
@@ -50,25 +50,25 @@ export class SessionStore {
     const key = sessionKey(app, id);
     const entry = await this.kv.get(key);
     if (entry === null) return null;
-    const env = decode(entry.value, { where: `snapshot ${key}` }) as Envelope;
-    if (env.snapshot) return env.snapshot;
-    if (env.blob) {
-      const data = await this.blobs.get(env.blob);
-      if (data === null) throw new DecodeError(`snapshot ${key}`, `blob ${env.blob} is missing`);
-      return decode(data, { where: `snapshot blob ${env.blob}` }) as StoredSnapshot;
-    }
-    throw new DecodeError(`snapshot ${key}`, 'neither a snapshot nor a blob reference');
+    const where = `snapshot ${key}`;
+    let body = decode(entry.value, { where });
+    const blob = claimCheckReference(body);
+    if (blob !== undefined) body = await fetchClaimChecked(this.blobs, blob, { where });
+    const env = body as Partial<Envelope> | null;
+    if (env?.v !== 1 || typeof env.snapshot !== 'object' || env.snapshot === null) throw new DecodeError(where, 'not a snapshot envelope');
+    return env.snapshot;
   }
 
+  /** The blob of a large snapshot is named for the key and the journal sequence, so a rewrite of the same one lands on itself. */
   async save(app: string, id: string, snapshot: StoredSnapshot): Promise<void> {
     const key = sessionKey(app, id);
-    const inline = encode({ v: 1, snapshot } satisfies Envelope);
-    if (inline.length <= this.maxPayload - KV_OVERHEAD) {
-      await this.kv.put(key, inline);
-      return;
-    }
-    const blob = `${key}.${snapshot.journalSeq}`;
-    await this.blobs.put(blob, encode(snapshot));
-    await this.kv.put(key, encode({ v: 1, blob } satisfies Envelope));
+    const body = await encodeBody({ v: 1, snapshot } satisfies Envelope, {
+      maxBytes: this.maxPayload - KV_OVERHEAD,
+      blobs: this.blobs,
+      allowClaimCheck: true,
+      newId: () => `${key}.${snapshot.journalSeq}`,
+      where: `snapshot ${key}`,
+    });
+    await this.kv.put(key, body.data);
   }
 }
