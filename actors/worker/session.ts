@@ -1,11 +1,8 @@
-import jsonPatch from 'fast-json-patch';
 import type { Logger } from 'pino';
 import type { TimerHandle } from '../../bus/clock.js';
-import { decode, encode } from '../../bus/codec.js';
 import { WrongLastSequenceError } from '../../bus/errors.js';
-import { eventSubject, journalSubject } from '../../bus/subjects.js';
-import { HEADER } from '../../protocol/headers.js';
-import type { CommandReply, CommandRequest, JournaledEvent, JournalRecord, PatchMessage, PatchOperation, ReadReply, StampedEvent, VerifyReply, VerifyRequest } from '../../protocol/messages.js';
+import { journalSubject } from '../../bus/subjects.js';
+import type { CommandReply, CommandRequest, JournaledEvent, JournalRecord, ReadReply, StampedEvent, VerifyReply, VerifyRequest } from '../../protocol/messages.js';
 import { ConflictError, EventRejectedError, InvalidRequestError, NotEnoughReplicasError, refuse, SessionLockedError, SessionMovedError } from '../../protocol/errors.js';
 import { planCommit, primacyVerdict, type PrimacyFacts } from '../../machines/commitPlan.js';
 import { documentOf, persistSession, stepSession, type SessionState, type Timer } from '../../machines/session.js';
@@ -13,6 +10,7 @@ import type { Application } from './application.js';
 import type { Primacy } from './lease.js';
 import { verifySession, type LoadedSession } from './replay.js';
 import type { SessionDeps, SessionLock } from './sessionDeps.js';
+import { appendRecord, publishPatch, seqOfJournaled } from './sessionWrites.js';
 
 export interface HostedSessionOptions {
   readonly deps: SessionDeps;
@@ -236,21 +234,16 @@ export class HostedSession {
   /** Appends one record, fenced on the last sequence this copy reflects. */
   async #append(record: JournalRecord, msgId: string, epoch: number): Promise<'ok' | CommandReply> {
     try {
-      const ack = await this.#deps.journal.append(this.subject, encode(record), {
+      const ack = await appendRecord(this.#deps.journal, this.subject, record, {
         msgId,
         expectedLastSubjectSeq: this.#journalSeq,
-        headers: {
-          [HEADER.type]: 'event',
-          [HEADER.session]: `${this.app.name}/${this.id}`,
-          [HEADER.command]: msgId,
-          [HEADER.seq]: String(record.events[record.events.length - 1]!.seq),
-          [HEADER.epoch]: String(epoch),
-          [HEADER.worker]: this.#signer,
-        },
+        session: `${this.app.name}/${this.id}`,
+        epoch,
+        worker: this.#signer,
       });
       if (ack.duplicate) {
         // Journaled before, but not through this copy: it is stale. Answer with the seq it got, then reload.
-        const seq = await this.#seqOfJournaled(ack.seq, msgId);
+        const seq = (await seqOfJournaled(this.#deps.journal, this.subject, ack.seq, msgId)) ?? this.#state.seq;
         this.#evict('a retried command was journaled by an earlier owner');
         return { ok: true, seq, duplicate: true };
       }
@@ -263,15 +256,6 @@ export class HostedSession {
       }
       return refuse(err);
     }
-  }
-
-  async #seqOfJournaled(journalSeq: number, cmdId: string): Promise<number> {
-    for await (const e of this.#deps.journal.read(this.subject, { fromSeq: journalSeq, limit: 1 })) {
-      const rec = decode(e.data) as JournalRecord;
-      const hit = rec.events.find((x) => x.event.meta.cmdId === cmdId) ?? rec.events[rec.events.length - 1];
-      if (hit) return hit.seq;
-    }
-    return this.#state.seq;
   }
 
   /** Commit level memory: the reply went out already; journal in batches, in order. */
@@ -308,12 +292,8 @@ export class HostedSession {
   }
 
   #publishPatch(prev: SessionState, next: SessionState, setter: string): void {
-    const ops = jsonPatch.compare(documentOf(prev) as object, documentOf(next) as object) as PatchOperation[];
-    const patch: PatchMessage = { seq: next.seq, prev: prev.seq, ops, setter };
     try {
-      this.#deps.bus.publish(eventSubject(this.#deps.cluster, this.app.name, this.id), encode(patch), {
-        headers: { [HEADER.type]: 'patch', [HEADER.session]: `${this.app.name}/${this.id}`, [HEADER.seq]: String(next.seq), [HEADER.client]: setter },
-      });
+      publishPatch(this.#deps.bus, this.#deps.cluster, this.app.name, this.id, { prev, next, setter });
     } catch (err) {
       // A patch too large for a message: subscribers see the gap and re-read.
       this.log.warn({ err, seq: next.seq }, 'patch not published');
