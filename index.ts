@@ -5,7 +5,12 @@
  */
 
 // Applications and workers.
-export { defineApplication, type Application, type ApplicationOptions, type CommitLevel } from './actors/worker/application.js';
+export {
+  defineApplication,
+  type Application,
+  type ApplicationOptions,
+  type CommitLevel,
+} from './actors/worker/application.js';
 export { startWorker, type ClientRecordInfo, type Worker, type WorkerOptions } from './actors/worker/worker.js';
 export type { ReplicaStatus } from './actors/worker/replica.js';
 
@@ -27,7 +32,12 @@ export {
   type TransactionResult,
   type Verification,
 } from './actors/client/client.js';
-export { CorruptCounterError, CounterExhaustedError, type Counter, type CounterOptions } from './actors/client/counter.js';
+export {
+  CorruptCounterError,
+  CounterExhaustedError,
+  type Counter,
+  type CounterOptions,
+} from './actors/client/counter.js';
 export { CONNECTION_DEFAULTS, type ConnectionState } from './machines/connection.js';
 
 // What a session machine receives, and what its clients see change.
@@ -103,7 +113,13 @@ export type {
   Subscription,
 } from './bus/types.js';
 export { createNatsBus, type NatsBusOptions } from './bus/nats/mod.js';
-export { createMemoryBus, createMemoryServer, MemoryServer, type MemoryBusOptions, type MemoryServerOptions } from './bus/memory/mod.js';
+export {
+  createMemoryBus,
+  createMemoryServer,
+  MemoryServer,
+  type MemoryBusOptions,
+  type MemoryServerOptions,
+} from './bus/memory/mod.js';
 
 // Time, randomness and ids: one environment, injectable so a run on virtual time replays.
 export { resolveEnvironment, seededEnvironment, systemEnvironment, type Environment } from './bus/environment.js';

@@ -23,26 +23,87 @@ export type {
   VerifyReply,
   VerifyRequest,
 } from './protocol/messages.js';
-export { commandRequest, MAX_TX_TIMEOUT, parseRequest, readRequest, txRequest, verifyRequest, type TxStep } from './protocol/requests.js';
+export {
+  commandRequest,
+  MAX_TX_TIMEOUT,
+  parseRequest,
+  readRequest,
+  txRequest,
+  verifyRequest,
+  type TxStep,
+} from './protocol/requests.js';
 export { fromErrorBody, refuse, toErrorBody } from './protocol/errors.js';
-export { isFailoverRequest, parseClientNotice, requestFailover, type ClientNotice, type FailoverReply, type FailoverRequest } from './protocol/control.js';
-export { bucketName, journalStreamName, parseTimerKey, sessionKey, timerKey, VIEW_KEY, type BucketKind } from './protocol/names.js';
+export {
+  isFailoverRequest,
+  parseClientNotice,
+  requestFailover,
+  type ClientNotice,
+  type FailoverReply,
+  type FailoverRequest,
+} from './protocol/control.js';
+export {
+  bucketName,
+  journalStreamName,
+  parseTimerKey,
+  sessionKey,
+  timerKey,
+  VIEW_KEY,
+  type BucketKind,
+} from './protocol/names.js';
 export { labelOf, newClientId } from './protocol/clientId.js';
-export { readView, waitForView, watchView, type UnreadableViewHandler, type ViewHandler, type ViewWaiter } from './protocol/viewWatch.js';
+export {
+  readView,
+  waitForView,
+  watchView,
+  type UnreadableViewHandler,
+  type ViewHandler,
+  type ViewWaiter,
+} from './protocol/viewWatch.js';
 
 // Codec, claim-check and subjects.
 export { CODEC, DEFAULT_MAX_DEPTH, decode, encode, type DecodeOptions, type EncodeOptions } from './bus/codec.js';
-export { CLAIM_CHECK_HEADER, claimCheckOf, decodeBody, encodeBody, type EncodeBodyOptions, type EncodedBody } from './bus/claimCheck.js';
+export {
+  CLAIM_CHECK_HEADER,
+  claimCheckOf,
+  decodeBody,
+  encodeBody,
+  type EncodeBodyOptions,
+  type EncodedBody,
+} from './bus/claimCheck.js';
 export * from './bus/subjects.js';
 export { subjectMatches, validateKvKey, validateName, validateSubject } from './bus/names.js';
-export { compareVersions, FEATURE_SINCE, MINIMUM_SERVER_VERSION, requireFeature, serverSupports } from './bus/features.js';
+export {
+  compareVersions,
+  FEATURE_SINCE,
+  MINIMUM_SERVER_VERSION,
+  requireFeature,
+  serverSupports,
+} from './bus/features.js';
 export type { JournalFollow } from './bus/types.js';
 
 // Pure machines and decisions.
-export { connectionMachine, nextDeadline, retryPause, type ConnectionConfig, type ConnectionEffect, type Failure } from './machines/connection.js';
-export { membershipMachine, type Heartbeat, type MembershipConfig, type MembershipEffect } from './machines/membership.js';
+export {
+  connectionMachine,
+  nextDeadline,
+  retryPause,
+  type ConnectionConfig,
+  type ConnectionEffect,
+  type Failure,
+} from './machines/connection.js';
+export {
+  membershipMachine,
+  type Heartbeat,
+  type MembershipConfig,
+  type MembershipEffect,
+} from './machines/membership.js';
 export { MembershipConfigError, membershipConfig, type MembershipSettings } from './machines/membershipConfig.js';
-export { completeHandoff, PlacementError, placeShards, withoutMembers, type PlacementInput } from './machines/placement.js';
+export {
+  completeHandoff,
+  PlacementError,
+  placeShards,
+  withoutMembers,
+  type PlacementInput,
+} from './machines/placement.js';
 export { packView, unpackView, type PackedView } from './machines/view.js';
 export { pureTransition } from './machines/pureTransition.js';
 

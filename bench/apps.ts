@@ -16,4 +16,9 @@ export const counterMachine = setup({
 });
 
 export const journaled = defineApplication({ name: 'journaled', machine: counterMachine, commit: 'journal' });
-export const replicated = defineApplication({ name: 'replicated', machine: counterMachine, commit: 'replicas', syncReplicas: 1 });
+export const replicated = defineApplication({
+  name: 'replicated',
+  machine: counterMachine,
+  commit: 'replicas',
+  syncReplicas: 1,
+});

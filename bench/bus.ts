@@ -63,11 +63,17 @@ export async function benchBus(write: (line: string) => void): Promise<number> {
     publishAck: () => journal.append('bench.bus.js.s', PAYLOAD),
   };
 
-  const { raw: rawRuns, cohort: busRuns } = await abba(ROUNDS, () => measure(raw), () => measure(cohort));
+  const { raw: rawRuns, cohort: busRuns } = await abba(
+    ROUNDS,
+    () => measure(raw),
+    () => measure(cohort),
+  );
   const pick = (runs: Figures[], k: keyof Figures): number => median(runs.map((f) => f[k]));
 
-  write(`cohort bench bus: nats-server ${bus.server.version} (embedded), ${PAYLOAD.length}-byte bodies, ` +
-    `${availableParallelism()} cores, median of ${ROUNDS} rounds in ABBA order`);
+  write(
+    `cohort bench bus: nats-server ${bus.server.version} (embedded), ${PAYLOAD.length}-byte bodies, ` +
+      `${availableParallelism()} cores, median of ${ROUNDS} rounds in ABBA order`,
+  );
   write('');
   const rows: [string, keyof Figures, 'latency' | 'rate'][] = [
     ['request/reply p50 (1 in flight)', 'rrP50', 'latency'],
@@ -88,7 +94,9 @@ export async function benchBus(write: (line: string) => void): Promise<number> {
     // p99 of sub-millisecond operations on a shared 2-core machine is noise-bound: shown, not judged.
     const judged = !key.endsWith('P99');
     if (judged && ratio > GOAL) misses++;
-    write(`  ${pad(label, 48)}${pad(fmt(r), 16)}${pad(fmt(b), 16)}${pad(`${ratio.toFixed(2)}x`, 10)}${judged ? `<= ${GOAL.toFixed(2)}x ${ratio <= GOAL ? 'met' : 'MISSED'}` : '(shown)'}`);
+    write(
+      `  ${pad(label, 48)}${pad(fmt(r), 16)}${pad(fmt(b), 16)}${pad(`${ratio.toFixed(2)}x`, 10)}${judged ? `<= ${GOAL.toFixed(2)}x ${ratio <= GOAL ? 'met' : 'MISSED'}` : '(shown)'}`,
+    );
   }
   write('');
   write(misses === 0 ? 'bus overhead within goal' : `${misses} figure(s) over the ${GOAL}x goal`);

@@ -1,6 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { availableParallelism } from 'node:os';
-import { type Client, connect, type ConnectionState, createLogger, createNatsBus, DEFAULT_SHARD_COUNT, shardOf, startWorker } from '../index.js';
+import {
+  type Client,
+  connect,
+  type ConnectionState,
+  createLogger,
+  createNatsBus,
+  DEFAULT_SHARD_COUNT,
+  shardOf,
+  startWorker,
+} from '../index.js';
 import { cmdSubject, type CommandReply, decode, encode, type ReadReply, readSubject } from '../internal.js';
 import { startNatsServer, type NatsServer } from '../harness/natsServer.js';
 import { journaled } from './apps.js';
@@ -41,8 +50,17 @@ const GOAL_RATIO = 1.05;
 export async function benchConnections(write: (line: string) => void): Promise<number> {
   await using server = await startNatsServer();
   // The worker's own bus, with the client's reconnect pause: part 2 times the client, not a worker waiting out nats.js's 2 s default.
-  const workerBus = await createNatsBus({ servers: server.url, name: 'cohort-worker', reconnectTimeWait: RECONNECT_MS });
-  const worker = await startWorker({ bus: workerBus, cluster: CLUSTER, applications: [journaled], logger: createLogger({ level: 'silent' }) });
+  const workerBus = await createNatsBus({
+    servers: server.url,
+    name: 'cohort-worker',
+    reconnectTimeWait: RECONNECT_MS,
+  });
+  const worker = await startWorker({
+    bus: workerBus,
+    cluster: CLUSTER,
+    applications: [journaled],
+    logger: createLogger({ level: 'silent' }),
+  });
   try {
     const overhead = await measureOverhead(server);
     const restarts = await measureRestarts(server);
@@ -71,7 +89,11 @@ async function measureOverhead(server: NatsServer): Promise<Overhead> {
     const cmd = cmdSubject(CLUSTER, shard, APP, id);
     const read = readSubject(CLUSTER, shard, APP, id);
     const rawSend = async (): Promise<void> => {
-      const m = await bus.request(cmd, encode({ kind: 'command', event: ADD, cmdId: randomUUID(), client: RAW_CLIENT }), { timeout: TIMEOUT });
+      const m = await bus.request(
+        cmd,
+        encode({ kind: 'command', event: ADD, cmdId: randomUUID(), client: RAW_CLIENT }),
+        { timeout: TIMEOUT },
+      );
       const reply = decode(m.data) as CommandReply;
       if (!reply.ok) throw new Error(`raw send: ${reply.error.message}`);
     };
@@ -88,8 +110,17 @@ async function measureOverhead(server: NatsServer): Promise<Overhead> {
     await serial(WARM, rawRead);
     await serial(WARM, cohortRead);
 
-    const pair = async (n: number, raw: () => Promise<unknown>, cohort: () => Promise<unknown>): Promise<Overhead['send']> => {
-      const out = { raw: [] as number[], cohort: [] as number[], rawRounds: [] as number[], cohortRounds: [] as number[] };
+    const pair = async (
+      n: number,
+      raw: () => Promise<unknown>,
+      cohort: () => Promise<unknown>,
+    ): Promise<Overhead['send']> => {
+      const out = {
+        raw: [] as number[],
+        cohort: [] as number[],
+        rawRounds: [] as number[],
+        cohortRounds: [] as number[],
+      };
       const side = (samples: number[], rounds: number[], op: () => Promise<unknown>) => async (): Promise<void> => {
         const s = await serial(n, op);
         samples.push(...s);
@@ -130,7 +161,13 @@ interface Restarts {
 
 async function measureRestarts(server: NatsServer): Promise<Restarts> {
   // The client owns its bus (`nats`): the connection actor sees the bus's status and reopens it if it must.
-  const client: Client = await connect({ nats: server.url, cluster: CLUSTER, label: 'bench-restart', reconnectInterval: RECONNECT_MS, attemptTimeout: ATTEMPT_MS });
+  const client: Client = await connect({
+    nats: server.url,
+    cluster: CLUSTER,
+    label: 'bench-restart',
+    reconnectInterval: RECONNECT_MS,
+    attemptTimeout: ATTEMPT_MS,
+  });
   const transitions = new Map<string, number>();
   let recoveries = 0;
   let prev: ConnectionState = client.state;
@@ -232,21 +269,30 @@ function report(write: (line: string) => void, server: NatsServer, o: Overhead, 
       const ratio = cv / bv;
       const verdict = judge ? `<= ${GOAL_RATIO.toFixed(2)}x ${ratio <= GOAL_RATIO ? 'met' : 'MISSED'}` : '(shown)';
       if (judge && ratio > GOAL_RATIO) misses++;
-      write(`  ${pad(`${name} ${q}`, 40)}${pad(fmtMs(cv), 14)}${pad(fmtMs(bv), 14)}${pad(`${ratio.toFixed(3)}x`, 8)}${verdict}`);
+      write(
+        `  ${pad(`${name} ${q}`, 40)}${pad(fmtMs(cv), 14)}${pad(fmtMs(bv), 14)}${pad(`${ratio.toFixed(3)}x`, 8)}${verdict}`,
+      );
     }
     const added = median(m.cohortRounds.map((cr, i) => cr - m.rawRounds[i]!));
-    write(`  ${pad(`  added per ${name.split(' ')[0]}, median of rounds`, 40)}${pad(fmtMs(added), 14)}${pad('', 14)}${pad('', 8)}(shown)`);
+    write(
+      `  ${pad(`  added per ${name.split(' ')[0]}, median of rounds`, 40)}${pad(fmtMs(added), 14)}${pad('', 14)}${pad('', 8)}(shown)`,
+    );
   };
   rows('send (journal)', o.send, true);
   rows('read', o.read, false);
-  write(`  rounds (p50 ms, connection / raw): send ${o.send.cohortRounds.map((x, i) => `${x.toFixed(3)}/${o.send.rawRounds[i]!.toFixed(3)}`).join(' ')}`);
-  write(`                                     read ${o.read.cohortRounds.map((x, i) => `${x.toFixed(3)}/${o.read.rawRounds[i]!.toFixed(3)}`).join(' ')}`);
+  write(
+    `  rounds (p50 ms, connection / raw): send ${o.send.cohortRounds.map((x, i) => `${x.toFixed(3)}/${o.send.rawRounds[i]!.toFixed(3)}`).join(' ')}`,
+  );
+  write(
+    `                                     read ${o.read.cohortRounds.map((x, i) => `${x.toFixed(3)}/${o.read.rawRounds[i]!.toFixed(3)}`).join(' ')}`,
+  );
   write('');
 
   const down = r.rounds.map((x) => x.down);
   const toFirst = r.rounds.map((x) => x.toFirst);
   const gap = r.rounds.map((x) => x.gap);
-  const show = (xs: number[]): string => (xs.length ? `p50 ${fmtMs(median(xs))}, max ${fmtMs(Math.max(...xs))}` : 'no samples');
+  const show = (xs: number[]): string =>
+    xs.length ? `p50 ${fmtMs(median(xs))}, max ${fmtMs(Math.max(...xs))}` : 'no samples';
   write(
     `nats-server restarts (${RESTARTS}; client owns its bus; reconnectInterval and both sides' reconnectTimeWait ${RECONNECT_MS} ms, ` +
       `attemptTimeout ${ATTEMPT_MS} ms (default), 1 send in flight):`,
@@ -254,8 +300,12 @@ function report(write: (line: string) => void, server: NatsServer, o: Overhead, 
   write(`  ${pad('restart() (stop, start, JetStream ready)', 52)}${show(down)}`);
   write(`  ${pad('server ready -> first acknowledged send', 52)}${show(toFirst)}`);
   write(`  ${pad('last ack before -> first ack after (whole gap)', 52)}${show(gap)}`);
-  write(`  ${pad('per restart (ready->first / gap)', 52)}${r.rounds.map((x) => `${x.toFirst.toFixed(0)}/${x.gap.toFixed(0)} ms`).join(', ') || '-'}`);
-  write(`  ${pad('sends acknowledged / failed', 52)}${r.sends} / ${r.failures}  (0 failed: ${r.failures === 0 ? 'met' : 'MISSED'})`);
+  write(
+    `  ${pad('per restart (ready->first / gap)', 52)}${r.rounds.map((x) => `${x.toFirst.toFixed(0)}/${x.gap.toFixed(0)} ms`).join(', ') || '-'}`,
+  );
+  write(
+    `  ${pad('sends acknowledged / failed', 52)}${r.sends} / ${r.failures}  (0 failed: ${r.failures === 0 ? 'met' : 'MISSED'})`,
+  );
   for (const [kind, n] of r.failureKinds) write(`    ${n} x ${kind}`);
   if (r.missing > 0) write(`  ${r.missing} restart(s) with no acknowledgement within ${WAIT_MS} ms: MISSED`);
   write(`  ${pad('TROUBLE -> NORMAL recoveries', 52)}${r.recoveries} (of ${RESTARTS} restarts)`);

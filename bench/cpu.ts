@@ -42,7 +42,9 @@ export class CpuPerOp<T> {
   /** µs per operation by process; undefined without /proc. */
   perOp(): Record<string, number> | undefined {
     if (!this.#known || this.#ops === 0) return undefined;
-    return Object.fromEntries(Object.keys(this.pids).map((name) => [name, ((this.#usedMs.get(name) ?? 0) * 1000) / this.#ops]));
+    return Object.fromEntries(
+      Object.keys(this.pids).map((name) => [name, ((this.#usedMs.get(name) ?? 0) * 1000) / this.#ops]),
+    );
   }
 
   async #sample(): Promise<Record<string, number | undefined>> {

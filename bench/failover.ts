@@ -28,11 +28,24 @@ const GOAL_STALL_MS = 100;
 const GOAL_REPLICAS_RATIO = 1.5;
 
 function settled(view: View): boolean {
-  return !view.transitional && view.shards.every((s) => s.state === 'ACTIVE' && s.replicas.length === Math.min(view.replicas, view.members.length - 1));
+  return (
+    !view.transitional &&
+    view.shards.every(
+      (s) => s.state === 'ACTIVE' && s.replicas.length === Math.min(view.replicas, view.members.length - 1),
+    )
+  );
 }
 
 export async function benchFailover(write: (line: string) => void): Promise<number> {
-  const cluster = await startLocalCluster({ workers: 3, apps: [APPS], nats: undefined, cluster: CLUSTER, write, sessionTimeout, heartbeatInterval });
+  const cluster = await startLocalCluster({
+    workers: 3,
+    apps: [APPS],
+    nats: undefined,
+    cluster: CLUSTER,
+    write,
+    sessionTimeout,
+    heartbeatInterval,
+  });
   if (cluster.transport !== 'nats') {
     write('failover needs worker processes on a nats-server: install nats-server');
     await cluster.stop();
@@ -43,7 +56,9 @@ export async function benchFailover(write: (line: string) => void): Promise<numb
   const client = await connect({ bus, cluster: CLUSTER, timeout: 30_000, attemptTimeout: 250 });
   const raw = await startRawNats(cluster.url!, 'BENCH_FAILOVER_RAW');
   try {
-    write(`failover: 3 worker processes, sessionTimeout ${sessionTimeout} ms, heartbeat ${heartbeatInterval} ms (the defaults)`);
+    write(
+      `failover: 3 worker processes, sessionTimeout ${sessionTimeout} ms, heartbeat ${heartbeatInterval} ms (the defaults)`,
+    );
     const kills = await killRounds(cluster, client, write);
     const swaps = await swapRounds(cluster, client, write);
     const j = client.session('journaled', 'lat');
@@ -63,10 +78,18 @@ export async function benchFailover(write: (line: string) => void): Promise<numb
     const swapErrors = swaps.reduce((a, s) => a + s.errors, 0);
     write('');
     write('figure                                         result                     goal');
-    write(`kill -9 to first command on the new primary    p50 ${fmtMs(k.p50)} (min ${fmtMs(Math.min(...kills))}, max ${fmtMs(Math.max(...kills))}, n ${kills.length})  <= ${GOAL_FAILOVER_MS} ms ${k.p50 <= GOAL_FAILOVER_MS ? 'met' : 'MISSED'}`);
-    write(`planned swap: longest client-visible stall     p50 ${fmtMs(median(swaps.map((s) => s.stall)))}, max ${fmtMs(worstStall)}, errors ${swapErrors}  < ${GOAL_STALL_MS} ms, 0 errors ${worstStall < GOAL_STALL_MS && swapErrors === 0 ? 'met' : 'MISSED'}`);
-    write(`send p50, commit journal                       ${fmtMs(journal)} (${(journal / rr).toFixed(2)}x raw request/reply ${fmtMs(rr)})`);
-    write(`send p50, commit replicas                      ${fmtMs(replicas)} = ${(replicas / journal).toFixed(2)}x journal  <= ${GOAL_REPLICAS_RATIO}x ${replicas / journal <= GOAL_REPLICAS_RATIO ? 'met' : 'MISSED'}`);
+    write(
+      `kill -9 to first command on the new primary    p50 ${fmtMs(k.p50)} (min ${fmtMs(Math.min(...kills))}, max ${fmtMs(Math.max(...kills))}, n ${kills.length})  <= ${GOAL_FAILOVER_MS} ms ${k.p50 <= GOAL_FAILOVER_MS ? 'met' : 'MISSED'}`,
+    );
+    write(
+      `planned swap: longest client-visible stall     p50 ${fmtMs(median(swaps.map((s) => s.stall)))}, max ${fmtMs(worstStall)}, errors ${swapErrors}  < ${GOAL_STALL_MS} ms, 0 errors ${worstStall < GOAL_STALL_MS && swapErrors === 0 ? 'met' : 'MISSED'}`,
+    );
+    write(
+      `send p50, commit journal                       ${fmtMs(journal)} (${(journal / rr).toFixed(2)}x raw request/reply ${fmtMs(rr)})`,
+    );
+    write(
+      `send p50, commit replicas                      ${fmtMs(replicas)} = ${(replicas / journal).toFixed(2)}x journal  <= ${GOAL_REPLICAS_RATIO}x ${replicas / journal <= GOAL_REPLICAS_RATIO ? 'met' : 'MISSED'}`,
+    );
     return 0;
   } finally {
     await raw.close();
@@ -102,7 +125,11 @@ async function killRounds(cluster: LocalCluster, client: Client, write: (line: s
 }
 
 /** Swap a probed session's shard to another worker while sends go on; the longest gap between acknowledgements around it. */
-async function swapRounds(cluster: LocalCluster, client: Client, write: (line: string) => void): Promise<{ stall: number; errors: number }[]> {
+async function swapRounds(
+  cluster: LocalCluster,
+  client: Client,
+  write: (line: string) => void,
+): Promise<{ stall: number; errors: number }[]> {
   const out: { stall: number; errors: number }[] = [];
   const bus = await cluster.openBus('bench-failover-operator');
   try {
@@ -129,7 +156,11 @@ async function swapRounds(cluster: LocalCluster, client: Client, write: (line: s
       })();
       const t0 = performance.now();
       await requestFailover(bus, CLUSTER, { shard, to });
-      await cluster.views.until((v) => v.shards[shard]!.primary === to && v.shards[shard]!.state === 'ACTIVE', 30_000, `shard ${shard} on ${to}`);
+      await cluster.views.until(
+        (v) => v.shards[shard]!.primary === to && v.shards[shard]!.state === 'ACTIVE',
+        30_000,
+        `shard ${shard} on ${to}`,
+      );
       // Some acknowledgements on the new primary, so the gap around the swap is closed on both sides.
       const after = acks.length + 20;
       while (acks.length < after && errors === 0) await new Promise((r) => setImmediate(r));
@@ -142,7 +173,9 @@ async function swapRounds(cluster: LocalCluster, client: Client, write: (line: s
         prev = t;
       }
       out.push({ stall, errors });
-      write(`  swap ${k + 1}/${SWAPS}: shard ${shard} ${from} -> ${to}, longest pause ${stall.toFixed(1)} ms, errors ${errors}`);
+      write(
+        `  swap ${k + 1}/${SWAPS}: shard ${shard} ${from} -> ${to}, longest pause ${stall.toFixed(1)} ms, errors ${errors}`,
+      );
     }
   } finally {
     await bus.close();

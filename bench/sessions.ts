@@ -219,8 +219,20 @@ export async function benchSessions(write: (line: string) => void): Promise<numb
   };
   latencyRow('send p50 (journal, 1 in flight)', send.p50, rr.p50 + jsAck.p50, '(rr+ack)', true);
   latencyRow('send p99 (journal, 1 in flight)', send.p99, rr.p99 + jsAck.p99, '(rr+ack)', true);
-  rows.push({ label: '  raw request/reply p50 / p99', cohort: '', raw: `${fmtMs(rr.p50)} / ${fmtMs(rr.p99)}`, ratio: '', goal: '(shown)' });
-  rows.push({ label: '  raw publish-ack p50 / p99', cohort: '', raw: `${fmtMs(jsAck.p50)} / ${fmtMs(jsAck.p99)}`, ratio: '', goal: '(shown)' });
+  rows.push({
+    label: '  raw request/reply p50 / p99',
+    cohort: '',
+    raw: `${fmtMs(rr.p50)} / ${fmtMs(rr.p99)}`,
+    ratio: '',
+    goal: '(shown)',
+  });
+  rows.push({
+    label: '  raw publish-ack p50 / p99',
+    cohort: '',
+    raw: `${fmtMs(jsAck.p50)} / ${fmtMs(jsAck.p99)}`,
+    ratio: '',
+    goal: '(shown)',
+  });
   const sendShare = sendRate / rawJsRate;
   rows.push({
     label: `send throughput (${TP_SESSIONS} sessions, ${TP_WINDOW} in flight)`,
@@ -254,7 +266,13 @@ export async function benchSessions(write: (line: string) => void): Promise<numb
     ratio: `${(firstReads.p50 / actRrP50).toFixed(2)}x`,
     goal: '(shown)',
   });
-  rows.push({ label: 'first read after passivation p99', cohort: fmtMs(firstReads.p99), raw: '', ratio: '', goal: '(shown)' });
+  rows.push({
+    label: 'first read after passivation p99',
+    cohort: fmtMs(firstReads.p99),
+    raw: '',
+    ratio: '',
+    goal: '(shown)',
+  });
   rows.push({
     label: 'activation (net) p50: first read - rr p50',
     cohort: fmtMs(activationNet),
@@ -263,7 +281,13 @@ export async function benchSessions(write: (line: string) => void): Promise<numb
     goal: `<= ${fmtMs(GOAL_ACTIVATION_MS)}`,
     met: activationNet <= GOAL_ACTIVATION_MS,
   });
-  rows.push({ label: '  warm read p50 (same sessions, after)', cohort: fmtMs(warmReads.p50), raw: `${fmtMs(actRrP50)} (rr)`, ratio: `${(warmReads.p50 / actRrP50).toFixed(2)}x`, goal: '(shown)' });
+  rows.push({
+    label: '  warm read p50 (same sessions, after)',
+    cohort: fmtMs(warmReads.p50),
+    raw: `${fmtMs(actRrP50)} (rr)`,
+    ratio: `${(warmReads.p50 / actRrP50).toFixed(2)}x`,
+    goal: '(shown)',
+  });
 
   write(
     `cohort bench sessions: nats-server ${server.version} (embedded), ${availableParallelism()} cores, one worker process (all shards, commit journal) ` +
@@ -291,11 +315,21 @@ export async function benchSessions(write: (line: string) => void): Promise<numb
   write('CPU time per operation in the throughput rounds, by process (from /proc; 2 cores shared by all three):');
   write(`  ${cpuLine('send', sendCpu.perOp())}`);
   write(`  ${cpuLine('raw publish-ack', rawCpu.perOp())}`);
-  write('  (a send costs the worker a request in, a JetStream publish-ack, a patch and a reply out; a raw publish-ack the client one request)');
-  write(`throughput rounds (send/s): ${sendRates.map((r) => Math.round(r)).join(', ')}; raw ack/s: ${rawJsRates.map((r) => Math.round(r)).join(', ')}`);
-  write(`throughput rounds (read/s): ${readRates.map((r) => Math.round(r)).join(', ')}; raw rr/s: ${rawRrRates.map((r) => Math.round(r)).join(', ')}`);
-  write(`memory: ${activeBefore} -> ${activeAfter} active sessions in the worker process; heapUsed delta after full GCs (--expose-gc) / ${MEM_N}`);
-  write(`activation: ${ACT_M} sessions with one event each, snapshotted by worker.passivate() while the journal was small; server quiet after ${fmtS(quiet1)}`);
+  write(
+    '  (a send costs the worker a request in, a JetStream publish-ack, a patch and a reply out; a raw publish-ack the client one request)',
+  );
+  write(
+    `throughput rounds (send/s): ${sendRates.map((r) => Math.round(r)).join(', ')}; raw ack/s: ${rawJsRates.map((r) => Math.round(r)).join(', ')}`,
+  );
+  write(
+    `throughput rounds (read/s): ${readRates.map((r) => Math.round(r)).join(', ')}; raw rr/s: ${rawRrRates.map((r) => Math.round(r)).join(', ')}`,
+  );
+  write(
+    `memory: ${activeBefore} -> ${activeAfter} active sessions in the worker process; heapUsed delta after full GCs (--expose-gc) / ${MEM_N}`,
+  );
+  write(
+    `activation: ${ACT_M} sessions with one event each, snapshotted by worker.passivate() while the journal was small; server quiet after ${fmtS(quiet1)}`,
+  );
   write(`time: ${phases.map(([name, ms]) => `${name} ${fmtS(ms)}`).join('; ')}`);
   write('');
   write(misses === 0 ? 'all session goals met' : `${misses} session goal(s) MISSED`);

@@ -1,7 +1,14 @@
 import { createLogger, defineApplication, startWorker } from '../index.js';
 import { counterMachine } from './apps.js';
 import { startEchoResponder } from './rawNats.js';
-import { BENCH_APP, BENCH_CLUSTER, type WorkerHello, type WorkerOp, type WorkerReply, type WorkerRequest } from './workerChannel.js';
+import {
+  BENCH_APP,
+  BENCH_CLUSTER,
+  type WorkerHello,
+  type WorkerOp,
+  type WorkerReply,
+  type WorkerRequest,
+} from './workerChannel.js';
 
 /**
  * The worker side of `npm run bench -- sessions`, in a process of its own as
@@ -21,8 +28,18 @@ async function heapAfterGc(gc: () => void): Promise<number> {
 }
 
 async function main(url: string): Promise<void> {
-  const app = defineApplication({ name: BENCH_APP, machine: counterMachine, commit: 'journal', unusedSessionLifetime: 600_000 });
-  const worker = await startWorker({ nats: url, cluster: BENCH_CLUSTER, applications: [app], logger: createLogger({ level: 'silent' }) });
+  const app = defineApplication({
+    name: BENCH_APP,
+    machine: counterMachine,
+    commit: 'journal',
+    unusedSessionLifetime: 600_000,
+  });
+  const worker = await startWorker({
+    nats: url,
+    cluster: BENCH_CLUSTER,
+    applications: [app],
+    logger: createLogger({ level: 'silent' }),
+  });
   const echo = await startEchoResponder(url);
   const gc = (globalThis as { gc?: () => void }).gc;
   let stopping: Promise<void> | undefined;
@@ -50,7 +67,8 @@ async function main(url: string): Promise<void> {
   process.on('message', (req: WorkerRequest) => {
     void run(req.op).then(
       (value) => process.send?.({ id: req.id, value } satisfies WorkerReply),
-      (err: unknown) => process.send?.({ id: req.id, error: err instanceof Error ? err.message : String(err) } satisfies WorkerReply),
+      (err: unknown) =>
+        process.send?.({ id: req.id, error: err instanceof Error ? err.message : String(err) } satisfies WorkerReply),
     );
   });
   // The bench is gone (however it ended): stop rather than run on alone.

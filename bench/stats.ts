@@ -59,7 +59,11 @@ export function pad(s: string, n: number): string {
  * `rounds` rounds of the raw and the cohort measurement in ABBA order, so
  * whatever drifts during the run (stream size, heap) weighs on both alike.
  */
-export async function abba<T>(rounds: number, raw: () => Promise<T>, cohort: () => Promise<T>): Promise<{ raw: T[]; cohort: T[] }> {
+export async function abba<T>(
+  rounds: number,
+  raw: () => Promise<T>,
+  cohort: () => Promise<T>,
+): Promise<{ raw: T[]; cohort: T[] }> {
   const out = { raw: [] as T[], cohort: [] as T[] };
   for (let r = 0; r < rounds; r++) {
     if (r % 2 === 0) {

@@ -15,7 +15,8 @@ export interface WorkerRequest {
   readonly id: number;
   readonly op: WorkerOp;
 }
-export type WorkerReply = { readonly id: number; readonly value: number } | { readonly id: number; readonly error: string };
+export type WorkerReply =
+  { readonly id: number; readonly value: number } | { readonly id: number; readonly error: string };
 export type WorkerHello = { readonly ready: true } | { readonly failed: string };
 
 export interface BenchWorker {

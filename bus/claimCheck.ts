@@ -51,7 +51,11 @@ export async function encodeBody(value: unknown, options: EncodeBodyOptions): Pr
   }
   const name = (options.newId ?? systemEnvironment.newId)();
   if (typeof name !== 'string' || name.length === 0 || /[\r\n]/.test(name)) {
-    throw new InvalidNameError('blob name', String(name), 'must be a non-empty single line (it travels as a header value)');
+    throw new InvalidNameError(
+      'blob name',
+      String(name),
+      'must be a non-empty single line (it travels as a header value)',
+    );
   }
   await blobs.put(name, bytes);
   // The reference body is informational (the header is what decodeBody follows),
@@ -77,12 +81,22 @@ export async function decodeBody(data: Uint8Array, headers: Headers, options?: D
 }
 
 /** The body a claim-check names, fetched from `blobs` and decoded. */
-export async function fetchClaimChecked(blobs: BlobStore, name: string, options: { where: string; maxDepth?: number | undefined }): Promise<unknown> {
+export async function fetchClaimChecked(
+  blobs: BlobStore,
+  name: string,
+  options: { where: string; maxDepth?: number | undefined },
+): Promise<unknown> {
   const bytes = await blobs.get(name);
   if (bytes === null) {
-    throw new DecodeError(options.where, `claim-checked blob ${JSON.stringify(name)} not found in bucket ${blobs.bucket}`);
+    throw new DecodeError(
+      options.where,
+      `claim-checked blob ${JSON.stringify(name)} not found in bucket ${blobs.bucket}`,
+    );
   }
-  return decode(bytes, { where: `${options.where} (claim-checked blob ${JSON.stringify(name)})`, maxDepth: options.maxDepth });
+  return decode(bytes, {
+    where: `${options.where} (claim-checked blob ${JSON.stringify(name)})`,
+    maxDepth: options.maxDepth,
+  });
 }
 
 /**

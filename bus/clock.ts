@@ -24,11 +24,14 @@ export const systemClock: Clock = {
     const due = Date.now() + ms;
     const handle: LongTimer = { inner: undefined as unknown as ReturnType<typeof setTimeout> };
     const arm = (left: number): void => {
-      handle.inner = setTimeout(() => {
-        const rest = due - Date.now();
-        if (rest > 0) arm(rest);
-        else callback();
-      }, Math.min(Math.max(0, left), MAX_TIMEOUT_MS));
+      handle.inner = setTimeout(
+        () => {
+          const rest = due - Date.now();
+          if (rest > 0) arm(rest);
+          else callback();
+        },
+        Math.min(Math.max(0, left), MAX_TIMEOUT_MS),
+      );
     };
     arm(ms);
     return handle;

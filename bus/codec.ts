@@ -225,7 +225,8 @@ function refusedClass(value: object): string {
     return `${value.constructor.name} is not supported; only Uint8Array travels as binary`;
   }
   if (Array.isArray(value)) return 'array subclasses are not supported; use a plain array';
-  const name = typeof value.constructor === 'function' && value.constructor.name !== '' ? value.constructor.name : 'anonymous';
+  const name =
+    typeof value.constructor === 'function' && value.constructor.name !== '' ? value.constructor.name : 'anonymous';
   return `instances of ${name} are not supported; use plain objects`;
 }
 

@@ -20,7 +20,10 @@ export class BusError extends CohortError {}
 /** A request found nobody subscribed to its subject. */
 export class NoRespondersError extends BusError {
   override readonly retryable = true;
-  constructor(readonly subject: string, options?: ErrorOptions) {
+  constructor(
+    readonly subject: string,
+    options?: ErrorOptions,
+  ) {
     super(`no responders for ${subject}`, options);
   }
 }
@@ -30,8 +33,15 @@ export class TimeoutError extends BusError {
   override readonly retryable = true;
   /** A command sent and never answered may have been applied: read to know. False when it certainly was not. */
   readonly ambiguous: boolean;
-  constructor(readonly operation: string, readonly timeoutMs: number, options?: ErrorOptions & { ambiguous?: boolean }) {
-    super(`${operation} timed out after ${timeoutMs} ms${options?.ambiguous ? ' (it may have committed: ambiguous)' : ''}`, options);
+  constructor(
+    readonly operation: string,
+    readonly timeoutMs: number,
+    options?: ErrorOptions & { ambiguous?: boolean },
+  ) {
+    super(
+      `${operation} timed out after ${timeoutMs} ms${options?.ambiguous ? ' (it may have committed: ambiguous)' : ''}`,
+      options,
+    );
     this.ambiguous = options?.ambiguous === true;
   }
 }
@@ -66,42 +76,71 @@ export class StaleRevisionError extends BusError {
 
 /** A key-value create for a key that already holds a value. */
 export class KeyExistsError extends BusError {
-  constructor(readonly bucket: string, readonly key: string, options?: ErrorOptions) {
+  constructor(
+    readonly bucket: string,
+    readonly key: string,
+    options?: ErrorOptions,
+  ) {
     super(`key ${bucket}/${key} already exists`, options);
   }
 }
 
 /** A name (subject, key, bucket, stream) that the bus will not pass to the server. */
 export class InvalidNameError extends BusError {
-  constructor(readonly kind: string, readonly value: string, readonly reason: string, options?: ErrorOptions) {
-    super(`invalid ${kind} ${JSON.stringify(value.length > 80 ? value.slice(0, 80) + '…' : value)}: ${reason}`, options);
+  constructor(
+    readonly kind: string,
+    readonly value: string,
+    readonly reason: string,
+    options?: ErrorOptions,
+  ) {
+    super(
+      `invalid ${kind} ${JSON.stringify(value.length > 80 ? value.slice(0, 80) + '…' : value)}: ${reason}`,
+      options,
+    );
   }
 }
 
 /** A body larger than the limit (by default the server's max payload). */
 export class PayloadTooLargeError extends BusError {
-  constructor(readonly size: number, readonly limit: number, readonly where: string, options?: ErrorOptions) {
+  constructor(
+    readonly size: number,
+    readonly limit: number,
+    readonly where: string,
+    options?: ErrorOptions,
+  ) {
     super(`${where}: payload of ${size} bytes exceeds the limit of ${limit} bytes`, options);
   }
 }
 
 /** Bytes that are not a valid cohort body. */
 export class DecodeError extends BusError {
-  constructor(readonly where: string, readonly reason: string, options?: ErrorOptions) {
+  constructor(
+    readonly where: string,
+    readonly reason: string,
+    options?: ErrorOptions,
+  ) {
     super(`cannot decode ${where}: ${reason}`, options);
   }
 }
 
 /** A value the codec refuses rather than silently change (Map, Set, huge BigInt, functions...). */
 export class EncodeError extends BusError {
-  constructor(readonly path: string, readonly reason: string, options?: ErrorOptions) {
+  constructor(
+    readonly path: string,
+    readonly reason: string,
+    options?: ErrorOptions,
+  ) {
     super(`cannot encode value at ${path}: ${reason}`, options);
   }
 }
 
 /** The connected server lacks a feature the caller asked for. */
 export class UnsupportedFeatureError extends BusError {
-  constructor(readonly feature: string, readonly serverVersion: string, readonly requires: string) {
+  constructor(
+    readonly feature: string,
+    readonly serverVersion: string,
+    readonly requires: string,
+  ) {
     super(`${feature} needs nats-server ${requires} or newer; connected server is ${serverVersion}`);
   }
 }

@@ -14,8 +14,14 @@ export const FEATURE_SINCE = {
 
 /** Compares dotted versions numerically; pre-release suffixes are ignored. */
 export function compareVersions(a: string, b: string): number {
-  const pa = a.split('-')[0]!.split('.').map((n) => Number.parseInt(n, 10) || 0);
-  const pb = b.split('-')[0]!.split('.').map((n) => Number.parseInt(n, 10) || 0);
+  const pa = a
+    .split('-')[0]!
+    .split('.')
+    .map((n) => Number.parseInt(n, 10) || 0);
+  const pb = b
+    .split('-')[0]!
+    .split('.')
+    .map((n) => Number.parseInt(n, 10) || 0);
   for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
     const d = (pa[i] ?? 0) - (pb[i] ?? 0);
     if (d !== 0) return Math.sign(d);

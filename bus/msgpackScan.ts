@@ -57,25 +57,68 @@ export function scan(bytes: Uint8Array, maxDepth: number, where: string): void {
       if (header > end - pos) throw truncated(where, pos);
       const at = pos + 1;
       switch (t) {
-        case 0xc4: pos = blob(bytes, pos + 2, bytes[at]!, where); break;
-        case 0xc5: pos = blob(bytes, pos + 3, u16(bytes, at), where); break;
-        case 0xc6: pos = blob(bytes, pos + 5, u32(bytes, at), where); break;
-        case 0xc7: pos = ext(bytes, pos + 2, bytes[at]!, where); break;
-        case 0xc8: pos = ext(bytes, pos + 3, u16(bytes, at), where); break;
-        case 0xc9: pos = ext(bytes, pos + 5, u32(bytes, at), where); break;
-        case 0xd4: pos = ext(bytes, at, 1, where); break;
-        case 0xd5: pos = ext(bytes, at, 2, where); break;
-        case 0xd6: pos = ext(bytes, at, 4, where); break;
-        case 0xd7: pos = ext(bytes, at, 8, where); break;
-        case 0xd8: pos = ext(bytes, at, 16, where); break;
-        case 0xd9: pos = string(bytes, pos + 2, bytes[at]!, isKey, where); break;
-        case 0xda: pos = string(bytes, pos + 3, u16(bytes, at), isKey, where); break;
-        case 0xdb: pos = string(bytes, pos + 5, u32(bytes, at), isKey, where); break;
-        case 0xdc: count = u16(bytes, at); pos += 3; break;
-        case 0xdd: count = u32(bytes, at); pos += 5; break;
-        case 0xde: count = u16(bytes, at) * 2; map = true; pos += 3; break;
-        case 0xdf: count = u32(bytes, at) * 2; map = true; pos += 5; break;
-        default: pos += header; // nil, booleans, floats and integers: fixed size
+        case 0xc4:
+          pos = blob(bytes, pos + 2, bytes[at]!, where);
+          break;
+        case 0xc5:
+          pos = blob(bytes, pos + 3, u16(bytes, at), where);
+          break;
+        case 0xc6:
+          pos = blob(bytes, pos + 5, u32(bytes, at), where);
+          break;
+        case 0xc7:
+          pos = ext(bytes, pos + 2, bytes[at]!, where);
+          break;
+        case 0xc8:
+          pos = ext(bytes, pos + 3, u16(bytes, at), where);
+          break;
+        case 0xc9:
+          pos = ext(bytes, pos + 5, u32(bytes, at), where);
+          break;
+        case 0xd4:
+          pos = ext(bytes, at, 1, where);
+          break;
+        case 0xd5:
+          pos = ext(bytes, at, 2, where);
+          break;
+        case 0xd6:
+          pos = ext(bytes, at, 4, where);
+          break;
+        case 0xd7:
+          pos = ext(bytes, at, 8, where);
+          break;
+        case 0xd8:
+          pos = ext(bytes, at, 16, where);
+          break;
+        case 0xd9:
+          pos = string(bytes, pos + 2, bytes[at]!, isKey, where);
+          break;
+        case 0xda:
+          pos = string(bytes, pos + 3, u16(bytes, at), isKey, where);
+          break;
+        case 0xdb:
+          pos = string(bytes, pos + 5, u32(bytes, at), isKey, where);
+          break;
+        case 0xdc:
+          count = u16(bytes, at);
+          pos += 3;
+          break;
+        case 0xdd:
+          count = u32(bytes, at);
+          pos += 5;
+          break;
+        case 0xde:
+          count = u16(bytes, at) * 2;
+          map = true;
+          pos += 3;
+          break;
+        case 0xdf:
+          count = u32(bytes, at) * 2;
+          map = true;
+          pos += 5;
+          break;
+        default:
+          pos += header; // nil, booleans, floats and integers: fixed size
       }
     }
     if (count >= 0) {
@@ -100,8 +143,38 @@ export function scan(bytes: Uint8Array, maxDepth: number, where: string): void {
  * whole item), for type bytes 0xc0..0xdf; 0 marks 0xc1, which is never used.
  */
 const HEADER = [
-  1, 0, 1, 1, 2, 3, 5, 2, 3, 5, 5, 9, 2, 3, 5, 9, // c0 nil, c1, bool, bin, ext, float, uint
-  2, 3, 5, 9, 3, 4, 6, 10, 18, 2, 3, 5, 3, 5, 3, 5, // d0 int, fixext (whole item), str, array, map
+  1,
+  0,
+  1,
+  1,
+  2,
+  3,
+  5,
+  2,
+  3,
+  5,
+  5,
+  9,
+  2,
+  3,
+  5,
+  9, // c0 nil, c1, bool, bin, ext, float, uint
+  2,
+  3,
+  5,
+  9,
+  3,
+  4,
+  6,
+  10,
+  18,
+  2,
+  3,
+  5,
+  3,
+  5,
+  3,
+  5, // d0 int, fixext (whole item), str, array, map
 ];
 
 const u16 = (bytes: Uint8Array, at: number): number => (bytes[at]! << 8) | bytes[at + 1]!;
@@ -121,7 +194,8 @@ function string(bytes: Uint8Array, start: number, length: number, isKey: boolean
   const stop = blob(bytes, start, length, where);
   for (let i = start; i < stop; i++) {
     if (bytes[i]! >= 0x80) {
-      if (!isUtf8(bytes.subarray(i, stop))) throw new DecodeError(where, `string that is not valid UTF-8 at byte ${start}`);
+      if (!isUtf8(bytes.subarray(i, stop)))
+        throw new DecodeError(where, `string that is not valid UTF-8 at byte ${start}`);
       break;
     }
   }
@@ -138,7 +212,8 @@ function ext(bytes: Uint8Array, start: number, length: number, where: string): n
   const type = bytes[start]!;
   if (type !== 0xff) throw new DecodeError(where, `extension type ${type > 127 ? type - 256 : type} at byte ${start}`);
   if (length === 8) {
-    if (u32(bytes, data) >>> 2 >= 1e9) throw new DecodeError(where, `timestamp nanoseconds out of range at byte ${start}`);
+    if (u32(bytes, data) >>> 2 >= 1e9)
+      throw new DecodeError(where, `timestamp nanoseconds out of range at byte ${start}`);
   } else if (length === 12) {
     if (u32(bytes, data) >= 1e9) throw new DecodeError(where, `timestamp nanoseconds out of range at byte ${start}`);
     const seconds = (u32(bytes, data + 4) | 0) * 2 ** 32 + u32(bytes, data + 8);

@@ -35,7 +35,8 @@ function parseSubjectTokens(subject: string, wildcards: boolean, kind: string): 
   for (let i = 0; i < tokens.length; i++) {
     const t = tokens[i]!;
     if (t.length === 0) throw new InvalidNameError(kind, subject, `empty token at position ${i}`);
-    if (TOKEN_FORBIDDEN.test(t)) throw new InvalidNameError(kind, subject, `whitespace or control character in token ${i}`);
+    if (TOKEN_FORBIDDEN.test(t))
+      throw new InvalidNameError(kind, subject, `whitespace or control character in token ${i}`);
     const wild = t === '*' || t === '>';
     if (wild && !wildcards) throw new InvalidNameError(kind, subject, 'wildcards are not allowed here');
     if (t === '>' && i !== tokens.length - 1) throw new InvalidNameError(kind, subject, "'>' must be the last token");
@@ -92,7 +93,8 @@ export function validateHeaders(headers: Headers | undefined): void {
   if (headers === undefined) return;
   for (const [name, value] of Object.entries(headers)) {
     if (!HEADER_NAME.test(name)) throw new InvalidNameError('header name', name, 'must be an HTTP token');
-    if (typeof value !== 'string') throw new InvalidNameError('header value', String(value), `header ${name} is not a string`);
+    if (typeof value !== 'string')
+      throw new InvalidNameError('header value', String(value), `header ${name} is not a string`);
     if (/[\r\n]/.test(value)) throw new InvalidNameError('header value', value, `header ${name} spans lines`);
   }
 }

@@ -105,7 +105,12 @@ export function unescapeToken(token: string, kind = 'id'): string {
       i += 1;
       continue;
     }
-    if (code !== 0x3d) throw new InvalidNameError(kind, token, `character ${JSON.stringify(token[i])} at ${i} is not allowed in an escaped token`);
+    if (code !== 0x3d)
+      throw new InvalidNameError(
+        kind,
+        token,
+        `character ${JSON.stringify(token[i])} at ${i} is not allowed in an escaped token`,
+      );
     if (token[i + 1] === 'u') {
       const digits = token.slice(i + 2, i + 6);
       if (digits.length !== 4 || !UPPER_HEX.test(digits)) throw badEscape(kind, token, i);
@@ -133,7 +138,11 @@ function badEscape(kind: string, token: string, at: number): InvalidNameError {
 
 export function validateCluster(cluster: string): void {
   if (typeof cluster !== 'string' || cluster.length > MAX_CLUSTER_LENGTH || !CLUSTER.test(cluster)) {
-    throw new InvalidNameError('cluster', String(cluster), `must be 1-${MAX_CLUSTER_LENGTH} characters of A-Z a-z 0-9 _ -`);
+    throw new InvalidNameError(
+      'cluster',
+      String(cluster),
+      `must be 1-${MAX_CLUSTER_LENGTH} characters of A-Z a-z 0-9 _ -`,
+    );
   }
 }
 
@@ -200,7 +209,8 @@ export function heartbeatSubject(cluster: string, worker: string): string {
 
 /** Operations addressed to the cluster's leader, such as `failover`. */
 export function controlSubject(cluster: string, operation: string): string {
-  if (!/^[a-z][a-z-]*$/.test(operation)) throw new InvalidNameError('control operation', operation, 'must be lower-case letters and dashes');
+  if (!/^[a-z][a-z-]*$/.test(operation))
+    throw new InvalidNameError('control operation', operation, 'must be lower-case letters and dashes');
   return `${prefix(cluster, 'ctl')}.${operation}`;
 }
 
@@ -293,7 +303,14 @@ export function parseSubject(subject: string): ParsedSubject {
   if (root !== SUBJECT_ROOT || cluster === undefined || kind === undefined) {
     throw new InvalidNameError('subject', subject, `does not start with ${SUBJECT_ROOT}.<cluster>.<kind>`);
   }
-  const expected = kind === 'cmd' || kind === 'read' || kind === 'ro' || kind === 'jrnl' ? 6 : kind === 'evt' ? 5 : kind === 'hb' || kind === 'meta' ? 4 : 0;
+  const expected =
+    kind === 'cmd' || kind === 'read' || kind === 'ro' || kind === 'jrnl'
+      ? 6
+      : kind === 'evt'
+        ? 5
+        : kind === 'hb' || kind === 'meta'
+          ? 4
+          : 0;
   if (expected === 0) throw new InvalidNameError('subject', subject, `unknown kind ${JSON.stringify(kind)}`);
   if (tokens.length !== expected) {
     throw new InvalidNameError('subject', subject, `a ${kind} subject has ${expected} tokens, not ${tokens.length}`);
@@ -306,7 +323,8 @@ export function parseSubject(subject: string): ParsedSubject {
       case 'ro':
       case 'jrnl': {
         const [, , , shardToken, app, id] = tokens as [string, string, string, string, string, string];
-        if (!SHARD.test(shardToken)) throw new InvalidNameError('shard', shardToken, 'must be a non-negative integer in canonical decimal');
+        if (!SHARD.test(shardToken))
+          throw new InvalidNameError('shard', shardToken, 'must be a non-negative integer in canonical decimal');
         const shard = Number(shardToken);
         validateShard(shard);
         validateApp(app);

@@ -141,7 +141,11 @@ export interface Journal {
    * order, one at a time (a handler's promise is awaited before the next).
    * Resolves once following has begun.
    */
-  follow(filter: string, options: FollowOptions, handler: (entry: JournalEntry) => void | Promise<void>): Promise<JournalFollow>;
+  follow(
+    filter: string,
+    options: FollowOptions,
+    handler: (entry: JournalEntry) => void | Promise<void>,
+  ): Promise<JournalFollow>;
   /** The last sequence stored on exactly this subject; 0 when it has none. */
   lastSeq(subject: string): Promise<number>;
   /** Removes the subject's entries with seq < below. Returns how many went. */

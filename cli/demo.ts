@@ -51,7 +51,9 @@ export function parseDemoArgs(args: string[]): DemoOptions {
   if (values.seconds === undefined) return { seconds: DEFAULT_SECONDS };
   const s = /^\s*\d+(\.\d+)?\s*$/.test(values.seconds) ? Number(values.seconds) : NaN;
   if (!(s >= MIN_SECONDS && s <= MAX_SECONDS)) {
-    throw new CliUsageError(`--seconds needs a number from ${MIN_SECONDS} to ${MAX_SECONDS} (got ${JSON.stringify(values.seconds)})`);
+    throw new CliUsageError(
+      `--seconds needs a number from ${MIN_SECONDS} to ${MAX_SECONDS} (got ${JSON.stringify(values.seconds)})`,
+    );
   }
   return { seconds: s };
 }
@@ -62,7 +64,9 @@ export interface RunDemoOptions extends DemoOptions {
 }
 
 const settled = (view: View): boolean =>
-  view.members.length === WORKERS && !view.transitional && view.shards.every((s) => s.state === 'ACTIVE' && s.primary !== null);
+  view.members.length === WORKERS &&
+  !view.transitional &&
+  view.shards.every((s) => s.state === 'ACTIVE' && s.primary !== null);
 
 /** `cohort demo`. Resolves to the exit code: 0 only when nothing was lost or duplicated. */
 export async function runDemo(options: RunDemoOptions): Promise<number> {
@@ -72,7 +76,9 @@ export async function runDemo(options: RunDemoOptions): Promise<number> {
     `cohort demo: ${WORKERS} workers running the ledger, ${ACCOUNTS} accounts, deposits from ${CLIENTS} clients ` +
       `(${WINDOW} in flight each) for ${options.seconds} s; one worker is killed with SIGKILL after ${secs(loadMs * KILL_AT)}.`,
   );
-  write(`membership: heartbeat every ${HEARTBEAT_INTERVAL_MS} ms, a worker silent for ${SESSION_TIMEOUT_MS} ms is dropped and its shards fail over`);
+  write(
+    `membership: heartbeat every ${HEARTBEAT_INTERVAL_MS} ms, a worker silent for ${SESSION_TIMEOUT_MS} ms is dropped and its shards fail over`,
+  );
   const signal = stopSignal(warn, 'exiting now, killing what is left');
   let cluster: LocalCluster;
   try {
@@ -129,7 +135,11 @@ export async function runDemo(options: RunDemoOptions): Promise<number> {
 
     // ---- the load, and midway the kill
     const loadStart = performance.now();
-    const load = new DepositLoad({ accounts, handles, onAcknowledged: (account, op) => failover.acknowledged(account, op) });
+    const load = new DepositLoad({
+      accounts,
+      handles,
+      onAcknowledged: (account, op) => failover.acknowledged(account, op),
+    });
     const failover = new KillAndProbe({ cluster, accounts, load, loadStart, interrupted: () => interrupted, write });
     failover.arm(loadMs * KILL_AT);
     // An onlooker's view of replica lag: the journal as it is written, and the secondaries' reports.
@@ -145,7 +155,10 @@ export async function runDemo(options: RunDemoOptions): Promise<number> {
     failover.disarm();
     const loadEnd = performance.now();
     if (interrupted) write(`${signal.signal}: stopping the load early`);
-    else write(`${secs(loadEnd - loadStart)}: load stopped; waiting for ${load.inFlight} sends in flight (at most ${secs(SEND_TIMEOUT_MS)})`);
+    else
+      write(
+        `${secs(loadEnd - loadStart)}: load stopped; waiting for ${load.inFlight} sends in flight (at most ${secs(SEND_TIMEOUT_MS)})`,
+      );
     await Promise.all([loadDone, failover.settled()]);
     stopStatus();
     failover.stop();
@@ -187,14 +200,21 @@ export async function runDemo(options: RunDemoOptions): Promise<number> {
     replicaLag?.stop();
     await Promise.all(clients.map((c) => c.close().catch(() => {})));
     await Promise.all(buses.map((b) => b.close().catch(() => {})));
-    write(`stopping the ${cluster.workers.filter((w) => w.exit === null).length} remaining workers${cluster.transport === 'nats' ? ' and the nats-server' : ''}`);
+    write(
+      `stopping the ${cluster.workers.filter((w) => w.exit === null).length} remaining workers${cluster.transport === 'nats' ? ' and the nats-server' : ''}`,
+    );
     const { forced } = await cluster.stop(10_000);
     if (forced.length > 0) warn(`did not stop in time, killed: ${forced.join(', ')}`);
     signal.dispose();
   }
 
   report.wallMs = performance.now();
-  report.ok = !report.interrupted && report.lost === 0 && report.duplicated === 0 && report.unexplained === 0 && report.accountsRead === report.accounts;
+  report.ok =
+    !report.interrupted &&
+    report.lost === 0 &&
+    report.duplicated === 0 &&
+    report.unexplained === 0 &&
+    report.accountsRead === report.accounts;
   printReport(report, write);
   return report.ok ? 0 : 1;
 }

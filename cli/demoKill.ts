@@ -61,7 +61,8 @@ export class KillAndProbe {
   constructor(options: KillAndProbeOptions) {
     this.#settings = options;
     this.#stopViews = options.cluster.views.subscribe((view) => {
-      if (this.killed !== null && this.#droppedAt === undefined && !view.members.some((m) => m.id === this.killed!.id)) this.#droppedAt = performance.now();
+      if (this.killed !== null && this.#droppedAt === undefined && !view.members.some((m) => m.id === this.killed!.id))
+        this.#droppedAt = performance.now();
     });
   }
 
@@ -72,7 +73,9 @@ export class KillAndProbe {
 
   /** From the kill until the first acknowledged command, sent after the kill, on a shard the killed worker was primary of. */
   get failoverMs(): number | null {
-    return this.#firstAckOnKilled === undefined || this.#killAt === undefined ? null : this.#firstAckOnKilled - this.#killAt;
+    return this.#firstAckOnKilled === undefined || this.#killAt === undefined
+      ? null
+      : this.#firstAckOnKilled - this.#killAt;
   }
 
   /** Kills a worker `afterMs` from now, unless disarmed first. */
@@ -103,7 +106,9 @@ export class KillAndProbe {
     this.#settings.write(
       `>>> ${secs(this.#firstAckOnKilled - this.#settings.loadStart)}: ${this.killed?.id}'s shards are served again: first command acknowledged ` +
         `${secs(this.#firstAckOnKilled - killAt)} after the kill` +
-        (caught > 0 ? `; the ${caught} sends in flight to it wait out their ${secs(SEND_TIMEOUT_MS)} timeout (ambiguous until read back)` : ''),
+        (caught > 0
+          ? `; the ${caught} sends in flight to it wait out their ${secs(SEND_TIMEOUT_MS)} timeout (ambiguous until read back)`
+          : ''),
     );
   }
 
@@ -122,7 +127,14 @@ export class KillAndProbe {
     const killAt = performance.now();
     this.#killAt = killAt;
     victim.kill('SIGKILL');
-    this.killed = { id: victim.id, pid: victim.pid ?? null, leader: false, atMs: killAt - loadStart, shards, accounts: held };
+    this.killed = {
+      id: victim.id,
+      pid: victim.pid ?? null,
+      leader: false,
+      atMs: killAt - loadStart,
+      shards,
+      accounts: held,
+    };
     write(
       `>>> ${secs(killAt - loadStart)}: killing ${victim.id} (not the leader; ` +
         `${victim.pid === undefined ? 'its connection to the in-memory bus closed' : `kill -9 ${victim.pid}`}): ` +
@@ -143,7 +155,12 @@ export class KillAndProbe {
     const targets = accounts.flatMap((a, i) => (a.onKilled ? [i] : []));
     const probes: Promise<void>[] = [];
     // Past the end of the load too, should the failover take longer than what is left of it.
-    while (!interrupted() && this.#firstAckOnKilled === undefined && targets.length > 0 && performance.now() - killAt < PROBE_FOR_MS) {
+    while (
+      !interrupted() &&
+      this.#firstAckOnKilled === undefined &&
+      targets.length > 0 &&
+      performance.now() - killAt < PROBE_FOR_MS
+    ) {
       probes.push(load.deposit(probes.length % load.clients, targets[next(targets.length)]!, 1 + next(999)));
       await new Promise<void>((resolve) => setTimeout(resolve, PROBE_EVERY_MS));
     }

@@ -30,7 +30,10 @@ export function random(seed: number): (below: number) => number {
 }
 
 /** Opens every account (an OPEN that timed out but committed is refused the second time: open either way). */
-export async function openAccounts(accounts: readonly Account[], handles: readonly (readonly SessionHandle[])[]): Promise<void> {
+export async function openAccounts(
+  accounts: readonly Account[],
+  handles: readonly (readonly SessionHandle[])[],
+): Promise<void> {
   await Promise.all(
     accounts.map(async (a, i) => {
       const h = handles[i % handles.length]![i]!;
@@ -92,12 +95,15 @@ export class DepositLoad {
     this.inFlight++;
     this.inFlightOn[i]!++;
     try {
-      const op = await this.history.track(account.id, token, () => this.#load.handles[client]![i]!.send({ type: 'DEPOSIT', amount }, { timeout: SEND_TIMEOUT_MS }));
+      const op = await this.history.track(account.id, token, () =>
+        this.#load.handles[client]![i]!.send({ type: 'DEPOSIT', amount }, { timeout: SEND_TIMEOUT_MS }),
+      );
       const { outcome } = op;
       if ('error' in outcome) {
         this.ambiguous++;
         if (account.onKilled) this.ambiguousOnKilled++;
-        if (outcome.error !== TimeoutError.name) this.otherErrors[outcome.error] = (this.otherErrors[outcome.error] ?? 0) + 1;
+        if (outcome.error !== TimeoutError.name)
+          this.otherErrors[outcome.error] = (this.otherErrors[outcome.error] ?? 0) + 1;
       } else {
         this.acknowledged++;
         this.#load.onAcknowledged(account, op);

@@ -76,7 +76,15 @@ export function readBalances(reader: readonly SessionHandle[]): Promise<(Balance
 
 export type ReadBackCheck = Pick<
   DemoReport,
-  'accountsRead' | 'acknowledgedCents' | 'ambiguous' | 'ambiguousCommitted' | 'ambiguousNotCommitted' | 'balanceCents' | 'lost' | 'duplicated' | 'unexplained'
+  | 'accountsRead'
+  | 'acknowledgedCents'
+  | 'ambiguous'
+  | 'ambiguousCommitted'
+  | 'ambiguousNotCommitted'
+  | 'balanceCents'
+  | 'lost'
+  | 'duplicated'
+  | 'unexplained'
 > & {
   /** One line per account that lost or duplicated deposits, or whose balance is unexplained. */
   readonly problems: readonly string[];
@@ -137,10 +145,18 @@ export function printReport(r: DemoReport, write: (line: string) => void): void 
   const line = (label: string, value: string): void => write(`  ${pad(label, 20)}${value}`);
   const others = Object.entries(r.otherErrors).map(([k, v]) => `${v} ${k}`);
   write('');
-  write(`report (${r.transport === 'nats' ? 'worker processes on an embedded nats-server' : 'workers in this process on the in-memory bus'})`);
-  line('accounts', `${r.accounts}, ${r.accountsRead === r.accounts ? 'every balance read back' : `only ${r.accountsRead} read back`}`);
+  write(
+    `report (${r.transport === 'nats' ? 'worker processes on an embedded nats-server' : 'workers in this process on the in-memory bus'})`,
+  );
+  line(
+    'accounts',
+    `${r.accounts}, ${r.accountsRead === r.accounts ? 'every balance read back' : `only ${r.accountsRead} read back`}`,
+  );
   line('deposits sent', fmt(r.sent));
-  line('acknowledged', `${fmt(r.acknowledged)} (${fmt(r.acknowledgedCents)} cents), ${fmt(r.commandsPerSecond)} per second`);
+  line(
+    'acknowledged',
+    `${fmt(r.acknowledged)} (${fmt(r.acknowledgedCents)} cents), ${fmt(r.commandsPerSecond)} per second`,
+  );
   line(
     'ambiguous',
     r.ambiguous === 0
@@ -148,10 +164,20 @@ export function printReport(r: DemoReport, write: (line: string) => void): void 
       : `${r.ambiguous} not acknowledged in ${secs(SEND_TIMEOUT_MS)} (${r.ambiguousOnKilled} of them to accounts of the killed worker` +
           `${others.length ? `; ${others.join(', ')}` : ''}): the read-back shows ${r.ambiguousCommitted} committed, ${r.ambiguousNotCommitted} not`,
   );
-  line('balances read back', `${fmt(r.balanceCents)} cents = acknowledged + ${fmt(r.balanceCents - r.acknowledgedCents)} from ambiguous sends that committed`);
-  line('lost', `${r.lost}${r.lost === 0 ? ' (every acknowledged deposit is in its balance)' : ' acknowledged deposits MISSING'}`);
-  line('duplicated', `${r.duplicated}${r.duplicated === 0 ? ' (no deposit applied twice)' : ' deposits APPLIED TWICE'}`);
-  if (r.unexplained > 0) line('unexplained', `${r.unexplained} accounts whose balance matches no combination of their sends`);
+  line(
+    'balances read back',
+    `${fmt(r.balanceCents)} cents = acknowledged + ${fmt(r.balanceCents - r.acknowledgedCents)} from ambiguous sends that committed`,
+  );
+  line(
+    'lost',
+    `${r.lost}${r.lost === 0 ? ' (every acknowledged deposit is in its balance)' : ' acknowledged deposits MISSING'}`,
+  );
+  line(
+    'duplicated',
+    `${r.duplicated}${r.duplicated === 0 ? ' (no deposit applied twice)' : ' deposits APPLIED TWICE'}`,
+  );
+  if (r.unexplained > 0)
+    line('unexplained', `${r.unexplained} accounts whose balance matches no combination of their sends`);
   if (r.killed === null) line('killed', 'nobody');
   else {
     line(
@@ -169,7 +195,9 @@ export function printReport(r: DemoReport, write: (line: string) => void): void 
   }
   line(
     'replica lag',
-    r.replicaLagMax === null ? '- (not measured)' : `at most ${fmt(r.replicaLagMax)} journal entries behind on the worst shard, sampled every second`,
+    r.replicaLagMax === null
+      ? '- (not measured)'
+      : `at most ${fmt(r.replicaLagMax)} journal entries behind on the worst shard, sampled every second`,
   );
   line('wall time', secs(r.wallMs));
   write(

@@ -57,7 +57,10 @@ export function startStatusLine(options: StatusLineOptions): () => void {
     const view = cluster.views.latest;
     const counts = view === null ? new Map<string, number>() : primariesByMember(view);
     const shards = cluster.workers
-      .map((w) => `${w.id} ${w.exit !== null || (view !== null && !counts.has(w.id)) ? (w.exit !== null ? 'down' : '-') : (counts.get(w.id) ?? 0)}`)
+      .map(
+        (w) =>
+          `${w.id} ${w.exit !== null || (view !== null && !counts.has(w.id)) ? (w.exit !== null ? 'down' : '-') : (counts.get(w.id) ?? 0)}`,
+      )
       .join(' ');
     write(
       `${pad(secs(now - loadStart), 7)} view ${view?.viewId ?? '-'}  leader ${view?.leader ?? '-'}  ` +

@@ -35,7 +35,9 @@ async function openTarget(options: DoctorOptions): Promise<Target> {
         ? `NATS_SERVER_BIN=${env} is not an executable nats-server.`
         : `No nats-server found on PATH or in ${FALLBACK_DIRS.join(', ')} (${natsServerCandidates().length} places in all).`,
     );
-    options.write('Checking the in-memory bus instead; install nats-server (apt-get install nats-server) to check NATS.');
+    options.write(
+      'Checking the in-memory bus instead; install nats-server (apt-get install nats-server) to check NATS.',
+    );
     const bus = createMemoryBus();
     return { bus, label: 'the in-memory bus (no nats-server installed)', dispose: () => bus.close() };
   }
@@ -96,7 +98,9 @@ export async function runDoctor(options: DoctorOptions): Promise<number> {
   } finally {
     // Leave nothing behind on someone else's server.
     await Promise.allSettled([
-      bus.journal({ name: scratch.stream, subjects: [scratch.subject('j.>')], storage: 'memory' }).then((j) => j.destroy()),
+      bus
+        .journal({ name: scratch.stream, subjects: [scratch.subject('j.>')], storage: 'memory' })
+        .then((j) => j.destroy()),
       bus.kv({ bucket: scratch.bucket, storage: 'memory' }).then((kv) => kv.destroy()),
       bus.blobs({ bucket: scratch.bucket, storage: 'memory' }).then((b) => b.destroy()),
     ]);
@@ -108,10 +112,14 @@ export async function runDoctor(options: DoctorOptions): Promise<number> {
   const width = Math.max(...results.map((r) => r.name.length)) + 2;
   options.write(`  ${pad('capability', width)}${pad('result', 8)}${pad('time', 11)}detail`);
   for (const r of results) {
-    options.write(`  ${pad(r.name, width)}${pad(r.ok ? 'ok' : 'FAIL', 8)}${pad(`${r.ms.toFixed(1)} ms`, 11)}${r.detail}`);
+    options.write(
+      `  ${pad(r.name, width)}${pad(r.ok ? 'ok' : 'FAIL', 8)}${pad(`${r.ms.toFixed(1)} ms`, 11)}${r.detail}`,
+    );
   }
   const failed = results.filter((r) => !r.ok).length;
   options.write('');
-  options.write(failed === 0 ? `all ${results.length} capabilities ok` : `${failed} of ${results.length} capabilities FAILED`);
+  options.write(
+    failed === 0 ? `all ${results.length} capabilities ok` : `${failed} of ${results.length} capabilities FAILED`,
+  );
   return failed === 0 ? 0 : 1;
 }

@@ -1,4 +1,13 @@
-import { type Bus, type Delivery, InvalidNameError, type KvEntry, NoRespondersError, StaleRevisionError, TimeoutError, WrongLastSequenceError } from '../index.js';
+import {
+  type Bus,
+  type Delivery,
+  InvalidNameError,
+  type KvEntry,
+  NoRespondersError,
+  StaleRevisionError,
+  TimeoutError,
+  WrongLastSequenceError,
+} from '../index.js';
 import { decode, decodeBody, encode, encodeBody } from '../internal.js';
 
 /** One bus capability, exercised once. Returns a short detail, or throws why it failed. */
@@ -35,7 +44,13 @@ async function expectRejects(p: Promise<unknown>, cls: new (...a: never[]) => Er
 }
 
 /** Resolves with the first `n` deliveries on `subject`, or fails after `ms`. */
-function receive(bus: Bus, subject: string, n: number, ms = 2_000, queue?: string): { done: Promise<Delivery[]>; stop(): void } {
+function receive(
+  bus: Bus,
+  subject: string,
+  n: number,
+  ms = 2_000,
+  queue?: string,
+): { done: Promise<Delivery[]>; stop(): void } {
   const got: Delivery[] = [];
   let resolve!: (d: Delivery[]) => void;
   let reject!: (e: Error) => void;
@@ -131,7 +146,11 @@ export const doctorChecks: readonly DoctorCheck[] = [
   {
     name: 'no responders',
     async run(bus, s) {
-      await expectRejects(bus.request(s.subject('nobody'), enc.encode('x'), { timeout: 2_000 }), NoRespondersError, 'request to nobody');
+      await expectRejects(
+        bus.request(s.subject('nobody'), enc.encode('x'), { timeout: 2_000 }),
+        NoRespondersError,
+        'request to nobody',
+      );
       return 'NoRespondersError, at once';
     },
   },
@@ -140,7 +159,11 @@ export const doctorChecks: readonly DoctorCheck[] = [
     async run(bus, s) {
       const sub = bus.subscribe(s.subject('silent'), () => undefined);
       await bus.flush();
-      await expectRejects(bus.request(s.subject('silent'), enc.encode('x'), { timeout: 100 }), TimeoutError, 'unanswered request');
+      await expectRejects(
+        bus.request(s.subject('silent'), enc.encode('x'), { timeout: 100 }),
+        TimeoutError,
+        'unanswered request',
+      );
       sub.unsubscribe();
       return 'TimeoutError after 100 ms';
     },
@@ -150,10 +173,15 @@ export const doctorChecks: readonly DoctorCheck[] = [
     async run(bus, s) {
       const r = receive(bus, s.subject('hd'), 1);
       await bus.flush();
-      bus.publish(s.subject('hd'), enc.encode('x'), { headers: { 'Cohort-Type': 'doctor', 'Cohort-Client': 'doctor-1' } });
+      bus.publish(s.subject('hd'), enc.encode('x'), {
+        headers: { 'Cohort-Type': 'doctor', 'Cohort-Client': 'doctor-1' },
+      });
       const [m] = await r.done;
       r.stop();
-      expectThat(m!.headers['Cohort-Type'] === 'doctor' && m!.headers['Cohort-Client'] === 'doctor-1', 'headers changed');
+      expectThat(
+        m!.headers['Cohort-Type'] === 'doctor' && m!.headers['Cohort-Client'] === 'doctor-1',
+        'headers changed',
+      );
       return 'text headers round-trip';
     },
   },
@@ -185,7 +213,11 @@ export const doctorChecks: readonly DoctorCheck[] = [
     async run(bus, s) {
       const j = await bus.journal({ name: s.stream, subjects: [s.subject('j.>')], storage: 'memory' });
       const before = await j.lastSeq(s.subject('j.a'));
-      await expectRejects(j.append(s.subject('j.a'), enc.encode('stale'), { expectedLastSubjectSeq: before - 1 }), WrongLastSequenceError, 'stale append');
+      await expectRejects(
+        j.append(s.subject('j.a'), enc.encode('stale'), { expectedLastSubjectSeq: before - 1 }),
+        WrongLastSequenceError,
+        'stale append',
+      );
       expectThat((await j.lastSeq(s.subject('j.a'))) === before, 'a stale append was stored');
       return 'a stale expected sequence appends nothing';
     },
@@ -246,7 +278,9 @@ export const doctorChecks: readonly DoctorCheck[] = [
       });
       await kv.put('w.k', enc.encode('v'));
       await kv.delete('w.k');
-      const timeout = new Promise<never>((_, rej) => setTimeout(() => rej(new CheckFailed(`saw ${seen.length} of 2 changes`)), 2_000).unref());
+      const timeout = new Promise<never>((_, rej) =>
+        setTimeout(() => rej(new CheckFailed(`saw ${seen.length} of 2 changes`)), 2_000).unref(),
+      );
       await Promise.race([two, timeout]);
       w.stop();
       expectThat(seen[0]!.operation === 'PUT' && seen[1]!.operation === 'DEL', 'changes out of order');

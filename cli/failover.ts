@@ -24,12 +24,23 @@ export interface FailoverArgs {
 export function parseFailoverArgs(args: string[]): FailoverArgs {
   const { values } = parseArgs({ args, options: FAILOVER_FLAGS, strict: true });
   const shard = Number(values.shard);
-  if (values.shard === undefined || !Number.isInteger(shard) || shard < 0) throw new CliUsageError('--shard N (a shard number) is required', { showUsage: true });
-  if (!values.to) throw new CliUsageError('--to WORKER (a member id, as `cohort up` or the view shows it) is required', { showUsage: true });
+  if (values.shard === undefined || !Number.isInteger(shard) || shard < 0)
+    throw new CliUsageError('--shard N (a shard number) is required', { showUsage: true });
+  if (!values.to)
+    throw new CliUsageError('--to WORKER (a member id, as `cohort up` or the view shows it) is required', {
+      showUsage: true,
+    });
   if (!values.nats) throw new CliUsageError('--nats URL is required: the cluster to act on', { showUsage: true });
   const timeout = values.timeout === undefined ? 30_000 : Number(values.timeout);
   if (!(timeout > 0)) throw new CliUsageError(`--timeout must be a positive number of ms, got ${values.timeout}`);
-  return { shard, to: values.to, force: values.force === true, nats: values.nats, cluster: values.cluster ?? 'demo', timeout };
+  return {
+    shard,
+    to: values.to,
+    force: values.force === true,
+    nats: values.nats,
+    cluster: values.cluster ?? 'demo',
+    timeout,
+  };
 }
 
 /**
@@ -37,7 +48,9 @@ export function parseFailoverArgs(args: string[]): FailoverArgs {
  * forced), then follows the views until the shard is ACTIVE on the target,
  * printing each step.
  */
-export async function runFailover(options: FailoverArgs & { write: (line: string) => void; warn: (line: string) => void }): Promise<number> {
+export async function runFailover(
+  options: FailoverArgs & { write: (line: string) => void; warn: (line: string) => void },
+): Promise<number> {
   const bus = await createNatsBus({ servers: options.nats.split(','), name: 'cohort-failover' });
   try {
     const waiter = await waitForView(
@@ -46,25 +59,36 @@ export async function runFailover(options: FailoverArgs & { write: (line: string
       (view) => {
         const s = view.shards[options.shard];
         if (s === undefined) return false;
-        options.write(`view ${view.viewId}: shard ${options.shard} ${s.state} on ${s.primary ?? '-'}${s.next ? ` -> ${s.next}` : ''} (epoch ${s.epoch})`);
+        options.write(
+          `view ${view.viewId}: shard ${options.shard} ${s.state} on ${s.primary ?? '-'}${s.next ? ` -> ${s.next}` : ''} (epoch ${s.epoch})`,
+        );
         return s.state === 'ACTIVE' && s.primary === options.to;
       },
       {
         // Only the views from the request on tell its story.
         include: 'updates',
-        onUnreadable: (err, revision) => options.warn(`view revision ${revision} skipped: ${err instanceof Error ? err.message : String(err)}`),
+        onUnreadable: (err, revision) =>
+          options.warn(`view revision ${revision} skipped: ${err instanceof Error ? err.message : String(err)}`),
       },
     );
     try {
-      const { leader } = await requestFailover(bus, options.cluster, { shard: options.shard, to: options.to, force: options.force });
-      options.write(`${options.force ? 'forced' : 'planned'} failover of shard ${options.shard} to ${options.to} accepted by leader ${leader}`);
+      const { leader } = await requestFailover(bus, options.cluster, {
+        shard: options.shard,
+        to: options.to,
+        force: options.force,
+      });
+      options.write(
+        `${options.force ? 'forced' : 'planned'} failover of shard ${options.shard} to ${options.to} accepted by leader ${leader}`,
+      );
       const view = await waiter.until(options.timeout);
       if (view === null) {
         options.warn(`shard ${options.shard} was not ACTIVE on ${options.to} within ${options.timeout} ms`);
         return 1;
       }
       const lossy = view.possibleDataLoss.includes(options.shard);
-      options.write(`done: shard ${options.shard} is ACTIVE on ${options.to} (epoch ${view.shards[options.shard]!.epoch})${lossy ? '; the view records possible data loss for it' : ''}`);
+      options.write(
+        `done: shard ${options.shard} is ACTIVE on ${options.to} (epoch ${view.shards[options.shard]!.epoch})${lossy ? '; the view records possible data loss for it' : ''}`,
+      );
       return 0;
     } finally {
       waiter.stop();

@@ -61,7 +61,8 @@ function enableTypeScript(): Promise<void> {
  * default) counts once.
  */
 export async function loadApplications(paths: readonly string[]): Promise<Application[]> {
-  if (paths.length === 0) throw new CliUsageError('no application given: pass --app FILE (a module exporting applications)');
+  if (paths.length === 0)
+    throw new CliUsageError('no application given: pass --app FILE (a module exporting applications)');
   const found = new Map<string, { app: Application; from: string }>();
   for (const path of paths) {
     const absolute = resolve(process.cwd(), path);
@@ -79,7 +80,9 @@ export async function loadApplications(paths: readonly string[]): Promise<Applic
       module = (await import(pathToFileURL(absolute).href)) as Record<string, unknown>;
     } catch (err) {
       // The module itself is broken (or throws while loading): its error, with the path in front.
-      throw new Error(`--app ${path}: cannot load it: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      throw new Error(`--app ${path}: cannot load it: ${err instanceof Error ? err.message : String(err)}`, {
+        cause: err,
+      });
     }
 
     const names = Object.keys(module);
@@ -89,7 +92,9 @@ export async function loadApplications(paths: readonly string[]): Promise<Applic
     });
     if (apps.length === 0) {
       const exported = names.length === 0 ? 'it has no exports' : `its exports: ${names.join(', ')}`;
-      throw new CliUsageError(`--app ${path}: exports no application (${exported}); export one made with defineApplication()`);
+      throw new CliUsageError(
+        `--app ${path}: exports no application (${exported}); export one made with defineApplication()`,
+      );
     }
     for (const { app, from } of apps) {
       const seen = found.get(app.name);

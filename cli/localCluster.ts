@@ -78,7 +78,9 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
   } else {
     server = await startNatsServer();
     url = server.url;
-    options.write(`embedded nats-server ${server.version} at ${url} (JetStream in a temporary directory, removed on stop)`);
+    options.write(
+      `embedded nats-server ${server.version} at ${url} (JetStream in a temporary directory, removed on stop)`,
+    );
   }
 
   let stopping = false;
@@ -89,7 +91,9 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
   let viewBus: Bus | undefined;
   let watch: KvWatch | undefined;
   const openBus = (name: string): Promise<Bus> =>
-    memory !== undefined ? Promise.resolve(createMemoryBus({ server: memory })) : createNatsBus({ servers: url!.split(','), name });
+    memory !== undefined
+      ? Promise.resolve(createMemoryBus({ server: memory }))
+      : createNatsBus({ servers: url!.split(','), name });
 
   const stop = async (graceMs = DEFAULT_STOP_GRACE_MS): Promise<{ forced: string[] }> => {
     stopping = true;
@@ -118,7 +122,9 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
         if (outcome === 'late') forced.push(worker.id);
         if (outcome === 'gone' && !saidGone) {
           saidGone = true;
-          options.write('the nats-server has gone (a Ctrl-C reaches it too): with nobody left to hand off to, the workers are killed');
+          options.write(
+            'the nats-server has gone (a Ctrl-C reaches it too): with nobody left to hand off to, the workers are killed',
+          );
         }
         if (outcome === 'late' || outcome === 'gone') {
           h.killNow();
@@ -128,7 +134,8 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
     );
     clearTimeout(poll);
     watch?.stop();
-    if (server !== undefined && !server.running) void viewBus?.close().catch(() => {}); // closing against a dead server only waits
+    if (server !== undefined && !server.running)
+      void viewBus?.close().catch(() => {}); // closing against a dead server only waits
     else await viewBus?.close().catch(() => {});
     await server?.[Symbol.asyncDispose]();
     process.off('exit', killAll);
@@ -137,7 +144,10 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
 
   const load = memory !== undefined ? loadApplications(options.apps) : undefined;
   const launch = (): Hosted => {
-    const h = memory !== undefined ? hostWorker(options, memory, hosted.length, load!) : spawnWorker(options, url!, hosted.length, () => stopping);
+    const h =
+      memory !== undefined
+        ? hostWorker(options, memory, hosted.length, load!)
+        : spawnWorker(options, url!, hosted.length, () => stopping);
     hosted.push(h);
     return h;
   };
@@ -147,7 +157,10 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
     for (let i = 0; i < options.workers; i++) launch();
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`the workers did not all serve within ${START_TIMEOUT_MS / 1000} s`)), START_TIMEOUT_MS);
+      timer = setTimeout(
+        () => reject(new Error(`the workers did not all serve within ${START_TIMEOUT_MS / 1000} s`)),
+        START_TIMEOUT_MS,
+      );
     });
     try {
       await Promise.race([Promise.all(hosted.map((h) => h.ready)), late]);

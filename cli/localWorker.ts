@@ -71,11 +71,16 @@ export function readableLogLine(line: string): string {
   }
   if (typeof entry !== 'object' || entry === null || typeof (entry as { msg?: unknown }).msg !== 'string') return line;
   const e = entry as { level?: number; msg: string; err?: { type?: string; message?: string } };
-  const level = e.level === undefined ? 'log' : e.level >= 60 ? 'fatal' : e.level >= 50 ? 'error' : e.level >= 40 ? 'warn' : 'info';
+  const level =
+    e.level === undefined ? 'log' : e.level >= 60 ? 'fatal' : e.level >= 50 ? 'error' : e.level >= 40 ? 'warn' : 'info';
   const err = e.err?.message === undefined ? '' : ` (${e.err.type ?? 'Error'}: ${e.err.message})`;
   return `${level}: ${e.msg}${err}`;
 }
 
 export function describeExit(exit: WorkerExit): string {
-  return exit.signal !== null ? `killed by ${exit.signal}` : exit.code === null ? 'could not start' : `exit code ${exit.code}`;
+  return exit.signal !== null
+    ? `killed by ${exit.signal}`
+    : exit.code === null
+      ? 'could not start'
+      : `exit code ${exit.code}`;
 }

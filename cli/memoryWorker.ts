@@ -1,5 +1,12 @@
 import { createLogger, createMemoryBus, type createMemoryServer, startWorker, type Worker } from '../index.js';
-import { type Hosted, type LocalWorker, readableLogLine, type WorkerExit, type WorkerSettings, zoneOf } from './localWorker.js';
+import {
+  type Hosted,
+  type LocalWorker,
+  readableLogLine,
+  type WorkerExit,
+  type WorkerSettings,
+  zoneOf,
+} from './localWorker.js';
 import type { loadApplications } from './loadApplications.js';
 
 /**
@@ -88,7 +95,10 @@ export function hostWorker(
         },
       }),
     });
-    options.onLine?.(worker, `worker ${id} serving ${applications.map((a) => a.name).join(', ')} on the in-memory bus (cluster ${options.cluster}, zone ${zone})`);
+    options.onLine?.(
+      worker,
+      `worker ${id} serving ${applications.map((a) => a.name).join(', ')} on the in-memory bus (cluster ${options.cluster}, zone ${zone})`,
+    );
   })();
   ready.catch(() => {
     onExit({ code: 1, signal: null });

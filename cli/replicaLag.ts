@@ -1,5 +1,12 @@
 import type { Bus, Subscription } from '../index.js';
-import { decode, type JournalFollow, journalStreamFilter, journalStreamName, parseSubject, replicaReportFilter } from '../internal.js';
+import {
+  decode,
+  type JournalFollow,
+  journalStreamFilter,
+  journalStreamName,
+  parseSubject,
+  replicaReportFilter,
+} from '../internal.js';
 
 /**
  * Replica lag as an onlooker sees it: per shard, how many journal entries

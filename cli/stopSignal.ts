@@ -3,7 +3,10 @@
  * at once. Holds the event loop open until disposed (a process on the memory
  * bus has nothing else that does).
  */
-export function stopSignal(warn: (line: string) => void, onSecond = 'exiting now, without stopping cleanly'): { received: Promise<NodeJS.Signals>; readonly signal: NodeJS.Signals | undefined; dispose(): void } {
+export function stopSignal(
+  warn: (line: string) => void,
+  onSecond = 'exiting now, without stopping cleanly',
+): { received: Promise<NodeJS.Signals>; readonly signal: NodeJS.Signals | undefined; dispose(): void } {
   let first: NodeJS.Signals | undefined;
   let done!: (signal: NodeJS.Signals) => void;
   const received = new Promise<NodeJS.Signals>((r) => (done = r));
@@ -31,4 +34,3 @@ export function stopSignal(warn: (line: string) => void, onSecond = 'exiting now
     },
   };
 }
-

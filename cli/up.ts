@@ -53,7 +53,10 @@ export function parseWorkerCount(value: string | undefined): number {
 }
 
 /** The heartbeat to go with a session timeout when only that was given: the default, or less when it would be too long. */
-export function heartbeatFor(sessionTimeout: number | undefined, heartbeatInterval: number | undefined): number | undefined {
+export function heartbeatFor(
+  sessionTimeout: number | undefined,
+  heartbeatInterval: number | undefined,
+): number | undefined {
   if (heartbeatInterval !== undefined || sessionTimeout === undefined) return heartbeatInterval;
   return Math.min(500, Math.floor(sessionTimeout / 4));
 }
@@ -68,18 +71,33 @@ export function parseUpArgs(args: string[]): UpOptions {
   });
   let nats: string[] | undefined;
   if (values.nats !== undefined) {
-    nats = values.nats.split(',').map((u) => u.trim()).filter((u) => u !== '');
+    nats = values.nats
+      .split(',')
+      .map((u) => u.trim())
+      .filter((u) => u !== '');
     if (nats.length === 0) throw new CliUsageError('--nats needs a URL', { showUsage: true });
   }
   try {
     validateCluster(values.cluster);
   } catch (err) {
-    throw new CliUsageError(`--cluster ${JSON.stringify(values.cluster)}: ${err instanceof Error ? err.message : String(err)}`);
+    throw new CliUsageError(
+      `--cluster ${JSON.stringify(values.cluster)}: ${err instanceof Error ? err.message : String(err)}`,
+    );
   }
   const sessionTimeout = parseMilliseconds('session-timeout', values['session-timeout'], MIN_SESSION_TIMEOUT);
-  const heartbeatInterval = heartbeatFor(sessionTimeout, parseMilliseconds('heartbeat-interval', values['heartbeat-interval']));
+  const heartbeatInterval = heartbeatFor(
+    sessionTimeout,
+    parseMilliseconds('heartbeat-interval', values['heartbeat-interval']),
+  );
   checkMembershipTimings(heartbeatInterval, sessionTimeout);
-  return { workers, apps: apps.length > 0 ? apps : [defaultApp()], nats, cluster: values.cluster, heartbeatInterval, sessionTimeout };
+  return {
+    workers,
+    apps: apps.length > 0 ? apps : [defaultApp()],
+    nats,
+    cluster: values.cluster,
+    heartbeatInterval,
+    sessionTimeout,
+  };
 }
 
 /** Shards each member is primary of (ACTIVE, or PENDING while it hands them off). */
@@ -98,7 +116,9 @@ export function describeView(view: View): string {
   const notes = [
     ...(view.transitional ? ['transitional: survivors only, shards not yet reassigned'] : []),
     ...(pending > 0 ? [`${pending} shards handing off`] : []),
-    ...(dead > 0 ? [`${dead} shards DEAD (no primary${view.transitional ? ' until the next view' : ': no promotable member'})`] : []),
+    ...(dead > 0
+      ? [`${dead} shards DEAD (no primary${view.transitional ? ' until the next view' : ': no promotable member'})`]
+      : []),
     ...(view.possibleDataLoss.length > 0 ? [`possible data loss on ${view.possibleDataLoss.length} shards`] : []),
   ];
   const n = view.members.length;
@@ -129,20 +149,25 @@ export async function runUp(options: RunUpOptions): Promise<number> {
         onLine: (w, line) => write(`[${w.id}] ${line}`),
         onWarn: (w, line) => warn(`[${w.id}] ${line}`),
         onUnexpectedExit: (w, exit) =>
-          write(`worker ${w.id} exited unexpectedly (${describeExit(exit)}); the others take over its shards once it is dropped from the view`),
+          write(
+            `worker ${w.id} exited unexpectedly (${describeExit(exit)}); the others take over its shards once it is dropped from the view`,
+          ),
       });
     } catch (err) {
       warn(`cannot start the cluster: ${err instanceof Error ? err.message : String(err)}`);
       return 1;
     }
-    if (cluster.transport === 'nats') write(`worker pids: ${cluster.workers.map((w) => `${w.id} ${w.pid}`).join(', ')}`);
+    if (cluster.transport === 'nats')
+      write(`worker pids: ${cluster.workers.map((w) => `${w.id} ${w.pid}`).join(', ')}`);
     const unsubscribe = cluster.views.subscribe((view) => write(describeView(view)));
     if (cluster.views.latest !== null) write(describeView(cluster.views.latest));
     const names = applications.map((a) => a.name).join(', ');
     const n = `${cluster.workers.length} worker${cluster.workers.length === 1 ? '' : 's'}`;
     if (cluster.url !== undefined) {
       write(`cluster ${cluster.cluster} up: ${n} serving ${names} at ${cluster.url}`);
-      write(`clients: connect({ nats: '${cluster.url}', cluster: '${cluster.cluster}' }); more workers: cohort worker --nats ${cluster.url} --cluster ${cluster.cluster} --app FILE`);
+      write(
+        `clients: connect({ nats: '${cluster.url}', cluster: '${cluster.cluster}' }); more workers: cohort worker --nats ${cluster.url} --cluster ${cluster.cluster} --app FILE`,
+      );
     } else {
       write(`cluster ${cluster.cluster} up: ${n} serving ${names} on the in-memory bus, in this process`);
     }
@@ -150,7 +175,9 @@ export async function runUp(options: RunUpOptions): Promise<number> {
 
     const received = await signal.received;
     const running = cluster.workers.filter((w) => w.exit === null);
-    write(`${received}: stopping ${running.length} worker${running.length === 1 ? '' : 's'}${cluster.url !== undefined && options.nats === undefined ? ' and the nats-server' : ''} (a second signal exits at once)`);
+    write(
+      `${received}: stopping ${running.length} worker${running.length === 1 ? '' : 's'}${cluster.url !== undefined && options.nats === undefined ? ' and the nats-server' : ''} (a second signal exits at once)`,
+    );
     const { forced } = await cluster.stop();
     unsubscribe();
     if (forced.length > 0) {

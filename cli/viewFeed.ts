@@ -36,7 +36,11 @@ export class Views implements ViewFeed {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         stop();
-        reject(new Error(`no view with ${what} after ${timeoutMs} ms (latest: ${this.latest === null ? 'none' : `view ${this.latest.viewId}`})`));
+        reject(
+          new Error(
+            `no view with ${what} after ${timeoutMs} ms (latest: ${this.latest === null ? 'none' : `view ${this.latest.viewId}`})`,
+          ),
+        );
       }, timeoutMs);
       const stop = this.subscribe((view) => {
         if (!test(view)) return;

@@ -1,5 +1,14 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { type Bus, createLogger, createMemoryBus, createNatsBus, MEMBERSHIP_DEFAULTS, MIN_SESSION_TIMEOUT, startWorker, type Worker } from '../index.js';
+import {
+  type Bus,
+  createLogger,
+  createMemoryBus,
+  createNatsBus,
+  MEMBERSHIP_DEFAULTS,
+  MIN_SESSION_TIMEOUT,
+  startWorker,
+  type Worker,
+} from '../index.js';
 import { MembershipConfigError, membershipConfig, validateCluster } from '../internal.js';
 import { FALLBACK_DIRS, findNatsServerBinary } from '../harness/natsServerBinary.js';
 import { startNatsServer } from '../harness/natsServer.js';
@@ -41,7 +50,9 @@ export function parseMilliseconds(flag: string, value: string | undefined, min =
   if (value === undefined) return undefined;
   const ms = /^\d+$/.test(value.trim()) ? Number(value.trim()) : NaN;
   if (!Number.isSafeInteger(ms) || ms < min) {
-    throw new CliUsageError(`--${flag} needs a whole number of milliseconds, at least ${min} (got ${JSON.stringify(value)})`);
+    throw new CliUsageError(
+      `--${flag} needs a whole number of milliseconds, at least ${min} (got ${JSON.stringify(value)})`,
+    );
   }
   return ms;
 }
@@ -51,12 +62,16 @@ export function parseMilliseconds(flag: string, value: string | undefined, min =
  * here first so a wrong pair is wrong usage (exit code 2) rather than a
  * worker that fails to start; said in flags rather than option names.
  */
-export function checkMembershipTimings(heartbeatInterval: number | undefined, sessionTimeout: number | undefined): void {
+export function checkMembershipTimings(
+  heartbeatInterval: number | undefined,
+  sessionTimeout: number | undefined,
+): void {
   try {
     membershipConfig({ heartbeatInterval, sessionTimeout, shardCount: 1 });
   } catch (err) {
     if (!(err instanceof MembershipConfigError)) throw err;
-    if (err.option !== 'heartbeatInterval') throw new CliUsageError(err.message.replace('sessionTimeout', '--session-timeout'));
+    if (err.option !== 'heartbeatInterval')
+      throw new CliUsageError(err.message.replace('sessionTimeout', '--session-timeout'));
     const hb = heartbeatInterval ?? MEMBERSHIP_DEFAULTS.heartbeatInterval;
     const st = sessionTimeout ?? MEMBERSHIP_DEFAULTS.sessionTimeout;
     throw new CliUsageError(
@@ -67,7 +82,8 @@ export function checkMembershipTimings(heartbeatInterval: number | undefined, se
 }
 
 function nonEmpty(flag: string, value: string | undefined): string | undefined {
-  if (value !== undefined && value.trim() === '') throw new CliUsageError(`--${flag} needs a value`, { showUsage: true });
+  if (value !== undefined && value.trim() === '')
+    throw new CliUsageError(`--${flag} needs a value`, { showUsage: true });
   return value;
 }
 
@@ -75,24 +91,33 @@ function nonEmpty(flag: string, value: string | undefined): string | undefined {
 export function parseWorkerArgs(args: string[]): WorkerCliOptions {
   const { values } = parseArgs({ args, options: WORKER_FLAGS, strict: true, allowPositionals: false });
   const apps = values.app ?? [];
-  if (apps.length === 0) throw new CliUsageError('needs --app FILE (a module exporting applications)', { showUsage: true });
+  if (apps.length === 0)
+    throw new CliUsageError('needs --app FILE (a module exporting applications)', { showUsage: true });
   for (const app of apps) nonEmpty('app', app);
   let nats: string[] | undefined;
   if (nonEmpty('nats', values.nats) !== undefined) {
-    nats = values.nats!.split(',').map((u) => u.trim()).filter((u) => u !== '');
+    nats = values
+      .nats!.split(',')
+      .map((u) => u.trim())
+      .filter((u) => u !== '');
     if (nats.length === 0) throw new CliUsageError('--nats needs a URL', { showUsage: true });
   }
   try {
     validateCluster(values.cluster);
   } catch (err) {
-    throw new CliUsageError(`--cluster ${JSON.stringify(values.cluster)}: ${err instanceof Error ? err.message : String(err)}`);
+    throw new CliUsageError(
+      `--cluster ${JSON.stringify(values.cluster)}: ${err instanceof Error ? err.message : String(err)}`,
+    );
   }
   const heartbeatInterval = parseMilliseconds('heartbeat-interval', values['heartbeat-interval']);
   const sessionTimeout = parseMilliseconds('session-timeout', values['session-timeout'], MIN_SESSION_TIMEOUT);
   checkMembershipTimings(heartbeatInterval, sessionTimeout);
   const storage = values['storage-replicas'];
   const storageReplicas = storage === undefined ? undefined : Number(storage);
-  if (storageReplicas !== undefined && !(Number.isInteger(storageReplicas) && storageReplicas >= 1 && storageReplicas <= 5)) {
+  if (
+    storageReplicas !== undefined &&
+    !(Number.isInteger(storageReplicas) && storageReplicas >= 1 && storageReplicas <= 5)
+  ) {
     throw new CliUsageError(`--storage-replicas needs a whole number from 1 to 5 (got ${JSON.stringify(storage)})`);
   }
   return {
@@ -168,7 +193,6 @@ async function openTarget(options: RunWorkerOptions): Promise<Target> {
     },
   };
 }
-
 
 /**
  * `cohort worker`: hosts the applications the --app modules export until

@@ -1,7 +1,15 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { describeExit, type Hosted, type LocalWorker, readableLogLine, type WorkerExit, type WorkerSettings, zoneOf } from './localWorker.js';
+import {
+  describeExit,
+  type Hosted,
+  type LocalWorker,
+  readableLogLine,
+  type WorkerExit,
+  type WorkerSettings,
+  zoneOf,
+} from './localWorker.js';
 
 /**
  * A worker of the local cluster as a `cohort worker` process of its own, so
@@ -28,10 +36,14 @@ export function spawnWorker(options: WorkerSettings, url: string, index: number,
     script,
     'worker',
     ...options.apps.flatMap((a) => ['--app', a]),
-    '--nats', url,
-    '--cluster', options.cluster,
-    '--zone', zone,
-    '--id', id,
+    '--nats',
+    url,
+    '--cluster',
+    options.cluster,
+    '--zone',
+    zone,
+    '--id',
+    id,
     ...(options.heartbeatInterval === undefined ? [] : ['--heartbeat-interval', String(options.heartbeatInterval)]),
     ...(options.sessionTimeout === undefined ? [] : ['--session-timeout', String(options.sessionTimeout)]),
   ];
@@ -97,7 +109,9 @@ export function spawnWorker(options: WorkerSettings, url: string, index: number,
     servingNow,
     exited.then((e) => {
       if (serving) return;
-      throw new Error(`worker ${id} exited before serving (${describeExit(e)})${stderrTail.length ? `:\n${stderrTail.join('\n')}` : ''}`);
+      throw new Error(
+        `worker ${id} exited before serving (${describeExit(e)})${stderrTail.length ? `:\n${stderrTail.join('\n')}` : ''}`,
+      );
     }),
   ]);
   void exited.then((e) => {

@@ -84,7 +84,8 @@ export const ledgerMachine = setup({
     canDeposit: ({ context }, params: { amount: number }) =>
       isCents(params.amount) && Number.isSafeInteger(context.balance + params.amount),
     /** A positive amount the balance covers: the balance never goes below zero. */
-    canWithdraw: ({ context }, params: { amount: number }) => isCents(params.amount) && params.amount <= context.balance,
+    canWithdraw: ({ context }, params: { amount: number }) =>
+      isCents(params.amount) && params.amount <= context.balance,
     balanceIsZero: ({ context }) => context.balance === 0,
   },
   actions: {

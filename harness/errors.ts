@@ -18,9 +18,7 @@ export class NatsServerNotFoundError extends NatsHarnessError {
     options?: ErrorOptions,
   ) {
     const head =
-      envValue === undefined
-        ? 'nats-server was not found'
-        : `NATS_SERVER_BIN=${envValue} is not an executable file`;
+      envValue === undefined ? 'nats-server was not found' : `NATS_SERVER_BIN=${envValue} is not an executable file`;
     const where = envValue === undefined ? `\nlooked in:\n  ${searched.join('\n  ')}` : '';
     super(
       `${head}${where}\n` +
@@ -88,7 +86,10 @@ export class NatsClusterStartError extends NatsHarnessError {
 
 /** restart() on a server that was already disposed: its temporary dirs are gone. */
 export class NatsServerDisposedError extends NatsHarnessError {
-  constructor(readonly url: string, options?: ErrorOptions) {
+  constructor(
+    readonly url: string,
+    options?: ErrorOptions,
+  ) {
     super(`nats-server ${url} was disposed and cannot be restarted`, options);
   }
 }

@@ -11,7 +11,14 @@
  * with tallyBySession and checkTally instead, less precisely.
  */
 import type { Bus, SendResult } from '../index.js';
-import { decode, HEADER, type JournalRecord, journalStreamFilter, journalStreamName, parseSubject } from '../internal.js';
+import {
+  decode,
+  HEADER,
+  type JournalRecord,
+  journalStreamFilter,
+  journalStreamName,
+  parseSubject,
+} from '../internal.js';
 
 export interface Operation {
   readonly session: string;
@@ -64,7 +71,11 @@ export interface JournalFact {
 }
 
 /** The cluster's whole journal, in stream order; `tokenOf` finds a command's token in its event. */
-export async function readJournalFacts(bus: Bus, cluster: string, tokenOf: (event: Record<string, unknown>) => string | undefined): Promise<JournalFact[]> {
+export async function readJournalFacts(
+  bus: Bus,
+  cluster: string,
+  tokenOf: (event: Record<string, unknown>) => string | undefined,
+): Promise<JournalFact[]> {
   const journal = await bus.journal({ name: journalStreamName(cluster), subjects: [journalStreamFilter(cluster)] });
   const facts: JournalFact[] = [];
   for await (const entry of journal.read(journalStreamFilter(cluster))) {
@@ -131,7 +142,9 @@ export function checkHistory(input: {
     set.add(f.worker);
     writers.set(key, set);
   }
-  const sharedEpochs = [...writers].filter(([, w]) => w.size > 1).map(([key, w]) => `${key}: ${[...w].sort().join(', ')}`);
+  const sharedEpochs = [...writers]
+    .filter(([, w]) => w.size > 1)
+    .map(([key, w]) => `${key}: ${[...w].sort().join(', ')}`);
 
   // Per shard, the highest epoch journaled so far, walking the stream in order.
   const acceptedBy = new Map<string, SendResult>();
@@ -143,7 +156,9 @@ export function checkHistory(input: {
     for (const t of f.tokens) {
       const ack = acceptedBy.get(t);
       if (ack !== undefined && f.epoch < before) {
-        lateAcknowledgements.push(`${t}: acknowledged by ${ack.by} at epoch ${f.epoch} of shard ${f.shard}, journaled after epoch ${before} wrote`);
+        lateAcknowledgements.push(
+          `${t}: acknowledged by ${ack.by} at epoch ${f.epoch} of shard ${f.shard}, journaled after epoch ${before} wrote`,
+        );
       }
     }
     highest.set(f.shard, Math.max(before, f.epoch));
@@ -169,7 +184,10 @@ export interface SessionTally {
 }
 
 /** The history per session; `amountOf` is what each command adds to the sum. */
-export function tallyBySession(operations: readonly Operation[], amountOf: (op: Operation) => number): Map<string, SessionTally> {
+export function tallyBySession(
+  operations: readonly Operation[],
+  amountOf: (op: Operation) => number,
+): Map<string, SessionTally> {
   const tallies = new Map<string, { acknowledged: number; acknowledgedSum: number; failed: number[] }>();
   for (const op of operations) {
     let t = tallies.get(op.session);
@@ -220,10 +238,12 @@ export function checkTally(tally: SessionTally, final: { readonly applied: numbe
   const extra = final.applied - tally.acknowledged;
   const surplus = final.sum - tally.acknowledgedSum;
   const failedSum = tally.failed.reduce((x, y) => x + y, 0);
-  if (extra < 0 || surplus < 0) return { lost: Math.max(1, -extra), duplicated: 0, failedApplied: 0, unexplained: false };
+  if (extra < 0 || surplus < 0)
+    return { lost: Math.max(1, -extra), duplicated: 0, failedApplied: 0, unexplained: false };
   if (extra > tally.failed.length || surplus > failedSum) {
     return { lost: 0, duplicated: Math.max(1, extra - tally.failed.length), failedApplied: 0, unexplained: false };
   }
-  if (!someAddUpTo(tally.failed, extra, surplus)) return { lost: 0, duplicated: 0, failedApplied: 0, unexplained: true };
+  if (!someAddUpTo(tally.failed, extra, surplus))
+    return { lost: 0, duplicated: 0, failedApplied: 0, unexplained: true };
   return { lost: 0, duplicated: 0, failedApplied: extra, unexplained: false };
 }

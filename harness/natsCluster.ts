@@ -85,11 +85,7 @@ async function startNodes(
         jetstream,
         serverName: `n${i + 1}`,
         startTimeoutMs,
-        args: [
-          '--cluster_name', name,
-          '--cluster', `nats://127.0.0.1:${clusterPort}`,
-          '--routes', routes.join(','),
-        ],
+        args: ['--cluster_name', name, '--cluster', `nats://127.0.0.1:${clusterPort}`, '--routes', routes.join(',')],
       });
     }),
   );
@@ -153,7 +149,12 @@ async function waitUsable(
     } catch (error) {
       lastError = error;
     }
-    if (Date.now() > deadline) throw new NatsClusterStartError(name, nodes.map((n) => [...n.output]), { cause: lastError });
+    if (Date.now() > deadline)
+      throw new NatsClusterStartError(
+        name,
+        nodes.map((n) => [...n.output]),
+        { cause: lastError },
+      );
     await sleep(POLL_MS);
   }
 }

@@ -225,9 +225,12 @@ interface Launch {
 
 function argsFor(launch: Launch, port: number): string[] {
   return [
-    '-a', '127.0.0.1',
-    '-p', String(port),
-    '--ports_file_dir', launch.portsDir,
+    '-a',
+    '127.0.0.1',
+    '-p',
+    String(port),
+    '--ports_file_dir',
+    launch.portsDir,
     ...(launch.jetstream ? ['-js', '-sd', launch.storeDir] : []),
     ...(launch.serverName === undefined ? [] : ['--server_name', launch.serverName]),
     ...launch.extraArgs,
@@ -250,7 +253,11 @@ async function launch(
     await proc.terminate('SIGKILL', 0);
     const exit = proc.exit;
     if (exit?.error !== undefined) {
-      throw new NatsServerStartError('spawn-failed', { binary: l.binary, args, output: [...output] }, { cause: exit.error });
+      throw new NatsServerStartError(
+        'spawn-failed',
+        { binary: l.binary, args, output: [...output] },
+        { cause: exit.error },
+      );
     }
     throw new NatsServerStartError(
       reason,

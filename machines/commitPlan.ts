@@ -33,7 +33,12 @@ export interface CommitFacts {
 
 export type CommitPlan =
   /** Refused before anything is written, rather than silently less safe. */
-  | { readonly do: 'refuse'; readonly why: 'not-enough-replicas'; readonly required: number; readonly synchronized: number }
+  | {
+      readonly do: 'refuse';
+      readonly why: 'not-enough-replicas';
+      readonly required: number;
+      readonly synchronized: number;
+    }
   /** Refused, retryable: this worker is not (provably) the shard's primary. */
   | { readonly do: 'refuse'; readonly why: 'moved' }
   | {
@@ -71,7 +76,12 @@ const MOVED: CommitPlan = Object.freeze({ do: 'refuse', why: 'moved' });
 export function planCommit(facts: CommitFacts): CommitPlan {
   const replicated = facts.level === 'replicas' && facts.replication;
   if (replicated && facts.requiredSynchronizedReplicas > 0 && facts.synchronized < facts.requiredSynchronizedReplicas) {
-    return { do: 'refuse', why: 'not-enough-replicas', required: facts.requiredSynchronizedReplicas, synchronized: facts.synchronized };
+    return {
+      do: 'refuse',
+      why: 'not-enough-replicas',
+      required: facts.requiredSynchronizedReplicas,
+      synchronized: facts.synchronized,
+    };
   }
   const primacy = facts.primacy;
   const verdict = primacy === null ? 'proven' : primacyVerdict(primacy);
@@ -79,5 +89,11 @@ export function planCommit(facts: CommitFacts): CommitPlan {
   const epoch = primacy?.epoch ?? 0;
   const askStoredView = verdict === 'ask-stored-view';
   if (facts.level === 'memory') return { do: 'background', epoch, askStoredView, reprove: false, waitFor: null };
-  return { do: 'append', epoch, askStoredView, reprove: primacy !== null, waitFor: replicated ? facts.syncReplicas : null };
+  return {
+    do: 'append',
+    epoch,
+    askStoredView,
+    reprove: primacy !== null,
+    waitFor: replicated ? facts.syncReplicas : null,
+  };
 }

@@ -117,7 +117,12 @@ function disable(
   since: number,
 ): void {
   enqueue.assign({ failure });
-  enqueue.emit({ type: 'disabled', failure, reason: `${what}${context.reason ? `: ${context.reason}` : ''}`, after: context.now - since });
+  enqueue.emit({
+    type: 'disabled',
+    failure,
+    reason: `${what}${context.reason ? `: ${context.reason}` : ''}`,
+    after: context.now - since,
+  });
 }
 
 export const connectionMachine = setup({
@@ -150,15 +155,30 @@ export const connectionMachine = setup({
     }),
     /** The bus is back: no reason to wait for the next retry deadline. */
     retryNow: enqueueActions(({ context, enqueue }) => {
-      enqueue.assign({ retries: context.retries + 1, nextRetryAt: context.now + retryPause(context.retries + 1, context.config.reconnectInterval) });
+      enqueue.assign({
+        retries: context.retries + 1,
+        nextRetryAt: context.now + retryPause(context.retries + 1, context.config.reconnectInterval),
+      });
       enqueue.emit({ type: 'retry', reconnected: true });
     }),
     /** Gave up: the failure, and how long the state it ended lasted. */
     waitedOutDisable: enqueueActions(({ context, enqueue }) =>
-      disable(enqueue, 'wait-timeout', `not connected within waitTimeout (${context.config.waitTimeout} ms)`, context, context.connectingSince),
+      disable(
+        enqueue,
+        'wait-timeout',
+        `not connected within waitTimeout (${context.config.waitTimeout} ms)`,
+        context,
+        context.connectingSince,
+      ),
     ),
     troubledOutDisable: enqueueActions(({ context, enqueue }) =>
-      disable(enqueue, 'troubled', `no answer for troubledInterval (${context.config.troubledInterval} ms)`, context, context.troubleSince),
+      disable(
+        enqueue,
+        'troubled',
+        `no answer for troubledInterval (${context.config.troubledInterval} ms)`,
+        context,
+        context.troubleSince,
+      ),
     ),
     disableForced: enqueueActions(({ event, enqueue }) => {
       const reason = 'reason' in event ? event.reason : 'disconnected';
@@ -171,8 +191,10 @@ export const connectionMachine = setup({
     }),
   },
   guards: {
-    waitedOut: ({ context, event }) => event.type === 'TICK' && event.now >= context.connectingSince + context.config.waitTimeout,
-    troubledOut: ({ context, event }) => event.type === 'TICK' && event.now >= context.troubleSince + context.config.troubledInterval,
+    waitedOut: ({ context, event }) =>
+      event.type === 'TICK' && event.now >= context.connectingSince + context.config.waitTimeout,
+    troubledOut: ({ context, event }) =>
+      event.type === 'TICK' && event.now >= context.troubleSince + context.config.troubledInterval,
   },
 }).createMachine({
   id: 'connection',

@@ -26,12 +26,16 @@ export function synchronizedIn(ctx: MembershipContext): (shard: number, worker: 
 }
 
 export function statusOf(ctx: MembershipContext, id: string): MemberStatus | undefined {
-  if (id === ctx.self.id) return ctx.leaving ? 'leaving' : ctx.view?.members.some((m) => m.id === id) ? 'member' : 'joining';
+  if (id === ctx.self.id)
+    return ctx.leaving ? 'leaving' : ctx.view?.members.some((m) => m.id === id) ? 'member' : 'joining';
   return ctx.peers[id]?.hb.status;
 }
 
 /** Which shards a member serves and which view it has applied, as far as this member knows. */
-export function reportOf(ctx: MembershipContext, id: string): { viewId: number; serving: readonly number[] } | undefined {
+export function reportOf(
+  ctx: MembershipContext,
+  id: string,
+): { viewId: number; serving: readonly number[] } | undefined {
   if (id === ctx.self.id) return { viewId: ctx.appliedViewId, serving: ctx.serving };
   return ctx.peers[id]?.hb;
 }

@@ -138,7 +138,10 @@ function withView(ctx: MembershipContext, view: View, revision: number): Partial
   const peers: Record<string, Peer> = { ...ctx.peers };
   for (const m of view.members) {
     if (m.id === ctx.self.id || peers[m.id] !== undefined) continue;
-    peers[m.id] = { hb: { ...m, status: 'member', viewId: 0, serving: [], startedAt: Number.MAX_SAFE_INTEGER }, at: ctx.now };
+    peers[m.id] = {
+      hb: { ...m, status: 'member', viewId: 0, serving: [], startedAt: Number.MAX_SAFE_INTEGER },
+      at: ctx.now,
+    };
   }
   return { view, revision, peers };
 }
@@ -149,7 +152,10 @@ function beat(
   enqueue: { assign(patch: Partial<MembershipContext>): void; emit(effect: MembershipEffect): void },
 ): void {
   enqueue.assign({ lastBeat: context.now });
-  enqueue.emit({ type: 'heartbeat', heartbeat: heartbeatOf(context, context.leaving ? 'leaving' : inView(context) ? 'member' : 'joining') });
+  enqueue.emit({
+    type: 'heartbeat',
+    heartbeat: heartbeatOf(context, context.leaving ? 'leaving' : inView(context) ? 'member' : 'joining'),
+  });
 }
 
 const inView = (ctx: MembershipContext): boolean => ctx.view?.members.some((m) => m.id === ctx.self.id) === true;
@@ -173,7 +179,9 @@ export const membershipMachine = setup({
       if (event.type !== 'TICK') return {};
       const { sessionTimeout, heartbeatInterval } = context.config;
       const stalled = event.now - context.lastTick > Math.max(sessionTimeout / 2, 2 * heartbeatInterval);
-      const peers = stalled ? Object.fromEntries(Object.entries(context.peers).map(([id, p]) => [id, { ...p, at: event.now }])) : context.peers;
+      const peers = stalled
+        ? Object.fromEntries(Object.entries(context.peers).map(([id, p]) => [id, { ...p, at: event.now }]))
+        : context.peers;
       return { lastTick: event.now, peers };
     }),
     heartbeat: enqueueActions(({ context, enqueue }) => beat(context, enqueue)),
@@ -246,7 +254,9 @@ export const membershipMachine = setup({
         'clock',
         assign({
           peers: ({ context, event }) =>
-            event.heartbeat.id === context.self.id ? context.peers : { ...context.peers, [event.heartbeat.id]: { hb: event.heartbeat, at: event.now } },
+            event.heartbeat.id === context.self.id
+              ? context.peers
+              : { ...context.peers, [event.heartbeat.id]: { hb: event.heartbeat, at: event.now } },
         }),
         'lead',
       ],
@@ -255,7 +265,10 @@ export const membershipMachine = setup({
       actions: [
         'woke',
         'clock',
-        assign({ notSynchronized: ({ context, event }) => (event.type === 'TICK' && event.notSynchronized) || context.notSynchronized }),
+        assign({
+          notSynchronized: ({ context, event }) =>
+            (event.type === 'TICK' && event.notSynchronized) || context.notSynchronized,
+        }),
         'beatIfDue',
         'lead',
       ],
@@ -271,7 +284,12 @@ export const membershipMachine = setup({
         'lead',
       ],
     },
-    WRITE_FAILED: { actions: ['clock', assign(({ context }) => ({ writing: false, moves: [...context.moving, ...context.moves], moving: [] }))] },
+    WRITE_FAILED: {
+      actions: [
+        'clock',
+        assign(({ context }) => ({ writing: false, moves: [...context.moving, ...context.moves], moving: [] })),
+      ],
+    },
     MOVE: { actions: ['clock', 'move', 'lead'] },
   },
   states: {

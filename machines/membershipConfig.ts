@@ -44,9 +44,13 @@ export function membershipConfig(settings: MembershipSettings): MembershipConfig
       `heartbeatInterval must be > 0 and at most half of sessionTimeout (got ${heartbeatInterval} and ${sessionTimeout})`,
     );
   }
-  if (!Number.isInteger(replicas) || replicas < 0) throw new MembershipConfigError('replicas', `replicas must be a whole number >= 0 (got ${replicas})`);
+  if (!Number.isInteger(replicas) || replicas < 0)
+    throw new MembershipConfigError('replicas', `replicas must be a whole number >= 0 (got ${replicas})`);
   if (!Number.isInteger(maxConcurrentMoves) || maxConcurrentMoves < 1) {
-    throw new MembershipConfigError('maxConcurrentMoves', `maxConcurrentMoves must be a whole number >= 1 (got ${maxConcurrentMoves})`);
+    throw new MembershipConfigError(
+      'maxConcurrentMoves',
+      `maxConcurrentMoves must be a whole number >= 1 (got ${maxConcurrentMoves})`,
+    );
   }
   return { heartbeatInterval, sessionTimeout, replicas, shardCount: settings.shardCount, maxConcurrentMoves };
 }

@@ -19,18 +19,29 @@ export function refuseMove(ctx: MembershipContext, r: MoveRequest): string | nul
   if (target === undefined || !alive(ctx, r.to)) return `${r.to} is not a live member`;
   if (!target.promotable) return `${r.to} is not promotable`;
   if (s.primary === r.to && s.state === 'ACTIVE') return `${r.to} is already the primary of shard ${r.shard}`;
-  if (!r.force && s.state !== 'ACTIVE') return `shard ${r.shard} is ${s.state}; only an ACTIVE shard can be swapped (use force)`;
+  if (!r.force && s.state !== 'ACTIVE')
+    return `shard ${r.shard} is ${s.state}; only an ACTIVE shard can be swapped (use force)`;
   return null;
 }
 
 /** The operator's moves laid onto the map before placement, which then keeps them (they leave it balanced). */
-export function applyMoves(ctx: MembershipContext, shards: ShardAssignment[], possibleDataLoss: number[]): ShardAssignment[] {
+export function applyMoves(
+  ctx: MembershipContext,
+  shards: ShardAssignment[],
+  possibleDataLoss: number[],
+): ShardAssignment[] {
   const out = shards.slice();
   for (const r of ctx.moves) {
     const s = out[r.shard];
     if (s === undefined || refuseMove(ctx, r) !== null) continue;
     if (r.force) {
-      out[r.shard] = { primary: r.to, replicas: s.replicas.filter((w) => w !== r.to), state: 'ACTIVE', next: null, epoch: s.epoch + 1 };
+      out[r.shard] = {
+        primary: r.to,
+        replicas: s.replicas.filter((w) => w !== r.to),
+        state: 'ACTIVE',
+        next: null,
+        epoch: s.epoch + 1,
+      };
       if (!possibleDataLoss.includes(r.shard)) possibleDataLoss.push(r.shard);
       continue;
     }

@@ -1,4 +1,11 @@
-import { createActor, type AnyActorScope, type AnyEventObject, type AnyMachineSnapshot, type AnyStateMachine, type ExecutableActionsFrom } from 'xstate';
+import {
+  createActor,
+  type AnyActorScope,
+  type AnyEventObject,
+  type AnyMachineSnapshot,
+  type AnyStateMachine,
+  type ExecutableActionsFrom,
+} from 'xstate';
 
 /**
  * xstate's pure `transition()`, minus its cost: xstate builds a fresh (inert)
@@ -43,7 +50,11 @@ function scopeOf(machine: AnyStateMachine): Scope {
 }
 
 /** The next snapshot and the actions to execute; the same snapshot object when the event changes nothing. */
-export function pureTransition(machine: AnyStateMachine, snapshot: AnyMachineSnapshot, event: AnyEventObject): [AnyMachineSnapshot, Action[]] {
+export function pureTransition(
+  machine: AnyStateMachine,
+  snapshot: AnyMachineSnapshot,
+  event: AnyEventObject,
+): [AnyMachineSnapshot, Action[]] {
   const s = scopeOf(machine);
   const collected: Action[] = [];
   s.collected = collected;

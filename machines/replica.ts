@@ -87,8 +87,10 @@ export const replicaMachine = setup({
     }),
   },
   guards: {
-    primary: ({ context, event }) => event.type === 'ROLE' && roleOf(event.view, context.shard, context.self) === 'primary',
-    secondary: ({ context, event }) => event.type === 'ROLE' && roleOf(event.view, context.shard, context.self) === 'secondary',
+    primary: ({ context, event }) =>
+      event.type === 'ROLE' && roleOf(event.view, context.shard, context.self) === 'primary',
+    secondary: ({ context, event }) =>
+      event.type === 'ROLE' && roleOf(event.view, context.shard, context.self) === 'secondary',
   },
 }).createMachine({
   id: 'replica',

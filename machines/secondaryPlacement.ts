@@ -153,7 +153,10 @@ export class SecondaryPlanner {
       } else {
         const over = this.bestNew(s, false);
         this.add(s, over);
-        this.shift(this.members.flatMap((_, m) => (this.room(m) ? [m] : [])), (m) => m === over);
+        this.shift(
+          this.members.flatMap((_, m) => (this.room(m) ? [m] : [])),
+          (m) => m === over,
+        );
       }
     }
   }
@@ -240,7 +243,7 @@ export class SecondaryPlanner {
    */
   private separateZones(): void {
     if (this.zoneCount < 2) return;
-    for (let changed = true; changed; ) {
+    for (let changed = true; changed;) {
       changed = false;
       // Secondaries found stuck in this pass, by what the search depends on (besides the secondary): the
       // shard's zones and PENDING target. A change may unstick one, but then there is another pass, and
@@ -248,7 +251,8 @@ export class SecondaryPlanner {
       const stuck = new Map<string, Set<number>>();
       this.drafts.forEach((d, s) => {
         const zones = this.zonesOfCopies(s);
-        if (zones.length === d.replicas.length + (d.primary === NONE ? 0 : 1) || zones.length === this.zoneCount) return;
+        if (zones.length === d.replicas.length + (d.primary === NONE ? 0 : 1) || zones.length === this.zoneCount)
+          return;
         const key = `${d.next} ${zones.join()}`;
         const stuckHere = stuck.get(key) ?? new Set<number>();
         stuck.set(key, stuckHere);

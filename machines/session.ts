@@ -46,7 +46,11 @@ function byDue(a: Timer, b: Timer): number {
 }
 
 /** Applies xstate's delayed-raise and cancel actions to the timer table. */
-function applyTimerActions(timers: readonly Timer[], actions: readonly { type: string; params?: unknown }[], now: number): readonly Timer[] {
+function applyTimerActions(
+  timers: readonly Timer[],
+  actions: readonly { type: string; params?: unknown }[],
+  now: number,
+): readonly Timer[] {
   let out: Timer[] | undefined;
   for (const a of actions) {
     if (a.type === 'xstate.cancel') {
@@ -86,13 +90,21 @@ export function stepSession(machine: AnyStateMachine, state: SessionState, event
 }
 
 /** Replays journaled events; an event the machine refuses here means the copy diverged. */
-export function replaySession(machine: AnyStateMachine, state: SessionState, events: readonly { event: StampedEvent; seq: number }[]): SessionState {
+export function replaySession(
+  machine: AnyStateMachine,
+  state: SessionState,
+  events: readonly { event: StampedEvent; seq: number }[],
+): SessionState {
   let s = state;
   for (const { event, seq } of events) {
     if (seq <= s.seq) continue; // already in the snapshot
-    if (seq !== s.seq + 1) throw new RangeError(`journal gap: session at seq ${s.seq}, next journaled event has seq ${seq}`);
+    if (seq !== s.seq + 1)
+      throw new RangeError(`journal gap: session at seq ${s.seq}, next journaled event has seq ${seq}`);
     const r = stepSession(machine, s, event);
-    if (!r.accepted) throw new RangeError(`journaled event ${event.type} (seq ${seq}) refused on replay in state ${JSON.stringify(r.stateValue)}`);
+    if (!r.accepted)
+      throw new RangeError(
+        `journaled event ${event.type} (seq ${seq}) refused on replay in state ${JSON.stringify(r.stateValue)}`,
+      );
     s = r.state;
   }
   return s;

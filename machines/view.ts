@@ -88,7 +88,13 @@ export function packView(view: View): PackedView {
     replicas: view.replicas,
     transitional: view.transitional,
     possibleDataLoss: view.possibleDataLoss,
-    shards: view.shards.map((s) => [ix(s.primary), STATES.indexOf(s.state), ix(s.next), s.epoch, ...s.replicas.map(ix)]),
+    shards: view.shards.map((s) => [
+      ix(s.primary),
+      STATES.indexOf(s.state),
+      ix(s.next),
+      s.epoch,
+      ...s.replicas.map(ix),
+    ]),
   };
 }
 
@@ -108,7 +114,8 @@ export function unpackView(packed: unknown): View {
   const shards = p.shards.map((s, n): ShardAssignment => {
     const [primary, state, next, epoch, ...replicas] = s;
     const st = STATES[state ?? -1];
-    if (st === undefined || typeof epoch !== 'number') throw new RangeError(`view ${p.viewId}: shard ${n} is malformed`);
+    if (st === undefined || typeof epoch !== 'number')
+      throw new RangeError(`view ${p.viewId}: shard ${n} is malformed`);
     return { primary: id(primary), state: st, next: id(next), epoch, replicas: replicas.map((r: number) => id(r)!) };
   });
   return {

@@ -53,14 +53,18 @@ export function planView(ctx: MembershipContext): View | null {
   if (!known.has(self.id) && !ctx.leaving) joiners.push(heartbeatOf(ctx, 'joining'));
   joiners.sort((a, b) => a.startedAt - b.startedAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   let joined = Math.max(0, ...members.map((m) => m.joined));
-  const admitted: Member[] = [...members, ...joiners.map((hb) => ({ id: hb.id, zone: hb.zone, promotable: hb.promotable, joined: ++joined }))];
+  const admitted: Member[] = [
+    ...members,
+    ...joiners.map((hb) => ({ id: hb.id, zone: hb.zone, promotable: hb.promotable, joined: ++joined })),
+  ];
 
   const possibleDataLoss = [...base.possibleDataLoss];
   let shards: ShardAssignment[] = applyMoves(ctx, view?.shards.slice() ?? [], possibleDataLoss);
   shards.forEach((s, i) => {
     if (s.state !== 'PENDING' || s.primary === null) return;
     const report = reportOf(ctx, s.primary);
-    if (report !== undefined && report.viewId >= (view?.viewId ?? 0) && !report.serving.includes(i)) shards = completeHandoff(shards, i);
+    if (report !== undefined && report.viewId >= (view?.viewId ?? 0) && !report.serving.includes(i))
+      shards = completeHandoff(shards, i);
   });
 
   // A leaver holds secondaries as a non-promotable member until its primaries are handed off, then goes.
@@ -70,7 +74,9 @@ export function planView(ctx: MembershipContext): View | null {
   const holdsPrimary = (id: string): boolean => shards.some((s) => s.primary === id || s.next === id);
   const gone = new Set(
     admitted
-      .filter((m) => leaving(m.id) && (!successors || (!holdsPrimary(m.id) && reportOf(ctx, m.id)?.serving.length === 0)))
+      .filter(
+        (m) => leaving(m.id) && (!successors || (!holdsPrimary(m.id) && reportOf(ctx, m.id)?.serving.length === 0)),
+      )
       .map((m) => m.id),
   );
   const staying = admitted.filter((m) => !gone.has(m.id));

@@ -43,7 +43,11 @@ export interface ClientNotice {
 export function isFailoverRequest(x: unknown): x is FailoverRequest {
   if (typeof x !== 'object' || x === null) return false;
   const r = x as Record<string, unknown>;
-  return Number.isInteger(r['shard']) && typeof r['to'] === 'string' && (r['force'] === undefined || typeof r['force'] === 'boolean');
+  return (
+    Number.isInteger(r['shard']) &&
+    typeof r['to'] === 'string' &&
+    (r['force'] === undefined || typeof r['force'] === 'boolean')
+  );
 }
 
 /** A notice off the wire, or undefined for anything else (ignored by the client). */
@@ -59,10 +63,19 @@ export function parseClientNotice(x: unknown): ClientNotice | undefined {
  * Resolves once the leader accepted it (the next view carries it); the
  * shard then hands off like any other move.
  */
-export async function requestFailover(bus: Bus, cluster: string, request: FailoverRequest, timeout = 5_000): Promise<{ leader: string }> {
-  const m = await bus.request(controlSubject(cluster, 'failover'), encode({ shard: request.shard, to: request.to, force: request.force === true }), {
-    timeout,
-  });
+export async function requestFailover(
+  bus: Bus,
+  cluster: string,
+  request: FailoverRequest,
+  timeout = 5_000,
+): Promise<{ leader: string }> {
+  const m = await bus.request(
+    controlSubject(cluster, 'failover'),
+    encode({ shard: request.shard, to: request.to, force: request.force === true }),
+    {
+      timeout,
+    },
+  );
   const reply = decode(m.data, { where: 'failover reply' }) as FailoverReply;
   if (!reply.ok) throw new FailoverRefusedError(request.shard, request.to, reply.reason);
   return { leader: reply.leader };

@@ -126,7 +126,10 @@ export class NetworkError extends CohortError {
     options?: ErrorOptions,
   ) {
     const { session, triedMs, ambiguous, reason } = facts;
-    super(`${operation}: ${reason} after trying for ${triedMs} ms; ${ambiguous ? 'it may have committed (ambiguous): read the session to know' : 'it was not committed'}`, options);
+    super(
+      `${operation}: ${reason} after trying for ${triedMs} ms; ${ambiguous ? 'it may have committed (ambiguous): read the session to know' : 'it was not committed'}`,
+      options,
+    );
     this.session = session;
     this.triedMs = triedMs;
     this.ambiguous = ambiguous;
@@ -171,13 +174,20 @@ const REBUILD: Record<string, Rebuild> = {
   SessionMovedError: (b) => new SessionMovedError(String(d(b, 'app')), String(d(b, 'id'))),
   InvalidRequestError: (b) => new InvalidRequestError(String(d(b, 'reason'))),
   NotEnoughReplicasError: (b) =>
-    new NotEnoughReplicasError(String(d(b, 'app')), Number(d(b, 'shard')), Number(d(b, 'required')), Number(d(b, 'synchronized'))),
+    new NotEnoughReplicasError(
+      String(d(b, 'app')),
+      Number(d(b, 'shard')),
+      Number(d(b, 'required')),
+      Number(d(b, 'synchronized')),
+    ),
   DecodeError: (b) => new DecodeError(String(d(b, 'where')), String(d(b, 'reason'))),
-  PayloadTooLargeError: (b) => new PayloadTooLargeError(Number(d(b, 'size')), Number(d(b, 'limit')), String(d(b, 'where'))),
+  PayloadTooLargeError: (b) =>
+    new PayloadTooLargeError(Number(d(b, 'size')), Number(d(b, 'limit')), String(d(b, 'where'))),
   TimeoutError: (b) => new TimeoutError(String(d(b, 'operation')), Number(d(b, 'timeoutMs'))),
   NoRespondersError: (b) => new NoRespondersError(String(d(b, 'subject'))),
   SessionLockedError: (b) => new SessionLockedError(String(d(b, 'app')), String(d(b, 'id')), String(d(b, 'holder'))),
-  TransactionRolledBackError: (b) => new TransactionRolledBackError(String(d(b, 'txId')), String(d(b, 'reason')) as RollbackReason),
+  TransactionRolledBackError: (b) =>
+    new TransactionRolledBackError(String(d(b, 'txId')), String(d(b, 'reason')) as RollbackReason),
   ClientDisconnectedError: (b) => new ClientDisconnectedError(String(d(b, 'client')), String(d(b, 'reason'))),
 };
 
@@ -186,11 +196,20 @@ export function toErrorBody(err: unknown): ErrorBody {
   if (err instanceof Error) {
     const details: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(err)) {
-      if (k !== 'retryable' && k !== 'cause' && (v === null || ['string', 'number', 'boolean'].includes(typeof v) || typeof v === 'object')) {
+      if (
+        k !== 'retryable' &&
+        k !== 'cause' &&
+        (v === null || ['string', 'number', 'boolean'].includes(typeof v) || typeof v === 'object')
+      ) {
         details[k] = v;
       }
     }
-    return { name: err.name, message: err.message, retryable: err instanceof CohortError ? err.retryable : false, details };
+    return {
+      name: err.name,
+      message: err.message,
+      retryable: err instanceof CohortError ? err.retryable : false,
+      details,
+    };
   }
   return { name: 'Error', message: String(err), retryable: false };
 }

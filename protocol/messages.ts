@@ -68,10 +68,29 @@ export type VerifyReply =
  * as the first time did.
  */
 export type TxRequest =
-  | { readonly kind: 'tx'; readonly op: 'begin'; readonly txId: string; readonly client: string; readonly timeout: number }
-  | { readonly kind: 'tx'; readonly op: 'send'; readonly txId: string; readonly client: string; readonly step: number; readonly event: UserEvent }
+  | {
+      readonly kind: 'tx';
+      readonly op: 'begin';
+      readonly txId: string;
+      readonly client: string;
+      readonly timeout: number;
+    }
+  | {
+      readonly kind: 'tx';
+      readonly op: 'send';
+      readonly txId: string;
+      readonly client: string;
+      readonly step: number;
+      readonly event: UserEvent;
+    }
   | { readonly kind: 'tx'; readonly op: 'read'; readonly txId: string; readonly client: string }
-  | { readonly kind: 'tx'; readonly op: 'commit'; readonly txId: string; readonly client: string; readonly steps: number }
+  | {
+      readonly kind: 'tx';
+      readonly op: 'commit';
+      readonly txId: string;
+      readonly client: string;
+      readonly steps: number;
+    }
   | { readonly kind: 'tx'; readonly op: 'abort'; readonly txId: string; readonly client: string };
 
 /**
@@ -81,7 +100,13 @@ export type TxRequest =
  * `abort`: the committed seq.
  */
 export type TxReply =
-  | { readonly ok: true; readonly seq: number; readonly duplicate?: boolean; readonly by?: string; readonly epoch?: number }
+  | {
+      readonly ok: true;
+      readonly seq: number;
+      readonly duplicate?: boolean;
+      readonly by?: string;
+      readonly epoch?: number;
+    }
   | { readonly ok: false; readonly error: ErrorBody };
 
 export interface ErrorBody {
@@ -103,7 +128,13 @@ export type CommandReply =
   | { readonly ok: false; readonly error: ErrorBody };
 
 export type ReadReply =
-  | { readonly ok: true; readonly seq: number; readonly state: unknown; readonly document: unknown; readonly stale?: boolean }
+  | {
+      readonly ok: true;
+      readonly seq: number;
+      readonly state: unknown;
+      readonly document: unknown;
+      readonly stale?: boolean;
+    }
   | { readonly ok: false; readonly error: ErrorBody };
 
 /** One journal message: usually one event; a background batch or a transaction holds several. */

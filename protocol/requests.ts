@@ -13,13 +13,15 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 }
 
 function checkLabel(v: unknown, what: string): string | InvalidRequestError {
-  if (typeof v !== 'string' || v.length === 0 || v.length > MAX_ID) return new InvalidRequestError(`${what} must be a string of 1-${MAX_ID} characters`);
+  if (typeof v !== 'string' || v.length === 0 || v.length > MAX_ID)
+    return new InvalidRequestError(`${what} must be a string of 1-${MAX_ID} characters`);
   return v;
 }
 
 /** A command off the wire, checked field by field; an Error says what was wrong. */
 export function parseCommand(body: unknown): CommandRequest | InvalidRequestError {
-  if (!isRecord(body) || body['kind'] !== 'command') return new InvalidRequestError("a command is a map with kind 'command', event, cmdId and client");
+  if (!isRecord(body) || body['kind'] !== 'command')
+    return new InvalidRequestError("a command is a map with kind 'command', event, cmdId and client");
   const { cmdId, client, expectSeq } = body;
   const event = checkEvent(body['event']);
   if (event instanceof Error) return event;
@@ -30,11 +32,18 @@ export function parseCommand(body: unknown): CommandRequest | InvalidRequestErro
   if (expectSeq !== undefined && (!Number.isSafeInteger(expectSeq) || (expectSeq as number) < 0)) {
     return new InvalidRequestError('expectSeq must be a non-negative integer');
   }
-  return { kind: 'command', event, cmdId: id, client: who, ...(expectSeq === undefined ? {} : { expectSeq: expectSeq as number }) };
+  return {
+    kind: 'command',
+    event,
+    cmdId: id,
+    client: who,
+    ...(expectSeq === undefined ? {} : { expectSeq: expectSeq as number }),
+  };
 }
 
 export function parseRead(body: unknown): ReadRequest | InvalidRequestError {
-  if (!isRecord(body) || body['kind'] !== 'read') return new InvalidRequestError("a read is a map with kind 'read' and client");
+  if (!isRecord(body) || body['kind'] !== 'read')
+    return new InvalidRequestError("a read is a map with kind 'read' and client");
   const who = checkLabel(body['client'], 'client');
   if (who instanceof Error) return who;
   const { minSeq } = body;
@@ -63,7 +72,8 @@ function isCount(v: unknown): v is number {
 }
 
 export function parseVerify(body: unknown): VerifyRequest | InvalidRequestError {
-  if (!isRecord(body) || body['kind'] !== 'verify') return new InvalidRequestError("a verification is a map with kind 'verify', client, since and max");
+  if (!isRecord(body) || body['kind'] !== 'verify')
+    return new InvalidRequestError("a verification is a map with kind 'verify', client, since and max");
   const who = checkLabel(body['client'], 'client');
   if (who instanceof Error) return who;
   const { since, max } = body;
@@ -73,7 +83,8 @@ export function parseVerify(body: unknown): VerifyRequest | InvalidRequestError 
 }
 
 export function parseTx(body: unknown): TxRequest | InvalidRequestError {
-  if (!isRecord(body) || body['kind'] !== 'tx') return new InvalidRequestError("a transaction step is a map with kind 'tx', op, txId and client");
+  if (!isRecord(body) || body['kind'] !== 'tx')
+    return new InvalidRequestError("a transaction step is a map with kind 'tx', op, txId and client");
   const txId = checkLabel(body['txId'], 'txId');
   if (txId instanceof Error) return txId;
   const client = checkLabel(body['client'], 'client');

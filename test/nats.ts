@@ -32,7 +32,13 @@ export async function connectTest(
   options: Partial<NodeConnectionOptions> = {},
 ): Promise<DisposableConnection> {
   const servers =
-    typeof target === 'string' ? [target] : 'nodes' in target ? [...target.urls] : 'url' in target ? [target.url] : [...target];
+    typeof target === 'string'
+      ? [target]
+      : 'nodes' in target
+        ? [...target.urls]
+        : 'url' in target
+          ? [target.url]
+          : [...target];
   const nc = await connect({ reconnectTimeWait: 100, maxReconnectAttempts: -1, ...options, servers });
   return Object.assign(nc, { [Symbol.asyncDispose]: () => nc.close() });
 }

@@ -2,7 +2,15 @@ import type { TimerHandle } from '../../bus/clock.js';
 import type { Environment } from '../../bus/environment.js';
 import { BusClosedError, BusError, NoRespondersError, TimeoutError } from '../../bus/errors.js';
 import type { Bus, Message } from '../../bus/types.js';
-import { classify, type AttemptDecision, type AttemptFacts, type AttemptOutcome, type ErrorKind, type Failed, type GiveUp } from '../../machines/attempt.js';
+import {
+  classify,
+  type AttemptDecision,
+  type AttemptFacts,
+  type AttemptOutcome,
+  type ErrorKind,
+  type Failed,
+  type GiveUp,
+} from '../../machines/attempt.js';
 import type { ConnectionState } from '../../machines/connection.js';
 import { ClientDisconnectedError, NetworkError, fromErrorBody } from '../../protocol/errors.js';
 import type { ErrorBody } from '../../protocol/messages.js';
@@ -192,7 +200,8 @@ export class Attempts {
   /** `reconnected`: requests in flight went to a server connection that is gone; nats.js would let them wait out their timeout. */
   retryAll(reconnected: boolean): void {
     for (const p of [...this.#pending]) {
-      if ((reconnected || !p.inFlight) && p.pause === undefined && !p.settled) void this.attempt(p, this.#host.readOnly && p.spec.fallback !== undefined);
+      if ((reconnected || !p.inFlight) && p.pause === undefined && !p.settled)
+        void this.attempt(p, this.#host.readOnly && p.spec.fallback !== undefined);
     }
   }
 
@@ -222,7 +231,14 @@ export class Attempts {
    * out. `ended`: the reply (ok, final) or the error the attempt ended with;
    * `fallback`: the attempt went to secondaries; `reason`: why the connection gave up.
    */
-  #decide(p: Pending, outcome: AttemptOutcome, now: number, ended?: unknown, fallback = false, reason?: string): AttemptDecision['action'] {
+  #decide(
+    p: Pending,
+    outcome: AttemptOutcome,
+    now: number,
+    ended?: unknown,
+    fallback = false,
+    reason?: string,
+  ): AttemptDecision['action'] {
     const answered = outcome === 'ok' || outcome === 'final';
     const kind = answered || ended === undefined ? undefined : errorKind(ended);
     const f = this.#facts;
@@ -286,9 +302,18 @@ export class Attempts {
       case 'last-error':
         return p.lastError!;
       case 'network':
-        return new NetworkError(p.spec.what, { session: p.spec.session, triedMs: now - p.started, ambiguous, reason: reason ?? `no answer for troubledInterval (${this.#troubledInterval} ms)` }, {
-          cause: p.lastError,
-        });
+        return new NetworkError(
+          p.spec.what,
+          {
+            session: p.spec.session,
+            triedMs: now - p.started,
+            ambiguous,
+            reason: reason ?? `no answer for troubledInterval (${this.#troubledInterval} ms)`,
+          },
+          {
+            cause: p.lastError,
+          },
+        );
       case 'disconnected':
         return new ClientDisconnectedError(this.#host.clientId, reason ?? 'not connected');
     }

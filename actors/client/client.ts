@@ -4,7 +4,12 @@ import { encode } from '../../bus/codec.js';
 import { createNatsBus } from '../../bus/nats/mod.js';
 import { cmdSubject, readOnlySubject, readSubject, validateApp, validateCluster } from '../../bus/subjects.js';
 import type { Bus } from '../../bus/types.js';
-import { CONNECTION_DEFAULTS, type ConnectionConfig, type ConnectionState, type Failure } from '../../machines/connection.js';
+import {
+  CONNECTION_DEFAULTS,
+  type ConnectionConfig,
+  type ConnectionState,
+  type Failure,
+} from '../../machines/connection.js';
 import type { CommandReply, PatchOperation, ReadReply, UserEvent, VerifyOutcome } from '../../protocol/messages.js';
 import { ClientDisconnectedError, NetworkError, fromErrorBody } from '../../protocol/errors.js';
 import { commandRequest, readRequest } from '../../protocol/requests.js';
@@ -315,7 +320,14 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
       id,
       send: async (event, options = {}) => {
         const body = encode(commandRequest(event, this.#newId(), this.id, options.expectSeq));
-        const reply = (await this.#conn.request({ subject: cmd, body, what: `send ${event.type} to ${session}`, session, mutates: true, timeout: options.timeout ?? this.#timeout })) as CommandReply;
+        const reply = (await this.#conn.request({
+          subject: cmd,
+          body,
+          what: `send ${event.type} to ${session}`,
+          session,
+          mutates: true,
+          timeout: options.timeout ?? this.#timeout,
+        })) as CommandReply;
         if (!reply.ok) throw fromErrorBody(reply.error);
         return { seq: reply.seq, duplicate: reply.duplicate === true, by: reply.by ?? '', epoch: reply.epoch ?? 0 };
       },
@@ -349,13 +361,20 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
       })) as ReadReply;
     } catch (err) {
       const fallback = options.allowStale === true ? this.#cache.peek(app, id) : undefined;
-      if (fallback !== undefined && (err instanceof NetworkError || err instanceof ClientDisconnectedError)) return { ...fallback, stale: true, source: 'cache' };
+      if (fallback !== undefined && (err instanceof NetworkError || err instanceof ClientDisconnectedError))
+        return { ...fallback, stale: true, source: 'cache' };
       throw err;
     }
     if (!reply.ok) throw fromErrorBody(reply.error);
     const stale = reply.stale === true;
     if (!stale) this.#cache.set(app, id, { seq: reply.seq, document: reply.document, state: reply.state });
-    return { seq: reply.seq, state: reply.state, document: reply.document, stale, source: stale ? 'secondary' : 'primary' };
+    return {
+      seq: reply.seq,
+      state: reply.state,
+      document: reply.document,
+      stale,
+      source: stale ? 'secondary' : 'primary',
+    };
   }
 
   verify(): Promise<Verification[]> {
@@ -374,14 +393,23 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
 
 function positive(name: string, v: number | undefined, allowZero = false): void {
   if (v === undefined) return;
-  if (!(Number.isFinite(v) && (allowZero ? v >= 0 : v > 0))) throw new RangeError(`connect: ${name} must be a ${allowZero ? 'non-negative' : 'positive'} number, got ${v}`);
+  if (!(Number.isFinite(v) && (allowZero ? v >= 0 : v > 0)))
+    throw new RangeError(`connect: ${name} must be a ${allowZero ? 'non-negative' : 'positive'} number, got ${v}`);
 }
 
 /** A client of a cohort cluster. Resolves once connected; ClientDisconnectedError after waitTimeout. */
 export async function connect(options: ConnectOptions): Promise<Client> {
   validateCluster(options.cluster);
   if (!options.bus && !options.nats) throw new TypeError('connect needs `nats` (server URLs) or `bus`');
-  for (const key of ['timeout', 'attemptTimeout', 'waitTimeout', 'reconnectInterval', 'troubledInterval', 'transactionTimeout', 'invalidationQueueSize'] as const) {
+  for (const key of [
+    'timeout',
+    'attemptTimeout',
+    'waitTimeout',
+    'reconnectInterval',
+    'troubledInterval',
+    'transactionTimeout',
+    'invalidationQueueSize',
+  ] as const) {
     positive(key, options[key]);
   }
   positive('cacheSize', options.cacheSize, true);

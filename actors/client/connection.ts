@@ -137,7 +137,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       const onState = (state: ConnectionState): void => {
         if (state === 'NORMAL' || state === 'TROUBLE') done();
       };
-      const onDisabled = (failure: Failure, reason: string): void => done(new ClientDisconnectedError(this.#clientId, `${failure}: ${reason}`));
+      const onDisabled = (failure: Failure, reason: string): void =>
+        done(new ClientDisconnectedError(this.#clientId, `${failure}: ${reason}`));
       const done = (err?: Error): void => {
         this.off('state', onState);
         this.off('disabled', onDisabled);
@@ -156,7 +157,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
    * worker says retrying cannot fix), TimeoutError, or NetworkError.
    */
   request(spec: RequestSpec): Promise<Reply> {
-    if (this.#closing || this.#state === 'CLOSED') return Promise.reject(new ClientDisconnectedError(this.#clientId, 'the client is closed'));
+    if (this.#closing || this.#state === 'CLOSED')
+      return Promise.reject(new ClientDisconnectedError(this.#clientId, 'the client is closed'));
     return new Promise<Reply>((resolve, reject) => {
       const p: Pending = this.#attempts.add(spec, resolve, reject);
       switch (this.#state) {
@@ -255,7 +257,11 @@ export class Connection extends EventEmitter<ConnectionEvents> {
             }
             this.#adopt(bus);
           } catch (err) {
-            this.#send({ type: 'UNANSWERED', now: this.#clock.now(), reason: err instanceof Error ? err.message : String(err) });
+            this.#send({
+              type: 'UNANSWERED',
+              now: this.#clock.now(),
+              reason: err instanceof Error ? err.message : String(err),
+            });
             await new Promise<void>((r) => this.#clock.setTimeout(r, this.#config.reconnectInterval));
           }
         }
@@ -279,7 +285,11 @@ export class Connection extends EventEmitter<ConnectionEvents> {
           return; // not ours to understand: ignore, keep listening
         }
         if (notice !== undefined && id === this.#clientId) {
-          this.#send({ type: 'DISCONNECT', now: this.#clock.now(), reason: `disconnected by worker ${notice.by}: ${notice.reason}` });
+          this.#send({
+            type: 'DISCONNECT',
+            now: this.#clock.now(),
+            reason: `disconnected by worker ${notice.by}: ${notice.reason}`,
+          });
         }
       });
     }
@@ -356,15 +366,18 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.#clearTick();
     this.#tickAt = at;
     if (at === null) return;
-    this.#tick = this.#clock.setTimeout(() => {
-      this.#tick = undefined;
-      this.#tickAt = null;
-      this.#send({ type: 'TICK', now: this.#clock.now() });
-      // A TICK that changed nothing still needs the next deadline armed.
-      this.#armTick();
-      // Requests out of time give up even while others keep the connection NORMAL.
-      this.#attempts.expire();
-    }, Math.max(0, at - this.#clock.now()));
+    this.#tick = this.#clock.setTimeout(
+      () => {
+        this.#tick = undefined;
+        this.#tickAt = null;
+        this.#send({ type: 'TICK', now: this.#clock.now() });
+        // A TICK that changed nothing still needs the next deadline armed.
+        this.#armTick();
+        // Requests out of time give up even while others keep the connection NORMAL.
+        this.#attempts.expire();
+      },
+      Math.max(0, at - this.#clock.now()),
+    );
   }
 
   #clearTick(): void {

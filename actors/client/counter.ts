@@ -40,7 +40,9 @@ export class CorruptCounterError extends CohortError {
     /** The stored bytes as text (invalid UTF-8 replaced), for the message and the operator. */
     readonly value: string,
   ) {
-    super(`counter ${bucket}/${key} holds ${JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value)}, not a decimal non-negative integer`);
+    super(
+      `counter ${bucket}/${key} holds ${JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value)}, not a decimal non-negative integer`,
+    );
   }
 }
 
@@ -141,10 +143,12 @@ function blockOf(options: CounterOptions): number {
   const { block } = options;
   if (block !== undefined) {
     if (typeof block !== 'number') throw new TypeError(`counter option block must be a number, got ${typeof block}`);
-    if (!Number.isSafeInteger(block) || block < 1) throw new RangeError(`counter option block must be a positive safe integer, got ${block}`);
+    if (!Number.isSafeInteger(block) || block < 1)
+      throw new RangeError(`counter option block must be a positive safe integer, got ${block}`);
   }
   if (options.consecutive) {
-    if (block !== undefined && block !== 1) throw new RangeError(`a consecutive counter takes one id per reservation, not a block of ${block}`);
+    if (block !== undefined && block !== 1)
+      throw new RangeError(`a consecutive counter takes one id per reservation, not a block of ${block}`);
     return 1;
   }
   return block ?? DEFAULT_COUNTER_BLOCK;

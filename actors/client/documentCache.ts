@@ -73,7 +73,8 @@ export class DocumentCache {
   constructor(options: { cacheSize?: number } = {}) {
     const cacheSize = options.cacheSize ?? DEFAULT_CACHE_SIZE;
     if (typeof cacheSize !== 'number') throw new TypeError(`cacheSize must be a number, got ${typeof cacheSize}`);
-    if (!Number.isSafeInteger(cacheSize) || cacheSize < 0) throw new RangeError(`cacheSize must be a non-negative safe integer, got ${cacheSize}`);
+    if (!Number.isSafeInteger(cacheSize) || cacheSize < 0)
+      throw new RangeError(`cacheSize must be a non-negative safe integer, got ${cacheSize}`);
     this.cacheSize = cacheSize;
   }
 
@@ -195,5 +196,6 @@ function sizeOf(value: CachedDocument): number {
 }
 
 function checkSeq(what: string, seq: number): void {
-  if (!Number.isSafeInteger(seq) || seq < 0) throw new RangeError(`${what} must be a non-negative safe integer, got ${seq}`);
+  if (!Number.isSafeInteger(seq) || seq < 0)
+    throw new RangeError(`${what} must be a non-negative safe integer, got ${seq}`);
 }

@@ -184,7 +184,8 @@ export class Patches {
   /** A whole new copy: listeners get it as one `resync` patch, then anything newer that was held. */
   #replaceWith(w: Watch, seq: number, document: unknown): void {
     w.last = seq;
-    for (const l of w.listeners) l({ seq, ops: [{ op: 'replace', path: '', value: document }], setter: '', resync: true });
+    for (const l of w.listeners)
+      l({ seq, ops: [{ op: 'replace', path: '', value: document }], setter: '', resync: true });
     const later = w.held.filter((p) => p.seq > seq).sort((a, b) => a.seq - b.seq);
     w.held = [];
     w.resyncing = false;

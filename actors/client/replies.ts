@@ -32,7 +32,8 @@ export class ReplyDecoder {
     const name = claimCheckOf(m.headers);
     if (name === undefined) return decode(m.data, { where: `reply to ${what}` });
     const bus = this.#source.bus;
-    if (bus === undefined) throw new ClientDisconnectedError(this.#source.clientId, 'no connection to fetch a claim-checked reply');
+    if (bus === undefined)
+      throw new ClientDisconnectedError(this.#source.clientId, 'no connection to fetch a claim-checked reply');
     if (this.#blobs?.bus !== bus) this.#blobs = { bus, store: bus.blobs({ bucket: this.#blobsBucket }) };
     const blobs = await this.#blobs.store;
     const value = await decodeBody(m.data, m.headers, { blobs, where: `reply to ${what}` });

@@ -55,30 +55,56 @@ export class Transactions {
     this.#transactionTimeout = options.transactionTimeout;
   }
 
-  async run<T>(target: TransactionTarget, fn: (tx: Transaction) => Promise<T>, options: TransactionOptions): Promise<TransactionResult<T>> {
+  async run<T>(
+    target: TransactionTarget,
+    fn: (tx: Transaction) => Promise<T>,
+    options: TransactionOptions,
+  ): Promise<TransactionResult<T>> {
     const { app, id, shard, cmd } = target;
     const clock = this.#environment.clock;
     const session = `${app}/${id}`;
     const txId = this.#environment.newId();
     const timeout = options.timeout ?? this.#transactionTimeout;
-    if (!(Number.isFinite(timeout) && timeout > 0)) throw new RangeError(`transaction timeout must be a positive number of ms, got ${timeout}`);
+    if (!(Number.isFinite(timeout) && timeout > 0))
+      throw new RangeError(`transaction timeout must be a positive number of ms, got ${timeout}`);
     const client = this.#connection.clientId;
     const started = clock.now();
     let rollback: Error | undefined;
     let steps = 0;
     const onDisabled = (_f: Failure, reason: string): void => {
-      rollback ??= new NetworkError(`transaction ${txId} on ${session}`, { session, triedMs: clock.now() - started, ambiguous: false, reason: `rolled back: the connection was disabled (${reason})` });
+      rollback ??= new NetworkError(`transaction ${txId} on ${session}`, {
+        session,
+        triedMs: clock.now() - started,
+        ambiguous: false,
+        reason: `rolled back: the connection was disabled (${reason})`,
+      });
     };
     this.#connection.on('disabled', onDisabled);
     const step = async (op: TxStep, mutates = false): Promise<Extract<TxReply, { ok: true }>> => {
       if (rollback !== undefined) throw rollback;
       const remaining = timeout - (clock.now() - started);
       const body = encode(txRequest(txId, client, op));
-      const reply = (await this.#connection.request({ subject: cmd, body, what: `transaction ${op.op} on ${session}`, session, mutates, timeout: Math.max(1, remaining) })) as TxReply;
+      const reply = (await this.#connection.request({
+        subject: cmd,
+        body,
+        what: `transaction ${op.op} on ${session}`,
+        session,
+        mutates,
+        timeout: Math.max(1, remaining),
+      })) as TxReply;
       if (reply.ok) return reply;
       const err = fromErrorBody(reply.error);
       if (err instanceof TransactionRolledBackError) {
-        rollback = new NetworkError(`transaction ${txId} on ${session}`, { session, triedMs: clock.now() - started, ambiguous: false, reason: `rolled back by the server (${err.reason})` }, { cause: err });
+        rollback = new NetworkError(
+          `transaction ${txId} on ${session}`,
+          {
+            session,
+            triedMs: clock.now() - started,
+            ambiguous: false,
+            reason: `rolled back by the server (${err.reason})`,
+          },
+          { cause: err },
+        );
         throw rollback;
       }
       throw err;
@@ -96,7 +122,12 @@ export class Transactions {
         return { seq: r.seq, state: r.state, document: r.document, stale: false, source: 'primary' };
       },
       session: (otherApp, otherId) => {
-        throw new CrossShardTransactionError(session, shard, `${otherApp}/${otherId}`, shardOf(otherApp, otherId, this.#shardCount));
+        throw new CrossShardTransactionError(
+          session,
+          shard,
+          `${otherApp}/${otherId}`,
+          shardOf(otherApp, otherId, this.#shardCount),
+        );
       },
       get rollbackOnly() {
         return rollback !== undefined;
@@ -106,14 +137,18 @@ export class Transactions {
     try {
       await step({ op: 'begin', timeout });
       const expired = new Promise<never>((_, reject) => {
-        timer = clock.setTimeout(() => reject(new TransactionTimeoutError(txId, timeout)), Math.max(0, timeout - (clock.now() - started)));
+        timer = clock.setTimeout(
+          () => reject(new TransactionTimeoutError(txId, timeout)),
+          Math.max(0, timeout - (clock.now() - started)),
+        );
       });
       let value: T;
       try {
         value = await Promise.race([fn(tx), expired]);
       } catch (err) {
         await this.#abort(cmd, txId, client, session);
-        if (err instanceof TransactionTimeoutError) this.#connection.disconnect(`transaction ${txId} ran past its ${timeout} ms timeout`);
+        if (err instanceof TransactionTimeoutError)
+          this.#connection.disconnect(`transaction ${txId} ran past its ${timeout} ms timeout`);
         throw err;
       }
       if (rollback !== undefined) {
@@ -130,6 +165,15 @@ export class Transactions {
 
   async #abort(cmd: string, txId: string, client: string, session: string): Promise<void> {
     const body = encode(txRequest(txId, client, { op: 'abort' }));
-    await this.#connection.request({ subject: cmd, body, what: `transaction abort on ${session}`, session, mutates: false, timeout: ABORT_TIMEOUT }).catch(() => undefined);
+    await this.#connection
+      .request({
+        subject: cmd,
+        body,
+        what: `transaction abort on ${session}`,
+        session,
+        mutates: false,
+        timeout: ABORT_TIMEOUT,
+      })
+      .catch(() => undefined);
   }
 }

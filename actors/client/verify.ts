@@ -62,7 +62,9 @@ export class Verifier {
     for (const [key, s] of this.#patches.seen()) {
       if (!targets.has(key)) targets.set(key, { app: s.app, id: s.id, since: s.seq });
     }
-    const out = await Promise.all([...targets.values()].map((t) => this.#verifyOne(t.app, t.id, t.since).catch(() => undefined)));
+    const out = await Promise.all(
+      [...targets.values()].map((t) => this.#verifyOne(t.app, t.id, t.since).catch(() => undefined)),
+    );
     return out.filter((v): v is Verification => v !== undefined);
   }
 

@@ -35,24 +35,42 @@ export interface Application<TMachine extends AnyStateMachine = AnyStateMachine>
 }
 
 /** An application is a session factory: each (app, id) gets its own actor of `machine`, created on first reference. */
-export function defineApplication<TMachine extends AnyStateMachine>(options: ApplicationOptions<TMachine>): Application<TMachine> {
+export function defineApplication<TMachine extends AnyStateMachine>(
+  options: ApplicationOptions<TMachine>,
+): Application<TMachine> {
   validateApp(options.name);
   const commit = options.commit ?? 'journal';
   if (commit !== 'memory' && commit !== 'journal' && commit !== 'replicas') {
-    throw new RangeError(`application ${options.name}: commit must be 'memory', 'journal' or 'replicas', got ${JSON.stringify(commit)}`);
+    throw new RangeError(
+      `application ${options.name}: commit must be 'memory', 'journal' or 'replicas', got ${JSON.stringify(commit)}`,
+    );
   }
   const syncReplicas = options.syncReplicas ?? 1;
   const requiredSynchronizedReplicas = options.requiredSynchronizedReplicas ?? 0;
-  for (const [name, v] of [['syncReplicas', syncReplicas], ['requiredSynchronizedReplicas', requiredSynchronizedReplicas]] as const) {
-    if (!Number.isInteger(v) || v < 0) throw new RangeError(`application ${options.name}: ${name} must be a whole number >= 0, got ${v}`);
+  for (const [name, v] of [
+    ['syncReplicas', syncReplicas],
+    ['requiredSynchronizedReplicas', requiredSynchronizedReplicas],
+  ] as const) {
+    if (!Number.isInteger(v) || v < 0)
+      throw new RangeError(`application ${options.name}: ${name} must be a whole number >= 0, got ${v}`);
   }
   const unusedSessionLifetime = options.unusedSessionLifetime ?? 15_000;
   const snapshotEvery = options.snapshotEvery ?? 100;
-  if (!(unusedSessionLifetime > 0)) throw new RangeError(`application ${options.name}: unusedSessionLifetime must be > 0`);
+  if (!(unusedSessionLifetime > 0))
+    throw new RangeError(`application ${options.name}: unusedSessionLifetime must be > 0`);
   if (!Number.isInteger(snapshotEvery) || snapshotEvery < 1) {
     throw new RangeError(`application ${options.name}: snapshotEvery must be a positive integer`);
   }
   const metadata = options.metadata ?? {};
   JSON.stringify(metadata); // throws on cycles or BigInt: metadata is served as JSON
-  return { name: options.name, machine: options.machine, commit, syncReplicas, requiredSynchronizedReplicas, unusedSessionLifetime, snapshotEvery, metadata };
+  return {
+    name: options.name,
+    machine: options.machine,
+    commit,
+    syncReplicas,
+    requiredSynchronizedReplicas,
+    unusedSessionLifetime,
+    snapshotEvery,
+    metadata,
+  };
 }

@@ -117,7 +117,9 @@ export class Catalog {
 
   /** Rolls back `client`'s open transactions; queued in each session's mailbox at once, so before any later request. */
   async rollBack(client: string, reason: RollbackReason): Promise<number> {
-    const done = await Promise.all(this.#holding(client).map((s) => this.transactions.rollBackClient(s, client, reason)));
+    const done = await Promise.all(
+      this.#holding(client).map((s) => this.transactions.rollBackClient(s, client, reason)),
+    );
     return done.filter(Boolean).length;
   }
 
@@ -141,7 +143,9 @@ export class Catalog {
   async #passivateIdle(): Promise<void> {
     const now = this.#clock.now();
     this.#secondaries?.sweep(this.#shortestLifetime);
-    const idle = [...this.#directory.entries()].filter(([, s]) => now - s.lastActive >= s.app.unusedSessionLifetime && s.openTransaction === undefined);
+    const idle = [...this.#directory.entries()].filter(
+      ([, s]) => now - s.lastActive >= s.app.unusedSessionLifetime && s.openTransaction === undefined,
+    );
     await Promise.all(idle.map(([key, s]) => this.#passivate(key, s, WHEN_IDLE)));
   }
 

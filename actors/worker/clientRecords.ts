@@ -38,11 +38,18 @@ interface ClientRecord {
 }
 
 /** Positive numbers only; the option's name is in the error. */
-export function clientOptions(options: { troubledInterval?: number; recoveryWait?: number } = {}): { troubledInterval: number; recoveryWait: number } {
-  const out = { troubledInterval: options.troubledInterval ?? CLIENT_DEFAULTS.troubledInterval, recoveryWait: options.recoveryWait ?? CLIENT_DEFAULTS.recoveryWait };
+export function clientOptions(options: { troubledInterval?: number; recoveryWait?: number } = {}): {
+  troubledInterval: number;
+  recoveryWait: number;
+} {
+  const out = {
+    troubledInterval: options.troubledInterval ?? CLIENT_DEFAULTS.troubledInterval,
+    recoveryWait: options.recoveryWait ?? CLIENT_DEFAULTS.recoveryWait,
+  };
   for (const name of ['troubledInterval', 'recoveryWait'] as const) {
     const v = out[name];
-    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw new RangeError(`clients.${name} must be a positive number of ms (got ${String(v)})`);
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0)
+      throw new RangeError(`clients.${name} must be a positive number of ms (got ${String(v)})`);
   }
   return out;
 }
@@ -109,7 +116,15 @@ export class ClientRecords {
     // Back after the sweep last looked, but too late: what it held goes first.
     if (now - record.lastSeen >= this.#troubledInterval + this.#recoveryWait) this.#expire(record);
     else if (record.state === 'non-responsive') {
-      this.#log.info({ client: record.label, clientId: record.id, silentMs: now - record.lastSeen, transactions: this.#transactionsOf(client) }, 'client restored');
+      this.#log.info(
+        {
+          client: record.label,
+          clientId: record.id,
+          silentMs: now - record.lastSeen,
+          transactions: this.#transactionsOf(client),
+        },
+        'client restored',
+      );
     }
     record.state = 'active';
     record.lastSeen = now;
@@ -148,7 +163,13 @@ export class ClientRecords {
   }
 
   info(): ClientRecordInfo[] {
-    return [...this.#records.values()].map((r) => ({ id: r.id, label: r.label, state: r.state, lastSeen: r.lastSeen, transactions: this.#transactionsOf(r.id) }));
+    return [...this.#records.values()].map((r) => ({
+      id: r.id,
+      label: r.label,
+      state: r.state,
+      lastSeen: r.lastSeen,
+      transactions: this.#transactionsOf(r.id),
+    }));
   }
 
   sweep(): void {
@@ -160,7 +181,15 @@ export class ClientRecords {
         this.#records.delete(record.id);
       } else if (silent >= this.#troubledInterval && record.state === 'active') {
         record.state = 'non-responsive';
-        this.#log.info({ client: record.label, clientId: record.id, silentMs: silent, transactions: this.#transactionsOf(record.id) }, 'client non-responsive');
+        this.#log.info(
+          {
+            client: record.label,
+            clientId: record.id,
+            silentMs: silent,
+            transactions: this.#transactionsOf(record.id),
+          },
+          'client non-responsive',
+        );
       }
     }
     for (const [id, r] of this.#refused) if (now >= r.until) this.#refused.delete(id);
@@ -170,7 +199,11 @@ export class ClientRecords {
   #expire(record: ClientRecord): void {
     if (this.#transactionsOf(record.id) === 0) return;
     void this.#rollBack(record.id, 'recovery-wait').then(
-      (n) => this.#log.warn({ client: record.label, clientId: record.id, transactions: n }, 'client silent beyond recoveryWait: transactions rolled back'),
+      (n) =>
+        this.#log.warn(
+          { client: record.label, clientId: record.id, transactions: n },
+          'client silent beyond recoveryWait: transactions rolled back',
+        ),
       (err: unknown) => this.#log.error({ err, client: record.label }, 'rollback of a silent client failed'),
     );
   }

@@ -73,7 +73,12 @@ export class Dispatch {
 
   /** A reply too large for a message (a big document) travels by claim-check; the client fetches and deletes it. */
   async #respond(m: Delivery, reply: Reply): Promise<void> {
-    const body = await encodeBody(reply, { maxBytes: this.#bus.server.maxPayload - REPLY_HEADROOM, blobs: this.#blobs, allowClaimCheck: true, newId: this.#newId });
+    const body = await encodeBody(reply, {
+      maxBytes: this.#bus.server.maxPayload - REPLY_HEADROOM,
+      blobs: this.#blobs,
+      allowClaimCheck: true,
+      newId: this.#newId,
+    });
     m.respond(body.data, { headers: body.headers });
   }
 
@@ -84,7 +89,8 @@ export class Dispatch {
     } catch (err) {
       return refuse(err);
     }
-    if (target.kind !== 'cmd' && target.kind !== 'read' && target.kind !== 'ro') return refuse(new InvalidRequestError('not a session subject'));
+    if (target.kind !== 'cmd' && target.kind !== 'read' && target.kind !== 'ro')
+      return refuse(new InvalidRequestError('not a session subject'));
     const app = this.#apps.get(target.app);
     if (app === undefined) return refuse(new UnknownApplicationError(target.app));
     let body: unknown;
@@ -113,7 +119,13 @@ export class Dispatch {
    * reloaded and `fn` runs there. A client disconnected by force is refused
    * on arrival and again when its turn comes (it may have been queued before).
    */
-  async #run(app: Application, id: string, shard: number, client: string, fn: (s: HostedSession) => Promise<Reply>): Promise<Reply> {
+  async #run(
+    app: Application,
+    id: string,
+    shard: number,
+    client: string,
+    fn: (s: HostedSession) => Promise<Reply>,
+  ): Promise<Reply> {
     const refused = this.#clients.seen(client);
     if (refused !== undefined) return refuse(refused);
     for (;;) {
@@ -130,10 +142,16 @@ export class Dispatch {
   /** Each application's name, commit level and metadata, as JSON on its meta subject. */
   serveMetadata(cluster: string): Subscription[] {
     return [...this.#apps.values()].map((app) => {
-      const body = new TextEncoder().encode(JSON.stringify({ name: app.name, commit: app.commit, metadata: app.metadata }));
-      return this.#bus.subscribe(metaSubject(cluster, app.name), (m) => m.respond(body, { headers: { 'Content-Type': 'application/json' } }), {
-        queue: 'cohort-meta',
-      });
+      const body = new TextEncoder().encode(
+        JSON.stringify({ name: app.name, commit: app.commit, metadata: app.metadata }),
+      );
+      return this.#bus.subscribe(
+        metaSubject(cluster, app.name),
+        (m) => m.respond(body, { headers: { 'Content-Type': 'application/json' } }),
+        {
+          queue: 'cohort-meta',
+        },
+      );
     });
   }
 }

@@ -44,7 +44,8 @@ function isHeartbeat(x: unknown): x is Heartbeat {
     typeof h['startedAt'] === 'number' &&
     Array.isArray(h['serving']) &&
     h['serving'].every((s) => Number.isInteger(s)) &&
-    (h['notSynchronized'] === undefined || (Array.isArray(h['notSynchronized']) && h['notSynchronized'].every((x) => typeof x === 'string')))
+    (h['notSynchronized'] === undefined ||
+      (Array.isArray(h['notSynchronized']) && h['notSynchronized'].every((x) => typeof x === 'string')))
   );
 }
 
@@ -84,7 +85,18 @@ export class MembershipHost {
   #onJoined!: () => void;
   #onLeft!: (why: 'left' | 'removed') => void;
 
-  constructor({ bus, cluster, self, config, storageReplicas, environment, log, apply, notSynchronized, removed }: MembershipHostOptions) {
+  constructor({
+    bus,
+    cluster,
+    self,
+    config,
+    storageReplicas,
+    environment,
+    log,
+    apply,
+    notSynchronized,
+    removed,
+  }: MembershipHostOptions) {
     this.#bus = bus;
     this.#cluster = cluster;
     this.#self = self;
@@ -97,7 +109,14 @@ export class MembershipHost {
     this.#removed = removed;
     const startedAt = environment.clock.now();
     this.#actor = createActor(membershipMachine, { input: { self: { ...self, startedAt }, config } });
-    this.lease = new Lease({ self: self.id, config, clock: environment.clock, log, view: () => this.view, storedView: () => this.#storedView() });
+    this.lease = new Lease({
+      self: self.id,
+      config,
+      clock: environment.clock,
+      log,
+      view: () => this.view,
+      storedView: () => this.#storedView(),
+    });
     this.#joined = new Promise((resolve) => (this.#onJoined = resolve));
     this.#left = new Promise((resolve) => (this.#onLeft = resolve));
   }
@@ -145,7 +164,8 @@ export class MembershipHost {
       const m = this.#asking.get(e.id);
       this.#asking.delete(e.id);
       // Only the leader answers: every member hears the request, the others stay silent.
-      if (m !== undefined && (e.ok || this.isLeader)) m.respond(encode({ ok: e.ok, reason: e.reason, leader: this.view?.leader ?? '' }));
+      if (m !== undefined && (e.ok || this.isLeader))
+        m.respond(encode({ ok: e.ok, reason: e.reason, leader: this.view?.leader ?? '' }));
     });
     this.#actor.subscribe((s) => {
       if (s.value === 'member' || s.value === 'leaving') this.#onJoined();
@@ -174,12 +194,23 @@ export class MembershipHost {
         body = undefined;
       }
       if (!isFailoverRequest(body)) {
-        if (this.isLeader) m.respond(encode({ ok: false, reason: 'malformed request: needs { shard: integer, to: string, force?: boolean }', leader: this.#self.id }));
+        if (this.isLeader)
+          m.respond(
+            encode({
+              ok: false,
+              reason: 'malformed request: needs { shard: integer, to: string, force?: boolean }',
+              leader: this.#self.id,
+            }),
+          );
         return;
       }
       const id = this.#environment.newId();
       this.#asking.set(id, m);
-      this.#send({ type: 'MOVE', request: { id, shard: body.shard, to: body.to, force: body.force === true }, now: now() });
+      this.#send({
+        type: 'MOVE',
+        request: { id, shard: body.shard, to: body.to, force: body.force === true },
+        now: now(),
+      });
     });
     await bus.flush();
     this.#send({ type: 'START', now: now() });
@@ -216,7 +247,11 @@ export class MembershipHost {
   #armTick(): void {
     if (this.#stopped) return;
     this.#tick = this.#environment.clock.setTimeout(() => {
-      this.#send({ type: 'TICK', now: this.#environment.clock.now(), notSynchronized: this.#notSynchronized?.() ?? [] });
+      this.#send({
+        type: 'TICK',
+        now: this.#environment.clock.now(),
+        notSynchronized: this.#notSynchronized?.() ?? [],
+      });
       this.#armTick();
     }, this.#config.heartbeatInterval / TICKS_PER_HEARTBEAT);
   }
@@ -233,7 +268,8 @@ export class MembershipHost {
       this.#send({ type: 'WRITE_DONE', view, revision: written, now: this.#environment.clock.now() });
     } catch (err) {
       // Someone else wrote first: the watch brings their view, and the plan is made again from it.
-      if (!(err instanceof StaleRevisionError || err instanceof KeyExistsError)) this.#log.error({ err, viewId: view.viewId }, 'view not written');
+      if (!(err instanceof StaleRevisionError || err instanceof KeyExistsError))
+        this.#log.error({ err, viewId: view.viewId }, 'view not written');
       this.#send({ type: 'WRITE_FAILED', now: this.#environment.clock.now() });
     }
   }

@@ -4,7 +4,15 @@ import { decode } from '../../bus/codec.js';
 import { journalSubject } from '../../bus/subjects.js';
 import type { Journal } from '../../bus/types.js';
 import { HEADER } from '../../protocol/headers.js';
-import type { JournaledEvent, JournalRecord, PatchMessage, PatchOperation, VerifyOutcome, VerifyReply, VerifyRequest } from '../../protocol/messages.js';
+import type {
+  JournaledEvent,
+  JournalRecord,
+  PatchMessage,
+  PatchOperation,
+  VerifyOutcome,
+  VerifyReply,
+  VerifyRequest,
+} from '../../protocol/messages.js';
 import { documentOf, replaySession, restoreSession, startSession, type SessionState } from '../../machines/session.js';
 import type { Application } from './application.js';
 import type { SessionStore } from './sessionStore.js';
@@ -66,13 +74,20 @@ interface Replayed {
  * the two do not meet (the snapshot read and the journal read straddled a
  * compaction).
  */
-async function replay(deps: ReplayDeps, app: Application, id: string, shard: number, options: ReplayOptions): Promise<Replayed> {
+async function replay(
+  deps: ReplayDeps,
+  app: Application,
+  id: string,
+  shard: number,
+  options: ReplayOptions,
+): Promise<Replayed> {
   const subject = journalSubject(deps.cluster, shard, app.name, id);
   // Both lookups at once: two round trips in parallel, not in a row.
   const [stored, lastSeq] = options.skipWhenCurrent
     ? await Promise.all([deps.store.load(app.name, id), deps.journal.lastSeq(subject)])
     : [await deps.store.load(app.name, id), Number.POSITIVE_INFINITY];
-  const snapshot = stored !== null && stored.session.seq <= (options.snapshotAtMost ?? Number.POSITIVE_INFINITY) ? stored : null;
+  const snapshot =
+    stored !== null && stored.session.seq <= (options.snapshotAtMost ?? Number.POSITIVE_INFINITY) ? stored : null;
   let state: SessionState | undefined = snapshot === null ? undefined : restoreSession(app.machine, snapshot.session);
   let journalSeq = snapshot?.journalSeq ?? 0;
   const recent: [string, number][] = (snapshot?.recent ?? []).map(([c, s]) => [c, s]);
@@ -85,12 +100,17 @@ async function replay(deps: ReplayDeps, app: Application, id: string, shard: num
     // Without a snapshot only a journal that still starts at the session's first event will do.
     const compacted = state === undefined && first.seq !== 1;
     state ??= startSession(app.machine, first.event.meta.time);
-    if (first.seq > state.seq + 1) throw new JournalGapError(`${app.name}/${id}: at seq ${state.seq}, the journal resumes at seq ${first.seq}`, compacted);
+    if (first.seq > state.seq + 1)
+      throw new JournalGapError(
+        `${app.name}/${id}: at seq ${state.seq}, the journal resumes at seq ${first.seq}`,
+        compacted,
+      );
     if (onEvent === undefined) state = replaySession(app.machine, state, record.events);
     else {
       for (const e of record.events) {
         if (e.seq <= state.seq) continue;
-        if (e.seq !== state.seq + 1) throw new JournalGapError(`${app.name}/${id}: at seq ${state.seq}, the journal goes on at seq ${e.seq}`);
+        if (e.seq !== state.seq + 1)
+          throw new JournalGapError(`${app.name}/${id}: at seq ${state.seq}, the journal goes on at seq ${e.seq}`);
         const next = replaySession(app.machine, state, [e]);
         const stop = onEvent(state, next, e);
         state = next;
@@ -112,7 +132,13 @@ async function replay(deps: ReplayDeps, app: Application, id: string, shard: num
  * after it. Primaries activate with it, secondaries make their copies with
  * it; a session never seen starts fresh at `now`.
  */
-export async function loadSession(deps: ReplayDeps, app: Application, id: string, shard: number, now: number): Promise<LoadedSession> {
+export async function loadSession(
+  deps: ReplayDeps,
+  app: Application,
+  id: string,
+  shard: number,
+  now: number,
+): Promise<LoadedSession> {
   // A copy loaded while the primary compacts can read the store before the new snapshot and the
   // journal after the purge: a gap. Reading again finds the snapshot that covers it.
   for (let attempt = 1; ; attempt++) {
@@ -143,10 +169,20 @@ export interface VerifiedSession {
  * client's `max`) the answer is `cleared` with the whole document, which is
  * always correct.
  */
-export async function verifySession(deps: ReplayDeps, session: VerifiedSession, req: VerifyRequest): Promise<VerifyReply> {
+export async function verifySession(
+  deps: ReplayDeps,
+  session: VerifiedSession,
+  req: VerifyRequest,
+): Promise<VerifyReply> {
   const { app, id, shard, current, log } = session;
   const seq = current.seq;
-  const whole = (outcome: VerifyOutcome): VerifyReply => ({ ok: true, outcome, seq, document: documentOf(current), state: current.snapshot.value });
+  const whole = (outcome: VerifyOutcome): VerifyReply => ({
+    ok: true,
+    outcome,
+    seq,
+    document: documentOf(current),
+    state: current.snapshot.value,
+  });
   if (req.since === seq) return { ok: true, outcome: 'up-to-date', seq };
   if (req.since > seq) return whole('newer-than-server');
   if (seq - req.since > req.max) return whole('cleared');
@@ -173,7 +209,10 @@ export async function verifySession(deps: ReplayDeps, session: VerifiedSession, 
     if (replayed.state.seq !== seq) continue;
     // The journal and this copy must agree; if they do not, the client re-reads rather than trust the patches.
     if (jsonPatch.compare(documentOf(replayed.state) as object, documentOf(current) as object).length > 0) {
-      log.warn({ since: req.since, seq }, 'journal replay does not reproduce the session: verification answered cleared');
+      log.warn(
+        { since: req.since, seq },
+        'journal replay does not reproduce the session: verification answered cleared',
+      );
       return whole('cleared');
     }
     return { ok: true, outcome: 'replayed', seq, patches };

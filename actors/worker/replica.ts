@@ -5,7 +5,14 @@ import { decode, encode } from '../../bus/codec.js';
 import { journalShardFilter, parseSubject, readOnlyShardFilter, replicaReportSubject } from '../../bus/subjects.js';
 import type { Bus, Delivery, Journal, JournalEntry, JournalFollow, Subscription } from '../../bus/types.js';
 import type { JournalRecord, ReadReply } from '../../protocol/messages.js';
-import { appliedBy, replicaMachine, roleOf, synchronizedReplicas, syncStateOf, type SyncState } from '../../machines/replica.js';
+import {
+  appliedBy,
+  replicaMachine,
+  roleOf,
+  synchronizedReplicas,
+  syncStateOf,
+  type SyncState,
+} from '../../machines/replica.js';
 import { documentOf, replaySession, type SessionState } from '../../machines/session.js';
 import type { View } from '../../machines/view.js';
 import type { Application } from './application.js';
@@ -107,14 +114,19 @@ export class Replication {
       let actor = this.#actors.get(shard);
       if (actor === undefined && role === 'none') return;
       if (actor === undefined) {
-        actor = createActor(replicaMachine, { input: { shard, self: memberId, sessionTimeout: this.#sessionTimeout, now } }).start();
+        actor = createActor(replicaMachine, {
+          input: { shard, self: memberId, sessionTimeout: this.#sessionTimeout, now },
+        }).start();
         this.#actors.set(shard, actor);
       }
       actor.send({ type: 'ROLE', view, now });
       if (role === 'secondary' && !this.#secondaries.has(shard)) starts.push(this.#follow(shard));
       if (role !== 'secondary') this.#unfollow(shard);
       if (role === 'primary' && !this.#reports.has(shard)) {
-        this.#reports.set(shard, this.#bus.subscribe(replicaReportSubject(this.#cluster, shard), (m) => this.#onReport(m)));
+        this.#reports.set(
+          shard,
+          this.#bus.subscribe(replicaReportSubject(this.#cluster, shard), (m) => this.#onReport(m)),
+        );
       } else if (role !== 'primary') {
         this.#reports.get(shard)?.unsubscribe();
         this.#reports.delete(shard);
@@ -246,13 +258,20 @@ export class Replication {
     const cluster = this.#cluster;
     const journal = this.#journal;
     const copies = new Map<string, Copy>();
-    const sub = bus.subscribe(readOnlyShardFilter(cluster, shard), (m) => void this.#answer(m, shard), { queue: READ_ONLY_QUEUE });
+    const sub = bus.subscribe(readOnlyShardFilter(cluster, shard), (m) => void this.#answer(m, shard), {
+      queue: READ_ONLY_QUEUE,
+    });
     const entry: Secondary = { follow: { stop: () => undefined }, sub, copies, applied: 0 };
     this.#secondaries.set(shard, entry);
     // Only what is journaled from now on: copies load the past from snapshot and journal when first needed.
-    const follow = await journal.follow(journalShardFilter(cluster, shard), {
-      onError: (err, e) => this.#log.warn({ err, subject: e.subject, seq: e.seq }, 'journal entry not applied on secondary'),
-    }, (e) => this.#applyEntry(shard, entry, e));
+    const follow = await journal.follow(
+      journalShardFilter(cluster, shard),
+      {
+        onError: (err, e) =>
+          this.#log.warn({ err, subject: e.subject, seq: e.seq }, 'journal entry not applied on secondary'),
+      },
+      (e) => this.#applyEntry(shard, entry, e),
+    );
     if (this.#secondaries.get(shard) !== entry) {
       follow.stop();
       return;
@@ -344,7 +363,13 @@ export class Replication {
       });
       if (copy.state.seq < minSeq) return refuse(new ConflictError(minSeq, copy.state.seq));
     }
-    return { ok: true, seq: copy.state.seq, state: copy.state.snapshot.value, document: documentOf(copy.state), stale: true };
+    return {
+      ok: true,
+      seq: copy.state.seq,
+      state: copy.state.snapshot.value,
+      document: documentOf(copy.state),
+      stale: true,
+    };
   }
 
   /** Drops copies nobody has read or written for `idleMs`: a secondary's memory is bounded like a primary's. */

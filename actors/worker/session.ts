@@ -2,8 +2,25 @@ import type { Logger } from 'pino';
 import type { TimerHandle } from '../../bus/clock.js';
 import { WrongLastSequenceError } from '../../bus/errors.js';
 import { journalSubject } from '../../bus/subjects.js';
-import type { CommandReply, CommandRequest, JournaledEvent, JournalRecord, ReadReply, StampedEvent, VerifyReply, VerifyRequest } from '../../protocol/messages.js';
-import { ConflictError, EventRejectedError, InvalidRequestError, NotEnoughReplicasError, refuse, SessionLockedError, SessionMovedError } from '../../protocol/errors.js';
+import type {
+  CommandReply,
+  CommandRequest,
+  JournaledEvent,
+  JournalRecord,
+  ReadReply,
+  StampedEvent,
+  VerifyReply,
+  VerifyRequest,
+} from '../../protocol/messages.js';
+import {
+  ConflictError,
+  EventRejectedError,
+  InvalidRequestError,
+  NotEnoughReplicasError,
+  refuse,
+  SessionLockedError,
+  SessionMovedError,
+} from '../../protocol/errors.js';
 import { planCommit, primacyVerdict, type PrimacyFacts } from '../../machines/commitPlan.js';
 import { documentOf, persistSession, stepSession, type SessionState, type Timer } from '../../machines/session.js';
 import type { Application } from './application.js';
@@ -130,7 +147,8 @@ export class HostedSession {
     if (known !== undefined) return { ok: true, seq: known, duplicate: true, ...this.signature() };
     const locked = this.#lockedFor(req.client);
     if (locked !== undefined) return refuse(locked);
-    if (req.expectSeq !== undefined && req.expectSeq !== this.#state.seq) return refuse(new ConflictError(req.expectSeq, this.#state.seq));
+    if (req.expectSeq !== undefined && req.expectSeq !== this.#state.seq)
+      return refuse(new ConflictError(req.expectSeq, this.#state.seq));
     const event: StampedEvent = { ...req.event, meta: { time, cmdId: req.cmdId, client: req.client } };
     return this.#commit(event);
   }
@@ -139,7 +157,8 @@ export class HostedSession {
   #lockedFor(client: string): Error | undefined {
     const tx = this.#lock;
     if (tx === undefined) return undefined;
-    if (tx.client === client) return new InvalidRequestError(`${tx.label} holds the session in transaction ${tx.txId}: send through it`);
+    if (tx.client === client)
+      return new InvalidRequestError(`${tx.label} holds the session in transaction ${tx.txId}: send through it`);
     return new SessionLockedError(this.app.name, this.id, tx.label);
   }
 
@@ -148,7 +167,11 @@ export class HostedSession {
     this.lastActive = this.#deps.clock.now();
     // Commit level memory: what was acknowledged reaches the journal before the journal is replayed.
     await this.#appending;
-    return verifySession(this.#deps, { app: this.app, id: this.id, shard: this.shard, current: this.#state, log: this.log }, req);
+    return verifySession(
+      this.#deps,
+      { app: this.app, id: this.id, shard: this.shard, current: this.#state, log: this.log },
+      req,
+    );
   }
 
   async #commit(event: StampedEvent): Promise<CommandReply> {
@@ -161,7 +184,12 @@ export class HostedSession {
    * Journals `events` as one message (de-duplicated on `msgId`), then makes
    * `next` current: the path commands, delayed events and transactions share.
    */
-  async persist(next: SessionState, events: readonly JournaledEvent[], msgId: string, setter: string): Promise<CommandReply> {
+  async persist(
+    next: SessionState,
+    events: readonly JournaledEvent[],
+    msgId: string,
+    setter: string,
+  ): Promise<CommandReply> {
     const record: JournalRecord = { v: 1, events };
     const { app, shard } = this;
     const { primacy, replicas: replication, sessionTimeout } = this.#deps;
@@ -171,7 +199,10 @@ export class HostedSession {
       syncReplicas: app.syncReplicas,
       replication: replication !== undefined,
       // Counted only when some are required: counting looks at every secondary.
-      synchronized: replication !== undefined && app.commit === 'replicas' && app.requiredSynchronizedReplicas > 0 ? replication.synchronized(shard) : 0,
+      synchronized:
+        replication !== undefined && app.commit === 'replicas' && app.requiredSynchronizedReplicas > 0
+          ? replication.synchronized(shard)
+          : 0,
       primacy: primacy === undefined ? null : this.#primacyFacts(primacy),
     });
     if (plan.do === 'refuse') {
@@ -179,12 +210,14 @@ export class HostedSession {
       return refuse(new NotEnoughReplicasError(app.name, shard, plan.required, plan.synchronized));
     }
     const epoch = plan.epoch;
-    if (plan.askStoredView && !(await primacy!.stillPrimary(shard, epoch))) return this.#moved('this worker is no longer primary of the shard');
+    if (plan.askStoredView && !(await primacy!.stillPrimary(shard, epoch)))
+      return this.#moved('this worker is no longer primary of the shard');
     if (plan.do === 'append') {
       const outcome = await this.#append(record, msgId, epoch);
       if (outcome !== 'ok') return outcome.ok ? { ...outcome, ...this.#signature(epoch) } : outcome;
       // Landed, but perhaps after a successor took over while this worker could not look: not acknowledged then.
-      if (plan.reprove && !(await this.#stillPrimary(primacy!, epoch))) return this.#moved('the lease lapsed around the append and the view moved the shard');
+      if (plan.reprove && !(await this.#stillPrimary(primacy!, epoch)))
+        return this.#moved('the lease lapsed around the append and the view moved the shard');
       // Synchronous commit: durable in the journal already; now wait (bounded) for the synchronized secondaries.
       if (plan.waitFor !== null) await replication!.replicated(shard, this.#journalSeq, plan.waitFor, sessionTimeout);
     } else {
@@ -221,7 +254,8 @@ export class HostedSession {
   async #stillPrimary(primacy: Primacy, epoch: number): Promise<boolean> {
     const facts = this.#primacyFacts(primacy);
     let verdict = primacyVerdict(facts, undefined, epoch);
-    if (verdict === 'ask-stored-view') verdict = primacyVerdict(facts, await primacy.stillPrimary(this.shard, facts.epoch!), epoch);
+    if (verdict === 'ask-stored-view')
+      verdict = primacyVerdict(facts, await primacy.stillPrimary(this.shard, facts.epoch!), epoch);
     return verdict === 'proven';
   }
 
@@ -264,7 +298,11 @@ export class HostedSession {
       const batch = this.#unjournaled;
       this.#unjournaled = [];
       const record: JournalRecord = { v: 1, events: batch.flatMap((r) => r.events) };
-      const outcome = await this.#append(record, record.events[0]!.event.meta.cmdId, this.#deps.primacy?.epochOf(this.shard) ?? 0);
+      const outcome = await this.#append(
+        record,
+        record.events[0]!.event.meta.cmdId,
+        this.#deps.primacy?.epochOf(this.shard) ?? 0,
+      );
       if (outcome !== 'ok') {
         this.log.error({ lost: record.events.length }, 'background journal append failed: unjournaled writes lost');
         break;
@@ -319,7 +357,11 @@ export class HostedSession {
     if (seq === this.#snapshotSeq || this.#evicted || this.#unjournaled.length > 0) return;
     const journalSeq = this.#journalSeq;
     const recent = [...this.#recent.entries()].slice(-RECENT_IN_SNAPSHOT);
-    await this.#deps.store.save(this.app.name, this.id, { session: persistSession(this.app.machine, this.#state), journalSeq, recent });
+    await this.#deps.store.save(this.app.name, this.id, {
+      session: persistSession(this.app.machine, this.#state),
+      journalSeq,
+      recent,
+    });
     this.#snapshotSeq = seq;
     if (!options.compact) return;
     await this.#deps.journal.purge(this.subject, { below: journalSeq }).catch((err: unknown) => {
@@ -340,11 +382,14 @@ export class HostedSession {
   }
 
   #scheduleFire(delay: number): void {
-    this.#timer = this.#deps.clock.setTimeout(() => {
-      this.#timer = undefined;
-      this.#timerDue = undefined;
-      void this.enqueue(() => this.#fireDue());
-    }, Math.max(0, delay));
+    this.#timer = this.#deps.clock.setTimeout(
+      () => {
+        this.#timer = undefined;
+        this.#timerDue = undefined;
+        void this.enqueue(() => this.#fireDue());
+      },
+      Math.max(0, delay),
+    );
   }
 
   /** Delayed events are journaled like commands, so secondaries and replays see them too. */

@@ -55,7 +55,8 @@ export class SessionStore {
     const blob = claimCheckReference(body);
     if (blob !== undefined) body = await fetchClaimChecked(this.blobs, blob, { where });
     const env = body as Partial<Envelope> | null;
-    if (env?.v !== 1 || typeof env.snapshot !== 'object' || env.snapshot === null) throw new DecodeError(where, 'not a snapshot envelope');
+    if (env?.v !== 1 || typeof env.snapshot !== 'object' || env.snapshot === null)
+      throw new DecodeError(where, 'not a snapshot envelope');
     return env.snapshot;
   }
 

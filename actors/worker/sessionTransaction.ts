@@ -1,6 +1,13 @@
 import type { Clock, TimerHandle } from '../../bus/clock.js';
 import { labelOf } from '../../protocol/clientId.js';
-import { EventRejectedError, InvalidRequestError, refuse, SessionLockedError, TransactionRolledBackError, type RollbackReason } from '../../protocol/errors.js';
+import {
+  EventRejectedError,
+  InvalidRequestError,
+  refuse,
+  SessionLockedError,
+  TransactionRolledBackError,
+  type RollbackReason,
+} from '../../protocol/errors.js';
 import type { JournaledEvent, ReadReply, StampedEvent, TxReply, TxRequest } from '../../protocol/messages.js';
 import { documentOf, stepSession, type SessionState } from '../../machines/session.js';
 import type { HostedSession } from './session.js';
@@ -81,7 +88,8 @@ export class Transactions {
     session.lastActive = time;
     const held = openOn(session);
     const open = held?.txId === req.txId ? held : undefined;
-    if (open !== undefined && open.client !== req.client) return refuse(new InvalidRequestError(`transaction ${req.txId} belongs to another client`));
+    if (open !== undefined && open.client !== req.client)
+      return refuse(new InvalidRequestError(`transaction ${req.txId} belongs to another client`));
     switch (req.op) {
       case 'begin':
         return this.#begin(session, req.txId, req.client, req.timeout, open);
@@ -93,8 +101,12 @@ export class Transactions {
         // A retry of a step taken: the same answer as the first time.
         const taken = open.events[req.step];
         if (taken !== undefined) return { ok: true, seq: taken.seq, duplicate: true };
-        if (req.step !== open.events.length) return refuse(new InvalidRequestError(`step ${req.step} is out of order: ${open.events.length} steps taken`));
-        const event: StampedEvent = { ...req.event, meta: { time, cmdId: stepId(req.txId, req.step), client: req.client } };
+        if (req.step !== open.events.length)
+          return refuse(new InvalidRequestError(`step ${req.step} is out of order: ${open.events.length} steps taken`));
+        const event: StampedEvent = {
+          ...req.event,
+          meta: { time, cmdId: stepId(req.txId, req.step), client: req.client },
+        };
         const step = stepSession(session.app.machine, open.working, event);
         // Refused: not a step taken; the transaction stays open on the same working copy.
         if (!step.accepted) return refuse(new EventRejectedError(event.type, step.stateValue));
@@ -103,8 +115,14 @@ export class Transactions {
         return { ok: true, seq: step.state.seq };
       }
       case 'read':
-        if (open === undefined) return session.recentSeq(req.txId) !== undefined ? session.read(undefined) : this.#gone(req.txId);
-        return { ok: true, seq: open.working.seq, state: open.working.snapshot.value, document: documentOf(open.working) };
+        if (open === undefined)
+          return session.recentSeq(req.txId) !== undefined ? session.read(undefined) : this.#gone(req.txId);
+        return {
+          ok: true,
+          seq: open.working.seq,
+          state: open.working.snapshot.value,
+          document: documentOf(open.working),
+        };
       case 'commit':
         return this.#commit(session, req.txId, req.steps, open);
       case 'abort':
@@ -116,9 +134,16 @@ export class Transactions {
     }
   }
 
-  async #begin(session: HostedSession, txId: string, client: string, timeout: number, open: OpenTransaction | undefined): Promise<TxReply> {
+  async #begin(
+    session: HostedSession,
+    txId: string,
+    client: string,
+    timeout: number,
+    open: OpenTransaction | undefined,
+  ): Promise<TxReply> {
     if (open !== undefined) return { ok: true, seq: open.base.seq };
-    if (session.recentSeq(txId) !== undefined) return refuse(new InvalidRequestError(`transaction ${txId} was committed already`));
+    if (session.recentSeq(txId) !== undefined)
+      return refuse(new InvalidRequestError(`transaction ${txId} was committed already`));
     const reason = this.#rollbacks.reasonFor(txId);
     if (reason !== undefined) return refuse(new TransactionRolledBackError(txId, reason));
     const holder = session.openTransaction;
@@ -133,12 +158,20 @@ export class Transactions {
     return { ok: true, seq: session.seq };
   }
 
-  async #commit(session: HostedSession, txId: string, steps: number, open: OpenTransaction | undefined): Promise<TxReply> {
+  async #commit(
+    session: HostedSession,
+    txId: string,
+    steps: number,
+    open: OpenTransaction | undefined,
+  ): Promise<TxReply> {
     if (open === undefined) {
       const seq = session.recentSeq(txId);
       return seq === undefined ? this.#gone(txId) : { ok: true, seq, duplicate: true, ...session.signature() };
     }
-    if (steps !== open.events.length) return refuse(new InvalidRequestError(`commit says ${steps} steps, the transaction has taken ${open.events.length}`));
+    if (steps !== open.events.length)
+      return refuse(
+        new InvalidRequestError(`commit says ${steps} steps, the transaction has taken ${open.events.length}`),
+      );
     if (open.events.length === 0) {
       const signature = session.signature();
       await session.unlock();

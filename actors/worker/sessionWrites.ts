@@ -25,7 +25,12 @@ export interface RecordStamp {
 }
 
 /** Appends one record, fenced and de-duplicated; throws WrongLastSequenceError when the fence does not hold. */
-export function appendRecord(journal: Journal, subject: string, record: JournalRecord, stamp: RecordStamp): Promise<AppendAck> {
+export function appendRecord(
+  journal: Journal,
+  subject: string,
+  record: JournalRecord,
+  stamp: RecordStamp,
+): Promise<AppendAck> {
   return journal.append(subject, encode(record), {
     msgId: stamp.msgId,
     expectedLastSubjectSeq: stamp.expectedLastSubjectSeq,
@@ -41,7 +46,12 @@ export function appendRecord(journal: Journal, subject: string, record: JournalR
 }
 
 /** The session seq a record journaled earlier gave `cmdId` (the record's last, for a batch); undefined when it is gone. */
-export async function seqOfJournaled(journal: Journal, subject: string, journalSeq: number, cmdId: string): Promise<number | undefined> {
+export async function seqOfJournaled(
+  journal: Journal,
+  subject: string,
+  journalSeq: number,
+  cmdId: string,
+): Promise<number | undefined> {
   for await (const e of journal.read(subject, { fromSeq: journalSeq, limit: 1 })) {
     const rec = decode(e.data, { where: `journal ${subject}#${journalSeq}` }) as JournalRecord;
     const hit = rec.events.find((x) => x.event.meta.cmdId === cmdId) ?? rec.events[rec.events.length - 1];
@@ -51,11 +61,22 @@ export async function seqOfJournaled(journal: Journal, subject: string, journalS
 }
 
 /** The change from `prev` to `next` as RFC 6902 operations, to the session's subscribers; throws when it is too large to publish. */
-export function publishPatch(bus: Bus, cluster: string, app: string, id: string, change: { prev: SessionState; next: SessionState; setter: string }): void {
+export function publishPatch(
+  bus: Bus,
+  cluster: string,
+  app: string,
+  id: string,
+  change: { prev: SessionState; next: SessionState; setter: string },
+): void {
   const { prev, next, setter } = change;
   const ops = jsonPatch.compare(documentOf(prev) as object, documentOf(next) as object) as PatchOperation[];
   const patch: PatchMessage = { seq: next.seq, prev: prev.seq, ops, setter };
   bus.publish(eventSubject(cluster, app, id), encode(patch), {
-    headers: { [HEADER.type]: 'patch', [HEADER.session]: `${app}/${id}`, [HEADER.seq]: String(next.seq), [HEADER.client]: setter },
+    headers: {
+      [HEADER.type]: 'patch',
+      [HEADER.session]: `${app}/${id}`,
+      [HEADER.seq]: String(next.seq),
+      [HEADER.client]: setter,
+    },
   });
 }

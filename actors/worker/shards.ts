@@ -60,7 +60,11 @@ export class Shards {
     const draining = gone.flatMap((shard) => this.#subs.get(shard) ?? []);
     for (const shard of gone) this.#subs.delete(shard);
     this.#wakeups.unserve(gone);
-    await Promise.all(draining.map((sub) => sub.drain().catch((err: unknown) => this.#log.warn({ err, subject: sub.subject }, 'drain failed'))));
+    await Promise.all(
+      draining.map((sub) =>
+        sub.drain().catch((err: unknown) => this.#log.warn({ err, subject: sub.subject }, 'drain failed')),
+      ),
+    );
     if (gone.length > 0) await this.#catalog.release(new Set(gone));
     if (this.#stopped) return this.serving;
     for (const shard of added) {
@@ -74,7 +78,8 @@ export class Shards {
       await this.#bus.flush();
       await this.#wakeups.arm(new Set(added));
     }
-    if (gone.length > 0 || added.length > 0) this.#log.info({ gone: gone.length, added: added.length, serving: this.#subs.size }, 'shards changed');
+    if (gone.length > 0 || added.length > 0)
+      this.#log.info({ gone: gone.length, added: added.length, serving: this.#subs.size }, 'shards changed');
     return this.serving;
   }
 
@@ -92,7 +97,9 @@ export class Shards {
       if (this.#readOnly.has(shard) || this.#stopped) continue;
       this.#readOnly.set(
         shard,
-        this.#bus.subscribe(readOnlyShardFilter(this.#cluster, shard), (m) => this.#dispatch.onMessage(m, 'read'), { queue: READ_ONLY_QUEUE }),
+        this.#bus.subscribe(readOnlyShardFilter(this.#cluster, shard), (m) => this.#dispatch.onMessage(m, 'read'), {
+          queue: READ_ONLY_QUEUE,
+        }),
       );
     }
   }

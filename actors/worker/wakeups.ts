@@ -85,10 +85,15 @@ export class Wakeups implements WakeupIndex {
     const key = sessionKey(app.name, id);
     if (this.#active.has(key) || this.#stopped || !this.#served.has(shard)) return;
     this.cancel(key);
-    const timer = this.#clock.setTimeout(() => {
-      this.#dormant.delete(key);
-      void this.#wake(app, id, shard).catch((err: unknown) => this.#log.error({ err, app: app.name, session: id }, 'wake-up failed'));
-    }, Math.max(0, due - this.#clock.now()));
+    const timer = this.#clock.setTimeout(
+      () => {
+        this.#dormant.delete(key);
+        void this.#wake(app, id, shard).catch((err: unknown) =>
+          this.#log.error({ err, app: app.name, session: id }, 'wake-up failed'),
+        );
+      },
+      Math.max(0, due - this.#clock.now()),
+    );
     this.#dormant.set(key, { timer, shard });
   }
 

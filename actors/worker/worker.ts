@@ -164,7 +164,18 @@ class WorkerHost {
   /** How long a leaving member waits for its shards to be taken over. */
   readonly #leaveBound: number;
 
-  constructor({ id, cluster, bus, ownsBus, stores, environment, log, applications, clients, membership }: WorkerHostOptions) {
+  constructor({
+    id,
+    cluster,
+    bus,
+    ownsBus,
+    stores,
+    environment,
+    log,
+    applications,
+    clients,
+    membership,
+  }: WorkerHostOptions) {
     this.id = id;
     this.#cluster = cluster;
     this.#bus = bus;
@@ -183,7 +194,18 @@ class WorkerHost {
         : new Replication({ bus, journal, store, cluster, clock: this.#clock, log, apps: this.#apps, sessionTimeout });
     this.catalog = new Catalog({
       apps: this.#apps,
-      sessions: { bus, journal, store, clock: this.#clock, cluster, log, workerId: id, primacy: undefined, replicas: this.replicas, sessionTimeout },
+      sessions: {
+        bus,
+        journal,
+        store,
+        clock: this.#clock,
+        cluster,
+        log,
+        workerId: id,
+        primacy: undefined,
+        replicas: this.replicas,
+        sessionTimeout,
+      },
       timers,
       secondaries: this.replicas,
     });
@@ -195,7 +217,16 @@ class WorkerHost {
       transactionsOf: (client) => catalog.transactionsOf(client),
       rollBack: (client, reason) => catalog.rollBack(client, reason),
     });
-    this.#dispatch = new Dispatch({ apps: this.#apps, catalog, transactions: catalog.transactions, clients: this.clients, bus, blobs, environment, log });
+    this.#dispatch = new Dispatch({
+      apps: this.#apps,
+      catalog,
+      transactions: catalog.transactions,
+      clients: this.clients,
+      bus,
+      blobs,
+      environment,
+      log,
+    });
     this.shards = new Shards({ bus, cluster, log, dispatch: this.#dispatch, catalog, wakeups: catalog.wakeups });
   }
 
@@ -268,7 +299,17 @@ class WorkerHost {
   }
 
   forceDisconnect(client: string): Promise<{ transactions: number }> {
-    return forceDisconnect({ workerId: this.id, cluster: this.#cluster, bus: this.#bus, clients: this.clients, catalog: this.catalog, log: this.#log }, client);
+    return forceDisconnect(
+      {
+        workerId: this.id,
+        cluster: this.#cluster,
+        bus: this.#bus,
+        clients: this.clients,
+        catalog: this.catalog,
+        log: this.#log,
+      },
+      client,
+    );
   }
 
   stop(): Promise<void> {
@@ -315,7 +356,8 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
   validateCluster(options.cluster);
   const shardCount = options.shardCount ?? DEFAULT_SHARD_COUNT;
   for (const s of options.shards ?? []) {
-    if (!Number.isInteger(s) || s < 0 || s >= shardCount) throw new RangeError(`shard ${s} is outside 0..${shardCount - 1}`);
+    if (!Number.isInteger(s) || s < 0 || s >= shardCount)
+      throw new RangeError(`shard ${s} is outside 0..${shardCount - 1}`);
   }
   const config = options.shards === undefined ? membershipConfig({ ...options, shardCount }) : undefined;
   const clients = clientOptions(options.clients);
@@ -326,7 +368,8 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
   const log = (options.logger ?? createLogger()).child({ cluster: options.cluster, worker: id });
   const cluster = options.cluster;
   const replicas = options.storageReplicas ?? 1;
-  if (!Number.isInteger(replicas) || replicas < 1 || replicas > 5) throw new RangeError(`storageReplicas must be a whole number from 1 to 5 (got ${replicas})`);
+  if (!Number.isInteger(replicas) || replicas < 1 || replicas > 5)
+    throw new RangeError(`storageReplicas must be a whole number from 1 to 5 (got ${replicas})`);
   const [journal, snapshots, blobs, timers] = await Promise.all([
     bus.journal({ name: journalStreamName(cluster), subjects: [journalStreamFilter(cluster)], replicas }),
     bus.kv({ bucket: bucketName(cluster, 'snapshots'), replicas }),
@@ -338,13 +381,25 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
     cluster,
     bus,
     ownsBus: options.bus === undefined,
-    stores: { journal, snapshots: new SessionStore({ kv: snapshots, blobs, maxPayload: bus.server.maxPayload }), timers, blobs },
+    stores: {
+      journal,
+      snapshots: new SessionStore({ kv: snapshots, blobs, maxPayload: bus.server.maxPayload }),
+      timers,
+      blobs,
+    },
     environment,
     log,
     applications: options.applications,
     clients,
     membership:
-      config === undefined ? undefined : { zone: options.zone ?? 'default', promotable: options.promotable ?? true, config, storageReplicas: replicas },
+      config === undefined
+        ? undefined
+        : {
+            zone: options.zone ?? 'default',
+            promotable: options.promotable ?? true,
+            config,
+            storageReplicas: replicas,
+          },
   });
   await host.start(options.shards);
   return {
@@ -357,13 +412,23 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
     },
     failover: async (shard, to, opts = {}) => {
       const membership = host.membership;
-      if (membership === undefined) throw new TypeError('failover needs membership (a worker started without `shards`)');
+      if (membership === undefined)
+        throw new TypeError('failover needs membership (a worker started without `shards`)');
       const timeout = opts.timeout ?? 30_000;
       await requestFailover(bus, cluster, { shard, to, force: opts.force === true }, Math.min(timeout, 5_000));
-      return membership.waitForView((v) => v.shards[shard]?.state === 'ACTIVE' && v.shards[shard]?.primary === to, timeout, `shard ${shard} on ${to}`);
+      return membership.waitForView(
+        (v) => v.shards[shard]?.state === 'ACTIVE' && v.shards[shard]?.primary === to,
+        timeout,
+        `shard ${shard} on ${to}`,
+      );
     },
     replicaStatus: (shard) =>
-      host.replicas?.status(shard) ?? { role: host.shards.serving.includes(shard) ? 'primary' : 'none', epoch: 0, applied: null, secondaries: [] },
+      host.replicas?.status(shard) ?? {
+        role: host.shards.serving.includes(shard) ? 'primary' : 'none',
+        epoch: 0,
+        applied: null,
+        secondaries: [],
+      },
     get activeSessions() {
       return host.catalog.size;
     },

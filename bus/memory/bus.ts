@@ -102,7 +102,8 @@ export class MemoryBus implements Bus {
     validateSubject(subject, { wildcards: false });
     const headers = normalizeHeaders(options.headers);
     const { timeout } = options;
-    if (!Number.isFinite(timeout) || timeout < 1) throw new RangeError(`request timeout must be >= 1 ms, got ${timeout}`);
+    if (!Number.isFinite(timeout) || timeout < 1)
+      throw new RangeError(`request timeout must be >= 1 ms, got ${timeout}`);
     checkPayload(data, headers, this.#host.maxPayload, `request to ${subject}`);
     const { reply, answer, fail } = this.#requests.open(subject, timeout);
     // Whether anyone listens is decided now, when the server routes it.

@@ -1,6 +1,14 @@
 import { InvalidNameError, WrongLastSequenceError } from '../errors.js';
 import { validateSubject } from '../names.js';
-import type { AppendAck, AppendOptions, FollowOptions, Journal, JournalEntry, JournalFollow, ReadOptions } from '../types.js';
+import type {
+  AppendAck,
+  AppendOptions,
+  FollowOptions,
+  Journal,
+  JournalEntry,
+  JournalFollow,
+  ReadOptions,
+} from '../types.js';
 import { subjectMatches } from '../names.js';
 import type { ClientContext } from './context.js';
 import { checkPayload, copyBytes, normalizeHeaders } from './payload.js';
@@ -55,7 +63,11 @@ export class MemoryJournal implements Journal {
     return this.#read(filter, options.fromSeq ?? 1, options.limit ?? Number.POSITIVE_INFINITY);
   }
 
-  async follow(filter: string, options: FollowOptions, handler: (entry: JournalEntry) => void | Promise<void>): Promise<JournalFollow> {
+  async follow(
+    filter: string,
+    options: FollowOptions,
+    handler: (entry: JournalEntry) => void | Promise<void>,
+  ): Promise<JournalFollow> {
     const { server } = this.#context;
     this.#context.assertOpen('follow');
     validateSubject(filter, { wildcards: true, kind: 'journal filter' });
@@ -77,7 +89,8 @@ export class MemoryJournal implements Journal {
         });
       });
     // Backlog and listener in one synchronous step: nothing is missed, nothing is seen twice.
-    if (options.fromSeq !== undefined) for (const m of this.#stream.range(filter, Math.max(1, options.fromSeq), this.#stream.lastSeq)) deliver(m);
+    if (options.fromSeq !== undefined)
+      for (const m of this.#stream.range(filter, Math.max(1, options.fromSeq), this.#stream.lastSeq)) deliver(m);
     const unlisten = this.#stream.listen((message) => {
       if (subjectMatches(filter, message.subject)) deliver(message);
     });

@@ -24,6 +24,14 @@ export function createMemoryBus(options: MemoryBusOptions = {}): Bus {
   if (server !== undefined && maxPayload !== undefined && maxPayload !== server.maxPayload) {
     throw new TypeError('maxPayload belongs to the server: pass it to createMemoryServer');
   }
-  const host = server ?? new MemoryServer({ ...(options.environment && { environment: options.environment }), ...(maxPayload !== undefined && { maxPayload }) });
-  return new MemoryBus(host, options.environment === undefined ? host.clock : resolveEnvironment(options.environment).clock);
+  const host =
+    server ??
+    new MemoryServer({
+      ...(options.environment && { environment: options.environment }),
+      ...(maxPayload !== undefined && { maxPayload }),
+    });
+  return new MemoryBus(
+    host,
+    options.environment === undefined ? host.clock : resolveEnvironment(options.environment).clock,
+  );
 }

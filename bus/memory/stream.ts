@@ -148,7 +148,9 @@ export class MemoryStream {
     let removed = 0;
     // A concrete subject (the usual compaction) is one lookup, not a scan of every subject.
     const candidates: Iterable<[string, number[]]> = isConcrete(filter)
-      ? this.#bySubject.has(filter) ? [[filter, this.#bySubject.get(filter)!]] : []
+      ? this.#bySubject.has(filter)
+        ? [[filter, this.#bySubject.get(filter)!]]
+        : []
       : [...this.#bySubject];
     for (const [subject, seqs] of candidates) {
       if (!subjectMatches(filter, subject)) continue;

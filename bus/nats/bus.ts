@@ -30,21 +30,20 @@ import { openNatsKv } from './kv.js';
 import { translate } from './errors.js';
 import { ReplyMux } from './replies.js';
 
-export interface NatsBusOptions
-  extends Pick<
-    NodeConnectionOptions,
-    | 'name'
-    | 'user'
-    | 'pass'
-    | 'token'
-    | 'authenticator'
-    | 'tls'
-    | 'maxReconnectAttempts'
-    | 'reconnectTimeWait'
-    | 'pingInterval'
-    | 'waitOnFirstConnect'
-    | 'noAsyncTraces'
-  > {
+export interface NatsBusOptions extends Pick<
+  NodeConnectionOptions,
+  | 'name'
+  | 'user'
+  | 'pass'
+  | 'token'
+  | 'authenticator'
+  | 'tls'
+  | 'maxReconnectAttempts'
+  | 'reconnectTimeWait'
+  | 'pingInterval'
+  | 'waitOnFirstConnect'
+  | 'noAsyncTraces'
+> {
   servers: string | string[];
   /** Connect timeout in ms (default 5 000). */
   timeout?: number;
@@ -130,7 +129,8 @@ class NatsBus implements Bus {
   }
 
   #checkSize(data: Uint8Array, where: string): void {
-    if (data.length > this.server.maxPayload) throw new PayloadTooLargeError(data.length, this.server.maxPayload, where);
+    if (data.length > this.server.maxPayload)
+      throw new PayloadTooLargeError(data.length, this.server.maxPayload, where);
   }
 
   publish(subject: string, data: Uint8Array, options?: PublishOptions): void {

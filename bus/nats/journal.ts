@@ -2,7 +2,16 @@ import { DeliverPolicy, type JetStreamClient, type JetStreamManager } from '@nat
 import { nanos } from '@nats-io/nats-core';
 import { ConnectionError, InvalidNameError, PayloadTooLargeError, WrongLastSequenceError } from '../errors.js';
 import { subjectMatches, validateHeaders, validateName, validateSubject } from '../names.js';
-import type { AppendAck, AppendOptions, FollowOptions, Journal, JournalConfig, JournalEntry, JournalFollow, ReadOptions } from '../types.js';
+import type {
+  AppendAck,
+  AppendOptions,
+  FollowOptions,
+  Journal,
+  JournalConfig,
+  JournalEntry,
+  JournalFollow,
+  ReadOptions,
+} from '../types.js';
 import { fromMsgHdrs, toMsgHdrs } from './headers.js';
 import { hasWildcard, subjectWithin } from '../filters.js';
 import { releaseConsumer } from './release.js';
@@ -44,7 +53,8 @@ export async function openNatsJournal(
   replies: ReplyMux,
 ): Promise<Journal> {
   validateName('stream', config.name);
-  if (config.subjects.length === 0) throw new InvalidNameError('journal subjects', '', 'a journal needs at least one subject');
+  if (config.subjects.length === 0)
+    throw new InvalidNameError('journal subjects', '', 'a journal needs at least one subject');
   for (const s of config.subjects) validateSubject(s, { wildcards: true, kind: 'journal subject' });
   const wanted = {
     name: config.name,
@@ -65,7 +75,9 @@ export async function openNatsJournal(
     }
   } catch (err) {
     if (apiCode(err) === ApiCodes.StreamSubjectOverlap) {
-      throw new InvalidNameError('journal subjects', config.subjects.join(','), 'overlap with another stream', { cause: err });
+      throw new InvalidNameError('journal subjects', config.subjects.join(','), 'overlap with another stream', {
+        cause: err,
+      });
     }
     throw translate(err, 'open journal', config.name, apiTimeout);
   }
@@ -92,7 +104,15 @@ class NatsJournal implements Journal {
   readonly apiTimeout: number;
 
   constructor(parts: NatsJournalParts) {
-    ({ js: this.js, jsm: this.jsm, replies: this.replies, name: this.name, subjects: this.subjects, maxPayload: this.maxPayload, apiTimeout: this.apiTimeout } = parts);
+    ({
+      js: this.js,
+      jsm: this.jsm,
+      replies: this.replies,
+      name: this.name,
+      subjects: this.subjects,
+      maxPayload: this.maxPayload,
+      apiTimeout: this.apiTimeout,
+    } = parts);
   }
 
   /** Subjects already known to be captured: appends repeat them. Bounded like the subject cache. */
@@ -102,8 +122,11 @@ class NatsJournal implements Journal {
     validateSubject(subject, { wildcards, kind: wildcards ? 'journal filter' : 'journal subject' });
     if (wildcards) {
       // As nats-server's validFilteredSubject: inside a stream subject, or a wildcard filter around one.
-      const covered = this.subjects.some((s) => subjectWithin(subject, s) || (hasWildcard(subject) && subjectWithin(s, subject)));
-      if (!covered) throw new InvalidNameError('journal filter', subject, `not within the subjects of journal ${this.name}`);
+      const covered = this.subjects.some(
+        (s) => subjectWithin(subject, s) || (hasWildcard(subject) && subjectWithin(s, subject)),
+      );
+      if (!covered)
+        throw new InvalidNameError('journal filter', subject, `not within the subjects of journal ${this.name}`);
       return;
     }
     if (this.#captured.has(subject)) return;
@@ -118,9 +141,11 @@ class NatsJournal implements Journal {
     this.#checkSubject(subject, false);
     const headers: Record<string, string> = { ...options.headers };
     if (options.msgId !== undefined) headers['Nats-Msg-Id'] = options.msgId;
-    if (options.expectedLastSubjectSeq !== undefined) headers['Nats-Expected-Last-Subject-Sequence'] = String(options.expectedLastSubjectSeq);
+    if (options.expectedLastSubjectSeq !== undefined)
+      headers['Nats-Expected-Last-Subject-Sequence'] = String(options.expectedLastSubjectSeq);
     validateHeaders(headers);
-    if (data.length > this.maxPayload) throw new PayloadTooLargeError(data.length, this.maxPayload, `append ${subject}`);
+    if (data.length > this.maxPayload)
+      throw new PayloadTooLargeError(data.length, this.maxPayload, `append ${subject}`);
     const timeout = options.timeout ?? this.apiTimeout;
     const h = toMsgHdrs(headers);
     // A JetStream publish is a request to the stream's subject; the ack is JSON.
@@ -133,11 +158,16 @@ class NatsJournal implements Journal {
     const ack = parseAck(reply.data);
     if (ack.error !== undefined) {
       if (ack.error.err_code === ApiCodes.StreamWrongLastSequence) {
-        throw new WrongLastSequenceError(subject, options.expectedLastSubjectSeq ?? -1, undefined, { cause: ack.error });
+        throw new WrongLastSequenceError(subject, options.expectedLastSubjectSeq ?? -1, undefined, {
+          cause: ack.error,
+        });
       }
-      throw new ConnectionError(`append ${subject} refused: ${ack.error.description ?? 'no description'} (${ack.error.err_code ?? ack.error.code})`, {
-        cause: ack.error,
-      });
+      throw new ConnectionError(
+        `append ${subject} refused: ${ack.error.description ?? 'no description'} (${ack.error.err_code ?? ack.error.code})`,
+        {
+          cause: ack.error,
+        },
+      );
     }
     return { stream: ack.stream ?? this.name, seq: ack.seq ?? 0, duplicate: ack.duplicate === true };
   }
@@ -179,7 +209,11 @@ class NatsJournal implements Journal {
   }
 
   /** An ordered consumer: JetStream redelivers from the last sequence seen if it is reset. */
-  async follow(filter: string, options: FollowOptions, handler: (entry: JournalEntry) => void | Promise<void>): Promise<JournalFollow> {
+  async follow(
+    filter: string,
+    options: FollowOptions,
+    handler: (entry: JournalEntry) => void | Promise<void>,
+  ): Promise<JournalFollow> {
     this.#checkSubject(filter, true);
     const from = options.fromSeq;
     const consumer = await this.js.consumers

@@ -46,7 +46,8 @@ class NatsKv implements KvStore {
   }
 
   #checkValue(key: string, value: Uint8Array): void {
-    if (value.length > this.maxPayload) throw new PayloadTooLargeError(value.length, this.maxPayload, `kv ${this.bucket}/${key}`);
+    if (value.length > this.maxPayload)
+      throw new PayloadTooLargeError(value.length, this.maxPayload, `kv ${this.bucket}/${key}`);
   }
 
   async destroy(): Promise<void> {
@@ -125,7 +126,9 @@ class NatsKv implements KvStore {
     try {
       this.#jsm ??= await this.js.jetstreamManager(false);
       const info = await this.#jsm.streams.info(this.#stream, { subjects_filter: this.#prefix + filter });
-      const present = new Set(Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(this.#prefix.length)));
+      const present = new Set(
+        Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(this.#prefix.length)),
+      );
       if (present.size === 0) return [];
       const consumer = await this.js.consumers.get(this.#stream, {
         filter_subjects: this.#prefix + filter,

@@ -30,7 +30,13 @@ export class ReplyMux {
   }
 
   /** Resolves with the first reply; rejects with NoRespondersError, TimeoutError or BusClosedError. */
-  request(subject: string, data: Uint8Array, headers: MsgHdrs | undefined, timeoutMs: number, operation: string): Promise<Msg> {
+  request(
+    subject: string,
+    data: Uint8Array,
+    headers: MsgHdrs | undefined,
+    timeoutMs: number,
+    operation: string,
+  ): Promise<Msg> {
     if (this.#closed) return Promise.reject(new BusClosedError(operation));
     const token = (this.#next++).toString(36);
     return new Promise<Msg>((resolve, reject) => {

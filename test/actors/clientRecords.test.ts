@@ -89,7 +89,10 @@ describe.each(targets)('client records on a worker ($name)', (target) => {
     await timing.pass(timing.troubledInterval, () => record(worker, A)?.state === 'non-responsive');
     expect(record(worker, A)).toMatchObject({ state: 'non-responsive', transactions: 1 });
     // Its lock still holds meanwhile.
-    expect(errorOf(await s.send(B, 'b1', { type: 'ADD', by: 10 }))).toMatchObject({ name: 'SessionLockedError', details: { holder: 'alice' } });
+    expect(errorOf(await s.send(B, 'b1', { type: 'ADD', by: 10 }))).toMatchObject({
+      name: 'SessionLockedError',
+      details: { holder: 'alice' },
+    });
     expect(record(worker, B)).toMatchObject({ state: 'active', transactions: 0 });
     expect(await s.tx(A, 'tx1', 'send', { step: 1, event: { type: 'ADD', by: 2 } })).toEqual({ ok: true, seq: 2 });
     expect(record(worker, A)).toMatchObject({ state: 'active', transactions: 1 });
@@ -109,7 +112,10 @@ describe.each(targets)('client records on a worker ($name)', (target) => {
       name: 'TransactionRolledBackError',
       details: { txId: 'tx1', reason: 'recovery-wait' },
     });
-    expect(errorOf(await s.tx(A, 'tx1', 'commit', { steps: 1 }))).toMatchObject({ name: 'TransactionRolledBackError', details: { reason: 'recovery-wait' } });
+    expect(errorOf(await s.tx(A, 'tx1', 'commit', { steps: 1 }))).toMatchObject({
+      name: 'TransactionRolledBackError',
+      details: { reason: 'recovery-wait' },
+    });
     // The client itself is welcome back: only its transaction went.
     expect(record(worker, A)).toMatchObject({ state: 'active', transactions: 0 });
     expect(await s.send(A, 'a1', { type: 'ADD', by: 1 })).toMatchObject({ ok: true, seq: 2 });
@@ -139,14 +145,23 @@ describe.each(targets)('client records on a worker ($name)', (target) => {
       s.tx(A, 'tx1', 'send', { step: 1, event: { type: 'ADD', by: 2 } }),
       s.tx(A, 'tx2', 'begin', { timeout: 1_000 }),
     ]) {
-      expect(errorOf(await refused)).toMatchObject({ name: 'ClientDisconnectedError', details: { client: expect.stringMatching(/^alice#/) } });
+      expect(errorOf(await refused)).toMatchObject({
+        name: 'ClientDisconnectedError',
+        details: { client: expect.stringMatching(/^alice#/) },
+      });
     }
     expect(await s.journal()).toHaveLength(1);
     expect(await worker.forceDisconnect('nobody')).toEqual({ transactions: 0 });
     // After recoveryWait it may come back (with a new transaction; the old one stays rolled back).
     await timing.pass(timing.recoveryWait, () => true);
-    await waitFor(async () => (await s.read({ client: A })).ok, { what: 'the refusal to lapse', timeoutMs: timing.recoveryWait + 5_000 });
-    expect(errorOf(await s.tx(A, 'tx1', 'commit', { steps: 1 }))).toMatchObject({ name: 'TransactionRolledBackError', details: { reason: 'forced' } });
+    await waitFor(async () => (await s.read({ client: A })).ok, {
+      what: 'the refusal to lapse',
+      timeoutMs: timing.recoveryWait + 5_000,
+    });
+    expect(errorOf(await s.tx(A, 'tx1', 'commit', { steps: 1 }))).toMatchObject({
+      name: 'TransactionRolledBackError',
+      details: { reason: 'forced' },
+    });
   });
 
   it('forceDisconnect by exact id flushes what was acknowledged at commit level memory first', async () => {

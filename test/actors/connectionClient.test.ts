@@ -4,7 +4,18 @@
  * cache verification, stale reads from the cache, and counters.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { type Client, connect, CrossShardTransactionError, defineApplication, EventRejectedError, NetworkError, type Patch, startWorker, TransactionTimeoutError, type Verification } from '../../index.js';
+import {
+  type Client,
+  connect,
+  CrossShardTransactionError,
+  defineApplication,
+  EventRejectedError,
+  NetworkError,
+  type Patch,
+  startWorker,
+  TransactionTimeoutError,
+  type Verification,
+} from '../../index.js';
 import type { ConnectionState } from '../../machines/connection.js';
 import { counterMachine } from '../fixtures/counter.js';
 import { createMemoryBus, createMemoryServer } from '../../bus/memory/mod.js';
@@ -22,11 +33,23 @@ afterEach(async () => {
 const counter = defineApplication({ name: 'counter', machine: counterMachine, commit: 'journal' });
 
 describe.each(targets)('client connections ($name)', (target) => {
-  async function cohort(options: { clients?: { troubledInterval?: number; recoveryWait?: number }; app?: typeof counter } = {}) {
+  async function cohort(
+    options: { clients?: { troubledInterval?: number; recoveryWait?: number }; app?: typeof counter } = {},
+  ) {
     const cluster = `cc${++clusters}`;
-    const worker = await startWorker({ bus: await target.bus(), cluster, applications: [options.app ?? counter], shards: [0, 1, 2, 3], shardCount: 4, ...(options.clients ? { clients: options.clients } : {}) });
+    const worker = await startWorker({
+      bus: await target.bus(),
+      cluster,
+      applications: [options.app ?? counter],
+      shards: [0, 1, 2, 3],
+      shardCount: 4,
+      ...(options.clients ? { clients: options.clients } : {}),
+    });
     stops.push(() => worker.stop());
-    const client = async (label: string, extra: Parameters<typeof connect>[0] extends infer O ? Partial<O> : never = {}): Promise<Client> => {
+    const client = async (
+      label: string,
+      extra: Parameters<typeof connect>[0] extends infer O ? Partial<O> : never = {},
+    ): Promise<Client> => {
       const bus = await target.bus();
       const c = await connect({ bus, cluster, shardCount: 4, label, ...extra });
       stops.push(async () => {
@@ -82,7 +105,9 @@ describe.each(targets)('client connections ($name)', (target) => {
         tx.session('counter', 'elsewhere');
       }),
     ).rejects.toBeInstanceOf(CrossShardTransactionError);
-    await expect(s.transaction(async (tx) => tx.session('counter', 'elsewhere'))).rejects.toThrow(/counter\/tx3.*counter\/elsewhere/);
+    await expect(s.transaction(async (tx) => tx.session('counter', 'elsewhere'))).rejects.toThrow(
+      /counter\/tx3.*counter\/elsewhere/,
+    );
   });
 
   it('the lock: another client’s write waits for the transaction and lands after it', async () => {
@@ -144,7 +169,9 @@ describe.each(targets)('client connections ($name)', (target) => {
     const a = await client('quiet');
     const r = await a.session('counter', 'rw1').transaction(async (tx) => {
       await tx.send({ type: 'ADD', by: 1 });
-      await waitFor(() => worker.clients().find((c) => c.label === 'quiet' && c.state === 'non-responsive'), { what: 'marked non-responsive' });
+      await waitFor(() => worker.clients().find((c) => c.label === 'quiet' && c.state === 'non-responsive'), {
+        what: 'marked non-responsive',
+      });
       await tx.send({ type: 'ADD', by: 2 });
     });
     expect(r).toMatchObject({ seq: 2, events: 2 });
@@ -199,7 +226,8 @@ describe.each(targets)('client connections ($name)', (target) => {
     await b.session('counter', 'v2').send({ type: 'ADD', by: 1 });
     await a.session('counter', 'v1').read();
     await a.session('counter', 'v2').read();
-    const outcomes = (vs: Verification[]) => Object.fromEntries(vs.map((v) => [v.id, `${v.outcome} ${v.from}->${v.to}`]));
+    const outcomes = (vs: Verification[]) =>
+      Object.fromEntries(vs.map((v) => [v.id, `${v.outcome} ${v.from}->${v.to}`]));
     expect(outcomes(await a.verify())).toEqual({ v1: 'up-to-date 2->2', v2: 'up-to-date 1->1' });
 
     for (let i = 0; i < 2; i++) await b.session('counter', 'v1').send({ type: 'ADD', by: 10 });
@@ -249,7 +277,6 @@ describe.each(targets)('client connections ($name)', (target) => {
   });
 });
 
-
 describe('connect refuses bad connection options', () => {
   it('names the option and the value', async () => {
     const server = createMemoryServer();
@@ -261,8 +288,12 @@ describe('connect refuses bad connection options', () => {
       ['invalidationQueueSize', 2.5],
       ['cacheSize', -1],
     ] as const) {
-      await expect(connect({ bus: createMemoryBus({ server }), cluster: 'bad', [key]: value })).rejects.toThrow(new RegExp(`${key} must be`));
+      await expect(connect({ bus: createMemoryBus({ server }), cluster: 'bad', [key]: value })).rejects.toThrow(
+        new RegExp(`${key} must be`),
+      );
     }
-    await expect(connect({ bus: createMemoryBus({ server }), cluster: 'bad', label: 'a#b' })).rejects.toThrow(/label must be/);
+    await expect(connect({ bus: createMemoryBus({ server }), cluster: 'bad', label: 'a#b' })).rejects.toThrow(
+      /label must be/,
+    );
   });
 });

@@ -40,7 +40,8 @@ describe.each(targets)('counters ($name)', (target) => {
   /** `waves` rounds of `perWave` concurrent next() calls; results in call order. */
   async function take(counter: Counter, waves: number, perWave: number): Promise<number[]> {
     const ids: number[] = [];
-    for (let w = 0; w < waves; w++) ids.push(...(await Promise.all(Array.from({ length: perWave }, () => counter.next()))));
+    for (let w = 0; w < waves; w++)
+      ids.push(...(await Promise.all(Array.from({ length: perWave }, () => counter.next()))));
     return ids;
   }
 
@@ -81,7 +82,9 @@ describe.each(targets)('counters ($name)', (target) => {
 
   it('consecutive: 4 clients take exactly 1..N with no gaps', async () => {
     const kvs = await clients(4);
-    const perClient = await Promise.all(kvs.map((kv) => take(createCounter(kv, 'tickets', { consecutive: true }), 5, 10)));
+    const perClient = await Promise.all(
+      kvs.map((kv) => take(createCounter(kv, 'tickets', { consecutive: true }), 5, 10)),
+    );
     for (const ids of perClient) expectIncreasing(ids);
     const all = perClient.flat().sort((x, y) => x - y);
     expect(all).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
@@ -90,21 +93,24 @@ describe.each(targets)('counters ($name)', (target) => {
     expect(entry.revision).toBe(200);
   });
 
-  it.each(['abc', '-5', '1.5', '', ' 7', '99999999999999999'])('refuses a stored %j with CorruptCounterError and overwrites nothing', async (stored) => {
-    const [kv] = await clients(1);
-    const revision = await kv!.put('bad', new TextEncoder().encode(stored));
-    const counter = createCounter(kv!, 'bad');
-    const results = await Promise.allSettled([counter.next(), counter.next()]);
-    for (const r of results) {
-      expect(r.status).toBe('rejected');
-      const error = (r as PromiseRejectedResult).reason;
-      expect(error).toBeInstanceOf(CorruptCounterError);
-      expect(error).toMatchObject({ bucket, key: 'bad', value: stored });
-    }
-    const entry = (await kv!.get('bad'))!;
-    expect(entry.revision).toBe(revision);
-    expect(text(entry.value)).toBe(stored);
-  });
+  it.each(['abc', '-5', '1.5', '', ' 7', '99999999999999999'])(
+    'refuses a stored %j with CorruptCounterError and overwrites nothing',
+    async (stored) => {
+      const [kv] = await clients(1);
+      const revision = await kv!.put('bad', new TextEncoder().encode(stored));
+      const counter = createCounter(kv!, 'bad');
+      const results = await Promise.allSettled([counter.next(), counter.next()]);
+      for (const r of results) {
+        expect(r.status).toBe('rejected');
+        const error = (r as PromiseRejectedResult).reason;
+        expect(error).toBeInstanceOf(CorruptCounterError);
+        expect(error).toMatchObject({ bucket, key: 'bad', value: stored });
+      }
+      const entry = (await kv!.get('bad'))!;
+      expect(entry.revision).toBe(revision);
+      expect(text(entry.value)).toBe(stored);
+    },
+  );
 });
 
 describe('counter options', () => {

@@ -4,7 +4,8 @@ import { type CachedDocument, DEFAULT_CACHE_SIZE, DocumentCache } from '../../in
 import { encode } from '../../bus/codec.js';
 import { EncodeError } from '../../bus/errors.js';
 
-const sizeOf = (entry: CachedDocument): number => encode({ seq: entry.seq, document: entry.document, state: entry.state }).byteLength;
+const sizeOf = (entry: CachedDocument): number =>
+  encode({ seq: entry.seq, document: entry.document, state: entry.state }).byteLength;
 
 /** An entry whose encoding is exactly `bytes` long (for bytes >= 30). */
 function entryOf(seq: number, bytes: number): CachedDocument {
@@ -127,11 +128,15 @@ describe('DocumentCache', () => {
     it('drops an entry the ops do not apply to', () => {
       const cache = seeded();
       const bytes = cache.bytes;
-      expect(cache.applyPatch('app', 'a', { seq: 4, prev: 3, ops: [{ op: 'test', path: '/total', value: 7 }] })).toBe('failed');
+      expect(cache.applyPatch('app', 'a', { seq: 4, prev: 3, ops: [{ op: 'test', path: '/total', value: 7 }] })).toBe(
+        'failed',
+      );
       expect(cache.peek('app', 'a')).toBeUndefined();
       cache.set('app', 'a', { seq: 3, document: { items: [] }, state: 'open' });
       expect(cache.bytes).toBeLessThan(bytes);
-      expect(cache.applyPatch('app', 'a', { seq: 4, prev: 3, ops: [{ op: 'remove', path: '/missing/deep' }] })).toBe('failed');
+      expect(cache.applyPatch('app', 'a', { seq: 4, prev: 3, ops: [{ op: 'remove', path: '/missing/deep' }] })).toBe(
+        'failed',
+      );
       expect(cache.size).toBe(0);
       expect(cache.bytes).toBe(0);
     });
@@ -160,7 +165,13 @@ describe('DocumentCache', () => {
       const cache = new DocumentCache({ cacheSize: 1_000 });
       cache.set('app', 'a', { seq: 1, document: { text: 'short' }, state: 's' });
       cache.set('app', 'b', { seq: 1, document: { text: 'other' }, state: 's' });
-      expect(cache.applyPatch('app', 'a', { seq: 2, prev: 1, ops: [{ op: 'replace', path: '/text', value: 'y'.repeat(300) }] })).toBe('applied');
+      expect(
+        cache.applyPatch('app', 'a', {
+          seq: 2,
+          prev: 1,
+          ops: [{ op: 'replace', path: '/text', value: 'y'.repeat(300) }],
+        }),
+      ).toBe('applied');
       expect(ids(cache)).toEqual(['a', 'b']);
       const total = () => cache.entries().reduce((sum, e) => sum + sizeOf(cache.peek(e.app, e.id)!), 0);
       expect(cache.bytes).toBe(total());
@@ -178,11 +189,29 @@ describe('DocumentCache', () => {
       cache.set('app', 'a', entryOf(1, 100));
       cache.set('app', 'b', entryOf(1, 100));
       cache.set('app', 'c', entryOf(1, 100));
-      expect(cache.applyPatch('app', 'c', { seq: 2, prev: 1, ops: [{ op: 'replace', path: '/document/text', value: 'z'.repeat(150) }] })).toBe('failed');
+      expect(
+        cache.applyPatch('app', 'c', {
+          seq: 2,
+          prev: 1,
+          ops: [{ op: 'replace', path: '/document/text', value: 'z'.repeat(150) }],
+        }),
+      ).toBe('failed');
       // Patches address the document, not the entry.
-      expect(cache.applyPatch('app', 'b', { seq: 2, prev: 1, ops: [{ op: 'replace', path: '/text', value: 'z'.repeat(250) }] })).toBe('applied');
+      expect(
+        cache.applyPatch('app', 'b', {
+          seq: 2,
+          prev: 1,
+          ops: [{ op: 'replace', path: '/text', value: 'z'.repeat(250) }],
+        }),
+      ).toBe('applied');
       expect(ids(cache)).toEqual(['b']);
-      expect(cache.applyPatch('app', 'b', { seq: 3, prev: 2, ops: [{ op: 'replace', path: '/text', value: 'z'.repeat(400) }] })).toBe('applied');
+      expect(
+        cache.applyPatch('app', 'b', {
+          seq: 3,
+          prev: 2,
+          ops: [{ op: 'replace', path: '/text', value: 'z'.repeat(400) }],
+        }),
+      ).toBe('applied');
       expect(cache.size).toBe(0);
       expect(cache.bytes).toBe(0);
     });
@@ -195,7 +224,13 @@ describe('DocumentCache', () => {
       fc.record({ kind: fc.constant('set' as const), id, seq: fc.nat(20), document: doc, force: fc.boolean() }),
       fc.record({ kind: fc.constant('get' as const), id }),
       fc.record({ kind: fc.constant('delete' as const), id }),
-      fc.record({ kind: fc.constant('patch' as const), id, seq: fc.nat(20), prev: fc.nat(20), text: fc.string({ maxLength: 200 }) }),
+      fc.record({
+        kind: fc.constant('patch' as const),
+        id,
+        seq: fc.nat(20),
+        prev: fc.nat(20),
+        text: fc.string({ maxLength: 200 }),
+      }),
     );
     fc.assert(
       fc.property(fc.integer({ min: 0, max: 600 }), fc.array(command, { maxLength: 60 }), (cacheSize, commands) => {
@@ -209,7 +244,12 @@ describe('DocumentCache', () => {
             if (outcome === 'too-large') expect(sizeOf(entry)).toBeGreaterThan(cacheSize);
           } else if (c.kind === 'get') cache.get('app', c.id);
           else if (c.kind === 'delete') cache.delete('app', c.id);
-          else cache.applyPatch('app', c.id, { seq: c.seq, prev: c.prev, ops: [{ op: 'replace', path: '/text', value: c.text }] });
+          else
+            cache.applyPatch('app', c.id, {
+              seq: c.seq,
+              prev: c.prev,
+              ops: [{ op: 'replace', path: '/text', value: c.text }],
+            });
           const entries = cache.entries();
           expect(cache.bytes).toBeLessThanOrEqual(cacheSize);
           expect(cache.size).toBe(entries.length);

@@ -42,7 +42,9 @@ describe.each(targets)('durability ($name)', (target) => {
   const track = cleanupAfterEach();
   const bus = async (): Promise<Bus> => track(await target.bus());
   const worker = async (cluster: string, commit: 'memory' | 'journal' = 'journal'): Promise<Worker> =>
-    track(await startWorker({ bus: await bus(), cluster, applications: [commit === 'journal' ? app : { ...app, commit }] }));
+    track(
+      await startWorker({ bus: await bus(), cluster, applications: [commit === 'journal' ? app : { ...app, commit }] }),
+    );
 
   it('two workers that both believe they own a shard: one history survives', async () => {
     const cluster = `f${randomUUID().slice(0, 8)}`;
@@ -72,7 +74,9 @@ describe.each(targets)('durability ($name)', (target) => {
     const subject = journalSubject(cluster, shardOf('counter', 'fenced'), 'counter', 'fenced');
     const foreign: JournalRecord = {
       v: 1,
-      events: [{ seq: 2, event: { type: 'ADD', by: 100, meta: { time: 1, cmdId: 'foreign-1', client: 'other-owner' } } }],
+      events: [
+        { seq: 2, event: { type: 'ADD', by: 100, meta: { time: 1, cmdId: 'foreign-1', client: 'other-owner' } } },
+      ],
     };
     await j.append(subject, encode(foreign), { msgId: 'foreign-1', expectedLastSubjectSeq: await j.lastSeq(subject) });
     // This worker's copy is at seq 1: its append is fenced off, it reloads, and the retry commits on top.
@@ -89,10 +93,13 @@ describe.each(targets)('durability ($name)', (target) => {
     const acks = await Promise.all(Array.from({ length: 30 }, () => s.send({ type: 'ADD', by: 1 })));
     expect(acks.map((a) => a.seq).sort((a, b) => a - b)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
     const raw = await bus();
-    const h = await waitFor(async () => {
-      const x = await history(raw, cluster, 'quick');
-      return x.length === 30 && x;
-    }, { what: 'background journal' });
+    const h = await waitFor(
+      async () => {
+        const x = await history(raw, cluster, 'quick');
+        return x.length === 30 && x;
+      },
+      { what: 'background journal' },
+    );
     expect(h.map((x) => x.seq)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
   });
 
@@ -110,7 +117,8 @@ describe.each(targets)('durability ($name)', (target) => {
     };
     await Promise.all(Array.from({ length: 128 }, lane));
     expect(w.activeSessions).toBe(N);
-    for (const i of [0, 4_321, N - 1]) expect((await client.session('counter', `s${i}`).read()).document).toMatchObject({ n: i + 1 });
+    for (const i of [0, 4_321, N - 1])
+      expect((await client.session('counter', `s${i}`).read()).document).toMatchObject({ n: i + 1 });
   });
 });
 

@@ -10,20 +10,39 @@ describe('entry points refuse bad input with a clear error', () => {
   it('defineApplication: names, commit levels, lifetimes and metadata', () => {
     expect(() => defineApplication({ name: 'Bad Name', machine: counterMachine })).toThrow(InvalidNameError);
     expect(() => defineApplication({ name: 'a.b', machine: counterMachine })).toThrow(InvalidNameError);
-    expect(() => defineApplication({ name: 'ok', machine: counterMachine, commit: 'sync' as never })).toThrow(/commit must be/);
-    expect(() => defineApplication({ name: 'ok', machine: counterMachine, commit: 'replicas', syncReplicas: -1 })).toThrow(/syncReplicas/);
-    expect(() => defineApplication({ name: 'ok', machine: counterMachine, requiredSynchronizedReplicas: 0.5 })).toThrow(/requiredSynchronizedReplicas/);
-    expect(() => defineApplication({ name: 'ok', machine: counterMachine, unusedSessionLifetime: 0 })).toThrow(/unusedSessionLifetime/);
-    expect(() => defineApplication({ name: 'ok', machine: counterMachine, snapshotEvery: 1.5 })).toThrow(/snapshotEvery/);
+    expect(() => defineApplication({ name: 'ok', machine: counterMachine, commit: 'sync' as never })).toThrow(
+      /commit must be/,
+    );
+    expect(() =>
+      defineApplication({ name: 'ok', machine: counterMachine, commit: 'replicas', syncReplicas: -1 }),
+    ).toThrow(/syncReplicas/);
+    expect(() => defineApplication({ name: 'ok', machine: counterMachine, requiredSynchronizedReplicas: 0.5 })).toThrow(
+      /requiredSynchronizedReplicas/,
+    );
+    expect(() => defineApplication({ name: 'ok', machine: counterMachine, unusedSessionLifetime: 0 })).toThrow(
+      /unusedSessionLifetime/,
+    );
+    expect(() => defineApplication({ name: 'ok', machine: counterMachine, snapshotEvery: 1.5 })).toThrow(
+      /snapshotEvery/,
+    );
     expect(() => defineApplication({ name: 'ok', machine: counterMachine, metadata: { big: 1n } })).toThrow(TypeError);
-    expect(defineApplication({ name: 'ok-1', machine: counterMachine })).toMatchObject({ commit: 'journal', snapshotEvery: 100 });
+    expect(defineApplication({ name: 'ok-1', machine: counterMachine })).toMatchObject({
+      commit: 'journal',
+      snapshotEvery: 100,
+    });
   });
 
   it('connect and session: bad clusters and app names are refused; hostile ids are escaped and served', async () => {
     const server = createMemoryServer();
-    await expect(connect({ bus: createMemoryBus({ server }), cluster: 'a.b' })).rejects.toBeInstanceOf(InvalidNameError);
+    await expect(connect({ bus: createMemoryBus({ server }), cluster: 'a.b' })).rejects.toBeInstanceOf(
+      InvalidNameError,
+    );
     await expect(connect({ cluster: 'c' })).rejects.toThrow(/needs `nats`/);
-    const worker = await startWorker({ bus: createMemoryBus({ server }), cluster: 'c', applications: [defineApplication({ name: 'counter', machine: counterMachine })] });
+    const worker = await startWorker({
+      bus: createMemoryBus({ server }),
+      cluster: 'c',
+      applications: [defineApplication({ name: 'counter', machine: counterMachine })],
+    });
     const client = await connect({ bus: createMemoryBus({ server }), cluster: 'c' });
     expect(() => client.session('Counter!', 'x')).toThrow(InvalidNameError);
     expect(() => client.session('counter', '')).toThrow(InvalidNameError);
@@ -36,7 +55,9 @@ describe('entry points refuse bad input with a clear error', () => {
 
   it('startWorker: needs a bus or a server, and a valid cluster', async () => {
     await expect(startWorker({ cluster: 'c', applications: [] })).rejects.toThrow(/needs `nats`/);
-    await expect(startWorker({ bus: createMemoryBus(), cluster: 'bad cluster', applications: [] })).rejects.toBeInstanceOf(InvalidNameError);
+    await expect(
+      startWorker({ bus: createMemoryBus(), cluster: 'bad cluster', applications: [] }),
+    ).rejects.toBeInstanceOf(InvalidNameError);
   });
 });
 
@@ -44,7 +65,12 @@ describe('client retries', () => {
   it('sends an unanswered command again with the same command id, and refuses bad timeouts', async () => {
     const server = createMemoryServer();
     const responder = createMemoryBus({ server });
-    const client = await connect({ bus: createMemoryBus({ server }), cluster: 'r', timeout: 2_000, attemptTimeout: 100 });
+    const client = await connect({
+      bus: createMemoryBus({ server }),
+      cluster: 'r',
+      timeout: 2_000,
+      attemptTimeout: 100,
+    });
     const seen: string[] = [];
     // A responder that loses the first attempt (as a worker that died with it would), then answers.
     responder.subscribe(cmdShardFilter('r', shardOf('counter', 'x')), (m) => {
@@ -52,10 +78,15 @@ describe('client retries', () => {
       if (seen.length > 1) m.respond(encode({ ok: true, seq: 1 }));
     });
     await responder.flush();
-    expect(await client.session('counter', 'x').send({ type: 'ADD', by: 1 })).toMatchObject({ seq: 1, duplicate: false });
+    expect(await client.session('counter', 'x').send({ type: 'ADD', by: 1 })).toMatchObject({
+      seq: 1,
+      duplicate: false,
+    });
     expect(seen).toHaveLength(2);
     expect(seen[1]).toBe(seen[0]);
-    await expect(connect({ bus: createMemoryBus({ server }), cluster: 'r', attemptTimeout: 0 })).rejects.toThrow(/attemptTimeout must be a positive/);
+    await expect(connect({ bus: createMemoryBus({ server }), cluster: 'r', attemptTimeout: 0 })).rejects.toThrow(
+      /attemptTimeout must be a positive/,
+    );
     await client.close();
     await responder.close();
   });

@@ -10,7 +10,16 @@ import {
   startWorker,
   systemEnvironment,
 } from '../../index.js';
-import { CLAIM_CHECK_HEADER, encode, HEADER, journalStreamFilter, journalStreamName, readRequest, readSubject, shardOf } from '../../internal.js';
+import {
+  CLAIM_CHECK_HEADER,
+  encode,
+  HEADER,
+  journalStreamFilter,
+  journalStreamName,
+  readRequest,
+  readSubject,
+  shardOf,
+} from '../../internal.js';
 import { whiteboardMachine } from '../../examples/whiteboard.js';
 
 const SHARDS = 4;
@@ -25,16 +34,34 @@ async function idsOfRun(environment: Environment): Promise<string[]> {
   const server = createMemoryServer({ environment, maxPayload: 8_192 });
   const board = defineApplication({ name: 'whiteboard', machine: whiteboardMachine });
   const shards = [...Array(SHARDS).keys()];
-  const worker = await startWorker({ bus: createMemoryBus({ server }), cluster, applications: [board], shards, shardCount: SHARDS, environment });
-  const client = await connect({ bus: createMemoryBus({ server }), cluster, label: 'det', shardCount: SHARDS, environment });
+  const worker = await startWorker({
+    bus: createMemoryBus({ server }),
+    cluster,
+    applications: [board],
+    shards,
+    shardCount: SHARDS,
+    environment,
+  });
+  const client = await connect({
+    bus: createMemoryBus({ server }),
+    cluster,
+    label: 'det',
+    shardCount: SHARDS,
+    environment,
+  });
   const s = client.session('whiteboard', 'b1');
-  for (let i = 0; i < 3; i++) await s.send({ type: 'ADD_SHAPE', id: `s${i}`, kind: 'text', x: i, y: i, text: 'x'.repeat(3_000) });
+  for (let i = 0; i < 3; i++)
+    await s.send({ type: 'ADD_SHAPE', id: `s${i}`, kind: 'text', x: i, y: i, text: 'x'.repeat(3_000) });
   await s.transaction(async (tx) => {
     await tx.send({ type: 'SET_TITLE', title: 'in a transaction' });
   });
   // The document is now larger than a message: the worker answers by claim-check, under a blob name of its environment's.
   const raw = createMemoryBus({ server });
-  const reply = await raw.request(readSubject(cluster, shardOf('whiteboard', 'b1', SHARDS), 'whiteboard', 'b1'), encode(readRequest('raw#1')), { timeout: 5_000 });
+  const reply = await raw.request(
+    readSubject(cluster, shardOf('whiteboard', 'b1', SHARDS), 'whiteboard', 'b1'),
+    encode(readRequest('raw#1')),
+    { timeout: 5_000 },
+  );
   const blob = reply.headers[CLAIM_CHECK_HEADER];
   const journal = await raw.journal({ name: journalStreamName(cluster), subjects: [journalStreamFilter(cluster)] });
   const journaled: string[] = [];

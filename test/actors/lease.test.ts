@@ -29,7 +29,10 @@ function viewWith(primary: string, epoch: number, state: 'ACTIVE' | 'DEAD' = 'AC
   };
 }
 
-function leaseOn(clock: SimulatedClock, views: { latest?: View | null; stored?: () => Promise<View | null> } = {}): Lease {
+function leaseOn(
+  clock: SimulatedClock,
+  views: { latest?: View | null; stored?: () => Promise<View | null> } = {},
+): Lease {
   return new Lease({
     self: 'w1',
     config,

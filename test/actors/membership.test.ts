@@ -1,6 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, defineApplication, FailoverRefusedError, shardOf, startWorker, type Worker, type WorkerOptions } from '../../index.js';
+import {
+  connect,
+  defineApplication,
+  FailoverRefusedError,
+  shardOf,
+  startWorker,
+  type Worker,
+  type WorkerOptions,
+} from '../../index.js';
 import { createMemoryBus, createMemoryServer, type MemoryServer } from '../../bus/memory/mod.js';
 import { createNatsBus } from '../../bus/nats/mod.js';
 import type { Bus } from '../../bus/types.js';
@@ -21,7 +29,10 @@ interface Fixture {
   bus(): Promise<Bus>;
 }
 
-const fixtures: Record<'memory' | 'nats', () => { setup(): Promise<void>; teardown(): Promise<void>; fixture: Fixture }> = {
+const fixtures: Record<
+  'memory' | 'nats',
+  () => { setup(): Promise<void>; teardown(): Promise<void>; fixture: Fixture }
+> = {
   memory: () => {
     let server: MemoryServer;
     return {
@@ -68,7 +79,12 @@ describe.each(['memory', 'nats'] as const)('membership (%s)', (kind) => {
   const balanced = (ws: readonly Worker[]) => () => {
     const { served, doubled } = coverage(ws);
     const counts = ws.map((w) => w.serving.length);
-    return served === SHARDS && doubled === 0 && Math.max(...counts) - Math.min(...counts) <= 1 && ws.every((w) => w.view?.members.length === ws.length);
+    return (
+      served === SHARDS &&
+      doubled === 0 &&
+      Math.max(...counts) - Math.min(...counts) <= 1 &&
+      ws.every((w) => w.view?.members.length === ws.length)
+    );
   };
 
   it('workers that join one after another share the shards evenly and agree on one leader', async () => {
@@ -96,14 +112,19 @@ describe.each(['memory', 'nats'] as const)('membership (%s)', (kind) => {
     let stop = false;
     const load = (async () => {
       while (!stop) {
-        await Promise.all(ids.map((id) => client.session('counter', id).send({ type: 'ADD', by: 1 }, { timeout: 10_000 })));
+        await Promise.all(
+          ids.map((id) => client.session('counter', id).send({ type: 'ADD', by: 1 }, { timeout: 10_000 })),
+        );
         sent++;
       }
     })();
     const b = (await worker(cluster)).worker;
     await waitFor(balanced([a, b]), { what: 'two workers balanced', timeoutMs: 10_000 });
     await b.stop();
-    await waitFor(() => a.serving.length === SHARDS && a.view?.members.length === 1, { what: 'a alone again', timeoutMs: 10_000 });
+    await waitFor(() => a.serving.length === SHARDS && a.view?.members.length === 1, {
+      what: 'a alone again',
+      timeoutMs: 10_000,
+    });
     stop = true;
     await load;
     expect(sent).toBeGreaterThan(0);
@@ -168,7 +189,9 @@ describe.each(['memory', 'nats'] as const)('membership (%s)', (kind) => {
     const shard = a.serving[0]!;
     const before = a.view!.shards[shard]!;
     const client = track(await connect({ bus: await fixture.bus(), cluster, shardCount: SHARDS }));
-    const ids = Array.from({ length: 400 }, (_, i) => `acct-${i}`).filter((id) => shardOf('counter', id, SHARDS) === shard);
+    const ids = Array.from({ length: 400 }, (_, i) => `acct-${i}`).filter(
+      (id) => shardOf('counter', id, SHARDS) === shard,
+    );
     expect(ids.length).toBeGreaterThan(0);
     let rounds = 0;
     let stop = false;
@@ -207,7 +230,9 @@ describe.each(['memory', 'nats'] as const)('membership (%s)', (kind) => {
     await expect(a.failover(SHARDS + 5, b.id)).rejects.toThrow(/no shard/);
     await expect(a.failover(shard, a.id)).rejects.toThrow(/already the primary/);
     const raw = track(await fixture.bus());
-    const reply = decode((await raw.request(controlSubject(cluster, 'failover'), encode({ shard: 'x' }), { timeout: 2_000 })).data);
+    const reply = decode(
+      (await raw.request(controlSubject(cluster, 'failover'), encode({ shard: 'x' }), { timeout: 2_000 })).data,
+    );
     expect(reply).toMatchObject({ ok: false, reason: expect.stringMatching(/malformed/) });
     expect(a.serving.length + b.serving.length).toBe(SHARDS);
   });
@@ -218,7 +243,10 @@ describe.each(['memory', 'nats'] as const)('membership (%s)', (kind) => {
     const rogue = track(await fixture.bus());
     rogue.publish(heartbeatSubject(cluster, 'rogue'), new Uint8Array([0xc1, 0xff, 0x00]));
     rogue.publish(heartbeatSubject(cluster, 'rogue'), encode({ id: 'rogue', status: 'joining' })); // fields missing
-    rogue.publish(heartbeatSubject(cluster, 'rogue'), encode({ id: 'rogue', zone: 'z', promotable: true, status: 'boss', viewId: 1, serving: [], startedAt: 0 }));
+    rogue.publish(
+      heartbeatSubject(cluster, 'rogue'),
+      encode({ id: 'rogue', zone: 'z', promotable: true, status: 'boss', viewId: 1, serving: [], startedAt: 0 }),
+    );
     await rogue.flush();
     const b = (await worker(cluster, { id: 'host.b' })).worker;
     await waitFor(balanced([a, b]), { what: 'balanced despite the garbage', timeoutMs: 10_000 });
@@ -229,17 +257,25 @@ describe.each(['memory', 'nats'] as const)('membership (%s)', (kind) => {
     }
     await rogue.flush();
     const client = track(await connect({ bus: await fixture.bus(), cluster, shardCount: SHARDS }));
-    const id = Array.from({ length: 64 }, (_, i) => `g${i}`).find((x) => a.serving.includes(shardOf('counter', x, SHARDS)))!;
-    expect(await client.session('counter', id).send({ type: 'ADD', by: 1 })).toMatchObject({ seq: 1, by: 'host.a', epoch: a.view!.shards[shardOf('counter', id, SHARDS)]!.epoch });
+    const id = Array.from({ length: 64 }, (_, i) => `g${i}`).find((x) =>
+      a.serving.includes(shardOf('counter', x, SHARDS)),
+    )!;
+    expect(await client.session('counter', id).send({ type: 'ADD', by: 1 })).toMatchObject({
+      seq: 1,
+      by: 'host.a',
+      epoch: a.view!.shards[shardOf('counter', id, SHARDS)]!.epoch,
+    });
     expect(a.view!.members.map((m) => m.id)).toEqual(['host.a', 'host.b']);
   });
 
   it('refuses a session timeout below 500 ms and a heartbeat slower than half of it', async () => {
     const bus = track(await fixture.bus());
-    await expect(startWorker({ bus, cluster: 'x', applications: [app], sessionTimeout: 499 })).rejects.toThrow(/sessionTimeout must be at least 500/);
-    await expect(startWorker({ bus, cluster: 'x', applications: [app], sessionTimeout: 1000, heartbeatInterval: 600 })).rejects.toThrow(
-      /heartbeatInterval/,
+    await expect(startWorker({ bus, cluster: 'x', applications: [app], sessionTimeout: 499 })).rejects.toThrow(
+      /sessionTimeout must be at least 500/,
     );
+    await expect(
+      startWorker({ bus, cluster: 'x', applications: [app], sessionTimeout: 1000, heartbeatInterval: 600 }),
+    ).rejects.toThrow(/heartbeatInterval/);
     await expect(startWorker({ bus, cluster: 'x', applications: [app], replicas: -1 })).rejects.toThrow(RangeError);
   });
 });

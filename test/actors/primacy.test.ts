@@ -12,7 +12,18 @@ import { randomUUID } from 'node:crypto';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { connect, defineApplication, SessionMovedError, shardOf, startWorker } from '../../index.js';
-import { type CommandReply, fromErrorBody, HEADER, HostedSession, type JournalRecord, Lease, loadSession, type Primacy, type SessionDeps, SessionStore } from '../../internal.js';
+import {
+  type CommandReply,
+  fromErrorBody,
+  HEADER,
+  HostedSession,
+  type JournalRecord,
+  Lease,
+  loadSession,
+  type Primacy,
+  type SessionDeps,
+  SessionStore,
+} from '../../internal.js';
 import { systemClock } from '../../bus/clock.js';
 import { decode } from '../../bus/codec.js';
 import { TimeoutError } from '../../bus/errors.js';
@@ -71,7 +82,10 @@ beforeEach(async () => {
   cluster = `p${randomUUID().slice(0, 8)}`;
   bus = track(createMemoryBus());
   journal = await bus.journal({ name: journalStreamName(cluster), subjects: [journalStreamFilter(cluster)] });
-  const [snapshots, blobs] = await Promise.all([bus.kv({ bucket: `cohort_${cluster}_snapshots` }), bus.blobs({ bucket: `cohort_${cluster}_blobs` })]);
+  const [snapshots, blobs] = await Promise.all([
+    bus.kv({ bucket: `cohort_${cluster}_snapshots` }),
+    bus.blobs({ bucket: `cohort_${cluster}_blobs` }),
+  ]);
   store = new SessionStore({ kv: snapshots, blobs, maxPayload: bus.server.maxPayload });
   appends = [];
   afterAppend = undefined;
@@ -115,7 +129,9 @@ async function activate(host: SessionDeps, id: string): Promise<HostedSession> {
 }
 
 function send(session: HostedSession, cmdId: string, by = 2): Promise<CommandReply> {
-  return session.enqueue(() => session.command({ kind: 'command', event: { type: 'ADD', by }, cmdId, client: 'test-client' }, Date.now()));
+  return session.enqueue(() =>
+    session.command({ kind: 'command', event: { type: 'ADD', by }, cmdId, client: 'test-client' }, Date.now()),
+  );
 }
 
 async function journalOf(id: string): Promise<{ entry: JournalEntry; record: JournalRecord }[]> {
@@ -165,7 +181,10 @@ describe('lease fencing on the commit path', () => {
 
   describe('(b) lease held before the append, lost after it, and the view moved', () => {
     /** Commits `cmdId` while the lease lapses during its append: landed in the journal, not acknowledged. */
-    async function ambiguousWrite(id: string, cmdId: string): Promise<{ primacy: FakePrimacy; host: TestHost; session: HostedSession }> {
+    async function ambiguousWrite(
+      id: string,
+      cmdId: string,
+    ): Promise<{ primacy: FakePrimacy; host: TestHost; session: HostedSession }> {
       const primacy = new FakePrimacy('w-b');
       primacy.lease = true;
       primacy.still = false;
@@ -303,14 +322,32 @@ describe('a worker fences through its membership', () => {
     const cluster = `p${randomUUID().slice(0, 8)}`;
     const shardCount = 8;
     const worker = track(
-      await startWorker({ bus: track(createMemoryBus({ server })), cluster, applications: [app], heartbeatInterval: 100, sessionTimeout: 500, shardCount }),
+      await startWorker({
+        bus: track(createMemoryBus({ server })),
+        cluster,
+        applications: [app],
+        heartbeatInterval: 100,
+        sessionTimeout: 500,
+        shardCount,
+      }),
     );
     expect(worker.serving).toHaveLength(shardCount);
-    const client = track(await connect({ bus: track(createMemoryBus({ server })), cluster, shardCount, timeout: 400, attemptTimeout: 200 }));
+    const client = track(
+      await connect({
+        bus: track(createMemoryBus({ server })),
+        cluster,
+        shardCount,
+        timeout: 400,
+        attemptTimeout: 200,
+      }),
+    );
     const id = 'acct-w';
     const shard = shardOf(app.name, id, shardCount);
     const reader = track(createMemoryBus({ server }));
-    const workerJournal = await reader.journal({ name: journalStreamName(cluster), subjects: [journalStreamFilter(cluster)] });
+    const workerJournal = await reader.journal({
+      name: journalStreamName(cluster),
+      subjects: [journalStreamFilter(cluster)],
+    });
     const subject = journalSubject(cluster, shard, app.name, id);
 
     const leaseHeld = vi.spyOn(Lease.prototype, 'leaseHeld').mockReturnValue(false);

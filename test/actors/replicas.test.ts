@@ -1,9 +1,24 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ApplicationOptions, connect, defineApplication, NotEnoughReplicasError, shardOf, startWorker, type Worker, type WorkerOptions } from '../../index.js';
+import {
+  type ApplicationOptions,
+  connect,
+  defineApplication,
+  NotEnoughReplicasError,
+  shardOf,
+  startWorker,
+  type Worker,
+  type WorkerOptions,
+} from '../../index.js';
 import { createMemoryBus, createMemoryServer, type MemoryServer } from '../../bus/memory/mod.js';
 import { createNatsBus } from '../../bus/nats/mod.js';
-import { journalStreamFilter, journalStreamName, journalSubject, readOnlySubject, replicaReportSubject } from '../../bus/subjects.js';
+import {
+  journalStreamFilter,
+  journalStreamName,
+  journalSubject,
+  readOnlySubject,
+  replicaReportSubject,
+} from '../../bus/subjects.js';
 import { decode, encode } from '../../bus/codec.js';
 import type { Bus } from '../../bus/types.js';
 import type { NatsServer } from '../../harness/natsServer.js';
@@ -18,7 +33,11 @@ const FAST = { heartbeatInterval: 100, sessionTimeout: 500, shardCount: SHARDS }
 const targets = {
   memory: () => {
     let server: MemoryServer;
-    return { setup: async () => void (server = createMemoryServer()), teardown: async () => {}, bus: async (): Promise<Bus> => createMemoryBus({ server }) };
+    return {
+      setup: async () => void (server = createMemoryServer()),
+      teardown: async () => {},
+      bus: async (): Promise<Bus> => createMemoryBus({ server }),
+    };
   },
   nats: () => {
     let server: NatsServer;
@@ -40,9 +59,16 @@ describe.each(['memory', 'nats'] as const)('replicas (%s)', (kind) => {
     return defineApplication({ name: 'counter', machine: counterMachine, ...options });
   }
 
-  async function worker(cluster: string, application: ReturnType<typeof app>, options: Partial<WorkerOptions> = {}): Promise<{ worker: Worker; bus: Bus }> {
+  async function worker(
+    cluster: string,
+    application: ReturnType<typeof app>,
+    options: Partial<WorkerOptions> = {},
+  ): Promise<{ worker: Worker; bus: Bus }> {
     const bus = track(await target.bus());
-    return { worker: track(await startWorker({ bus, cluster, applications: [application], ...FAST, ...options })), bus };
+    return {
+      worker: track(await startWorker({ bus, cluster, applications: [application], ...FAST, ...options })),
+      bus,
+    };
   }
 
   /** Two workers, every shard with a primary on one and a secondary on the other. */
@@ -92,9 +118,14 @@ describe.each(['memory', 'nats'] as const)('replicas (%s)', (kind) => {
     const raw = track(await target.bus());
     const shard = shardOf('counter', 'eve', SHARDS);
     const ro = readOnlySubject(cluster, shard, 'counter', 'eve');
-    const garbage = decode((await raw.request(ro, new Uint8Array([0xc1, 0xff]), { timeout: 2_000 })).data) as { ok: boolean; error?: { name: string } };
+    const garbage = decode((await raw.request(ro, new Uint8Array([0xc1, 0xff]), { timeout: 2_000 })).data) as {
+      ok: boolean;
+      error?: { name: string };
+    };
     expect(garbage).toMatchObject({ ok: false, error: { name: 'DecodeError' } });
-    const unknown = decode((await raw.request(readOnlySubject(cluster, shard, 'nope', 'eve'), encode({}), { timeout: 2_000 })).data);
+    const unknown = decode(
+      (await raw.request(readOnlySubject(cluster, shard, 'nope', 'eve'), encode({}), { timeout: 2_000 })).data,
+    );
     expect(unknown).toMatchObject({ ok: false, error: { name: 'UnknownApplicationError' } });
     raw.publish(replicaReportSubject(cluster, shard), new Uint8Array([0xc1]));
     raw.publish(replicaReportSubject(cluster, shard), encode({ w: 42, s: 'x', q: null }));
@@ -121,7 +152,9 @@ describe.each(['memory', 'nats'] as const)('replicas (%s)', (kind) => {
       const entry = await journal.lastSeq(journalSubject(cluster, shard, 'counter', id));
       const status = primary.replicaStatus(shard);
       expect(status.role).toBe('primary');
-      expect(status.secondaries).toEqual([{ worker: expect.any(String), seq: expect.any(Number), state: 'SYNCHRONIZED' }]);
+      expect(status.secondaries).toEqual([
+        { worker: expect.any(String), seq: expect.any(Number), state: 'SYNCHRONIZED' },
+      ]);
       expect(status.secondaries[0]!.seq).toBeGreaterThanOrEqual(entry);
       const ro = await s.read({ readOnly: true });
       expect(ro.stale).toBe(true);
@@ -141,7 +174,10 @@ describe.each(['memory', 'nats'] as const)('replicas (%s)', (kind) => {
     expect((await s.read()).seq).toBe(0);
     // A second worker joins; once its reports arrive the shard has a synchronized secondary again.
     await worker(cluster, strict);
-    const ok = await waitFor(async () => s.send({ type: 'ADD', by: 1 }).catch(() => false), { what: 'a commit with a secondary', timeoutMs: 10_000 });
+    const ok = await waitFor(async () => s.send({ type: 'ADD', by: 1 }).catch(() => false), {
+      what: 'a commit with a secondary',
+      timeoutMs: 10_000,
+    });
     expect(ok).toMatchObject({ seq: 1, duplicate: false });
     expect(a.view!.members).toHaveLength(2);
   });
@@ -151,7 +187,10 @@ describe.each(['memory', 'nats'] as const)('replicas (%s)', (kind) => {
     const sync = app({ commit: 'replicas' });
     const a = (await worker(cluster, sync)).worker;
     const b = await worker(cluster, sync);
-    await waitFor(() => a.view?.members.length === 2 && a.view.shards.every((s) => s.replicas.length === 1), { what: 'secondaries placed', timeoutMs: 10_000 });
+    await waitFor(() => a.view?.members.length === 2 && a.view.shards.every((s) => s.replicas.length === 1), {
+      what: 'secondaries placed',
+      timeoutMs: 10_000,
+    });
     const client = track(await connect({ bus: await target.bus(), cluster, shardCount: SHARDS, timeout: 10_000 }));
     const ids = Array.from({ length: 8 }, (_, i) => `k${i}`);
     for (const id of ids) await client.session('counter', id).send({ type: 'ADD', by: 1 });

@@ -1,6 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ConflictError, connect, defineApplication, EventRejectedError, InvalidRequestError, type Patch, shardOf, startWorker, UnknownApplicationError, type Worker } from '../../index.js';
+import {
+  ConflictError,
+  connect,
+  defineApplication,
+  EventRejectedError,
+  InvalidRequestError,
+  type Patch,
+  shardOf,
+  startWorker,
+  UnknownApplicationError,
+  type Worker,
+} from '../../index.js';
 import type { CommandReply, JournalRecord } from '../../internal.js';
 import { decode, encode } from '../../bus/codec.js';
 import { DecodeError, TimeoutError } from '../../bus/errors.js';
@@ -70,7 +81,8 @@ describe.each(targets)('sessions on workers ($name)', (target) => {
     async function journalOf(b: Bus, id: string): Promise<JournalRecord[]> {
       const j = await b.journal({ name: journalStreamName(cluster), subjects: [journalStreamFilter(cluster)] });
       const out: JournalRecord[] = [];
-      for await (const e of j.read(journalSubject(cluster, shardOf('counter', id), 'counter', id))) out.push(decode(e.data) as JournalRecord);
+      for await (const e of j.read(journalSubject(cluster, shardOf('counter', id), 'counter', id)))
+        out.push(decode(e.data) as JournalRecord);
       return out;
     }
 
@@ -85,7 +97,9 @@ describe.each(targets)('sessions on workers ($name)', (target) => {
       expect(seqs).toEqual([1, 2, 3]);
       const r = await s.read();
       expect(r).toMatchObject({ seq: 3, state: 'running', document: { n: 6, log: ['+1', '+2', '+3'] } });
-      const journaled = (await journalOf(await bus(), 'alice')).flatMap((x) => x.events.map((e) => [e.seq, e.event.type, e.event.meta.client]));
+      const journaled = (await journalOf(await bus(), 'alice')).flatMap((x) =>
+        x.events.map((e) => [e.seq, e.event.type, e.event.meta.client]),
+      );
       const all = [
         [1, 'ADD', client.id],
         [2, 'ADD', client.id],
@@ -139,31 +153,41 @@ describe.each(targets)('sessions on workers ($name)', (target) => {
       const { client, after } = await cohort();
       const raw = await bus();
       const subject = cmdSubject(cluster, shardOf('counter', 'eve'), 'counter', 'eve');
-      const ask = async (data: Uint8Array) => decode((await raw.request(subject, data, { timeout: 3_000 })).data) as CommandReply;
+      const ask = async (data: Uint8Array) =>
+        decode((await raw.request(subject, data, { timeout: 3_000 })).data) as CommandReply;
       const garbage = await ask(new Uint8Array([0xc1, 0xff, 0x00]));
       expect(garbage).toMatchObject({ ok: false, error: { name: 'DecodeError' } });
       const noType = await ask(encode({ kind: 'command', event: { by: 1 }, cmdId: 'x', client: 'raw' }));
       expect(noType).toMatchObject({ ok: false, error: { name: 'InvalidRequestError' } });
       // Every request says its kind; one that does not, or names a kind that belongs on another subject, is refused.
       const noKind = await ask(encode({ event: { type: 'ADD', by: 1 }, cmdId: 'z1', client: 'raw' }));
-      expect(noKind).toMatchObject({ ok: false, error: { name: 'InvalidRequestError', details: { reason: expect.stringContaining("'command' or 'tx'") } } });
+      expect(noKind).toMatchObject({
+        ok: false,
+        error: { name: 'InvalidRequestError', details: { reason: expect.stringContaining("'command' or 'tx'") } },
+      });
       const readOnCmd = await ask(encode({ kind: 'read', client: 'raw' }));
       expect(readOnCmd).toMatchObject({ ok: false, error: { name: 'InvalidRequestError' } });
-      const timerSpoof = await ask(encode({ kind: 'command', event: { type: 'xstate.after.bell.counter.armed' }, cmdId: 'y', client: 'raw' }));
+      const timerSpoof = await ask(
+        encode({ kind: 'command', event: { type: 'xstate.after.bell.counter.armed' }, cmdId: 'y', client: 'raw' }),
+      );
       expect(timerSpoof).toMatchObject({ ok: false, error: { name: 'InvalidRequestError' } });
       const readSubj = cmdSubject(cluster, shardOf('counter', 'eve'), 'counter', 'eve').replace('.cmd.', '.read.');
-      const badRead = decode((await raw.request(readSubj, encode({ kind: 'read', client: 'raw', minSeq: -3 }), { timeout: 3_000 })).data) as CommandReply;
+      const badRead = decode(
+        (await raw.request(readSubj, encode({ kind: 'read', client: 'raw', minSeq: -3 }), { timeout: 3_000 })).data,
+      ) as CommandReply;
       expect(badRead).toMatchObject({ ok: false, error: { name: 'InvalidRequestError' } });
-      const garbageRead = decode((await raw.request(readSubj, new Uint8Array([0x92]), { timeout: 3_000 })).data) as CommandReply;
+      const garbageRead = decode(
+        (await raw.request(readSubj, new Uint8Array([0x92]), { timeout: 3_000 })).data,
+      ) as CommandReply;
       expect(garbageRead).toMatchObject({ ok: false, error: { name: 'DecodeError' } });
       await after();
       const s = client.session('counter', 'eve');
       expect((await s.send({ type: 'ADD', by: 2 })).seq).toBe(1);
       expect((await s.read()).document).toMatchObject({ n: 2 });
       // The client rebuilds the typed classes.
-      await expect(connect({ bus: raw, cluster }).then((c) => c.session('other-app', 'x').send({ type: 'A' }))).rejects.toBeInstanceOf(
-        UnknownApplicationError,
-      );
+      await expect(
+        connect({ bus: raw, cluster }).then((c) => c.session('other-app', 'x').send({ type: 'A' })),
+      ).rejects.toBeInstanceOf(UnknownApplicationError);
       expect(DecodeError).toBeDefined();
       expect(InvalidRequestError).toBeDefined();
     });
@@ -207,9 +231,15 @@ describe.each(targets)('sessions on workers ($name)', (target) => {
         { what: 'the bell' },
       );
       expect(r).toMatchObject({ state: 'running', seq: 2 });
-      const journaled = (await journalOf(await bus(), 'hal')).flatMap((x) => x.events.map((e) => [e.seq, e.event.meta.client]));
+      const journaled = (await journalOf(await bus(), 'hal')).flatMap((x) =>
+        x.events.map((e) => [e.seq, e.event.meta.client]),
+      );
       expect(journaled.at(-1)).toEqual([2, 'timer']);
-      if (mode === 'live') expect(journaled).toEqual([[1, client.id], [2, 'timer']]);
+      if (mode === 'live')
+        expect(journaled).toEqual([
+          [1, client.id],
+          [2, 'timer'],
+        ]);
     });
 
     it('publishes patches to other clients, never back to their setter', async () => {
@@ -234,7 +264,10 @@ describe.each(targets)('sessions on workers ($name)', (target) => {
       cluster = `t${randomUUID().slice(0, 8)}`;
       const client = await connect({ bus: await bus(), cluster, label: 'lonely' });
       const started = Date.now();
-      const err = await client.session('counter', 'nobody').send({ type: 'ADD', by: 1 }, { timeout: 400 }).catch((e: unknown) => e);
+      const err = await client
+        .session('counter', 'nobody')
+        .send({ type: 'ADD', by: 1 }, { timeout: 400 })
+        .catch((e: unknown) => e);
       expect(err).toBeInstanceOf(TimeoutError);
       expect(Date.now() - started).toBeGreaterThanOrEqual(390);
     });

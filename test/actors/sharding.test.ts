@@ -20,11 +20,23 @@ describe('static sharding', () => {
     for (const c of counts) expect(Math.abs(c - 1000)).toBeLessThan(150);
   });
 
-  it('two workers split the shards; each session is served by its shard\'s owner', async () => {
+  it("two workers split the shards; each session is served by its shard's owner", async () => {
     const server = createMemoryServer();
     const cluster = `s${randomUUID().slice(0, 8)}`;
-    const even = await startWorker({ bus: createMemoryBus({ server }), cluster, applications: [app], shards: [0, 2, 4, 6], shardCount: 8 });
-    const odd = await startWorker({ bus: createMemoryBus({ server }), cluster, applications: [app], shards: [1, 3, 5, 7], shardCount: 8 });
+    const even = await startWorker({
+      bus: createMemoryBus({ server }),
+      cluster,
+      applications: [app],
+      shards: [0, 2, 4, 6],
+      shardCount: 8,
+    });
+    const odd = await startWorker({
+      bus: createMemoryBus({ server }),
+      cluster,
+      applications: [app],
+      shards: [1, 3, 5, 7],
+      shardCount: 8,
+    });
     workers.push(even, odd);
     const client = await connect({ bus: createMemoryBus({ server }), cluster, shardCount: 8 });
     const ids = Array.from({ length: 40 }, (_, i) => `acct-${i}`);
@@ -47,7 +59,9 @@ describe('static sharding', () => {
     expect((await client.session('counter', 'early').read()).document).toMatchObject({ n: 5 });
   });
 
-  it('refuses shards outside the cluster\'s range', async () => {
-    await expect(startWorker({ bus: createMemoryBus(), cluster: 'c', applications: [app], shards: [8], shardCount: 8 })).rejects.toThrow(RangeError);
+  it("refuses shards outside the cluster's range", async () => {
+    await expect(
+      startWorker({ bus: createMemoryBus(), cluster: 'c', applications: [app], shards: [8], shardCount: 8 }),
+    ).rejects.toThrow(RangeError);
   });
 });

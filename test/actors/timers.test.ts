@@ -43,10 +43,13 @@ describe('delayed events across restarts (nats)', () => {
       await first.stop();
       const second = await startWorker({ bus, cluster, applications: [app] });
       try {
-        const by = await waitFor(async () => {
-          const x = await journaledBy(bus, cluster, 'sleeper');
-          return x.includes('timer') && x;
-        }, { what: 'the bell, journaled by the new worker' });
+        const by = await waitFor(
+          async () => {
+            const x = await journaledBy(bus, cluster, 'sleeper');
+            return x.includes('timer') && x;
+          },
+          { what: 'the bell, journaled by the new worker' },
+        );
         expect(by).toEqual([client.id, 'timer']);
         expect(second.activeSessions).toBe(1);
       } finally {
@@ -67,10 +70,13 @@ describe('delayed events across restarts (nats)', () => {
       await child.kill();
       const successor = await startWorker({ bus, cluster, applications: [app] });
       try {
-        const by = await waitFor(async () => {
-          const x = await journaledBy(bus, cluster, 'orphan');
-          return x.includes('timer') && x;
-        }, { what: 'the bell after the crash' });
+        const by = await waitFor(
+          async () => {
+            const x = await journaledBy(bus, cluster, 'orphan');
+            return x.includes('timer') && x;
+          },
+          { what: 'the bell after the crash' },
+        );
         expect(by).toEqual([client.id, 'timer']);
       } finally {
         await successor.stop();

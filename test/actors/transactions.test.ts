@@ -38,9 +38,19 @@ describe.each(targets)('transactions on a worker ($name)', (target) => {
     expect(await s.tx(A, 'tx1', 'send', { step: 0, event: { type: 'ADD', by: 2 } })).toEqual({ ok: true, seq: 2 });
     expect(await s.tx(A, 'tx1', 'send', { step: 1, event: { type: 'ADD', by: 3 } })).toEqual({ ok: true, seq: 3 });
     // Read your own uncommitted writes through the transaction; others see the committed state.
-    expect(await s.tx(A, 'tx1', 'read')).toMatchObject({ ok: true, seq: 3, state: 'running', document: { n: 6, log: ['+1', '+2', '+3'] } });
+    expect(await s.tx(A, 'tx1', 'read')).toMatchObject({
+      ok: true,
+      seq: 3,
+      state: 'running',
+      document: { n: 6, log: ['+1', '+2', '+3'] },
+    });
     expect(await s.read({ client: B })).toMatchObject({ ok: true, seq: 1, document: { n: 1 } });
-    expect(await s.tx(A, 'tx1', 'commit', { steps: 2 })).toMatchObject({ ok: true, seq: 3, by: expect.any(String), epoch: 0 });
+    expect(await s.tx(A, 'tx1', 'commit', { steps: 2 })).toMatchObject({
+      ok: true,
+      seq: 3,
+      by: expect.any(String),
+      epoch: 0,
+    });
     expect(await s.read({ client: B })).toMatchObject({ ok: true, seq: 3, document: { n: 6 } });
 
     const journal = await s.journal();
@@ -56,7 +66,10 @@ describe.each(targets)('transactions on a worker ($name)', (target) => {
       [3, 1, A],
       [4, 3, B],
     ]);
-    const doc = jsonPatch.applyPatch({ n: 1, log: ['+1'], rang: 0 }, jsonPatch.deepClone(patches[0]!.ops) as jsonPatch.Operation[]).newDocument;
+    const doc = jsonPatch.applyPatch(
+      { n: 1, log: ['+1'], rang: 0 },
+      jsonPatch.deepClone(patches[0]!.ops) as jsonPatch.Operation[],
+    ).newDocument;
     expect(doc).toEqual({ n: 6, log: ['+1', '+2', '+3'], rang: 0 });
   });
 
@@ -74,7 +87,10 @@ describe.each(targets)('transactions on a worker ($name)', (target) => {
     await s.tx(A, 'tx2', 'begin', { timeout: 30_000 });
     expect(await s.tx(A, 'tx2', 'send', { step: 0, event: { type: 'ADD', by: 1 } })).toEqual({ ok: true, seq: 1 });
     const refused = await s.tx(A, 'tx2', 'send', { step: 1, event: { type: 'ADD', by: -1 } });
-    expect(errorOf(refused)).toMatchObject({ name: 'EventRejectedError', details: { eventType: 'ADD', state: 'running' } });
+    expect(errorOf(refused)).toMatchObject({
+      name: 'EventRejectedError',
+      details: { eventType: 'ADD', state: 'running' },
+    });
     // The refused step was not taken: the next one takes its number.
     expect(await s.tx(A, 'tx2', 'send', { step: 1, event: { type: 'ADD', by: 2 } })).toEqual({ ok: true, seq: 2 });
     expect(await s.tx(A, 'tx2', 'commit', { steps: 2 })).toMatchObject({ ok: true, seq: 2 });
@@ -91,11 +107,20 @@ describe.each(targets)('transactions on a worker ($name)', (target) => {
     await s.tx(A, 'tx1', 'begin', { timeout: 30_000 });
     await s.tx(A, 'tx1', 'send', { step: 0, event: { type: 'ADD', by: 1 } });
     const locked = await s.send(B, 'b1', { type: 'ADD', by: 10 });
-    expect(errorOf(locked)).toMatchObject({ name: 'SessionLockedError', retryable: true, details: { holder: 'alice' } });
-    expect(errorOf(await s.tx(B, 'txB', 'begin', { timeout: 30_000 }))).toMatchObject({ name: 'SessionLockedError', retryable: true });
+    expect(errorOf(locked)).toMatchObject({
+      name: 'SessionLockedError',
+      retryable: true,
+      details: { holder: 'alice' },
+    });
+    expect(errorOf(await s.tx(B, 'txB', 'begin', { timeout: 30_000 }))).toMatchObject({
+      name: 'SessionLockedError',
+      retryable: true,
+    });
     expect(errorOf(await s.send(A, 'a1', { type: 'ADD', by: 10 }))).toMatchObject({ name: 'InvalidRequestError' });
     // Someone else's transaction id is not a way in.
-    expect(errorOf(await s.tx(B, 'tx1', 'send', { step: 1, event: { type: 'ADD', by: 1 } }))).toMatchObject({ name: 'InvalidRequestError' });
+    expect(errorOf(await s.tx(B, 'tx1', 'send', { step: 1, event: { type: 'ADD', by: 1 } }))).toMatchObject({
+      name: 'InvalidRequestError',
+    });
     expect(await s.read({ client: B })).toMatchObject({ ok: true, seq: 0 });
     expect(await s.tx(A, 'tx1', 'commit', { steps: 1 })).toMatchObject({ ok: true, seq: 1 });
     // The same command id, retried, now goes through.
@@ -109,23 +134,37 @@ describe.each(targets)('transactions on a worker ($name)', (target) => {
     expect(await s.tx(A, 'tx1', 'begin', { timeout: 30_000 })).toEqual({ ok: true, seq: 0 });
     expect(await s.tx(A, 'tx1', 'begin', { timeout: 30_000 })).toEqual({ ok: true, seq: 0 });
     expect(await s.tx(A, 'tx1', 'send', { step: 0, event: { type: 'ADD', by: 1 } })).toEqual({ ok: true, seq: 1 });
-    expect(await s.tx(A, 'tx1', 'send', { step: 0, event: { type: 'ADD', by: 1 } })).toEqual({ ok: true, seq: 1, duplicate: true });
+    expect(await s.tx(A, 'tx1', 'send', { step: 0, event: { type: 'ADD', by: 1 } })).toEqual({
+      ok: true,
+      seq: 1,
+      duplicate: true,
+    });
     expect(await s.tx(A, 'tx1', 'send', { step: 1, event: { type: 'ADD', by: 2 } })).toEqual({ ok: true, seq: 2 });
-    expect(errorOf(await s.tx(A, 'tx1', 'send', { step: 5, event: { type: 'ADD', by: 2 } }))).toMatchObject({ name: 'InvalidRequestError' });
+    expect(errorOf(await s.tx(A, 'tx1', 'send', { step: 5, event: { type: 'ADD', by: 2 } }))).toMatchObject({
+      name: 'InvalidRequestError',
+    });
     // A commit counting other steps than were taken is refused, and the transaction stays open.
     expect(errorOf(await s.tx(A, 'tx1', 'commit', { steps: 3 }))).toMatchObject({ name: 'InvalidRequestError' });
     const first = await s.tx(A, 'tx1', 'commit', { steps: 2 });
     expect(first).toMatchObject({ ok: true, seq: 2 });
     expect(first).not.toHaveProperty('duplicate');
     expect(await s.tx(A, 'tx1', 'commit', { steps: 2 })).toMatchObject({ ok: true, seq: 2, duplicate: true });
-    expect(await s.tx(A, 'tx1', 'send', { step: 1, event: { type: 'ADD', by: 2 } })).toEqual({ ok: true, seq: 2, duplicate: true });
+    expect(await s.tx(A, 'tx1', 'send', { step: 1, event: { type: 'ADD', by: 2 } })).toEqual({
+      ok: true,
+      seq: 2,
+      duplicate: true,
+    });
     expect(errorOf(await s.tx(A, 'tx1', 'begin', { timeout: 30_000 }))).toMatchObject({ name: 'InvalidRequestError' });
     expect(await s.journal()).toHaveLength(1);
     // Reloaded from the journal alone (no snapshot yet), the session still knows the transaction by its id.
     const loaded = await loadSession(
       {
         journal: await raw.journal({ name: journalStreamName(cluster), subjects: [journalStreamFilter(cluster)] }),
-        store: new SessionStore({ kv: await raw.kv({ bucket: `cohort_${cluster}_snapshots` }), blobs: await raw.blobs({ bucket: `cohort_${cluster}_blobs` }), maxPayload: raw.server.maxPayload }),
+        store: new SessionStore({
+          kv: await raw.kv({ bucket: `cohort_${cluster}_snapshots` }),
+          blobs: await raw.blobs({ bucket: `cohort_${cluster}_blobs` }),
+          maxPayload: raw.server.maxPayload,
+        }),
         cluster,
       },
       defineApplication({ name: 'counter', machine: counterMachine }),
@@ -157,7 +196,10 @@ describe.each(targets)('transactions on a worker ($name)', (target) => {
       s.tx(A, 'tx1', 'commit', { steps: 1 }),
       s.tx(A, 'tx1', 'begin', { timeout: 1_000 }),
     ]) {
-      expect(errorOf(await step)).toMatchObject({ name: 'TransactionRolledBackError', details: { txId: 'tx1', reason: 'timeout' } });
+      expect(errorOf(await step)).toMatchObject({
+        name: 'TransactionRolledBackError',
+        details: { txId: 'tx1', reason: 'timeout' },
+      });
     }
     expect(await s.tx(A, 'tx1', 'abort')).toEqual({ ok: true, seq: 1 });
     expect(await s.journal()).toHaveLength(1);
@@ -166,8 +208,15 @@ describe.each(targets)('transactions on a worker ($name)', (target) => {
   it("answers steps of a transaction it never had with TransactionRolledBackError 'unknown'", async () => {
     const { session } = await cohort();
     const s = session('tx-unknown');
-    for (const step of [s.tx(A, 'nope', 'send', { step: 0, event: { type: 'ADD', by: 1 } }), s.tx(A, 'nope', 'read'), s.tx(A, 'nope', 'commit', { steps: 1 })]) {
-      expect(errorOf(await step)).toMatchObject({ name: 'TransactionRolledBackError', details: { txId: 'nope', reason: 'unknown' } });
+    for (const step of [
+      s.tx(A, 'nope', 'send', { step: 0, event: { type: 'ADD', by: 1 } }),
+      s.tx(A, 'nope', 'read'),
+      s.tx(A, 'nope', 'commit', { steps: 1 }),
+    ]) {
+      expect(errorOf(await step)).toMatchObject({
+        name: 'TransactionRolledBackError',
+        details: { txId: 'nope', reason: 'unknown' },
+      });
     }
   });
 
@@ -182,10 +231,13 @@ describe.each(targets)('transactions on a worker ($name)', (target) => {
     expect(await s.tx(B, 'tx1', 'send', { step: 0, event: { type: 'ADD', by: 5 } })).toEqual({ ok: true, seq: 2 });
     expect(await s.tx(B, 'tx1', 'commit', { steps: 1 })).toMatchObject({ ok: true, seq: 2 });
     clock.increment(1);
-    const rang = await waitFor(async () => {
-      const r = await s.read({ client: A });
-      return r.ok && (r['document'] as { rang: number }).rang === 1 && r;
-    }, { what: 'the bell after the release' });
+    const rang = await waitFor(
+      async () => {
+        const r = await s.read({ client: A });
+        return r.ok && (r['document'] as { rang: number }).rang === 1 && r;
+      },
+      { what: 'the bell after the release' },
+    );
     expect(rang).toMatchObject({ seq: 3, state: 'running', document: { n: 5, rang: 1 } });
     const journaled = (await s.journal()).map((r) => r.events.map((e) => e.event.meta.client));
     expect(journaled).toEqual([[A], [B], ['timer']]);
@@ -212,8 +264,13 @@ describe.each(targets)('transactions on a worker ($name)', (target) => {
       { kind: 'tx', op: 'commit', txId: 'x', client: A },
       { kind: 'tx', op: 'commit', txId: 'x', client: A, steps: -2 },
     ];
-    for (const body of bad) expect(errorOf(await s.cmd(body)), JSON.stringify(body)).toMatchObject({ name: 'InvalidRequestError' });
-    expect(errorOf(await s.raw('cmd', encode({ kind: 'tx', op: 'begin', txId: 'x', client: A, timeout: 1_000 }).subarray(0, 9)))).toMatchObject({ name: 'DecodeError' });
+    for (const body of bad)
+      expect(errorOf(await s.cmd(body)), JSON.stringify(body)).toMatchObject({ name: 'InvalidRequestError' });
+    expect(
+      errorOf(
+        await s.raw('cmd', encode({ kind: 'tx', op: 'begin', txId: 'x', client: A, timeout: 1_000 }).subarray(0, 9)),
+      ),
+    ).toMatchObject({ name: 'DecodeError' });
     await s.tx(A, 'ok', 'begin', { timeout: 1_000 });
     expect(await s.tx(A, 'ok', 'send', { step: 0, event: { type: 'ADD', by: 1 } })).toEqual({ ok: true, seq: 1 });
     expect(await s.tx(A, 'ok', 'commit', { steps: 1 })).toMatchObject({ ok: true, seq: 1 });
@@ -228,10 +285,13 @@ describe.each(targets)('transactions on a worker ($name)', (target) => {
     await s.tx(A, 'tx1', 'send', { step: 0, event: { type: 'ADD', by: 1 } });
     await s.tx(A, 'tx1', 'send', { step: 1, event: { type: 'ADD', by: 2 } });
     expect(await s.tx(A, 'tx1', 'commit', { steps: 2 })).toMatchObject({ ok: true, seq: 2 });
-    const journal = await waitFor(async () => {
-      const j = await s.journal();
-      return j.length > 0 && j;
-    }, { what: 'the background append' });
+    const journal = await waitFor(
+      async () => {
+        const j = await s.journal();
+        return j.length > 0 && j;
+      },
+      { what: 'the background append' },
+    );
     expect(journal.flatMap((r) => r.events.map((e) => e.seq))).toEqual([1, 2]);
   });
 });
@@ -255,13 +315,26 @@ describe.each(targets)('a transaction on a shard with a secondary ($name)', (tar
     );
     expect(primary).toBeDefined();
     const readOnly = async (minSeq: number) =>
-      decode((await s.bus.request(readOnlySubject(cluster, s.shard, 'counter', s.id), encode({ kind: 'read', client: B, minSeq }), { timeout: 5_000 })).data);
+      decode(
+        (
+          await s.bus.request(
+            readOnlySubject(cluster, s.shard, 'counter', s.id),
+            encode({ kind: 'read', client: B, minSeq }),
+            { timeout: 5_000 },
+          )
+        ).data,
+      );
     // The secondary makes its copy now, so the transaction reaches it through the journal's tail.
     expect(await s.send(B, 'b1', { type: 'ADD', by: 10 })).toMatchObject({ ok: true, seq: 1 });
     expect(await readOnly(1)).toMatchObject({ ok: true, seq: 1, stale: true });
     await s.tx(A, 'tx1', 'begin', { timeout: 30_000 });
     for (let step = 0; step < 3; step++) await s.tx(A, 'tx1', 'send', { step, event: { type: 'ADD', by: step + 1 } });
     expect(await s.tx(A, 'tx1', 'commit', { steps: 3 })).toMatchObject({ ok: true, seq: 4 });
-    expect(await readOnly(4)).toMatchObject({ ok: true, seq: 4, stale: true, document: { n: 16, log: ['+10', '+1', '+2', '+3'] } });
+    expect(await readOnly(4)).toMatchObject({
+      ok: true,
+      seq: 4,
+      stale: true,
+      document: { n: 16, log: ['+10', '+1', '+2', '+3'] },
+    });
   });
 });

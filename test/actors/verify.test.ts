@@ -51,7 +51,8 @@ describe.each(targets)('cache verification ($name)', (target) => {
     await s.send(C, 'c1', { type: 'ADD', by: 1 });
     await remember();
     await s.tx('other#0000000d', 'tx1', 'begin', { timeout: 30_000 });
-    for (let step = 0; step < 3; step++) await s.tx('other#0000000d', 'tx1', 'send', { step, event: { type: 'ADD', by: 10 * (step + 1) } });
+    for (let step = 0; step < 3; step++)
+      await s.tx('other#0000000d', 'tx1', 'send', { step, event: { type: 'ADD', by: 10 * (step + 1) } });
     expect(await s.tx('other#0000000d', 'tx1', 'commit', { steps: 3 })).toMatchObject({ ok: true, seq: 4 });
     await remember();
     await s.send(C, 'c5', { type: 'ADD', by: 2 });
@@ -113,18 +114,41 @@ describe.each(targets)('cache verification ($name)', (target) => {
     const docs = await history(s);
     await waitFor(async () => (await s.journal())[0]?.events[0]?.seq === 2, { what: 'compaction' });
     // The client at 0 needs seq 1, which only the (purged) journal held.
-    expect(await s.verify({ client: C, since: 0, max: 100 })).toEqual({ ok: true, outcome: 'cleared', seq: 5, document: docs.get(5), state: 'running' });
+    expect(await s.verify({ client: C, since: 0, max: 100 })).toEqual({
+      ok: true,
+      outcome: 'cleared',
+      seq: 5,
+      document: docs.get(5),
+      state: 'running',
+    });
   });
 
   it('cleared when the gap exceeds the client’s queue; newer-than-server when the client is ahead', async () => {
     const { session } = await cohort();
     const s = session('v-gap');
     const docs = await history(s);
-    expect(await s.verify({ client: C, since: 1, max: 3 })).toEqual({ ok: true, outcome: 'cleared', seq: 5, document: docs.get(5), state: 'running' });
+    expect(await s.verify({ client: C, since: 1, max: 3 })).toEqual({
+      ok: true,
+      outcome: 'cleared',
+      seq: 5,
+      document: docs.get(5),
+      state: 'running',
+    });
     expect(await s.verify({ client: C, since: 2, max: 3 })).toMatchObject({ ok: true, outcome: 'replayed', seq: 5 });
-    expect(await s.verify({ client: C, since: 9, max: 3 })).toEqual({ ok: true, outcome: 'newer-than-server', seq: 5, document: docs.get(5), state: 'running' });
+    expect(await s.verify({ client: C, since: 9, max: 3 })).toEqual({
+      ok: true,
+      outcome: 'newer-than-server',
+      seq: 5,
+      document: docs.get(5),
+      state: 'running',
+    });
     // A session never written to is at 0.
-    expect(await session('v-none').verify({ client: C, since: 3, max: 3 })).toMatchObject({ ok: true, outcome: 'newer-than-server', seq: 0, document: { n: 0 } });
+    expect(await session('v-none').verify({ client: C, since: 3, max: 3 })).toMatchObject({
+      ok: true,
+      outcome: 'newer-than-server',
+      seq: 0,
+      document: { n: 0 },
+    });
   });
 
   it('at commit level memory, replays what was acknowledged once it is journaled', async () => {

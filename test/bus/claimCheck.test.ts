@@ -75,7 +75,10 @@ describe('bodies that do not fit are claim-checked', () => {
     const blobs = new MapBlobStore();
     const name = counter();
     const a = await encodeBody(large, { maxBytes: LIMIT, blobs, allowClaimCheck: true, newId: name });
-    const b = await encodeBody({ ...large, other: true }, { maxBytes: LIMIT, blobs, allowClaimCheck: true, newId: name });
+    const b = await encodeBody(
+      { ...large, other: true },
+      { maxBytes: LIMIT, blobs, allowClaimCheck: true, newId: name },
+    );
     expect([a.headers[CLAIM_CHECK_HEADER], b.headers[CLAIM_CHECK_HEADER]]).toEqual(['blob-1', 'blob-2']);
     expect(await decodeBody(b.data, b.headers, { blobs })).toEqual({ ...large, other: true });
   });
@@ -83,7 +86,9 @@ describe('bodies that do not fit are claim-checked', () => {
   it('names blobs with random UUIDs by default', async () => {
     const blobs = new MapBlobStore();
     const body = await encodeBody(large, { maxBytes: LIMIT, blobs, allowClaimCheck: true });
-    expect(body.headers[CLAIM_CHECK_HEADER]).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(body.headers[CLAIM_CHECK_HEADER]).toMatch(
+      /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
+    );
     expect([...blobs.blobs.keys()]).toEqual([body.headers[CLAIM_CHECK_HEADER]]);
   });
 
@@ -96,7 +101,9 @@ describe('bodies that do not fit are claim-checked', () => {
   it('refuses a generated name that cannot travel as a header value, storing nothing', async () => {
     for (const bad of ['', 'two\nlines', 'cr\rhere']) {
       const blobs = new MapBlobStore();
-      const error = await rejection(encodeBody(large, { maxBytes: LIMIT, blobs, allowClaimCheck: true, newId: () => bad }));
+      const error = await rejection(
+        encodeBody(large, { maxBytes: LIMIT, blobs, allowClaimCheck: true, newId: () => bad }),
+      );
       expect(error).toBeInstanceOf(InvalidNameError);
       expect(blobs.blobs.size).toBe(0);
     }
@@ -147,7 +154,9 @@ describe('decoding a claim-checked body that cannot be followed', () => {
   it('fails with DecodeError when the blob holds no valid body, saying which blob', async () => {
     const blobs = new MapBlobStore();
     await blobs.put('junk', new Uint8Array([0xc1]));
-    const error = await rejection(decodeBody(encode({}), { [CLAIM_CHECK_HEADER]: 'junk' }, { blobs, where: 'command' }));
+    const error = await rejection(
+      decodeBody(encode({}), { [CLAIM_CHECK_HEADER]: 'junk' }, { blobs, where: 'command' }),
+    );
     expect(error).toBeInstanceOf(DecodeError);
     expect((error as DecodeError).where).toContain('junk');
   });

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { SimulatedClock, systemClock } from '../../bus/clock.js';
 
 describe('clocks', () => {
-  it('system clock: a delay beyond Node\'s 2^31-1 ms limit does not fire at once, and can be cleared', async () => {
+  it("system clock: a delay beyond Node's 2^31-1 ms limit does not fire at once, and can be cleared", async () => {
     let fired = false;
     const h = systemClock.setTimeout(() => (fired = true), 30 * 24 * 3600 * 1000);
     // Node would fire an over-long timer on the next tick; give it several.

@@ -309,7 +309,9 @@ describe('decode accepts exactly one value of the model', () => {
 
   it('refuses nesting deeper than maxDepth, in arrays and in maps', () => {
     expect(() => decode(encode(nestedArrays(DEFAULT_MAX_DEPTH)))).not.toThrow();
-    decodeError(encode(nestedArrays(DEFAULT_MAX_DEPTH), { maxDepth: DEFAULT_MAX_DEPTH }), { maxDepth: DEFAULT_MAX_DEPTH - 1 });
+    decodeError(encode(nestedArrays(DEFAULT_MAX_DEPTH), { maxDepth: DEFAULT_MAX_DEPTH }), {
+      maxDepth: DEFAULT_MAX_DEPTH - 1,
+    });
     const deepArrays = new Uint8Array(DEFAULT_MAX_DEPTH + 2).fill(0x91);
     deepArrays[deepArrays.length - 1] = 0xc0;
     decodeError(deepArrays);
@@ -333,7 +335,7 @@ describe('decode accepts exactly one value of the model', () => {
     expect([...back.b]).toEqual([1, 2, 3]);
   });
 
-  it('does not mark the caller\'s array', () => {
+  it("does not mark the caller's array", () => {
     const bytes = encode([1]);
     const buffer = Buffer.from(bytes);
     decode(bytes);

@@ -79,11 +79,14 @@ export function busContract(name: string, target: () => ContractTarget): void {
         b.subscribe(s, (m) => (text(m.data) === 'probe' ? (probed = true) : seen.push(Number(text(m.data)))));
         await b.flush();
         // On a cluster, interest reaches other nodes a moment after the subscriber's own: wait for it.
-        await waitFor(async () => {
-          a.publish(s, bytes('probe'));
-          await a.flush();
-          return probed;
-        }, { what: 'the subscription to be known across the cluster' });
+        await waitFor(
+          async () => {
+            a.publish(s, bytes('probe'));
+            await a.flush();
+            return probed;
+          },
+          { what: 'the subscription to be known across the cluster' },
+        );
         for (let i = 0; i < 100; i++) a.publish(s, bytes(String(i)));
         await a.flush();
         await waitFor(() => seen.length === 100, { what: '100 messages' });
@@ -115,7 +118,9 @@ export function busContract(name: string, target: () => ContractTarget): void {
         const client = await connect();
         const s = fresh('r');
         server.subscribe(s, (m) => {
-          m.respond(bytes(`echo:${text(m.data)}`), { headers: { 'Cohort-Seq': '7', 'X-Seen': m.headers['X-Who'] ?? '' } });
+          m.respond(bytes(`echo:${text(m.data)}`), {
+            headers: { 'Cohort-Seq': '7', 'X-Seen': m.headers['X-Who'] ?? '' },
+          });
         });
         await server.flush();
         const reply = await client.request(s, bytes('hi'), { timeout: 2_000, headers: { 'X-Who': 'web-1' } });
@@ -160,7 +165,11 @@ export function busContract(name: string, target: () => ContractTarget): void {
         const got: Delivery[] = [];
         bus.subscribe(s, (m) => got.push(m));
         await bus.flush();
-        const headers = { 'Cohort-Type': 'command', 'Cohort-Session': 'ledger/alice', 'X-Mixed-Case': 'a value, with: punctuation' };
+        const headers = {
+          'Cohort-Type': 'command',
+          'Cohort-Session': 'ledger/alice',
+          'X-Mixed-Case': 'a value, with: punctuation',
+        };
         bus.publish(s, bytes('x'), { headers });
         bus.publish(s, bytes('y'));
         await bus.flush();
@@ -177,7 +186,9 @@ export function busContract(name: string, target: () => ContractTarget): void {
         }
         expect(() => bus.subscribe('a.>.b', () => undefined)).toThrow(InvalidNameError);
         expect(() => bus.publish(s, bytes('x'), { headers: { 'Bad Name': 'v' } })).toThrow(InvalidNameError);
-        expect(() => bus.publish(s, bytes('x'), { headers: { Ok: 'line\r\nInjected: yes' } })).toThrow(InvalidNameError);
+        expect(() => bus.publish(s, bytes('x'), { headers: { Ok: 'line\r\nInjected: yes' } })).toThrow(
+          InvalidNameError,
+        );
         const big = new Uint8Array(bus.server.maxPayload + 1);
         expect(() => bus.publish(s, big)).toThrow(PayloadTooLargeError);
         await expect(bus.request(s, big, { timeout: 500 })).rejects.toBeInstanceOf(PayloadTooLargeError);
@@ -235,14 +246,23 @@ export function busContract(name: string, target: () => ContractTarget): void {
         const sub = server.subscribe(s, (m) => m.respond(bytes(`ok:${text(m.data)}`)));
         await server.flush();
         // On a cluster, interest reaches other nodes a moment after the subscriber's own: wait for it.
-        await waitFor(() => client.request(s, bytes('probe'), { timeout: 2_000 }).then(() => true, () => false), {
-          what: 'the responder to be known across the cluster',
-        });
+        await waitFor(
+          () =>
+            client.request(s, bytes('probe'), { timeout: 2_000 }).then(
+              () => true,
+              () => false,
+            ),
+          {
+            what: 'the responder to be known across the cluster',
+          },
+        );
         // Published before the drain: on their way (or queued) when it starts, and answered all the same.
         const early = Array.from({ length: 20 }, (_, i) => client.request(s, bytes(String(i)), { timeout: 2_000 }));
         await client.flush();
         await sub.drain();
-        expect((await Promise.all(early)).map((m) => text(m.data))).toEqual(Array.from({ length: 20 }, (_, i) => `ok:${i}`));
+        expect((await Promise.all(early)).map((m) => text(m.data))).toEqual(
+          Array.from({ length: 20 }, (_, i) => `ok:${i}`),
+        );
         await expect(client.request(s, bytes('late'), { timeout: 2_000 })).rejects.toBeInstanceOf(NoRespondersError);
       });
 
@@ -282,7 +302,9 @@ export function busContract(name: string, target: () => ContractTarget): void {
         });
         const live = await connect();
         const onlyNew: number[] = [];
-        const fresh = await (await live.journal({ name: j.name, subjects: [`${j.name}.>`] })).follow(`${j.name}.>`, {}, (e) => {
+        const fresh = await (
+          await live.journal({ name: j.name, subjects: [`${j.name}.>`] })
+        ).follow(`${j.name}.>`, {}, (e) => {
           onlyNew.push(e.seq);
         });
         for (let i = 3; i <= 6; i++) await w.append(`${j.name}.x.${i}`, bytes(`new${i}`));
@@ -309,7 +331,13 @@ export function busContract(name: string, target: () => ContractTarget): void {
         const a = `${j.name}.s.a`;
         const b = `${j.name}.s.b`;
         const acks = [];
-        for (const [subj, v] of [[a, 'a1'], [b, 'b1'], [a, 'a2'], [b, 'b2'], [a, 'a3']] as const) {
+        for (const [subj, v] of [
+          [a, 'a1'],
+          [b, 'b1'],
+          [a, 'a2'],
+          [b, 'b2'],
+          [a, 'a3'],
+        ] as const) {
           acks.push(await j.append(subj, bytes(v), { headers: { 'Cohort-Type': 'event' } }));
         }
         expect(acks.map((x) => x.seq)).toEqual([1, 2, 3, 4, 5]);
@@ -403,14 +431,22 @@ export function busContract(name: string, target: () => ContractTarget): void {
         const bus = await connect();
         const j = await journal(bus);
         const s = `${j.name}.h`;
-        await expect(j.append(s, bytes('x'), { msgId: 'cmd-1\r\nNats-Rollup: sub' })).rejects.toBeInstanceOf(InvalidNameError);
-        await expect(j.append(s, bytes('x'), { headers: { 'Cohort-Seq': '1\nInjected: yes' } })).rejects.toBeInstanceOf(InvalidNameError);
-        await expect(j.append(s, bytes('x'), { headers: { 'Bad: Name': 'v' } })).rejects.toBeInstanceOf(InvalidNameError);
+        await expect(j.append(s, bytes('x'), { msgId: 'cmd-1\r\nNats-Rollup: sub' })).rejects.toBeInstanceOf(
+          InvalidNameError,
+        );
+        await expect(j.append(s, bytes('x'), { headers: { 'Cohort-Seq': '1\nInjected: yes' } })).rejects.toBeInstanceOf(
+          InvalidNameError,
+        );
+        await expect(j.append(s, bytes('x'), { headers: { 'Bad: Name': 'v' } })).rejects.toBeInstanceOf(
+          InvalidNameError,
+        );
         expect(await collectAll(j.read(s))).toEqual([]);
         // Values are stored trimmed, as nats.js trims them.
         const ack = await j.append(s, bytes('ok'), { msgId: 'cmd-2', headers: { 'Cohort-Type': '  event ' } });
         const stored = await collectAll(j.read(s));
-        expect(stored.map((e) => [e.seq, text(e.data), e.headers['Cohort-Type'], e.headers['Nats-Msg-Id']])).toEqual([[ack.seq, 'ok', 'event', 'cmd-2']]);
+        expect(stored.map((e) => [e.seq, text(e.data), e.headers['Cohort-Type'], e.headers['Nats-Msg-Id']])).toEqual([
+          [ack.seq, 'ok', 'event', 'cmd-2'],
+        ]);
       });
 
       it('destroys a journal: reopened, it is empty and numbers from 1 again', async () => {
@@ -567,7 +603,9 @@ export function busContract(name: string, target: () => ContractTarget): void {
           await expect(kv.put(key, bytes('x')), JSON.stringify(key)).rejects.toBeInstanceOf(InvalidNameError);
         }
         await expect(bus.kv({ bucket: 'no.dots' })).rejects.toBeInstanceOf(InvalidNameError);
-        await expect(kv.put('big', new Uint8Array(bus.server.maxPayload + 1))).rejects.toBeInstanceOf(PayloadTooLargeError);
+        await expect(kv.put('big', new Uint8Array(bus.server.maxPayload + 1))).rejects.toBeInstanceOf(
+          PayloadTooLargeError,
+        );
         expect(await kv.keys()).toEqual([]);
       });
     });

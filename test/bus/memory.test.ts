@@ -75,11 +75,23 @@ describe('duplicate window on the simulated clock', () => {
     const clock = new SimulatedClock();
     const bus = createMemoryBus({ environment: { clock } });
     const journal = await bus.journal({ name: 'DEDUPE', subjects: ['dd.>'], duplicateWindow: 1000 });
-    expect(await journal.append('dd.a', bytes('1'), { msgId: 'cmd-1' })).toEqual({ stream: 'DEDUPE', seq: 1, duplicate: false });
+    expect(await journal.append('dd.a', bytes('1'), { msgId: 'cmd-1' })).toEqual({
+      stream: 'DEDUPE',
+      seq: 1,
+      duplicate: false,
+    });
     clock.increment(999);
-    expect(await journal.append('dd.a', bytes('1'), { msgId: 'cmd-1' })).toEqual({ stream: 'DEDUPE', seq: 1, duplicate: true });
+    expect(await journal.append('dd.a', bytes('1'), { msgId: 'cmd-1' })).toEqual({
+      stream: 'DEDUPE',
+      seq: 1,
+      duplicate: true,
+    });
     clock.increment(1);
-    expect(await journal.append('dd.a', bytes('1'), { msgId: 'cmd-1' })).toEqual({ stream: 'DEDUPE', seq: 2, duplicate: false });
+    expect(await journal.append('dd.a', bytes('1'), { msgId: 'cmd-1' })).toEqual({
+      stream: 'DEDUPE',
+      seq: 2,
+      duplicate: false,
+    });
     await bus.close();
   });
 
@@ -258,8 +270,9 @@ describe('delivery', () => {
     await bus.flush();
     await bus.flush();
     expect(got).toEqual(['boom.sync', 'boom.async', 'boom.after']);
-    expect(statuses.map((s) => (s.type === 'handler-error' ? `${s.subject}:${(s.error as Error).message}` : s.type)))
-      .toEqual(['boom.sync:sync', 'boom.async:async']);
+    expect(
+      statuses.map((s) => (s.type === 'handler-error' ? `${s.subject}:${(s.error as Error).message}` : s.type)),
+    ).toEqual(['boom.sync:sync', 'boom.async:async']);
     await bus.close();
   });
 });

@@ -39,10 +39,63 @@ function invalidName(fn: () => unknown): InvalidNameError {
 }
 
 const HOSTILE_IDS = [
-  '.', '..', 'a.b.c', '*', '>', 'a*', 'a>', '.>', ' ', 'a b', '\t', '\n', '\r\n', '\u0000', '\u007f', '\u001b[31m',
-  '$', '$JS.API.INFO', '=', '==', '=3D', '=u0041', '=2e', '%2E', '/', 'a/b', '\\', '"', "'", '`', ':', '#',
-  'é', 'e\u0301', 'Ω', '中文', '😀', '👩‍👩‍👧', '\ud800', '\udc00', '\udc00\ud800', 'a\ud83db', '\ufffd', '\uffff', '\ufeff',
-  '\u2028', '\u00a0', '\u3000', '-', '_', '-_-', 'ID', 'id', 'null', '__proto__', 'constructor', 'x'.repeat(MAX_TOKEN_BYTES),
+  '.',
+  '..',
+  'a.b.c',
+  '*',
+  '>',
+  'a*',
+  'a>',
+  '.>',
+  ' ',
+  'a b',
+  '\t',
+  '\n',
+  '\r\n',
+  '\u0000',
+  '\u007f',
+  '\u001b[31m',
+  '$',
+  '$JS.API.INFO',
+  '=',
+  '==',
+  '=3D',
+  '=u0041',
+  '=2e',
+  '%2E',
+  '/',
+  'a/b',
+  '\\',
+  '"',
+  "'",
+  '`',
+  ':',
+  '#',
+  'é',
+  'e\u0301',
+  'Ω',
+  '中文',
+  '😀',
+  '👩‍👩‍👧',
+  '\ud800',
+  '\udc00',
+  '\udc00\ud800',
+  'a\ud83db',
+  '\ufffd',
+  '\uffff',
+  '\ufeff',
+  '\u2028',
+  '\u00a0',
+  '\u3000',
+  '-',
+  '_',
+  '-_-',
+  'ID',
+  'id',
+  'null',
+  '__proto__',
+  'constructor',
+  'x'.repeat(MAX_TOKEN_BYTES),
 ];
 
 /** Ids as strings of any UTF-16 code units (lone surrogates included), of full code points, and of graphemes. */
@@ -51,7 +104,11 @@ const anyId = fc.oneof(
   fc.string({ unit: 'binary-ascii', minLength: 1, maxLength: 100 }),
   fc.string({ unit: 'grapheme', minLength: 1, maxLength: 40 }),
   fc.string({ unit: 'grapheme-composite', minLength: 1, maxLength: 20 }),
-  fc.string({ unit: fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c)), minLength: 1, maxLength: 100 }),
+  fc.string({
+    unit: fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c)),
+    minLength: 1,
+    maxLength: 100,
+  }),
   fc.constantFrom(...HOSTILE_IDS),
 );
 const cluster = fc.stringMatching(/^[A-Za-z0-9_-]{1,24}$/);
@@ -59,7 +116,13 @@ const app = fc.stringMatching(/^[a-z0-9-]{1,24}$/);
 const shard = fc.oneof(fc.nat({ max: 4096 }), fc.maxSafeNat());
 
 const parsedSubject: fc.Arbitrary<ParsedSubject> = fc.oneof(
-  fc.record({ kind: fc.constantFrom('cmd' as const, 'read' as const, 'ro' as const, 'jrnl' as const), cluster, shard, app, id: anyId }),
+  fc.record({
+    kind: fc.constantFrom('cmd' as const, 'read' as const, 'ro' as const, 'jrnl' as const),
+    cluster,
+    shard,
+    app,
+    id: anyId,
+  }),
   fc.record({ kind: fc.constant('evt' as const), cluster, app, id: anyId }),
   fc.record({ kind: fc.constant('hb' as const), cluster, worker: anyId }),
   fc.record({ kind: fc.constant('meta' as const), cluster, app }),
@@ -232,7 +295,12 @@ describe('subjects follow the scheme and parse back', () => {
   });
 
   it('accepts the longest names allowed everywhere at once', () => {
-    const subject = cmdSubject('c'.repeat(MAX_CLUSTER_LENGTH), Number.MAX_SAFE_INTEGER, 'a'.repeat(MAX_APP_LENGTH), 'é'.repeat(170));
+    const subject = cmdSubject(
+      'c'.repeat(MAX_CLUSTER_LENGTH),
+      Number.MAX_SAFE_INTEGER,
+      'a'.repeat(MAX_APP_LENGTH),
+      'é'.repeat(170),
+    );
     expect(() => validateSubject(subject, { wildcards: false })).not.toThrow();
     expect(() => validateName('stream', journalStreamName('c'.repeat(MAX_CLUSTER_LENGTH)))).not.toThrow();
   });
@@ -278,19 +346,25 @@ describe('bad names are refused with InvalidNameError', () => {
     expect(invalidName(() => heartbeatSubject('c', '')).kind).toBe('worker');
   });
 
-  it.each(['', 'App', 'a.b', 'a_b', 'a b', 'a*', '>', 'é', 'a'.repeat(MAX_APP_LENGTH + 1)])('refuses the app %j', (bad) => {
-    expect(invalidName(() => cmdSubject('c', 1, bad, 'id')).kind).toBe('app');
-    expect(invalidName(() => eventSubject('c', bad, 'id')).kind).toBe('app');
-    expect(invalidName(() => metaSubject('c', bad)).kind).toBe('app');
-    expect(invalidName(() => eventFilter('c', bad)).kind).toBe('app');
-  });
+  it.each(['', 'App', 'a.b', 'a_b', 'a b', 'a*', '>', 'é', 'a'.repeat(MAX_APP_LENGTH + 1)])(
+    'refuses the app %j',
+    (bad) => {
+      expect(invalidName(() => cmdSubject('c', 1, bad, 'id')).kind).toBe('app');
+      expect(invalidName(() => eventSubject('c', bad, 'id')).kind).toBe('app');
+      expect(invalidName(() => metaSubject('c', bad)).kind).toBe('app');
+      expect(invalidName(() => eventFilter('c', bad)).kind).toBe('app');
+    },
+  );
 
-  it.each(['', 'a.b', 'a b', '*', '>', 'é', 'a=b', 'x'.repeat(MAX_CLUSTER_LENGTH + 1)])('refuses the cluster %j', (bad) => {
-    expect(invalidName(() => cmdSubject(bad, 1, 'app', 'id')).kind).toBe('cluster');
-    expect(invalidName(() => heartbeatSubject(bad, 'w')).kind).toBe('cluster');
-    expect(invalidName(() => journalStreamName(bad)).kind).toBe('cluster');
-    expect(invalidName(() => eventFilter(bad)).kind).toBe('cluster');
-  });
+  it.each(['', 'a.b', 'a b', '*', '>', 'é', 'a=b', 'x'.repeat(MAX_CLUSTER_LENGTH + 1)])(
+    'refuses the cluster %j',
+    (bad) => {
+      expect(invalidName(() => cmdSubject(bad, 1, 'app', 'id')).kind).toBe('cluster');
+      expect(invalidName(() => heartbeatSubject(bad, 'w')).kind).toBe('cluster');
+      expect(invalidName(() => journalStreamName(bad)).kind).toBe('cluster');
+      expect(invalidName(() => eventFilter(bad)).kind).toBe('cluster');
+    },
+  );
 
   it.each([-1, 1.5, Number.NaN, Infinity, -0.5, 2 ** 53])('refuses the shard %d', (bad) => {
     expect(invalidName(() => cmdSubject('c', bad, 'app', 'id')).kind).toBe('shard');

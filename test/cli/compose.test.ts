@@ -78,7 +78,7 @@ describe('compose.yaml', () => {
     expect(clusterNames.size, 'one --cluster_name for all').toBe(1);
   });
 
-  it("routes each NATS node to the two others, on their cluster port", () => {
+  it('routes each NATS node to the two others, on their cluster port', () => {
     const clusterPort = (node: Service): string => new URL(flag(argv(node), '--cluster') ?? 'nats://missing:0').port;
     for (const [name, node] of natsNodes) {
       const routes = (flag(argv(node), '--routes', '-routes') ?? '').split(',').map((r) => new URL(r.trim()));
@@ -129,9 +129,15 @@ describe('compose.yaml', () => {
         .slice(WORKER_PREFIX.length)
         .filter((a) => a.startsWith('--'))
         .map((a) => a.slice(2).split('=')[0]!);
-      expect(used.filter((f) => !known.includes(f)), `${name}: unknown flags`).toEqual([]);
+      expect(
+        used.filter((f) => !known.includes(f)),
+        `${name}: unknown flags`,
+      ).toEqual([]);
     }
-    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string>; dependencies: Record<string, string> };
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+      bin: Record<string, string>;
+      dependencies: Record<string, string>;
+    };
     expect(pkg.bin['cohort']).toBe(`./${WORKER_PREFIX[1]}`);
     expect(existsSync(join(ROOT, 'cli/main.ts'))).toBe(true);
     // A .ts --app is loaded through tsx at run time, so tsx must be installed without dev dependencies too.

@@ -31,7 +31,11 @@ function demo(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
       const lines = stdout.split('\n').filter((l) => l !== '');
       const last = lines.at(-1) ?? '';
       if (!last.startsWith('report {')) {
-        reject(new Error(`cohort demo ${args.join(' ')} (exit ${code}) printed no report\nstdout:\n${stdout}\nstderr:\n${stderr}`));
+        reject(
+          new Error(
+            `cohort demo ${args.join(' ')} (exit ${code}) printed no report\nstdout:\n${stdout}\nstderr:\n${stderr}`,
+          ),
+        );
         return;
       }
       resolve({ code, stdout: lines, stderr, report: JSON.parse(last.slice('report '.length)) as DemoReport });
@@ -39,32 +43,54 @@ function demo(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
   });
 }
 
-
 describe('cohort demo', () => {
-  it('kills a worker process mid-load and loses nothing acknowledged, duplicates nothing, then cleans up', { timeout: 60_000 }, async () => {
-    const { code, stdout, stderr, report } = await demo(['--seconds', '6']);
-    const context = `\nstdout:\n${stdout.join('\n')}\nstderr:\n${stderr}`;
-    expect(code, context).toBe(0);
-    expect(report).toMatchObject({ transport: 'nats', ok: true, lost: 0, duplicated: 0, unexplained: 0, accounts: 40, accountsRead: 40, interrupted: false });
-    expect(report.acknowledged).toBeGreaterThan(0);
-    // Every send is accounted for: acknowledged, or ambiguous and then resolved by the read-back.
-    expect(report.sent).toBe(report.acknowledged + report.ambiguous);
-    expect(report.ambiguousCommitted + report.ambiguousNotCommitted).toBe(report.ambiguous);
-    expect(report.killed).not.toBeNull();
-    expect(report.killed!.leader).toBe(false);
-    expect(report.killed!.pid).toBeTypeOf('number');
-    expect(report.failoverMs).not.toBeNull();
-    expect(report.failoverMs!).toBeGreaterThan(0);
-    expect(report.failoverMs!).toBeLessThan(10_000);
-    expect(report.pids).toHaveLength(3);
-    expect(report.pids).toContain(report.killed!.pid);
-    expect(report.replicaLagMax).toBeTypeOf('number');
-    expect(report.pids.filter(processAlive)).toEqual([]);
-    expect(stdout).toContain('PASS: nothing acknowledged was lost, nothing was applied twice');
-    expect(stdout.some((l) => l.startsWith(`>>> `) && l.includes(`killing ${report.killed!.id} (not the leader; kill -9 ${report.killed!.pid})`))).toBe(true);
-    // A status line about once a second, with commands per second.
-    expect(stdout.filter((l) => / cmd\/s +acknowledged [\d,]+ {2}in flight \d+ {2}ambiguous \d+ {2}replica lag \d+$/.test(l)).length).toBeGreaterThanOrEqual(4);
-  });
+  it(
+    'kills a worker process mid-load and loses nothing acknowledged, duplicates nothing, then cleans up',
+    { timeout: 60_000 },
+    async () => {
+      const { code, stdout, stderr, report } = await demo(['--seconds', '6']);
+      const context = `\nstdout:\n${stdout.join('\n')}\nstderr:\n${stderr}`;
+      expect(code, context).toBe(0);
+      expect(report).toMatchObject({
+        transport: 'nats',
+        ok: true,
+        lost: 0,
+        duplicated: 0,
+        unexplained: 0,
+        accounts: 40,
+        accountsRead: 40,
+        interrupted: false,
+      });
+      expect(report.acknowledged).toBeGreaterThan(0);
+      // Every send is accounted for: acknowledged, or ambiguous and then resolved by the read-back.
+      expect(report.sent).toBe(report.acknowledged + report.ambiguous);
+      expect(report.ambiguousCommitted + report.ambiguousNotCommitted).toBe(report.ambiguous);
+      expect(report.killed).not.toBeNull();
+      expect(report.killed!.leader).toBe(false);
+      expect(report.killed!.pid).toBeTypeOf('number');
+      expect(report.failoverMs).not.toBeNull();
+      expect(report.failoverMs!).toBeGreaterThan(0);
+      expect(report.failoverMs!).toBeLessThan(10_000);
+      expect(report.pids).toHaveLength(3);
+      expect(report.pids).toContain(report.killed!.pid);
+      expect(report.replicaLagMax).toBeTypeOf('number');
+      expect(report.pids.filter(processAlive)).toEqual([]);
+      expect(stdout).toContain('PASS: nothing acknowledged was lost, nothing was applied twice');
+      expect(
+        stdout.some(
+          (l) =>
+            l.startsWith(`>>> `) &&
+            l.includes(`killing ${report.killed!.id} (not the leader; kill -9 ${report.killed!.pid})`),
+        ),
+      ).toBe(true);
+      // A status line about once a second, with commands per second.
+      expect(
+        stdout.filter((l) =>
+          / cmd\/s +acknowledged [\d,]+ {2}in flight \d+ {2}ambiguous \d+ {2}replica lag \d+$/.test(l),
+        ).length,
+      ).toBeGreaterThanOrEqual(4);
+    },
+  );
 
   it('without nats-server tells the same story in one process on the in-memory bus', { timeout: 60_000 }, async () => {
     const { code, stdout, report } = await demo(['--seconds', '5'], { NATS_SERVER_BIN: '/nonexistent/nats-server' });
@@ -76,7 +102,10 @@ describe('cohort demo', () => {
   });
 
   it('refuses a bad --seconds (exit code 2)', async () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', 'demo', '--seconds', 'soon'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', 'demo', '--seconds', 'soon'], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stderr = '';
     child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
     const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
@@ -92,7 +121,13 @@ describe('the demo read-back check', () => {
   const deposit = (session: string, amount: number, acknowledged: boolean): Operation => {
     const token = `d${++n}`;
     amounts.set(token, amount);
-    return { session, token, sentAt: n, settledAt: n, outcome: acknowledged ? { seq: 1, duplicate: false, by: 'w1', epoch: 1 } : { error: 'TimeoutError' } };
+    return {
+      session,
+      token,
+      sentAt: n,
+      settledAt: n,
+      outcome: acknowledged ? { seq: 1, duplicate: false, by: 'w1', epoch: 1 } : { error: 'TimeoutError' },
+    };
   };
   const operations = [
     deposit('acct-01', 100, true),
@@ -106,7 +141,11 @@ describe('the demo read-back check', () => {
 
   it('checks every balance read back against the history, account by account (seq counts the OPEN too)', () => {
     // acct-01: its ambiguous deposit committed; acct-02: one acknowledged deposit missing; acct-03: applied twice.
-    const check = checkReadBack(accounts, history, [{ seq: 3, balance: 107 }, { seq: 2, balance: 50 }, { seq: 4, balance: 10 }]);
+    const check = checkReadBack(accounts, history, [
+      { seq: 3, balance: 107 },
+      { seq: 2, balance: 50 },
+      { seq: 4, balance: 10 },
+    ]);
     expect(check).toMatchObject({
       accountsRead: 3,
       acknowledgedCents: 215,
@@ -126,6 +165,13 @@ describe('the demo read-back check', () => {
 
   it('passes a clean read-back, and counts an account it could not read as not read', () => {
     const check = checkReadBack(accounts, history, [{ seq: 2, balance: 100 }, { seq: 3, balance: 110 }, null]);
-    expect(check).toMatchObject({ accountsRead: 2, lost: 0, duplicated: 0, unexplained: 0, ambiguousCommitted: 0, problems: [] });
+    expect(check).toMatchObject({
+      accountsRead: 2,
+      lost: 0,
+      duplicated: 0,
+      unexplained: 0,
+      ambiguousCommitted: 0,
+      problems: [],
+    });
   });
 });

@@ -34,7 +34,7 @@ describe('cohort doctor', () => {
     expect(lines.at(-1)).toMatch(/^all \d+ capabilities ok$/);
   });
 
-  it("leaves no stream, bucket or object store behind on the server it checked", async () => {
+  it('leaves no stream, bucket or object store behind on the server it checked', async () => {
     await using nc = await connectTest(server);
     const jsm = await jetstreamManager(nc);
     const names = async () => (await jsm.streams.names().next()).filter((n) => n.toLowerCase().includes('doctor'));

@@ -6,40 +6,46 @@ import { CliUsageError } from '../../cli/loadApplications.js';
 import { cleanupAfterEach } from '../cleanup.js';
 import { cohort, processAlive } from '../fixtures/cliProcess.js';
 
-
-
 describe('cohort up', () => {
   const track = cleanupAfterEach();
 
-  it('runs two worker processes on an embedded server, reports each view, serves clients, and stops on SIGTERM', { timeout: 45_000 }, async () => {
-    const cli = track(cohort(['up', '--workers', '2']));
-    const [, url] = await cli.line(/^embedded nats-server \S+ at (nats:\/\/127\.0\.0\.1:\d+) /);
-    const [, pidList] = await cli.line(/^worker pids: (w1 \d+, w2 \d+)$/);
-    const pids = pidList!.split(', ').map((p) => Number(p.split(' ')[1]));
-    await cli.line(/^\[w1\] worker w1 serving ledger on nats:\/\/127\.0\.0\.1:\d+ \(cluster demo, zone a\)$/);
-    await cli.line(/^\[w2\] worker w2 serving ledger on nats:\/\/127\.0\.0\.1:\d+ \(cluster demo, zone b\)$/);
-    // Settled: both members, every shard with one of them, nothing in motion.
-    await cli.line(/^view \d+: 2 members, leader w[12] \| w[12] \([ab]\) 128 shards, w[12] \([ab]\) 128 shards$/);
+  it(
+    'runs two worker processes on an embedded server, reports each view, serves clients, and stops on SIGTERM',
+    { timeout: 45_000 },
+    async () => {
+      const cli = track(cohort(['up', '--workers', '2']));
+      const [, url] = await cli.line(/^embedded nats-server \S+ at (nats:\/\/127\.0\.0\.1:\d+) /);
+      const [, pidList] = await cli.line(/^worker pids: (w1 \d+, w2 \d+)$/);
+      const pids = pidList!.split(', ').map((p) => Number(p.split(' ')[1]));
+      await cli.line(/^\[w1\] worker w1 serving ledger on nats:\/\/127\.0\.0\.1:\d+ \(cluster demo, zone a\)$/);
+      await cli.line(/^\[w2\] worker w2 serving ledger on nats:\/\/127\.0\.0\.1:\d+ \(cluster demo, zone b\)$/);
+      // Settled: both members, every shard with one of them, nothing in motion.
+      await cli.line(/^view \d+: 2 members, leader w[12] \| w[12] \([ab]\) 128 shards, w[12] \([ab]\) 128 shards$/);
 
-    const client = track(await connect({ nats: url!, cluster: 'demo', label: 'up-test' }));
-    const account = client.session('ledger', 'up-test');
-    await account.send({ type: 'OPEN', owner: 'Up' });
-    expect(await account.send({ type: 'DEPOSIT', amount: 250 })).toMatchObject({ seq: 2, duplicate: false });
-    expect((await account.read()).document).toMatchObject({ owner: 'Up', balance: 250 });
-    await client.close();
+      const client = track(await connect({ nats: url!, cluster: 'demo', label: 'up-test' }));
+      const account = client.session('ledger', 'up-test');
+      await account.send({ type: 'OPEN', owner: 'Up' });
+      expect(await account.send({ type: 'DEPOSIT', amount: 250 })).toMatchObject({ seq: 2, duplicate: false });
+      expect((await account.read()).document).toMatchObject({ owner: 'Up', balance: 250 });
+      await client.close();
 
-    cli.child.kill('SIGTERM');
-    expect(await cli.exited).toEqual({ code: 0, signal: null });
-    expect(cli.stdout).toContain('SIGTERM: stopping 2 workers and the nats-server (a second signal exits at once)');
-    expect(cli.stdout).toContain('[w1] worker w1 stopped');
-    expect(cli.stdout).toContain('[w2] worker w2 stopped');
-    expect(cli.stdout.at(-1)).toBe('stopped');
-    expect(pids.filter(processAlive)).toEqual([]);
-  });
+      cli.child.kill('SIGTERM');
+      expect(await cli.exited).toEqual({ code: 0, signal: null });
+      expect(cli.stdout).toContain('SIGTERM: stopping 2 workers and the nats-server (a second signal exits at once)');
+      expect(cli.stdout).toContain('[w1] worker w1 stopped');
+      expect(cli.stdout).toContain('[w2] worker w2 stopped');
+      expect(cli.stdout.at(-1)).toBe('stopped');
+      expect(pids.filter(processAlive)).toEqual([]);
+    },
+  );
 
   it('refuses a worker count that is not a whole number from 1 to 26 (exit code 2)', { timeout: 30_000 }, async () => {
     const runs = await Promise.all(
-      [['--workers', '0'], ['--workers', 'x'], ['--session-timeout', '100']].map(async (args) => {
+      [
+        ['--workers', '0'],
+        ['--workers', 'x'],
+        ['--session-timeout', '100'],
+      ].map(async (args) => {
         const cli = track(cohort(['up', ...args]));
         const { code } = await cli.exited;
         return { code, stdout: cli.stdout.join('\n'), stderr: cli.stderr() };
@@ -51,25 +57,41 @@ describe('cohort up', () => {
     }
     expect(runs[0]!.stderr).toContain('cohort up: --workers needs a whole number from 1 to 26 (got "0")');
     expect(runs[1]!.stderr).toContain('cohort up: --workers needs a whole number from 1 to 26 (got "x")');
-    expect(runs[2]!.stderr).toContain('--session-timeout needs a whole number of milliseconds, at least 500 (got "100")');
+    expect(runs[2]!.stderr).toContain(
+      '--session-timeout needs a whole number of milliseconds, at least 500 (got "100")',
+    );
   });
 
   it('parses --workers', () => {
     expect(parseWorkerCount(undefined)).toBe(3);
     expect(parseWorkerCount('1')).toBe(1);
     expect(parseWorkerCount('26')).toBe(26);
-    for (const bad of ['0', '-1', '', 'three', '1e1', '2.5', '27']) expect(() => parseWorkerCount(bad)).toThrow(CliUsageError);
+    for (const bad of ['0', '-1', '', 'three', '1e1', '2.5', '27'])
+      expect(() => parseWorkerCount(bad)).toThrow(CliUsageError);
   });
 
   it('passes membership timings to the workers: --session-timeout alone brings a heartbeat that fits it', () => {
-    expect(parseUpArgs([])).toMatchObject({ workers: 3, apps: [defaultApp()], nats: undefined, cluster: 'demo', sessionTimeout: undefined, heartbeatInterval: undefined });
+    expect(parseUpArgs([])).toMatchObject({
+      workers: 3,
+      apps: [defaultApp()],
+      nats: undefined,
+      cluster: 'demo',
+      sessionTimeout: undefined,
+      heartbeatInterval: undefined,
+    });
     expect(parseUpArgs(['--session-timeout', '1000'])).toMatchObject({ sessionTimeout: 1000, heartbeatInterval: 250 });
     expect(parseUpArgs(['--session-timeout', '6000'])).toMatchObject({ sessionTimeout: 6000, heartbeatInterval: 500 });
-    expect(parseWorkerArgs(['--app', 'a.ts', '--session-timeout', '1500', '--heartbeat-interval', '250'])).toMatchObject({ sessionTimeout: 1500, heartbeatInterval: 250 });
-    expect(() => parseWorkerArgs(['--app', 'a.ts', '--session-timeout', '800'])).toThrow('--heartbeat-interval (500 ms) must be at most half of --session-timeout (800 ms); pass --heartbeat-interval 400 or less');
+    expect(
+      parseWorkerArgs(['--app', 'a.ts', '--session-timeout', '1500', '--heartbeat-interval', '250']),
+    ).toMatchObject({ sessionTimeout: 1500, heartbeatInterval: 250 });
+    expect(() => parseWorkerArgs(['--app', 'a.ts', '--session-timeout', '800'])).toThrow(
+      '--heartbeat-interval (500 ms) must be at most half of --session-timeout (800 ms); pass --heartbeat-interval 400 or less',
+    );
     expect(parseWorkerArgs(['--app', 'a.ts', '--storage-replicas', '3'])).toMatchObject({ storageReplicas: 3 });
     expect(() => parseWorkerArgs(['--app', 'a.ts', '--storage-replicas', '9'])).toThrow(CliUsageError);
-    expect(() => parseWorkerArgs(['--app', 'a.ts', '--storage-replicas', 'x'])).toThrow(/--storage-replicas needs a whole number from 1 to 5/);
+    expect(() => parseWorkerArgs(['--app', 'a.ts', '--storage-replicas', 'x'])).toThrow(
+      /--storage-replicas needs a whole number from 1 to 5/,
+    );
     expect(() => parseWorkerArgs(['--app', 'a.ts', '--heartbeat-interval', '0'])).toThrow(CliUsageError);
   });
 });

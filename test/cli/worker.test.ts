@@ -32,46 +32,58 @@ describe('cohort worker', () => {
   // start, with membership new), and the first test stops two workers.
   const STOPS = { timeout: 60_000 };
 
-  it('serves a .ts application until SIGTERM (exit 0); a second worker serves what the first committed', STOPS, async () => {
-    const cluster = unique();
-    const args = ['worker', '--app', './examples/ledger.ts', '--nats', server.url, '--cluster', cluster];
-    const first = track(cohort(args));
-    const [, id, apps, where, extras] = await first.line(SERVING);
-    expect({ apps, where, extras }).toEqual({ apps: 'ledger', where: server.url, extras: `cluster ${cluster}` });
+  it(
+    'serves a .ts application until SIGTERM (exit 0); a second worker serves what the first committed',
+    STOPS,
+    async () => {
+      const cluster = unique();
+      const args = ['worker', '--app', './examples/ledger.ts', '--nats', server.url, '--cluster', cluster];
+      const first = track(cohort(args));
+      const [, id, apps, where, extras] = await first.line(SERVING);
+      expect({ apps, where, extras }).toEqual({ apps: 'ledger', where: server.url, extras: `cluster ${cluster}` });
 
-    const client = track(await connect({ nats: server.url, cluster, label: 'cli-test' }));
-    const alice = client.session('ledger', 'alice');
-    await alice.send({ type: 'OPEN', owner: 'Alice' });
-    await alice.send({ type: 'DEPOSIT', amount: 500 });
-    expect(await alice.send({ type: 'WITHDRAW', amount: 120 })).toMatchObject({ seq: 3, duplicate: false });
-    expect((await alice.read()).document).toMatchObject({ owner: 'Alice', balance: 380 });
+      const client = track(await connect({ nats: server.url, cluster, label: 'cli-test' }));
+      const alice = client.session('ledger', 'alice');
+      await alice.send({ type: 'OPEN', owner: 'Alice' });
+      await alice.send({ type: 'DEPOSIT', amount: 500 });
+      expect(await alice.send({ type: 'WITHDRAW', amount: 120 })).toMatchObject({ seq: 3, duplicate: false });
+      expect((await alice.read()).document).toMatchObject({ owner: 'Alice', balance: 380 });
 
-    first.child.kill('SIGTERM');
-    expect(await first.exited).toEqual({ code: 0, signal: null });
-    expect(first.stdout.slice(-2)).toEqual([`SIGTERM: stopping worker ${id} (a second signal exits at once)`, `worker ${id} stopped`]);
+      first.child.kill('SIGTERM');
+      expect(await first.exited).toEqual({ code: 0, signal: null });
+      expect(first.stdout.slice(-2)).toEqual([
+        `SIGTERM: stopping worker ${id} (a second signal exits at once)`,
+        `worker ${id} stopped`,
+      ]);
 
-    const second = track(cohort([...args, '--id', 'second']));
-    await second.line(/^worker second serving ledger on /);
-    const back = await alice.read();
-    expect(back).toMatchObject({ seq: 3, state: 'open', document: { owner: 'Alice', balance: 380 } });
-    expect(await alice.send({ type: 'DEPOSIT', amount: 20 })).toMatchObject({ seq: 4, duplicate: false });
-    expect((await alice.read()).document).toMatchObject({ balance: 400 });
+      const second = track(cohort([...args, '--id', 'second']));
+      await second.line(/^worker second serving ledger on /);
+      const back = await alice.read();
+      expect(back).toMatchObject({ seq: 3, state: 'open', document: { owner: 'Alice', balance: 380 } });
+      expect(await alice.send({ type: 'DEPOSIT', amount: 20 })).toMatchObject({ seq: 4, duplicate: false });
+      expect((await alice.read()).document).toMatchObject({ balance: 400 });
 
-    second.child.kill('SIGINT');
-    expect(await second.exited).toEqual({ code: 0, signal: null });
-  });
+      second.child.kill('SIGINT');
+      expect(await second.exited).toEqual({ code: 0, signal: null });
+    },
+  );
 
   it('without --nats starts an embedded nats-server, prints its URL, and removes it on stop', STOPS, async () => {
     const cluster = unique();
     const cli = track(cohort(['worker', '--app', 'examples/ledger.ts', '--cluster', cluster, '--id', 'solo']));
-    const [, url] = await cli.line(/^no --nats given: started an embedded nats-server \S+ at (nats:\/\/127\.0\.0\.1:\d+) /);
+    const [, url] = await cli.line(
+      /^no --nats given: started an embedded nats-server \S+ at (nats:\/\/127\.0\.0\.1:\d+) /,
+    );
     expect(url).toBeDefined();
     await cli.line(new RegExp(`^Other workers on this host can join it with --nats ${url} --cluster ${cluster}$`));
     const [, , , where] = await cli.line(SERVING);
     expect(where).toBe(url);
 
     const client = track(await connect({ nats: url!, cluster }));
-    expect(await client.session('ledger', 'bob').send({ type: 'OPEN', owner: 'Bob' })).toMatchObject({ seq: 1, duplicate: false });
+    expect(await client.session('ledger', 'bob').send({ type: 'OPEN', owner: 'Bob' })).toMatchObject({
+      seq: 1,
+      duplicate: false,
+    });
     await client.close();
 
     cli.child.kill('SIGTERM');
@@ -80,19 +92,25 @@ describe('cohort worker', () => {
     await expect(connectNats({ servers: url!, reconnect: false, timeout: 1_000 })).rejects.toThrow();
   });
 
-  it('falls back to the in-memory bus, saying the worker is alone; --zone, --no-promote and --id pass through', STOPS, async () => {
-    const cli = track(
-      cohort(['worker', '--app', 'examples/ledger.ts', '--zone', 'a', '--no-promote', '--id', 'm1'], {
-        NATS_SERVER_BIN: '/nonexistent/nats-server',
-      }),
-    );
-    const [line] = await cli.line(SERVING);
-    expect(line).toBe('worker m1 serving ledger on the in-memory bus (cluster demo, zone a, not promotable)');
-    expect(cli.stdout.join('\n')).toContain('NATS_SERVER_BIN=/nonexistent/nats-server is not an executable nats-server');
-    expect(cli.stdout.join('\n')).toMatch(/in-memory bus, in this process: this worker is alone/);
-    cli.child.kill('SIGTERM');
-    expect(await cli.exited).toEqual({ code: 0, signal: null });
-  });
+  it(
+    'falls back to the in-memory bus, saying the worker is alone; --zone, --no-promote and --id pass through',
+    STOPS,
+    async () => {
+      const cli = track(
+        cohort(['worker', '--app', 'examples/ledger.ts', '--zone', 'a', '--no-promote', '--id', 'm1'], {
+          NATS_SERVER_BIN: '/nonexistent/nats-server',
+        }),
+      );
+      const [line] = await cli.line(SERVING);
+      expect(line).toBe('worker m1 serving ledger on the in-memory bus (cluster demo, zone a, not promotable)');
+      expect(cli.stdout.join('\n')).toContain(
+        'NATS_SERVER_BIN=/nonexistent/nats-server is not an executable nats-server',
+      );
+      expect(cli.stdout.join('\n')).toMatch(/in-memory bus, in this process: this worker is alone/);
+      cli.child.kill('SIGTERM');
+      expect(await cli.exited).toEqual({ code: 0, signal: null });
+    },
+  );
 
   it('serves every application of several --app modules, .ts and .mjs', STOPS, async () => {
     const other = join(scratch, 'tally.mjs');
@@ -103,72 +121,95 @@ describe('cohort worker', () => {
         `export const tally = { name: 'tally', machine: ledgerMachine, commit: 'journal', unusedSessionLifetime: 1000, snapshotEvery: 10, metadata: {} };\n`,
     );
     const cluster = unique();
-    const cli = track(cohort(['worker', '--app', 'examples/ledger.ts', '--app', 'examples/whiteboard.ts', '--app', other, '--nats', server.url, '--cluster', cluster]));
+    const cli = track(
+      cohort([
+        'worker',
+        '--app',
+        'examples/ledger.ts',
+        '--app',
+        'examples/whiteboard.ts',
+        '--app',
+        other,
+        '--nats',
+        server.url,
+        '--cluster',
+        cluster,
+      ]),
+    );
     const [, , apps] = await cli.line(SERVING);
     expect(apps).toBe('ledger, whiteboard, tally');
     const client = track(await connect({ nats: server.url, cluster }));
-    expect(await client.session('tally', 't1').send({ type: 'OPEN', owner: 'T' })).toMatchObject({ seq: 1, duplicate: false });
+    expect(await client.session('tally', 't1').send({ type: 'OPEN', owner: 'T' })).toMatchObject({
+      seq: 1,
+      duplicate: false,
+    });
     cli.child.kill('SIGTERM');
     expect(await cli.exited).toEqual({ code: 0, signal: null });
   });
 
-  it('refuses bad usage with exit code 2 and says why; an unreachable server or a broken module is exit code 1', STOPS, async () => {
-    const empty = join(scratch, 'empty.mjs');
-    const copy = join(scratch, 'copy.mjs');
-    const broken = join(scratch, 'broken.mjs');
-    await Promise.all([
-      writeFile(empty, 'export const answer = 42;\nexport default function hello() {}\n'),
-      writeFile(
-        copy,
-        `import { ledger } from ${JSON.stringify(pathToFileURL(join(ROOT, 'examples/ledger.ts')).href)};\nexport const copy = { ...ledger };\n`,
-      ),
-      writeFile(broken, "throw new Error('boom at load');\n"),
-    ]);
-    const run = async (...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> => {
-      const cli = track(cohort(['worker', ...args]));
-      const { code } = await cli.exited;
-      return { code, stdout: cli.stdout.join('\n'), stderr: cli.stderr() };
-    };
-    const [missing, none, twice, unknown, noApp, positional, badCluster, unreachable, throws] = await Promise.all([
-      run('--app', 'examples/nope.ts'),
-      run('--app', empty),
-      run('--app', 'examples/ledger.ts', '--app', copy),
-      run('--app', 'examples/ledger.ts', '--frobnicate'),
-      run('--nats', server.url),
-      run('--app', 'examples/ledger.ts', 'extra'),
-      run('--app', 'examples/ledger.ts', '--cluster', 'no.dots'),
-      run('--app', 'examples/ledger.ts', '--nats', 'nats://127.0.0.1:1'),
-      run('--app', broken),
-    ]);
+  it(
+    'refuses bad usage with exit code 2 and says why; an unreachable server or a broken module is exit code 1',
+    STOPS,
+    async () => {
+      const empty = join(scratch, 'empty.mjs');
+      const copy = join(scratch, 'copy.mjs');
+      const broken = join(scratch, 'broken.mjs');
+      await Promise.all([
+        writeFile(empty, 'export const answer = 42;\nexport default function hello() {}\n'),
+        writeFile(
+          copy,
+          `import { ledger } from ${JSON.stringify(pathToFileURL(join(ROOT, 'examples/ledger.ts')).href)};\nexport const copy = { ...ledger };\n`,
+        ),
+        writeFile(broken, "throw new Error('boom at load');\n"),
+      ]);
+      const run = async (...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> => {
+        const cli = track(cohort(['worker', ...args]));
+        const { code } = await cli.exited;
+        return { code, stdout: cli.stdout.join('\n'), stderr: cli.stderr() };
+      };
+      const [missing, none, twice, unknown, noApp, positional, badCluster, unreachable, throws] = await Promise.all([
+        run('--app', 'examples/nope.ts'),
+        run('--app', empty),
+        run('--app', 'examples/ledger.ts', '--app', copy),
+        run('--app', 'examples/ledger.ts', '--frobnicate'),
+        run('--nats', server.url),
+        run('--app', 'examples/ledger.ts', 'extra'),
+        run('--app', 'examples/ledger.ts', '--cluster', 'no.dots'),
+        run('--app', 'examples/ledger.ts', '--nats', 'nats://127.0.0.1:1'),
+        run('--app', broken),
+      ]);
 
-    expect(missing.code).toBe(2);
-    expect(missing.stderr).toContain('--app examples/nope.ts: no such file');
-    expect(missing.stderr).toContain(join(ROOT, 'examples/nope.ts'));
-    expect(missing.stderr).not.toContain('usage:');
+      expect(missing.code).toBe(2);
+      expect(missing.stderr).toContain('--app examples/nope.ts: no such file');
+      expect(missing.stderr).toContain(join(ROOT, 'examples/nope.ts'));
+      expect(missing.stderr).not.toContain('usage:');
 
-    expect(none.code).toBe(2);
-    expect(none.stderr).toContain(`--app ${empty}: exports no application (its exports: answer, default)`);
+      expect(none.code).toBe(2);
+      expect(none.stderr).toContain(`--app ${empty}: exports no application (its exports: answer, default)`);
 
-    expect(twice.code).toBe(2);
-    expect(twice.stderr).toContain(`two applications are named "ledger": export ledger of examples/ledger.ts and export copy of ${copy}`);
+      expect(twice.code).toBe(2);
+      expect(twice.stderr).toContain(
+        `two applications are named "ledger": export ledger of examples/ledger.ts and export copy of ${copy}`,
+      );
 
-    for (const r of [unknown, noApp, positional]) {
-      expect(r.code).toBe(2);
-      expect(r.stderr).toContain('usage: cohort <command> [options]');
-      expect(r.stdout).toBe('');
-    }
-    expect(unknown.stderr).toContain("Unknown option '--frobnicate'");
-    expect(noApp.stderr).toContain('needs --app FILE');
+      for (const r of [unknown, noApp, positional]) {
+        expect(r.code).toBe(2);
+        expect(r.stderr).toContain('usage: cohort <command> [options]');
+        expect(r.stdout).toBe('');
+      }
+      expect(unknown.stderr).toContain("Unknown option '--frobnicate'");
+      expect(noApp.stderr).toContain('needs --app FILE');
 
-    expect(badCluster.code).toBe(2);
-    expect(badCluster.stderr).toContain('--cluster "no.dots"');
+      expect(badCluster.code).toBe(2);
+      expect(badCluster.stderr).toContain('--cluster "no.dots"');
 
-    expect(unreachable.code).toBe(1);
-    expect(unreachable.stderr).toContain('cannot connect to nats://127.0.0.1:1');
+      expect(unreachable.code).toBe(1);
+      expect(unreachable.stderr).toContain('cannot connect to nats://127.0.0.1:1');
 
-    expect(throws.code).toBe(1);
-    expect(throws.stderr).toContain(`--app ${broken}: cannot load it: boom at load`);
-  });
+      expect(throws.code).toBe(1);
+      expect(throws.stderr).toContain(`--app ${broken}: cannot load it: boom at load`);
+    },
+  );
 });
 
 describe('loadApplications', () => {

@@ -208,7 +208,11 @@ describe('ledger statement timer', () => {
   });
 
   it('is not re-armed by deposits and withdrawals', () => {
-    const [s, depositActions] = transition(ledgerMachine, openAccount(), stamp({ type: 'DEPOSIT', amount: 100 }, 2_000));
+    const [s, depositActions] = transition(
+      ledgerMachine,
+      openAccount(),
+      stamp({ type: 'DEPOSIT', amount: 100 }, 2_000),
+    );
     expect(depositActions).toEqual([]);
     const [, withdrawActions] = transition(ledgerMachine, s, stamp({ type: 'WITHDRAW', amount: 100 }, 3_000));
     expect(withdrawActions).toEqual([]);

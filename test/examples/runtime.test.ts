@@ -66,7 +66,7 @@ describe.each([
     expect(doc.statements[1]!.at).toBeGreaterThan(doc.statements[0]!.at);
   });
 
-  it('whiteboard: every client sees the others\' edits as patches, never its own', async () => {
+  it("whiteboard: every client sees the others' edits as patches, never its own", async () => {
     const { cluster, client: alice } = await setUp();
     const bob = track(await connect({ bus: await bus(), cluster, label: 'bob' }));
     const seenByAlice: Patch[] = [];
@@ -78,7 +78,9 @@ describe.each([
     await alice.session('whiteboard', 'board-1').send({ type: 'SET_TITLE', title: 'Plan' });
     await waitFor(() => seenByBob.length === 2 && seenByAlice.length === 1, { what: 'patches' });
     expect(seenByBob.map((p) => p.seq)).toEqual([1, 3]);
-    expect(seenByBob[0]!.ops).toEqual([{ op: 'add', path: '/shapes/s1', value: { kind: 'rect', x: 1, y: 2, by: alice.id } }]);
+    expect(seenByBob[0]!.ops).toEqual([
+      { op: 'add', path: '/shapes/s1', value: { kind: 'rect', x: 1, y: 2, by: alice.id } },
+    ]);
     expect(seenByAlice[0]).toMatchObject({ seq: 2, setter: bob.id });
     expect(seenByAlice[0]!.ops).toEqual(
       expect.arrayContaining([
@@ -87,7 +89,10 @@ describe.each([
       ]),
     );
     const { document } = await bob.session('whiteboard', 'board-1').read();
-    expect(document).toMatchObject({ title: 'Plan', shapes: { s1: { kind: 'rect', x: 10, y: 20, by: alice.id } } } satisfies Partial<WhiteboardContext>);
+    expect(document).toMatchObject({
+      title: 'Plan',
+      shapes: { s1: { kind: 'rect', x: 10, y: 20, by: alice.id } },
+    } satisfies Partial<WhiteboardContext>);
   });
 
   it('serves application metadata as JSON', async () => {
@@ -95,6 +100,10 @@ describe.each([
     const raw = await bus();
     const reply = await raw.request(metaSubject(cluster, 'ledger'), new Uint8Array(), { timeout: 2_000 });
     expect(reply.headers['Content-Type']).toBe('application/json');
-    expect(JSON.parse(new TextDecoder().decode(reply.data))).toEqual({ name: 'ledger', commit: 'journal', metadata: { title: 'Accounts' } });
+    expect(JSON.parse(new TextDecoder().decode(reply.data))).toEqual({
+      name: 'ledger',
+      commit: 'journal',
+      metadata: { title: 'Accounts' },
+    });
   });
 });

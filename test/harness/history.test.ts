@@ -1,7 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { type SendResult, SessionMovedError } from '../../index.js';
 import { TimeoutError } from '../../bus/errors.js';
-import { checkHistory, checkTally, History, someAddUpTo, tallyBySession, type JournalFact, type Operation } from '../../harness/history.js';
+import {
+  checkHistory,
+  checkTally,
+  History,
+  someAddUpTo,
+  tallyBySession,
+  type JournalFact,
+  type Operation,
+} from '../../harness/history.js';
 
 /** An acknowledgement as a client reports it. */
 function ack(by: string, epoch: number, options: { seq?: number; duplicate?: boolean } = {}): SendResult {
@@ -15,7 +23,14 @@ function op(session: string, token: string, outcome: Operation['outcome']): Oper
 }
 
 let seq = 0;
-function fact(shard: number, epoch: number, worker: string, session: string, tokens: readonly string[], streamSeq = ++seq): JournalFact {
+function fact(
+  shard: number,
+  epoch: number,
+  worker: string,
+  session: string,
+  tokens: readonly string[],
+  streamSeq = ++seq,
+): JournalFact {
   return { streamSeq, shard, session, tokens, epoch, worker };
 }
 
@@ -54,11 +69,19 @@ describe('checkHistory', () => {
   });
 
   it('an empty history is ok', () => {
-    expect(checkHistory({ operations: [], documents: new Map(), journal: [] })).toMatchObject({ acknowledged: 0, failed: 0, ok: true });
+    expect(checkHistory({ operations: [], documents: new Map(), journal: [] })).toMatchObject({
+      acknowledged: 0,
+      failed: 0,
+      ok: true,
+    });
   });
 
   it('detects an acknowledged token missing from its session (lost), but not a failed one', () => {
-    const operations = [op('s1', 'a', ack('w1', 1)), op('s1', 'b', ack('w1', 1)), op('s1', 'c', { error: 'TimeoutError' })];
+    const operations = [
+      op('s1', 'a', ack('w1', 1)),
+      op('s1', 'b', ack('w1', 1)),
+      op('s1', 'c', { error: 'TimeoutError' }),
+    ];
     const verdict = checkHistory({ operations, documents: docs({ s1: ['a'] }), journal: [] });
     expect(verdict.lost).toEqual(['b']);
     expect(verdict.duplicated).toEqual([]);
@@ -82,14 +105,22 @@ describe('checkHistory', () => {
   });
 
   it('a failed command applied twice is duplicated too', () => {
-    const verdict = checkHistory({ operations: [op('s1', 'f', { error: 'TimeoutError' })], documents: docs({ s1: ['f', 'f'] }), journal: [] });
+    const verdict = checkHistory({
+      operations: [op('s1', 'f', { error: 'TimeoutError' })],
+      documents: docs({ s1: ['f', 'f'] }),
+      journal: [],
+    });
     expect(verdict.duplicated).toEqual(['f']);
     expect(verdict.ok).toBe(false);
   });
 
   it('detects a token never sent (unexplained), and one sent to another session', () => {
     const operations = [op('s1', 'a', ack('w1', 1)), op('s2', 'b', ack('w1', 1))];
-    const verdict = checkHistory({ operations, documents: docs({ s1: ['a', 'ghost'], s2: ['b'], s3: ['a'] }), journal: [] });
+    const verdict = checkHistory({
+      operations,
+      documents: docs({ s1: ['a', 'ghost'], s2: ['b'], s3: ['a'] }),
+      journal: [],
+    });
     // `a` belongs to s1 alone: in s3 it is unexplained (and, being in two documents, duplicated).
     expect(verdict.unexplained.slice().sort()).toEqual(['a in s3', 'ghost in s1']);
     expect(verdict.duplicated).toEqual(['a']);
@@ -98,7 +129,11 @@ describe('checkHistory', () => {
   });
 
   it('an acknowledged token that landed in the wrong session is both lost and unexplained', () => {
-    const verdict = checkHistory({ operations: [op('s1', 'a', ack('w1', 1))], documents: docs({ s1: [], s2: ['a'] }), journal: [] });
+    const verdict = checkHistory({
+      operations: [op('s1', 'a', ack('w1', 1))],
+      documents: docs({ s1: [], s2: ['a'] }),
+      journal: [],
+    });
     expect(verdict.lost).toEqual(['a']);
     expect(verdict.unexplained).toEqual(['a in s2']);
     expect(verdict.ok).toBe(false);
@@ -122,7 +157,10 @@ describe('checkHistory', () => {
 
   describe('late acknowledgements', () => {
     /** Shard 4: epoch 2 writes first, then an epoch-1 entry lands. */
-    function deposed(outcome: Operation['outcome'], order: 'stream' | 'shuffled' = 'stream'): ReturnType<typeof checkHistory> {
+    function deposed(
+      outcome: Operation['outcome'],
+      order: 'stream' | 'shuffled' = 'stream',
+    ): ReturnType<typeof checkHistory> {
       const operations = [op('s1', 'new', ack('w2', 2)), op('s1', 'late', outcome)];
       const journal = [fact(4, 2, 'w2', 's1', ['new'], 10), fact(4, 1, 'w1', 's1', ['late'], 11)];
       return checkHistory({
@@ -134,7 +172,9 @@ describe('checkHistory', () => {
 
     it('flags a write its writer acknowledged at epoch 1 although epoch 2 had written to the shard', () => {
       const verdict = deposed(ack('w1', 1));
-      expect(verdict.lateAcknowledgements).toEqual(['late: acknowledged by w1 at epoch 1 of shard 4, journaled after epoch 2 wrote']);
+      expect(verdict.lateAcknowledgements).toEqual([
+        'late: acknowledged by w1 at epoch 1 of shard 4, journaled after epoch 2 wrote',
+      ]);
       expect(verdict.sharedEpochs).toEqual([]);
       expect(verdict.lost).toEqual([]);
       expect(verdict.ok).toBe(false);
@@ -209,16 +249,30 @@ describe('History.track', () => {
     ]);
     expect(history.operations.every((o) => o.settledAt > o.sentAt)).toBe(true);
     // Fed to the checker, they count as failed, not acknowledged.
-    expect(checkHistory({ operations: history.operations, documents: new Map(), journal: [] })).toMatchObject({ acknowledged: 0, failed: 4, ok: true });
+    expect(checkHistory({ operations: history.operations, documents: new Map(), journal: [] })).toMatchObject({
+      acknowledged: 0,
+      failed: 4,
+      ok: true,
+    });
   });
 });
 
-describe('checkTally (state with a count and a sum, not tokens: the demo\'s ledger)', () => {
+describe("checkTally (state with a count and a sum, not tokens: the demo's ledger)", () => {
   const tally = { acknowledged: 3, acknowledgedSum: 300, failed: [7, 40] };
 
   it('accepts a final state the acknowledged commands and some failed ones explain', () => {
-    expect(checkTally(tally, { applied: 3, sum: 300 })).toEqual({ lost: 0, duplicated: 0, failedApplied: 0, unexplained: false });
-    expect(checkTally(tally, { applied: 4, sum: 340 })).toEqual({ lost: 0, duplicated: 0, failedApplied: 1, unexplained: false });
+    expect(checkTally(tally, { applied: 3, sum: 300 })).toEqual({
+      lost: 0,
+      duplicated: 0,
+      failedApplied: 0,
+      unexplained: false,
+    });
+    expect(checkTally(tally, { applied: 4, sum: 340 })).toEqual({
+      lost: 0,
+      duplicated: 0,
+      failedApplied: 1,
+      unexplained: false,
+    });
     expect(checkTally(tally, { applied: 5, sum: 347 })).toMatchObject({ failedApplied: 2 });
   });
 
@@ -243,7 +297,11 @@ describe('checkTally (state with a count and a sum, not tokens: the demo\'s ledg
     const tallies = tallyBySession(operations, (o) => amounts[o.token]!);
     expect(tallies.get('acct-1')).toEqual({ acknowledged: 2, acknowledgedSum: 300, failed: [7, 40] });
     expect(tallies.get('acct-2')).toEqual({ acknowledged: 1, acknowledgedSum: 5, failed: [] });
-    expect(checkTally(tallies.get('acct-1')!, { applied: 3, sum: 340 })).toMatchObject({ failedApplied: 1, lost: 0, duplicated: 0 });
+    expect(checkTally(tallies.get('acct-1')!, { applied: 3, sum: 340 })).toMatchObject({
+      failedApplied: 1,
+      lost: 0,
+      duplicated: 0,
+    });
   });
 
   it('finds subsets of a given size and sum', () => {

@@ -6,11 +6,7 @@ import { jetstream, jetstreamManager, StorageType } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { NatsServerNotFoundError, NatsServerStartError } from '../../harness/errors.js';
-import {
-  findNatsServerBinary,
-  natsServerCandidates,
-  requireNatsServerBinary,
-} from '../../harness/natsServerBinary.js';
+import { findNatsServerBinary, natsServerCandidates, requireNatsServerBinary } from '../../harness/natsServerBinary.js';
 import { startNatsServer } from '../../harness/natsServer.js';
 import { connectTest, startTestCluster, startTestServer } from '../nats.js';
 import { waitFor } from '../waitFor.js';
@@ -118,7 +114,12 @@ describe('nats-server binary discovery', () => {
     await chmod(fake, 0o755);
     expect(findNatsServerBinary({ PATH: `/nonexistent:${dir}:/usr/sbin` })).toBe(fake);
     const candidates = natsServerCandidates({ PATH: `${dir}:relative/dir` });
-    expect(candidates).toEqual([fake, '/usr/sbin/nats-server', '/usr/local/bin/nats-server', '/usr/local/sbin/nats-server']);
+    expect(candidates).toEqual([
+      fake,
+      '/usr/sbin/nats-server',
+      '/usr/local/bin/nats-server',
+      '/usr/local/sbin/nats-server',
+    ]);
     expect(new NatsServerNotFoundError(candidates).message).toContain('/usr/local/sbin/nats-server');
   });
 });
@@ -216,34 +217,38 @@ describe('a single nats-server', () => {
   it.each([
     ['exits without disposing', 'process.exit(0);'],
     ['is SIGKILLed', "process.kill(process.pid, 'SIGKILL');"],
-  ])('a process that %s leaks neither its server nor its temporary dirs', async (_how, ending) => {
-    const dir = await mkdtemp(join(tmpdir(), 'cohort-leak-'));
-    try {
-      const script = join(dir, 'leak.mts');
-      const harness = new URL('../../harness/natsServer.ts', import.meta.url).href;
-      await writeFile(
-        script,
-        `import { startNatsServer } from '${harness}';\n` +
-          `const s = await startNatsServer({ jetstream: false });\n` +
-          `process.stdout.write(JSON.stringify({ pid: s.pid, url: s.url, storeDir: s.storeDir }) + '\\n', () => {\n` +
-          `  ${ending}\n` +
-          `});\n`,
-      );
-      const child = spawn(process.execPath, ['--import', 'tsx', script], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '';
-      let err = '';
-      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-      await new Promise((resolve) => child.once('close', resolve));
-      expect(err).toBe('');
-      const { pid, url, storeDir } = JSON.parse(out) as { pid: number; url: string; storeDir: string };
-      await waitFor(() => dead(pid), { timeoutMs: 5_000, what: `nats-server ${pid} to die with its parent` });
-      expect(await refuses(url)).toBe(true);
-      await waitFor(async () => !(await exists(storeDir)), { timeoutMs: 5_000, what: `${storeDir} to be removed` });
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  }, 15_000);
+  ])(
+    'a process that %s leaks neither its server nor its temporary dirs',
+    async (_how, ending) => {
+      const dir = await mkdtemp(join(tmpdir(), 'cohort-leak-'));
+      try {
+        const script = join(dir, 'leak.mts');
+        const harness = new URL('../../harness/natsServer.ts', import.meta.url).href;
+        await writeFile(
+          script,
+          `import { startNatsServer } from '${harness}';\n` +
+            `const s = await startNatsServer({ jetstream: false });\n` +
+            `process.stdout.write(JSON.stringify({ pid: s.pid, url: s.url, storeDir: s.storeDir }) + '\\n', () => {\n` +
+            `  ${ending}\n` +
+            `});\n`,
+        );
+        const child = spawn(process.execPath, ['--import', 'tsx', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+        let out = '';
+        let err = '';
+        child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+        child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+        await new Promise((resolve) => child.once('close', resolve));
+        expect(err).toBe('');
+        const { pid, url, storeDir } = JSON.parse(out) as { pid: number; url: string; storeDir: string };
+        await waitFor(() => dead(pid), { timeoutMs: 5_000, what: `nats-server ${pid} to die with its parent` });
+        expect(await refuses(url)).toBe(true);
+        await waitFor(async () => !(await exists(storeDir)), { timeoutMs: 5_000, what: `${storeDir} to be removed` });
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    },
+    15_000,
+  );
 });
 
 describe('a 3-node cluster', () => {

@@ -1,7 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { planCommit, primacyVerdict, type CommitFacts } from '../../machines/commitPlan.js';
 
-const base: CommitFacts = { level: 'journal', requiredSynchronizedReplicas: 0, syncReplicas: 1, replication: true, synchronized: 0, primacy: { epoch: 4, leaseHeld: true } };
+const base: CommitFacts = {
+  level: 'journal',
+  requiredSynchronizedReplicas: 0,
+  syncReplicas: 1,
+  replication: true,
+  synchronized: 0,
+  primacy: { epoch: 4, leaseHeld: true },
+};
 
 describe('planCommit', () => {
   it('appends at level journal under the epoch, and proves primacy again after', () => {
@@ -9,17 +16,32 @@ describe('planCommit', () => {
   });
 
   it('static sharding is trusted: epoch 0, nothing to prove', () => {
-    expect(planCommit({ ...base, replication: false, primacy: null })).toEqual({ do: 'append', epoch: 0, askStoredView: false, reprove: false, waitFor: null });
+    expect(planCommit({ ...base, replication: false, primacy: null })).toEqual({
+      do: 'append',
+      epoch: 0,
+      askStoredView: false,
+      reprove: false,
+      waitFor: null,
+    });
   });
 
   it('level memory journals in the background and does not prove again', () => {
-    expect(planCommit({ ...base, level: 'memory' })).toEqual({ do: 'background', epoch: 4, askStoredView: false, reprove: false, waitFor: null });
+    expect(planCommit({ ...base, level: 'memory' })).toEqual({
+      do: 'background',
+      epoch: 4,
+      askStoredView: false,
+      reprove: false,
+      waitFor: null,
+    });
   });
 
   it('level replicas waits for syncReplicas secondaries, only where secondaries are tracked', () => {
     expect(planCommit({ ...base, level: 'replicas', syncReplicas: 2 })).toMatchObject({ do: 'append', waitFor: 2 });
     expect(planCommit({ ...base, level: 'replicas', syncReplicas: 0 })).toMatchObject({ do: 'append', waitFor: 0 });
-    expect(planCommit({ ...base, level: 'replicas', replication: false, primacy: null })).toMatchObject({ do: 'append', waitFor: null });
+    expect(planCommit({ ...base, level: 'replicas', replication: false, primacy: null })).toMatchObject({
+      do: 'append',
+      waitFor: null,
+    });
   });
 
   it('refuses before anything is written with fewer synchronized secondaries than required', () => {
@@ -33,12 +55,24 @@ describe('planCommit', () => {
 
   it('refuses as moved when the view does not make this worker primary, whatever the lease says', () => {
     expect(planCommit({ ...base, primacy: { epoch: null, leaseHeld: true } })).toEqual({ do: 'refuse', why: 'moved' });
-    expect(planCommit({ ...base, level: 'memory', primacy: { epoch: null, leaseHeld: false } })).toEqual({ do: 'refuse', why: 'moved' });
+    expect(planCommit({ ...base, level: 'memory', primacy: { epoch: null, leaseHeld: false } })).toEqual({
+      do: 'refuse',
+      why: 'moved',
+    });
   });
 
   it('with the lease lapsed, asks the stored view before writing', () => {
-    expect(planCommit({ ...base, primacy: { epoch: 7, leaseHeld: false } })).toEqual({ do: 'append', epoch: 7, askStoredView: true, reprove: true, waitFor: null });
-    expect(planCommit({ ...base, level: 'memory', primacy: { epoch: 7, leaseHeld: false } })).toMatchObject({ do: 'background', askStoredView: true });
+    expect(planCommit({ ...base, primacy: { epoch: 7, leaseHeld: false } })).toEqual({
+      do: 'append',
+      epoch: 7,
+      askStoredView: true,
+      reprove: true,
+      waitFor: null,
+    });
+    expect(planCommit({ ...base, level: 'memory', primacy: { epoch: 7, leaseHeld: false } })).toMatchObject({
+      do: 'background',
+      askStoredView: true,
+    });
   });
 });
 

@@ -1,7 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { createActor } from 'xstate';
 import { SimulatedClock } from '../../bus/clock.js';
-import { CONNECTION_DEFAULTS, connectionMachine, nextDeadline, retryPause, type ConnectionEffect, type ConnectionState } from '../../machines/connection.js';
+import {
+  CONNECTION_DEFAULTS,
+  connectionMachine,
+  nextDeadline,
+  retryPause,
+  type ConnectionEffect,
+  type ConnectionState,
+} from '../../machines/connection.js';
 
 /** The machine on a simulated clock, ticked as its host would tick it: at each deadline it names. */
 function harness(config: Partial<typeof CONNECTION_DEFAULTS> = {}) {
@@ -138,7 +145,11 @@ describe('connection machine', () => {
       if (trouble) h.send({ type: 'UNANSWERED', reason: 'x' });
       h.send({ type: 'DISCONNECT', reason: 'disconnected by worker w1: operator' });
       expect(h.state()).toBe('DISABLED');
-      expect(h.effects.at(-1)).toMatchObject({ type: 'disabled', failure: 'forced', reason: 'disconnected by worker w1: operator' });
+      expect(h.effects.at(-1)).toMatchObject({
+        type: 'disabled',
+        failure: 'forced',
+        reason: 'disconnected by worker w1: operator',
+      });
     }
   });
 

@@ -7,7 +7,9 @@ const CONFIG = { heartbeatInterval: 100, sessionTimeout: 500, replicas: 1, shard
 
 /** One member's machine, driven by hand: every effect it asks for is recorded, nothing is carried out. */
 function member(id: string, startedAt = 0) {
-  const actor = createActor(membershipMachine, { input: { self: { id, zone: 'z', promotable: true, startedAt }, config: CONFIG } });
+  const actor = createActor(membershipMachine, {
+    input: { self: { id, zone: 'z', promotable: true, startedAt }, config: CONFIG },
+  });
   const effects: MembershipEffect[] = [];
   actor.on('*', (e) => effects.push(e));
   actor.start();
@@ -17,7 +19,8 @@ function member(id: string, startedAt = 0) {
 
 /** Ticks every heartbeat interval up to `now`, as the host does: a long gap would read as this process having stalled. */
 function tickTo(m: ReturnType<typeof member>, now: number): void {
-  for (let t = m.ctx().lastTick + CONFIG.heartbeatInterval; t < now; t += CONFIG.heartbeatInterval) m.actor.send({ type: 'TICK', now: t });
+  for (let t = m.ctx().lastTick + CONFIG.heartbeatInterval; t < now; t += CONFIG.heartbeatInterval)
+    m.actor.send({ type: 'TICK', now: t });
   m.actor.send({ type: 'TICK', now });
 }
 
@@ -39,7 +42,7 @@ describe('membership machine', () => {
     expect(a.state()).toBe('member');
   });
 
-  it('one write at a time: a lost compare-and-set waits for the winner\'s view before planning again', () => {
+  it("one write at a time: a lost compare-and-set waits for the winner's view before planning again", () => {
     const a = member('a');
     a.actor.send({ type: 'START', now: 0 });
     a.actor.send({ type: 'VIEW', view: null, revision: 0, now: 1 });
@@ -54,7 +57,13 @@ describe('membership machine', () => {
       leader: 'b',
       replicas: 1,
       shardCount: 8,
-      shards: Array.from({ length: 8 }, () => ({ primary: 'b', replicas: [], state: 'ACTIVE' as const, next: null, epoch: 1 })),
+      shards: Array.from({ length: 8 }, () => ({
+        primary: 'b',
+        replicas: [],
+        state: 'ACTIVE' as const,
+        next: null,
+        epoch: 1,
+      })),
       transitional: false,
       possibleDataLoss: [],
     };
@@ -94,35 +103,42 @@ describe('membership machine', () => {
   it.each([
     [[] as string[], 'a'],
     [['0/a'], 'c'],
-  ])('when a primary dies, its shard goes to a secondary its last heartbeat called synchronized (not synchronized: %j -> %s)', (behind, expected) => {
-    const m = (id: string, joined: number) => ({ id, zone: 'z', promotable: true, joined });
-    const view: View = {
-      viewId: 5,
-      members: [m('a', 1), m('b', 2), m('c', 3)],
-      leader: 'a',
-      replicas: 2,
-      shardCount: 2,
-      shards: [
-        { primary: 'b', replicas: ['a', 'c'], state: 'ACTIVE', next: null, epoch: 1 },
-        { primary: 'c', replicas: ['a', 'b'], state: 'ACTIVE', next: null, epoch: 1 },
-      ],
-      transitional: false,
-      possibleDataLoss: [],
-    };
-    const a = member('a');
-    a.actor.send({ type: 'START', now: 0 });
-    a.actor.send({ type: 'VIEW', view, revision: 5, now: 0 });
-    a.actor.send({ type: 'HEARTBEAT', heartbeat: hb('b', { status: 'member', viewId: 5, serving: [0], notSynchronized: behind }), now: 10 });
-    a.actor.send({ type: 'HEARTBEAT', heartbeat: hb('c', { status: 'member', viewId: 5, serving: [1] }), now: 10 });
-    // b falls silent; c keeps speaking.
-    a.actor.send({ type: 'HEARTBEAT', heartbeat: hb('c', { status: 'member', viewId: 5, serving: [1] }), now: 400 });
-    tickTo(a, 600);
-    const transitional = a.writes().at(-1)!;
-    expect(transitional.transitional).toBe(true);
-    a.actor.send({ type: 'WRITE_DONE', view: transitional, revision: 6, now: 601 });
-    const regular = a.writes().at(-1)!;
-    expect(regular.shards[0]).toMatchObject({ primary: expected, state: 'ACTIVE', epoch: 2 });
-  });
+  ])(
+    'when a primary dies, its shard goes to a secondary its last heartbeat called synchronized (not synchronized: %j -> %s)',
+    (behind, expected) => {
+      const m = (id: string, joined: number) => ({ id, zone: 'z', promotable: true, joined });
+      const view: View = {
+        viewId: 5,
+        members: [m('a', 1), m('b', 2), m('c', 3)],
+        leader: 'a',
+        replicas: 2,
+        shardCount: 2,
+        shards: [
+          { primary: 'b', replicas: ['a', 'c'], state: 'ACTIVE', next: null, epoch: 1 },
+          { primary: 'c', replicas: ['a', 'b'], state: 'ACTIVE', next: null, epoch: 1 },
+        ],
+        transitional: false,
+        possibleDataLoss: [],
+      };
+      const a = member('a');
+      a.actor.send({ type: 'START', now: 0 });
+      a.actor.send({ type: 'VIEW', view, revision: 5, now: 0 });
+      a.actor.send({
+        type: 'HEARTBEAT',
+        heartbeat: hb('b', { status: 'member', viewId: 5, serving: [0], notSynchronized: behind }),
+        now: 10,
+      });
+      a.actor.send({ type: 'HEARTBEAT', heartbeat: hb('c', { status: 'member', viewId: 5, serving: [1] }), now: 10 });
+      // b falls silent; c keeps speaking.
+      a.actor.send({ type: 'HEARTBEAT', heartbeat: hb('c', { status: 'member', viewId: 5, serving: [1] }), now: 400 });
+      tickTo(a, 600);
+      const transitional = a.writes().at(-1)!;
+      expect(transitional.transitional).toBe(true);
+      a.actor.send({ type: 'WRITE_DONE', view: transitional, revision: 6, now: 601 });
+      const regular = a.writes().at(-1)!;
+      expect(regular.shards[0]).toMatchObject({ primary: expected, state: 'ACTIVE', epoch: 2 });
+    },
+  );
 
   it('a leader that was stopped (one long tick gap) counts silence afresh instead of deposing everyone', () => {
     const a = member('a');
@@ -154,7 +170,13 @@ describe('membership machine', () => {
       leader: 'a',
       replicas: 1,
       shardCount: 8,
-      shards: Array.from({ length: 8 }, () => ({ primary: 'a', replicas: [], state: 'ACTIVE' as const, next: null, epoch: 1 })),
+      shards: Array.from({ length: 8 }, () => ({
+        primary: 'a',
+        replicas: [],
+        state: 'ACTIVE' as const,
+        next: null,
+        epoch: 1,
+      })),
       transitional: false,
       possibleDataLoss: [],
     };
@@ -180,7 +202,9 @@ describe('membership machine', () => {
     a.actor.send({ type: 'WRITE_DONE', view: two, revision: 2, now: 3 });
     a.actor.send({ type: 'LEAVE', now: 10 });
     const handing = a.writes().at(-1)!;
-    expect(handing.shards.filter((s) => s.primary === 'a').every((s) => s.state === 'PENDING' && s.next === 'b')).toBe(true);
+    expect(handing.shards.filter((s) => s.primary === 'a').every((s) => s.state === 'PENDING' && s.next === 'b')).toBe(
+      true,
+    );
     a.actor.send({ type: 'WRITE_DONE', view: handing, revision: 3, now: 11 });
     // a lets go of every shard it was handing off; the next plan completes the hand-offs and lets a go.
     a.actor.send({ type: 'APPLIED', viewId: handing.viewId, serving: [], now: 12 });

@@ -5,7 +5,15 @@ import { MembershipConfigError, membershipConfig } from '../../machines/membersh
 describe('membershipConfig', () => {
   it('fills in the defaults', () => {
     expect(membershipConfig({ shardCount: 16 })).toEqual({ ...MEMBERSHIP_DEFAULTS, shardCount: 16 });
-    expect(membershipConfig({ shardCount: 4, heartbeatInterval: 250, sessionTimeout: 500, replicas: 0, maxConcurrentMoves: 1 })).toEqual({
+    expect(
+      membershipConfig({
+        shardCount: 4,
+        heartbeatInterval: 250,
+        sessionTimeout: 500,
+        replicas: 0,
+        maxConcurrentMoves: 1,
+      }),
+    ).toEqual({
       heartbeatInterval: 250,
       sessionTimeout: 500,
       replicas: 0,
@@ -16,7 +24,11 @@ describe('membershipConfig', () => {
 
   it.each([
     [{ sessionTimeout: 499 }, 'sessionTimeout', /sessionTimeout must be at least 500 ms \(got 499\)/],
-    [{ sessionTimeout: 800 }, 'heartbeatInterval', /heartbeatInterval must be > 0 and at most half of sessionTimeout \(got 500 and 800\)/],
+    [
+      { sessionTimeout: 800 },
+      'heartbeatInterval',
+      /heartbeatInterval must be > 0 and at most half of sessionTimeout \(got 500 and 800\)/,
+    ],
     [{ heartbeatInterval: 0 }, 'heartbeatInterval', /heartbeatInterval must be > 0/],
     [{ replicas: -1 }, 'replicas', /replicas must be a whole number >= 0 \(got -1\)/],
     [{ replicas: 1.5 }, 'replicas', /replicas must be a whole number >= 0/],

@@ -18,17 +18,15 @@ function membersOf(specs: readonly { zone: number; promotable: boolean }[], pref
 
 /** 1–3 zones; about one member in four non-promotable. */
 const memberSpecs = (minLength: number, maxLength: number) =>
-  fc
-    .integer({ min: 1, max: 3 })
-    .chain((zones) =>
-      fc.array(
-        fc.record({
-          zone: fc.integer({ min: 0, max: zones - 1 }),
-          promotable: fc.oneof({ weight: 3, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }),
-        }),
-        { minLength, maxLength },
-      ),
-    );
+  fc.integer({ min: 1, max: 3 }).chain((zones) =>
+    fc.array(
+      fc.record({
+        zone: fc.integer({ min: 0, max: zones - 1 }),
+        promotable: fc.oneof({ weight: 3, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }),
+      }),
+      { minLength, maxLength },
+    ),
+  );
 
 const shardCountArb = fc.constantFrom(1, 7, 64, 256);
 const replicasArb = fc.integer({ min: 0, max: 3 });
@@ -40,7 +38,11 @@ function completeAll(map: readonly ShardAssignment[]): ShardAssignment[] {
 }
 
 /** A hand-written shard; ACTIVE unless primary is null. */
-const shard = (primary: string | null, replicas: string[] = [], extra: Partial<ShardAssignment> = {}): ShardAssignment => ({
+const shard = (
+  primary: string | null,
+  replicas: string[] = [],
+  extra: Partial<ShardAssignment> = {},
+): ShardAssignment => ({
   primary,
   replicas,
   state: primary === null ? 'DEAD' : 'ACTIVE',
@@ -74,7 +76,8 @@ function shapeProblems(map: readonly ShardAssignment[], members: readonly Member
   const problems: string[] = map.length === shardCount ? [] : [`length ${map.length}`];
   map.forEach((s, i) => {
     const say = (what: string) => problems.push(`shard ${i}: ${what} (${JSON.stringify(s)})`);
-    if (Object.values(s).some((v) => v === undefined) || Object.keys(s).length !== 5) say('not exactly five defined fields');
+    if (Object.values(s).some((v) => v === undefined) || Object.keys(s).length !== 5)
+      say('not exactly five defined fields');
     if ((s.state === 'DEAD') !== (s.primary === null)) say('DEAD iff primary null');
     if (s.primary !== null && !ids.has(s.primary)) say('primary not a member');
     if (s.state === 'PENDING') {
@@ -131,7 +134,8 @@ function zoneProblems(map: readonly ShardAssignment[], members: readonly Member[
       for (const y of members) {
         if (y.id === s.primary || s.replicas.includes(y.id) || others.includes(y.zone)) continue;
         const moved = new Map(sec).set(x, sec.get(x)! - 1).set(y.id, sec.get(y.id)! + 1);
-        if (evenSecondaries(moved, room)) problems.push(`shard ${i}: secondary ${x} could move to ${y.id} in a fresh zone`);
+        if (evenSecondaries(moved, room))
+          problems.push(`shard ${i}: secondary ${x} could move to ${y.id} in a fresh zone`);
       }
     }
   });
@@ -147,8 +151,10 @@ function balanceProblems(map: readonly ShardAssignment[], members: readonly Memb
   map.forEach((s, i) => {
     const want = promotable.length > 0 ? 'ACTIVE' : 'DEAD';
     if (s.state !== want) problems.push(`shard ${i} is ${s.state}, not ${want}`);
-    if (s.primary !== null && !promotable.some((m) => m.id === s.primary)) problems.push(`shard ${i}: primary not promotable`);
-    if (s.replicas.length !== wanted(s)) problems.push(`shard ${i}: ${s.replicas.length} secondaries, not ${wanted(s)}`);
+    if (s.primary !== null && !promotable.some((m) => m.id === s.primary))
+      problems.push(`shard ${i}: primary not promotable`);
+    if (s.replicas.length !== wanted(s))
+      problems.push(`shard ${i}: ${s.replicas.length} secondaries, not ${wanted(s)}`);
   });
   for (const m of promotable) {
     const n = counts.get(m.id)?.primaries ?? 0;
@@ -182,7 +188,11 @@ describe('placeShards from nothing', () => {
         const map = place({ shardCount, members, replicas });
         expect(balanceProblems(map, members, replicas)).toEqual([]);
         const dead = { state: 'DEAD', primary: null, next: null, epoch: 0 };
-        expect(map.filter((s) => s.replicas.length !== Math.min(replicas, n) || !expect.objectContaining(dead).asymmetricMatch(s))).toEqual([]);
+        expect(
+          map.filter(
+            (s) => s.replicas.length !== Math.min(replicas, n) || !expect.objectContaining(dead).asymmetricMatch(s),
+          ),
+        ).toEqual([]);
       }),
     );
   });
@@ -257,28 +267,34 @@ describe('placeShards on a balanced map', () => {
 describe('placeShards after a member joins', () => {
   it('moves only the newcomer’s fair share of primaries, all to the newcomer', () => {
     fc.assert(
-      fc.property(memberSpecs(1, 10), shardCountArb, replicasArb, fc.boolean(), (specs, shardCount, replicas, promotable) => {
-        const before = membersOf([{ zone: 0, promotable: true }, ...specs]);
-        const newcomer = member('new', 'z0', promotable, 100);
-        const after = [...before, newcomer];
-        const balanced = place({ shardCount, members: before, replicas });
-        const handingOff = place({ shardCount, members: after, replicas, previous: balanced });
-        expect(shapeProblems(handingOff, after, shardCount)).toEqual([]);
-        const done = completeAll(handingOff);
-        const moved = done.filter((s, i) => s.primary !== balanced[i]!.primary);
-        // A newcomer must take at least floor(S/(p+1)) primaries for the map to be balanced; from a balanced map
-        // exactly that many move (the ceilings stay where they are), so the 10% allowance needs no +1 for rounding.
-        const p = before.filter((m) => m.promotable).length;
-        const fairShare = promotable ? Math.floor(shardCount / (p + 1)) : 0;
-        expect(moved.length).toBeLessThanOrEqual(1.1 * fairShare);
-        expect(moved.every((s) => s.primary === 'new')).toBe(true);
-        done.forEach((s, i) => expect(s.epoch - balanced[i]!.epoch).toBe(s.primary === balanced[i]!.primary ? 0 : 1));
-        // With the hand-offs done the primaries are balanced as they are: placing again moves none and only
-        // refills the secondaries the hand-offs dropped.
-        const settled = place({ shardCount, members: after, replicas, previous: done });
-        expect(balanceProblems(settled, after, replicas)).toEqual([]);
-        expect(settled.map((s) => s.primary)).toEqual(done.map((s) => s.primary));
-      }),
+      fc.property(
+        memberSpecs(1, 10),
+        shardCountArb,
+        replicasArb,
+        fc.boolean(),
+        (specs, shardCount, replicas, promotable) => {
+          const before = membersOf([{ zone: 0, promotable: true }, ...specs]);
+          const newcomer = member('new', 'z0', promotable, 100);
+          const after = [...before, newcomer];
+          const balanced = place({ shardCount, members: before, replicas });
+          const handingOff = place({ shardCount, members: after, replicas, previous: balanced });
+          expect(shapeProblems(handingOff, after, shardCount)).toEqual([]);
+          const done = completeAll(handingOff);
+          const moved = done.filter((s, i) => s.primary !== balanced[i]!.primary);
+          // A newcomer must take at least floor(S/(p+1)) primaries for the map to be balanced; from a balanced map
+          // exactly that many move (the ceilings stay where they are), so the 10% allowance needs no +1 for rounding.
+          const p = before.filter((m) => m.promotable).length;
+          const fairShare = promotable ? Math.floor(shardCount / (p + 1)) : 0;
+          expect(moved.length).toBeLessThanOrEqual(1.1 * fairShare);
+          expect(moved.every((s) => s.primary === 'new')).toBe(true);
+          done.forEach((s, i) => expect(s.epoch - balanced[i]!.epoch).toBe(s.primary === balanced[i]!.primary ? 0 : 1));
+          // With the hand-offs done the primaries are balanced as they are: placing again moves none and only
+          // refills the secondaries the hand-offs dropped.
+          const settled = place({ shardCount, members: after, replicas, previous: done });
+          expect(balanceProblems(settled, after, replicas)).toEqual([]);
+          expect(settled.map((s) => s.primary)).toEqual(done.map((s) => s.primary));
+        },
+      ),
       { numRuns: 150 },
     );
   });
@@ -296,7 +312,12 @@ describe('placeShards with a hand-off limit', () => {
     limit: fc.integer({ min: 1, max: 8 }),
   });
 
-  function membershipChange(specs: { zone: number; promotable: boolean }[], joiners: typeof specs, leave?: number, demote?: number) {
+  function membershipChange(
+    specs: { zone: number; promotable: boolean }[],
+    joiners: typeof specs,
+    leave?: number,
+    demote?: number,
+  ) {
     const before = membersOf(specs);
     const after = [...before.filter((_, i) => i !== leave), ...membersOf(joiners, 'j', 100)];
     const demoted = after.map((m, i) => (i === demote ? { ...m, promotable: false } : m));
@@ -371,7 +392,11 @@ describe('member loss', () => {
           const was = before[i]!;
           expect(s.replicas).toEqual(was.replicas.filter((r) => r !== lost.id));
           const lostPrimary = was.primary === lost.id;
-          expect(s).toMatchObject(lostPrimary ? { state: 'DEAD', primary: null, epoch: was.epoch } : { primary: was.primary, state: was.state });
+          expect(s).toMatchObject(
+            lostPrimary
+              ? { state: 'DEAD', primary: null, epoch: was.epoch }
+              : { primary: was.primary, state: was.state },
+          );
         });
 
         const after = placeShards({ shardCount, members: survivors, replicas, previous: transitional, synchronized });
@@ -398,7 +423,13 @@ describe('member loss', () => {
   it('fails over without the transitional step too: a primary missing from members is replaced at once', () => {
     const members = [member('a', 'z1'), member('b', 'z2', true, 1), member('c', 'z3', true, 2)];
     const before = place({ shardCount: 6, members, replicas: 1 });
-    const after = placeShards({ shardCount: 6, members: members.slice(1), replicas: 1, previous: before, maxConcurrentMoves: 1 });
+    const after = placeShards({
+      shardCount: 6,
+      members: members.slice(1),
+      replicas: 1,
+      previous: before,
+      maxConcurrentMoves: 1,
+    });
     before.forEach((was, i) => {
       if (was.primary !== 'a') return;
       expect(after[i]).toMatchObject({ state: 'ACTIVE', primary: was.replicas[0], next: null, epoch: was.epoch + 1 });
@@ -409,7 +440,12 @@ describe('member loss', () => {
 // ---- rules, by example ------------------------------------------------------------------------------
 
 describe('failover choice', () => {
-  const members = [member('a', 'z1'), member('b', 'z2', true, 1), member('c', 'z3', true, 2), member('d', 'z4', false, 3)];
+  const members = [
+    member('a', 'z1'),
+    member('b', 'z2', true, 1),
+    member('c', 'z3', true, 2),
+    member('d', 'z4', false, 3),
+  ];
 
   it('prefers a synchronized secondary, then the one with fewest primaries, then join order', () => {
     const previous = [shard(null, ['c', 'b']), shard('b', ['a']), shard(null, ['c', 'b']), shard(null, ['d', 'c'])];
@@ -436,7 +472,11 @@ describe('hand-offs', () => {
     const previous = [shard('a', ['c']), shard('a', ['b']), shard('a', ['c'])];
     const map = placeShards({ shardCount: 3, members, replicas: 1, previous });
     // b joined before c, but shard 0's warm copy is on c.
-    expect(map.map((s) => [s.state, s.next])).toEqual([['PENDING', 'c'], ['PENDING', 'b'], ['ACTIVE', null]]);
+    expect(map.map((s) => [s.state, s.next])).toEqual([
+      ['PENDING', 'c'],
+      ['PENDING', 'b'],
+      ['ACTIVE', null],
+    ]);
     expect(map[0]).toEqual({ primary: 'a', replicas: ['c'], state: 'PENDING', next: 'c', epoch: 1 });
     expect(completeHandoff(map, 0)[0]).toEqual({ primary: 'c', replicas: [], state: 'ACTIVE', next: null, epoch: 2 });
   });
@@ -451,8 +491,14 @@ describe('hand-offs', () => {
 
   it('keeps a hand-off while both ends live; falls back to the old primary if next left; finishes it if the old primary left', () => {
     const members = [member('a', 'z1'), member('b', 'z2', true, 1), member('c', 'z3', true, 2)];
-    const pending = (from: string, to: string, replicas: string[]) => shard(from, replicas, { state: 'PENDING', next: to, epoch: 4 });
-    const previous = [pending('a', 'b', ['b', 'c']), pending('a', 'x', ['b']), pending('x', 'c', ['c', 'a']), shard('b', ['c'])];
+    const pending = (from: string, to: string, replicas: string[]) =>
+      shard(from, replicas, { state: 'PENDING', next: to, epoch: 4 });
+    const previous = [
+      pending('a', 'b', ['b', 'c']),
+      pending('a', 'x', ['b']),
+      pending('x', 'c', ['c', 'a']),
+      shard('b', ['c']),
+    ];
     const map = placeShards({ shardCount: 4, members, replicas: 1, previous });
     expect(map[0]).toEqual(pending('a', 'b', ['b']));
     expect(map[1]).toMatchObject({ primary: 'a', state: 'ACTIVE', next: null, epoch: 4 });
@@ -476,7 +522,10 @@ describe('hand-offs', () => {
     expect(first.filter((s) => s.state === 'ACTIVE').every((s) => s.primary === 'a')).toBe(true);
     // Nothing completed yet: the same three stay PENDING and no fourth starts.
     expect(placeShards({ ...input, previous: first })).toEqual(first);
-    const oneDone = completeHandoff(first, first.findIndex((s) => s.state === 'PENDING'));
+    const oneDone = completeHandoff(
+      first,
+      first.findIndex((s) => s.state === 'PENDING'),
+    );
     expect(pendingCount(placeShards({ ...input, previous: oneDone }))).toBe(3);
   });
 
@@ -521,10 +570,26 @@ describe('bad input', () => {
     ['fractional shards', { shardCount: 2.5, members, replicas: 0 }, /shardCount .* got 2.5/],
     ['negative replicas', { shardCount: 1, members, replicas: -1 }, /replicas must be a non-negative integer, got -1/],
     ['fractional replicas', { shardCount: 1, members, replicas: 0.5 }, /replicas .* got 0.5/],
-    ['duplicate ids', { shardCount: 1, members: [member('a'), member('a', 'b', true, 1)], replicas: 0 }, /duplicate member id "a"/],
-    ['previous too short', { shardCount: 2, members, replicas: 0, previous: [shard('a')] }, /previous has 1 shards but shardCount is 2/],
-    ['no moves allowed', { shardCount: 1, members, replicas: 0, maxConcurrentMoves: 0 }, /maxConcurrentMoves must be .* got 0/],
-    ['fractional moves', { shardCount: 1, members, replicas: 0, maxConcurrentMoves: 1.5 }, /maxConcurrentMoves .* got 1.5/],
+    [
+      'duplicate ids',
+      { shardCount: 1, members: [member('a'), member('a', 'b', true, 1)], replicas: 0 },
+      /duplicate member id "a"/,
+    ],
+    [
+      'previous too short',
+      { shardCount: 2, members, replicas: 0, previous: [shard('a')] },
+      /previous has 1 shards but shardCount is 2/,
+    ],
+    [
+      'no moves allowed',
+      { shardCount: 1, members, replicas: 0, maxConcurrentMoves: 0 },
+      /maxConcurrentMoves must be .* got 0/,
+    ],
+    [
+      'fractional moves',
+      { shardCount: 1, members, replicas: 0, maxConcurrentMoves: 1.5 },
+      /maxConcurrentMoves .* got 1.5/,
+    ],
   ];
   it.each(cases)('%s throws a PlacementError saying so', (_, input, message) => {
     let error: unknown;

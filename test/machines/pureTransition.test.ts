@@ -1,13 +1,24 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { initialTransition, transition, type AnyEventObject, type AnyMachineSnapshot, type AnyStateMachine } from 'xstate';
+import {
+  initialTransition,
+  transition,
+  type AnyEventObject,
+  type AnyMachineSnapshot,
+  type AnyStateMachine,
+} from 'xstate';
 import { STATEMENT_DUE, ledgerMachine } from '../../examples/ledger.js';
 import { whiteboardMachine } from '../../examples/whiteboard.js';
 import { pureTransition } from '../../machines/pureTransition.js';
 
 /** What a step produced, in a form two runs can be compared by. */
 function outcome(snapshot: AnyMachineSnapshot, actions: readonly { type: string; params?: unknown }[]): unknown {
-  return { value: snapshot.value, status: snapshot.status, context: snapshot.context, actions: actions.map((a) => [a.type, a.params]) };
+  return {
+    value: snapshot.value,
+    status: snapshot.status,
+    context: snapshot.context,
+    actions: actions.map((a) => [a.type, a.params]),
+  };
 }
 
 /** Steps both ways through the same events; every intermediate outcome must agree, including "nothing changed". */
@@ -24,7 +35,11 @@ function agreeOn(machine: AnyStateMachine, events: AnyEventObject[]): void {
   }
 }
 
-const meta = fc.record({ time: fc.integer({ min: 0, max: 2 ** 40 }), cmdId: fc.string({ minLength: 1 }), client: fc.string() });
+const meta = fc.record({
+  time: fc.integer({ min: 0, max: 2 ** 40 }),
+  cmdId: fc.string({ minLength: 1 }),
+  client: fc.string(),
+});
 const amount = fc.oneof(fc.integer({ min: -5, max: 10_000 }), fc.constant(Number.NaN), fc.double());
 
 const ledgerEvent: fc.Arbitrary<AnyEventObject> = fc.oneof(
@@ -39,7 +54,14 @@ const ledgerEvent: fc.Arbitrary<AnyEventObject> = fc.oneof(
 const shapeId = fc.constantFrom('a', 'b', 'toString', '__proto__');
 const whiteboardEvent: fc.Arbitrary<AnyEventObject> = fc.oneof(
   fc.record({ type: fc.constant('SET_TITLE'), title: fc.string(), meta }),
-  fc.record({ type: fc.constant('ADD_SHAPE'), id: shapeId, kind: fc.constantFrom('rect', 'circle', 'text', 'hexagon'), x: fc.double(), y: fc.integer(), meta }),
+  fc.record({
+    type: fc.constant('ADD_SHAPE'),
+    id: shapeId,
+    kind: fc.constantFrom('rect', 'circle', 'text', 'hexagon'),
+    x: fc.double(),
+    y: fc.integer(),
+    meta,
+  }),
   fc.record({ type: fc.constant('MOVE_SHAPE'), id: shapeId, x: fc.integer(), y: fc.double(), meta }),
   fc.record({ type: fc.constant('DELETE_SHAPE'), id: shapeId, meta }),
 );
@@ -50,7 +72,9 @@ describe('pureTransition', () => {
   });
 
   it('agrees with xstate transition() on random whiteboard histories', () => {
-    fc.assert(fc.property(fc.array(whiteboardEvent, { maxLength: 40 }), (events) => agreeOn(whiteboardMachine, events)));
+    fc.assert(
+      fc.property(fc.array(whiteboardEvent, { maxLength: 40 }), (events) => agreeOn(whiteboardMachine, events)),
+    );
   });
 
   it('keeps the actions of interleaved machines apart', () => {

@@ -43,10 +43,14 @@ describe('the view watch', () => {
     const first = await kv.put(VIEW_KEY, packed(view(1)));
     const seen: [number, number][] = [];
     const unreadable: number[] = [];
-    const watch = await watchView(kv, (v, revision) => seen.push([v.viewId, revision]), (err, revision) => {
-      expect(err).toBeInstanceOf(Error);
-      unreadable.push(revision);
-    });
+    const watch = await watchView(
+      kv,
+      (v, revision) => seen.push([v.viewId, revision]),
+      (err, revision) => {
+        expect(err).toBeInstanceOf(Error);
+        unreadable.push(revision);
+      },
+    );
     try {
       // The current view is handed over before the watch resolves.
       expect(seen).toEqual([[1, first]]);
@@ -56,7 +60,10 @@ describe('the view watch', () => {
       const good = await kv.put(VIEW_KEY, packed(view(2)));
       // Positive control: the good view after the bad ones arrives.
       await waitFor(() => seen.length === 2, { what: 'view 2' });
-      expect(seen).toEqual([[1, first], [2, good]]);
+      expect(seen).toEqual([
+        [1, first],
+        [2, good],
+      ]);
       expect(unreadable).toEqual([bad1, bad2]);
     } finally {
       watch.stop();

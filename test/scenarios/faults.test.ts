@@ -57,7 +57,12 @@ async function begin(nats: string[] | undefined, workers: number): Promise<Run> 
 
 /** Settled: every shard ACTIVE with its secondary, nothing handing off, no member leaving. */
 function settled(view: View): boolean {
-  return !view.transitional && view.shards.every((s) => s.state === 'ACTIVE' && s.replicas.length === Math.min(view.replicas, view.members.length - 1));
+  return (
+    !view.transitional &&
+    view.shards.every(
+      (s) => s.state === 'ACTIVE' && s.replicas.length === Math.min(view.replicas, view.members.length - 1),
+    )
+  );
 }
 
 /**
@@ -75,11 +80,17 @@ async function finish(run: Run): Promise<Verdict & { converged: string[] }> {
       const primary = await session.read();
       documents.set(`t${i}`, (primary.document as { tokens: string[] }).tokens);
       const secondary = await session.read({ readOnly: true, minSeq: primary.seq });
-      if (!secondary.stale || secondary.seq !== primary.seq || !Buffer.from(encode(secondary.document)).equals(Buffer.from(encode(primary.document)))) {
+      if (
+        !secondary.stale ||
+        secondary.seq !== primary.seq ||
+        !Buffer.from(encode(secondary.document)).equals(Buffer.from(encode(primary.document)))
+      ) {
         diverged.push(`t${i}: primary seq ${primary.seq}, secondary seq ${secondary.seq} (stale ${secondary.stale})`);
       }
     }
-    const journal = await readJournalFacts(run.bus, run.cluster.cluster, (e) => (typeof e['token'] === 'string' ? e['token'] : undefined));
+    const journal = await readJournalFacts(run.bus, run.cluster.cluster, (e) =>
+      typeof e['token'] === 'string' ? e['token'] : undefined,
+    );
     const verdict = checkHistory({ operations: run.history.operations, documents, journal });
     return { ...verdict, converged: diverged };
   } finally {
@@ -116,18 +127,27 @@ function processOf(run: Run, member: string): LocalWorker {
 const gone = (id: string) => (v: View) => settled(v) && !v.members.some((m) => m.id === id);
 
 function scenarios(transport: 'nats' | 'memory', urls: () => string[] | undefined): void {
-  it('kill -9 of the primary of a busy shard: its shards fail over, nothing acknowledged is lost or doubled', SCENARIO, async () => {
-    const run = await begin(urls(), 3);
-    const victim = busyPrimary(run);
-    const epoch = run.cluster.views.latest!.shards[shardOf('tally', 't0')]!.epoch;
-    processOf(run, victim).kill('SIGKILL');
-    const after = await run.cluster.views.until(gone(victim), 20_000, `${victim} gone`);
-    expect(after.shards[shardOf('tally', 't0')]!.epoch).toBeGreaterThan(epoch);
-    await run.load.progress(200);
-    const ack = run.history.operations.filter((op) => op.session === 't0' && !('error' in op.outcome)).at(-1)!.outcome;
-    expect(ack).toMatchObject({ by: after.shards[shardOf('tally', 't0')]!.primary, epoch: after.shards[shardOf('tally', 't0')]!.epoch });
-    expectClean(await finish(run), { failed: 0 });
-  });
+  it(
+    'kill -9 of the primary of a busy shard: its shards fail over, nothing acknowledged is lost or doubled',
+    SCENARIO,
+    async () => {
+      const run = await begin(urls(), 3);
+      const victim = busyPrimary(run);
+      const epoch = run.cluster.views.latest!.shards[shardOf('tally', 't0')]!.epoch;
+      processOf(run, victim).kill('SIGKILL');
+      const after = await run.cluster.views.until(gone(victim), 20_000, `${victim} gone`);
+      expect(after.shards[shardOf('tally', 't0')]!.epoch).toBeGreaterThan(epoch);
+      await run.load.progress(200);
+      const ack = run.history.operations
+        .filter((op) => op.session === 't0' && !('error' in op.outcome))
+        .at(-1)!.outcome;
+      expect(ack).toMatchObject({
+        by: after.shards[shardOf('tally', 't0')]!.primary,
+        epoch: after.shards[shardOf('tally', 't0')]!.epoch,
+      });
+      expectClean(await finish(run), { failed: 0 });
+    },
+  );
 
   it('a graceful stop hands off: no client sees an error', SCENARIO, async () => {
     const run = await begin(urls(), 3);
@@ -156,42 +176,66 @@ function scenarios(transport: 'nats' | 'memory', urls: () => string[] | undefine
 
 /** Freezing a worker needs a process of its own. */
 function pauseScenarios(urls: () => string[] | undefined): void {
-  it('SIGSTOP of a primary past the session timeout, then SIGCONT: every late write refused, it rejoins as a new member', SCENARIO, async () => {
-    const run = await begin(urls(), 3);
-    const victim = busyPrimary(run);
-    const worker = processOf(run, victim);
-    worker.pause();
-    await run.cluster.views.until(gone(victim), 20_000, `${victim} dropped`);
-    await run.load.progress(100);
-    worker.resume();
-    await run.cluster.views.until((v) => settled(v) && v.members.some((m) => m.id === `${victim}~2`), 30_000, `${victim} back as ${victim}~2`);
-    await run.load.progress(200);
-    expectClean(await finish(run));
-  });
-
-  it('a flapping worker: a short stall is no failure; long ones drop it, and it comes back each time', SCENARIO, async () => {
-    const run = await begin(urls(), 3);
-    // A member still in its first incarnation, so the ones it comes back as are ~2 and ~3.
-    const flapper = processOf(run, run.cluster.views.latest!.members.find((m) => m.id !== run.cluster.views.latest!.leader && !m.id.includes('~'))!.id);
-    const without: number[] = [];
-    const unwatch = run.cluster.views.subscribe((v) => {
-      if (!v.members.some((m) => m.id === flapper.id)) without.push(v.viewId);
-    });
-    flapper.pause();
-    await new Promise((r) => setTimeout(r, TIMING.sessionTimeout / 3)); // the fault's length, not a wait for anything
-    flapper.resume();
-    await run.load.progress(100);
-    unwatch();
-    expect(without).toEqual([]);
-    for (const incarnation of [2, 3]) {
-      flapper.pause();
-      await run.cluster.views.until(gone(incarnation === 2 ? flapper.id : `${flapper.id}~${incarnation - 1}`), 20_000, 'the flapper dropped');
-      flapper.resume();
-      await run.cluster.views.until((v) => settled(v) && v.members.some((m) => m.id === `${flapper.id}~${incarnation}`), 30_000, `back as ~${incarnation}`);
+  it(
+    'SIGSTOP of a primary past the session timeout, then SIGCONT: every late write refused, it rejoins as a new member',
+    SCENARIO,
+    async () => {
+      const run = await begin(urls(), 3);
+      const victim = busyPrimary(run);
+      const worker = processOf(run, victim);
+      worker.pause();
+      await run.cluster.views.until(gone(victim), 20_000, `${victim} dropped`);
       await run.load.progress(100);
-    }
-    expectClean(await finish(run));
-  });
+      worker.resume();
+      await run.cluster.views.until(
+        (v) => settled(v) && v.members.some((m) => m.id === `${victim}~2`),
+        30_000,
+        `${victim} back as ${victim}~2`,
+      );
+      await run.load.progress(200);
+      expectClean(await finish(run));
+    },
+  );
+
+  it(
+    'a flapping worker: a short stall is no failure; long ones drop it, and it comes back each time',
+    SCENARIO,
+    async () => {
+      const run = await begin(urls(), 3);
+      // A member still in its first incarnation, so the ones it comes back as are ~2 and ~3.
+      const flapper = processOf(
+        run,
+        run.cluster.views.latest!.members.find((m) => m.id !== run.cluster.views.latest!.leader && !m.id.includes('~'))!
+          .id,
+      );
+      const without: number[] = [];
+      const unwatch = run.cluster.views.subscribe((v) => {
+        if (!v.members.some((m) => m.id === flapper.id)) without.push(v.viewId);
+      });
+      flapper.pause();
+      await new Promise((r) => setTimeout(r, TIMING.sessionTimeout / 3)); // the fault's length, not a wait for anything
+      flapper.resume();
+      await run.load.progress(100);
+      unwatch();
+      expect(without).toEqual([]);
+      for (const incarnation of [2, 3]) {
+        flapper.pause();
+        await run.cluster.views.until(
+          gone(incarnation === 2 ? flapper.id : `${flapper.id}~${incarnation - 1}`),
+          20_000,
+          'the flapper dropped',
+        );
+        flapper.resume();
+        await run.cluster.views.until(
+          (v) => settled(v) && v.members.some((m) => m.id === `${flapper.id}~${incarnation}`),
+          30_000,
+          `back as ~${incarnation}`,
+        );
+        await run.load.progress(100);
+      }
+      expectClean(await finish(run));
+    },
+  );
 }
 
 describe('faults on worker processes (nats)', () => {

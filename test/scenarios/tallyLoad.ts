@@ -14,7 +14,11 @@ export interface TallyLoad {
  * `lanes` loops, each with one command in flight, adding fresh tokens to
  * `sessions` tally sessions in turn; every outcome goes into `history`.
  */
-export function startTallyLoad(client: Client, history: History, options: { sessions: number; lanes: number }): TallyLoad {
+export function startTallyLoad(
+  client: Client,
+  history: History,
+  options: { sessions: number; lanes: number },
+): TallyLoad {
   let stopping = false;
   let acknowledged = 0;
   const waiters = new Set<{ at: number; resolve: () => void }>();
@@ -22,7 +26,9 @@ export function startTallyLoad(client: Client, history: History, options: { sess
     for (let i = 0; !stopping; i++) {
       const session = `t${(n * 7 + i) % options.sessions}`;
       const token = `L${n}-${i}`;
-      const op = await history.track(session, token, () => client.session('tally', session).send({ type: 'ADD', token }));
+      const op = await history.track(session, token, () =>
+        client.session('tally', session).send({ type: 'ADD', token }),
+      );
       if ('error' in op.outcome) continue;
       acknowledged++;
       for (const w of [...waiters]) {
@@ -49,7 +55,11 @@ export function startTallyLoad(client: Client, history: History, options: { sess
         const timer = setTimeout(() => {
           waiters.delete(w);
           const errors = history.operations.filter((op) => 'error' in op.outcome).slice(-5);
-          reject(new Error(`only ${acknowledged - w.at + more} of ${more} more commands acknowledged in ${timeoutMs} ms; last errors: ${JSON.stringify(errors)}`));
+          reject(
+            new Error(
+              `only ${acknowledged - w.at + more} of ${more} more commands acknowledged in ${timeoutMs} ms; last errors: ${JSON.stringify(errors)}`,
+            ),
+          );
         }, timeoutMs);
         waiters.add(w);
       }),
