@@ -122,7 +122,7 @@ export {
 } from './bus/memory/mod.js';
 
 // Time, randomness and ids: one environment, injectable so a run on virtual time replays.
-export { resolveEnvironment, seededEnvironment, systemEnvironment, type Environment } from './bus/environment.js';
+export { seededEnvironment, systemEnvironment, type Environment } from './bus/environment.js';
 export { SimulatedClock, systemClock, type Clock, type TimerHandle } from './bus/clock.js';
 
 // Logging.

@@ -60,6 +60,8 @@ export {
   type ViewWaiter,
 } from './protocol/viewWatch.js';
 
+export { resolveEnvironment } from './bus/environment.js';
+
 // Codec, claim-check and subjects.
 export { CODEC, DEFAULT_MAX_DEPTH, decode, encode, type DecodeOptions, type EncodeOptions } from './bus/codec.js';
 export {
