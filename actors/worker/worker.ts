@@ -375,6 +375,9 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
     bus.kv({ bucket: bucketName(cluster, 'snapshots'), replicas }),
     bus.blobs({ bucket: bucketName(cluster, 'blobs'), replicas }),
     bus.kv({ bucket: bucketName(cluster, 'timers'), replicas }),
+    // Clients' counters live here: made by the worker, with the cluster's storage replicas, so
+    // clients racing to create it on first use do not meet a stream that is not yet serving gets.
+    bus.kv({ bucket: bucketName(cluster, 'counters'), replicas }),
   ]);
   const host = new WorkerHost({
     id,
