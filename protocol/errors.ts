@@ -12,8 +12,14 @@ export class EventRejectedError extends CohortError {
   constructor(
     readonly eventType: string,
     readonly state: unknown,
+    /** Why, when the machine took the event but the document it made cannot be kept (a forbidden key, a value the codec refuses). */
+    readonly reason?: string,
   ) {
-    super(`event ${eventType} is not accepted in state ${JSON.stringify(state)}`);
+    super(
+      reason === undefined
+        ? `event ${eventType} is not accepted in state ${JSON.stringify(state)}`
+        : `event ${eventType} in state ${JSON.stringify(state)} is refused: ${reason}`,
+    );
   }
 }
 
@@ -168,7 +174,12 @@ const d = (body: ErrorBody, key: string): unknown => body.details?.[key];
 
 /** Error classes a worker may answer with, rebuilt on the client from their wire form. */
 const REBUILD: Record<string, Rebuild> = {
-  EventRejectedError: (b) => new EventRejectedError(String(d(b, 'eventType')), d(b, 'state')),
+  EventRejectedError: (b) =>
+    new EventRejectedError(
+      String(d(b, 'eventType')),
+      d(b, 'state'),
+      d(b, 'reason') === undefined ? undefined : String(d(b, 'reason')),
+    ),
   ConflictError: (b) => new ConflictError(Number(d(b, 'expected')), Number(d(b, 'actual'))),
   UnknownApplicationError: (b) => new UnknownApplicationError(String(d(b, 'app'))),
   SessionMovedError: (b) => new SessionMovedError(String(d(b, 'app')), String(d(b, 'id'))),

@@ -4,6 +4,7 @@
  * wrong rather than throwing, so a worker answers it and keeps serving.
  */
 import { InvalidRequestError } from './errors.js';
+import { shardOf } from './shard.js';
 import type { CommandRequest, ReadRequest, Request, TxRequest, UserEvent, VerifyRequest } from './messages.js';
 
 const MAX_ID = 256;
@@ -153,4 +154,22 @@ export function verifyRequest(client: string, since: number, max: number): Verif
 
 export function txRequest(txId: string, client: string, step: TxStep): TxRequest {
   return { kind: 'tx', txId, client, ...step } as TxRequest;
+}
+
+/**
+ * A session request must come on its own shard's subject: one sent to
+ * another shard (a client configured with another shard count) would be
+ * journaled where a restart never looks for it.
+ */
+export function checkShard(
+  app: string,
+  id: string,
+  shard: number,
+  shardCount: number,
+): InvalidRequestError | undefined {
+  const expected = shardOf(app, id, shardCount);
+  if (shard === expected) return undefined;
+  return new InvalidRequestError(
+    `session ${app}/${id} lives on shard ${expected} of ${shardCount}, not on shard ${shard}`,
+  );
 }

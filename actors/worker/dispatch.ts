@@ -7,7 +7,7 @@ import { metaSubject, parseSubject } from '../../bus/subjects.js';
 import type { BlobStore, Bus, Delivery, Subscription } from '../../bus/types.js';
 import { InvalidRequestError, refuse, UnknownApplicationError } from '../../protocol/errors.js';
 import type { CommandReply, ReadReply, TxReply, VerifyReply } from '../../protocol/messages.js';
-import { parseRequest } from '../../protocol/requests.js';
+import { checkShard, parseRequest } from '../../protocol/requests.js';
 import type { Application } from './application.js';
 import type { Catalog } from './catalog.js';
 import type { ClientRecords } from './clientRecords.js';
@@ -24,6 +24,8 @@ export interface DispatchOptions {
   readonly blobs: BlobStore;
   readonly environment: Environment;
   readonly log: Logger;
+  /** The cluster's shard count: a request on another shard's subject than its session's is refused. */
+  readonly shardCount: number;
 }
 
 type Reply = CommandReply | ReadReply | TxReply | VerifyReply;
@@ -46,8 +48,10 @@ export class Dispatch {
   readonly #newId: () => string;
   readonly #clock: Clock;
   readonly #log: Logger;
+  readonly #shardCount: number;
 
-  constructor({ apps, catalog, transactions, clients, bus, blobs, environment, log }: DispatchOptions) {
+  constructor({ apps, catalog, transactions, clients, bus, blobs, environment, log, shardCount }: DispatchOptions) {
+    this.#shardCount = shardCount;
     this.#apps = apps;
     this.#catalog = catalog;
     this.#transactions = transactions;
@@ -93,6 +97,8 @@ export class Dispatch {
       return refuse(new InvalidRequestError('not a session subject'));
     const app = this.#apps.get(target.app);
     if (app === undefined) return refuse(new UnknownApplicationError(target.app));
+    const misplaced = checkShard(app.name, target.id, target.shard, this.#shardCount);
+    if (misplaced !== undefined) return refuse(misplaced);
     let body: unknown;
     try {
       body = decode(m.data, { where: `${kind} ${m.subject}` });

@@ -17,6 +17,7 @@ import { documentOf, replaySession, type SessionState } from '../../machines/ses
 import type { View } from '../../machines/view.js';
 import type { Application } from './application.js';
 import { ConflictError, refuse, UnknownApplicationError } from '../../protocol/errors.js';
+import { checkShard } from '../../protocol/requests.js';
 import { sessionKey } from '../../protocol/names.js';
 import { loadSession, type ReplayDeps } from './replay.js';
 import type { SessionStore } from './sessionStore.js';
@@ -35,6 +36,8 @@ export interface ReplicationOptions {
   readonly log: Logger;
   readonly apps: ReadonlyMap<string, Application>;
   readonly sessionTimeout: number;
+  /** The cluster's shard count: a read on another shard's subject than its session's is refused. */
+  readonly shardCount: number;
 }
 
 /** A secondary's copy of one session: the same pure state the primary has, as of `journalSeq`. */
@@ -83,6 +86,7 @@ export class Replication {
   readonly #clock: Clock;
   readonly #log: Logger;
   readonly #apps: ReadonlyMap<string, Application>;
+  readonly #shardCount: number;
   readonly #sessionTimeout: number;
   readonly #actors = new Map<number, Actor<typeof replicaMachine>>();
   readonly #secondaries = new Map<number, Secondary>();
@@ -92,7 +96,8 @@ export class Replication {
   readonly #reports = new Map<number, Subscription>();
   #stopped = false;
 
-  constructor({ bus, journal, store, cluster, clock, log, apps, sessionTimeout }: ReplicationOptions) {
+  constructor({ bus, journal, store, cluster, clock, log, apps, sessionTimeout, shardCount }: ReplicationOptions) {
+    this.#shardCount = shardCount;
     this.#bus = bus;
     this.#cluster = cluster;
     this.#journal = journal;
@@ -331,6 +336,8 @@ export class Replication {
     if (target.kind !== 'ro') throw new TypeError('not a read-only subject');
     const app = this.#apps.get(target.app);
     if (app === undefined) throw new UnknownApplicationError(target.app);
+    const misplaced = checkShard(app.name, target.id, target.shard, this.#shardCount);
+    if (misplaced !== undefined) throw misplaced;
     const body = decode(m.data, { where: `read-only ${m.subject}` }) as { minSeq?: unknown };
     const minSeq = typeof body?.minSeq === 'number' ? body.minSeq : undefined;
     const s = this.#secondaries.get(shard);

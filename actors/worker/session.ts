@@ -27,7 +27,7 @@ import type { Application } from './application.js';
 import type { Primacy } from './lease.js';
 import { verifySession, type LoadedSession } from './replay.js';
 import type { SessionDeps, SessionLock } from './sessionDeps.js';
-import { appendRecord, publishPatch, seqOfJournaled } from './sessionWrites.js';
+import { appendRecord, preparePatch, publishPatch, seqOfJournaled, type PreparedPatch } from './sessionWrites.js';
 
 export interface HostedSessionOptions {
   readonly deps: SessionDeps;
@@ -192,6 +192,11 @@ export class HostedSession {
   ): Promise<CommandReply> {
     const record: JournalRecord = { v: 1, events };
     const { app, shard } = this;
+    // Encoded before anything is journaled: a document that cannot be kept must not reach the journal.
+    const patch = preparePatch(this.#state, next, setter);
+    if (typeof patch === 'string') {
+      return refuse(new EventRejectedError(events[events.length - 1]!.event.type, this.#state.snapshot.value, patch));
+    }
     const { primacy, replicas: replication, sessionTimeout } = this.#deps;
     const plan = planCommit({
       level: app.commit,
@@ -227,7 +232,7 @@ export class HostedSession {
     // The wake-up index is written before the reply, so a worker killed right after still wakes the session.
     const ids: [string, number][] = events.map((e) => [e.event.meta.cmdId, e.seq]);
     if (ids.every(([cmdId]) => cmdId !== msgId)) ids.push([msgId, next.seq]);
-    await this.#apply(next, ids, setter);
+    await this.#apply(next, ids, patch);
     return { ok: true, seq: next.seq, ...this.#signature(epoch) };
   }
 
@@ -312,11 +317,11 @@ export class HostedSession {
   }
 
   /** The commit is durable (or, at commit level memory, accepted): now it becomes current and visible. */
-  #apply(next: SessionState, ids: readonly [string, number][], setter: string): Promise<void> {
+  #apply(next: SessionState, ids: readonly [string, number][], patch: PreparedPatch): Promise<void> {
     const prev = this.#state;
     this.#state = next;
     for (const [cmdId, seq] of ids) this.#remember(cmdId, seq);
-    this.#publishPatch(prev, next, setter);
+    this.#publishPatch(patch);
     const indexed = prev.timers !== next.timers ? this.#armTimers() : Promise.resolve();
     if (next.seq - this.#snapshotSeq >= this.app.snapshotEvery && this.app.commit !== 'memory') {
       void this.saveSnapshot({ compact: true }).catch((err: unknown) => this.log.warn({ err }, 'snapshot failed'));
@@ -329,12 +334,12 @@ export class HostedSession {
     if (this.#recent.size > RECENT_COMMANDS) this.#recent.delete(this.#recent.keys().next().value!);
   }
 
-  #publishPatch(prev: SessionState, next: SessionState, setter: string): void {
+  #publishPatch(patch: PreparedPatch): void {
     try {
-      publishPatch(this.#deps.bus, this.#deps.cluster, this.app.name, this.id, { prev, next, setter });
+      publishPatch(this.#deps.bus, this.#deps.cluster, this.app.name, this.id, patch);
     } catch (err) {
       // A patch too large for a message: subscribers see the gap and re-read.
-      this.log.warn({ err, seq: next.seq }, 'patch not published');
+      this.log.warn({ err, seq: patch.seq }, 'patch not published');
     }
   }
 

@@ -60,23 +60,69 @@ export async function seqOfJournaled(
   return undefined;
 }
 
-/** The change from `prev` to `next` as RFC 6902 operations, to the session's subscribers; throws when it is too large to publish. */
-export function publishPatch(
-  bus: Bus,
-  cluster: string,
-  app: string,
-  id: string,
-  change: { prev: SessionState; next: SessionState; setter: string },
-): void {
-  const { prev, next, setter } = change;
-  const ops = jsonPatch.compare(documentOf(prev) as object, documentOf(next) as object) as PatchOperation[];
-  const patch: PatchMessage = { seq: next.seq, prev: prev.seq, ops, setter };
-  bus.publish(eventSubject(cluster, app, id), encode(patch), {
+/** Keys a document may not hold: the prototype-pollution vectors of any reader that merges documents naively. */
+const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
+/** A patch ready to publish once its commit is durable. */
+export interface PreparedPatch {
+  readonly seq: number;
+  readonly setter: string;
+  readonly data: Uint8Array;
+}
+
+/**
+ * The change from `prev` to `next` as RFC 6902 operations, encoded before
+ * anything is journaled: a reason (string) when the new document holds a
+ * forbidden key or a value the codec cannot carry, because such a document
+ * would break every later read and snapshot of the session.
+ */
+export function preparePatch(prev: SessionState, next: SessionState, setter: string): PreparedPatch | string {
+  const doc = documentOf(next) as object;
+  const ops = jsonPatch.compare(documentOf(prev) as object, doc) as PatchOperation[];
+  try {
+    for (const op of ops) {
+      const key = op.path.split('/').find((segment) => FORBIDDEN_KEYS.has(segment));
+      if (key !== undefined) return `the document would hold the key ${JSON.stringify(key)}`;
+      if (op.op !== 'add' && op.op !== 'replace') continue;
+      // The value itself, not the diff's JSON copy of it: JSON turns a Map into {} and drops undefined.
+      const value: unknown = op.path === '' ? doc : jsonPatch.getValueByPointer(doc, op.path);
+      const nested = forbiddenKeyIn(value);
+      if (nested !== undefined) return `the document would hold the key ${JSON.stringify(nested)}`;
+      encode(value, { where: `the document at ${op.path === '' ? '/' : op.path}` });
+    }
+    const patch: PatchMessage = { seq: next.seq, prev: prev.seq, ops, setter };
+    return { seq: next.seq, setter, data: encode(patch, { where: 'patch' }) };
+  } catch (err) {
+    return err instanceof Error ? err.message : String(err);
+  }
+}
+
+/** The first forbidden key anywhere in `value`; iterative, so a deep document cannot overflow the stack. */
+function forbiddenKeyIn(value: unknown): string | undefined {
+  const stack: unknown[] = [value];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (typeof v !== 'object' || v === null || v instanceof Uint8Array || v instanceof Date) continue;
+    if (Array.isArray(v)) {
+      for (const item of v) stack.push(item);
+      continue;
+    }
+    for (const key of Object.keys(v)) {
+      if (FORBIDDEN_KEYS.has(key)) return key;
+      stack.push((v as Record<string, unknown>)[key]);
+    }
+  }
+  return undefined;
+}
+
+/** A prepared patch to the session's subscribers; throws when it is too large to publish. */
+export function publishPatch(bus: Bus, cluster: string, app: string, id: string, patch: PreparedPatch): void {
+  bus.publish(eventSubject(cluster, app, id), patch.data, {
     headers: {
       [HEADER.type]: 'patch',
       [HEADER.session]: `${app}/${id}`,
-      [HEADER.seq]: String(next.seq),
-      [HEADER.client]: setter,
+      [HEADER.seq]: String(patch.seq),
+      [HEADER.client]: patch.setter,
     },
   });
 }

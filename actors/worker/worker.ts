@@ -127,6 +127,8 @@ interface WorkerHostOptions {
   readonly log: Logger;
   readonly applications: readonly Application[];
   readonly clients: { troubledInterval: number; recoveryWait: number };
+  /** Sessions hash to one of this many shards; a request on another shard's subject is refused. */
+  readonly shardCount: number;
   /** Undefined: static sharding. */
   readonly membership: MembershipOptions | undefined;
 }
@@ -175,6 +177,7 @@ class WorkerHost {
     applications,
     clients,
     membership,
+    shardCount,
   }: WorkerHostOptions) {
     this.id = id;
     this.#cluster = cluster;
@@ -191,7 +194,17 @@ class WorkerHost {
     this.replicas =
       membership === undefined
         ? undefined
-        : new Replication({ bus, journal, store, cluster, clock: this.#clock, log, apps: this.#apps, sessionTimeout });
+        : new Replication({
+            bus,
+            journal,
+            store,
+            cluster,
+            clock: this.#clock,
+            log,
+            apps: this.#apps,
+            sessionTimeout,
+            shardCount,
+          });
     this.catalog = new Catalog({
       apps: this.#apps,
       sessions: {
@@ -226,6 +239,7 @@ class WorkerHost {
       blobs,
       environment,
       log,
+      shardCount,
     });
     this.shards = new Shards({ bus, cluster, log, dispatch: this.#dispatch, catalog, wakeups: catalog.wakeups });
   }
@@ -394,6 +408,7 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
     log,
     applications: options.applications,
     clients,
+    shardCount,
     membership:
       config === undefined
         ? undefined

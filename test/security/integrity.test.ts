@@ -1,0 +1,105 @@
+import { describe, expect, it } from 'vitest';
+import { assign, setup } from 'xstate';
+import { connect, defineApplication, EventRejectedError, shardOf, startWorker } from '../../index.js';
+import {
+  cmdSubject,
+  commandRequest,
+  decode,
+  encode,
+  journalSubject,
+  readRequest,
+  readSubject,
+} from '../../internal.js';
+import { busTargets } from '../busTargets.js';
+import { cleanupAfterEach } from '../cleanup.js';
+import { errorOf, rawCohort, SHARDS, type WireReply } from '../fixtures/rawCohort.js';
+
+const targets = busTargets();
+
+/** A bag of whatever keys clients name: the way a careless application lets a client choose a document's keys. */
+const bagMachine = setup({
+  types: {} as {
+    context: { bag: Record<string, unknown>; odd?: unknown };
+    events: { type: 'PUT'; key: string; value: unknown } | { type: 'ODD' };
+  },
+}).createMachine({
+  context: { bag: {} },
+  on: {
+    PUT: { actions: assign({ bag: ({ context, event }) => ({ ...context.bag, [event.key]: event.value }) }) },
+    // A value the codec cannot carry (a Map), made by the machine itself.
+    ODD: { actions: assign({ odd: () => new Map([['a', 1]]) }) },
+  },
+});
+
+/**
+ * What a worker refuses whoever sends it (issue 12, section 1), on both
+ * buses; each attack beside the same request made properly, which works.
+ */
+describe.each(targets)('integrity checks in code ($name)', (target) => {
+  const track = cleanupAfterEach();
+  const bus = async () => track(await target.bus());
+
+  async function cohort() {
+    const c = await rawCohort(bus);
+    track(c.worker);
+    return c;
+  }
+
+  it('a command or read on another shard than its session’s is refused, naming the shard, and nothing is journaled there', async () => {
+    const { cluster, raw, session } = await cohort();
+    const id = 'mis-sharded';
+    const right = shardOf('counter', id, SHARDS);
+    const wrong = (right + 1) % SHARDS;
+    const ask = async (subject: string, body: unknown) =>
+      decode((await raw.request(subject, encode(body), { timeout: 5_000 })).data) as WireReply;
+    const add = commandRequest({ type: 'ADD', by: 5 }, 'cmd-wrong-shard', 'raw#1');
+    const refused = errorOf(await ask(cmdSubject(cluster, wrong, 'counter', id), add));
+    expect(refused).toMatchObject({ name: 'InvalidRequestError', retryable: false });
+    expect(String(refused?.details?.['reason'])).toContain(
+      `lives on shard ${right} of ${SHARDS}, not on shard ${wrong}`,
+    );
+    const readRefused = errorOf(await ask(readSubject(cluster, wrong, 'counter', id), readRequest('raw#1')));
+    expect(readRefused).toMatchObject({ name: 'InvalidRequestError' });
+    // Nothing on the wrong shard's journal subject, nor on the right one's.
+    const journal = await raw.journal({ name: `COHORT_${cluster}_JOURNAL`, subjects: [`cohort.${cluster}.jrnl.>`] });
+    expect(await journal.lastSeq(journalSubject(cluster, wrong, 'counter', id))).toBe(0);
+    expect(await journal.lastSeq(journalSubject(cluster, right, 'counter', id))).toBe(0);
+    // Positive control: the same command on its own shard commits, once, and the retry is a duplicate.
+    expect(await ask(cmdSubject(cluster, right, 'counter', id), add)).toMatchObject({ ok: true, seq: 1 });
+    expect(await ask(cmdSubject(cluster, right, 'counter', id), add)).toMatchObject({
+      ok: true,
+      seq: 1,
+      duplicate: true,
+    });
+    expect(await session(id).read({ client: 'raw#1' })).toMatchObject({ ok: true, seq: 1, document: { n: 5 } });
+  });
+
+  it('a document that would hold __proto__, constructor or prototype, or a value the codec refuses, is an EventRejectedError and nothing is journaled', async () => {
+    const cluster = `p${Math.random().toString(36).slice(2, 10)}`;
+    const bag = defineApplication({ name: 'bag', machine: bagMachine });
+    const worker = track(
+      await startWorker({ bus: await bus(), cluster, applications: [bag], shards: [0, 1, 2, 3], shardCount: 4 }),
+    );
+    const client = track(await connect({ bus: await bus(), cluster, shardCount: 4 }));
+    const s = client.session('bag', 'b1');
+    expect((await s.send({ type: 'PUT', key: 'ok', value: 1 })).seq).toBe(1);
+    for (const key of ['__proto__', 'constructor', 'prototype']) {
+      const err = await s.send({ type: 'PUT', key, value: { polluted: true } }).catch((e: unknown) => e);
+      expect(err, key).toBeInstanceOf(EventRejectedError);
+      expect((err as EventRejectedError).reason, key).toContain(JSON.stringify(key));
+    }
+    // Nested inside a value, too.
+    const nested = await s
+      .send({ type: 'PUT', key: 'deep', value: { a: [{ constructor: 1 }] } })
+      .catch((e: unknown) => e);
+    expect(nested).toBeInstanceOf(EventRejectedError);
+    const odd = await s.send({ type: 'ODD' }).catch((e: unknown) => e);
+    expect(odd).toBeInstanceOf(EventRejectedError);
+    expect((odd as EventRejectedError).reason).toContain('Map');
+    // Nothing of it was journaled: the session is at seq 1, reads, snapshots, and takes the next good write.
+    expect(await s.read()).toMatchObject({ seq: 1, document: { bag: { ok: 1 } } });
+    expect(await worker.passivate()).toBe(1);
+    expect((await s.send({ type: 'PUT', key: 'fine', value: 2 })).seq).toBe(2);
+    expect(await s.read()).toMatchObject({ seq: 2, document: { bag: { ok: 1, fine: 2 } } });
+  });
+});
