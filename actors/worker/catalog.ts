@@ -20,6 +20,8 @@ export interface CatalogOptions {
   readonly timers: KvStore;
   /** A secondary's copies: collected when idle, as sessions are (membership only). */
   readonly secondaries?: { sweep(idleMs: number): void } | undefined;
+  /** The longest a transaction may hold a session's lock, whatever its client asks. */
+  readonly maxTransactionTimeout: number;
 }
 
 /** How a session leaves memory: whether a pending timer wakes it again, and whether an open transaction keeps it. */
@@ -55,7 +57,7 @@ export class Catalog {
   #sweep: TimerHandle | undefined;
   #stopped = false;
 
-  constructor({ apps, sessions, timers, secondaries }: CatalogOptions) {
+  constructor({ apps, sessions, timers, secondaries, maxTransactionTimeout }: CatalogOptions) {
     this.#apps = apps;
     this.#clock = sessions.clock;
     this.#log = sessions.log;
@@ -70,7 +72,11 @@ export class Catalog {
       wake: (app, id, shard) => this.session(app, id, shard),
     });
     this.#deps = { ...sessions, wakeups: this.wakeups, directory: this.#directory };
-    this.transactions = new Transactions({ rollbacks: this.rollbacks, clock: sessions.clock });
+    this.transactions = new Transactions({
+      rollbacks: this.rollbacks,
+      clock: sessions.clock,
+      maxTimeout: maxTransactionTimeout,
+    });
   }
 
   /** Sessions in memory now. */

@@ -4,7 +4,7 @@ import { ClientDisconnectedError, type RollbackReason } from '../../protocol/err
 import { labelOf } from '../../protocol/clientId.js';
 
 /** Defaults of DESIGN.md section 6. */
-export const CLIENT_DEFAULTS = { troubledInterval: 10_000, recoveryWait: 60_000 } as const;
+export const CLIENT_DEFAULTS = { troubledInterval: 10_000, recoveryWait: 60_000, maxTransactionTimeout: 60_000 } as const;
 
 export type ClientState = 'active' | 'non-responsive';
 
@@ -38,15 +38,19 @@ interface ClientRecord {
 }
 
 /** Positive numbers only; the option's name is in the error. */
-export function clientOptions(options: { troubledInterval?: number; recoveryWait?: number } = {}): {
+export function clientOptions(
+  options: { troubledInterval?: number; recoveryWait?: number; maxTransactionTimeout?: number } = {},
+): {
   troubledInterval: number;
   recoveryWait: number;
+  maxTransactionTimeout: number;
 } {
   const out = {
     troubledInterval: options.troubledInterval ?? CLIENT_DEFAULTS.troubledInterval,
     recoveryWait: options.recoveryWait ?? CLIENT_DEFAULTS.recoveryWait,
+    maxTransactionTimeout: options.maxTransactionTimeout ?? CLIENT_DEFAULTS.maxTransactionTimeout,
   };
-  for (const name of ['troubledInterval', 'recoveryWait'] as const) {
+  for (const name of ['troubledInterval', 'recoveryWait', 'maxTransactionTimeout'] as const) {
     const v = out[name];
     if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0)
       throw new RangeError(`clients.${name} must be a positive number of ms (got ${String(v)})`);

@@ -66,6 +66,8 @@ class OpenTransaction implements SessionLock {
 export interface TransactionsOptions {
   readonly rollbacks: RollbackLog;
   readonly clock: Clock;
+  /** The longest lease a `begin` gets: a client cannot hold a session's lock for as long as it likes. */
+  readonly maxTimeout: number;
 }
 
 /**
@@ -77,10 +79,12 @@ export interface TransactionsOptions {
 export class Transactions {
   readonly #rollbacks: RollbackLog;
   readonly #clock: Clock;
+  readonly #maxTimeout: number;
 
-  constructor({ rollbacks, clock }: TransactionsOptions) {
+  constructor({ rollbacks, clock, maxTimeout }: TransactionsOptions) {
     this.#rollbacks = rollbacks;
     this.#clock = clock;
+    this.#maxTimeout = maxTimeout;
   }
 
   /** One step. Never throws: every outcome is a reply. */
@@ -92,7 +96,7 @@ export class Transactions {
       return refuse(new InvalidRequestError(`transaction ${req.txId} belongs to another client`));
     switch (req.op) {
       case 'begin':
-        return this.#begin(session, req.txId, req.client, req.timeout, open);
+        return this.#begin(session, req.txId, req.client, Math.min(req.timeout, this.#maxTimeout), open);
       case 'send': {
         if (open === undefined) {
           const seq = session.recentSeq(stepId(req.txId, req.step));

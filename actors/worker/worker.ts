@@ -60,9 +60,11 @@ export interface WorkerOptions {
    * Server-side client records (DESIGN.md section 6): a client silent for
    * `troubledInterval` ms (default 10 000) is non-responsive; back within
    * `recoveryWait` ms more (default 60 000) it keeps its locks and open
-   * transactions, else they are rolled back.
+   * transactions, else they are rolled back. A transaction holds its
+   * session's lock for at most `maxTransactionTimeout` ms (default 60 000),
+   * whatever its client asks for.
    */
-  clients?: { troubledInterval?: number; recoveryWait?: number };
+  clients?: { troubledInterval?: number; recoveryWait?: number; maxTransactionTimeout?: number };
 }
 
 export type { ClientRecordInfo } from './clientRecords.js';
@@ -126,7 +128,7 @@ interface WorkerHostOptions {
   readonly environment: Environment;
   readonly log: Logger;
   readonly applications: readonly Application[];
-  readonly clients: { troubledInterval: number; recoveryWait: number };
+  readonly clients: { troubledInterval: number; recoveryWait: number; maxTransactionTimeout: number };
   /** Sessions hash to one of this many shards; a request on another shard's subject is refused. */
   readonly shardCount: number;
   /** Undefined: static sharding. */
@@ -221,6 +223,7 @@ class WorkerHost {
       },
       timers,
       secondaries: this.replicas,
+      maxTransactionTimeout: clients.maxTransactionTimeout,
     });
     const catalog = this.catalog;
     this.clients = new ClientRecords({

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { assign, setup } from 'xstate';
-import { connect, defineApplication, EventRejectedError, shardOf, startWorker } from '../../index.js';
+import { connect, defineApplication, EventRejectedError, shardOf, SimulatedClock, startWorker } from '../../index.js';
 import {
   cmdSubject,
   commandRequest,
@@ -101,5 +101,36 @@ describe.each(targets)('integrity checks in code ($name)', (target) => {
     expect(await worker.passivate()).toBe(1);
     expect((await s.send({ type: 'PUT', key: 'fine', value: 2 })).seq).toBe(2);
     expect(await s.read()).toMatchObject({ seq: 2, document: { bag: { ok: 1, fine: 2 } } });
+  });
+
+  it('a transaction holds its session for at most the worker’s maxTransactionTimeout, whatever its client asks', async () => {
+    const clock = new SimulatedClock(Date.now());
+    const { session } = await rawCohort(bus, { clock, clients: { maxTransactionTimeout: 2_000 } }).then((c) => {
+      track(c.worker);
+      return c;
+    });
+    const s = session('tx-capped');
+    const [A, B] = ['alice#00000001', 'bob#00000002'];
+    // Asks for ten minutes, the most the protocol allows; the worker grants two seconds.
+    expect(await s.tx(A, 'tx1', 'begin', { timeout: 600_000 })).toMatchObject({ ok: true });
+    clock.increment(1_999);
+    expect(errorOf(await s.send(B, 'b1', { type: 'ADD', by: 1 }))).toMatchObject({ name: 'SessionLockedError' });
+    clock.increment(1);
+    expect(await s.send(B, 'b1', { type: 'ADD', by: 1 })).toMatchObject({ ok: true, seq: 1 });
+    expect(errorOf(await s.tx(A, 'tx1', 'send', { step: 0, event: { type: 'ADD', by: 1 } }))).toMatchObject({
+      name: 'TransactionRolledBackError',
+      details: { reason: 'timeout' },
+    });
+    // Positive control: a transaction that asks for less than the cap keeps what it asked for, and commits.
+    expect(await s.tx(A, 'tx2', 'begin', { timeout: 1_000 })).toMatchObject({ ok: true });
+    expect(await s.tx(A, 'tx2', 'send', { step: 0, event: { type: 'ADD', by: 2 } })).toMatchObject({
+      ok: true,
+      seq: 2,
+    });
+    clock.increment(999);
+    expect(await s.tx(A, 'tx2', 'commit', { steps: 1 })).toMatchObject({ ok: true, seq: 2 });
+    await expect(rawCohort(bus, { clients: { maxTransactionTimeout: 0 } })).rejects.toThrow(
+      /clients.maxTransactionTimeout must be a positive number/,
+    );
   });
 });
