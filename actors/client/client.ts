@@ -417,8 +417,16 @@ export async function connect(options: ConnectOptions): Promise<Client> {
     throw new RangeError(`connect: invalidationQueueSize must be a whole number, got ${options.invalidationQueueSize}`);
   }
   const label = options.label ?? 'client';
-  if (typeof label !== 'string' || label.length === 0 || label.length > 200 || label.includes('#')) {
-    throw new RangeError(`connect: label must be 1-200 characters without '#', got ${JSON.stringify(label)}`);
+  if (
+    typeof label !== 'string' ||
+    label.length === 0 ||
+    label.length > 200 ||
+    label.includes('#') ||
+    /[\u0000-\u001f\u007f]/.test(label)
+  ) {
+    throw new RangeError(
+      `connect: label must be 1-200 characters without '#' or control characters, got ${JSON.stringify(label)}`,
+    );
   }
   const config = {
     waitTimeout: options.waitTimeout ?? CONNECTION_DEFAULTS.waitTimeout,

@@ -4,7 +4,11 @@ import { ClientDisconnectedError, type RollbackReason } from '../../protocol/err
 import { labelOf } from '../../protocol/clientId.js';
 
 /** Defaults of DESIGN.md section 6. */
-export const CLIENT_DEFAULTS = { troubledInterval: 10_000, recoveryWait: 60_000, maxTransactionTimeout: 60_000 } as const;
+export const CLIENT_DEFAULTS = {
+  troubledInterval: 10_000,
+  recoveryWait: 60_000,
+  maxTransactionTimeout: 60_000,
+} as const;
 
 export type ClientState = 'active' | 'non-responsive';
 

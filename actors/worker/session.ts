@@ -27,6 +27,7 @@ import type { Application } from './application.js';
 import type { Primacy } from './lease.js';
 import { verifySession, type LoadedSession } from './replay.js';
 import type { SessionDeps, SessionLock } from './sessionDeps.js';
+import { sessionHeader } from '../../protocol/headers.js';
 import { appendRecord, preparePatch, publishPatch, seqOfJournaled, type PreparedPatch } from './sessionWrites.js';
 
 export interface HostedSessionOptions {
@@ -276,7 +277,7 @@ export class HostedSession {
       const ack = await appendRecord(this.#deps.journal, this.subject, record, {
         msgId,
         expectedLastSubjectSeq: this.#journalSeq,
-        session: `${this.app.name}/${this.id}`,
+        session: sessionHeader(this.app.name, this.id),
         epoch,
         worker: this.#signer,
       });

@@ -9,7 +9,7 @@ import { eventSubject } from '../../bus/subjects.js';
 import type { AppendAck, Bus, Journal } from '../../bus/types.js';
 import type { SessionState } from '../../machines/session.js';
 import { documentOf } from '../../machines/session.js';
-import { HEADER } from '../../protocol/headers.js';
+import { HEADER, headerText, sessionHeader } from '../../protocol/headers.js';
 import type { JournalRecord, PatchMessage, PatchOperation } from '../../protocol/messages.js';
 
 export interface RecordStamp {
@@ -120,9 +120,9 @@ export function publishPatch(bus: Bus, cluster: string, app: string, id: string,
   bus.publish(eventSubject(cluster, app, id), patch.data, {
     headers: {
       [HEADER.type]: 'patch',
-      [HEADER.session]: `${app}/${id}`,
+      [HEADER.session]: sessionHeader(app, id),
       [HEADER.seq]: String(patch.seq),
-      [HEADER.client]: patch.setter,
+      [HEADER.client]: headerText(patch.setter),
     },
   });
 }

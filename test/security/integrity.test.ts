@@ -3,6 +3,8 @@ import { assign, setup } from 'xstate';
 import { connect, defineApplication, EventRejectedError, shardOf, SimulatedClock, startWorker } from '../../index.js';
 import {
   cmdSubject,
+  escapeToken,
+  HEADER,
   commandRequest,
   decode,
   encode,
@@ -132,5 +134,45 @@ describe.each(targets)('integrity checks in code ($name)', (target) => {
     await expect(rawCohort(bus, { clients: { maxTransactionTimeout: 0 } })).rejects.toThrow(
       /clients.maxTransactionTimeout must be a positive number/,
     );
+  });
+
+  it('a session id with CR or LF is written and read like any other; the headers carry it escaped', async () => {
+    const cluster = `h${Math.random().toString(36).slice(2, 10)}`;
+    const bag = defineApplication({ name: 'bag', machine: bagMachine });
+    track(await startWorker({ bus: await bus(), cluster, applications: [bag], shards: [0, 1, 2, 3], shardCount: 4 }));
+    const client = track(await connect({ bus: await bus(), cluster, shardCount: 4 }));
+    const id = 'line\r\nbreak: x';
+    const s = client.session('bag', id);
+    expect((await s.send({ type: 'PUT', key: 'k', value: 1 })).seq).toBe(1);
+    expect(await s.read()).toMatchObject({ seq: 1, document: { bag: { k: 1 } } });
+    const raw = await bus();
+    const journal = await raw.journal({ name: `COHORT_${cluster}_JOURNAL`, subjects: [`cohort.${cluster}.jrnl.>`] });
+    const entries = [];
+    for await (const e of journal.read(journalSubject(cluster, shardOf('bag', id, 4), 'bag', id))) entries.push(e);
+    expect(entries).toHaveLength(1);
+    expect(entries[0]!.headers[HEADER.session]).toBe(`bag/${escapeToken(id)}`);
+    // Positive control: a plain id is carried as it is.
+    await client.session('bag', 'plain').send({ type: 'PUT', key: 'k', value: 2 });
+    for await (const e of journal.read(journalSubject(cluster, shardOf('bag', 'plain', 4), 'bag', 'plain')))
+      expect(e.headers[HEADER.session]).toBe('bag/plain');
+  });
+
+  it('a command id or client id with control characters is refused before it reaches a header; the session keeps serving', async () => {
+    const { cluster, raw } = await cohort();
+    const id = 'ctl';
+    const subject = cmdSubject(cluster, shardOf('counter', id, SHARDS), 'counter', id);
+    const ask = async (body: unknown) =>
+      decode((await raw.request(subject, encode(body), { timeout: 5_000 })).data) as WireReply;
+    for (const [cmdId, client] of [
+      ['c\r\n1', 'raw#1'],
+      ['c2', 'raw\n#1'],
+      ['c3\u0000', 'raw#1'],
+    ]) {
+      const refused = errorOf(await ask(commandRequest({ type: 'ADD', by: 1 }, cmdId!, client!)));
+      expect(refused, JSON.stringify([cmdId, client])).toMatchObject({ name: 'InvalidRequestError' });
+      expect(String(refused?.details?.['reason'])).toContain('control characters');
+    }
+    expect(await ask(commandRequest({ type: 'ADD', by: 1 }, 'c4', 'raw#1'))).toMatchObject({ ok: true, seq: 1 });
+    await expect(connect({ bus: await bus(), cluster, label: 'web\r\n1' })).rejects.toThrow(/control characters/);
   });
 });
