@@ -32,6 +32,17 @@ export interface MembershipHostOptions {
   removed?(): void;
 }
 
+/** Heartbeats ignored are logged at most this often, with how many went unlogged: a flood must not flood the log. */
+const IGNORED_LOG_EVERY_MS = 10_000;
+
+function onOwnSubject(cluster: string, id: string, subject: string): boolean {
+  try {
+    return heartbeatSubject(cluster, id) === subject;
+  } catch {
+    return false; // an id no subject can carry
+  }
+}
+
 function isHeartbeat(x: unknown): x is Heartbeat {
   if (typeof x !== 'object' || x === null) return false;
   const h = x as Record<string, unknown>;
@@ -177,13 +188,13 @@ export class MembershipHost {
       try {
         hb = decode(m.data, { where: `heartbeat ${m.subject}` });
       } catch (err) {
-        log.warn({ err, subject: m.subject }, 'unreadable heartbeat ignored');
+        this.#ignored(m.subject, 'unreadable', err);
         return;
       }
-      if (!isHeartbeat(hb)) {
-        log.warn({ subject: m.subject }, 'malformed heartbeat ignored');
-        return;
-      }
+      if (!isHeartbeat(hb)) return this.#ignored(m.subject, 'malformed');
+      // A member speaks only on its own subject: a heartbeat naming another is forged or misrouted.
+      if (!onOwnSubject(cluster, hb.id, m.subject))
+        return this.#ignored(m.subject, `sent for ${JSON.stringify(hb.id)}`);
       this.#send({ type: 'HEARTBEAT', heartbeat: hb, now: now() });
     });
     this.#control = bus.subscribe(controlSubject(cluster, 'failover'), (m) => {
@@ -237,6 +248,19 @@ export class MembershipHost {
     await Promise.race([this.#joined, this.#left]);
     // The view that admitted this worker is applied before start() resolves: it serves its shards from then on.
     await this.#applying;
+  }
+
+  #ignoredSince = 0;
+  #ignoredLoggedAt: number | undefined;
+
+  /** A heartbeat not taken: counted, and logged at most once per IGNORED_LOG_EVERY_MS. */
+  #ignored(subject: string, why: string, err?: unknown): void {
+    this.#ignoredSince++;
+    const now = this.#environment.clock.now();
+    if (this.#ignoredLoggedAt !== undefined && now - this.#ignoredLoggedAt < IGNORED_LOG_EVERY_MS) return;
+    this.#log.warn({ err, subject, ignored: this.#ignoredSince }, `heartbeat ignored (${why})`);
+    this.#ignoredLoggedAt = now;
+    this.#ignoredSince = 0;
   }
 
   /** The view as the store has it now: what a write outside the lease is proved against. */

@@ -248,8 +248,13 @@ describe.each(['memory', 'nats'] as const)('membership (%s)', (kind) => {
       encode({ id: 'rogue', zone: 'z', promotable: true, status: 'boss', viewId: 1, serving: [], startedAt: 0 }),
     );
     await rogue.flush();
+    // A well-formed heartbeat for a member that does not exist, on another member's subject: forged, never admitted.
+    const ghost = (id: string) =>
+      encode({ id, zone: 'z', promotable: false, status: 'joining', viewId: 0, serving: [], startedAt: 1 });
+    const forging = setInterval(() => rogue.publish(heartbeatSubject(cluster, 'rogue'), ghost('ghost')), 20);
     const b = (await worker(cluster, { id: 'host.b' })).worker;
     await waitFor(balanced([a, b]), { what: 'balanced despite the garbage', timeoutMs: 10_000 });
+    clearInterval(forging);
     expect(a.view!.members.map((m) => m.id)).toEqual(['host.a', 'host.b']);
     // Forged echoes of a's own heartbeats, with beat numbers that are no number, never sent, or absurd: they prove nothing.
     for (const beat of ['x', '', '-1', '1e309', '99999999', '0x10']) {
@@ -266,6 +271,17 @@ describe.each(['memory', 'nats'] as const)('membership (%s)', (kind) => {
       epoch: a.view!.shards[shardOf('counter', id, SHARDS)]!.epoch,
     });
     expect(a.view!.members.map((m) => m.id)).toEqual(['host.a', 'host.b']);
+    // Positive control: the same heartbeat on its own subject is taken (so the subject check is what kept the ghost out).
+    const honest = setInterval(() => rogue.publish(heartbeatSubject(cluster, 'ghost2'), ghost('ghost2')), 20);
+    try {
+      await waitFor(() => a.view!.members.some((m) => m.id === 'ghost2'), {
+        what: 'ghost2 admitted',
+        timeoutMs: 10_000,
+      });
+    } finally {
+      clearInterval(honest);
+    }
+    expect(a.view!.members.some((m) => m.id === 'ghost')).toBe(false);
   });
 
   it('refuses a session timeout below 500 ms and a heartbeat slower than half of it', async () => {
