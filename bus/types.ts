@@ -18,9 +18,12 @@ export interface Message {
 
 export interface Delivery extends Message {
   /**
-   * Answers a request. Returns false when the message carried no reply subject, or when
-   * this connection has closed since: that answer is lost like any dropped reply, and the
-   * requester times out. Handlers often answer after awaiting, and may outlive the bus.
+   * Answers a request. Returns false when the message carried no reply subject, when
+   * this connection has closed since (that answer is lost like any dropped reply, and the
+   * requester times out; handlers often answer after awaiting, and may outlive the bus),
+   * or when the reply subject is not under the bus's inbox prefix: a forged reply subject
+   * (a journal's, a bucket's) must never receive an answer. Those are counted in
+   * `bus.refusedReplies`.
    */
   respond(data: Uint8Array, options?: { headers?: Headers }): boolean;
 }
@@ -236,8 +239,13 @@ export interface BlobStore {
 
 // ---------------------------------------------------------------- the bus
 
+/** Where requesters take their answers: `_INBOX` unless set, as nats.js's `inboxPrefix`. */
+export const DEFAULT_INBOX_PREFIX = '_INBOX';
+
 export interface Bus extends AsyncDisposable {
   readonly server: ServerInfo;
+  /** Answers refused since this bus was opened because their reply subject was not under its inbox prefix. */
+  readonly refusedReplies: number;
 
   /** Fire and forget. Throws PayloadTooLargeError / InvalidNameError synchronously. */
   publish(subject: string, data: Uint8Array, options?: PublishOptions): void;

@@ -47,11 +47,13 @@ export class MemoryBus implements Bus {
   /** While draining only publish still works (handlers may answer), as in nats.js. */
   #state: 'open' | 'draining' | 'closed' = 'open';
 
+  refusedReplies = 0;
+
   /** `clock` times this connection's requests; the server's clock stamps what it stores. */
-  constructor(host: MemoryServer, clock: Clock) {
+  constructor(host: MemoryServer, clock: Clock, inboxPrefix: string) {
     this.#host = host;
     this.#client = host.connect();
-    this.#requests = new RequestMux(host, this.#client, clock);
+    this.#requests = new RequestMux(host, this.#client, clock, inboxPrefix);
     this.server = Object.freeze({
       implementation: 'memory',
       version: MINIMUM_SERVER_VERSION,
@@ -64,6 +66,8 @@ export class MemoryBus implements Bus {
       client: this.#client,
       publish: (subject, data, options) => this.publish(subject, data, options),
       closed: () => this.#state === 'closed',
+      inbox: `${inboxPrefix}.`,
+      refusedReply: () => void this.refusedReplies++,
       reportHandlerError: report,
       forget: (subscription) => this.#subscriptions.delete(subscription),
     };

@@ -1,5 +1,6 @@
 import { resolveEnvironment, type Environment } from '../environment.js';
-import type { Bus } from '../types.js';
+import { DEFAULT_INBOX_PREFIX, type Bus } from '../types.js';
+import { validateSubject } from '../names.js';
 import { MemoryBus } from './bus.js';
 import { MemoryServer, type MemoryServerOptions } from './server.js';
 
@@ -12,13 +13,15 @@ export interface MemoryBusOptions {
   environment?: Partial<Environment>;
   /** Only for the private server: on a shared one it is that server's setting. */
   maxPayload?: number;
+  /** Where this connection takes answers, and the only place it sends answers to (default `_INBOX`). */
+  inboxPrefix?: string;
 }
 
 export function createMemoryServer(options: MemoryServerOptions = {}): MemoryServer {
   return new MemoryServer(options);
 }
 
-/** The in-process bus: the embedded default without a NATS server, and the simulator's substrate. */
+/** The in-process bus: the embedded default without a NATS server, and the substrate of simulations. */
 export function createMemoryBus(options: MemoryBusOptions = {}): Bus {
   const { server, maxPayload } = options;
   if (server !== undefined && maxPayload !== undefined && maxPayload !== server.maxPayload) {
@@ -30,8 +33,11 @@ export function createMemoryBus(options: MemoryBusOptions = {}): Bus {
       ...(options.environment && { environment: options.environment }),
       ...(maxPayload !== undefined && { maxPayload }),
     });
+  const inboxPrefix = options.inboxPrefix ?? DEFAULT_INBOX_PREFIX;
+  validateSubject(inboxPrefix, { wildcards: false, kind: 'inbox prefix' });
   return new MemoryBus(
     host,
     options.environment === undefined ? host.clock : resolveEnvironment(options.environment).clock,
+    inboxPrefix,
   );
 }

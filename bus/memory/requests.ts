@@ -26,11 +26,11 @@ export class RequestMux {
   #route: number | undefined;
   #next = 1;
 
-  constructor(server: MemoryServer, client: number, clock: Clock) {
+  constructor(server: MemoryServer, client: number, clock: Clock, inboxPrefix: string) {
     this.#server = server;
     this.#client = client;
     this.#clock = clock;
-    this.#prefix = `_INBOX.c${client}`;
+    this.#prefix = `${inboxPrefix}.c${client}`;
   }
 
   /** Arms a reply subject; the first answer wins, else the timeout on the clock. */

@@ -10,6 +10,10 @@ export interface SubscriptionOwner {
   publish(subject: string, data: Uint8Array, options: { headers?: Headers }): void;
   /** True once the owning connection has closed: answers can no longer go out. */
   closed(): boolean;
+  /** `<inboxPrefix>.`: answers go only under it. */
+  readonly inbox: string;
+  /** An answer whose reply subject was not under `inbox` was refused. */
+  refusedReply(): void;
   reportHandlerError(subject: string, error: unknown): void;
   forget(subscription: MemorySubscription): void;
 }
@@ -57,6 +61,10 @@ export class MemorySubscription implements Subscription {
       ...(reply === undefined ? {} : { reply }),
       respond: (data, options = {}) => {
         if (reply === undefined || this.#owner.closed()) return false;
+        if (!reply.startsWith(this.#owner.inbox)) {
+          this.#owner.refusedReply();
+          return false;
+        }
         this.#owner.publish(reply, data, options);
         return true;
       },

@@ -4,6 +4,7 @@ import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManage
 import { BusClosedError, JetStreamDisabledError, PayloadTooLargeError, UnsupportedFeatureError } from '../errors.js';
 import { compareVersions, MINIMUM_SERVER_VERSION, requireFeature, serverSupports } from '../features.js';
 import { validateHeaders, validateName, validateSubject } from '../names.js';
+import { DEFAULT_INBOX_PREFIX } from '../types.js';
 import type {
   BlobConfig,
   BlobStore,
@@ -49,6 +50,11 @@ export interface NatsBusOptions extends Pick<
   timeout?: number;
   /** Timeout of JetStream API calls and appends in ms (default 5 000). */
   apiTimeout?: number;
+  /**
+   * Where this bus takes answers to its requests, and the only place it sends
+   * answers to (default `_INBOX`, as nats.js). Every process of a cluster uses the same.
+   */
+  inboxPrefix?: string;
 }
 
 /** A message off the wire; headers are converted only when someone looks. */
@@ -56,7 +62,7 @@ class NatsDelivery implements Delivery {
   #headers: Headers | undefined;
   constructor(
     readonly msg: Msg,
-    readonly nc: NatsConnection,
+    readonly owner: NatsBus,
   ) {}
   get subject(): string {
     return this.msg.subject;
@@ -72,15 +78,23 @@ class NatsDelivery implements Delivery {
   }
   respond(data: Uint8Array, options?: { headers?: Headers }): boolean {
     if (!this.msg.reply) return false;
+    if (!this.msg.reply.startsWith(this.owner.inbox)) {
+      this.owner.refusedReplies++;
+      return false;
+    }
     validateHeaders(options?.headers);
     const headers = toMsgHdrs(options?.headers);
-    if (this.nc.isClosed() || this.nc.isDraining()) return false;
+    const nc = this.owner.nc;
+    if (nc.isClosed() || nc.isDraining()) return false;
     return this.msg.respond(data, headers ? { headers } : undefined);
   }
 }
 
 class NatsBus implements Bus {
   readonly server: ServerInfo;
+  refusedReplies = 0;
+  /** `<inboxPrefix>.`: answers go only under it. */
+  readonly inbox: string;
   readonly #js: JetStreamClient;
   readonly #jsm: JetStreamManager;
   readonly #listeners = new Set<(s: BusStatus) => void>();
@@ -91,6 +105,7 @@ class NatsBus implements Bus {
     readonly nc: NatsConnection,
     jsm: JetStreamManager,
     readonly apiTimeout: number,
+    inboxPrefix: string,
   ) {
     const info = nc.info!;
     this.server = {
@@ -101,7 +116,8 @@ class NatsBus implements Bus {
     };
     this.#jsm = jsm;
     this.#js = jetstream(nc, { timeout: apiTimeout });
-    this.#replies = new ReplyMux(nc);
+    this.inbox = `${inboxPrefix}.`;
+    this.#replies = new ReplyMux(nc, inboxPrefix);
     void this.#forwardStatus();
   }
 
@@ -156,7 +172,7 @@ class NatsBus implements Bus {
           return;
         }
         try {
-          handler(new NatsDelivery(msg, this.nc));
+          handler(new NatsDelivery(msg, this));
         } catch (error) {
           this.#emit({ type: 'handler-error', subject: msg.subject, error });
         }
@@ -242,10 +258,11 @@ class NatsBus implements Bus {
  * nats-server 2.9.10, with JetStream enabled.
  */
 export async function createNatsBus(options: NatsBusOptions): Promise<Bus> {
-  const { apiTimeout = 5_000, ...connectOptions } = options;
+  const { apiTimeout = 5_000, inboxPrefix = DEFAULT_INBOX_PREFIX, ...connectOptions } = options;
+  validateSubject(inboxPrefix, { wildcards: false, kind: 'inbox prefix' });
   // noAsyncTraces: nats.js otherwise builds two Error objects (for stack traces) per request,
   // a third of the CPU of a busy worker; our errors carry subject and operation instead.
-  const nc = await connect({ maxReconnectAttempts: -1, noAsyncTraces: true, ...connectOptions });
+  const nc = await connect({ maxReconnectAttempts: -1, noAsyncTraces: true, inboxPrefix, ...connectOptions });
   try {
     const version = nc.info?.version ?? '0.0.0';
     if (compareVersions(version, MINIMUM_SERVER_VERSION) < 0) {
@@ -255,7 +272,7 @@ export async function createNatsBus(options: NatsBusOptions): Promise<Bus> {
       throw new JetStreamDisabledError(nc.getServer());
     }
     const jsm = await jetstreamManager(nc, { timeout: apiTimeout });
-    return new NatsBus(nc, jsm, apiTimeout);
+    return new NatsBus(nc, jsm, apiTimeout, inboxPrefix);
   } catch (err) {
     await nc.close();
     throw err;

@@ -23,8 +23,11 @@ export class ReplyMux {
   #next = 0;
   #closed = false;
 
-  constructor(readonly nc: NatsConnection) {
-    this.#prefix = `${createInbox()}.`;
+  constructor(
+    readonly nc: NatsConnection,
+    inboxPrefix: string,
+  ) {
+    this.#prefix = `${createInbox(inboxPrefix)}.`;
     this.#sub = nc.subscribe(`${this.#prefix}*`, { callback: (_err, msg) => this.#deliver(msg) });
     void this.#sub.closed.then(() => this.close());
   }

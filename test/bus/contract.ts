@@ -143,6 +143,34 @@ export function busContract(name: string, target: () => ContractTarget): void {
         expect(await asked).toBeInstanceOf(TimeoutError);
       });
 
+      it('answers only under the inbox prefix: a reply subject elsewhere (a journal, a bucket) is refused and counted', async () => {
+        const server = await connect();
+        const forger = await connect();
+        const s = fresh('reflect');
+        const results: boolean[] = [];
+        server.subscribe(s, (m) => void results.push(m.respond(bytes('answer'))));
+        await server.flush();
+        const reflected: string[] = [];
+        const target = fresh('victim');
+        forger.subscribe(`${target}.>`, (m) => void reflected.push(m.subject));
+        forger.subscribe('$KV.>', (m) => void reflected.push(m.subject));
+        await forger.flush();
+        for (const reply of [`${target}.jrnl.0.app.x`, '$KV.bucket.key', '_INBOXX.1', 'INBOX.1']) {
+          forger.publish(s, bytes('q'), { reply });
+        }
+        await forger.flush();
+        await waitFor(() => results.length === 4, { what: 'the four forged requests to arrive' });
+        expect(results).toEqual([false, false, false, false]);
+        expect(server.refusedReplies).toBe(4);
+        // Positive control: a real request, whose reply subject is the requester's inbox, is answered.
+        const reply = await forger.request(s, bytes('q'), { timeout: 2_000 });
+        expect(text(reply.data)).toBe('answer');
+        expect(results[4]).toBe(true);
+        await server.flush();
+        expect(reflected).toEqual([]);
+        expect(server.refusedReplies).toBe(4);
+      });
+
       it('tells no-responders apart from a timeout', async () => {
         const bus = await connect();
         const s = fresh('n');

@@ -175,4 +175,28 @@ describe.each(targets)('integrity checks in code ($name)', (target) => {
     expect(await ask(commandRequest({ type: 'ADD', by: 1 }, 'c4', 'raw#1'))).toMatchObject({ ok: true, seq: 1 });
     await expect(connect({ bus: await bus(), cluster, label: 'web\r\n1' })).rejects.toThrow(/control characters/);
   });
+
+  it('a command whose reply subject is the session’s own journal is answered nowhere; the journal holds only records and the session keeps serving', async () => {
+    const { cluster, raw, worker, session } = await cohort();
+    const id = 'reflect';
+    const shard = shardOf('counter', id, SHARDS);
+    const journalAt = journalSubject(cluster, shard, 'counter', id);
+    raw.publish(
+      cmdSubject(cluster, shard, 'counter', id),
+      encode(commandRequest({ type: 'ADD', by: 1 }, 'r1', 'raw#1')),
+      {
+        reply: journalAt,
+      },
+    );
+    await raw.flush();
+    const s = session(id);
+    // Positive control on the same session: a real request is answered (after the forged one, in order).
+    expect(await s.send('raw#1', 'r2', { type: 'ADD', by: 2 })).toMatchObject({ ok: true });
+    const records = await s.journal();
+    expect(records.map((r) => r.events.map((e) => e.event.meta.cmdId))).toEqual([['r1'], ['r2']]);
+    // Reloaded from the journal, it still serves.
+    expect(await worker.passivate()).toBe(1);
+    expect(await s.send('raw#1', 'r3', { type: 'ADD', by: 3 })).toMatchObject({ ok: true, seq: 3 });
+    expect(await s.read({ client: 'raw#1' })).toMatchObject({ ok: true, seq: 3, document: { n: 6 } });
+  });
 });
