@@ -53,6 +53,7 @@ export { MEMBERSHIP_DEFAULTS, MIN_SESSION_TIMEOUT } from './machines/membership.
 export {
   ClientDisconnectedError,
   ConflictError,
+  CorruptSessionError,
   CrossShardTransactionError,
   EventRejectedError,
   InvalidRequestError,

@@ -33,6 +33,7 @@ export {
   type TxStep,
 } from './protocol/requests.js';
 export { fromErrorBody, refuse, toErrorBody } from './protocol/errors.js';
+export { parseJournalRecord } from './protocol/records.js';
 export {
   isFailoverRequest,
   parseClientNotice,

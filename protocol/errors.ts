@@ -143,6 +143,25 @@ export class NetworkError extends CohortError {
   }
 }
 
+/**
+ * What the store holds for this session cannot be read (a journal entry or
+ * snapshot damaged, or written by someone who should not have): the session
+ * is refused, with where it broke, and every other session serves on.
+ */
+export class CorruptSessionError extends CohortError {
+  constructor(
+    /** `app/id`. */
+    readonly session: string,
+    /** The journal's stream sequence of the entry that broke it (0: the snapshot). */
+    readonly journalSeq: number,
+    readonly reason: string,
+  ) {
+    super(
+      `session ${session} cannot be loaded: ${journalSeq === 0 ? 'its snapshot' : `journal entry ${journalSeq}`} ${reason}`,
+    );
+  }
+}
+
 /** A transaction commits one session's events as one journal message, so it cannot take in another session. */
 export class CrossShardTransactionError extends CohortError {
   constructor(
@@ -199,6 +218,8 @@ const REBUILD: Record<string, Rebuild> = {
   SessionLockedError: (b) => new SessionLockedError(String(d(b, 'app')), String(d(b, 'id')), String(d(b, 'holder'))),
   TransactionRolledBackError: (b) =>
     new TransactionRolledBackError(String(d(b, 'txId')), String(d(b, 'reason')) as RollbackReason),
+  CorruptSessionError: (b) =>
+    new CorruptSessionError(String(d(b, 'session')), Number(d(b, 'journalSeq')), String(d(b, 'reason'))),
   ClientDisconnectedError: (b) => new ClientDisconnectedError(String(d(b, 'client')), String(d(b, 'reason'))),
 };
 

@@ -1,9 +1,12 @@
 import jsonPatch from 'fast-json-patch';
 import type { Logger } from 'pino';
 import { decode } from '../../bus/codec.js';
+import { DecodeError } from '../../bus/errors.js';
 import { journalSubject } from '../../bus/subjects.js';
 import type { Journal } from '../../bus/types.js';
+import { CorruptSessionError } from '../../protocol/errors.js';
 import { HEADER } from '../../protocol/headers.js';
+import { parseJournalRecord } from '../../protocol/records.js';
 import type {
   JournaledEvent,
   JournalRecord,
@@ -15,7 +18,7 @@ import type {
 } from '../../protocol/messages.js';
 import { documentOf, replaySession, restoreSession, startSession, type SessionState } from '../../machines/session.js';
 import type { Application } from './application.js';
-import type { SessionStore } from './sessionStore.js';
+import type { SessionStore, StoredSnapshot } from './sessionStore.js';
 
 /** Where the journal and the snapshots are. */
 export interface ReplayDeps {
@@ -83,20 +86,21 @@ async function replay(
 ): Promise<Replayed> {
   const subject = journalSubject(deps.cluster, shard, app.name, id);
   // Both lookups at once: two round trips in parallel, not in a row.
+  const storedSnapshot = loadSnapshot(deps.store, app.name, id);
   const [stored, lastSeq] = options.skipWhenCurrent
-    ? await Promise.all([deps.store.load(app.name, id), deps.journal.lastSeq(subject)])
-    : [await deps.store.load(app.name, id), Number.POSITIVE_INFINITY];
+    ? await Promise.all([storedSnapshot, deps.journal.lastSeq(subject)])
+    : [await storedSnapshot, Number.POSITIVE_INFINITY];
+  if (stored !== null) checkSnapshot(app.name, id, stored);
   const snapshot =
     stored !== null && stored.session.seq <= (options.snapshotAtMost ?? Number.POSITIVE_INFINITY) ? stored : null;
-  let state: SessionState | undefined = snapshot === null ? undefined : restoreSession(app.machine, snapshot.session);
+  let state: SessionState | undefined = snapshot === null ? undefined : restoreSnapshot(app, id, snapshot);
   let journalSeq = snapshot?.journalSeq ?? 0;
   const recent: [string, number][] = (snapshot?.recent ?? []).map(([c, s]) => [c, s]);
   const tail = lastSeq > journalSeq ? deps.journal.read(subject, { fromSeq: journalSeq + 1 }) : [];
   const onEvent = options.onEvent;
   for await (const entry of tail) {
-    const record = decode(entry.data, { where: `journal ${entry.subject}#${entry.seq}` }) as JournalRecord;
-    const first = record.events[0];
-    if (first === undefined) continue;
+    const record = readRecord(app.name, id, entry.seq, entry.data);
+    const first = record.events[0]!;
     // Without a snapshot only a journal that still starts at the session's first event will do.
     const compacted = state === undefined && first.seq !== 1;
     state ??= startSession(app.machine, first.event.meta.time);
@@ -125,6 +129,53 @@ async function replay(
     journalSeq = entry.seq;
   }
   return { state, journalSeq, recent };
+}
+
+/** The stored snapshot; one the store cannot read is this session's corruption, not the worker's. */
+async function loadSnapshot(store: SessionStore, app: string, id: string): Promise<StoredSnapshot | null> {
+  try {
+    return await store.load(app, id);
+  } catch (err) {
+    if (err instanceof DecodeError) throw new CorruptSessionError(`${app}/${id}`, 0, `is unreadable: ${err.message}`);
+    throw err;
+  }
+}
+
+/** The numbers a load steers by, before anything is taken from a snapshot. */
+function checkSnapshot(app: string, id: string, snapshot: StoredSnapshot): void {
+  const count = (n: unknown): boolean => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0;
+  const session = snapshot.session as unknown;
+  const why = !count(snapshot.journalSeq)
+    ? `has journalSeq ${JSON.stringify(snapshot.journalSeq)}`
+    : typeof session !== 'object' || session === null || !count((session as { seq?: unknown }).seq)
+      ? 'has no session at a seq'
+      : undefined;
+  if (why !== undefined) throw new CorruptSessionError(`${app}/${id}`, 0, why);
+}
+
+function restoreSnapshot(app: Application, id: string, snapshot: StoredSnapshot): SessionState {
+  try {
+    return restoreSession(app.machine, snapshot.session);
+  } catch (err) {
+    throw new CorruptSessionError(
+      `${app.name}/${id}`,
+      0,
+      `does not restore: ${err instanceof Error ? err.message : String(err)}`,
+    );
+  }
+}
+
+/** One journal entry as a record, or CorruptSessionError naming the session and the sequence. */
+function readRecord(app: string, id: string, seq: number, data: Uint8Array): JournalRecord {
+  let record: JournalRecord | string;
+  try {
+    record = parseJournalRecord(decode(data, { where: `journal entry ${seq}` }));
+  } catch (err) {
+    record = err instanceof Error ? err.message : String(err);
+  }
+  if (typeof record === 'string')
+    throw new CorruptSessionError(`${app}/${id}`, seq, `is not a journal record: ${record}`);
+  return record;
 }
 
 /**

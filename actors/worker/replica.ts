@@ -4,7 +4,7 @@ import type { Clock } from '../../bus/clock.js';
 import { decode, encode } from '../../bus/codec.js';
 import { journalShardFilter, parseSubject, readOnlyShardFilter, replicaReportSubject } from '../../bus/subjects.js';
 import type { Bus, Delivery, Journal, JournalEntry, JournalFollow, Subscription } from '../../bus/types.js';
-import type { JournalRecord, ReadReply } from '../../protocol/messages.js';
+import type { ReadReply } from '../../protocol/messages.js';
 import {
   appliedBy,
   replicaMachine,
@@ -18,6 +18,7 @@ import type { View } from '../../machines/view.js';
 import type { Application } from './application.js';
 import { ConflictError, refuse, UnknownApplicationError } from '../../protocol/errors.js';
 import { checkShard } from '../../protocol/requests.js';
+import { parseJournalRecord } from '../../protocol/records.js';
 import { sessionKey } from '../../protocol/names.js';
 import { loadSession, type ReplayDeps } from './replay.js';
 import type { SessionStore } from './sessionStore.js';
@@ -302,10 +303,16 @@ export class Replication {
       const copy = s.copies.get(key);
       if (copy === undefined) {
         // Loaded now, the copy already reflects this entry (the load reads the journal to its end).
-        s.copies.set(key, await this.#load(app, target.id, shard));
-      } else if (e.seq > copy.journalSeq) {
-        const record = decode(e.data, { where: `journal ${e.subject}#${e.seq}` }) as JournalRecord;
         try {
+          s.copies.set(key, await this.#load(app, target.id, shard));
+        } catch (err) {
+          // One session that cannot be loaded (a damaged entry) must not stop this shard's replication.
+          this.#log.warn({ err, key }, 'secondary copy not loaded');
+        }
+      } else if (e.seq > copy.journalSeq) {
+        try {
+          const record = parseJournalRecord(decode(e.data, { where: `journal ${e.subject}#${e.seq}` }));
+          if (typeof record === 'string') throw new TypeError(`journal entry ${e.seq} is not a record: ${record}`);
           copy.state = replaySession(app.machine, copy.state, record.events);
           copy.journalSeq = e.seq;
         } catch (err) {

@@ -10,6 +10,7 @@ import type { AppendAck, Bus, Journal } from '../../bus/types.js';
 import type { SessionState } from '../../machines/session.js';
 import { documentOf } from '../../machines/session.js';
 import { HEADER, headerText, sessionHeader } from '../../protocol/headers.js';
+import { parseJournalRecord } from '../../protocol/records.js';
 import type { JournalRecord, PatchMessage, PatchOperation } from '../../protocol/messages.js';
 
 export interface RecordStamp {
@@ -53,7 +54,8 @@ export async function seqOfJournaled(
   cmdId: string,
 ): Promise<number | undefined> {
   for await (const e of journal.read(subject, { fromSeq: journalSeq, limit: 1 })) {
-    const rec = decode(e.data, { where: `journal ${subject}#${journalSeq}` }) as JournalRecord;
+    const rec = parseJournalRecord(decode(e.data, { where: `journal ${subject}#${journalSeq}` }));
+    if (typeof rec === 'string') return undefined;
     const hit = rec.events.find((x) => x.event.meta.cmdId === cmdId) ?? rec.events[rec.events.length - 1];
     if (hit) return hit.seq;
   }

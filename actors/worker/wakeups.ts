@@ -74,10 +74,33 @@ export class Wakeups implements WakeupIndex {
       const parsed = parseTimerKey(key);
       const app = parsed === undefined ? undefined : this.#apps.get(parsed.app);
       if (parsed === undefined || app === undefined || !shards.has(parsed.shard)) continue;
-      const entry = await this.#index.get(key);
-      if (entry === null) continue;
-      this.wakeAt(app, parsed.id, parsed.shard, decode(entry.value) as number);
+      const due = await this.#dueAt(key);
+      if (due !== undefined) this.wakeAt(app, parsed.id, parsed.shard, due);
     }
+  }
+
+  /**
+   * When the session under `key` wants waking. An entry that is not a time
+   * (written by someone else, or damaged) is removed and wakes it now:
+   * activated, the session arms its own timers from its snapshot and writes
+   * its entry again if it has one pending.
+   */
+  async #dueAt(key: string): Promise<number | undefined> {
+    const now = this.#clock.now();
+    try {
+      const entry = await this.#index.get(key);
+      if (entry === null) return undefined; // deleted since it was listed
+      const due: unknown = decode(entry.value, { where: `timer index ${key}` });
+      if (typeof due === 'number' && Number.isFinite(due)) return due;
+      this.#log.warn({ key }, 'timer index entry is not a time: the session is woken now to rewrite it');
+    } catch (err) {
+      this.#log.warn({ err, key }, 'timer index entry unreadable: the session is woken now to rewrite it');
+    }
+    // Gone before the session wakes: activated, it writes its entry again if it has a timer pending.
+    await this.#index
+      .delete(key)
+      .catch((err: unknown) => this.#log.warn({ err, key }, 'timer index entry not removed'));
+    return now;
   }
 
   /** Wakes the session at `due`, unless it is active or its shard is not served here. */

@@ -11,10 +11,14 @@ import {
   journalSubject,
   readRequest,
   readSubject,
+  sessionKey,
+  timerKey,
 } from '../../internal.js';
 import { busTargets } from '../busTargets.js';
 import { cleanupAfterEach } from '../cleanup.js';
 import { errorOf, rawCohort, SHARDS, type WireReply } from '../fixtures/rawCohort.js';
+import { counterMachine } from '../fixtures/counter.js';
+import { waitFor } from '../waitFor.js';
 
 const targets = busTargets();
 
@@ -198,5 +202,75 @@ describe.each(targets)('integrity checks in code ($name)', (target) => {
     expect(await worker.passivate()).toBe(1);
     expect(await s.send('raw#1', 'r3', { type: 'ADD', by: 3 })).toMatchObject({ ok: true, seq: 3 });
     expect(await s.read({ client: 'raw#1' })).toMatchObject({ ok: true, seq: 3, document: { n: 6 } });
+  });
+
+  it('a journal entry that is not a record refuses that one session with CorruptSessionError naming it; the others serve', async () => {
+    const { cluster, raw, worker, session } = await cohort();
+    const victim = session('victim');
+    const bystander = session('bystander');
+    expect(await victim.send('raw#1', 'v1', { type: 'ADD', by: 1 })).toMatchObject({ ok: true, seq: 1 });
+    expect(await bystander.send('raw#1', 'b1', { type: 'ADD', by: 1 })).toMatchObject({ ok: true, seq: 1 });
+    expect(await worker.passivate()).toBe(2);
+    // Published straight into the victim's journal subject by someone who could.
+    const journal = await raw.journal({ name: `COHORT_${cluster}_JOURNAL`, subjects: [`cohort.${cluster}.jrnl.>`] });
+    const junk = await journal.append(
+      journalSubject(cluster, victim.shard, 'counter', 'victim'),
+      encode({ v: 1, events: [{ seq: 2 }] }),
+    );
+    const refused = errorOf(await victim.send('raw#1', 'v2', { type: 'ADD', by: 1 }));
+    expect(refused).toMatchObject({
+      name: 'CorruptSessionError',
+      retryable: false,
+      details: { session: 'counter/victim', journalSeq: junk.seq },
+    });
+    expect(errorOf(await victim.read({ client: 'raw#1' }))).toMatchObject({ name: 'CorruptSessionError' });
+    // Positive control: every other session reads and writes on.
+    expect(await bystander.send('raw#1', 'b2', { type: 'ADD', by: 1 })).toMatchObject({ ok: true, seq: 2 });
+    expect(await bystander.read({ client: 'raw#1' })).toMatchObject({ ok: true, seq: 2, document: { n: 2 } });
+  });
+
+  it('a snapshot that does not restore refuses that one session with CorruptSessionError; the others serve', async () => {
+    const { cluster, raw, worker, session } = await cohort();
+    const victim = session('snap-victim');
+    expect(await victim.send('raw#1', 'v1', { type: 'ADD', by: 1 })).toMatchObject({ ok: true });
+    expect(await worker.passivate()).toBe(1);
+    const snapshots = await raw.kv({ bucket: `cohort_${cluster}_snapshots` });
+    await snapshots.put(
+      sessionKey('counter', 'snap-victim'),
+      encode({ v: 1, snapshot: { session: 'nonsense', journalSeq: -4 } }),
+    );
+    expect(errorOf(await victim.read({ client: 'raw#1' }))).toMatchObject({
+      name: 'CorruptSessionError',
+      details: { journalSeq: 0 },
+    });
+    expect(await session('snap-bystander').send('raw#1', 'b1', { type: 'ADD', by: 1 })).toMatchObject({
+      ok: true,
+      seq: 1,
+    });
+  });
+
+  it('a timer-index entry that is not a time wakes its session to rewrite it; the worker starts and serves', async () => {
+    const { cluster, raw, worker, session } = await cohort();
+    expect(await session('sleeper').send('raw#1', 's1', { type: 'ADD', by: 1 })).toMatchObject({ ok: true });
+    await worker.stop();
+    const timers = await raw.kv({ bucket: `cohort_${cluster}_timers` });
+    const key = timerKey(shardOf('counter', 'sleeper', SHARDS), 'counter', 'sleeper');
+    await timers.put(key, encode('not a time'));
+    await timers.put('junk', new Uint8Array([0xc1]));
+    const app = defineApplication({ name: 'counter', machine: counterMachine, unusedSessionLifetime: 600_000 });
+    const again = track(
+      await startWorker({
+        bus: await bus(),
+        cluster,
+        applications: [app],
+        shards: [...Array(SHARDS).keys()],
+        shardCount: SHARDS,
+      }),
+    );
+    expect(again.serving).toHaveLength(SHARDS);
+    // The sleeper was woken (it holds no timer), and its entry is gone; the junk key is left alone.
+    await waitFor(async () => (await timers.get(key)) === null, { what: 'the entry rewritten' });
+    await waitFor(() => again.activeSessions === 1, { what: 'the sleeper woken' });
+    expect(await session('sleeper').send('raw#1', 's2', { type: 'ADD', by: 1 })).toMatchObject({ ok: true, seq: 2 });
   });
 });
