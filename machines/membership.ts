@@ -1,5 +1,5 @@
 import { assign, emit, enqueueActions, setup } from 'xstate';
-import { heartbeatOf } from './heartbeats.js';
+import { heartbeatOf, leaderOf } from './heartbeats.js';
 import { refuseMove } from './operatorMoves.js';
 import type { View } from './view.js';
 import { planView } from './viewPlanning.js';
@@ -79,6 +79,12 @@ export interface MembershipContext {
   readonly appliedViewId: number;
   /** A view write is out: nothing more is written until it settles. */
   readonly writing: boolean;
+  /**
+   * The view key holds something that is not the newest view (junk, an older
+   * view, nothing): the leader writes the view it knows back, so members and
+   * joiners find it and the next compare-and-set can succeed.
+   */
+  readonly repair: boolean;
   readonly leaving: boolean;
   /** Operator failovers accepted and not yet in a written view. */
   readonly moves: readonly MoveRequest[];
@@ -109,6 +115,8 @@ export type MembershipEvent =
   | { type: 'START'; now: number }
   /** The view entry as read or watched (null: none written yet). */
   | { type: 'VIEW'; view: View | null; revision: number; now: number }
+  /** The view entry at `revision` is not a view: unreadable, or deleted. */
+  | { type: 'VIEW_SPOILED'; revision: number; now: number }
   | { type: 'HEARTBEAT'; heartbeat: Heartbeat; now: number }
   | { type: 'TICK'; now: number; notSynchronized?: readonly string[] }
   /** The host applied a view: these are the shards it now serves as primary. */
@@ -196,10 +204,18 @@ export const membershipMachine = setup({
     /** The leader's duty after every event: write the next view if one is due. */
     lead: enqueueActions(({ context, enqueue }) => {
       if (context.writing || context.revision < 0) return;
-      const next = planView(context);
+      // A new view repairs the key too; without one, the leader writes back the view it knows.
+      const next =
+        planView(context) ??
+        (context.repair && context.view !== null && leaderOf(context) === context.self.id ? context.view : null);
       if (next === null) return;
-      enqueue.assign({ writing: true, moving: context.moves, moves: [] });
+      enqueue.assign({ writing: true, repair: false, moving: context.moves, moves: [] });
       enqueue.emit({ type: 'writeView', view: next, revision: context.revision });
+    }),
+    /** The key moved on to something that is not a newer view: take its revision, and have it repaired. */
+    spoiled: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'VIEW_SPOILED' || event.revision <= context.revision) return;
+      enqueue.assign({ revision: event.revision, repair: context.view !== null });
     }),
     /** Validates an operator's move; an accepted one goes into the next view the leader writes. */
     move: enqueueActions(({ context, event, enqueue }) => {
@@ -216,7 +232,11 @@ export const membershipMachine = setup({
         return;
       }
       if (event.view === null || event.view.viewId <= seen) {
-        if (context.revision < 0) enqueue.assign({ revision: event.revision });
+        // The same view written again (a repair) is the key's new revision; an older one at a newer revision is a regression to repair.
+        if (event.revision > context.revision) {
+          const regressed = event.type === 'VIEW' && event.view !== null && event.view.viewId < seen;
+          enqueue.assign({ revision: event.revision, ...(regressed && { repair: true }) });
+        }
         return;
       }
       enqueue.assign(withView(context, event.view, event.revision));
@@ -240,6 +260,7 @@ export const membershipMachine = setup({
     notSynchronized: [],
     appliedViewId: 0,
     writing: false,
+    repair: false,
     leaving: false,
     moves: [],
     moving: [],
@@ -300,6 +321,7 @@ export const membershipMachine = setup({
       always: { guard: 'inView', target: 'member' },
       on: {
         VIEW: { actions: ['clock', 'install', 'lead'] },
+        VIEW_SPOILED: { actions: ['clock', 'spoiled', 'lead'] },
         WRITE_DONE: { actions: ['clock', assign({ writing: false, moving: [] }), 'install', 'lead'] },
         LEAVE: { target: 'left', actions: ['clock', emit({ type: 'left', reason: 'left' as const })] },
       },
@@ -308,6 +330,7 @@ export const membershipMachine = setup({
       always: { guard: 'removed', target: 'left', actions: emit({ type: 'left', reason: 'removed' as const }) },
       on: {
         VIEW: { actions: ['clock', 'install', 'lead'] },
+        VIEW_SPOILED: { actions: ['clock', 'spoiled', 'lead'] },
         WRITE_DONE: { actions: ['clock', assign({ writing: false, moving: [] }), 'install', 'lead'] },
         LEAVE: { target: 'leaving', actions: ['clock', assign({ leaving: true }), 'heartbeat', 'lead'] },
       },
@@ -316,6 +339,7 @@ export const membershipMachine = setup({
       always: { guard: 'removed', target: 'left', actions: emit({ type: 'left', reason: 'left' as const }) },
       on: {
         VIEW: { actions: ['clock', 'install', 'lead'] },
+        VIEW_SPOILED: { actions: ['clock', 'spoiled', 'lead'] },
         WRITE_DONE: { actions: ['clock', assign({ writing: false, moving: [] }), 'install', 'lead'] },
       },
     },

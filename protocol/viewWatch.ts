@@ -8,9 +8,17 @@
  */
 import { systemClock, type Clock } from '../bus/clock.js';
 import { decode } from '../bus/codec.js';
+import { CohortError } from '../bus/errors.js';
 import type { Bus, KvStore, KvWatch, KvWatchOptions } from '../bus/types.js';
 import { unpackView, type View } from '../machines/view.js';
 import { bucketName, VIEW_KEY } from './names.js';
+
+/** The view key was deleted or purged (by someone who should not have): reported like an unreadable value. */
+export class ViewDeletedError extends CohortError {
+  constructor(readonly revision: number) {
+    super(`the view was deleted at revision ${revision}`);
+  }
+}
 
 /** A view and the revision of its key, which the leader's compare-and-set needs. */
 export type ViewHandler = (view: View, revision: number) => void;
@@ -25,8 +33,9 @@ function viewOf(value: Uint8Array, revision: number): View {
 /**
  * Every view written, in order; resolves once the watch is in place, having
  * handed over the current view first (unless `include` is `updates`), so a
- * view written after it is never missed. Deletes are not views and are
- * skipped. An exception from `onView` is the caller's own and is not caught.
+ * view written after it is never missed. A delete is reported through
+ * `onUnreadable` (ViewDeletedError). An exception from `onView` is the
+ * caller's own and is not caught.
  */
 export function watchView(
   kv: KvStore,
@@ -35,7 +44,11 @@ export function watchView(
   options: { include?: KvWatchOptions['include'] } = {},
 ): Promise<KvWatch> {
   return kv.watch({ key: VIEW_KEY, ...(options.include !== undefined && { include: options.include }) }, (entry) => {
-    if (entry.operation !== 'PUT') return;
+    if (entry.operation !== 'PUT') {
+      // Gone is as unusable as garbage: a member that took it for "no view yet" would start the cluster over.
+      onUnreadable(new ViewDeletedError(entry.revision), entry.revision);
+      return;
+    }
     let view: View;
     try {
       view = viewOf(entry.value, entry.revision);

@@ -234,7 +234,8 @@ export class MembershipHost {
       },
       (err, revision) => {
         seen = true;
-        log.error({ err, revision }, 'unreadable view ignored');
+        log.error({ err, revision }, 'the view key holds no readable view: the leader writes back the view it knows');
+        this.#send({ type: 'VIEW_SPOILED', revision, now: now() });
       },
     );
     if (!seen) this.#send({ type: 'VIEW', view: null, revision: 0, now: now() });

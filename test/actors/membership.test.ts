@@ -14,6 +14,7 @@ import { createNatsBus } from '../../bus/nats/mod.js';
 import type { Bus } from '../../bus/types.js';
 import { decode, encode } from '../../bus/codec.js';
 import { controlSubject, heartbeatSubject } from '../../bus/subjects.js';
+import { bucketName, packView, readView, VIEW_KEY } from '../../internal.js';
 import type { NatsServer } from '../../harness/natsServer.js';
 import { counterMachine } from '../fixtures/counter.js';
 import { cleanupAfterEach } from '../cleanup.js';
@@ -235,6 +236,35 @@ describe.each(['memory', 'nats'] as const)('membership (%s)', (kind) => {
     );
     expect(reply).toMatchObject({ ok: false, reason: expect.stringMatching(/malformed/) });
     expect(a.serving.length + b.serving.length).toBe(SHARDS);
+  });
+
+  it('junk, an older view or a delete at the view key: the leader writes the view back and failover still happens', async () => {
+    const cluster = `m${randomUUID().slice(0, 8)}`;
+    const a = (await worker(cluster)).worker;
+    const b = (await worker(cluster)).worker;
+    await waitFor(balanced([a, b]), { what: 'two workers balanced', timeoutMs: 10_000 });
+    const raw = track(await fixture.bus());
+    const kv = await raw.kv({ bucket: bucketName(cluster, 'cluster') });
+    const before = (await readView(kv))!.view;
+    for (const spoil of [
+      () => kv.put(VIEW_KEY, new Uint8Array([0xc1, 0x00])),
+      () => kv.put(VIEW_KEY, encode(packView({ ...before, viewId: 1 }))),
+      () => kv.delete(VIEW_KEY),
+    ]) {
+      await spoil();
+      // Repaired: the key reads back as the newest view the leader knows.
+      await waitFor(async () => ((await readView(kv).catch(() => null))?.view.viewId ?? 0) >= before.viewId, {
+        what: 'the view key repaired',
+        timeoutMs: 10_000,
+      });
+    }
+    // Positive control, and the point: the views go on. b leaves; a takes every shard.
+    await b.stop();
+    await waitFor(() => a.serving.length === SHARDS && a.view!.members.length === 1, {
+      what: 'b gone, a serving all',
+      timeoutMs: 10_000,
+    });
+    expect((await readView(kv))!.view.viewId).toBeGreaterThan(before.viewId);
   });
 
   it('ignores garbage and malformed heartbeats and keeps its view; ids with dots are escaped', async () => {

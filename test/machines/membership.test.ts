@@ -216,4 +216,60 @@ describe('membership machine', () => {
     expect(a.state()).toBe('left');
     expect(a.effects.at(-1)).toEqual({ type: 'left', reason: 'left' });
   });
+
+  describe('a view key that holds no newer view', () => {
+    /** A lone leader with view 1 written at revision 1. */
+    function leader() {
+      const a = member('a');
+      a.actor.send({ type: 'START', now: 0 });
+      a.actor.send({ type: 'VIEW', view: null, revision: 0, now: 1 });
+      const [first] = a.writes();
+      a.actor.send({ type: 'WRITE_DONE', view: first!, revision: 1, now: 2 });
+      expect(a.state()).toBe('member');
+      return { a, first: first! };
+    }
+
+    it('junk or a delete at the key: the leader writes back the view it knows, on the new revision', () => {
+      const { a, first } = leader();
+      a.actor.send({ type: 'VIEW_SPOILED', revision: 2, now: 3 });
+      expect(a.writes()).toHaveLength(2);
+      expect(a.writes()[1]).toEqual(first);
+      expect(a.effects.filter((e) => e.type === 'writeView').at(-1)).toMatchObject({ revision: 2 });
+      // Its own repair comes back: the key's new revision is taken, and nothing more is written.
+      a.actor.send({ type: 'WRITE_DONE', view: first, revision: 3, now: 4 });
+      a.actor.send({ type: 'VIEW', view: first, revision: 3, now: 5 });
+      expect(a.ctx()).toMatchObject({ revision: 3, repair: false, writing: false });
+      tickTo(a, 300);
+      expect(a.writes()).toHaveLength(2);
+      // A spoil older than what it knows changes nothing.
+      a.actor.send({ type: 'VIEW_SPOILED', revision: 2, now: 301 });
+      expect(a.writes()).toHaveLength(2);
+    });
+
+    it('an older view written over the newest: the leader writes the newest back', () => {
+      const { a, first } = leader();
+      const older: View = { ...first, viewId: 0 };
+      a.actor.send({ type: 'VIEW', view: older, revision: 2, now: 3 });
+      expect(a.ctx().view?.viewId).toBe(1);
+      expect(a.writes().at(-1)).toEqual(first);
+      expect(a.effects.filter((e) => e.type === 'writeView').at(-1)).toMatchObject({ revision: 2 });
+    });
+
+    it('a member that does not lead takes the revision and leaves the repair to the leader', () => {
+      const { first } = leader();
+      const b = member('b', 5);
+      b.actor.send({ type: 'START', now: 10 });
+      const withB: View = {
+        ...first,
+        viewId: 2,
+        members: [...first.members, { id: 'b', zone: 'z', promotable: true, joined: 2 }],
+      };
+      b.actor.send({ type: 'HEARTBEAT', heartbeat: hb('a', { status: 'member', viewId: 2, startedAt: 0 }), now: 10 });
+      b.actor.send({ type: 'VIEW', view: withB, revision: 3, now: 11 });
+      expect(b.state()).toBe('member');
+      b.actor.send({ type: 'VIEW_SPOILED', revision: 4, now: 12 });
+      expect(b.ctx().revision).toBe(4);
+      expect(b.writes()).toHaveLength(0);
+    });
+  });
 });

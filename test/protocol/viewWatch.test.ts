@@ -64,7 +64,8 @@ describe('the view watch', () => {
         [1, first],
         [2, good],
       ]);
-      expect(unreadable).toEqual([bad1, bad2]);
+      // A delete is reported too (ViewDeletedError): gone is as unusable as garbage.
+      expect(unreadable).toEqual([bad1, bad2, bad2 + 1]);
     } finally {
       watch.stop();
     }
