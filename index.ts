@@ -67,6 +67,7 @@ export {
   type RollbackReason,
 } from './protocol/errors.js';
 export { FailoverRefusedError } from './protocol/control.js';
+export { CorruptClusterSettingError, ShardCountMismatchError } from './protocol/clusterSettings.js';
 export {
   BusClosedError,
   BusError,

@@ -46,12 +46,14 @@ export {
   bucketName,
   journalStreamName,
   parseTimerKey,
+  SHARD_COUNT_KEY,
   sessionKey,
   timerKey,
   VIEW_KEY,
   type BucketKind,
 } from './protocol/names.js';
 export { labelOf, newClientId } from './protocol/clientId.js';
+export { agreeShardCount, recordedShardCount } from './protocol/clusterSettings.js';
 export {
   readView,
   waitForView,

@@ -18,8 +18,11 @@ export function bucketName(cluster: string, kind: BucketKind): string {
   return `cohort_${cluster}_${kind}`;
 }
 
-/** The cluster bucket's one key: the view, written only by the leader with compare-and-set on its revision. */
+/** The cluster bucket's view: written only by the leader, with compare-and-set on its revision. */
 export const VIEW_KEY = 'view';
+
+/** The cluster bucket's shard count (decimal text): recorded by the first worker, fixed for the cluster's life. */
+export const SHARD_COUNT_KEY = 'shards';
 
 /** A session's key among a worker's sessions and in the snapshots bucket: `<app>.<escaped id>`. */
 export function sessionKey(app: string, id: string): string {

@@ -6,6 +6,7 @@ import { journalStreamFilter, validateCluster } from '../../bus/subjects.js';
 import type { BlobStore, Bus, Journal, KvStore, Subscription } from '../../bus/types.js';
 import { createLogger } from '../../log/logger.js';
 import { requestFailover } from '../../protocol/control.js';
+import { agreeShardCount } from '../../protocol/clusterSettings.js';
 import { bucketName, journalStreamName } from '../../protocol/names.js';
 import { DEFAULT_SHARD_COUNT } from '../../protocol/shard.js';
 import { MEMBERSHIP_DEFAULTS, type MembershipConfig } from '../../machines/membership.js';
@@ -396,6 +397,12 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
     // clients racing to create it on first use do not meet a stream that is not yet serving gets.
     bus.kv({ bucket: bucketName(cluster, 'counters'), replicas }),
   ]);
+  try {
+    await agreeShardCount(await bus.kv({ bucket: bucketName(cluster, 'cluster'), replicas }), cluster, shardCount);
+  } catch (err) {
+    if (options.bus === undefined) await bus.close();
+    throw err;
+  }
   const host = new WorkerHost({
     id,
     cluster,

@@ -1,6 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { assign, setup } from 'xstate';
-import { connect, defineApplication, EventRejectedError, shardOf, SimulatedClock, startWorker } from '../../index.js';
+import {
+  connect,
+  CorruptClusterSettingError,
+  defineApplication,
+  EventRejectedError,
+  ShardCountMismatchError,
+  shardOf,
+  SimulatedClock,
+  startWorker,
+} from '../../index.js';
 import {
   cmdSubject,
   escapeToken,
@@ -11,6 +20,7 @@ import {
   journalSubject,
   readRequest,
   readSubject,
+  SHARD_COUNT_KEY,
   sessionKey,
   timerKey,
 } from '../../internal.js';
@@ -272,5 +282,26 @@ describe.each(targets)('integrity checks in code ($name)', (target) => {
     await waitFor(async () => (await timers.get(key)) === null, { what: 'the entry rewritten' });
     await waitFor(() => again.activeSessions === 1, { what: 'the sleeper woken' });
     expect(await session('sleeper').send('raw#1', 's2', { type: 'ADD', by: 1 })).toMatchObject({ ok: true, seq: 2 });
+  });
+  it('the shard count is recorded when the cluster is created; a worker or client configured with another is refused', async () => {
+    const cluster = `s${Math.random().toString(36).slice(2, 10)}`;
+    const app = defineApplication({ name: 'counter', machine: counterMachine });
+    track(await startWorker({ bus: await bus(), cluster, applications: [app], shards: [0, 1, 2, 3], shardCount: 4 }));
+    const raw = await bus();
+    const kv = await raw.kv({ bucket: `cohort_${cluster}_cluster` });
+    expect(new TextDecoder().decode((await kv.get(SHARD_COUNT_KEY))!.value)).toBe('4');
+    await expect(
+      startWorker({ bus: await bus(), cluster, applications: [app], shards: [0, 1], shardCount: 8 }),
+    ).rejects.toMatchObject({ name: 'ShardCountMismatchError', configured: 8, recorded: 4 });
+    await expect(connect({ bus: await bus(), cluster })).rejects.toBeInstanceOf(ShardCountMismatchError);
+    // Positive control: the recorded count is taken, by a second worker and by a client, which commits.
+    track(await startWorker({ bus: await bus(), cluster, applications: [app], shards: [0, 1, 2, 3], shardCount: 4 }));
+    const client = track(await connect({ bus: await bus(), cluster, shardCount: 4 }));
+    expect((await client.session('counter', 'c1').send({ type: 'ADD', by: 1 })).seq).toBe(1);
+    // A value there that is not a count refuses a new process rather than guess.
+    await kv.put(SHARD_COUNT_KEY, new TextEncoder().encode('lots'));
+    await expect(connect({ bus: await bus(), cluster, shardCount: 4 })).rejects.toBeInstanceOf(
+      CorruptClusterSettingError,
+    );
   });
 });
