@@ -65,6 +65,9 @@ export async function seqOfJournaled(
 /** Keys a document may not hold: the prototype-pollution vectors of any reader that merges documents naively. */
 const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 
+/** A cheap first look: only a path that names one of them is split into its segments. */
+const FORBIDDEN_IN_PATH = /__proto__|constructor|prototype/;
+
 /** A patch ready to publish once its commit is durable. */
 export interface PreparedPatch {
   readonly seq: number;
@@ -83,14 +86,19 @@ export function preparePatch(prev: SessionState, next: SessionState, setter: str
   const ops = jsonPatch.compare(documentOf(prev) as object, doc) as PatchOperation[];
   try {
     for (const op of ops) {
-      const key = op.path.split('/').find((segment) => FORBIDDEN_KEYS.has(segment));
-      if (key !== undefined) return `the document would hold the key ${JSON.stringify(key)}`;
+      if (FORBIDDEN_IN_PATH.test(op.path)) {
+        const key = op.path.split('/').find((segment) => FORBIDDEN_KEYS.has(segment));
+        if (key !== undefined) return `the document would hold the key ${JSON.stringify(key)}`;
+      }
       if (op.op !== 'add' && op.op !== 'replace') continue;
       // The value itself, not the diff's JSON copy of it: JSON turns a Map into {} and drops undefined.
       const value: unknown = op.path === '' ? doc : jsonPatch.getValueByPointer(doc, op.path);
+      // Numbers, booleans and null always travel; strings and big integers are checked by the codec.
+      if (value === null || (typeof value !== 'object' && typeof value !== 'string' && typeof value !== 'bigint'))
+        continue;
       const nested = forbiddenKeyIn(value);
       if (nested !== undefined) return `the document would hold the key ${JSON.stringify(nested)}`;
-      encode(value, { where: `the document at ${op.path === '' ? '/' : op.path}` });
+      encode(value, { where: op.path === '' ? 'the document' : op.path });
     }
     const patch: PatchMessage = { seq: next.seq, prev: prev.seq, ops, setter };
     return { seq: next.seq, setter, data: encode(patch, { where: 'patch' }) };
