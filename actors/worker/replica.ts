@@ -244,11 +244,15 @@ export class Replication {
       this.#log.warn({ err, subject: m.subject }, 'unreadable replica report ignored');
       return;
     }
-    if (typeof body.w !== 'string' || typeof body.s !== 'number' || typeof body.q !== 'number') return;
-    const actor = this.#actors.get(body.s);
-    if (actor === undefined || body.w === this.#memberId) return;
-    actor.send({ type: 'REPORT', worker: body.w, seq: body.q, now: this.#clock.now() });
-    this.#settle(body.s);
+    const { w, s, q } = body;
+    if (typeof w !== 'string' || typeof s !== 'number' || typeof q !== 'number' || !Number.isSafeInteger(q) || q < 0)
+      return;
+    // A report speaks for the shard of its own subject only: one that names another is forged or misrouted.
+    if (!Number.isSafeInteger(s) || m.subject !== replicaReportSubject(this.#cluster, s)) return;
+    const actor = this.#actors.get(s);
+    if (actor === undefined || w === this.#memberId) return;
+    actor.send({ type: 'REPORT', worker: w, seq: q, now: this.#clock.now() });
+    this.#settle(s);
   }
 
   #report(shard: number, seq: number): void {

@@ -129,12 +129,28 @@ describe.each(['memory', 'nats'] as const)('replicas (%s)', (kind) => {
     expect(unknown).toMatchObject({ ok: false, error: { name: 'UnknownApplicationError' } });
     raw.publish(replicaReportSubject(cluster, shard), new Uint8Array([0xc1]));
     raw.publish(replicaReportSubject(cluster, shard), encode({ w: 42, s: 'x', q: null }));
+    // In a real secondary's name, for another shard than the subject's, or with progress that is no count: ignored.
+    const other = (shard + 1) % SHARDS;
+    const secondary = a.view!.shards[other]!.replicas[0]!;
+    raw.publish(replicaReportSubject(cluster, shard), encode({ w: secondary, s: other, q: 1e12 }));
+    raw.publish(replicaReportSubject(cluster, other), encode({ w: secondary, s: other, q: -5 }));
+    raw.publish(replicaReportSubject(cluster, other), encode({ w: secondary, s: other, q: 2.5 }));
     await raw.flush();
     const s = client.session('counter', 'eve');
     expect(await s.send({ type: 'ADD', by: 3 })).toMatchObject({ seq: 1, duplicate: false });
     expect(await s.read({ readOnly: true, minSeq: 1 })).toMatchObject({ seq: 1, stale: true, document: { n: 3 } });
     const primary = a.serving.includes(shard) ? a : b.worker;
     expect(primary.replicaStatus(shard).secondaries.map((x) => x.state)).toEqual(['SYNCHRONIZED']);
+    const otherPrimary = a.serving.includes(other) ? a : b.worker;
+    const seen = otherPrimary.replicaStatus(other).secondaries;
+    expect(seen.map((x) => x.worker)).toEqual([secondary]);
+    expect(seen[0]!.seq).toBeLessThan(1e12);
+    expect(Number.isSafeInteger(seen[0]!.seq) && seen[0]!.seq >= 0).toBe(true);
+    // Positive control: a report on its own shard's subject counts.
+    const next = seen[0]!.seq + 1;
+    raw.publish(replicaReportSubject(cluster, other), encode({ w: secondary, s: other, q: next }));
+    await raw.flush();
+    await waitFor(() => otherPrimary.replicaStatus(other).secondaries[0]!.seq >= next, { what: 'the report taken' });
   });
 
   it('commit level replicas replies only after a synchronized secondary has applied the command', async () => {
