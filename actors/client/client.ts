@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { resolveEnvironment, type Environment } from '../../bus/environment.js';
 import { encode } from '../../bus/codec.js';
 import { createNatsBus } from '../../bus/nats/mod.js';
-import { cmdSubject, readOnlySubject, readSubject, validateApp, validateCluster } from '../../bus/subjects.js';
+import { cmdSubject, readOnlySubject, readSubject, validateApp } from '../../bus/subjects.js';
 import type { Bus } from '../../bus/types.js';
 import {
   CONNECTION_DEFAULTS,
@@ -23,43 +23,9 @@ import { Patches } from './patches.js';
 import { Transactions } from './transaction.js';
 import { Verifier } from './verify.js';
 
-export interface ConnectOptions {
-  /** NATS server URL(s); or pass `bus`. */
-  nats?: string | string[];
-  bus?: Bus;
-  cluster: string;
-  /** Shown in every server-side log line about this client. */
-  label?: string;
-  shardCount?: number;
-  /**
-   * Default per-call timeout in ms: past it a call fails with TimeoutError.
-   * Without one (the default) a call fails with NetworkError once the
-   * connection has had no answer for `troubledInterval`.
-   */
-  timeout?: number;
-  /**
-   * One attempt's share of a call in ms (default 2 000): a request lost with
-   * a worker or a NATS node that died is sent again, with the same command
-   * id (applied once), instead of waiting out the whole call.
-   */
-  attemptTimeout?: number;
-  /** How long the first connection may take (default 30 000 ms), then ClientDisconnectedError. */
-  waitTimeout?: number;
-  /** Most time between retries of pending requests in TROUBLE (default 250 ms). */
-  reconnectInterval?: number;
-  /** How long TROUBLE lasts before the connection is DISABLED and its requests fail (default 10 000 ms). */
-  troubledInterval?: number;
-  /** While no primary answers, reads go to secondaries, marked stale (default false). */
-  readOnlyFallback?: boolean;
-  /** Bytes of documents the client cache keeps, least recently used out first (default 20 MB; 0 turns it off). */
-  cacheSize?: number;
-  /** A cached copy further behind than this many events is dropped and re-read on verification (default 100). */
-  invalidationQueueSize?: number;
-  /** A transaction still open after this long is aborted and the connection closed (default 30 000 ms). */
-  transactionTimeout?: number;
-  /** Time, randomness and ids (default the system's): virtual time and seeded ids make a run replay. */
-  environment?: Partial<Environment>;
-}
+import { checkConnectOptions, type ConnectOptions } from './connectOptions.js';
+
+export type { ConnectOptions } from './connectOptions.js';
 
 export interface CallOptions {
   timeout?: number;
@@ -405,43 +371,9 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
   }
 }
 
-function positive(name: string, v: number | undefined, allowZero = false): void {
-  if (v === undefined) return;
-  if (!(Number.isFinite(v) && (allowZero ? v >= 0 : v > 0)))
-    throw new RangeError(`connect: ${name} must be a ${allowZero ? 'non-negative' : 'positive'} number, got ${v}`);
-}
-
 /** A client of a cohort cluster. Resolves once connected; ClientDisconnectedError after waitTimeout. */
 export async function connect(options: ConnectOptions): Promise<Client> {
-  validateCluster(options.cluster);
-  if (!options.bus && !options.nats) throw new TypeError('connect needs `nats` (server URLs) or `bus`');
-  for (const key of [
-    'timeout',
-    'attemptTimeout',
-    'waitTimeout',
-    'reconnectInterval',
-    'troubledInterval',
-    'transactionTimeout',
-    'invalidationQueueSize',
-  ] as const) {
-    positive(key, options[key]);
-  }
-  positive('cacheSize', options.cacheSize, true);
-  if (options.invalidationQueueSize !== undefined && !Number.isSafeInteger(options.invalidationQueueSize)) {
-    throw new RangeError(`connect: invalidationQueueSize must be a whole number, got ${options.invalidationQueueSize}`);
-  }
-  const label = options.label ?? 'client';
-  if (
-    typeof label !== 'string' ||
-    label.length === 0 ||
-    label.length > 200 ||
-    label.includes('#') ||
-    /[\u0000-\u001f\u007f]/.test(label)
-  ) {
-    throw new RangeError(
-      `connect: label must be 1-200 characters without '#' or control characters, got ${JSON.stringify(label)}`,
-    );
-  }
+  const label = checkConnectOptions(options);
   const config = {
     waitTimeout: options.waitTimeout ?? CONNECTION_DEFAULTS.waitTimeout,
     reconnectInterval: options.reconnectInterval ?? CONNECTION_DEFAULTS.reconnectInterval,

@@ -2,12 +2,10 @@ import type { Logger } from 'pino';
 import type { Clock, TimerHandle } from '../../bus/clock.js';
 import { resolveEnvironment, type Environment } from '../../bus/environment.js';
 import { createNatsBus } from '../../bus/nats/mod.js';
-import { journalStreamFilter, validateCluster } from '../../bus/subjects.js';
-import type { BlobStore, Bus, Journal, KvStore, Subscription } from '../../bus/types.js';
+import { validateCluster } from '../../bus/subjects.js';
+import type { Bus, Subscription } from '../../bus/types.js';
 import { createLogger } from '../../log/logger.js';
 import { requestFailover } from '../../protocol/control.js';
-import { agreeShardCount } from '../../protocol/clusterSettings.js';
-import { bucketName, journalStreamName } from '../../protocol/names.js';
 import { DEFAULT_SHARD_COUNT } from '../../protocol/shard.js';
 import { MEMBERSHIP_DEFAULTS, type MembershipConfig } from '../../machines/membership.js';
 import { membershipConfig } from '../../machines/membershipConfig.js';
@@ -19,7 +17,7 @@ import { forceDisconnect } from './disconnect.js';
 import { Dispatch } from './dispatch.js';
 import { MembershipHost } from './membership.js';
 import { Replication, type ReplicaStatus } from './replica.js';
-import { SessionStore } from './sessionStore.js';
+import { openStores, type Stores } from './stores.js';
 import { Shards } from './shards.js';
 
 export interface WorkerOptions {
@@ -104,12 +102,6 @@ export interface Worker {
 }
 
 /** Where a worker keeps things: opened (created if need be) before it starts. */
-interface Stores {
-  readonly journal: Journal;
-  readonly snapshots: SessionStore;
-  readonly timers: KvStore;
-  readonly blobs: BlobStore;
-}
 
 /** A worker that joins the cluster (no static `shards`). */
 interface MembershipOptions {
@@ -388,17 +380,9 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
   const replicas = options.storageReplicas ?? 1;
   if (!Number.isInteger(replicas) || replicas < 1 || replicas > 5)
     throw new RangeError(`storageReplicas must be a whole number from 1 to 5 (got ${replicas})`);
-  const [journal, snapshots, blobs, timers] = await Promise.all([
-    bus.journal({ name: journalStreamName(cluster), subjects: [journalStreamFilter(cluster)], replicas }),
-    bus.kv({ bucket: bucketName(cluster, 'snapshots'), replicas }),
-    bus.blobs({ bucket: bucketName(cluster, 'blobs'), replicas }),
-    bus.kv({ bucket: bucketName(cluster, 'timers'), replicas }),
-    // Clients' counters live here: made by the worker, with the cluster's storage replicas, so
-    // clients racing to create it on first use do not meet a stream that is not yet serving gets.
-    bus.kv({ bucket: bucketName(cluster, 'counters'), replicas }),
-  ]);
+  let stores: Stores;
   try {
-    await agreeShardCount(await bus.kv({ bucket: bucketName(cluster, 'cluster'), replicas }), cluster, shardCount);
+    stores = await openStores(bus, cluster, { replicas, shardCount });
   } catch (err) {
     if (options.bus === undefined) await bus.close();
     throw err;
@@ -408,12 +392,7 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
     cluster,
     bus,
     ownsBus: options.bus === undefined,
-    stores: {
-      journal,
-      snapshots: new SessionStore({ kv: snapshots, blobs, maxPayload: bus.server.maxPayload }),
-      timers,
-      blobs,
-    },
+    stores,
     environment,
     log,
     applications: options.applications,

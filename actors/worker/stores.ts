@@ -1,0 +1,42 @@
+/**
+ * Where a worker keeps things, opened (created if need be) before it
+ * starts: the journal, the snapshots, the blobs, the timer index and the
+ * counters, all with the cluster's storage replicas; and the cluster's shard
+ * count, recorded by the first worker and held to by every later one.
+ */
+import type { BlobStore, Bus, Journal, KvStore } from '../../bus/types.js';
+import { journalStreamFilter } from '../../bus/subjects.js';
+import { agreeShardCount } from '../../protocol/clusterSettings.js';
+import { bucketName, journalStreamName } from '../../protocol/names.js';
+import { SessionStore } from './sessionStore.js';
+
+export interface Stores {
+  readonly journal: Journal;
+  readonly snapshots: SessionStore;
+  readonly timers: KvStore;
+  readonly blobs: BlobStore;
+}
+
+/** Throws ShardCountMismatchError when the cluster was created with another shard count. */
+export async function openStores(
+  bus: Bus,
+  cluster: string,
+  { replicas, shardCount }: { replicas: number; shardCount: number },
+): Promise<Stores> {
+  const [journal, snapshots, blobs, timers] = await Promise.all([
+    bus.journal({ name: journalStreamName(cluster), subjects: [journalStreamFilter(cluster)], replicas }),
+    bus.kv({ bucket: bucketName(cluster, 'snapshots'), replicas }),
+    bus.blobs({ bucket: bucketName(cluster, 'blobs'), replicas }),
+    bus.kv({ bucket: bucketName(cluster, 'timers'), replicas }),
+    // Clients' counters live here: made by the worker, with the cluster's storage replicas, so
+    // clients racing to create it on first use do not meet a stream that is not yet serving gets.
+    bus.kv({ bucket: bucketName(cluster, 'counters'), replicas }),
+  ]);
+  await agreeShardCount(await bus.kv({ bucket: bucketName(cluster, 'cluster'), replicas }), cluster, shardCount);
+  return {
+    journal,
+    snapshots: new SessionStore({ kv: snapshots, blobs, maxPayload: bus.server.maxPayload }),
+    timers,
+    blobs,
+  };
+}
