@@ -12,8 +12,6 @@ import {
 } from '../../machines/connection.js';
 import type { CommandReply, PatchOperation, ReadReply, UserEvent, VerifyOutcome } from '../../protocol/messages.js';
 import { ClientDisconnectedError, NetworkError, fromErrorBody } from '../../protocol/errors.js';
-import { recordedShardCount, ShardCountMismatchError } from '../../protocol/clusterSettings.js';
-import { bucketName } from '../../protocol/names.js';
 import { commandRequest, readRequest } from '../../protocol/requests.js';
 import { DEFAULT_SHARD_COUNT, shardOf } from '../../protocol/shard.js';
 import { Connection } from './connection.js';
@@ -276,18 +274,6 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
     this.#ids.add(this.#conn.clientId);
   }
 
-  /** Refuses a shard count other than the one the cluster was created with (none recorded yet: no worker has started). */
-  async checkShardCount(): Promise<void> {
-    const bus = this.#conn.bus;
-    if (bus === undefined) return;
-    const recorded = await recordedShardCount(
-      await bus.kv({ bucket: bucketName(this.#cluster, 'cluster') }),
-      this.#cluster,
-    );
-    if (recorded !== undefined && recorded !== this.#shardCount)
-      throw new ShardCountMismatchError(this.#cluster, this.#shardCount, recorded);
-  }
-
   session(app: string, id: string): SessionHandle {
     validateApp(app);
     const shard = shardOf(app, id, this.#shardCount);
@@ -403,11 +389,5 @@ export async function connect(options: ConnectOptions): Promise<Client> {
     environment: resolveEnvironment(options.environment),
   });
   await client.open();
-  try {
-    await client.checkShardCount();
-  } catch (err) {
-    await client.close();
-    throw err;
-  }
   return client;
 }
