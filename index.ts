@@ -69,10 +69,12 @@ export {
 export { FailoverRefusedError } from './protocol/control.js';
 export { CorruptClusterSettingError, ShardCountMismatchError } from './protocol/clusterSettings.js';
 export {
+  AuthenticationError,
   BusClosedError,
   BusError,
   CohortError,
   ConnectionError,
+  CredentialsError,
   DecodeError,
   EncodeError,
   InvalidNameError,
@@ -80,6 +82,7 @@ export {
   KeyExistsError,
   NoRespondersError,
   PayloadTooLargeError,
+  PermissionDeniedError,
   StaleRevisionError,
   TimeoutError,
   UnsupportedFeatureError,
@@ -114,7 +117,7 @@ export type {
   ServerInfo,
   Subscription,
 } from './bus/types.js';
-export { createNatsBus, type NatsBusOptions } from './bus/nats/mod.js';
+export { createNatsBus, type NatsAuth, type NatsBusOptions, type NatsTls } from './bus/nats/mod.js';
 export {
   createMemoryBus,
   createMemoryServer,

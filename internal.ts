@@ -52,7 +52,15 @@ export {
   VIEW_KEY,
   type BucketKind,
 } from './protocol/names.js';
-export { labelOf, newClientId } from './protocol/clientId.js';
+export {
+  adminInbox,
+  clientInbox,
+  inboxOwner,
+  labelOf,
+  newClientId,
+  noticeSubject,
+  workerInbox,
+} from './protocol/clientId.js';
 export { agreeShardCount, recordedShardCount } from './protocol/clusterSettings.js';
 export {
   readView,

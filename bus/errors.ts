@@ -163,3 +163,31 @@ export class JetStreamDisabledError extends BusError {
     super(`JetStream is not enabled on ${server}: start nats-server with -js (or jetstream {} in its config)`);
   }
 }
+
+/** The credentials or TLS files given could not be used (unreadable, malformed, or two ways at once). */
+export class CredentialsError extends BusError {}
+
+/** The server refused this connection's credentials (or asked for some and none were given). */
+export class AuthenticationError extends BusError {
+  constructor(
+    readonly server: string,
+    options?: ErrorOptions,
+  ) {
+    super(
+      `${server} refused the connection's credentials: pass --creds, --nkey, --user/--password or --token ` +
+        `(or NATS_CREDS, NATS_NKEY, NATS_USER/NATS_PASSWORD), as the server's authorization expects`,
+      options,
+    );
+  }
+}
+
+/** The server denied this connection a subject: its user may not publish or subscribe there. */
+export class PermissionDeniedError extends BusError {
+  constructor(
+    readonly operation: 'publish' | 'subscription',
+    readonly subject: string,
+    options?: ErrorOptions,
+  ) {
+    super(`the server denied ${operation} on ${subject}: this user's permissions do not allow it`, options);
+  }
+}

@@ -197,9 +197,14 @@ export function eventSubject(cluster: string, app: string, id: string): string {
   return `${prefix(cluster, 'evt')}.${app}.${escapeToken(id)}`;
 }
 
-/** Notices from workers to one client connection (a forced disconnect); the client id is escaped like a session id. */
-export function clientSubject(cluster: string, client: string): string {
-  return `${prefix(cluster, 'client')}.${escapeToken(client, 'client')}`;
+/**
+ * Notices from workers to one client connection (a forced disconnect):
+ * `cohort.<cluster>.client.<label>.<connection>`, both escaped like session
+ * ids. The label has a token of its own so a server can let a client's user
+ * subscribe to its own notices (`client.<label>.>`) and no one else's.
+ */
+export function clientSubject(cluster: string, label: string, connection: string): string {
+  return `${prefix(cluster, 'client')}.${escapeToken(label, 'client label')}.${escapeToken(connection, 'client connection')}`;
 }
 
 /** Membership heartbeats. Worker ids are escaped like session ids (they are often host names with dots). */

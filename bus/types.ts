@@ -21,7 +21,7 @@ export interface Delivery extends Message {
    * Answers a request. Returns false when the message carried no reply subject, when
    * this connection has closed since (that answer is lost like any dropped reply, and the
    * requester times out; handlers often answer after awaiting, and may outlive the bus),
-   * or when the reply subject is not under the bus's inbox prefix: a forged reply subject
+   * or when the reply subject is not under the bus's reply prefix: a forged reply subject
    * (a journal's, a bucket's) must never receive an answer. Those are counted in
    * `bus.refusedReplies`.
    */
@@ -244,7 +244,7 @@ export const DEFAULT_INBOX_PREFIX = '_INBOX';
 
 export interface Bus extends AsyncDisposable {
   readonly server: ServerInfo;
-  /** Answers refused since this bus was opened because their reply subject was not under its inbox prefix. */
+  /** Answers refused since this bus was opened because their reply subject was not under its reply prefix. */
   readonly refusedReplies: number;
 
   /** Fire and forget. Throws PayloadTooLargeError / InvalidNameError synchronously. */

@@ -3,10 +3,11 @@ import { type Bus, createMemoryBus, createNatsBus } from '../index.js';
 import { FALLBACK_DIRS, findNatsServerBinary, natsServerCandidates } from '../harness/natsServerBinary.js';
 import { startNatsServer, type NatsServer } from '../harness/natsServer.js';
 import { doctorChecks, type Scratch } from './doctorChecks.js';
+import { describeSecurity, type ConnectionSettings } from './connectionFlags.js';
 
-export interface DoctorOptions {
-  /** A server to check; default: an embedded nats-server, or the memory bus when none is installed. */
-  nats?: string;
+export interface DoctorOptions extends Partial<ConnectionSettings> {
+  /** Servers to check; default: an embedded nats-server, or the memory bus when none is installed. */
+  servers?: string[] | undefined;
   write: (line: string) => void;
 }
 
@@ -24,9 +25,18 @@ interface Target {
 }
 
 async function openTarget(options: DoctorOptions): Promise<Target> {
-  if (options.nats) {
-    const bus = await createNatsBus({ servers: options.nats.split(','), name: 'cohort-doctor' });
-    return { bus, label: `nats-server ${bus.server.version} at ${options.nats}`, dispose: () => bus.close() };
+  if (options.servers !== undefined) {
+    const bus = await createNatsBus({
+      servers: options.servers,
+      name: 'cohort-doctor',
+      auth: options.auth,
+      tls: options.tls,
+    });
+    return {
+      bus,
+      label: `nats-server ${bus.server.version} at ${options.servers.join(',')} (${describeSecurity(options)})`,
+      dispose: () => bus.close(),
+    };
   }
   if (findNatsServerBinary() === null) {
     const env = process.env['NATS_SERVER_BIN'];

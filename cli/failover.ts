@@ -1,22 +1,23 @@
 import { parseArgs } from 'node:util';
 import { createNatsBus, FailoverRefusedError } from '../index.js';
-import { requestFailover, waitForView } from '../internal.js';
+import { adminInbox, requestFailover, waitForView } from '../internal.js';
+import { CONNECTION_FLAGS, connectionSettings, type ConnectionSettings } from './connectionFlags.js';
 import { CliUsageError } from './loadApplications.js';
 
 export const FAILOVER_FLAGS = {
   shard: { type: 'string' },
   to: { type: 'string' },
   force: { type: 'boolean' },
-  nats: { type: 'string' },
+  ...CONNECTION_FLAGS,
   cluster: { type: 'string' },
   timeout: { type: 'string' },
 } as const;
 
-export interface FailoverArgs {
+export interface FailoverArgs extends ConnectionSettings {
   shard: number;
   to: string;
   force: boolean;
-  nats: string;
+  servers: string[];
   cluster: string;
   timeout: number;
 }
@@ -30,14 +31,17 @@ export function parseFailoverArgs(args: string[]): FailoverArgs {
     throw new CliUsageError('--to WORKER (a member id, as `cohort up` or the view shows it) is required', {
       showUsage: true,
     });
-  if (!values.nats) throw new CliUsageError('--nats URL is required: the cluster to act on', { showUsage: true });
+  const connection = connectionSettings(values);
+  if (connection.servers === undefined)
+    throw new CliUsageError('--nats URL (or NATS_URL) is required: the cluster to act on', { showUsage: true });
   const timeout = values.timeout === undefined ? 30_000 : Number(values.timeout);
   if (!(timeout > 0)) throw new CliUsageError(`--timeout must be a positive number of ms, got ${values.timeout}`);
   return {
     shard,
     to: values.to,
     force: values.force === true,
-    nats: values.nats,
+    ...connection,
+    servers: connection.servers,
     cluster: values.cluster ?? 'demo',
     timeout,
   };
@@ -51,7 +55,13 @@ export function parseFailoverArgs(args: string[]): FailoverArgs {
 export async function runFailover(
   options: FailoverArgs & { write: (line: string) => void; warn: (line: string) => void },
 ): Promise<number> {
-  const bus = await createNatsBus({ servers: options.nats.split(','), name: 'cohort-failover' });
+  const bus = await createNatsBus({
+    servers: options.servers,
+    name: 'cohort-failover',
+    auth: options.auth,
+    tls: options.tls,
+    inboxPrefix: adminInbox(),
+  });
   try {
     const waiter = await waitForView(
       bus,

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { runDoctor } from './doctor.js';
+import { CONNECTION_FLAGS, CONNECTION_USAGE, connectionSettings } from './connectionFlags.js';
 import { CliUsageError } from './loadApplications.js';
 import { parseDemoArgs, runDemo } from './demo.js';
 import { parseFailoverArgs, runFailover } from './failover.js';
@@ -43,6 +44,7 @@ commands:
                         membership: heartbeat every MS (default 500), dropped
                         after MS of silence (default 3000, at least 500)
 
+${CONNECTION_USAGE}
 exit codes: 0 ok, 1 failure, 2 wrong usage (unknown command or flag, bad --app)
 `;
 
@@ -67,8 +69,8 @@ function usageProblem(err: unknown): { message: string; showUsage: boolean } | u
 async function run(command: string | undefined, rest: string[]): Promise<number> {
   switch (command) {
     case 'doctor': {
-      const { values } = parseArgs({ args: rest, options: { nats: { type: 'string' } }, strict: true });
-      return runDoctor({ nats: values.nats, write });
+      const { values } = parseArgs({ args: rest, options: CONNECTION_FLAGS, strict: true });
+      return runDoctor({ ...connectionSettings(values), write });
     }
     case 'worker': {
       const code = await runWorker({ ...parseWorkerArgs(rest), write, warn });

@@ -1,6 +1,8 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import {
   type Bus,
+  type NatsAuth,
+  type NatsTls,
   createLogger,
   createMemoryBus,
   createNatsBus,
@@ -9,16 +11,17 @@ import {
   startWorker,
   type Worker,
 } from '../index.js';
-import { MembershipConfigError, membershipConfig, validateCluster } from '../internal.js';
+import { MembershipConfigError, membershipConfig, validateCluster, workerInbox } from '../internal.js';
 import { FALLBACK_DIRS, findNatsServerBinary } from '../harness/natsServerBinary.js';
 import { startNatsServer } from '../harness/natsServer.js';
 import { stopSignal } from './stopSignal.js';
+import { CONNECTION_FLAGS, connectionSettings, describeSecurity } from './connectionFlags.js';
 import { CliUsageError, loadApplications } from './loadApplications.js';
 
 /** The flags of `cohort worker`, as parseArgs takes them (compose.yaml's workers are checked against this table). */
 export const WORKER_FLAGS = {
   app: { type: 'string', multiple: true },
-  nats: { type: 'string' },
+  ...CONNECTION_FLAGS,
   cluster: { type: 'string', default: 'demo' },
   zone: { type: 'string' },
   'no-promote': { type: 'boolean', default: false },
@@ -31,8 +34,11 @@ export const WORKER_FLAGS = {
 export interface WorkerCliOptions {
   /** Module paths, relative to the current directory; each exports one or more applications. */
   apps: string[];
-  /** Server URLs; undefined: an embedded nats-server, or the memory bus when none is installed. */
+  /** Server URLs (--nats or NATS_URL); undefined: an embedded nats-server, or the memory bus when none is installed. */
   nats: string[] | undefined;
+  /** Credentials and TLS for `nats`. */
+  auth: NatsAuth | undefined;
+  tls: NatsTls | undefined;
   cluster: string;
   zone: string | undefined;
   promotable: boolean;
@@ -94,14 +100,9 @@ export function parseWorkerArgs(args: string[]): WorkerCliOptions {
   if (apps.length === 0)
     throw new CliUsageError('needs --app FILE (a module exporting applications)', { showUsage: true });
   for (const app of apps) nonEmpty('app', app);
-  let nats: string[] | undefined;
-  if (nonEmpty('nats', values.nats) !== undefined) {
-    nats = values
-      .nats!.split(',')
-      .map((u) => u.trim())
-      .filter((u) => u !== '');
-    if (nats.length === 0) throw new CliUsageError('--nats needs a URL', { showUsage: true });
-  }
+  const { servers: nats, auth, tls } = connectionSettings(values);
+  if (nats === undefined && (auth !== undefined || tls !== undefined))
+    throw new CliUsageError('credentials and TLS flags need --nats (or NATS_URL): the embedded server has no users');
   try {
     validateCluster(values.cluster);
   } catch (err) {
@@ -124,6 +125,8 @@ export function parseWorkerArgs(args: string[]): WorkerCliOptions {
     storageReplicas,
     apps,
     nats,
+    auth,
+    tls,
     cluster: values.cluster,
     zone: nonEmpty('zone', values.zone),
     promotable: !values['no-promote'],
@@ -154,7 +157,13 @@ function describe(err: unknown): string {
 async function openTarget(options: RunWorkerOptions): Promise<Target> {
   const name = `cohort-worker${options.id === undefined ? '' : `-${options.id}`}`;
   if (options.nats !== undefined) {
-    const bus = await createNatsBus({ servers: options.nats, name });
+    const bus = await createNatsBus({
+      servers: options.nats,
+      name,
+      auth: options.auth,
+      tls: options.tls,
+      inboxPrefix: workerInbox(),
+    });
     return { bus, where: options.nats.join(','), dispose: () => bus.close() };
   }
   if (findNatsServerBinary() === null) {
@@ -221,6 +230,8 @@ export async function runWorker(options: RunWorkerOptions): Promise<number> {
         ...(options.id !== undefined && { id: options.id }),
         ...(options.zone !== undefined && { zone: options.zone }),
         promotable: options.promotable,
+        // With credentials, the server reserves each client user its inbox: hold clients to theirs.
+        clients: { ownInbox: options.auth !== undefined },
         ...(options.storageReplicas !== undefined && { storageReplicas: options.storageReplicas }),
         ...(options.heartbeatInterval !== undefined && { heartbeatInterval: options.heartbeatInterval }),
         ...(options.sessionTimeout !== undefined && { sessionTimeout: options.sessionTimeout }),
@@ -237,6 +248,7 @@ export async function runWorker(options: RunWorkerOptions): Promise<number> {
       `cluster ${options.cluster}`,
       ...(options.zone === undefined ? [] : [`zone ${options.zone}`]),
       ...(options.promotable ? [] : ['not promotable']),
+      ...(options.auth === undefined && options.tls === undefined ? [] : [describeSecurity(options)]),
     ];
     options.write(`worker ${worker.id} serving ${names} on ${target.where} (${extras.join(', ')})`);
 

@@ -7,7 +7,7 @@ import type { Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { connect } from '@nats-io/transport-node';
+import { connect, type NodeConnectionOptions } from '@nats-io/transport-node';
 import { NatsServerDisposedError, NatsServerStartError } from './errors.js';
 import { requireNatsServerBinary } from './natsServerBinary.js';
 
@@ -25,6 +25,12 @@ export interface NatsServerOptions {
   startTimeoutMs?: number;
   /** The executable; default: requireNatsServerBinary(). */
   binary?: string;
+  /**
+   * How the readiness check connects, for a server that asks for credentials
+   * or TLS (say `{ user, pass }`, an `authenticator`, `tls: { caFile }`).
+   * With TLS, `url` is still `nats://`: nats.js upgrades when the server asks.
+   */
+  probe?: Pick<NodeConnectionOptions, 'user' | 'pass' | 'token' | 'authenticator' | 'tls'>;
 }
 
 /** A local nats-server child process. Stop, kill and restart keep its port and store dir. */
@@ -221,6 +227,7 @@ interface Launch {
   readonly serverName: string | undefined;
   readonly extraArgs: readonly string[];
   readonly startTimeoutMs: number;
+  readonly probe: NatsServerOptions['probe'];
 }
 
 function argsFor(launch: Launch, port: number): string[] {
@@ -293,7 +300,7 @@ async function launch(
     if (remaining <= 0) return fail('timeout', lastError);
     const timeout = Math.max(100, Math.min(2_000, remaining));
     try {
-      const nc = await connect({ servers: url, reconnect: false, timeout });
+      const nc = await connect({ ...l.probe, servers: url, reconnect: false, timeout });
       try {
         if (l.jetstream) await jetstreamManager(nc, { timeout });
         return { proc, port: found, version: nc.info?.version ?? 'unknown' };
@@ -388,6 +395,7 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
       serverName: options.serverName,
       extraArgs: options.args ?? [],
       startTimeoutMs: options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS,
+      probe: options.probe,
     },
     baseDir,
   );

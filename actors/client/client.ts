@@ -14,6 +14,7 @@ import type { CommandReply, PatchOperation, ReadReply, UserEvent, VerifyOutcome 
 import { ClientDisconnectedError, NetworkError, fromErrorBody } from '../../protocol/errors.js';
 import { commandRequest, readRequest } from '../../protocol/requests.js';
 import { DEFAULT_SHARD_COUNT, shardOf } from '../../protocol/shard.js';
+import { clientInbox } from '../../protocol/clientId.js';
 import { Connection } from './connection.js';
 import { ClientCounters, type Counter, type CounterOptions } from './counter.js';
 import { DEFAULT_CACHE_SIZE, DocumentCache } from './documentCache.js';
@@ -370,6 +371,10 @@ export async function connect(options: ConnectOptions): Promise<Client> {
     (() =>
       createNatsBus({
         servers: options.nats!,
+        auth: options.auth,
+        tls: options.tls,
+        replyPrefix: options.replyPrefix,
+        inboxPrefix: clientInbox(label, options.replyPrefix),
         name: `cohort-client-${label}`,
         reconnectTimeWait: config.reconnectInterval,
         timeout: Math.min(config.waitTimeout, 5_000),

@@ -3,6 +3,8 @@
  * opened: every bad option is named in a RangeError, so a mistake shows at
  * start and not as a strange failure later.
  */
+import { basename } from 'node:path';
+import type { NatsAuth, NatsTls } from '../../bus/nats/credentials.js';
 import type { Bus } from '../../bus/types.js';
 import type { Environment } from '../../bus/environment.js';
 import { validateCluster } from '../../bus/subjects.js';
@@ -10,9 +12,22 @@ import { validateCluster } from '../../bus/subjects.js';
 export interface ConnectOptions {
   /** NATS server URL(s); or pass `bus`. */
   nats?: string | string[];
+  /** Credentials for `nats` (files are read at connect): as the `nats` CLI takes them. */
+  auth?: NatsAuth;
+  /** TLS files for `nats`; given (even `{}`), a server without TLS is refused. */
+  tls?: NatsTls;
+  /**
+   * Where workers answer (default `_INBOX`). The client takes its answers in
+   * `<replyPrefix>.<label>`, the inbox `cohort auth init` reserves to its user.
+   */
+  replyPrefix?: string;
   bus?: Bus;
   cluster: string;
-  /** Shown in every server-side log line about this client. */
+  /**
+   * Shown in every server-side log line about this client; with per-user
+   * permissions, the LABEL of its `client-LABEL` user (default: taken from an
+   * `auth.nkey` file named `client-LABEL.nk`, else `client`).
+   */
   label?: string;
   shardCount?: number;
   /**
@@ -51,6 +66,12 @@ function positive(name: string, v: number | undefined, allowZero = false): void 
     throw new RangeError(`connect: ${name} must be a ${allowZero ? 'non-negative' : 'positive'} number, got ${v}`);
 }
 
+/** `client-alice.nk`, as `cohort auth init` names a client's seed file, says the label is alice. */
+function labelFromSeedFile(path: string | undefined): string | undefined {
+  if (path === undefined) return undefined;
+  return /^client-([A-Za-z0-9_-]+)\.nk$/.exec(basename(path))?.[1];
+}
+
 /** Throws on the first bad option; returns the label (default `client`). */
 export function checkConnectOptions(options: ConnectOptions): string {
   validateCluster(options.cluster);
@@ -70,7 +91,7 @@ export function checkConnectOptions(options: ConnectOptions): string {
   if (options.invalidationQueueSize !== undefined && !Number.isSafeInteger(options.invalidationQueueSize)) {
     throw new RangeError(`connect: invalidationQueueSize must be a whole number, got ${options.invalidationQueueSize}`);
   }
-  const label = options.label ?? 'client';
+  const label = options.label ?? labelFromSeedFile(options.auth?.nkey) ?? 'client';
   if (
     typeof label !== 'string' ||
     label.length === 0 ||

@@ -2,9 +2,8 @@ import { EventEmitter } from 'node:events';
 import { createActor, type Actor } from 'xstate';
 import type { Clock, TimerHandle } from '../../bus/clock.js';
 import type { Environment } from '../../bus/environment.js';
-import { newClientId } from '../../protocol/clientId.js';
+import { newClientId, noticeSubject } from '../../protocol/clientId.js';
 import { decode } from '../../bus/codec.js';
-import { clientSubject } from '../../bus/subjects.js';
 import type { Bus, Subscription } from '../../bus/types.js';
 import {
   connectionMachine,
@@ -277,7 +276,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     const bus = this.#bus;
     if (bus !== undefined) {
       const id = this.#clientId;
-      this.#notices = bus.subscribe(clientSubject(this.#cluster, id), (m) => {
+      this.#notices = bus.subscribe(noticeSubject(this.#cluster, id), (m) => {
         let notice;
         try {
           notice = parseClientNotice(decode(m.data, { where: `notice to ${id}` }));

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { encode } from '../../bus/codec.js';
-import { clientSubject } from '../../bus/subjects.js';
+import { noticeSubject } from '../../protocol/clientId.js';
 import type { Bus } from '../../bus/types.js';
 import type { ClientNotice } from '../../protocol/control.js';
 import { HEADER, headerText } from '../../protocol/headers.js';
@@ -35,7 +35,7 @@ export async function forceDisconnect(deps: DisconnectDeps, client: string): Pro
   const notice: ClientNotice = { type: 'disconnected', by: workerId, reason };
   for (const id of ids) {
     try {
-      bus.publish(clientSubject(cluster, id), encode(notice), { headers: { [HEADER.client]: headerText(id) } });
+      bus.publish(noticeSubject(cluster, id), encode(notice), { headers: { [HEADER.client]: headerText(id) } });
     } catch (err) {
       log.warn({ err, clientId: id }, 'disconnect notice not sent');
     }

@@ -8,6 +8,7 @@ import type { BlobStore, Bus, Delivery, Subscription } from '../../bus/types.js'
 import { InvalidRequestError, refuse, UnknownApplicationError } from '../../protocol/errors.js';
 import type { CommandReply, ReadReply, TxReply, VerifyReply } from '../../protocol/messages.js';
 import { checkShard, parseRequest } from '../../protocol/requests.js';
+import { clientInbox, inboxOwner, labelOf } from '../../protocol/clientId.js';
 import type { Application } from './application.js';
 import type { Catalog } from './catalog.js';
 import type { ClientRecords } from './clientRecords.js';
@@ -26,6 +27,8 @@ export interface DispatchOptions {
   readonly log: Logger;
   /** The cluster's shard count: a request on another shard's subject than its session's is refused. */
   readonly shardCount: number;
+  /** Set (to the reply prefix): a request is refused unless its reply subject lies in its claimed client's inbox. */
+  readonly ownInboxes?: string | undefined;
 }
 
 type Reply = CommandReply | ReadReply | TxReply | VerifyReply;
@@ -49,9 +52,12 @@ export class Dispatch {
   readonly #clock: Clock;
   readonly #log: Logger;
   readonly #shardCount: number;
+  readonly #ownInboxes: string | undefined;
 
-  constructor({ apps, catalog, transactions, clients, bus, blobs, environment, log, shardCount }: DispatchOptions) {
+  constructor(options: DispatchOptions) {
+    const { apps, catalog, transactions, clients, bus, blobs, environment, log, shardCount } = options;
     this.#shardCount = shardCount;
+    this.#ownInboxes = options.ownInboxes;
     this.#apps = apps;
     this.#catalog = catalog;
     this.#transactions = transactions;
@@ -108,6 +114,8 @@ export class Dispatch {
     const { id, shard } = target;
     const req = parseRequest(body, kind);
     if (req instanceof Error) return refuse(req);
+    const impostor = this.#checkInbox(m.reply, req.client);
+    if (impostor !== undefined) return refuse(impostor);
     switch (req.kind) {
       case 'command':
         return this.#run(app, id, shard, req.client, (s) => s.command(req, this.#clock.now()));
@@ -118,6 +126,21 @@ export class Dispatch {
       case 'read':
         return this.#run(app, id, shard, req.client, async (s) => s.read(req.minSeq));
     }
+  }
+
+  /**
+   * Where the server reserves each client user its inbox, a reply subject
+   * in another label's inbox (or none) means the sender is not the client it
+   * claims to be: answering would act for that client (its transactions,
+   * its de-duplication) on a stranger's word.
+   */
+  #checkInbox(reply: string | undefined, client: string): InvalidRequestError | undefined {
+    if (this.#ownInboxes === undefined) return undefined;
+    const label = labelOf(client);
+    if (reply !== undefined && inboxOwner(reply, this.#ownInboxes) === label) return undefined;
+    return new InvalidRequestError(
+      `client ${JSON.stringify(client)} must take its replies in its own inbox ${clientInbox(label, this.#ownInboxes)}.>`,
+    );
   }
 
   /**

@@ -1,11 +1,12 @@
 import type { Logger } from 'pino';
 import type { Clock, TimerHandle } from '../../bus/clock.js';
 import { resolveEnvironment, type Environment } from '../../bus/environment.js';
-import { createNatsBus } from '../../bus/nats/mod.js';
+import { createNatsBus, type NatsAuth, type NatsTls } from '../../bus/nats/mod.js';
 import { validateCluster } from '../../bus/subjects.js';
-import type { Bus, Subscription } from '../../bus/types.js';
+import { DEFAULT_INBOX_PREFIX, type Bus, type Subscription } from '../../bus/types.js';
 import { createLogger } from '../../log/logger.js';
 import { requestFailover } from '../../protocol/control.js';
+import { workerInbox } from '../../protocol/clientId.js';
 import { DEFAULT_SHARD_COUNT } from '../../protocol/shard.js';
 import { MEMBERSHIP_DEFAULTS, type MembershipConfig } from '../../machines/membership.js';
 import { membershipConfig } from '../../machines/membershipConfig.js';
@@ -23,6 +24,12 @@ import { Shards } from './shards.js';
 export interface WorkerOptions {
   /** NATS server URL(s); or pass `bus`. */
   nats?: string | string[];
+  /** Credentials for `nats` (files are read at start), as the `nats` CLI takes them. */
+  auth?: NatsAuth;
+  /** TLS files for `nats`; given (even `{}`), a server without TLS is refused. */
+  tls?: NatsTls;
+  /** Where this worker sends answers, and only there (default `_INBOX`); clients' inboxes lie under it. */
+  replyPrefix?: string;
   bus?: Bus;
   cluster: string;
   applications: Application[];
@@ -62,8 +69,14 @@ export interface WorkerOptions {
    * transactions, else they are rolled back. A transaction holds its
    * session's lock for at most `maxTransactionTimeout` ms (default 60 000),
    * whatever its client asks for.
+   *
+   * `ownInbox`: a request whose claimed client is labelled L is answered only
+   * when its reply subject lies in L's inbox (`<replyPrefix>.L.`), else refused
+   * with InvalidRequestError. Where the server reserves each client user its
+   * inbox (`cohort auth init`), one client cannot act as another. Default: on
+   * when `auth` is given.
    */
-  clients?: { troubledInterval?: number; recoveryWait?: number; maxTransactionTimeout?: number };
+  clients?: { troubledInterval?: number; recoveryWait?: number; maxTransactionTimeout?: number; ownInbox?: boolean };
 }
 
 export type { ClientRecordInfo } from './clientRecords.js';
@@ -122,6 +135,8 @@ interface WorkerHostOptions {
   readonly log: Logger;
   readonly applications: readonly Application[];
   readonly clients: { troubledInterval: number; recoveryWait: number; maxTransactionTimeout: number };
+  /** Set: a request is answered only in its claimed client's own inbox under this prefix. */
+  readonly ownInboxes: string | undefined;
   /** Sessions hash to one of this many shards; a request on another shard's subject is refused. */
   readonly shardCount: number;
   /** Undefined: static sharding. */
@@ -173,6 +188,7 @@ class WorkerHost {
     clients,
     membership,
     shardCount,
+    ownInboxes,
   }: WorkerHostOptions) {
     this.id = id;
     this.#cluster = cluster;
@@ -236,6 +252,7 @@ class WorkerHost {
       environment,
       log,
       shardCount,
+      ownInboxes,
     });
     this.shards = new Shards({ bus, cluster, log, dispatch: this.#dispatch, catalog, wakeups: catalog.wakeups });
   }
@@ -372,7 +389,17 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
   const config = options.shards === undefined ? membershipConfig({ ...options, shardCount }) : undefined;
   const clients = clientOptions(options.clients);
   if (!options.bus && !options.nats) throw new TypeError('startWorker needs `nats` (server URLs) or `bus`');
-  const bus = options.bus ?? (await createNatsBus({ servers: options.nats!, name: `cohort-worker` }));
+  const replyPrefix = options.replyPrefix ?? DEFAULT_INBOX_PREFIX;
+  const bus =
+    options.bus ??
+    (await createNatsBus({
+      servers: options.nats!,
+      name: `cohort-worker`,
+      auth: options.auth,
+      tls: options.tls,
+      replyPrefix,
+      inboxPrefix: workerInbox(replyPrefix),
+    }));
   const environment = resolveEnvironment(options.environment);
   const id = options.id ?? environment.newId().slice(0, 8);
   const log = (options.logger ?? createLogger()).child({ cluster: options.cluster, worker: id });
@@ -397,6 +424,7 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
     log,
     applications: options.applications,
     clients,
+    ownInboxes: (options.clients?.ownInbox ?? options.auth !== undefined) ? replyPrefix : undefined,
     shardCount,
     membership:
       config === undefined

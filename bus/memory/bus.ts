@@ -50,7 +50,7 @@ export class MemoryBus implements Bus {
   refusedReplies = 0;
 
   /** `clock` times this connection's requests; the server's clock stamps what it stores. */
-  constructor(host: MemoryServer, clock: Clock, inboxPrefix: string) {
+  constructor(host: MemoryServer, clock: Clock, inboxPrefix: string, replyPrefix: string) {
     this.#host = host;
     this.#client = host.connect();
     this.#requests = new RequestMux(host, this.#client, clock, inboxPrefix);
@@ -66,7 +66,7 @@ export class MemoryBus implements Bus {
       client: this.#client,
       publish: (subject, data, options) => this.publish(subject, data, options),
       closed: () => this.#state === 'closed',
-      inbox: `${inboxPrefix}.`,
+      inbox: `${replyPrefix}.`,
       refusedReply: () => void this.refusedReplies++,
       reportHandlerError: report,
       forget: (subscription) => this.#subscriptions.delete(subscription),

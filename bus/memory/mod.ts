@@ -13,8 +13,13 @@ export interface MemoryBusOptions {
   environment?: Partial<Environment>;
   /** Only for the private server: on a shared one it is that server's setting. */
   maxPayload?: number;
-  /** Where this connection takes answers, and the only place it sends answers to (default `_INBOX`). */
+  /** Where this connection takes answers to its requests (default `replyPrefix`). */
   inboxPrefix?: string;
+  /**
+   * The only place this connection sends answers to (default `_INBOX`): every
+   * process of a cluster uses the same, and each one's inbox lies under it.
+   */
+  replyPrefix?: string;
 }
 
 export function createMemoryServer(options: MemoryServerOptions = {}): MemoryServer {
@@ -33,11 +38,14 @@ export function createMemoryBus(options: MemoryBusOptions = {}): Bus {
       ...(options.environment && { environment: options.environment }),
       ...(maxPayload !== undefined && { maxPayload }),
     });
-  const inboxPrefix = options.inboxPrefix ?? DEFAULT_INBOX_PREFIX;
+  const replyPrefix = options.replyPrefix ?? DEFAULT_INBOX_PREFIX;
+  const inboxPrefix = options.inboxPrefix ?? replyPrefix;
+  validateSubject(replyPrefix, { wildcards: false, kind: 'reply prefix' });
   validateSubject(inboxPrefix, { wildcards: false, kind: 'inbox prefix' });
   return new MemoryBus(
     host,
     options.environment === undefined ? host.clock : resolveEnvironment(options.environment).clock,
     inboxPrefix,
+    replyPrefix,
   );
 }

@@ -10,7 +10,7 @@ export interface SubscriptionOwner {
   publish(subject: string, data: Uint8Array, options: { headers?: Headers }): void;
   /** True once the owning connection has closed: answers can no longer go out. */
   closed(): boolean;
-  /** `<inboxPrefix>.`: answers go only under it. */
+  /** `<replyPrefix>.`: answers go only under it. */
   readonly inbox: string;
   /** An answer whose reply subject was not under `inbox` was refused. */
   refusedReply(): void;

@@ -1,7 +1,15 @@
 import { connect, type NodeConnectionOptions } from '@nats-io/transport-node';
 import type { Msg, MsgHdrs, NatsConnection } from '@nats-io/nats-core';
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
-import { BusClosedError, JetStreamDisabledError, PayloadTooLargeError, UnsupportedFeatureError } from '../errors.js';
+import { errors } from '@nats-io/nats-core';
+import {
+  AuthenticationError,
+  BusClosedError,
+  JetStreamDisabledError,
+  PayloadTooLargeError,
+  PermissionDeniedError,
+  UnsupportedFeatureError,
+} from '../errors.js';
 import { compareVersions, MINIMUM_SERVER_VERSION, requireFeature, serverSupports } from '../features.js';
 import { validateHeaders, validateName, validateSubject } from '../names.js';
 import { DEFAULT_INBOX_PREFIX } from '../types.js';
@@ -25,6 +33,7 @@ import type {
   Subscription,
 } from '../types.js';
 import { openNatsBlobs } from './blobs.js';
+import { resolveSecurity, type NatsAuth, type NatsTls } from './credentials.js';
 import { fromMsgHdrs, toMsgHdrs } from './headers.js';
 import { openNatsJournal } from './journal.js';
 import { openNatsKv } from './kv.js';
@@ -34,11 +43,7 @@ import { ReplyMux } from './replies.js';
 export interface NatsBusOptions extends Pick<
   NodeConnectionOptions,
   | 'name'
-  | 'user'
-  | 'pass'
-  | 'token'
   | 'authenticator'
-  | 'tls'
   | 'maxReconnectAttempts'
   | 'reconnectTimeWait'
   | 'pingInterval'
@@ -50,11 +55,17 @@ export interface NatsBusOptions extends Pick<
   timeout?: number;
   /** Timeout of JetStream API calls and appends in ms (default 5 000). */
   apiTimeout?: number;
-  /**
-   * Where this bus takes answers to its requests, and the only place it sends
-   * answers to (default `_INBOX`, as nats.js). Every process of a cluster uses the same.
-   */
+  /** Credentials, as the `nats` CLI takes them (files are read at connect). */
+  auth?: NatsAuth;
+  /** TLS files; given (even `{}`), the connection refuses a server without TLS. */
+  tls?: NatsTls;
+  /** Where this bus takes answers to its requests (default `replyPrefix`); with per-user permissions, the user's own. */
   inboxPrefix?: string;
+  /**
+   * The only place this bus sends answers to (default `_INBOX`, as nats.js):
+   * every process of a cluster uses the same, and each one's inbox lies under it.
+   */
+  replyPrefix?: string;
 }
 
 /** A message off the wire; headers are converted only when someone looks. */
@@ -93,7 +104,7 @@ class NatsDelivery implements Delivery {
 class NatsBus implements Bus {
   readonly server: ServerInfo;
   refusedReplies = 0;
-  /** `<inboxPrefix>.`: answers go only under it. */
+  /** `<replyPrefix>.`: answers go only under it. */
   readonly inbox: string;
   readonly #js: JetStreamClient;
   readonly #jsm: JetStreamManager;
@@ -106,6 +117,7 @@ class NatsBus implements Bus {
     jsm: JetStreamManager,
     readonly apiTimeout: number,
     inboxPrefix: string,
+    replyPrefix: string,
   ) {
     const info = nc.info!;
     this.server = {
@@ -116,7 +128,7 @@ class NatsBus implements Bus {
     };
     this.#jsm = jsm;
     this.#js = jetstream(nc, { timeout: apiTimeout });
-    this.inbox = `${inboxPrefix}.`;
+    this.inbox = `${replyPrefix}.`;
     this.#replies = new ReplyMux(nc, inboxPrefix);
     void this.#forwardStatus();
   }
@@ -130,6 +142,11 @@ class NatsBus implements Bus {
           this.#emit({ type: s.type });
           break;
         case 'error':
+          if (s.error instanceof errors.PermissionViolationError && s.error.operation === 'publish')
+            this.#replies.refuse(
+              s.error.subject,
+              new PermissionDeniedError('publish', s.error.subject, { cause: s.error }),
+            );
           this.#emit({ type: 'error', error: s.error });
           break;
       }
@@ -258,11 +275,30 @@ class NatsBus implements Bus {
  * nats-server 2.9.10, with JetStream enabled.
  */
 export async function createNatsBus(options: NatsBusOptions): Promise<Bus> {
-  const { apiTimeout = 5_000, inboxPrefix = DEFAULT_INBOX_PREFIX, ...connectOptions } = options;
+  const { apiTimeout = 5_000, replyPrefix = DEFAULT_INBOX_PREFIX, auth, tls, ...connectOptions } = options;
+  const inboxPrefix = options.inboxPrefix ?? replyPrefix;
+  validateSubject(replyPrefix, { wildcards: false, kind: 'reply prefix' });
   validateSubject(inboxPrefix, { wildcards: false, kind: 'inbox prefix' });
+  const security = await resolveSecurity(auth, tls);
   // noAsyncTraces: nats.js otherwise builds two Error objects (for stack traces) per request,
   // a third of the CPU of a busy worker; our errors carry subject and operation instead.
-  const nc = await connect({ maxReconnectAttempts: -1, noAsyncTraces: true, inboxPrefix, ...connectOptions });
+  let nc: NatsConnection;
+  try {
+    nc = await connect({
+      maxReconnectAttempts: -1,
+      noAsyncTraces: true,
+      ...security,
+      ...connectOptions,
+      inboxPrefix,
+    });
+  } catch (err) {
+    if (
+      err instanceof errors.AuthorizationError ||
+      (err as Error | undefined)?.cause instanceof errors.AuthorizationError
+    )
+      throw new AuthenticationError(String(options.servers), { cause: err });
+    throw err;
+  }
   try {
     const version = nc.info?.version ?? '0.0.0';
     if (compareVersions(version, MINIMUM_SERVER_VERSION) < 0) {
@@ -272,7 +308,7 @@ export async function createNatsBus(options: NatsBusOptions): Promise<Bus> {
       throw new JetStreamDisabledError(nc.getServer());
     }
     const jsm = await jetstreamManager(nc, { timeout: apiTimeout });
-    return new NatsBus(nc, jsm, apiTimeout, inboxPrefix);
+    return new NatsBus(nc, jsm, apiTimeout, inboxPrefix, replyPrefix);
   } catch (err) {
     await nc.close();
     throw err;

@@ -1,6 +1,6 @@
 import { errors, RequestError } from '@nats-io/nats-core';
 import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
-import { BusClosedError, ConnectionError, NoRespondersError, TimeoutError } from '../errors.js';
+import { BusClosedError, ConnectionError, NoRespondersError, PermissionDeniedError, TimeoutError } from '../errors.js';
 
 /** JetStream API error codes cohort reacts to, beyond those nats.js names. */
 export const ApiCodes = {
@@ -28,6 +28,10 @@ export function translate(err: unknown, operation: string, subject: string, time
   }
   if (err instanceof errors.TimeoutError || (err instanceof RequestError && err.cause instanceof errors.TimeoutError)) {
     return new TimeoutError(`${operation} ${subject}`, timeoutMs, { cause: err });
+  }
+  for (let e: unknown = err; e instanceof Error; e = e.cause) {
+    if (e instanceof errors.PermissionViolationError)
+      return new PermissionDeniedError(e.operation, e.subject, { cause: err });
   }
   if (err instanceof errors.ClosedConnectionError || err instanceof errors.DrainingConnectionError) {
     return new BusClosedError(operation);

@@ -69,6 +69,20 @@ export class ReplyMux {
     else p.resolve(msg);
   }
 
+  /**
+   * The server refused to carry requests to `subject` (a permissions
+   * violation comes back on its own, not as a reply): fail those waiting
+   * for it now rather than at their timeout.
+   */
+  refuse(subject: string, error: Error): void {
+    for (const [token, p] of this.#pending) {
+      if (p.subject !== subject) continue;
+      this.#pending.delete(token);
+      clearTimeout(p.timer);
+      p.reject(error);
+    }
+  }
+
   /** Fails whatever is still waiting: no reply can come through a closed connection. */
   close(): void {
     if (this.#closed) return;

@@ -5,7 +5,7 @@ import { SimulatedClock, type Clock } from '../../bus/clock.js';
 import { decode } from '../../bus/codec.js';
 import { createMemoryBus, createMemoryServer, type MemoryServer } from '../../bus/memory/mod.js';
 import { createNatsBus } from '../../bus/nats/mod.js';
-import { clientSubject } from '../../bus/subjects.js';
+import { noticeSubject } from '../../protocol/clientId.js';
 import type { Bus } from '../../bus/types.js';
 import type { NatsServer } from '../../harness/natsServer.js';
 import { cleanupAfterEach } from '../cleanup.js';
@@ -130,7 +130,7 @@ describe.each(targets)('client records on a worker ($name)', (target) => {
     await s.read({ client: 'alice#000000ff' });
     expect(await s.send(B, 'b0', { type: 'ADD', by: 1 })).toMatchObject({ ok: false });
     const notices: ClientNotice[] = [];
-    raw.subscribe(clientSubject(cluster, A), (m) => notices.push(decode(m.data) as ClientNotice));
+    raw.subscribe(noticeSubject(cluster, A), (m) => notices.push(decode(m.data) as ClientNotice));
     await raw.flush();
     // By label: every alice this worker knows.
     expect(await worker.forceDisconnect('alice')).toEqual({ transactions: 1 });

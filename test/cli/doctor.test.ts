@@ -8,7 +8,7 @@ import { connectTest, startTestServer } from '../nats.js';
 
 const run = promisify(execFile);
 
-async function doctor(options: { nats?: string } = {}): Promise<{ code: number; lines: string[] }> {
+async function doctor(options: { servers?: string[] } = {}): Promise<{ code: number; lines: string[] }> {
   const lines: string[] = [];
   const code = await runDoctor({ ...options, write: (l) => lines.push(l) });
   return { code, lines };
@@ -25,7 +25,7 @@ describe('cohort doctor', () => {
   });
 
   it('passes every capability against a real nats-server and prints its version', async () => {
-    const { code, lines } = await doctor({ nats: server.url });
+    const { code, lines } = await doctor({ servers: [server.url] });
     expect(code).toBe(0);
     expect(lines[0]).toContain(`nats-server ${server.version}`);
     const rows = lines.filter((l) => /^ {2}\S/.test(l) && !l.includes('capability'));
@@ -42,7 +42,7 @@ describe('cohort doctor', () => {
     await jsm.streams.add({ name: 'DOCTOR_WITNESS', subjects: ['doctor.witness'] });
     expect(await names()).toEqual(['DOCTOR_WITNESS']);
     await jsm.streams.delete('DOCTOR_WITNESS');
-    expect((await doctor({ nats: server.url })).code).toBe(0);
+    expect((await doctor({ servers: [server.url] })).code).toBe(0);
     expect(await names()).toEqual([]);
   });
 
@@ -61,7 +61,7 @@ describe('cohort doctor', () => {
   });
 
   it('fails with a clear reason on a server without JetStream', async () => {
-    const { code, lines } = await doctor({ nats: plain.url });
+    const { code, lines } = await doctor({ servers: [plain.url] });
     expect(code).toBe(1);
     expect(lines.join('\n')).toMatch(/JetStreamDisabledError: JetStream is not enabled/);
   });
