@@ -26,8 +26,12 @@ export interface Reply {
 /** One request as the connection carries it until it has a final answer. */
 export interface RequestSpec {
   readonly subject: string;
-  /** Sent as is on every attempt, so a command keeps its command id. */
-  readonly body: Uint8Array;
+  /**
+   * The same on every attempt, so a command keeps its command id; a function
+   * is given the connection's client id when the attempt goes out (a request
+   * made while disconnected goes out on the next connection, under its id).
+   */
+  readonly body: Uint8Array | ((clientId: string) => Uint8Array);
   /** For errors: `send DEPOSIT to ledger/alice`. */
   readonly what: string;
   /** `app/id`. */
@@ -84,6 +88,8 @@ export interface Pending {
   /** Attempts so far; only the latest one's failure counts (an earlier one may still be out after a reconnect). */
   attempts: number;
   settled: boolean;
+  /** The body as last encoded, and for which client id. */
+  encoded?: { readonly clientId: string; readonly data: Uint8Array };
 }
 
 /**
@@ -158,6 +164,14 @@ export class Attempts {
     return new Promise<void>((resolve) => this.#idle.push(resolve));
   }
 
+  #body(p: Pending): Uint8Array {
+    const body = p.spec.body;
+    if (typeof body !== 'function') return body;
+    const clientId = this.#host.clientId;
+    if (p.encoded?.clientId !== clientId) p.encoded = { clientId, data: body(clientId) };
+    return p.encoded.data;
+  }
+
   async attempt(p: Pending, fallback = false): Promise<void> {
     const bus = this.#host.bus;
     if (bus === undefined || p.settled) return;
@@ -169,7 +183,7 @@ export class Attempts {
     p.inFlight = true;
     let m: Message;
     try {
-      m = await bus.request(subject, p.spec.body, { timeout: Math.min(remaining, this.#attemptTimeout) });
+      m = await bus.request(subject, this.#body(p), { timeout: Math.min(remaining, this.#attemptTimeout) });
     } catch (err) {
       if (p.settled || attempt !== p.attempts) return; // a later attempt speaks for it
       p.inFlight = false;
@@ -282,7 +296,7 @@ export class Attempts {
         break;
       case 'fall-back':
         // Answer from a secondary now, and keep polling the primary.
-        this.#host.fallBack(p.spec.subject, p.spec.body, (ended as Error).message, now);
+        this.#host.fallBack(p.spec.subject, this.#body(p), (ended as Error).message, now);
         void this.attempt(p, true);
         break;
       case 'report':

@@ -286,7 +286,9 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
       app,
       id,
       send: async (event, options = {}) => {
-        const body = encode(commandRequest(event, this.#newId(), this.id, options.expectSeq));
+        const command = this.#newId();
+        // Encoded now, so an event the codec cannot carry fails here; again only under a new connection's id.
+        const body = once(this.id, (client) => encode(commandRequest(event, command, client, options.expectSeq)));
         const reply = (await this.#conn.request({
           subject: cmd,
           body,
@@ -314,7 +316,7 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
     const cached = options.allowStale === true ? this.#cache.peek(app, id) : undefined;
     const troubled = this.#conn.state !== 'NORMAL' && this.#conn.state !== 'CONNECTING';
     if (cached !== undefined && troubled && !this.#conn.readOnly) return { ...cached, stale: true, source: 'cache' };
-    const body = encode(readRequest(this.id, options.minSeq));
+    const body = once(this.id, (client) => encode(readRequest(client, options.minSeq)));
     let reply: ReadReply;
     try {
       reply = (await this.#conn.request({
@@ -356,6 +358,12 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
     await this.#conn.close();
     this.#patches.close();
   }
+}
+
+/** A request body for `clientId`, encoded at once, and anew for another id (the request outlived its connection). */
+function once(clientId: string, encodeFor: (clientId: string) => Uint8Array): (clientId: string) => Uint8Array {
+  const first = encodeFor(clientId);
+  return (id) => (id === clientId ? first : encodeFor(id));
 }
 
 /** A client of a cohort cluster. Resolves once connected; ClientDisconnectedError after waitTimeout. */

@@ -129,6 +129,13 @@ describe('credentials', () => {
     // Positive control: mallory as herself is answered.
     expect(await ask(raw, 'own-1', 'mallory#00000001')).toMatchObject({ ok: true, seq: 2 });
     expect(await client.session('counter', 'a').read()).toMatchObject({ seq: 2, document: { n: 102 } });
+    // A forced disconnect reaches alice on her label's notice subject; her next send connects anew, with the same credentials.
+    const firstId = client.id;
+    const disabled = new Promise<string>((r) => client.once('disabled', (_f, reason) => r(reason)));
+    expect(await worker.forceDisconnect('alice')).toEqual({ transactions: 0 });
+    expect(await disabled).toMatch(/disconnected by worker/);
+    expect(await client.session('counter', 'a').send({ type: 'ADD', by: 1 })).toMatchObject({ seq: 3 });
+    expect(client.id).not.toBe(firstId);
     expect(clientInbox('alice')).toBe('_INBOX.alice');
     expect(noticeSubject(cluster, 'alice#0000abcd')).toBe(`cohort.${cluster}.client.alice.0000abcd`);
   });
