@@ -84,6 +84,7 @@ export {
   PayloadTooLargeError,
   PermissionDeniedError,
   StaleRevisionError,
+  StreamConfigMismatchError,
   TimeoutError,
   UnsupportedFeatureError,
   WrongLastSequenceError,

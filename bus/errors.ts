@@ -191,3 +191,41 @@ export class PermissionDeniedError extends BusError {
     super(`the server denied ${operation} on ${subject}: this user's permissions do not allow it`, options);
   }
 }
+
+/** What a StreamConfigMismatchError says. */
+export interface StreamConfigMismatch {
+  /** The JetStream stream: `COHORT_<cluster>_JOURNAL`, `KV_<bucket>`, `OBJ_<bucket>`. */
+  readonly stream: string;
+  /** The stream setting, as NATS names it: `duplicate_window`, `max_age`, `subjects`... */
+  readonly setting: string;
+  readonly expected: string;
+  readonly actual: string;
+  /** Why it matters. */
+  readonly reason: string;
+  /** How to fix it: a `nats` command, or deleting the stream. */
+  readonly fix: string;
+}
+
+/**
+ * A stream or bucket that already exists with a setting that would lose what
+ * cohort keeps in it (entries, values, de-duplication) or keep fewer copies
+ * than asked. Nothing is changed: whoever may edit streams fixes it as `fix` says.
+ */
+export class StreamConfigMismatchError extends BusError {
+  readonly stream: string;
+  readonly setting: string;
+  readonly expected: string;
+  readonly actual: string;
+  readonly reason: string;
+  readonly fix: string;
+  constructor(mismatch: StreamConfigMismatch) {
+    const { stream, setting, expected, actual, reason, fix } = mismatch;
+    super(`stream ${stream}: ${setting} is ${actual}, cohort needs ${expected}: ${reason}. Fix: ${fix}`);
+    this.stream = stream;
+    this.setting = setting;
+    this.expected = expected;
+    this.actual = actual;
+    this.reason = reason;
+    this.fix = fix;
+  }
+}

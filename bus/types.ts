@@ -255,11 +255,15 @@ export interface Bus extends AsyncDisposable {
   /** Resolves once everything published and subscribed so far has reached the server. */
   flush(): Promise<void>;
 
-  /** Opens the journal stream, creating it when absent. */
+  /**
+   * Opens the journal stream, creating it when absent. One already there is
+   * checked, never changed: a setting that would lose entries or
+   * de-duplication (streamConfig.ts) is a StreamConfigMismatchError.
+   */
   journal(config: JournalConfig): Promise<Journal>;
-  /** Opens the key-value bucket, creating it when absent. */
+  /** Opens the key-value bucket, creating it when absent; one already there is checked as a journal is. */
   kv(config: KvConfig): Promise<KvStore>;
-  /** Opens the blob bucket, creating it when absent. */
+  /** Opens the blob bucket, creating it when absent; one already there is checked as a journal is. */
   blobs(config: BlobConfig): Promise<BlobStore>;
 
   supports(feature: Feature): boolean;

@@ -59,7 +59,8 @@ export interface WorkerOptions {
   /**
    * Copies JetStream keeps of the journal, the buckets and the blobs when
    * this worker creates them (default 1; 3 on a 3-node NATS cluster, so a
-   * node can fail). Whoever creates them first decides.
+   * node can fail). Found already there with fewer, they refuse the worker
+   * (StreamConfigMismatchError); with more, they are taken as they are.
    */
   storageReplicas?: number;
   /**

@@ -26,7 +26,8 @@ import { kvStreamSettings, MemoryKv } from './kv.js';
 import { checkPayload, copyBytes, normalizeHeaders } from './payload.js';
 import { RequestMux } from './requests.js';
 import type { MemoryServer } from './server.js';
-import { DEFAULT_DUPLICATE_WINDOW } from './stream.js';
+import { DEFAULT_DUPLICATE_WINDOW, type MemoryStream } from './stream.js';
+import { checkStream, type StreamNeeds } from '../streamConfig.js';
 import { MemorySubscription, type SubscriptionOwner } from './subscription.js';
 
 /**
@@ -122,18 +123,21 @@ export class MemoryBus implements Bus {
     await this.#host.flush();
   }
 
+  /** An existing stream is checked as on NATS (streamConfig.ts), and never reconfigured. */
   async journal(config: JournalConfig): Promise<Journal> {
     this.#assertOpen('journal');
     validateName('journal', config.name);
     const window = config.duplicateWindow ?? 0;
     if (!Number.isFinite(window) || window < 0) throw new RangeError(`duplicateWindow must be >= 0, got ${window}`);
-    const stream = this.#host.openStream({
-      name: config.name,
-      // nats-server: no subjects means the stream's name; a zero window means the default.
-      subjects: config.subjects.length > 0 ? [...config.subjects] : [config.name],
-      duplicateWindow: window === 0 ? DEFAULT_DUPLICATE_WINDOW : window,
-      maxPerSubject: this.#host.stream(config.name)?.settings.maxPerSubject ?? 0,
-    });
+    // nats-server: no subjects means the stream's name; a zero window means the default.
+    const subjects = config.subjects.length > 0 ? [...config.subjects] : [config.name];
+    const duplicateWindow = window === 0 ? DEFAULT_DUPLICATE_WINDOW : window;
+    const existing = this.#host.stream(config.name);
+    if (existing !== undefined) {
+      refuseMismatch(existing, { subjects: { exactly: subjects }, duplicateWindow, ...ANY_COPIES, keepForever: true });
+      return new MemoryJournal(this.#context, existing);
+    }
+    const stream = this.#host.openStream({ name: config.name, subjects, duplicateWindow, maxPerSubject: 0 });
     return new MemoryJournal(this.#context, stream);
   }
 
@@ -142,7 +146,16 @@ export class MemoryBus implements Bus {
     validateName('bucket', config.bucket);
     const history = config.history ?? 1;
     if (!Number.isSafeInteger(history) || history < 1) throw new RangeError(`history must be >= 1, got ${history}`);
-    const stream = this.#host.openStream(kvStreamSettings(config.bucket, history));
+    const settings = kvStreamSettings(config.bucket, history);
+    const existing = this.#host.stream(settings.name);
+    if (existing !== undefined)
+      refuseMismatch(existing, {
+        subjects: { including: settings.subjects },
+        perSubject: history,
+        ...ANY_COPIES,
+        keepForever: true,
+      });
+    const stream = existing ?? this.#host.openStream(settings);
     return new MemoryKv(this.#context, config.bucket, stream);
   }
 
@@ -201,4 +214,14 @@ export class MemoryBus implements Bus {
       }
     }
   }
+}
+
+/** The memory bus keeps one copy, in memory: storage and replicas are not settings it has. */
+const ANY_COPIES = { replicas: 1, storage: 'memory' } as const;
+
+/** What a memory stream has of a stream's settings: its subjects, duplicate window and per-subject limit. */
+function refuseMismatch(stream: MemoryStream, needs: StreamNeeds): void {
+  const { name, subjects, duplicateWindow, maxPerSubject } = stream.settings;
+  const mismatch = checkStream({ name, subjects, duplicateWindow, maxMsgsPerSubject: maxPerSubject }, needs);
+  if (mismatch !== undefined) throw mismatch;
 }

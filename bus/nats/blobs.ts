@@ -4,13 +4,24 @@ import { InvalidNameError } from '../errors.js';
 import { validateName } from '../names.js';
 import type { BlobConfig, BlobInfo, BlobStore } from '../types.js';
 import { translate } from './errors.js';
+import { checkNatsStream } from './streamCheck.js';
 
+/**
+ * Opens the object store, creating it when absent. One that is there
+ * already is checked (streamConfig.ts): an expiry, a per-subject limit or
+ * fewer copies than asked is a StreamConfigMismatchError.
+ */
 export async function openNatsBlobs(js: JetStreamClient, config: BlobConfig): Promise<BlobStore> {
   validateName('bucket', config.bucket);
+  const replicas = config.replicas ?? 1;
+  const storage = config.storage === 'memory' ? 'memory' : 'file';
   try {
-    const os = await new Objm(js).create(config.bucket, {
-      replicas: config.replicas ?? 1,
-      storage: config.storage === 'memory' ? 'memory' : 'file',
+    const os = await new Objm(js).create(config.bucket, { replicas, storage });
+    await checkNatsStream(await js.jetstreamManager(false), `OBJ_${config.bucket}`, {
+      subjects: { including: [`$O.${config.bucket}.C.>`, `$O.${config.bucket}.M.>`] },
+      replicas,
+      storage,
+      keepForever: true,
     });
     return new NatsBlobs(os, config.bucket);
   } catch (err) {

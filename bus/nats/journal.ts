@@ -1,4 +1,4 @@
-import { DeliverPolicy, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { DeliverPolicy, type JetStreamClient, type JetStreamManager, type StreamInfo } from '@nats-io/jetstream';
 import { nanos } from '@nats-io/nats-core';
 import { ConnectionError, InvalidNameError, PayloadTooLargeError, WrongLastSequenceError } from '../errors.js';
 import { subjectMatches, validateHeaders, validateName, validateSubject } from '../names.js';
@@ -16,6 +16,8 @@ import { fromMsgHdrs, toMsgHdrs } from './headers.js';
 import { hasWildcard, subjectWithin } from '../filters.js';
 import { releaseConsumer } from './release.js';
 import { ApiCodes, apiCode, translate } from './errors.js';
+import { checkStream, type StreamNeeds } from '../streamConfig.js';
+import { natsStreamFacts } from './streamCheck.js';
 import type { ReplyMux } from './replies.js';
 
 const DEFAULT_DUPLICATE_WINDOW = 120_000;
@@ -39,11 +41,11 @@ function parseAck(data: Uint8Array): PubAck {
   }
 }
 
-function sameSubjects(a: readonly string[], b: readonly string[]): boolean {
-  return a.length === b.length && [...a].sort().join('\n') === [...b].sort().join('\n');
-}
-
-/** Opens the stream behind a journal, creating it, or widening its subjects, as needed. */
+/**
+ * Opens the stream behind a journal, creating it when absent. One that is
+ * there already is checked (streamConfig.ts) and never changed: a setting
+ * that would lose entries or de-duplication is a StreamConfigMismatchError.
+ */
 export async function openNatsJournal(
   js: JetStreamClient,
   jsm: JetStreamManager,
@@ -56,23 +58,37 @@ export async function openNatsJournal(
   if (config.subjects.length === 0)
     throw new InvalidNameError('journal subjects', '', 'a journal needs at least one subject');
   for (const s of config.subjects) validateSubject(s, { wildcards: true, kind: 'journal subject' });
+  const duplicateWindow = config.duplicateWindow ?? DEFAULT_DUPLICATE_WINDOW;
+  const storage = config.storage === 'memory' ? ('memory' as const) : ('file' as const);
   const wanted = {
     name: config.name,
     subjects: config.subjects,
-    duplicate_window: nanos(config.duplicateWindow ?? DEFAULT_DUPLICATE_WINDOW),
+    duplicate_window: nanos(duplicateWindow),
     num_replicas: config.replicas ?? 1,
-    storage: config.storage === 'memory' ? ('memory' as const) : ('file' as const),
+    storage,
+  };
+  const needs: StreamNeeds = {
+    subjects: { exactly: config.subjects },
+    duplicateWindow,
+    replicas: config.replicas ?? 1,
+    storage,
+    keepForever: true,
+    noRollup: true,
   };
   try {
+    let info: StreamInfo;
     try {
-      const info = await jsm.streams.info(config.name);
-      if (!sameSubjects(info.config.subjects ?? [], config.subjects)) {
-        await jsm.streams.update(config.name, { ...info.config, subjects: config.subjects });
-      }
+      info = await jsm.streams.info(config.name);
     } catch (err) {
       if (apiCode(err) !== ApiCodes.StreamNotFound) throw err;
-      await jsm.streams.add(wanted);
+      // Two workers starting together: the second add finds the first one's stream.
+      info = await jsm.streams.add(wanted).catch((added: unknown) => {
+        if (apiCode(added) !== ApiCodes.StreamNameInUse) throw added;
+        return jsm.streams.info(config.name);
+      });
     }
+    const mismatch = checkStream(natsStreamFacts(info.config), needs);
+    if (mismatch !== undefined) throw mismatch;
   } catch (err) {
     if (apiCode(err) === ApiCodes.StreamSubjectOverlap) {
       throw new InvalidNameError('journal subjects', config.subjects.join(','), 'overlap with another stream', {

@@ -5,6 +5,7 @@ import { validateKvKey, validateName } from '../names.js';
 import type { KvConfig, KvEntry, KvStore, KvWatch, KvWatchOptions } from '../types.js';
 import { releaseConsumer } from './release.js';
 import { ApiCodes, translate } from './errors.js';
+import { checkNatsStream } from './streamCheck.js';
 
 /** A listing that hears nothing this long asks the server whether anything is still pending. */
 const KEYS_QUIET_MS = 500;
@@ -16,13 +17,24 @@ function isWrongSequence(err: unknown): boolean {
   );
 }
 
+/**
+ * Opens the bucket, creating it when absent. One that is there already is
+ * checked (streamConfig.ts): an expiry, a shorter history or fewer copies
+ * than asked is a StreamConfigMismatchError.
+ */
 export async function openNatsKv(js: JetStreamClient, config: KvConfig, maxPayload: number): Promise<KvStore> {
   validateName('bucket', config.bucket);
+  const history = config.history ?? 1;
+  const replicas = config.replicas ?? 1;
+  const storage = config.storage === 'memory' ? 'memory' : 'file';
   try {
-    const kv = await new Kvm(js).create(config.bucket, {
-      history: config.history ?? 1,
-      replicas: config.replicas ?? 1,
-      storage: config.storage === 'memory' ? 'memory' : 'file',
+    const kv = await new Kvm(js).create(config.bucket, { history, replicas, storage });
+    await checkNatsStream(await js.jetstreamManager(false), `KV_${config.bucket}`, {
+      subjects: { including: [`$KV.${config.bucket}.>`] },
+      replicas,
+      storage,
+      perSubject: history,
+      keepForever: true,
     });
     return new NatsKv(js, kv, config.bucket, maxPayload);
   } catch (err) {

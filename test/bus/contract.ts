@@ -6,6 +6,7 @@ import {
   NoRespondersError,
   PayloadTooLargeError,
   StaleRevisionError,
+  StreamConfigMismatchError,
   TimeoutError,
   WrongLastSequenceError,
 } from '../../bus/errors.js';
@@ -497,9 +498,54 @@ export function busContract(name: string, target: () => ContractTarget): void {
         const entries: JournalEntry[] = await collectAll(again.read(`${j.name}.x`));
         expect(entries.map((e) => text(e.data))).toEqual(['kept']);
       });
+      it('checks an existing journal and never changes it: a shorter duplicate window or other subjects refuse it, naming the setting', async () => {
+        const bus = await connect();
+        const name = fresh('J');
+        const j = await bus.journal({ name, subjects: [`${name}.>`], duplicateWindow: 1_000 });
+        await j.append(`${name}.x`, bytes('kept'));
+        const other = await connect();
+        const short = await other.journal({ name, subjects: [`${name}.>`] }).catch((e: unknown) => e);
+        expect(short).toBeInstanceOf(StreamConfigMismatchError);
+        expect(short).toMatchObject({
+          stream: name,
+          setting: 'duplicate_window',
+          expected: 'at least 120s',
+          actual: '1s',
+        });
+        expect((short as StreamConfigMismatchError).fix).toContain(`nats stream edit ${name} --dupe-window=120s`);
+        const narrower = await other
+          .journal({ name, subjects: [`${name}.a.>`], duplicateWindow: 1_000 })
+          .catch((e: unknown) => e);
+        expect(narrower).toMatchObject({ name: 'StreamConfigMismatchError', setting: 'subjects' });
+        // Positive control: asking for no more than it has opens it, entries and window as they were.
+        const same = await other.journal({ name, subjects: [`${name}.>`], duplicateWindow: 500 });
+        expect((await collectAll(same.read(`${name}.>`))).map((e) => text(e.data))).toEqual(['kept']);
+        await same.append(`${name}.x`, bytes('a'), { msgId: 'm1' });
+        expect((await j.append(`${name}.x`, bytes('a'), { msgId: 'm1' })).duplicate).toBe(true);
+      });
     });
 
     describe('key-value', () => {
+      it('checks an existing bucket: one keeping fewer values per key than asked refuses to open; one keeping more opens', async () => {
+        const bus = await connect();
+        const bucket = fresh('KVH');
+        const kv = await bus.kv({ bucket, history: 2 });
+        await kv.put('k', bytes('1'));
+        const other = await connect();
+        const more = await other.kv({ bucket, history: 5 }).catch((e: unknown) => e);
+        expect(more).toBeInstanceOf(StreamConfigMismatchError);
+        expect(more).toMatchObject({ stream: `KV_${bucket}`, setting: 'max_msgs_per_subject', actual: '2' });
+        // Positive control: a history of 1 or 2 is within what it keeps.
+        const fewer = await other.kv({ bucket, history: 1 });
+        expect(text((await fewer.get('k'))!.value)).toBe('1');
+        await fewer.put('k', bytes('2'));
+        const seen: string[] = [];
+        const w = await kv.watch({ key: 'k', include: 'history' }, (e) => seen.push(text(e.value)));
+        await waitFor(() => seen.length === 2, { what: 'both values kept' });
+        w.stop();
+        expect(seen).toEqual(['1', '2']);
+      });
+
       it('creates once, updates by compare-and-set, refuses a stale revision', async () => {
         const bus = await connect();
         const kv = await bus.kv({ bucket: fresh('KV') });
