@@ -61,6 +61,19 @@ export {
   noticeSubject,
   workerInbox,
 } from './protocol/clientId.js';
+export {
+  clientLabelPattern,
+  inboxOwnerOf,
+  inboxPrefixFor,
+  kvStreamName,
+  objectStreamName,
+  RESERVED_LABELS,
+  rolePermissions,
+  userNameOf,
+  validateClientLabel,
+  type Permissions,
+  type Role,
+} from './protocol/permissions.js';
 export { agreeShardCount, recordedShardCount } from './protocol/clusterSettings.js';
 export {
   readView,

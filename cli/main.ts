@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
+import { runAuth } from './auth.js';
 import { runDoctor } from './doctor.js';
 import { CONNECTION_FLAGS, CONNECTION_USAGE, connectionSettings } from './connectionFlags.js';
 import { CliUsageError } from './loadApplications.js';
@@ -43,6 +44,15 @@ commands:
                         in-memory bus, alone, when none is installed);
                         membership: heartbeat every MS (default 500), dropped
                         after MS of silence (default 3000, at least 500)
+  auth init --cluster NAME --out DIR [--client LABEL ...]
+                        nkey users for the cluster's roles (worker, admin,
+                        reader, one client-LABEL per --client): a seed file per
+                        user (DIR/<user>.nk, mode 0600) and DIR/auth.conf, the
+                        nats-server authorization block granting each role only
+                        what it needs, for an \`include\`; refuses to overwrite
+  auth add-client LABEL --out DIR
+                        a new client user in DIR: its seed file, and auth.conf
+                        regenerated with every existing key kept
 
 ${CONNECTION_USAGE}
 exit codes: 0 ok, 1 failure, 2 wrong usage (unknown command or flag, bad --app)
@@ -79,6 +89,8 @@ async function run(command: string | undefined, rest: string[]): Promise<number>
       setTimeout(() => process.exit(code), 2_000).unref();
       return code;
     }
+    case 'auth':
+      return runAuth(rest, { write });
     case 'failover':
       return runFailover({ ...parseFailoverArgs(rest), write, warn });
     case 'up': {
