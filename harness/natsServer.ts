@@ -29,8 +29,9 @@ export interface NatsServerOptions {
    * How the readiness check connects, for a server that asks for credentials
    * or TLS (say `{ user, pass }`, an `authenticator`, `tls: { caFile }`).
    * With TLS, `url` is still `nats://`: nats.js upgrades when the server asks.
+   * With per-user permissions, also the user's `inboxPrefix` (`_INBOX.worker`).
    */
-  probe?: Pick<NodeConnectionOptions, 'user' | 'pass' | 'token' | 'authenticator' | 'tls'>;
+  probe?: Pick<NodeConnectionOptions, 'user' | 'pass' | 'token' | 'authenticator' | 'tls' | 'inboxPrefix'>;
 }
 
 /** A local nats-server child process. Stop, kill and restart keep its port and store dir. */
