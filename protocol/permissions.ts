@@ -148,10 +148,10 @@ function kvReads(kv: { stream: string }): string[] {
 function workerStores(stores: Stores): string[] {
   const { journal, blobs } = stores;
   return [
-    // The journal: created or widened at start, appended to (a publish under cohort.<c>.jrnl),
-    // its last sequence per subject read, replayed and tailed, purged below snapshots.
+    // The journal: created at start (one found there is checked, never changed), appended to
+    // (a publish under cohort.<c>.jrnl), its last sequence per subject read, replayed and
+    // tailed, purged below snapshots.
     `${API}.STREAM.CREATE.${journal}`,
-    `${API}.STREAM.UPDATE.${journal}`,
     `${API}.STREAM.INFO.${journal}`,
     `${API}.STREAM.MSG.GET.${journal}`,
     `${API}.STREAM.PURGE.${journal}`,
