@@ -70,6 +70,7 @@ export { FailoverRefusedError } from './protocol/control.js';
 export { CorruptClusterSettingError, ShardCountMismatchError } from './protocol/clusterSettings.js';
 export {
   AuthenticationError,
+  BucketNotFoundError,
   BusClosedError,
   BusError,
   CohortError,

@@ -229,3 +229,14 @@ export class StreamConfigMismatchError extends BusError {
     this.fix = fix;
   }
 }
+
+/** A bucket opened with `create: false` does not exist (yet: whoever creates it may still be starting). */
+export class BucketNotFoundError extends BusError {
+  override readonly retryable = true;
+  constructor(
+    readonly bucket: string,
+    options?: ErrorOptions,
+  ) {
+    super(`bucket ${bucket} does not exist (yet): a worker creates it when it starts`, options);
+  }
+}

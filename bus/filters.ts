@@ -37,3 +37,27 @@ export function subjectWithin(inner: string, outer: string): boolean {
 export function hasWildcard(subject: string): boolean {
   return subject.split('.').some((t) => t === '*' || t === '>');
 }
+
+/**
+ * A matcher for one subscription's filter, tokens split once. A JetStream
+ * push consumer can be pointed at any deliver subject by whoever may create
+ * it (nats-server does not check that subject against the creator's
+ * permissions), and its messages then arrive carrying the stream's subject,
+ * not the filter's: a delivery whose subject the filter does not match did
+ * not come from a publisher on it and is not taken.
+ */
+export function subjectMatcher(filter: string): (subject: string) => boolean {
+  const ft = filter.split('.');
+  const last = ft.length - 1;
+  const tail = ft[last] === '>';
+  if (!filter.includes('*') && !tail) return (subject) => subject === filter;
+  return (subject) => {
+    const st = subject.split('.');
+    if (tail ? st.length <= last : st.length !== ft.length) return false;
+    for (let i = 0; i < (tail ? last : ft.length); i++) {
+      const f = ft[i]!;
+      if (f !== '*' && f !== st[i]) return false;
+    }
+    return true;
+  };
+}

@@ -166,6 +166,11 @@ export interface KvConfig {
   history?: number;
   replicas?: number;
   storage?: 'file' | 'memory';
+  /**
+   * False: open the bucket only if it exists (BucketNotFoundError otherwise),
+   * for readers whose users may not create streams (default true).
+   */
+  create?: boolean;
 }
 
 export interface KvEntry {
@@ -246,6 +251,12 @@ export interface Bus extends AsyncDisposable {
   readonly server: ServerInfo;
   /** Answers refused since this bus was opened because their reply subject was not under its reply prefix. */
   readonly refusedReplies: number;
+  /**
+   * Messages dropped because their subject did not match the subscription
+   * they arrived on: a JetStream consumer pointed at a subscribed subject by
+   * someone who may create consumers. Always 0 on the memory bus.
+   */
+  readonly strayDeliveries: number;
 
   /** Fire and forget. Throws PayloadTooLargeError / InvalidNameError synchronously. */
   publish(subject: string, data: Uint8Array, options?: PublishOptions): void;

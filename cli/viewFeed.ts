@@ -1,4 +1,4 @@
-import type { Bus, KvWatch, View } from '../index.js';
+import { BucketNotFoundError, type Bus, type KvWatch, type View } from '../index.js';
 import { bucketName, watchView } from '../internal.js';
 
 /**
@@ -52,8 +52,24 @@ export class Views implements ViewFeed {
   }
 }
 
-export async function watchViews(bus: Bus, cluster: string, views: Views): Promise<KvWatch> {
-  const kv = await bus.kv({ bucket: bucketName(cluster, 'cluster') });
+/**
+ * Watches once the first worker has made the cluster bucket: an onlooker
+ * never creates it (its user may not, and a bucket made here would carry
+ * this process's settings, not the workers' storage replicas).
+ */
+export async function watchViews(bus: Bus, cluster: string, views: Views, timeoutMs = 30_000): Promise<KvWatch> {
+  const bucket = bucketName(cluster, 'cluster');
+  const deadline = performance.now() + timeoutMs;
+  let kv;
+  for (;;) {
+    try {
+      kv = await bus.kv({ bucket, create: false });
+      break;
+    } catch (err) {
+      if (!(err instanceof BucketNotFoundError) || performance.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
   return watchView(
     kv,
     (view) => views.offer(view),

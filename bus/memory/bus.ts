@@ -1,5 +1,5 @@
 import type { Clock } from '../clock.js';
-import { BusClosedError, NoRespondersError } from '../errors.js';
+import { BucketNotFoundError, BusClosedError, NoRespondersError } from '../errors.js';
 import { MINIMUM_SERVER_VERSION, requireFeature, serverSupports } from '../features.js';
 import { validateName, validateSubject } from '../names.js';
 import type {
@@ -49,6 +49,7 @@ export class MemoryBus implements Bus {
   #state: 'open' | 'draining' | 'closed' = 'open';
 
   refusedReplies = 0;
+  readonly strayDeliveries = 0;
 
   /** `clock` times this connection's requests; the server's clock stamps what it stores. */
   constructor(host: MemoryServer, clock: Clock, inboxPrefix: string, replyPrefix: string) {
@@ -148,6 +149,7 @@ export class MemoryBus implements Bus {
     if (!Number.isSafeInteger(history) || history < 1) throw new RangeError(`history must be >= 1, got ${history}`);
     const settings = kvStreamSettings(config.bucket, history);
     const existing = this.#host.stream(settings.name);
+    if (existing === undefined && config.create === false) throw new BucketNotFoundError(config.bucket);
     if (existing !== undefined)
       refuseMismatch(existing, {
         subjects: { including: settings.subjects },

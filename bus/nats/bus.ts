@@ -11,6 +11,7 @@ import {
   UnsupportedFeatureError,
 } from '../errors.js';
 import { compareVersions, MINIMUM_SERVER_VERSION, requireFeature, serverSupports } from '../features.js';
+import { subjectMatcher } from '../filters.js';
 import { validateHeaders, validateName, validateSubject } from '../names.js';
 import { DEFAULT_INBOX_PREFIX } from '../types.js';
 import type {
@@ -104,6 +105,7 @@ class NatsDelivery implements Delivery {
 class NatsBus implements Bus {
   readonly server: ServerInfo;
   refusedReplies = 0;
+  strayDeliveries = 0;
   /** `<replyPrefix>.`: answers go only under it. */
   readonly inbox: string;
   readonly #js: JetStreamClient;
@@ -181,11 +183,16 @@ class NatsBus implements Bus {
     this.#checkOpen('subscribe');
     validateSubject(subject, { wildcards: true });
     if (options?.queue !== undefined) validateName('queue group', options.queue);
+    const matches = subjectMatcher(subject);
     const sub = this.nc.subscribe(subject, {
       queue: options?.queue,
       callback: (err, msg) => {
         if (err) {
           this.#emit({ type: 'error', error: err });
+          return;
+        }
+        if (!matches(msg.subject)) {
+          this.strayDeliveries++;
           return;
         }
         try {

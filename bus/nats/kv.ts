@@ -1,6 +1,12 @@
-import { DeliverPolicy, JetStreamApiError, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import {
+  DeliverPolicy,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  type JetStreamClient,
+  type JetStreamManager,
+} from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
-import { KeyExistsError, PayloadTooLargeError, StaleRevisionError } from '../errors.js';
+import { BucketNotFoundError, KeyExistsError, PayloadTooLargeError, StaleRevisionError } from '../errors.js';
 import { validateKvKey, validateName } from '../names.js';
 import type { KvConfig, KvEntry, KvStore, KvWatch, KvWatchOptions } from '../types.js';
 import { releaseConsumer } from './release.js';
@@ -18,16 +24,29 @@ function isWrongSequence(err: unknown): boolean {
 }
 
 /**
- * Opens the bucket, creating it when absent. One that is there already is
+ * Opens the bucket, creating it when absent (unless `create: false`). One that is there already is
  * checked (streamConfig.ts): an expiry, a shorter history or fewer copies
  * than asked is a StreamConfigMismatchError.
  */
+/** Asked with STREAM.INFO alone: a reader may be allowed that and nothing that creates. */
+async function bucketExists(js: JetStreamClient, bucket: string): Promise<boolean> {
+  try {
+    await (await js.jetstreamManager(false)).streams.info(`KV_${bucket}`);
+    return true;
+  } catch (err) {
+    if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound) return false;
+    throw err;
+  }
+}
+
 export async function openNatsKv(js: JetStreamClient, config: KvConfig, maxPayload: number): Promise<KvStore> {
   validateName('bucket', config.bucket);
   const history = config.history ?? 1;
   const replicas = config.replicas ?? 1;
   const storage = config.storage === 'memory' ? 'memory' : 'file';
   try {
+    if (config.create === false && !(await bucketExists(js, config.bucket)))
+      throw new BucketNotFoundError(config.bucket);
     const kv = await new Kvm(js).create(config.bucket, { history, replicas, storage });
     await checkNatsStream(await js.jetstreamManager(false), `KV_${config.bucket}`, {
       subjects: { including: [`$KV.${config.bucket}.>`] },
