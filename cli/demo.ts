@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { type Bus, type Client, connect, type SessionHandle, shardOf, type View } from '../index.js';
 import { KillAndProbe } from './demoKill.js';
@@ -8,6 +10,8 @@ import { describeExit, startLocalCluster, type LocalCluster } from './localClust
 import { CliUsageError } from './loadApplications.js';
 import { defaultApp } from './up.js';
 import { stopSignal } from './stopSignal.js';
+import { authInit } from './auth.js';
+import { checkAuthDir } from './authServer.js';
 import { watchReplicaLag, type ReplicaLag } from './replicaLag.js';
 
 export type { DemoReport } from './demoReport.js';
@@ -24,6 +28,7 @@ export type { DemoReport } from './demoReport.js';
 
 export const DEMO_FLAGS = {
   seconds: { type: 'string' },
+  auth: { type: 'string' },
 } as const satisfies NonNullable<ParseArgsConfig['options']>;
 
 const WORKERS = 3;
@@ -44,18 +49,40 @@ const APP = 'ledger';
 export interface DemoOptions {
   /** Seconds of load; the worker is killed at 40% of them. */
   seconds: number;
+  /**
+   * A `cohort auth init` directory for cluster demo (made, with clients
+   * demo-1..demo-4, when it holds none): the embedded server admits only
+   * its users, and every process connects as its role.
+   */
+  authDir?: string | undefined;
 }
 
 export function parseDemoArgs(args: string[]): DemoOptions {
   const { values } = parseArgs({ args, options: DEMO_FLAGS, strict: true, allowPositionals: false });
-  if (values.seconds === undefined) return { seconds: DEFAULT_SECONDS };
+  if (values.auth !== undefined && values.auth.trim() === '')
+    throw new CliUsageError('--auth needs a directory', { showUsage: true });
+  const authDir = values.auth === undefined ? undefined : resolve(process.cwd(), values.auth);
+  if (values.seconds === undefined) return { seconds: DEFAULT_SECONDS, authDir };
   const s = /^\s*\d+(\.\d+)?\s*$/.test(values.seconds) ? Number(values.seconds) : NaN;
   if (!(s >= MIN_SECONDS && s <= MAX_SECONDS)) {
     throw new CliUsageError(
       `--seconds needs a number from ${MIN_SECONDS} to ${MAX_SECONDS} (got ${JSON.stringify(values.seconds)})`,
     );
   }
-  return { seconds: s };
+  return { seconds: s, authDir };
+}
+
+const CLIENT_LABELS = Array.from({ length: CLIENTS }, (_, i) => `demo-${i + 1}`);
+
+/** The directory's users for the demo, made when it has none yet. */
+async function prepareAuth(dir: string, write: (line: string) => void): Promise<void> {
+  if (!existsSync(join(dir, 'cohort-auth.json'))) {
+    write(
+      `no users in ${dir} yet: making them (cohort auth init --cluster demo --out ${dir} --client demo-1 ... demo-4)`,
+    );
+    await authInit({ cluster: 'demo', out: dir, clients: CLIENT_LABELS }, { write: () => undefined });
+  }
+  await checkAuthDir(dir, 'demo', ['worker', 'admin', ...CLIENT_LABELS.map((l) => `client-${l}`)]);
 }
 
 export interface RunDemoOptions extends DemoOptions {
@@ -79,10 +106,12 @@ export async function runDemo(options: RunDemoOptions): Promise<number> {
   write(
     `membership: heartbeat every ${HEARTBEAT_INTERVAL_MS} ms, a worker silent for ${SESSION_TIMEOUT_MS} ms is dropped and its shards fail over`,
   );
+  if (options.authDir !== undefined) await prepareAuth(options.authDir, write);
   const signal = stopSignal(warn, 'exiting now, killing what is left');
   let cluster: LocalCluster;
   try {
     cluster = await startLocalCluster({
+      authDir: options.authDir,
       workers: WORKERS,
       apps: [defaultApp()],
       nats: undefined,
@@ -118,9 +147,10 @@ export async function runDemo(options: RunDemoOptions): Promise<number> {
     if (first === null) interrupted = true;
 
     for (let i = 0; i < CLIENTS; i++) {
-      const bus = await cluster.openBus(`cohort-demo-client-${i + 1}`);
+      const label = CLIENT_LABELS[i]!;
+      const bus = await cluster.openBus(`cohort-demo-client-${i + 1}`, label);
       buses.push(bus);
-      clients.push(await connect({ bus, cluster: cluster.cluster, label: `demo-${i + 1}`, timeout: SEND_TIMEOUT_MS }));
+      clients.push(await connect({ bus, cluster: cluster.cluster, label, timeout: SEND_TIMEOUT_MS }));
     }
     const shardCount = first?.shardCount ?? 256;
     const accounts: Account[] = Array.from({ length: ACCOUNTS }, (_, i) => {

@@ -1,6 +1,8 @@
 import { type Bus, createMemoryBus, createMemoryServer, createNatsBus, type KvWatch } from '../index.js';
 import { FALLBACK_DIRS, findNatsServerBinary } from '../harness/natsServerBinary.js';
 import { startNatsServer, type NatsServer } from '../harness/natsServer.js';
+import { adminInbox, clientInbox } from '../internal.js';
+import { authFor, startAuthServer } from './authServer.js';
 import { loadApplications } from './loadApplications.js';
 import type { Hosted, LocalWorker, WorkerSettings } from './localWorker.js';
 import { hostWorker } from './memoryWorker.js';
@@ -25,6 +27,13 @@ export interface LocalClusterOptions extends WorkerSettings {
   nats: string[] | undefined;
   /** One process on the in-memory bus even where nats-server is installed (tests of the memory transport). */
   memory?: boolean;
+  /**
+   * A `cohort auth init` directory: the embedded nats-server admits only its
+   * users, workers connect as `worker`, the view reader as `admin`, clients
+   * opened with a label as `client-LABEL`. With `nats`, that server's
+   * configuration must include the directory's auth.conf.
+   */
+  authDir?: string | undefined;
   /** Lines about the cluster itself (which server, the memory fallback). */
   write(line: string): void;
 }
@@ -36,8 +45,11 @@ export interface LocalCluster {
   readonly cluster: string;
   readonly workers: readonly LocalWorker[];
   readonly views: ViewFeed;
-  /** A new connection to the cluster's server, for clients in this process. The caller closes it. */
-  openBus(name: string): Promise<Bus>;
+  /**
+   * A new connection to the cluster's server, for clients in this process (as
+   * `client-LABEL` with authDir; without a label, as `admin`). The caller closes it.
+   */
+  openBus(name: string, label?: string): Promise<Bus>;
   /** Starts one more worker (the next id and zone); resolves once it serves. */
   addWorker(): Promise<LocalWorker>;
   /** SIGTERM to every worker still running, waiting for each (SIGKILL after `graceMs`), then the server. Returns who had to be killed. */
@@ -58,6 +70,11 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
   let server: NatsServer | undefined;
   let memory: ReturnType<typeof createMemoryServer> | undefined;
   let url: string | undefined;
+  if (
+    options.authDir !== undefined &&
+    (options.memory === true || (options.nats === undefined && findNatsServerBinary() === null))
+  )
+    throw new Error('--auth needs a nats-server (the in-memory bus has no users): install nats-server, or pass --nats');
   if (options.nats !== undefined) {
     url = options.nats.join(',');
   } else if (options.memory === true) {
@@ -76,10 +93,11 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
     );
     memory = createMemoryServer();
   } else {
-    server = await startNatsServer();
+    server = options.authDir === undefined ? await startNatsServer() : await startAuthServer(options.authDir);
     url = server.url;
     options.write(
-      `embedded nats-server ${server.version} at ${url} (JetStream in a temporary directory, removed on stop)`,
+      `embedded nats-server ${server.version} at ${url} (JetStream in a temporary directory, removed on stop)` +
+        (options.authDir === undefined ? '' : `, admitting only the users of ${options.authDir}/auth.conf`),
     );
   }
 
@@ -90,10 +108,17 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
   const views = new Views();
   let viewBus: Bus | undefined;
   let watch: KvWatch | undefined;
-  const openBus = (name: string): Promise<Bus> =>
-    memory !== undefined
-      ? Promise.resolve(createMemoryBus({ server: memory }))
-      : createNatsBus({ servers: url!.split(','), name });
+  const openBus = (name: string, label?: string): Promise<Bus> => {
+    if (memory !== undefined) return Promise.resolve(createMemoryBus({ server: memory }));
+    const dir = options.authDir;
+    if (dir === undefined) return createNatsBus({ servers: url!.split(','), name });
+    return createNatsBus({
+      servers: url!.split(','),
+      name,
+      auth: authFor(dir, label === undefined ? 'admin' : `client-${label}`),
+      inboxPrefix: label === undefined ? adminInbox() : clientInbox(label),
+    });
+  };
 
   const stop = async (graceMs = DEFAULT_STOP_GRACE_MS): Promise<{ forced: string[] }> => {
     stopping = true;
@@ -153,8 +178,9 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
   };
   try {
     viewBus = await openBus(`cohort-${options.cluster}-view-reader`);
-    watch = await watchViews(viewBus, options.cluster, views);
+    const watching = watchViews(viewBus, options.cluster, views, START_TIMEOUT_MS);
     for (let i = 0; i < options.workers; i++) launch();
+    watch = await watching;
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<never>((_, reject) => {
       timer = setTimeout(

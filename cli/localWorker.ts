@@ -38,6 +38,8 @@ export interface WorkerSettings {
   cluster: string;
   heartbeatInterval?: number | undefined;
   sessionTimeout?: number | undefined;
+  /** A `cohort auth init` directory: worker processes connect as its worker user (`worker.nk`). */
+  authDir?: string | undefined;
   /** A line a worker printed (stdout). */
   onLine?(worker: LocalWorker, line: string): void;
   /** A log line a worker wrote at warn or above (stderr), made readable. */

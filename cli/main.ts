@@ -12,19 +12,24 @@ import { parseWorkerArgs, runWorker } from './worker.js';
 const USAGE = `usage: cohort <command> [options]
 
 commands:
-  demo [--seconds S]    the main job: a local cluster of 3 workers running the
+  demo [--seconds S] [--auth DIR]
+                        the main job: a local cluster of 3 workers running the
                         ledger, 40 accounts, deposits from 4 clients, one worker
                         killed with SIGKILL midway; a live status every second,
                         then a report (acknowledged, lost, duplicated, ambiguous,
                         failover time). Exit 0 only when nothing acknowledged was
-                        lost or applied twice. S: seconds of load (default 15)
-  up [--workers N] [--app FILE ...] [--nats URL] [--cluster NAME]
+                        lost or applied twice. S: seconds of load (default 15);
+                        --auth: on a nats-server admitting only DIR's users
+                        (made for cluster demo when DIR has none)
+  up [--workers N] [--app FILE ...] [--nats URL] [--cluster NAME] [--auth DIR]
      [--session-timeout MS] [--heartbeat-interval MS]
                         a local cluster until SIGINT or SIGTERM: N workers
                         (default 3; ids w1..wN, zones a, b, c, ...) running the
                         --app modules (default the ledger example) on an embedded
                         nats-server (or the in-memory bus, in this process, when
-                        none is installed); a status line per cluster view
+                        none is installed); a status line per cluster view;
+                        --auth: the server admits only the users of DIR (from
+                        cohort auth init), each process connects as its role
   failover --shard N --to WORKER --nats URL [--cluster NAME] [--force]
            [--timeout MS]
                         ask the leader to move shard N to WORKER: planned (the

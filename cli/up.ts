@@ -4,6 +4,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { MIN_SESSION_TIMEOUT, type View } from '../index.js';
 import { validateCluster } from '../internal.js';
 import { stopSignal } from './stopSignal.js';
+import { checkAuthDir } from './authServer.js';
 import { describeExit, startLocalCluster, type LocalCluster } from './localCluster.js';
 import { CliUsageError, loadApplications } from './loadApplications.js';
 import { checkMembershipTimings, parseMilliseconds } from './worker.js';
@@ -14,6 +15,7 @@ export const UP_FLAGS = {
   workers: { type: 'string' },
   app: { type: 'string', multiple: true },
   nats: { type: 'string' },
+  auth: { type: 'string' },
   cluster: { type: 'string', default: 'demo' },
   'session-timeout': { type: 'string' },
   'heartbeat-interval': { type: 'string' },
@@ -28,6 +30,8 @@ export interface UpOptions {
   /** Absolute paths of the modules exporting the applications. */
   apps: string[];
   nats: string[] | undefined;
+  /** A `cohort auth init` directory (absolute): the embedded server admits only its users. */
+  authDir: string | undefined;
   cluster: string;
   heartbeatInterval: number | undefined;
   sessionTimeout: number | undefined;
@@ -59,6 +63,11 @@ export function heartbeatFor(
 ): number | undefined {
   if (heartbeatInterval !== undefined || sessionTimeout === undefined) return heartbeatInterval;
   return Math.min(500, Math.floor(sessionTimeout / 4));
+}
+
+function nonEmptyAuth(value: string): string {
+  if (value.trim() === '') throw new CliUsageError('--auth needs a directory', { showUsage: true });
+  return value;
 }
 
 /** The arguments after `up`. Throws parseArgs' own errors for unknown flags, CliUsageError for bad values. */
@@ -94,6 +103,7 @@ export function parseUpArgs(args: string[]): UpOptions {
     workers,
     apps: apps.length > 0 ? apps : [defaultApp()],
     nats,
+    authDir: values.auth === undefined ? undefined : resolve(process.cwd(), nonEmptyAuth(values.auth)),
     cluster: values.cluster,
     heartbeatInterval,
     sessionTimeout,
@@ -139,6 +149,7 @@ export async function runUp(options: RunUpOptions): Promise<number> {
   const { write, warn } = options;
   // Wrong modules are wrong usage (exit code 2), found before anything starts.
   const applications = await loadApplications(options.apps);
+  if (options.authDir !== undefined) await checkAuthDir(options.authDir, options.cluster, ['worker', 'admin']);
   const signal = stopSignal(warn, 'exiting now, killing what is left');
   try {
     let cluster: LocalCluster;
@@ -163,7 +174,15 @@ export async function runUp(options: RunUpOptions): Promise<number> {
     if (cluster.views.latest !== null) write(describeView(cluster.views.latest));
     const names = applications.map((a) => a.name).join(', ');
     const n = `${cluster.workers.length} worker${cluster.workers.length === 1 ? '' : 's'}`;
-    if (cluster.url !== undefined) {
+    if (cluster.url !== undefined && options.authDir !== undefined) {
+      const dir = options.authDir;
+      write(`cluster ${cluster.cluster} up: ${n} serving ${names} at ${cluster.url}, only for the users of ${dir}`);
+      write(
+        `clients: connect({ nats: '${cluster.url}', cluster: '${cluster.cluster}', auth: { nkey: '${dir}/client-LABEL.nk' } }) ` +
+          `(cohort auth add-client LABEL --out ${dir} makes one); more workers: cohort worker --nats ${cluster.url} ` +
+          `--cluster ${cluster.cluster} --nkey ${dir}/worker.nk --app FILE`,
+      );
+    } else if (cluster.url !== undefined) {
       write(`cluster ${cluster.cluster} up: ${n} serving ${names} at ${cluster.url}`);
       write(
         `clients: connect({ nats: '${cluster.url}', cluster: '${cluster.cluster}' }); more workers: cohort worker --nats ${cluster.url} --cluster ${cluster.cluster} --app FILE`,

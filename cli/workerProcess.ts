@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import {
@@ -46,6 +47,7 @@ export function spawnWorker(options: WorkerSettings, url: string, index: number,
     id,
     ...(options.heartbeatInterval === undefined ? [] : ['--heartbeat-interval', String(options.heartbeatInterval)]),
     ...(options.sessionTimeout === undefined ? [] : ['--session-timeout', String(options.sessionTimeout)]),
+    ...(options.authDir === undefined ? [] : ['--nkey', join(options.authDir, 'worker.nk')]),
   ];
   // Its own process group: a terminal's Ctrl-C reaches `cohort up` alone, which then stops each worker once.
   // stdin is a pipe it watches (stopWithParent): when it closes, this process is gone.

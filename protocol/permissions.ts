@@ -206,9 +206,12 @@ export function rolePermissions(cluster: string, role: Role): Permissions {
           ...stores.kv.flatMap(kvReads),
           `${API}.STREAM.INFO.${stores.journal}`,
           `${API}.STREAM.MSG.GET.${stores.journal}`,
+          // Inspection: the journal as it is written (replica lag, an onlooker's tail).
+          ...pullConsumers(stores.journal),
           ...objectReads(stores.blobs),
         ],
-        subscribe: [under(cluster, 'hb'), eventFilter(cluster), notices, inbox],
+        // Membership and replica progress as they happen, for status and lag.
+        subscribe: [under(cluster, 'hb'), under(cluster, 'rep'), eventFilter(cluster), notices, inbox],
       });
     }
     case 'reader':

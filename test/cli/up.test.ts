@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { connect } from '../../index.js';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { AuthenticationError, connect, createNatsBus } from '../../index.js';
 import { defaultApp, parseUpArgs, parseWorkerCount } from '../../cli/up.js';
 import { parseWorkerArgs } from '../../cli/worker.js';
 import { CliUsageError } from '../../cli/loadApplications.js';
@@ -38,6 +41,52 @@ describe('cohort up', () => {
       expect(pids.filter(processAlive)).toEqual([]);
     },
   );
+
+  it(
+    '--auth DIR: the embedded server admits only the users of DIR; a client on its seed file is served, one without credentials is refused',
+    { timeout: 60_000 },
+    async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'cohort-up-auth-'));
+      track({ close: () => rm(dir, { recursive: true, force: true }) });
+      const init = track(cohort(['auth', 'init', '--cluster', 'demo', '--out', dir, '--client', 'shop']));
+      expect((await init.exited).code).toBe(0);
+      const cli = track(cohort(['up', '--workers', '2', '--auth', dir]));
+      const [, url] = await cli.line(
+        /^embedded nats-server \S+ at (nats:\/\/127\.0\.0\.1:\d+) .*admitting only the users of /,
+      );
+      await cli.line(
+        /^\[w1\] worker w1 serving ledger on nats:\/\/127\.0\.0\.1:\d+ \(cluster demo, zone a, nkey .*worker\.nk\)$/,
+      );
+      await cli.line(/^cluster demo up: 2 workers serving ledger at nats:\/\/\S+, only for the users of /);
+
+      // Refused: no credentials at all.
+      await expect(connect({ nats: url!, cluster: 'demo', waitTimeout: 2_000 })).rejects.toThrow();
+      await expect(createNatsBus({ servers: url!, timeout: 2_000 })).rejects.toBeInstanceOf(AuthenticationError);
+      // Served: the client user, its label taken from its seed file's name.
+      const client = track(await connect({ nats: url!, cluster: 'demo', auth: { nkey: join(dir, 'client-shop.nk') } }));
+      const account = client.session('ledger', 'up-auth');
+      await account.send({ type: 'OPEN', owner: 'Auth' });
+      expect(await account.send({ type: 'DEPOSIT', amount: 70 })).toMatchObject({ seq: 2 });
+      expect((await account.read()).document).toMatchObject({ balance: 70 });
+      await client.close();
+
+      cli.child.kill('SIGTERM');
+      expect(await cli.exited).toEqual({ code: 0, signal: null });
+    },
+  );
+
+  it('--auth refuses a directory made for another cluster, or none, as wrong usage', { timeout: 30_000 }, async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cohort-up-auth-'));
+    track({ close: () => rm(dir, { recursive: true, force: true }) });
+    const none = track(cohort(['up', '--auth', dir]));
+    expect((await none.exited).code).toBe(2);
+    expect(none.stderr()).toContain(`cohort auth init --cluster demo --out ${dir}`);
+    const init = track(cohort(['auth', 'init', '--cluster', 'shop', '--out', dir]));
+    expect((await init.exited).code).toBe(0);
+    const other = track(cohort(['up', '--auth', dir]));
+    expect((await other.exited).code).toBe(2);
+    expect(other.stderr()).toContain('was made for cluster "shop", not "demo"');
+  });
 
   it('refuses a worker count that is not a whole number from 1 to 26 (exit code 2)', { timeout: 30_000 }, async () => {
     const runs = await Promise.all(
