@@ -22,10 +22,19 @@ export function roleOf(view: View, shard: number, me: string): ReplicaRole {
 
 /** What a primary last heard from one secondary. */
 export interface Follower {
-  /** Journal stream sequence applied for this shard. */
+  /** Journal stream sequence applied for this shard, as far as the primary can credit it. */
   readonly seq: number;
   readonly at: number;
+  /**
+   * Sequences it reported beyond what the primary knows is journaled for the
+   * shard, lowest first: a report can overtake the append's own ack, so each
+   * is credited once the journal gets there; a forged huge one never is.
+   */
+  readonly ahead: readonly number[];
 }
+
+/** Claims beyond the journal kept per secondary: the lowest, which an honest report racing an ack is. */
+export const AHEAD_KEPT = 8;
 
 /**
  * After Always On: a secondary heard from within the session timeout is
@@ -46,6 +55,13 @@ export interface ReplicaContext {
   /** The secondaries the view lists for this shard. */
   readonly replicas: readonly string[];
   readonly followers: Readonly<Record<string, Follower>>;
+  /**
+   * The highest journal stream sequence this primary knows holds an entry of
+   * the shard (its own appends' acks): no secondary can have applied more.
+   */
+  readonly journaled: number;
+  /** Reports that claimed more than `journaled` when heard: racing acks, or forged. */
+  readonly reportsAhead: number;
   readonly now: number;
 }
 
@@ -62,7 +78,24 @@ export function appliedBy(ctx: ReplicaContext, seq: number): number {
 export type ReplicaEvent =
   | { type: 'ROLE'; view: View; now: number }
   | { type: 'REPORT'; worker: string; seq: number; now: number }
+  /** The journal acknowledged an entry of the shard at stream sequence `seq`. */
+  | { type: 'JOURNALED'; seq: number; now: number }
   | { type: 'TICK'; now: number };
+
+/** A report heard: alive now, and progress credited only up to what is journaled. */
+function heard(f: Follower | undefined, seq: number, journaled: number, now: number): Follower {
+  const prev = f ?? { seq: 0, at: now, ahead: [] };
+  if (seq <= journaled) return { seq: Math.max(prev.seq, seq), at: now, ahead: prev.ahead };
+  const ahead = prev.ahead.includes(seq) ? prev.ahead : [...prev.ahead, seq].sort((a, b) => a - b);
+  return { seq: prev.seq, at: now, ahead: ahead.slice(0, AHEAD_KEPT) };
+}
+
+/** Claims the journal has now reached are credited. */
+function caughtUp(f: Follower, journaled: number): Follower {
+  if (f.ahead.length === 0 || f.ahead[0]! > journaled) return f;
+  const reached = f.ahead.filter((q) => q <= journaled);
+  return { ...f, seq: Math.max(f.seq, ...reached), ahead: f.ahead.filter((q) => q > journaled) };
+}
 
 export const replicaMachine = setup({
   types: {} as {
@@ -77,13 +110,21 @@ export const replicaMachine = setup({
       const s = event.view.shards[context.shard];
       return { epoch: s?.epoch ?? context.epoch, replicas: s?.replicas ?? [] };
     }),
-    hear: assign({
-      followers: ({ context, event }) => {
-        if (event.type !== 'REPORT' || !context.replicas.includes(event.worker)) return context.followers;
-        const prev = context.followers[event.worker];
-        // Reports may arrive out of order: applied only ever moves forward.
-        return { ...context.followers, [event.worker]: { seq: Math.max(prev?.seq ?? 0, event.seq), at: event.now } };
-      },
+    // Reports may arrive out of order: applied only ever moves forward, and never past the journal.
+    hear: assign(({ context, event }) => {
+      if (event.type !== 'REPORT' || !context.replicas.includes(event.worker)) return {};
+      const follower = heard(context.followers[event.worker], event.seq, context.journaled, event.now);
+      return {
+        followers: { ...context.followers, [event.worker]: follower },
+        reportsAhead: context.reportsAhead + (event.seq > context.journaled ? 1 : 0),
+      };
+    }),
+    journaled: assign(({ context, event }) => {
+      if (event.type !== 'JOURNALED' || event.seq <= context.journaled) return {};
+      const followers = Object.fromEntries(
+        Object.entries(context.followers).map(([w, f]) => [w, caughtUp(f, event.seq)]),
+      );
+      return { journaled: event.seq, followers };
     }),
   },
   guards: {
@@ -94,7 +135,7 @@ export const replicaMachine = setup({
   },
 }).createMachine({
   id: 'replica',
-  context: ({ input }) => ({ ...input, epoch: 0, replicas: [], followers: {} }),
+  context: ({ input }) => ({ ...input, epoch: 0, replicas: [], followers: {}, journaled: 0, reportsAhead: 0 }),
   initial: 'resolving',
   on: {
     ROLE: [
@@ -107,7 +148,10 @@ export const replicaMachine = setup({
   states: {
     resolving: {},
     primary: {
-      on: { REPORT: { actions: ['clock', 'hear'] } },
+      on: {
+        REPORT: { actions: ['clock', 'hear'] },
+        JOURNALED: { actions: ['clock', 'journaled'] },
+      },
     },
     secondary: {},
     released: {},

@@ -61,8 +61,14 @@ export interface ReplicaStatus {
   readonly epoch: number;
   /** Secondary: the last journal sequence applied for the shard. */
   readonly applied: number | null;
-  /** Primary: each secondary of the view, how far it has applied, and whether it is synchronized. */
+  /**
+   * Primary: each secondary of the view, how far it has applied (never
+   * beyond what this primary knows is journaled for the shard), and whether
+   * it is synchronized.
+   */
   readonly secondaries: readonly { worker: string; seq: number; state: SyncState }[];
+  /** Primary: reports heard that claimed more than was journaled then (overtaking an ack, or forged). */
+  readonly reportsAhead: number;
 }
 
 interface Waiter {
@@ -154,7 +160,7 @@ export class Replication {
   status(shard: number): ReplicaStatus {
     const actor = this.#actors.get(shard);
     const secondary = this.#secondaries.get(shard);
-    if (actor === undefined) return { role: 'none', epoch: 0, applied: null, secondaries: [] };
+    if (actor === undefined) return { role: 'none', epoch: 0, applied: null, secondaries: [], reportsAhead: 0 };
     const snapshot = actor.getSnapshot();
     const ctx = { ...snapshot.context, now: this.#clock.now() };
     return {
@@ -166,6 +172,7 @@ export class Replication {
         seq: ctx.followers[worker]?.seq ?? 0,
         state: syncStateOf(ctx.followers[worker], ctx.now, ctx.sessionTimeout),
       })),
+      reportsAhead: ctx.reportsAhead,
     };
   }
 
@@ -191,10 +198,24 @@ export class Replication {
   }
 
   /**
+   * The journal acknowledged an entry of `shard` at stream sequence `seq`:
+   * reports are credited up to the highest such sequence, so a report
+   * claiming more (forged, or misread) cannot count a secondary as caught up.
+   */
+  journaled(shard: number, seq: number): void {
+    const actor = this.#actors.get(shard);
+    if (actor === undefined) return;
+    actor.send({ type: 'JOURNALED', seq, now: this.#clock.now() });
+    this.#settle(shard);
+  }
+
+  /**
    * Resolves true once `want` synchronized secondaries (or all there are,
    * if fewer) have applied `seq`; false if it gave up after `timeout`.
    */
   replicated(shard: number, seq: number, want: number, timeout: number): Promise<boolean> {
+    // What is waited for is journaled: the caller holds its ack.
+    this.journaled(shard, seq);
     return new Promise((resolve) => {
       let settled = false;
       const timer = this.#clock.setTimeout(() => done(false), timeout);
@@ -251,6 +272,7 @@ export class Replication {
     if (!Number.isSafeInteger(s) || m.subject !== replicaReportSubject(this.#cluster, s)) return;
     const actor = this.#actors.get(s);
     if (actor === undefined || w === this.#memberId) return;
+    // Taken up to what this primary knows is journaled for the shard; a claim beyond waits for the journal.
     actor.send({ type: 'REPORT', worker: w, seq: q, now: this.#clock.now() });
     this.#settle(s);
   }

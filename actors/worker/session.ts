@@ -281,6 +281,7 @@ export class HostedSession {
         epoch,
         worker: this.#signer,
       });
+      this.#deps.replicas?.journaled(this.shard, ack.seq);
       if (ack.duplicate) {
         // Journaled before, but not through this copy: it is stale. Answer with the seq it got, then reload.
         const seq = (await seqOfJournaled(this.#deps.journal, this.subject, ack.seq, msgId)) ?? this.#state.seq;

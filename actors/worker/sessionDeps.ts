@@ -8,6 +8,8 @@ import type { SessionStore } from './sessionStore.js';
 /** Secondaries of this worker's primary shards, as a commit at level `replicas` counts and waits for them. */
 export interface ReplicaWaits {
   synchronized(shard: number): number;
+  /** The journal acknowledged an entry of `shard` at stream sequence `seq`: no secondary can report more. */
+  journaled(shard: number, seq: number): void;
   replicated(shard: number, seq: number, want: number, timeout: number): Promise<boolean>;
 }
 

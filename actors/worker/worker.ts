@@ -464,6 +464,7 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
         epoch: 0,
         applied: null,
         secondaries: [],
+        reportsAhead: 0,
       },
     get activeSessions() {
       return host.catalog.size;

@@ -146,11 +146,20 @@ describe.each(['memory', 'nats'] as const)('replicas (%s)', (kind) => {
     expect(seen.map((x) => x.worker)).toEqual([secondary]);
     expect(seen[0]!.seq).toBeLessThan(1e12);
     expect(Number.isSafeInteger(seen[0]!.seq) && seen[0]!.seq >= 0).toBe(true);
-    // Positive control: a report on its own shard's subject counts.
-    const next = seen[0]!.seq + 1;
-    raw.publish(replicaReportSubject(cluster, other), encode({ w: secondary, s: other, q: next }));
+    // On its own subject, in the real secondary's name, but claiming more than the shard's journal holds:
+    // it keeps the secondary heard from, and is not credited (nothing is journaled on that shard yet).
+    raw.publish(replicaReportSubject(cluster, other), encode({ w: secondary, s: other, q: 1e12 }));
     await raw.flush();
-    await waitFor(() => otherPrimary.replicaStatus(other).secondaries[0]!.seq >= next, { what: 'the report taken' });
+    await waitFor(() => otherPrimary.replicaStatus(other).reportsAhead >= 1, { what: 'the claim heard' });
+    expect(otherPrimary.replicaStatus(other).secondaries[0]!.seq).toBe(0);
+    // Positive control: once an entry is journaled there, its real report counts, up to that entry and no further.
+    const id = Array.from({ length: 400 }, (_, i) => `y${i}`).find((x) => shardOf('counter', x, SHARDS) === other)!;
+    await client.session('counter', id).send({ type: 'ADD', by: 1 });
+    const journal = await raw.journal({ name: journalStreamName(cluster), subjects: [journalStreamFilter(cluster)] });
+    const entry = await journal.lastSeq(journalSubject(cluster, other, 'counter', id));
+    expect(entry).toBeGreaterThan(0);
+    await waitFor(() => otherPrimary.replicaStatus(other).secondaries[0]!.seq === entry, { what: 'the report taken' });
+    expect(otherPrimary.replicaStatus(other).secondaries[0]!.seq).toBe(entry);
   });
 
   it('commit level replicas replies only after a synchronized secondary has applied the command', async () => {
