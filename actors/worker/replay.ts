@@ -19,6 +19,8 @@ import type {
 import { documentOf, replaySession, restoreSession, startSession, type SessionState } from '../../machines/session.js';
 import type { Application } from './application.js';
 import type { SessionStore, StoredSnapshot } from './sessionStore.js';
+import { parseRecent, type RecentCommand } from './recentCommands.js';
+import { DEDUP_MAX_IDS } from '../../protocol/dedup.js';
 
 /** Where the journal and the snapshots are. */
 export interface ReplayDeps {
@@ -31,8 +33,8 @@ export interface LoadedSession {
   readonly state: SessionState;
   /** Stream sequence of the last journal entry reflected: the fence for the next append. */
   readonly journalSeq: number;
-  /** Recent command ids and the seq each produced, oldest first. */
-  readonly recent: [string, number][];
+  /** Command ids it committed, with the seq each produced and when, oldest first: the snapshot's, then the journal's after it. */
+  readonly recent: RecentCommand[];
 }
 
 /**
@@ -50,8 +52,6 @@ export class JournalGapError extends RangeError {
   }
 }
 
-/** Recent command ids a loaded session keeps (as many as a hosted session remembers). */
-const RECENT_LOADED = 256;
 /** Reads that met a purge under way are tried again this many times in all. */
 const ATTEMPTS = 3;
 
@@ -62,13 +62,15 @@ interface ReplayOptions {
   readonly skipWhenCurrent?: boolean;
   /** Each event as it is applied, after the state before it; true stops the read there. */
   readonly onEvent?: (before: SessionState, after: SessionState, event: JournaledEvent) => boolean;
+  /** When the session is loaded: the time of remembered command ids a snapshot stored without one. */
+  readonly loadedAt?: number;
 }
 
 interface Replayed {
   /** Undefined: no snapshot to start from, and nothing journaled. */
   readonly state: SessionState | undefined;
   readonly journalSeq: number;
-  readonly recent: [string, number][];
+  readonly recent: RecentCommand[];
 }
 
 /**
@@ -95,7 +97,7 @@ async function replay(
     stored !== null && stored.session.seq <= (options.snapshotAtMost ?? Number.POSITIVE_INFINITY) ? stored : null;
   let state: SessionState | undefined = snapshot === null ? undefined : restoreSnapshot(app, id, snapshot);
   let journalSeq = snapshot?.journalSeq ?? 0;
-  const recent: [string, number][] = (snapshot?.recent ?? []).map(([c, s]) => [c, s]);
+  const recent: RecentCommand[] = parseRecent(snapshot?.recent, options.loadedAt ?? 0);
   const tail = lastSeq > journalSeq ? deps.journal.read(subject, { fromSeq: journalSeq + 1 }) : [];
   const onEvent = options.onEvent;
   for await (const entry of tail) {
@@ -121,11 +123,12 @@ async function replay(
         if (stop) return { state, journalSeq: entry.seq, recent };
       }
     }
-    for (const e of record.events) recent.push([e.event.meta.cmdId, e.seq]);
+    for (const e of record.events) recent.push([e.event.meta.cmdId, e.seq, e.event.meta.time]);
     // A transaction's record is de-duplicated on its txId: a retried commit after reloading is still recognised.
     const msgId = entry.headers[HEADER.command];
     const last = record.events[record.events.length - 1]!;
-    if (msgId !== undefined && record.events.every((e) => e.event.meta.cmdId !== msgId)) recent.push([msgId, last.seq]);
+    if (msgId !== undefined && record.events.every((e) => e.event.meta.cmdId !== msgId))
+      recent.push([msgId, last.seq, last.event.meta.time]);
     journalSeq = entry.seq;
   }
   return { state, journalSeq, recent };
@@ -194,8 +197,11 @@ export async function loadSession(
   // journal after the purge: a gap. Reading again finds the snapshot that covers it.
   for (let attempt = 1; ; attempt++) {
     try {
-      const { state, journalSeq, recent } = await replay(deps, app, id, shard, { skipWhenCurrent: true });
-      return { state: state ?? startSession(app.machine, now), journalSeq, recent: recent.slice(-RECENT_LOADED) };
+      const { state, journalSeq, recent } = await replay(deps, app, id, shard, {
+        skipWhenCurrent: true,
+        loadedAt: now,
+      });
+      return { state: state ?? startSession(app.machine, now), journalSeq, recent: recent.slice(-DEDUP_MAX_IDS) };
     } catch (err) {
       if (!(err instanceof JournalGapError) || attempt >= ATTEMPTS) throw err;
     }

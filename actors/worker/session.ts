@@ -29,6 +29,7 @@ import { verifySession, type LoadedSession } from './replay.js';
 import type { SessionDeps, SessionLock } from './sessionDeps.js';
 import { sessionHeader } from '../../protocol/headers.js';
 import { appendRecord, preparePatch, publishPatch, seqOfJournaled, type PreparedPatch } from './sessionWrites.js';
+import { RecentCommands, type RecentCommand } from './recentCommands.js';
 
 export interface HostedSessionOptions {
   readonly deps: SessionDeps;
@@ -41,11 +42,6 @@ export interface HostedSessionOptions {
 
 /** Pause before a delayed event whose commit failed is tried again. */
 const TIMER_RETRY_MS = 1_000;
-
-/** Recent command ids per session, so a retry is answered without touching the journal. */
-const RECENT_COMMANDS = 256;
-/** Of those, how many a snapshot carries. */
-const RECENT_IN_SNAPSHOT = 64;
 
 /**
  * One active session: one message at a time through its mailbox; the commit
@@ -61,7 +57,8 @@ export class HostedSession {
   #timer: TimerHandle | undefined;
   #timerDue: number | undefined;
   #evicted = false;
-  readonly #recent = new Map<string, number>();
+  /** Command ids committed inside the de-duplication window: a retry is answered without touching the journal. */
+  readonly #recent: RecentCommands;
   /** Commit level memory: records waiting for the background appender. */
   #unjournaled: JournalRecord[] = [];
   #appending: Promise<void> | undefined;
@@ -83,7 +80,7 @@ export class HostedSession {
     this.#state = loaded.state;
     this.#journalSeq = loaded.journalSeq;
     this.#snapshotSeq = loaded.state.seq;
-    for (const [cmd, seq] of loaded.recent) this.#remember(cmd, seq);
+    this.#recent = new RecentCommands(loaded.recent);
     this.subject = journalSubject(deps.cluster, shard, app.name, id);
     this.log = deps.log.child({ app: app.name, session: id, shard });
     this.lastActive = deps.clock.now();
@@ -123,9 +120,9 @@ export class HostedSession {
     this.#lock = undefined;
   }
 
-  /** The seq command (or transaction, or step) `cmdId` produced, while it is remembered. */
+  /** The seq command (or transaction, or step) `cmdId` produced, while it is inside the de-duplication window. */
   recentSeq(cmdId: string): number | undefined {
-    return this.#recent.get(cmdId);
+    return this.#recent.seqOf(cmdId, this.#deps.clock.now());
   }
 
   /** Runs `task` after everything already queued for this session. */
@@ -144,7 +141,7 @@ export class HostedSession {
   /** The commit path (DESIGN.md section 3). Never throws: every outcome is a reply. */
   async command(req: CommandRequest, time: number): Promise<CommandReply> {
     this.lastActive = time;
-    const known = this.#recent.get(req.cmdId);
+    const known = this.#recent.seqOf(req.cmdId, time);
     if (known !== undefined) return { ok: true, seq: known, duplicate: true, ...this.signature() };
     const locked = this.#lockedFor(req.client);
     if (locked !== undefined) return refuse(locked);
@@ -231,8 +228,9 @@ export class HostedSession {
       this.#appending ??= this.#appendInBackground();
     }
     // The wake-up index is written before the reply, so a worker killed right after still wakes the session.
-    const ids: [string, number][] = events.map((e) => [e.event.meta.cmdId, e.seq]);
-    if (ids.every(([cmdId]) => cmdId !== msgId)) ids.push([msgId, next.seq]);
+    const ids: RecentCommand[] = events.map((e) => [e.event.meta.cmdId, e.seq, e.event.meta.time]);
+    if (ids.every(([cmdId]) => cmdId !== msgId))
+      ids.push([msgId, next.seq, events[events.length - 1]!.event.meta.time]);
     await this.#apply(next, ids, patch);
     return { ok: true, seq: next.seq, ...this.#signature(epoch) };
   }
@@ -283,9 +281,10 @@ export class HostedSession {
       });
       this.#deps.replicas?.journaled(this.shard, ack.seq);
       if (ack.duplicate) {
-        // Journaled before, but not through this copy: it is stale. Answer with the seq it got, then reload.
+        // Journaled before. Through this copy, and forgotten since (more ids than a session keeps): answered
+        // from the journal. Not through this copy: it is stale; answered likewise, then reloaded.
         const seq = (await seqOfJournaled(this.#deps.journal, this.subject, ack.seq, msgId)) ?? this.#state.seq;
-        this.#evict('a retried command was journaled by an earlier owner');
+        if (ack.seq > this.#journalSeq) this.#evict('a retried command was journaled by an earlier owner');
         return { ok: true, seq, duplicate: true };
       }
       this.#journalSeq = ack.seq;
@@ -319,21 +318,16 @@ export class HostedSession {
   }
 
   /** The commit is durable (or, at commit level memory, accepted): now it becomes current and visible. */
-  #apply(next: SessionState, ids: readonly [string, number][], patch: PreparedPatch): Promise<void> {
+  #apply(next: SessionState, ids: readonly RecentCommand[], patch: PreparedPatch): Promise<void> {
     const prev = this.#state;
     this.#state = next;
-    for (const [cmdId, seq] of ids) this.#remember(cmdId, seq);
+    for (const [cmdId, seq, time] of ids) this.#recent.remember(cmdId, seq, time);
     this.#publishPatch(patch);
     const indexed = prev.timers !== next.timers ? this.#armTimers() : Promise.resolve();
     if (next.seq - this.#snapshotSeq >= this.app.snapshotEvery && this.app.commit !== 'memory') {
       void this.saveSnapshot({ compact: true }).catch((err: unknown) => this.log.warn({ err }, 'snapshot failed'));
     }
     return indexed;
-  }
-
-  #remember(cmdId: string, seq: number): void {
-    this.#recent.set(cmdId, seq);
-    if (this.#recent.size > RECENT_COMMANDS) this.#recent.delete(this.#recent.keys().next().value!);
   }
 
   #publishPatch(patch: PreparedPatch): void {
@@ -363,7 +357,7 @@ export class HostedSession {
     const seq = this.#state.seq;
     if (seq === this.#snapshotSeq || this.#evicted || this.#unjournaled.length > 0) return;
     const journalSeq = this.#journalSeq;
-    const recent = [...this.#recent.entries()].slice(-RECENT_IN_SNAPSHOT);
+    const recent = this.#recent.entries(this.#deps.clock.now());
     await this.#deps.store.save(this.app.name, this.id, {
       session: persistSession(this.app.machine, this.#state),
       journalSeq,

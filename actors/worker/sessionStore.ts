@@ -4,13 +4,18 @@ import { DecodeError } from '../../bus/errors.js';
 import type { BlobStore, KvStore } from '../../bus/types.js';
 import type { PersistedSession } from '../../machines/session.js';
 import { sessionKey } from '../../protocol/names.js';
+import type { RecentCommand } from './recentCommands.js';
 
 /** A snapshot as stored: the session, and the journal's stream sequence it reflects. */
 export interface StoredSnapshot {
   readonly session: PersistedSession;
   readonly journalSeq: number;
-  /** The latest command ids and the seq each got, so a retry after reactivation is still recognised. */
-  readonly recent?: readonly (readonly [string, number])[];
+  /**
+   * The command ids committed inside the de-duplication window, with the seq
+   * each got and when (`[cmdId, seq, time]`), so a retry after reactivation
+   * is still recognised. Read back untrusted (recentCommands.ts parseRecent).
+   */
+  readonly recent?: readonly RecentCommand[];
 }
 
 interface Envelope {

@@ -46,7 +46,7 @@ export function appendRecord(
   });
 }
 
-/** The session seq a record journaled earlier gave `cmdId` (the record's last, for a batch); undefined when it is gone. */
+/** The session seq a record journaled earlier at `journalSeq` gave `cmdId` (the record's last, for a batch); undefined when the journal no longer holds it there. */
 export async function seqOfJournaled(
   journal: Journal,
   subject: string,
@@ -54,6 +54,8 @@ export async function seqOfJournaled(
   cmdId: string,
 ): Promise<number | undefined> {
   for await (const e of journal.read(subject, { fromSeq: journalSeq, limit: 1 })) {
+    // Purged, or the id was another subject's: what follows on this one is not it.
+    if (e.seq !== journalSeq) return undefined;
     const rec = parseJournalRecord(decode(e.data, { where: `journal ${subject}#${journalSeq}` }));
     if (typeof rec === 'string') return undefined;
     const hit = rec.events.find((x) => x.event.meta.cmdId === cmdId) ?? rec.events[rec.events.length - 1];

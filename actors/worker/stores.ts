@@ -7,6 +7,7 @@
 import type { BlobStore, Bus, Journal, KvStore } from '../../bus/types.js';
 import { journalStreamFilter } from '../../bus/subjects.js';
 import { agreeShardCount } from '../../protocol/clusterSettings.js';
+import { DEDUP_WINDOW_MS } from '../../protocol/dedup.js';
 import { bucketName, journalStreamName } from '../../protocol/names.js';
 import { SessionStore } from './sessionStore.js';
 
@@ -24,7 +25,13 @@ export async function openStores(
   { replicas, shardCount }: { replicas: number; shardCount: number },
 ): Promise<Stores> {
   const [journal, snapshots, blobs, timers] = await Promise.all([
-    bus.journal({ name: journalStreamName(cluster), subjects: [journalStreamFilter(cluster)], replicas }),
+    // Its duplicate window is how long sessions remember command ids too: retries inside it are applied once.
+    bus.journal({
+      name: journalStreamName(cluster),
+      subjects: [journalStreamFilter(cluster)],
+      duplicateWindow: DEDUP_WINDOW_MS,
+      replicas,
+    }),
     bus.kv({ bucket: bucketName(cluster, 'snapshots'), replicas }),
     bus.blobs({ bucket: bucketName(cluster, 'blobs'), replicas }),
     bus.kv({ bucket: bucketName(cluster, 'timers'), replicas }),

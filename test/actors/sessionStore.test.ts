@@ -14,7 +14,7 @@ async function store() {
 const snapshot = (text: string) => ({
   session: { seq: 3, snapshot: { value: 'running', context: { text } }, timers: [] } as never,
   journalSeq: 17,
-  recent: [['c1', 3]] as [string, number][],
+  recent: [['c1', 3, 1_000]] as [string, number, number][],
 });
 
 describe('session snapshots', () => {
