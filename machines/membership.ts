@@ -85,6 +85,14 @@ export interface MembershipContext {
    * joiners find it and the next compare-and-set can succeed.
    */
   readonly repair: boolean;
+  /**
+   * When this member, knowing no view, found the key holding none it can
+   * read (junk, a delete): it waits a session timeout to hear from members
+   * who know the cluster's view before it starts one, and then numbers it
+   * above anything the key can have held (its revision bounds every view
+   * id and epoch written there). Null otherwise.
+   */
+  readonly blindSince: number | null;
   readonly leaving: boolean;
   /** Operator failovers accepted and not yet in a written view. */
   readonly moves: readonly MoveRequest[];
@@ -151,7 +159,7 @@ function withView(ctx: MembershipContext, view: View, revision: number): Partial
       at: ctx.now,
     };
   }
-  return { view, revision, peers };
+  return { view, revision, peers, blindSince: null };
 }
 
 /** Sends this member's heartbeat now and remembers when. */
@@ -204,6 +212,10 @@ export const membershipMachine = setup({
     /** The leader's duty after every event: write the next view if one is due. */
     lead: enqueueActions(({ context, enqueue }) => {
       if (context.writing || context.revision < 0) return;
+      // A cluster's history may be out there: a first view over junk waits for its members to speak first.
+      const blind = context.view === null && context.revision > 0;
+      if (blind && (context.blindSince === null || context.now - context.blindSince < context.config.sessionTimeout))
+        return;
       // A new view repairs the key too; without one, the leader writes back the view it knows.
       const next =
         planView(context) ??
@@ -215,7 +227,11 @@ export const membershipMachine = setup({
     /** The key moved on to something that is not a newer view: take its revision, and have it repaired. */
     spoiled: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'VIEW_SPOILED' || event.revision <= context.revision) return;
-      enqueue.assign({ revision: event.revision, repair: context.view !== null });
+      enqueue.assign({
+        revision: event.revision,
+        repair: context.view !== null,
+        blindSince: context.view === null ? (context.blindSince ?? context.now) : null,
+      });
     }),
     /** Validates an operator's move; an accepted one goes into the next view the leader writes. */
     move: enqueueActions(({ context, event, enqueue }) => {
@@ -235,7 +251,8 @@ export const membershipMachine = setup({
         // The same view written again (a repair) is the key's new revision; an older one at a newer revision is a regression to repair.
         if (event.revision > context.revision) {
           const regressed = event.type === 'VIEW' && event.view !== null && event.view.viewId < seen;
-          enqueue.assign({ revision: event.revision, ...(regressed && { repair: true }) });
+          const blindSince = context.view === null ? (context.blindSince ?? context.now) : null;
+          enqueue.assign({ revision: event.revision, blindSince, ...(regressed && { repair: true }) });
         }
         return;
       }
@@ -261,6 +278,7 @@ export const membershipMachine = setup({
     appliedViewId: 0,
     writing: false,
     repair: false,
+    blindSince: null,
     leaving: false,
     moves: [],
     moving: [],

@@ -35,12 +35,14 @@ export function applyMoves(
     const s = out[r.shard];
     if (s === undefined || refuseMove(ctx, r) !== null) continue;
     if (r.force) {
+      // One new primary per view: several forced moves of a shard in one view raise its epoch once, so an
+      // epoch never passes the view id (which a first view over a spoiled key counts on).
       out[r.shard] = {
         primary: r.to,
         replicas: s.replicas.filter((w) => w !== r.to),
         state: 'ACTIVE',
         next: null,
-        epoch: s.epoch + 1,
+        epoch: shards[r.shard]!.epoch + 1,
       };
       if (!possibleDataLoss.includes(r.shard)) possibleDataLoss.push(r.shard);
       continue;

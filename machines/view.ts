@@ -98,25 +98,43 @@ export function packView(view: View): PackedView {
   };
 }
 
+const count = (n: unknown, least = 0): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n >= least;
+
 /** Throws a RangeError naming what is wrong when `packed` is not a view this version wrote. */
 export function unpackView(packed: unknown): View {
   const p = packed as PackedView;
   if (typeof p !== 'object' || p === null || p.v !== 1 || !Array.isArray(p.members) || !Array.isArray(p.shards)) {
     throw new RangeError('not a packed cluster view (version 1)');
   }
-  const members: Member[] = p.members.map(([id, zone, promotable, joined]) => ({ id, zone, promotable, joined }));
+  // Every number the membership machine steers by is checked: a view id that is no count would never be overtaken.
+  if (!count(p.viewId, 1)) throw new RangeError(`view id ${JSON.stringify(p.viewId)} is not a whole number from 1`);
+  const where = `view ${p.viewId}`;
+  if (typeof p.leader !== 'string') throw new RangeError(`${where}: no leader`);
+  if (!count(p.replicas)) throw new RangeError(`${where}: replicas is not a count`);
+  if (typeof p.transitional !== 'boolean') throw new RangeError(`${where}: transitional is not a boolean`);
+  if (!Array.isArray(p.possibleDataLoss) || !p.possibleDataLoss.every((n) => count(n)))
+    throw new RangeError(`${where}: possibleDataLoss is not a list of shards`);
+  const members: Member[] = p.members.map((m, i) => {
+    const [id, zone, promotable, joined] = Array.isArray(m) ? m : [];
+    if (typeof id !== 'string' || id.length === 0 || typeof zone !== 'string' || typeof promotable !== 'boolean')
+      throw new RangeError(`${where}: member ${i} is malformed`);
+    if (!count(joined)) throw new RangeError(`${where}: member ${i} has no join order`);
+    return { id, zone, promotable, joined };
+  });
   const id = (i: number | undefined): string | null => {
     if (i === undefined || i === -1) return null;
-    const m = members[i];
-    if (m === undefined) throw new RangeError(`view ${p.viewId}: member index ${i} out of range`);
+    const m = typeof i === 'number' ? members[i] : undefined;
+    if (m === undefined) throw new RangeError(`${where}: member index ${i} out of range`);
     return m.id;
   };
   const shards = p.shards.map((s, n): ShardAssignment => {
+    if (!Array.isArray(s)) throw new RangeError(`${where}: shard ${n} is malformed`);
     const [primary, state, next, epoch, ...replicas] = s;
     const st = STATES[state ?? -1];
-    if (st === undefined || typeof epoch !== 'number')
-      throw new RangeError(`view ${p.viewId}: shard ${n} is malformed`);
-    return { primary: id(primary), state: st, next: id(next), epoch, replicas: replicas.map((r: number) => id(r)!) };
+    if (st === undefined || !count(epoch)) throw new RangeError(`${where}: shard ${n} is malformed`);
+    const copies = replicas.map((r: number) => id(r));
+    if (copies.some((r) => r === null)) throw new RangeError(`${where}: shard ${n} lists a missing secondary`);
+    return { primary: id(primary), state: st, next: id(next), epoch, replicas: copies as string[] };
   });
   return {
     viewId: p.viewId,

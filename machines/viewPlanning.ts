@@ -31,7 +31,10 @@ export function planView(ctx: MembershipContext): View | null {
   const { config, self } = ctx;
   const view = ctx.view;
   const members = (view?.members ?? []).filter((m) => alive(ctx, m.id));
-  const viewId = (view?.viewId ?? 0) + 1;
+  // A first view over a key that held something unreadable starts above it: every view id and epoch
+  // written there is at most the revision it was written at, so none of them can win over this one.
+  const floor = view === null ? Math.max(0, ctx.revision) : 0;
+  const viewId = (view?.viewId ?? floor) + 1;
   const base = {
     viewId,
     leader: self.id,
@@ -93,7 +96,7 @@ export function planView(ctx: MembershipContext): View | null {
     members: staying,
     // The leader leaving hands the pen to the next member in join order.
     leader: gone.has(self.id) ? (staying[0]?.id ?? '') : self.id,
-    shards: placed,
+    shards: floor === 0 ? placed : placed.map((s) => ({ ...s, epoch: s.epoch + floor })),
     transitional: false,
     possibleDataLoss,
   };

@@ -267,6 +267,34 @@ describe.each(['memory', 'nats'] as const)('membership (%s)', (kind) => {
     expect((await readView(kv))!.view.viewId).toBeGreaterThan(before.viewId);
   });
 
+  it('a lone fresh worker finding junk at the view key starts above the cluster’s history, not at view 1', async () => {
+    const cluster = `m${randomUUID().slice(0, 8)}`;
+    const a = await worker(cluster);
+    const b = (await worker(cluster)).worker;
+    await waitFor(balanced([a.worker, b]), { what: 'two workers balanced', timeoutMs: 10_000 });
+    await b.stop(); // hand-offs back to a: epochs move on
+    await waitFor(() => a.worker.serving.length === SHARDS, { what: 'a serving all', timeoutMs: 10_000 });
+    const raw = track(await fixture.bus());
+    const kv = await raw.kv({ bucket: bucketName(cluster, 'cluster') });
+    const before = (await readView(kv))!.view;
+    const highestEpoch = Math.max(...before.shards.map((s) => s.epoch));
+    expect(before.viewId).toBeGreaterThan(1);
+    // The whole cluster dies, and someone writes junk over its view.
+    await a.bus.close();
+    const junk = await kv.put(VIEW_KEY, new Uint8Array([0xc1, 0x00]));
+    const c = (await worker(cluster)).worker;
+    // Its first view is numbered above anything the key held; so is every epoch.
+    expect(c.view).toMatchObject({ viewId: junk + 1, leader: c.id, members: [{ id: c.id }] });
+    expect(c.view!.viewId).toBeGreaterThan(before.viewId);
+    expect(Math.min(...c.view!.shards.map((s) => s.epoch))).toBeGreaterThan(highestEpoch);
+    expect((await readView(kv))!.view.viewId).toBe(junk + 1);
+    // Positive control: it serves, and acknowledges at its new epoch.
+    const client = track(await connect({ bus: await fixture.bus(), cluster, shardCount: SHARDS }));
+    const sent = await client.session('counter', 'after-junk').send({ type: 'ADD', by: 1 });
+    expect(sent).toMatchObject({ seq: 1, by: c.id });
+    expect(sent.epoch).toBeGreaterThan(highestEpoch);
+  });
+
   it('ignores garbage and malformed heartbeats and keeps its view; ids with dots are escaped', async () => {
     const cluster = `m${randomUUID().slice(0, 8)}`;
     const a = (await worker(cluster, { id: 'host.a' })).worker;

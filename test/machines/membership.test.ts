@@ -217,6 +217,27 @@ describe('membership machine', () => {
     expect(a.effects.at(-1)).toEqual({ type: 'left', reason: 'left' });
   });
 
+  it('several forced failovers of one shard folded into one view raise its epoch once: an epoch never passes the view id', () => {
+    const a = member('a');
+    a.actor.send({ type: 'START', now: 0 });
+    a.actor.send({ type: 'VIEW', view: null, revision: 0, now: 0 });
+    a.actor.send({ type: 'WRITE_DONE', view: a.writes().at(-1)!, revision: 1, now: 1 });
+    a.actor.send({ type: 'HEARTBEAT', heartbeat: hb('b', { startedAt: 5 }), now: 2 });
+    const two = a.writes().at(-1)!;
+    a.actor.send({ type: 'WRITE_DONE', view: two, revision: 2, now: 3 });
+    const shard = two.shards.findIndex((x) => x.primary === 'a' && x.state === 'ACTIVE');
+    // A joiner makes a write go out; two forced moves of the shard arrive while it is out, and fold into the next view.
+    a.actor.send({ type: 'HEARTBEAT', heartbeat: hb('c', { startedAt: 6 }), now: 4 });
+    const three = a.writes().at(-1)!;
+    for (const id of ['m1', 'm2']) a.actor.send({ type: 'MOVE', request: { id, shard, to: 'b', force: true }, now: 5 });
+    a.actor.send({ type: 'HEARTBEAT', heartbeat: hb('b', { status: 'member', viewId: 3, startedAt: 5 }), now: 6 });
+    a.actor.send({ type: 'WRITE_DONE', view: three, revision: 3, now: 7 });
+    const four = a.writes().at(-1)!;
+    expect(four.viewId).toBe(4);
+    expect(four.shards[shard]).toMatchObject({ primary: 'b', epoch: three.shards[shard]!.epoch + 1 });
+    expect(Math.max(...four.shards.map((x) => x.epoch))).toBeLessThanOrEqual(four.viewId);
+  });
+
   describe('a view key that holds no newer view', () => {
     /** A lone leader with view 1 written at revision 1. */
     function leader() {
@@ -270,6 +291,44 @@ describe('membership machine', () => {
       b.actor.send({ type: 'VIEW_SPOILED', revision: 4, now: 12 });
       expect(b.ctx().revision).toBe(4);
       expect(b.writes()).toHaveLength(0);
+    });
+
+    it('a fresh worker that finds junk and knows no view waits to hear members, then numbers its first view above the key', () => {
+      const c = member('c', 0);
+      c.actor.send({ type: 'START', now: 0 });
+      // The key is at revision 57 and holds nothing readable: a cluster's history may be behind it.
+      c.actor.send({ type: 'VIEW_SPOILED', revision: 57, now: 1 });
+      tickTo(c, 400);
+      expect(c.writes()).toHaveLength(0);
+      tickTo(c, 501);
+      const [first] = c.writes();
+      // Every view id and epoch ever written at this key is at most its revision: this one is above them all.
+      expect(first).toMatchObject({ viewId: 58, leader: 'c', members: [{ id: 'c' }] });
+      expect(first!.shards.every((s) => s.primary === 'c' && s.state === 'ACTIVE' && s.epoch === 58)).toBe(true);
+      expect(c.effects.filter((e) => e.type === 'writeView').at(-1)).toMatchObject({ revision: 57 });
+      c.actor.send({ type: 'WRITE_DONE', view: first!, revision: 58, now: 502 });
+      expect(c.state()).toBe('member');
+      // The next view goes on from there, one at a time.
+      c.actor.send({ type: 'HEARTBEAT', heartbeat: hb('d', { startedAt: 5 }), now: 503 });
+      expect(c.writes().at(-1)).toMatchObject({ viewId: 59 });
+    });
+
+    it('a fresh worker blind to the view leaves it to a live member that started before it; that member’s repair is taken', () => {
+      const { a, first } = leader();
+      const c = member('c', 100);
+      c.actor.send({ type: 'START', now: 100 });
+      c.actor.send({ type: 'VIEW_SPOILED', revision: 2, now: 101 });
+      for (let t = 150; t <= 1_000; t += 50) {
+        c.actor.send({ type: 'HEARTBEAT', heartbeat: hb('a', { status: 'member', viewId: 1, startedAt: 0 }), now: t });
+        c.actor.send({ type: 'TICK', now: t });
+      }
+      expect(c.writes()).toHaveLength(0);
+      // a repairs the key; c takes the view and joins through it.
+      a.actor.send({ type: 'VIEW_SPOILED', revision: 2, now: 1_001 });
+      expect(a.writes().at(-1)).toEqual(first);
+      c.actor.send({ type: 'VIEW', view: first, revision: 3, now: 1_002 });
+      expect(c.ctx()).toMatchObject({ view: first, revision: 3, blindSince: null });
+      expect(c.state()).toBe('joining');
     });
   });
 });

@@ -1,6 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { createMemoryBus, type View } from '../../index.js';
-import { bucketName, encode, packView, readView, VIEW_KEY, waitForView, watchView } from '../../internal.js';
+import {
+  bucketName,
+  encode,
+  packView,
+  readView,
+  unpackView,
+  VIEW_KEY,
+  waitForView,
+  watchView,
+} from '../../internal.js';
 import { cleanupAfterEach } from '../cleanup.js';
 import { waitFor } from '../waitFor.js';
 
@@ -116,5 +125,27 @@ describe('the view watch', () => {
     const pending = waiter.until(60_000);
     waiter.stop();
     expect(await pending).toBeNull();
+  });
+});
+
+describe('unpacking a view', () => {
+  it('a map shaped like a view whose numbers or names are not what a view holds is unreadable, naming what', () => {
+    const good = packView(view(3));
+    const spoilt: [string, Record<string, unknown>, RegExp][] = [
+      ['view id text', { viewId: 'x' }, /view id "x"/],
+      ['view id 0', { viewId: 0 }, /view id 0/],
+      ['view id fraction', { viewId: 2.5 }, /view id 2.5/],
+      ['no leader', { leader: 7 }, /no leader/],
+      ['members not lists', { members: [{}] }, /member 0 is malformed/],
+      ['join order', { members: [['w1', 'a', true, -1]] }, /member 0 has no join order/],
+      ['epoch', { shards: [[0, 0, -1, 'e']] }, /shard 0 is malformed/],
+      ['missing secondary', { shards: [[0, 0, -1, 1, -1]] }, /missing secondary/],
+      ['data loss', { possibleDataLoss: 'all' }, /possibleDataLoss/],
+    ];
+    for (const [what, change, message] of spoilt) {
+      expect(() => unpackView({ ...good, ...change }), what).toThrow(message);
+    }
+    // Positive control: the view itself unpacks to what was packed.
+    expect(unpackView(good)).toEqual(view(3));
   });
 });
