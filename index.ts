@@ -87,8 +87,10 @@ export {
   StaleRevisionError,
   StreamConfigMismatchError,
   TimeoutError,
+  TlsError,
   UnsupportedFeatureError,
   WrongLastSequenceError,
+  type TlsFailure,
 } from './bus/errors.js';
 
 // The bus: one interface, two implementations.

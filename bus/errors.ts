@@ -240,3 +240,41 @@ export class BucketNotFoundError extends BusError {
     super(`bucket ${bucket} does not exist (yet): a worker creates it when it starts`, options);
   }
 }
+
+/** Why a TLS handshake failed, from the side that can fix it. */
+export type TlsFailure =
+  /** The server's certificate does not chain to a CA this connection trusts (or has expired). */
+  | 'server-not-trusted'
+  /** The server's certificate is trusted but does not name the host dialled. */
+  | 'server-name-mismatch'
+  /** The server verifies clients and refused this one's certificate, or its lack of one. */
+  | 'client-certificate-refused';
+
+/**
+ * The TLS handshake with the server failed. Not retryable: the same files
+ * fail the same way, so the message says which flag to give instead.
+ */
+export class TlsError extends BusError {
+  constructor(
+    readonly server: string,
+    readonly reason: TlsFailure,
+    /** Node's code for the failure, such as UNABLE_TO_VERIFY_LEAF_SIGNATURE. */
+    readonly code: string,
+    /** What Node said about it. */
+    detail: string,
+    options?: ErrorOptions,
+  ) {
+    const why = `${code}: ${detail}`;
+    super(
+      reason === 'server-not-trusted'
+        ? `${server}: the server's TLS certificate is not trusted here (${why}): pass --tls-ca FILE ` +
+            `(or NATS_CA; tls: { ca } in code) naming the CA that signed it`
+        : reason === 'server-name-mismatch'
+          ? `${server}: the server's TLS certificate does not name this host (${why}): connect by a name ` +
+            `its subjectAltName lists, or reissue the certificate for this one`
+          : `${server} verifies TLS clients and refused this one (${why}): pass --tls-cert FILE --tls-key FILE ` +
+            `(or NATS_CERT, NATS_KEY; tls: { cert, key } in code) with a certificate signed by a CA the server trusts`,
+      options,
+    );
+  }
+}

@@ -22,3 +22,10 @@ export {
   type TallyCheck,
   type Verdict,
 } from './history.js';
+export {
+  createTlsCertificates,
+  TlsCertificatesError,
+  type CertificateFiles,
+  type TlsCertificates,
+  type TlsCertificatesOptions,
+} from './tlsCertificates.js';

@@ -38,6 +38,7 @@ import { resolveSecurity, type NatsAuth, type NatsTls } from './credentials.js';
 import { fromMsgHdrs, toMsgHdrs } from './headers.js';
 import { openNatsJournal } from './journal.js';
 import { openNatsKv } from './kv.js';
+import { tlsFailure, tlsFailureBehindTimeout } from './tls.js';
 import { translate } from './errors.js';
 import { ReplyMux } from './replies.js';
 
@@ -292,6 +293,7 @@ export async function createNatsBus(options: NatsBusOptions): Promise<Bus> {
   let nc: NatsConnection;
   try {
     nc = await connect({
+      timeout: 5_000,
       maxReconnectAttempts: -1,
       noAsyncTraces: true,
       ...security,
@@ -304,7 +306,12 @@ export async function createNatsBus(options: NatsBusOptions): Promise<Bus> {
       (err as Error | undefined)?.cause instanceof errors.AuthorizationError
     )
       throw new AuthenticationError(String(options.servers), { cause: err });
-    throw err;
+    const tlsError =
+      tlsFailure(err, String(options.servers)) ??
+      (err instanceof errors.TimeoutError
+        ? await tlsFailureBehindTimeout(options.servers, tls, String(options.servers))
+        : undefined);
+    throw tlsError ?? err;
   }
   try {
     const version = nc.info?.version ?? '0.0.0';
