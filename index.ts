@@ -102,6 +102,7 @@ export type {
   BlobStore,
   Bus,
   BusStatus,
+  ConnectionSecurity,
   Delivery,
   Feature,
   Headers,

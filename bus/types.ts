@@ -59,6 +59,20 @@ export interface ServerInfo {
   readonly version: string;
   readonly maxPayload: number;
   readonly jetstream: boolean;
+  /** How this connection is secured, as of connecting; absent on the memory bus, where nothing crosses a network. */
+  readonly security?: ConnectionSecurity;
+}
+
+/** What the server said in its INFO about credentials and TLS, and whether this connection is encrypted. */
+export interface ConnectionSecurity {
+  /** The server asks every client for credentials (`auth_required`): this connection authenticated to get in. */
+  readonly authRequired: boolean;
+  /** The server accepts TLS connections only (`tls_required`). */
+  readonly tlsRequired: boolean;
+  /** The server verifies client certificates (`tls_verify`). */
+  readonly tlsVerify: boolean;
+  /** This connection runs over TLS. */
+  readonly encrypted: boolean;
 }
 
 /** Server features newer than cohort's baseline (nats-server 2.9.10). */

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { type Bus, createMemoryBus, createNatsBus } from '../index.js';
 import { FALLBACK_DIRS, findNatsServerBinary, natsServerCandidates } from '../harness/natsServerBinary.js';
 import { startNatsServer, type NatsServer } from '../harness/natsServer.js';
-import { doctorChecks, type Scratch } from './doctorChecks.js';
+import { doctorChecks, securityRows, type Scratch } from './doctorChecks.js';
 import { describeSecurity, type ConnectionSettings } from './connectionFlags.js';
 
 export interface DoctorOptions extends Partial<ConnectionSettings> {
@@ -119,7 +119,11 @@ export async function runDoctor(options: DoctorOptions): Promise<number> {
 
   options.write(`cohort doctor: ${target.label}`);
   options.write('');
-  const width = Math.max(...results.map((r) => r.name.length)) + 2;
+  const security = securityRows(bus.server);
+  const width = Math.max(...[...results, ...security].map((r) => r.name.length)) + 2;
+  options.write(`  ${pad('security', width)}${pad('result', 8)}detail`);
+  for (const r of security) options.write(`  ${pad(r.name, width)}${pad(r.result, 8)}${r.detail}`);
+  options.write('');
   options.write(`  ${pad('capability', width)}${pad('result', 8)}${pad('time', 11)}detail`);
   for (const r of results) {
     options.write(

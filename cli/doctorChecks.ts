@@ -1,6 +1,7 @@
 import {
   type Bus,
   type Delivery,
+  type ServerInfo,
   InvalidNameError,
   type KvEntry,
   NoRespondersError,
@@ -8,7 +9,7 @@ import {
   TimeoutError,
   WrongLastSequenceError,
 } from '../index.js';
-import { decode, decodeBody, encode, encodeBody } from '../internal.js';
+import { compareVersions, decode, decodeBody, encode, encodeBody } from '../internal.js';
 
 /** One bus capability, exercised once. Returns a short detail, or throws why it failed. */
 export interface DoctorCheck {
@@ -312,3 +313,84 @@ export const doctorChecks: readonly DoctorCheck[] = [
     },
   },
 ];
+
+/**
+ * The oldest nats-server of each release line that carries the fixes for the
+ * published authentication and authorization advisories. 2.11.16 and 2.12.7
+ * (NATS advisories 2026-16, route/leafnode authentication bypass with
+ * no_auth_user, GHSA-38x3-76xf-cq45; and 2026-18, queue-subscribe
+ * authorization bypass, GHSA-jx8g-9g95-6322) include the fixes of 2.11.15 and
+ * 2.12.6 (2026-13, mTLS DN-mapping authentication bypass, CVE-2026-33248;
+ * JetStream restore authorization bypass, GHSA-9983-vrx2-fg9c). Lines before
+ * 2.11 get no fixes; the advisories name 2.14.0 as the next line's fixed
+ * release (no 2.13 was published), so `laterLinesFrom` and up pass.
+ */
+export const SECURITY_FLOOR = {
+  lines: { '2.11': '2.11.16', '2.12': '2.12.7' } as Readonly<Record<string, string>>,
+  laterLinesFrom: '2.13.0',
+} as const;
+
+const FLOOR_TEXT = Object.values(SECURITY_FLOOR.lines)
+  .map((v) => `>= ${v}`)
+  .join(' or ');
+
+/** Below `floor`; a pre-release of the floor itself (2.12.7-RC.1) is below it too. */
+function below(version: string, floor: string): boolean {
+  const c = compareVersions(version, floor);
+  return c < 0 || (c === 0 && version.includes('-'));
+}
+
+/** Whether a nats-server version lacks the fixes of the security floor. */
+export function belowSecurityFloor(version: string): boolean {
+  if (!below(version, SECURITY_FLOOR.laterLinesFrom)) return false;
+  const line = version.split('-')[0]!.split('.').slice(0, 2).join('.');
+  const fixed = SECURITY_FLOOR.lines[line];
+  return fixed === undefined || below(version, fixed);
+}
+
+/** One line of the doctor's security table. WARN is advice: it never fails the run. */
+export interface SecurityRow {
+  name: 'server version' | 'authenticated' | 'encrypted';
+  result: 'ok' | 'WARN' | 'yes' | 'no' | 'n/a';
+  detail: string;
+}
+
+/** The server's version against the floor, and whether this connection authenticated and is encrypted. */
+export function securityRows(server: ServerInfo): SecurityRow[] {
+  const { security } = server;
+  if (server.implementation === 'memory' || security === undefined) {
+    return [
+      { name: 'server version', result: 'n/a', detail: 'the in-memory bus: no server to upgrade' },
+      { name: 'authenticated', result: 'n/a', detail: 'in process: nothing crosses a network' },
+      { name: 'encrypted', result: 'n/a', detail: 'in process: nothing crosses a network' },
+    ];
+  }
+  const version: SecurityRow = belowSecurityFloor(server.version)
+    ? {
+        name: 'server version',
+        result: 'WARN',
+        detail:
+          `nats-server ${server.version} has published authentication-bypass and JetStream authorization ` +
+          `advisories: fine for development, not for production: upgrade to ${FLOOR_TEXT}`,
+      }
+    : { name: 'server version', result: 'ok', detail: `nats-server ${server.version}, at or above ${FLOOR_TEXT}` };
+  const authenticated: SecurityRow = security.authRequired
+    ? { name: 'authenticated', result: 'yes', detail: 'the server requires credentials, and took these' }
+    : {
+        name: 'authenticated',
+        result: 'no',
+        detail: 'the server asks no credentials: whoever reaches its port gets in (see `cohort auth init`)',
+      };
+  const encrypted: SecurityRow = security.encrypted
+    ? {
+        name: 'encrypted',
+        result: 'yes',
+        detail: `TLS${security.tlsVerify ? ', with a client certificate the server verified' : ''}`,
+      }
+    : {
+        name: 'encrypted',
+        result: 'no',
+        detail: 'plain TCP: credentials and data cross the network readable (serve TLS, connect with --tls-ca)',
+      };
+  return [version, authenticated, encrypted];
+}

@@ -2,6 +2,7 @@ import { connect, type NodeConnectionOptions } from '@nats-io/transport-node';
 import type { Msg, MsgHdrs, NatsConnection } from '@nats-io/nats-core';
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { errors } from '@nats-io/nats-core';
+import { NatsConnectionImpl } from '@nats-io/nats-core/internal';
 import {
   AuthenticationError,
   BusClosedError,
@@ -128,6 +129,13 @@ class NatsBus implements Bus {
       version: info.version,
       maxPayload: info.max_payload,
       jetstream: info.jetstream === true,
+      security: {
+        authRequired: info.auth_required === true,
+        tlsRequired: info.tls_required === true,
+        tlsVerify: info.tls_verify === true,
+        // The socket knows; nats.js refuses a plain connection to a server that requires TLS, so that is the fallback.
+        encrypted: nc instanceof NatsConnectionImpl ? nc.protocol.transport.isEncrypted() : info.tls_required === true,
+      },
     };
     this.#jsm = jsm;
     this.#js = jetstream(nc, { timeout: apiTimeout });

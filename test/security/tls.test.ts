@@ -94,7 +94,12 @@ describe('TLS', () => {
     expect(await client.session('counter', 'a').read()).toMatchObject({ seq: 1, document: { n: 3 } });
     // The certificate's names: localhost works as well as 127.0.0.1.
     const byName = track(await createNatsBus({ servers: tlsServer.url.replace('127.0.0.1', 'localhost'), tls }));
-    expect(byName.server.jetstream).toBe(true);
+    expect(byName.server.security).toEqual({
+      authRequired: false,
+      tlsRequired: true,
+      tlsVerify: false,
+      encrypted: true,
+    });
   });
 
   it('without the CA, or with another CA, the connection is refused with a TlsError naming --tls-ca', async () => {
@@ -161,8 +166,10 @@ describe('TLS', () => {
       expect(err, what).toMatchObject({ reason: 'client-certificate-refused' });
       expect((err as Error).message, what).toContain('--tls-cert FILE --tls-key FILE');
     }
-    const cluster = unique();
     const tls: NatsTls = { ca: certs.ca, cert: certs.client.cert, key: certs.client.key };
+    const bus = track(await createNatsBus({ servers: verifyServer.url, tls }));
+    expect(bus.server.security).toMatchObject({ tlsVerify: true, encrypted: true });
+    const cluster = unique();
     track(
       await startWorker({
         nats: verifyServer.url,
@@ -194,6 +201,7 @@ describe('TLS', () => {
         `cohort doctor: nats-server ${tlsServer.version} at ${tlsServer.url} (no credentials, TLS)`,
       );
       expect(ok.stdout.join('\n')).toMatch(/^all \d+ capabilities ok$/m);
+      expect(ok.stdout.join('\n')).toMatch(/^ {2}encrypted +yes +TLS$/m);
 
       expect(await refused.exited).toEqual({ code: 1, signal: null });
       expect(refused.stdout.join('\n')).toMatch(/^cannot connect: TlsError: .*--tls-ca FILE/m);
