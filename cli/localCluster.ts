@@ -111,7 +111,8 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
   const openBus = (name: string, label?: string): Promise<Bus> => {
     if (memory !== undefined) return Promise.resolve(createMemoryBus({ server: memory }));
     const dir = options.authDir;
-    if (dir === undefined) return createNatsBus({ servers: url!.split(','), name });
+    if (dir === undefined)
+      return createNatsBus({ servers: url!.split(','), name, auth: options.auth, tls: options.tls });
     return createNatsBus({
       servers: url!.split(','),
       name,

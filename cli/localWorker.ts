@@ -1,3 +1,4 @@
+import type { NatsAuth, NatsTls } from '../index.js';
 /**
  * A worker of a local cluster as `cohort up`, `cohort demo` and the tests
  * handle it, whether it is a process of its own or hosted in this one on
@@ -40,6 +41,9 @@ export interface WorkerSettings {
   sessionTimeout?: number | undefined;
   /** A `cohort auth init` directory: worker processes connect as its worker user (`worker.nk`). */
   authDir?: string | undefined;
+  /** Otherwise, credentials and TLS every worker process connects with. */
+  auth?: NatsAuth | undefined;
+  tls?: NatsTls | undefined;
   /** A line a worker printed (stdout). */
   onLine?(worker: LocalWorker, line: string): void;
   /** A log line a worker wrote at warn or above (stderr), made readable. */

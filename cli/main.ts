@@ -21,7 +21,8 @@ commands:
                         lost or applied twice. S: seconds of load (default 15);
                         --auth: on a nats-server admitting only DIR's users
                         (made for cluster demo when DIR has none)
-  up [--workers N] [--app FILE ...] [--nats URL] [--cluster NAME] [--auth DIR]
+  up [--workers N] [--app FILE ...] [--nats URL + connection flags]
+     [--cluster NAME] [--auth DIR]
      [--session-timeout MS] [--heartbeat-interval MS]
                         a local cluster until SIGINT or SIGTERM: N workers
                         (default 3; ids w1..wN, zones a, b, c, ...) running the

@@ -1,10 +1,11 @@
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { MIN_SESSION_TIMEOUT, type View } from '../index.js';
+import { MIN_SESSION_TIMEOUT, type NatsAuth, type NatsTls, type View } from '../index.js';
 import { validateCluster } from '../internal.js';
 import { stopSignal } from './stopSignal.js';
 import { checkAuthDir } from './authServer.js';
+import { CONNECTION_FLAGS, connectionSettings } from './connectionFlags.js';
 import { describeExit, startLocalCluster, type LocalCluster } from './localCluster.js';
 import { CliUsageError, loadApplications } from './loadApplications.js';
 import { checkMembershipTimings, parseMilliseconds } from './worker.js';
@@ -14,7 +15,7 @@ export { startLocalCluster, type LocalCluster } from './localCluster.js';
 export const UP_FLAGS = {
   workers: { type: 'string' },
   app: { type: 'string', multiple: true },
-  nats: { type: 'string' },
+  ...CONNECTION_FLAGS,
   auth: { type: 'string' },
   cluster: { type: 'string', default: 'demo' },
   'session-timeout': { type: 'string' },
@@ -30,6 +31,9 @@ export interface UpOptions {
   /** Absolute paths of the modules exporting the applications. */
   apps: string[];
   nats: string[] | undefined;
+  /** Credentials and TLS for `nats`, for the workers and the view reader alike. */
+  auth: NatsAuth | undefined;
+  tls: NatsTls | undefined;
   /** A `cohort auth init` directory (absolute): the embedded server admits only its users. */
   authDir: string | undefined;
   cluster: string;
@@ -78,14 +82,11 @@ export function parseUpArgs(args: string[]): UpOptions {
     if (a.trim() === '') throw new CliUsageError('--app needs a value', { showUsage: true });
     return resolve(process.cwd(), a);
   });
-  let nats: string[] | undefined;
-  if (values.nats !== undefined) {
-    nats = values.nats
-      .split(',')
-      .map((u) => u.trim())
-      .filter((u) => u !== '');
-    if (nats.length === 0) throw new CliUsageError('--nats needs a URL', { showUsage: true });
-  }
+  const { servers: nats, auth, tls } = connectionSettings(values);
+  if (nats === undefined && (auth !== undefined || tls !== undefined))
+    throw new CliUsageError('credentials and TLS flags need --nats (or NATS_URL): the embedded server has no users');
+  if (values.auth !== undefined && (auth !== undefined || tls !== undefined))
+    throw new CliUsageError('--auth DIR gives every process its credentials: not together with credentials flags');
   try {
     validateCluster(values.cluster);
   } catch (err) {
@@ -103,6 +104,8 @@ export function parseUpArgs(args: string[]): UpOptions {
     workers,
     apps: apps.length > 0 ? apps : [defaultApp()],
     nats,
+    auth,
+    tls,
     authDir: values.auth === undefined ? undefined : resolve(process.cwd(), nonEmptyAuth(values.auth)),
     cluster: values.cluster,
     heartbeatInterval,

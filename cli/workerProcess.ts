@@ -28,6 +28,31 @@ function cliEntry(): { script: string; nodeArgs: string[] } {
   return { script, nodeArgs: [...execArgv, '--import', watchdog] };
 }
 
+/**
+ * The environment that gives a worker process `auth` and `tls`: the nats
+ * CLI's variables rather than flags, so a password or token is not on a
+ * command line for every user of the host to read. What the parent had of
+ * them is dropped, so only these reach the worker.
+ */
+function connectionEnv(options: WorkerSettings): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  const vars = {
+    NATS_CREDS: options.auth?.creds,
+    NATS_NKEY: options.auth?.nkey,
+    NATS_USER: options.auth?.user,
+    NATS_PASSWORD: options.auth?.password,
+    NATS_TOKEN: options.auth?.token,
+    NATS_CA: options.tls?.ca,
+    NATS_CERT: options.tls?.cert,
+    NATS_KEY: options.tls?.key,
+  };
+  for (const [name, value] of Object.entries(vars)) {
+    if (value === undefined) delete env[name];
+    else env[name] = value;
+  }
+  return env;
+}
+
 export function spawnWorker(options: WorkerSettings, url: string, index: number, stopping: () => boolean): Hosted {
   const id = `w${index + 1}`;
   const zone = zoneOf(index);
@@ -54,7 +79,7 @@ export function spawnWorker(options: WorkerSettings, url: string, index: number,
   const child: ChildProcess = spawn(process.execPath, args, {
     stdio: ['pipe', 'pipe', 'pipe'],
     detached: true,
-    env: { ...process.env, COHORT_LOG_LEVEL: process.env['COHORT_LOG_LEVEL'] ?? 'warn' },
+    env: { ...connectionEnv(options), COHORT_LOG_LEVEL: process.env['COHORT_LOG_LEVEL'] ?? 'warn' },
   });
   let exit: WorkerExit | null = null;
   let killed = false;

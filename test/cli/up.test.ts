@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AuthenticationError, connect, createNatsBus } from '../../index.js';
@@ -8,6 +8,7 @@ import { parseWorkerArgs } from '../../cli/worker.js';
 import { CliUsageError } from '../../cli/loadApplications.js';
 import { cleanupAfterEach } from '../cleanup.js';
 import { cohort, processAlive } from '../fixtures/cliProcess.js';
+import { startTestServer } from '../nats.js';
 
 describe('cohort up', () => {
   const track = cleanupAfterEach();
@@ -70,6 +71,44 @@ describe('cohort up', () => {
       expect((await account.read()).document).toMatchObject({ balance: 70 });
       await client.close();
 
+      cli.child.kill('SIGTERM');
+      expect(await cli.exited).toEqual({ code: 0, signal: null });
+    },
+  );
+
+  it(
+    'on a server given with --nats, the credentials flags reach the workers (by environment, not their command lines) and the view reader',
+    { timeout: 60_000 },
+    async () => {
+      await using server = await startTestServer({
+        args: ['--user', 'ops', '--pass', 's3cret'],
+        probe: { user: 'ops', pass: 's3cret' },
+      });
+      const cli = track(
+        cohort([
+          'up',
+          '--workers',
+          '1',
+          '--nats',
+          server.url,
+          '--user',
+          'ops',
+          '--password',
+          's3cret',
+          '--cluster',
+          'creds',
+        ]),
+      );
+      const [, pid] = await cli.line(/^worker pids: w1 (\d+)$/);
+      await cli.line(/^view \d+: 1 member, leader w1 \| w1 \(a\) 256 shards$/);
+      const argv = await readFile(`/proc/${pid}/cmdline`, 'utf8');
+      expect(argv).toContain('--nats');
+      expect(argv).not.toContain('s3cret');
+      const client = track(
+        await connect({ nats: server.url, auth: { user: 'ops', password: 's3cret' }, cluster: 'creds' }),
+      );
+      expect(await client.session('ledger', 'c1').send({ type: 'OPEN', owner: 'C' })).toMatchObject({ seq: 1 });
+      await client.close();
       cli.child.kill('SIGTERM');
       expect(await cli.exited).toEqual({ code: 0, signal: null });
     },
