@@ -14,7 +14,7 @@
 import { InvalidNameError } from '../bus/errors.js';
 import { eventFilter, metaFilter, SUBJECT_ROOT, validateCluster } from '../bus/subjects.js';
 import { adminInbox, clientInbox, workerInbox } from './clientId.js';
-import { bucketName, journalStreamName, type BucketKind } from './names.js';
+import { bucketName, journalStreamName, SHARD_COUNT_KEY, type BucketKind } from './names.js';
 
 export type Role = { kind: 'worker' } | { kind: 'admin' } | { kind: 'reader' } | { kind: 'client'; label: string };
 
@@ -144,6 +144,15 @@ function kvReads(kv: { stream: string }): string[] {
   return [`${API}.STREAM.INFO.${kv.stream}`, `${API}.DIRECT.GET.${kv.stream}.>`];
 }
 
+/** `connect()` checks its shard count against the cluster's: that one key of the cluster bucket, nothing else there. */
+function shardCountRead(stores: Stores): string[] {
+  const view = kvBucket(stores, 'cluster');
+  return [
+    `${API}.STREAM.INFO.${view.stream}`,
+    `${API}.DIRECT.GET.${view.stream}.$KV.${view.bucket}.${SHARD_COUNT_KEY}`,
+  ];
+}
+
 /** Everything a worker does to the stores it creates and owns. */
 function workerStores(stores: Stores): string[] {
   const { journal, blobs } = stores;
@@ -217,7 +226,7 @@ export function rolePermissions(cluster: string, role: Role): Permissions {
     case 'reader':
       // A client labelled `reader` that may only read: a document too large for a message comes as a blob.
       return tidy({
-        publish: [...reads, `${API}.INFO`, ...objectReads(stores.blobs)],
+        publish: [...reads, `${API}.INFO`, ...objectReads(stores.blobs), ...shardCountRead(stores)],
         subscribe: [eventFilter(cluster), notices, inbox],
       });
     case 'client': {
@@ -234,6 +243,7 @@ export function rolePermissions(cluster: string, role: Role): Permissions {
           // Counters: get, create and update with compare-and-set, in this bucket only.
           ...kvReads(counters),
           `$KV.${counters.bucket}.>`,
+          ...shardCountRead(stores),
         ],
         subscribe: [eventFilter(cluster), notices, inbox],
       });

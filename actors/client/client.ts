@@ -15,6 +15,9 @@ import { ClientDisconnectedError, NetworkError, fromErrorBody } from '../../prot
 import { commandRequest, readRequest } from '../../protocol/requests.js';
 import { DEFAULT_SHARD_COUNT, shardOf } from '../../protocol/shard.js';
 import { clientInbox } from '../../protocol/clientId.js';
+import { recordedShardCount, ShardCountMismatchError } from '../../protocol/clusterSettings.js';
+import { bucketName } from '../../protocol/names.js';
+import { BucketNotFoundError, PermissionDeniedError } from '../../bus/errors.js';
 import { Connection } from './connection.js';
 import { ClientCounters, type Counter, type CounterOptions } from './counter.js';
 import { DEFAULT_CACHE_SIZE, DocumentCache } from './documentCache.js';
@@ -275,6 +278,11 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
     this.#ids.add(this.#conn.clientId);
   }
 
+  /** The bus of the current connection; undefined while there is none. */
+  get bus(): Bus | undefined {
+    return this.#conn.bus;
+  }
+
   session(app: string, id: string): SessionHandle {
     validateApp(app);
     const shard = shardOf(app, id, this.#shardCount);
@@ -402,5 +410,31 @@ export async function connect(options: ConnectOptions): Promise<Client> {
     environment: resolveEnvironment(options.environment),
   });
   await client.open();
+  try {
+    await checkShardCount(client.bus, options.cluster, options.shardCount ?? DEFAULT_SHARD_COUNT);
+  } catch (err) {
+    await client.close();
+    throw err;
+  }
   return client;
+}
+
+/**
+ * Refuses a client configured with another shard count than the cluster's
+ * (its commands would go to shards that are not their sessions'). Only read,
+ * never created: before any worker has recorded it, or where this user may
+ * not read it, the workers still refuse each mis-sharded command.
+ */
+async function checkShardCount(bus: Bus | undefined, cluster: string, configured: number): Promise<void> {
+  if (bus === undefined) return;
+  let recorded: number | undefined;
+  try {
+    const kv = await bus.kv({ bucket: bucketName(cluster, 'cluster'), create: false });
+    recorded = await recordedShardCount(kv, cluster);
+  } catch (err) {
+    if (err instanceof BucketNotFoundError || err instanceof PermissionDeniedError) return;
+    throw err;
+  }
+  if (recorded !== undefined && recorded !== configured)
+    throw new ShardCountMismatchError(cluster, configured, recorded);
 }

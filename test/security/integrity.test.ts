@@ -282,9 +282,11 @@ describe.each(targets)('integrity checks in code ($name)', (target) => {
     await waitFor(() => again.activeSessions === 1, { what: 'the sleeper woken' });
     expect(await session('sleeper').send('raw#1', 's2', { type: 'ADD', by: 1 })).toMatchObject({ ok: true, seq: 2 });
   });
-  it('the shard count is recorded when the cluster is created; a worker configured with another refuses to start, and a client’s commands are refused naming it', async () => {
+  it('the shard count is recorded when the cluster is created; a worker or a client configured with another is refused, and so are the commands of a client that connected before it was recorded', async () => {
     const cluster = `s${Math.random().toString(36).slice(2, 10)}`;
     const app = defineApplication({ name: 'counter', machine: counterMachine });
+    // Connected before any worker: nothing to check against yet (and the client does not make the bucket).
+    const wrong = track(await connect({ bus: await bus(), cluster, shardCount: 2, timeout: 2_000 }));
     track(await startWorker({ bus: await bus(), cluster, applications: [app], shards: [0, 1, 2, 3], shardCount: 4 }));
     const raw = await bus();
     const kv = await raw.kv({ bucket: `cohort_${cluster}_cluster` });
@@ -292,8 +294,13 @@ describe.each(targets)('integrity checks in code ($name)', (target) => {
     await expect(
       startWorker({ bus: await bus(), cluster, applications: [app], shards: [0, 1], shardCount: 8 }),
     ).rejects.toMatchObject({ name: 'ShardCountMismatchError', configured: 8, recorded: 4 });
-    // A client with another count reaches a served shard only by chance, and is then told the session's real shard.
-    const wrong = track(await connect({ bus: await bus(), cluster, shardCount: 2, timeout: 2_000 }));
+    // Connecting with another count, once it is recorded, is refused at once.
+    await expect(connect({ bus: track(await bus()), cluster, shardCount: 8 })).rejects.toMatchObject({
+      name: 'ShardCountMismatchError',
+      configured: 8,
+      recorded: 4,
+    });
+    // The early client reaches a served shard only by chance, and is then told the session's real shard.
     const id = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'].find(
       (x) => shardOf('counter', x, 2) !== shardOf('counter', x, 4),
     )!;
