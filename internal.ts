@@ -47,6 +47,7 @@ export {
   bucketName,
   journalStreamName,
   parseTimerKey,
+  REPLY_BLOB_MAX_AGE_MS,
   SHARD_COUNT_KEY,
   sessionKey,
   timerKey,

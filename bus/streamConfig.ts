@@ -175,3 +175,11 @@ export function checkStream(facts: StreamFacts, needs: StreamNeeds): StreamConfi
     );
   return undefined;
 }
+
+/** A blob bucket's expiry as asked: whole milliseconds, 0 or unset for none. */
+export function checkMaxAge(maxAge: number | undefined): number {
+  if (maxAge === undefined) return 0;
+  if (!Number.isSafeInteger(maxAge) || maxAge < 0)
+    throw new RangeError(`maxAge must be a whole number of milliseconds (0: never), got ${maxAge}`);
+  return maxAge;
+}

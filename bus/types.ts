@@ -237,6 +237,13 @@ export interface BlobConfig {
   bucket: string;
   replicas?: number;
   storage?: 'file' | 'memory';
+  /**
+   * Milliseconds a blob is kept after it is stored, when the bucket is made
+   * here (unset or 0: for ever). An existing bucket asked for 0 must never
+   * expire (StreamConfigMismatchError otherwise); asked for an expiry, or
+   * nothing, it is taken with whatever expiry it has.
+   */
+  maxAge?: number;
 }
 
 export interface BlobInfo {

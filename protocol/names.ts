@@ -7,16 +7,23 @@ import { escapeToken, unescapeToken } from '../bus/subjects.js';
 
 export { journalStreamName } from '../bus/subjects.js';
 
-export type BucketKind = 'cluster' | 'snapshots' | 'blobs' | 'timers' | 'counters';
+export type BucketKind = 'cluster' | 'snapshots' | 'blobs' | 'replies' | 'timers' | 'counters';
 
 /**
  * `cohort_<cluster>_<kind>`: cluster (the view), snapshots (sessions at
- * rest), blobs (claim-checked bodies, large snapshots), timers (the wake-up
- * index), counters (high-water marks).
+ * rest), blobs (snapshots too large for a KV value), replies (claim-checked
+ * replies, expiring), timers (the wake-up index), counters (high-water marks).
  */
 export function bucketName(cluster: string, kind: BucketKind): string {
   return `cohort_${cluster}_${kind}`;
 }
+
+/**
+ * How long a claim-checked reply is kept in the replies bucket. Its client
+ * fetches and deletes it at once; one never fetched (the client died, or
+ * stopped waiting) expires after this, instead of staying for good.
+ */
+export const REPLY_BLOB_MAX_AGE_MS = 600_000;
 
 /** The cluster bucket's view: written only by the leader, with compare-and-set on its revision. */
 export const VIEW_KEY = 'view';

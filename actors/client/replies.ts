@@ -24,7 +24,7 @@ export class ReplyDecoder {
   #blobs: { bus: Bus; store: Promise<BlobStore> } | undefined;
 
   constructor(options: { readonly cluster: string; readonly source: ReplySource }) {
-    this.#blobsBucket = bucketName(options.cluster, 'blobs');
+    this.#blobsBucket = bucketName(options.cluster, 'replies');
     this.#source = options.source;
   }
 

@@ -20,8 +20,9 @@ export interface DispatchOptions {
   readonly catalog: Catalog;
   readonly transactions: Transactions;
   readonly clients: ClientRecords;
-  /** Where replies go out, and where one too large for a message is claim-checked. */
+  /** Where replies go out. */
   readonly bus: Bus;
+  /** Where a reply too large for a message is claim-checked: the replies bucket, whose blobs expire. */
   readonly blobs: BlobStore;
   readonly environment: Environment;
   readonly log: Logger;
@@ -81,7 +82,7 @@ export class Dispatch {
       });
   }
 
-  /** A reply too large for a message (a big document) travels by claim-check; the client fetches and deletes it. */
+  /** A reply too large for a message (a big document) travels by claim-check; the client fetches and deletes it, or it expires. */
   async #respond(m: Delivery, reply: Reply): Promise<void> {
     const body = await encodeBody(reply, {
       maxBytes: this.#bus.server.maxPayload - REPLY_HEADROOM,

@@ -1,4 +1,4 @@
-import { claimCheckReference, encodeBody, fetchClaimChecked } from '../../bus/claimCheck.js';
+import { claimCheckOf, claimCheckReference, encodeBody } from '../../bus/claimCheck.js';
 import { decode } from '../../bus/codec.js';
 import { DecodeError } from '../../bus/errors.js';
 import type { BlobStore, KvStore } from '../../bus/types.js';
@@ -35,15 +35,28 @@ export interface SessionStoreOptions {
   readonly maxPayload: number;
 }
 
+/** Reads of a snapshot that met its blob deleted by a newer snapshot are tried again this many times in all. */
+const ATTEMPTS = 3;
+/** Keys whose blob is remembered; past this the memory is cleared (and the store asked again). */
+const KNOWN_LIMIT = 8_192;
+
 /**
  * Session snapshots in a KV bucket; one too large for a message goes to the
  * blob store by the same claim-check as a large reply, and the KV value is
- * its reference body.
+ * its reference body. A snapshot that replaces a claim-checked one deletes
+ * the old blob once the new value is stored; a reader that finds its blob
+ * gone reads the newer snapshot instead.
  */
 export class SessionStore {
   readonly kv: KvStore;
   readonly blobs: BlobStore;
   readonly maxPayload: number;
+  /**
+   * Per key, the blob its stored snapshot is in (null: inline), as this
+   * worker last read or wrote it: a worker writes a session's snapshot only
+   * while it holds the session, which it loaded. Unknown: asked of the store.
+   */
+  readonly #blobOf = new Map<string, string | null>();
 
   constructor({ kv, blobs, maxPayload }: SessionStoreOptions) {
     this.kv = kv;
@@ -53,21 +66,47 @@ export class SessionStore {
 
   async load(app: string, id: string): Promise<StoredSnapshot | null> {
     const key = sessionKey(app, id);
-    const entry = await this.kv.get(key);
-    if (entry === null) return null;
     const where = `snapshot ${key}`;
-    let body = decode(entry.value, { where });
-    const blob = claimCheckReference(body);
-    if (blob !== undefined) body = await fetchClaimChecked(this.blobs, blob, { where });
-    const env = body as Partial<Envelope> | null;
-    if (env?.v !== 1 || typeof env.snapshot !== 'object' || env.snapshot === null)
-      throw new DecodeError(where, 'not a snapshot envelope');
-    return env.snapshot;
+    let entry = await this.kv.get(key);
+    for (let attempt = 1; ; attempt++) {
+      if (entry === null) {
+        this.#know(key, null);
+        return null;
+      }
+      let body = decode(entry.value, { where });
+      const blob = claimCheckReference(body);
+      if (blob !== undefined) {
+        const bytes = await this.blobs.get(blob);
+        if (bytes === null) {
+          // Replaced meanwhile, and the old blob deleted: the newer snapshot is the one to read.
+          const newer = await this.kv.get(key);
+          if (attempt < ATTEMPTS && newer?.revision !== entry.revision) {
+            entry = newer;
+            continue;
+          }
+          throw new DecodeError(
+            where,
+            `claim-checked blob ${JSON.stringify(blob)} not found in bucket ${this.blobs.bucket}`,
+          );
+        }
+        body = decode(bytes, { where: `${where} (claim-checked blob ${JSON.stringify(blob)})` });
+      }
+      const env = body as Partial<Envelope> | null;
+      if (env?.v !== 1 || typeof env.snapshot !== 'object' || env.snapshot === null)
+        throw new DecodeError(where, 'not a snapshot envelope');
+      this.#know(key, blob ?? null);
+      return env.snapshot;
+    }
   }
 
-  /** The blob of a large snapshot is named for the key and the journal sequence, so a rewrite of the same one lands on itself. */
+  /**
+   * The blob of a large snapshot is named for the key and the journal
+   * sequence, so a rewrite of the same one lands on itself. The blob of the
+   * snapshot it replaces is deleted only after the new one is stored.
+   */
   async save(app: string, id: string, snapshot: StoredSnapshot): Promise<void> {
     const key = sessionKey(app, id);
+    const previous = this.#blobOf.has(key) ? this.#blobOf.get(key)! : await this.#storedBlob(key);
     const body = await encodeBody({ v: 1, snapshot } satisfies Envelope, {
       maxBytes: this.maxPayload - KV_OVERHEAD,
       blobs: this.blobs,
@@ -76,5 +115,24 @@ export class SessionStore {
       where: `snapshot ${key}`,
     });
     await this.kv.put(key, body.data);
+    const blob = claimCheckOf(body.headers) ?? null;
+    this.#know(key, blob);
+    // A leftover blob costs only space: a failed delete is not the save's failure.
+    if (previous !== null && previous !== blob) await this.blobs.delete(previous).catch(() => false);
+  }
+
+  /** The blob the stored snapshot of `key` is in, read from the store; null when none (or unreadable). */
+  async #storedBlob(key: string): Promise<string | null> {
+    try {
+      const entry = await this.kv.get(key);
+      return entry === null ? null : (claimCheckReference(decode(entry.value, { where: `snapshot ${key}` })) ?? null);
+    } catch {
+      return null;
+    }
+  }
+
+  #know(key: string, blob: string | null): void {
+    if (this.#blobOf.size >= KNOWN_LIMIT && !this.#blobOf.has(key)) this.#blobOf.clear();
+    this.#blobOf.set(key, blob);
   }
 }

@@ -202,7 +202,7 @@ class WorkerHost {
     this.#joining = membership;
     this.#leaveBound = membership === undefined ? 10_000 : Math.max(10_000, 3 * membership.config.sessionTimeout);
     const sessionTimeout = membership?.config.sessionTimeout ?? MEMBERSHIP_DEFAULTS.sessionTimeout;
-    const { journal, snapshots: store, timers, blobs } = stores;
+    const { journal, snapshots: store, timers, replies } = stores;
     this.replicas =
       membership === undefined
         ? undefined
@@ -249,7 +249,7 @@ class WorkerHost {
       transactions: catalog.transactions,
       clients: this.clients,
       bus,
-      blobs,
+      blobs: replies,
       environment,
       log,
       shardCount,

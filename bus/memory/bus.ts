@@ -27,7 +27,7 @@ import { checkPayload, copyBytes, normalizeHeaders } from './payload.js';
 import { RequestMux } from './requests.js';
 import type { MemoryServer } from './server.js';
 import { DEFAULT_DUPLICATE_WINDOW, type MemoryStream } from './stream.js';
-import { checkStream, type StreamNeeds } from '../streamConfig.js';
+import { checkMaxAge, checkStream, type StreamNeeds } from '../streamConfig.js';
 import { MemorySubscription, type SubscriptionOwner } from './subscription.js';
 
 /**
@@ -164,7 +164,14 @@ export class MemoryBus implements Bus {
   async blobs(config: BlobConfig): Promise<BlobStore> {
     this.#assertOpen('blobs');
     validateName('bucket', config.bucket);
-    return new MemoryBlobStore(this.#context, config.bucket, this.#host.blobBucket(config.bucket));
+    const bucket = this.#host.blobBucket(config.bucket, checkMaxAge(config.maxAge));
+    const { name, subjects } = this.#host.stream(`OBJ_${config.bucket}`)!.settings;
+    const mismatch = checkStream(
+      { name, subjects, maxAge: bucket.maxAge },
+      { subjects: { including: subjects }, ...ANY_COPIES, keepForever: config.maxAge === 0 },
+    );
+    if (mismatch !== undefined) throw mismatch;
+    return new MemoryBlobStore(this.#context, config.bucket, bucket);
   }
 
   supports(feature: Feature): boolean {

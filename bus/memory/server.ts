@@ -17,6 +17,12 @@ export interface MemoryServerOptions {
 
 export const DEFAULT_MAX_PAYLOAD = 1_048_576;
 
+/** The objects of a blob bucket, each with when it was stored; older than `maxAge` (if not 0), gone. */
+export interface BlobBucket {
+  readonly maxAge: number;
+  readonly objects: Map<string, { readonly data: Uint8Array; readonly time: number }>;
+}
+
 const encoder = new TextEncoder();
 
 /**
@@ -33,7 +39,7 @@ export class MemoryServer {
   readonly #queue = new DeliveryQueue();
   readonly #router = new Router();
   readonly #streams = new Map<string, MemoryStream>();
-  readonly #blobs = new Map<string, Map<string, Uint8Array>>();
+  readonly #blobs = new Map<string, BlobBucket>();
   #nextClient = 1;
   #nextRoute = 1;
 
@@ -144,17 +150,20 @@ export class MemoryServer {
     this.#streams.delete(`OBJ_${bucket}`);
   }
 
-  /** The objects of a blob bucket; its stream claims the subjects an object store would. */
-  blobBucket(bucket: string): Map<string, Uint8Array> {
+  /**
+   * A blob bucket, made with `maxAge` (ms, 0: for ever) if new; its stream
+   * claims the subjects an object store would.
+   */
+  blobBucket(bucket: string, maxAge: number): BlobBucket {
     this.openStream({
       name: `OBJ_${bucket}`,
       subjects: [`$O.${bucket}.C.>`, `$O.${bucket}.M.>`],
       duplicateWindow: 120_000,
       maxPerSubject: 0,
     });
-    let objects = this.#blobs.get(bucket);
-    if (objects === undefined) this.#blobs.set(bucket, (objects = new Map()));
-    return objects;
+    let found = this.#blobs.get(bucket);
+    if (found === undefined) this.#blobs.set(bucket, (found = { maxAge, objects: new Map() }));
+    return found;
   }
 
   #fanOut(message: WireMessage): number {

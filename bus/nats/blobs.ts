@@ -1,32 +1,70 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { Objm, type ObjectStore } from '@nats-io/obj';
-import { InvalidNameError } from '../errors.js';
+import { InvalidNameError, TimeoutError } from '../errors.js';
+import { nanos } from '@nats-io/nats-core';
+import { checkMaxAge } from '../streamConfig.js';
 import { validateName } from '../names.js';
 import type { BlobConfig, BlobInfo, BlobStore } from '../types.js';
 import { translate } from './errors.js';
 import { checkNatsStream } from './streamCheck.js';
 
 /**
- * Opens the object store, creating it when absent. One that is there
- * already is checked (streamConfig.ts): an expiry, a per-subject limit or
- * fewer copies than asked is a StreamConfigMismatchError.
+ * Opens the object store, creating it when absent (with its expiry, if
+ * asked). One that is there already is checked (streamConfig.ts): fewer
+ * copies than asked, or an expiry where none is wanted (maxAge 0), is a
+ * StreamConfigMismatchError.
  */
 export async function openNatsBlobs(js: JetStreamClient, config: BlobConfig): Promise<BlobStore> {
   validateName('bucket', config.bucket);
   const replicas = config.replicas ?? 1;
   const storage = config.storage === 'memory' ? 'memory' : 'file';
+  const maxAge = checkMaxAge(config.maxAge);
   try {
-    const os = await new Objm(js).create(config.bucket, { replicas, storage });
+    const os = await new Objm(js).create(config.bucket, {
+      replicas,
+      storage,
+      ...(maxAge > 0 && { ttl: nanos(maxAge) }),
+    });
     await checkNatsStream(await js.jetstreamManager(false), `OBJ_${config.bucket}`, {
       subjects: { including: [`$O.${config.bucket}.C.>`, `$O.${config.bucket}.M.>`] },
       replicas,
       storage,
-      keepForever: true,
+      keepForever: config.maxAge === 0,
     });
     return new NatsBlobs(os, config.bucket);
   } catch (err) {
     throw translate(err, 'open blobs', config.bucket, 5_000);
   }
+}
+
+/** How long a blob's chunks may stop coming before its meta is asked again. */
+const CHUNK_WAIT_MS = 2_000;
+
+/** The whole stream, or undefined (the stream cancelled) when no chunk came for `idleMs`. */
+async function readStalling(stream: ReadableStream<Uint8Array>, idleMs: number): Promise<Uint8Array | undefined> {
+  const reader = stream.getReader();
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const stalled = new Promise<'stalled'>((resolve) => (timer = setTimeout(() => resolve('stalled'), idleMs)));
+    const next = await Promise.race([reader.read(), stalled]);
+    clearTimeout(timer);
+    if (next === 'stalled') {
+      await reader.cancel().catch(() => undefined);
+      return undefined;
+    }
+    if (next.done) break;
+    parts.push(next.value);
+    size += next.value.length;
+  }
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }
 
 function checkName(name: string): void {
@@ -50,10 +88,31 @@ class NatsBlobs implements BlobStore {
     }
   }
 
+  /**
+   * nats.js waits for ever for chunks that are gone while the object's
+   * meta is still there (they expire first, or a delete purges them right
+   * after marking the meta): chunks that stop coming for CHUNK_WAIT_MS send
+   * it back to the meta. Gone or deleted: null; replaced: read again; still
+   * there: TimeoutError, which a caller may retry.
+   */
   async get(name: string): Promise<Uint8Array | null> {
     checkName(name);
     try {
-      return await this.os.getBlob(name);
+      for (let attempt = 1; ; attempt++) {
+        const found = await this.os.get(name);
+        if (found === null) return null;
+        found.error.catch(() => undefined); // read below, or abandoned with its stream
+        const bytes = await readStalling(found.data, CHUNK_WAIT_MS);
+        if (bytes !== undefined) {
+          const err = await found.error;
+          if (err) throw err;
+          return bytes;
+        }
+        const now = await this.os.info(name);
+        if (now === null || now.deleted) return null;
+        if (now.nuid === found.info.nuid || attempt >= 2)
+          throw new TimeoutError(`blob get ${this.bucket}/${name}`, CHUNK_WAIT_MS);
+      }
     } catch (err) {
       throw translate(err, 'blob get', `${this.bucket}/${name}`, 5_000);
     }

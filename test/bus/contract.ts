@@ -701,6 +701,41 @@ export function busContract(name: string, target: () => ContractTarget): void {
         await expect(blobs.put('', big)).rejects.toBeInstanceOf(InvalidNameError);
       });
 
+      it('expires blobs of a bucket made with a maximum age; one asked to keep blobs for ever refuses such a bucket', async () => {
+        const bus = await connect();
+        const bucket = fresh('BX');
+        const blobs = await bus.blobs({ bucket, maxAge: 400 });
+        await blobs.put('reply-1', bytes('soon gone'));
+        expect(text((await blobs.get('reply-1'))!)).toBe('soon gone');
+        // Read back to back as it expires (on NATS its chunks go a moment before its meta): each read is the
+        // whole blob or null, and none waits without end.
+        for (let got: Uint8Array | null | 'stuck' = bytes('x'); got !== null;) {
+          let timer: ReturnType<typeof setTimeout> | undefined;
+          got = await Promise.race([
+            blobs.get('reply-1'),
+            new Promise<'stuck'>((r) => (timer = setTimeout(() => r('stuck'), 4_000))),
+          ]);
+          clearTimeout(timer);
+          expect(got).not.toBe('stuck');
+          if (got !== null) expect(text(got as Uint8Array)).toBe('soon gone');
+          await new Promise((r) => setImmediate(r));
+        }
+        const other = await connect();
+        const forever = await other.blobs({ bucket, maxAge: 0 }).catch((e: unknown) => e);
+        expect(forever).toBeInstanceOf(StreamConfigMismatchError);
+        expect(forever).toMatchObject({
+          stream: `OBJ_${bucket}`,
+          setting: 'max_age',
+          actual: expect.stringMatching(/^400ms$|^0.4s$/),
+        });
+        // Positive control: whoever does not ask for ever takes it as it is, and a bucket made with no age keeps blobs.
+        await (await other.blobs({ bucket })).put('reply-2', bytes('x'));
+        const kept = await other.blobs({ bucket: fresh('BK'), maxAge: 0 });
+        await kept.put('snap', bytes('kept'));
+        expect(text((await (await bus.blobs({ bucket: kept.bucket, maxAge: 0 })).get('snap'))!)).toBe('kept');
+        await expect(bus.blobs({ bucket: fresh('BN'), maxAge: -1 })).rejects.toBeInstanceOf(RangeError);
+      });
+
       it('destroys a bucket with every blob in it', async () => {
         const bus = await connect();
         const bucket = fresh('B');
