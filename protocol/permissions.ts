@@ -86,18 +86,25 @@ function under(cluster: string, kind: string): string {
 interface Stores {
   readonly journal: string;
   readonly kv: readonly { readonly kind: BucketKind; readonly bucket: string; readonly stream: string }[];
+  /** Large snapshots: the workers' own. */
   readonly blobs: { readonly bucket: string; readonly stream: string };
+  /** Claim-checked replies, which clients fetch; they expire. */
+  readonly replies: { readonly bucket: string; readonly stream: string };
 }
 
 function storesOf(cluster: string): Stores {
-  const blobs = bucketName(cluster, 'blobs');
+  const objects = (kind: BucketKind) => {
+    const bucket = bucketName(cluster, kind);
+    return { bucket, stream: objectStreamName(bucket) };
+  };
   return {
     journal: journalStreamName(cluster),
     kv: KV_BUCKETS.map((kind) => {
       const bucket = bucketName(cluster, kind);
       return { kind, bucket, stream: kvStreamName(bucket) };
     }),
-    blobs: { bucket: blobs, stream: objectStreamName(blobs) },
+    blobs: objects('blobs'),
+    replies: objects('replies'),
   };
 }
 
@@ -155,7 +162,7 @@ function shardCountRead(stores: Stores): string[] {
 
 /** Everything a worker does to the stores it creates and owns. */
 function workerStores(stores: Stores): string[] {
-  const { journal, blobs } = stores;
+  const { journal } = stores;
   return [
     // The journal: created at start (one found there is checked, never changed), appended to
     // (a publish under cohort.<c>.jrnl), its last sequence per subject read, replayed and
@@ -172,12 +179,15 @@ function workerStores(stores: Stores): string[] {
       ...pullConsumers(kv.stream),
       `$KV.${kv.bucket}.>`,
     ]),
-    // The blobs: created at start, written (chunks and metadata), read, deleted (a purge of the chunks).
-    `${API}.STREAM.CREATE.${blobs.stream}`,
-    `${API}.STREAM.PURGE.${blobs.stream}`,
-    `${API}.CONSUMER.DELETE.${blobs.stream}.*`,
-    ...objectReads(blobs),
-    `$O.${blobs.bucket}.>`,
+    // The object stores (large snapshots, claim-checked replies): created at start, written (chunks and
+    // metadata), read, deleted (a purge of the chunks).
+    ...[stores.blobs, stores.replies].flatMap((objects) => [
+      `${API}.STREAM.CREATE.${objects.stream}`,
+      `${API}.STREAM.PURGE.${objects.stream}`,
+      `${API}.CONSUMER.DELETE.${objects.stream}.*`,
+      ...objectReads(objects),
+      `$O.${objects.bucket}.>`,
+    ]),
   ];
 }
 
@@ -218,6 +228,7 @@ export function rolePermissions(cluster: string, role: Role): Permissions {
           // Inspection: the journal as it is written (replica lag, an onlooker's tail).
           ...pullConsumers(stores.journal),
           ...objectReads(stores.blobs),
+          ...objectReads(stores.replies),
         ],
         // Membership and replica progress as they happen, for status and lag.
         subscribe: [under(cluster, 'hb'), under(cluster, 'rep'), eventFilter(cluster), notices, inbox],
@@ -226,7 +237,7 @@ export function rolePermissions(cluster: string, role: Role): Permissions {
     case 'reader':
       // A client labelled `reader` that may only read: a document too large for a message comes as a blob.
       return tidy({
-        publish: [...reads, `${API}.INFO`, ...objectReads(stores.blobs), ...shardCountRead(stores)],
+        publish: [...reads, `${API}.INFO`, ...objectReads(stores.replies), ...shardCountRead(stores)],
         subscribe: [eventFilter(cluster), notices, inbox],
       });
     case 'client': {
@@ -236,10 +247,11 @@ export function rolePermissions(cluster: string, role: Role): Permissions {
           under(cluster, 'cmd'),
           ...reads,
           `${API}.INFO`,
-          // Claim-checked replies. Deleting one after reading is not granted: it is a metadata
-          // write and a STREAM.PURGE, whose filter is in the request body, so it would let a
-          // client purge every blob. The client's delete is refused and such a blob stays.
-          ...objectReads(stores.blobs),
+          // Claim-checked replies, in their own bucket (never the snapshots' blobs). Deleting one
+          // after reading is not granted: it is a metadata write and a STREAM.PURGE, whose filter
+          // is in the request body, so it would let a client purge every reply. The client's
+          // delete is refused, and the blob expires with the bucket's max age.
+          ...objectReads(stores.replies),
           // Counters: get, create and update with compare-and-set, in this bucket only.
           ...kvReads(counters),
           `$KV.${counters.bucket}.>`,

@@ -343,6 +343,8 @@ describe('cohort auth: a nats-server whose configuration is only `include ./auth
       `$JS.API.STREAM.DELETE.KV_${clusterBucket}`,
       `$JS.API.DIRECT.GET.KV_${clusterBucket}.$KV.${clusterBucket}.view`,
       `$JS.API.STREAM.PURGE.OBJ_${bucketName(CLUSTER, 'blobs')}`,
+      // Large snapshots are the workers' own: a client reads only claim-checked replies.
+      `$JS.API.STREAM.MSG.GET.OBJ_${bucketName(CLUSTER, 'blobs')}`,
       `$JS.API.STREAM.PURGE.${journalStreamName(CLUSTER)}`,
       `$JS.API.CONSUMER.CREATE.${journalStreamName(CLUSTER)}.c.cohort.${CLUSTER}.jrnl.>`,
       `$JS.API.STREAM.CREATE.ELSEWHERE`,
@@ -354,7 +356,7 @@ describe('cohort auth: a nats-server whose configuration is only `include ./auth
 
   it('a client reads a large blob (chunks through a push consumer with flow control) and may not delete it', async () => {
     const w = await worker();
-    const blobs = bucketName(CLUSTER, 'blobs');
+    const blobs = bucketName(CLUSTER, 'replies');
     const stored = await new Objm(w).create(blobs);
     // Large enough that the server asks the reader for flow control on the way.
     const body = new Uint8Array(4_000_000).map((_, i) => i % 251);
@@ -367,7 +369,7 @@ describe('cohort auth: a nats-server whose configuration is only `include ./auth
     expect(Buffer.from(got!).equals(body)).toBe(true);
     expect(alice.denied).toEqual([]);
     await expect(read.delete('reply-1')).rejects.toThrow(/Permissions Violation/);
-    expect(alice.denied.map((e) => e.subject)).toEqual([expect.stringMatching(/^\$O\.cohort_authtest_blobs\.M\./)]);
+    expect(alice.denied.map((e) => e.subject)).toEqual([expect.stringMatching(/^\$O\.cohort_authtest_replies\.M\./)]);
     expect((await stored.info('reply-1'))?.deleted).toBe(false);
   });
 
@@ -539,7 +541,7 @@ describe('cohort auth: a worker and clients running on their own keys', () => {
     expect(ad.denied).toEqual([]);
     // What a client is denied on purpose: deleting a claim-checked reply's blob (a write to the
     // object store's metadata, see protocol/permissions.ts). Nothing else.
-    const blobMeta = `$O.${bucketName(CLUSTER, 'blobs')}.M.`;
+    const blobMeta = `$O.${bucketName(CLUSTER, 'replies')}.M.`;
     const unexpected = (denied: PermissionViolationError[]): PermissionViolationError[] =>
       denied.filter((e) => !(e.operation === 'publish' && e.subject.startsWith(blobMeta)));
     // The delete is in the background, after the reply was decoded.
