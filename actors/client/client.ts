@@ -25,7 +25,7 @@ import { Patches } from './patches.js';
 import { Transactions } from './transaction.js';
 import { Verifier } from './verify.js';
 
-import { checkConnectOptions, type ConnectOptions } from './connectOptions.js';
+import { checkConnectOptions, withinDedupWindow, type ConnectOptions } from './connectOptions.js';
 
 export type { ConnectOptions } from './connectOptions.js';
 
@@ -294,6 +294,7 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
       app,
       id,
       send: async (event, options = {}) => {
+        withinDedupWindow('send: timeout', options.timeout);
         const command = this.#newId();
         // Encoded now, so an event the codec cannot carry fails here; again only under a new connection's id.
         const body = once(this.id, (client) => encode(commandRequest(event, command, client, options.expectSeq)));

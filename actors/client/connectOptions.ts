@@ -8,6 +8,7 @@ import type { NatsAuth, NatsTls } from '../../bus/nats/credentials.js';
 import type { Bus } from '../../bus/types.js';
 import type { Environment } from '../../bus/environment.js';
 import { validateCluster } from '../../bus/subjects.js';
+import { DEDUP_WINDOW_MS } from '../../protocol/dedup.js';
 
 export interface ConnectOptions {
   /** NATS server URL(s); or pass `bus`. */
@@ -66,6 +67,17 @@ function positive(name: string, v: number | undefined, allowZero = false): void 
     throw new RangeError(`connect: ${name} must be a ${allowZero ? 'non-negative' : 'positive'} number, got ${v}`);
 }
 
+/**
+ * A call retries a command with the same id until its deadline; past the
+ * de-duplication window (DEDUP_WINDOW_MS) a retry would be a new command.
+ */
+export function withinDedupWindow(name: string, v: number | undefined, most = DEDUP_WINDOW_MS): void {
+  if (v !== undefined && v > most)
+    throw new RangeError(
+      `${name} must be at most ${most} ms (got ${v}): a command is recognised as a retry for ${DEDUP_WINDOW_MS} ms after it commits, so a later retry would apply it again`,
+    );
+}
+
 /** `client-alice.nk`, as `cohort auth init` names a client's seed file, says the label is alice. */
 function labelFromSeedFile(path: string | undefined): string | undefined {
   if (path === undefined) return undefined;
@@ -88,6 +100,9 @@ export function checkConnectOptions(options: ConnectOptions): string {
     positive(key, options[key]);
   }
   positive('cacheSize', options.cacheSize, true);
+  // A retry must reach a worker while it still recognises the command id, or it is applied again.
+  withinDedupWindow('connect: timeout', options.timeout);
+  withinDedupWindow('connect: troubledInterval', options.troubledInterval, DEDUP_WINDOW_MS / 2);
   if (options.invalidationQueueSize !== undefined && !Number.isSafeInteger(options.invalidationQueueSize)) {
     throw new RangeError(`connect: invalidationQueueSize must be a whole number, got ${options.invalidationQueueSize}`);
   }

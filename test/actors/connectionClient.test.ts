@@ -296,4 +296,21 @@ describe('connect refuses bad connection options', () => {
       /label must be/,
     );
   });
+
+  it('a deadline past the de-duplication window is refused: a retry after it would apply the command again', async () => {
+    const server = createMemoryServer();
+    const bus = () => createMemoryBus({ server });
+    await expect(connect({ bus: bus(), cluster: 'w', timeout: 120_001 })).rejects.toThrow(
+      /connect: timeout must be at most 120000 ms .* apply it again/,
+    );
+    await expect(connect({ bus: bus(), cluster: 'w', troubledInterval: 60_001 })).rejects.toThrow(
+      /connect: troubledInterval must be at most 60000 ms/,
+    );
+    // Positive control: the window itself is allowed, and a send with a longer deadline is refused before it goes out.
+    const c = await connect({ bus: bus(), cluster: 'w', timeout: 120_000, troubledInterval: 60_000 });
+    stops.push(() => c.close());
+    await expect(c.session('counter', 'x').send({ type: 'ADD', by: 1 }, { timeout: 300_000 })).rejects.toThrow(
+      /send: timeout must be at most 120000 ms/,
+    );
+  });
 });
