@@ -119,7 +119,7 @@ export async function runDoctor(options: DoctorOptions): Promise<number> {
 
   options.write(`cohort doctor: ${target.label}`);
   options.write('');
-  const security = securityRows(bus.server);
+  const security = securityRows(bus.server, options.servers !== undefined && options.auth !== undefined);
   const width = Math.max(...[...results, ...security].map((r) => r.name.length)) + 2;
   options.write(`  ${pad('security', width)}${pad('result', 8)}detail`);
   for (const r of security) options.write(`  ${pad(r.name, width)}${pad(r.result, 8)}${r.detail}`);

@@ -355,8 +355,12 @@ export interface SecurityRow {
   detail: string;
 }
 
-/** The server's version against the floor, and whether this connection authenticated and is encrypted. */
-export function securityRows(server: ServerInfo): SecurityRow[] {
+/**
+ * The server's version against the floor, and whether this connection
+ * authenticated and is encrypted. `credentials`: whether the connection
+ * presented any (a server can ask for them and still let one in without).
+ */
+export function securityRows(server: ServerInfo, credentials: boolean): SecurityRow[] {
   const { security } = server;
   if (server.implementation === 'memory' || security === undefined) {
     return [
@@ -374,13 +378,21 @@ export function securityRows(server: ServerInfo): SecurityRow[] {
           `advisories: fine for development, not for production: upgrade to ${FLOOR_TEXT}`,
       }
     : { name: 'server version', result: 'ok', detail: `nats-server ${server.version}, at or above ${FLOOR_TEXT}` };
-  const authenticated: SecurityRow = security.authRequired
-    ? { name: 'authenticated', result: 'yes', detail: 'the server requires credentials, and took these' }
-    : {
+  const authenticated: SecurityRow = !security.authRequired
+    ? {
         name: 'authenticated',
         result: 'no',
         detail: 'the server asks no credentials: whoever reaches its port gets in (see `cohort auth init`)',
-      };
+      }
+    : credentials
+      ? { name: 'authenticated', result: 'yes', detail: 'the server requires credentials, and took these' }
+      : {
+          name: 'authenticated',
+          result: 'no',
+          detail:
+            'the server says it requires credentials but let this connection in without any: a no_auth_user, ' +
+            'or a system account on nats-server < 2.9.23 (GHSA-fr2g-9hjm-wr23)',
+        };
   const encrypted: SecurityRow = security.encrypted
     ? {
         name: 'encrypted',

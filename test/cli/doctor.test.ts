@@ -1,8 +1,11 @@
 import { execFile } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runDoctor } from '../../cli/doctor.js';
 import { belowSecurityFloor, SECURITY_FLOOR, securityRows } from '../../cli/doctorChecks.js';
+import { compareVersions } from '../../internal.js';
 import type { ConnectionSettings } from '../../cli/connectionFlags.js';
 import { createTlsCertificates, type TlsCertificates } from '../../harness/index.js';
 import type { NatsServer } from '../../harness/natsServer.js';
@@ -147,6 +150,33 @@ describe('cohort doctor: security', () => {
     expect(securityTable(closed.lines)['encrypted']?.result).toBe('no');
   });
 
+  it('does not take auth_required at its word: a connection let in without credentials is not authenticated', async () => {
+    // A user in the global account and a system account: nats-server before 2.9.23 lets anyone in
+    // anyway (GHSA-fr2g-9hjm-wr23) while its INFO still says auth_required.
+    const conf = join(certs.dir, 'sys-only.conf');
+    await writeFile(
+      conf,
+      'authorization { users = [ { user: u, password: p } ] }\n' +
+        'accounts { SYS { users = [ { user: s, password: s } ] } }\nsystem_account: SYS\n',
+    );
+    await using server = await startTestServer({ args: ['-c', conf], probe: { user: 'u', pass: 'p' } });
+    const open = await doctor({ servers: [server.url] });
+    if (compareVersions(server.version, '2.9.23') < 0) {
+      expect(open.code).toBe(0);
+      expect(securityTable(open.lines)['authenticated']).toEqual({
+        result: 'no',
+        detail:
+          'the server says it requires credentials but let this connection in without any: a no_auth_user, ' +
+          'or a system account on nats-server < 2.9.23 (GHSA-fr2g-9hjm-wr23)',
+      });
+    } else {
+      expect(open.lines.join('\n')).toContain('AuthenticationError');
+    }
+    // Positive control: with the user's credentials, it is.
+    const closed = await doctor({ servers: [server.url], auth: { user: 'u', password: 'p' } });
+    expect(securityTable(closed.lines)['authenticated']?.result).toBe('yes');
+  });
+
   it('says whether the connection is encrypted: yes on a TLS server, no on a plain one', async () => {
     const secured = await doctor({ servers: [tls.url], tls: { ca: certs.ca } });
     expect(secured.code).toBe(0);
@@ -174,13 +204,16 @@ describe('cohort doctor: security', () => {
     expect(ok.filter((v) => belowSecurityFloor(v))).toEqual([]);
     expect(SECURITY_FLOOR.lines).toEqual({ '2.11': '2.11.16', '2.12': '2.12.7' });
     const row = (version: string) =>
-      securityRows({
-        implementation: 'nats',
-        version,
-        maxPayload: 1,
-        jetstream: true,
-        security: { authRequired: true, tlsRequired: true, tlsVerify: true, encrypted: true },
-      });
+      securityRows(
+        {
+          implementation: 'nats',
+          version,
+          maxPayload: 1,
+          jetstream: true,
+          security: { authRequired: true, tlsRequired: true, tlsVerify: true, encrypted: true },
+        },
+        true,
+      );
     expect(row('2.12.7')[0]).toMatchObject({ result: 'ok' });
     expect(row('2.12.6')[0]).toMatchObject({ result: 'WARN' });
     expect(row('2.12.7')[2]).toEqual({
