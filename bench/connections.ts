@@ -10,7 +10,7 @@ import {
   shardOf,
   startWorker,
 } from '../index.js';
-import { cmdSubject, type CommandReply, decode, encode, type ReadReply, readSubject } from '../internal.js';
+import { cmdSubject, type CommandReply, decode, encode, labelOf, type ReadReply, readSubject } from '../internal.js';
 import { startNatsServer, type NatsServer } from '../harness/natsServer.js';
 import { journaled } from './apps.js';
 import { abba, fmtMs, median, pad, serial, summarize } from './stats.js';
@@ -86,8 +86,8 @@ async function measureOverhead(server: NatsServer): Promise<Overhead> {
     const id = 'latency';
     const shard = shardOf(APP, id, DEFAULT_SHARD_COUNT);
     const handle = client.session(APP, id);
-    const cmd = cmdSubject(CLUSTER, shard, APP, id);
-    const read = readSubject(CLUSTER, shard, APP, id);
+    const cmd = cmdSubject(CLUSTER, shard, APP, id, labelOf(RAW_CLIENT));
+    const read = readSubject(CLUSTER, shard, APP, id, labelOf(RAW_CLIENT));
     const rawSend = async (): Promise<void> => {
       const m = await bus.request(
         cmd,

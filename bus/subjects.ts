@@ -7,9 +7,9 @@ import { InvalidNameError } from './errors.js';
  *
  * | subject                                    | builder            |
  * |--------------------------------------------|--------------------|
- * | cohort.<cluster>.cmd.<shard>.<app>.<id>    | cmdSubject         |
- * | cohort.<cluster>.read.<shard>.<app>.<id>   | readSubject        |
- * | cohort.<cluster>.ro.<shard>.<app>.<id>     | readOnlySubject    |
+ * | cohort.<cluster>.cmd.<shard>.<app>.<id>.<label>  | cmdSubject   |
+ * | cohort.<cluster>.read.<shard>.<app>.<id>.<label> | readSubject  |
+ * | cohort.<cluster>.ro.<shard>.<app>.<id>.<label>   | readOnlySubject |
  * | cohort.<cluster>.rep.<shard>               | replicaReportSubject |
  * | cohort.<cluster>.jrnl.<shard>.<app>.<id>   | journalSubject     |
  * | cohort.<cluster>.evt.<app>.<id>            | eventSubject       |
@@ -171,19 +171,36 @@ function sessionSubject(kind: SessionSubjectKind, cluster: string, shard: number
   return `${prefix(cluster, kind)}.${shard}.${app}.${escapeToken(id)}`;
 }
 
-/** Commands to the session's primary (request/reply). */
-export function cmdSubject(cluster: string, shard: number, app: string, id: string): string {
-  return sessionSubject('cmd', cluster, shard, app, id);
+/**
+ * A request's subject ends with the label of the client that sends it, so a
+ * server with per-user permissions can hold each client user to its own
+ * label (`cmd.*.*.*.<label>`) and a worker refuses a request whose body
+ * claims another: reply subjects are not checked by nats-server, subjects are.
+ */
+function requestSubject(
+  kind: RequestKind,
+  cluster: string,
+  shard: number,
+  app: string,
+  id: string,
+  label: string,
+): string {
+  return `${sessionSubject(kind, cluster, shard, app, id)}.${escapeToken(label, 'client label')}`;
+}
+
+/** Commands to the session's primary (request/reply), sent by the client labelled `label`. */
+export function cmdSubject(cluster: string, shard: number, app: string, id: string, label: string): string {
+  return requestSubject('cmd', cluster, shard, app, id, label);
 }
 
 /** Read-only queries, which secondaries may answer. */
-export function readSubject(cluster: string, shard: number, app: string, id: string): string {
-  return sessionSubject('read', cluster, shard, app, id);
+export function readSubject(cluster: string, shard: number, app: string, id: string, label: string): string {
+  return requestSubject('read', cluster, shard, app, id, label);
 }
 
 /** Read-only routing: whichever copy of the shard answers (secondaries, queue-grouped), saying how fresh it is. */
-export function readOnlySubject(cluster: string, shard: number, app: string, id: string): string {
-  return sessionSubject('ro', cluster, shard, app, id);
+export function readOnlySubject(cluster: string, shard: number, app: string, id: string, label: string): string {
+  return requestSubject('ro', cluster, shard, app, id, label);
 }
 
 /** The session's journal, captured by the stream journalStreamName(cluster). */
@@ -293,9 +310,12 @@ export function metaFilter(cluster: string): string {
 // ---------------------------------------------------------------- parsing
 
 export type SessionSubjectKind = 'cmd' | 'read' | 'ro' | 'jrnl';
+/** Session subjects a client sends requests on: they end with its label. */
+export type RequestKind = 'cmd' | 'read' | 'ro';
 
 export type ParsedSubject =
-  | { kind: SessionSubjectKind; cluster: string; shard: number; app: string; id: string }
+  | { kind: RequestKind; cluster: string; shard: number; app: string; id: string; label: string }
+  | { kind: 'jrnl'; cluster: string; shard: number; app: string; id: string }
   | { kind: 'evt'; cluster: string; app: string; id: string }
   | { kind: 'hb'; cluster: string; worker: string }
   | { kind: 'meta'; cluster: string; app: string };
@@ -309,13 +329,15 @@ export function parseSubject(subject: string): ParsedSubject {
     throw new InvalidNameError('subject', subject, `does not start with ${SUBJECT_ROOT}.<cluster>.<kind>`);
   }
   const expected =
-    kind === 'cmd' || kind === 'read' || kind === 'ro' || kind === 'jrnl'
-      ? 6
-      : kind === 'evt'
-        ? 5
-        : kind === 'hb' || kind === 'meta'
-          ? 4
-          : 0;
+    kind === 'cmd' || kind === 'read' || kind === 'ro'
+      ? 7
+      : kind === 'jrnl'
+        ? 6
+        : kind === 'evt'
+          ? 5
+          : kind === 'hb' || kind === 'meta'
+            ? 4
+            : 0;
   if (expected === 0) throw new InvalidNameError('subject', subject, `unknown kind ${JSON.stringify(kind)}`);
   if (tokens.length !== expected) {
     throw new InvalidNameError('subject', subject, `a ${kind} subject has ${expected} tokens, not ${tokens.length}`);
@@ -327,13 +349,21 @@ export function parseSubject(subject: string): ParsedSubject {
       case 'read':
       case 'ro':
       case 'jrnl': {
-        const [, , , shardToken, app, id] = tokens as [string, string, string, string, string, string];
+        const [, , , shardToken, app, id, label] = tokens as [string, string, string, string, string, string, string];
         if (!SHARD.test(shardToken))
           throw new InvalidNameError('shard', shardToken, 'must be a non-negative integer in canonical decimal');
         const shard = Number(shardToken);
         validateShard(shard);
         validateApp(app);
-        return { kind, cluster, shard, app, id: unescapeToken(id) };
+        if (kind === 'jrnl') return { kind: 'jrnl', cluster, shard, app, id: unescapeToken(id) };
+        return {
+          kind: kind as RequestKind,
+          cluster,
+          shard,
+          app,
+          id: unescapeToken(id),
+          label: unescapeToken(label, 'client label'),
+        };
       }
       case 'evt': {
         const [, , , app, id] = tokens as [string, string, string, string, string];
@@ -360,6 +390,7 @@ export function buildSubject(parsed: ParsedSubject): string {
     case 'cmd':
     case 'read':
     case 'ro':
+      return requestSubject(parsed.kind, parsed.cluster, parsed.shard, parsed.app, parsed.id, parsed.label);
     case 'jrnl':
       return sessionSubject(parsed.kind, parsed.cluster, parsed.shard, parsed.app, parsed.id);
     case 'evt':

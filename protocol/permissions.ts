@@ -203,7 +203,9 @@ export function rolePermissions(cluster: string, role: Role): Permissions {
   const inbox = `${inboxPrefixFor(role)}.>`;
   // Forced disconnects from workers, to this owner's connections only.
   const notices = `${SUBJECT_ROOT}.${cluster}.client.${owner}.>`;
-  const reads = [under(cluster, 'read'), under(cluster, 'ro'), metaFilter(cluster)];
+  // Requests end with their sender's label: a client user may send only as its own.
+  const own = (kind: 'cmd' | 'read' | 'ro'): string => `${SUBJECT_ROOT}.${cluster}.${kind}.*.*.*.${owner}`;
+  const reads = [own('read'), own('ro'), metaFilter(cluster)];
   switch (role.kind) {
     case 'worker':
       return tidy({
@@ -215,8 +217,11 @@ export function rolePermissions(cluster: string, role: Role): Permissions {
       const view = kvBucket(stores, 'cluster');
       return tidy({
         publish: [
+          // The operator may send as any client (a repair in someone's name is the operator's call).
           under(cluster, 'cmd'),
-          ...reads,
+          under(cluster, 'read'),
+          under(cluster, 'ro'),
+          metaFilter(cluster),
           // Failover requests to the leader.
           under(cluster, 'ctl'),
           `${API}.INFO`,
@@ -244,7 +249,7 @@ export function rolePermissions(cluster: string, role: Role): Permissions {
       const counters = kvBucket(stores, 'counters');
       return tidy({
         publish: [
-          under(cluster, 'cmd'),
+          own('cmd'),
           ...reads,
           `${API}.INFO`,
           // Claim-checked replies, in their own bucket (never the snapshots' blobs). Deleting one

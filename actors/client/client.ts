@@ -286,9 +286,9 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
   session(app: string, id: string): SessionHandle {
     validateApp(app);
     const shard = shardOf(app, id, this.#shardCount);
-    const cmd = cmdSubject(this.#cluster, shard, app, id);
-    const read = readSubject(this.#cluster, shard, app, id);
-    const readOnly = readOnlySubject(this.#cluster, shard, app, id);
+    const cmd = cmdSubject(this.#cluster, shard, app, id, this.label);
+    const read = readSubject(this.#cluster, shard, app, id, this.label);
+    const readOnly = readOnlySubject(this.#cluster, shard, app, id, this.label);
     const session = `${app}/${id}`;
     return {
       app,

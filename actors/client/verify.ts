@@ -1,3 +1,4 @@
+import { labelOf } from '../../protocol/clientId.js';
 import { encode } from '../../bus/codec.js';
 import { readSubject } from '../../bus/subjects.js';
 import { fromErrorBody } from '../../protocol/errors.js';
@@ -72,7 +73,7 @@ export class Verifier {
     const session = `${app}/${id}`;
     const shard = shardOf(app, id, this.#shardCount);
     const reply = (await this.#connection.request({
-      subject: readSubject(this.#cluster, shard, app, id),
+      subject: readSubject(this.#cluster, shard, app, id, labelOf(this.#connection.clientId)),
       body: encode(verifyRequest(this.#connection.clientId, since, this.#invalidationQueueSize)),
       what: `verify ${session}`,
       session,

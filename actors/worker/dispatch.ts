@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { throttledWarn } from '../../log/throttle.js';
 import type { Clock } from '../../bus/clock.js';
 import { encodeBody } from '../../bus/claimCheck.js';
 import { decode, encode } from '../../bus/codec.js';
@@ -36,6 +37,8 @@ type Reply = CommandReply | ReadReply | TxReply | VerifyReply;
 /** Room kept in a reply for its headers and subject. */
 const REPLY_HEADROOM = 1024;
 const RETRY = Symbol('retry');
+/** A request that gets no answer at all: its reply subject is not its sender's to receive. */
+const UNANSWERED = Symbol('unanswered');
 
 /**
  * The one place a session request comes in and its reply goes out: the
@@ -54,11 +57,13 @@ export class Dispatch {
   readonly #log: Logger;
   readonly #shardCount: number;
   readonly #ownInboxes: string | undefined;
+  readonly #warnImpostor: ReturnType<typeof throttledWarn>;
 
   constructor(options: DispatchOptions) {
     const { apps, catalog, transactions, clients, bus, blobs, environment, log, shardCount } = options;
     this.#shardCount = shardCount;
     this.#ownInboxes = options.ownInboxes;
+    this.#warnImpostor = throttledWarn(log, environment.clock, 10_000);
     this.#apps = apps;
     this.#catalog = catalog;
     this.#transactions = transactions;
@@ -74,7 +79,7 @@ export class Dispatch {
   onMessage(m: Delivery, kind: 'cmd' | 'read'): void {
     void this.#handle(m, kind)
       .catch((err: unknown): Reply => refuse(err))
-      .then((reply) => this.#respond(m, reply))
+      .then((reply) => (reply === UNANSWERED ? undefined : this.#respond(m, reply)))
       .catch((err: unknown) => {
         // Even the claim-check failed: say so rather than leave the client to time out.
         this.#log.warn({ err, subject: m.subject }, 'reply not sent whole');
@@ -93,7 +98,7 @@ export class Dispatch {
     m.respond(body.data, { headers: body.headers });
   }
 
-  async #handle(m: Delivery, kind: 'cmd' | 'read'): Promise<Reply> {
+  async #handle(m: Delivery, kind: 'cmd' | 'read'): Promise<Reply | typeof UNANSWERED> {
     let target;
     try {
       target = parseSubject(m.subject);
@@ -115,8 +120,21 @@ export class Dispatch {
     const { id, shard } = target;
     const req = parseRequest(body, kind);
     if (req instanceof Error) return refuse(req);
+    if (labelOf(req.client) !== target.label)
+      return refuse(
+        new InvalidRequestError(
+          `a request on client ${JSON.stringify(target.label)}'s subject claims client ${JSON.stringify(req.client)}`,
+        ),
+      );
     const impostor = this.#checkInbox(m.reply, req.client);
-    if (impostor !== undefined) return refuse(impostor);
+    if (impostor !== undefined) {
+      // Not answered either: the reply subject may be the claimed client's own inbox.
+      this.#warnImpostor(
+        { err: impostor, subject: m.subject },
+        'request refused unanswered: not in its client’s inbox',
+      );
+      return UNANSWERED;
+    }
     switch (req.kind) {
       case 'command':
         return this.#run(app, id, shard, req.client, (s) => s.command(req, this.#clock.now()));

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { throttledWarn } from '../../log/throttle.js';
 import { createActor, type Actor } from 'xstate';
 import type { TimerHandle } from '../../bus/clock.js';
 import type { Environment } from '../../bus/environment.js';
@@ -251,17 +252,12 @@ export class MembershipHost {
     await this.#applying;
   }
 
-  #ignoredSince = 0;
-  #ignoredLoggedAt: number | undefined;
+  #warnIgnored: ReturnType<typeof throttledWarn> | undefined;
 
   /** A heartbeat not taken: counted, and logged at most once per IGNORED_LOG_EVERY_MS. */
   #ignored(subject: string, why: string, err?: unknown): void {
-    this.#ignoredSince++;
-    const now = this.#environment.clock.now();
-    if (this.#ignoredLoggedAt !== undefined && now - this.#ignoredLoggedAt < IGNORED_LOG_EVERY_MS) return;
-    this.#log.warn({ err, subject, ignored: this.#ignoredSince }, `heartbeat ignored (${why})`);
-    this.#ignoredLoggedAt = now;
-    this.#ignoredSince = 0;
+    this.#warnIgnored ??= throttledWarn(this.#log, this.#environment.clock, IGNORED_LOG_EVERY_MS);
+    this.#warnIgnored({ err, subject }, `heartbeat ignored (${why})`);
   }
 
   /** The view as the store has it now: what a write outside the lease is proved against. */

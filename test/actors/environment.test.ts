@@ -58,7 +58,7 @@ async function idsOfRun(environment: Environment): Promise<string[]> {
   // The document is now larger than a message: the worker answers by claim-check, under a blob name of its environment's.
   const raw = createMemoryBus({ server });
   const reply = await raw.request(
-    readSubject(cluster, shardOf('whiteboard', 'b1', SHARDS), 'whiteboard', 'b1'),
+    readSubject(cluster, shardOf('whiteboard', 'b1', SHARDS), 'whiteboard', 'b1', 'raw'),
     encode(readRequest('raw#1')),
     { timeout: 5_000 },
   );

@@ -117,14 +117,14 @@ describe.each(['memory', 'nats'] as const)('replicas (%s)', (kind) => {
     const { a, b, client } = await pair(cluster, app({ commit: 'replicas' }));
     const raw = track(await target.bus());
     const shard = shardOf('counter', 'eve', SHARDS);
-    const ro = readOnlySubject(cluster, shard, 'counter', 'eve');
+    const ro = readOnlySubject(cluster, shard, 'counter', 'eve', 'raw');
     const garbage = decode((await raw.request(ro, new Uint8Array([0xc1, 0xff]), { timeout: 2_000 })).data) as {
       ok: boolean;
       error?: { name: string };
     };
     expect(garbage).toMatchObject({ ok: false, error: { name: 'DecodeError' } });
     const unknown = decode(
-      (await raw.request(readOnlySubject(cluster, shard, 'nope', 'eve'), encode({}), { timeout: 2_000 })).data,
+      (await raw.request(readOnlySubject(cluster, shard, 'nope', 'eve', 'raw'), encode({}), { timeout: 2_000 })).data,
     );
     expect(unknown).toMatchObject({ ok: false, error: { name: 'UnknownApplicationError' } });
     raw.publish(replicaReportSubject(cluster, shard), new Uint8Array([0xc1]));

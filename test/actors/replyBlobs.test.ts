@@ -81,7 +81,7 @@ describe.each(targets)('claim-checked replies ($name)', (target) => {
     // A read whose answer nobody fetches: its asker (a client that died, say) only looks at the header.
     const raw = track(await bus());
     const reply = await raw.request(
-      readSubject(cluster, shardOf('bag', 'big', SHARDS), 'bag', 'big'),
+      readSubject(cluster, shardOf('bag', 'big', SHARDS), 'bag', 'big', 'raw'),
       encode(readRequest('raw#1')),
       { timeout: 5_000 },
     );

@@ -126,7 +126,7 @@ describe.each(targets)('sessions on workers ($name)', (target) => {
     it('applies a retried command id once', async () => {
       const { after } = await cohort();
       const raw = await bus();
-      const subject = cmdSubject(cluster, shardOf('counter', 'carol'), 'counter', 'carol');
+      const subject = cmdSubject(cluster, shardOf('counter', 'carol'), 'counter', 'carol', 'raw');
       const body = encode({ kind: 'command', event: { type: 'ADD', by: 7 }, cmdId: 'cmd-carol-1', client: 'raw#1' });
       const first = decode((await raw.request(subject, body, { timeout: 3_000 })).data) as CommandReply;
       await after();
@@ -152,7 +152,7 @@ describe.each(targets)('sessions on workers ($name)', (target) => {
     it('answers malformed and hostile commands with typed errors, and the session keeps serving', async () => {
       const { client, after } = await cohort();
       const raw = await bus();
-      const subject = cmdSubject(cluster, shardOf('counter', 'eve'), 'counter', 'eve');
+      const subject = cmdSubject(cluster, shardOf('counter', 'eve'), 'counter', 'eve', 'raw');
       const ask = async (data: Uint8Array) =>
         decode((await raw.request(subject, data, { timeout: 3_000 })).data) as CommandReply;
       const garbage = await ask(new Uint8Array([0xc1, 0xff, 0x00]));
@@ -171,7 +171,10 @@ describe.each(targets)('sessions on workers ($name)', (target) => {
         encode({ kind: 'command', event: { type: 'xstate.after.bell.counter.armed' }, cmdId: 'y', client: 'raw' }),
       );
       expect(timerSpoof).toMatchObject({ ok: false, error: { name: 'InvalidRequestError' } });
-      const readSubj = cmdSubject(cluster, shardOf('counter', 'eve'), 'counter', 'eve').replace('.cmd.', '.read.');
+      const readSubj = cmdSubject(cluster, shardOf('counter', 'eve'), 'counter', 'eve', 'raw').replace(
+        '.cmd.',
+        '.read.',
+      );
       const badRead = decode(
         (await raw.request(readSubj, encode({ kind: 'read', client: 'raw', minSeq: -3 }), { timeout: 3_000 })).data,
       ) as CommandReply;

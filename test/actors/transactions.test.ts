@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import jsonPatch from 'fast-json-patch';
 import { defineApplication, startWorker, type Worker } from '../../index.js';
-import { loadSession, SessionStore } from '../../internal.js';
+import { labelOf, loadSession, SessionStore } from '../../internal.js';
 import { SimulatedClock } from '../../bus/clock.js';
 import { decode, encode } from '../../bus/codec.js';
 import { journalStreamFilter, journalStreamName, readOnlySubject } from '../../bus/subjects.js';
@@ -319,7 +319,7 @@ describe.each(targets)('a transaction on a shard with a secondary ($name)', (tar
       decode(
         (
           await s.bus.request(
-            readOnlySubject(cluster, s.shard, 'counter', s.id),
+            readOnlySubject(cluster, s.shard, 'counter', s.id, labelOf(B)),
             encode({ kind: 'read', client: B, minSeq }),
             { timeout: 5_000 },
           )

@@ -117,12 +117,14 @@ const shard = fc.oneof(fc.nat({ max: 4096 }), fc.maxSafeNat());
 
 const parsedSubject: fc.Arbitrary<ParsedSubject> = fc.oneof(
   fc.record({
-    kind: fc.constantFrom('cmd' as const, 'read' as const, 'ro' as const, 'jrnl' as const),
+    kind: fc.constantFrom('cmd' as const, 'read' as const, 'ro' as const),
     cluster,
     shard,
     app,
     id: anyId,
+    label: anyId,
   }),
+  fc.record({ kind: fc.constant('jrnl' as const), cluster, shard, app, id: anyId }),
   fc.record({ kind: fc.constant('evt' as const), cluster, app, id: anyId }),
   fc.record({ kind: fc.constant('hb' as const), cluster, worker: anyId }),
   fc.record({ kind: fc.constant('meta' as const), cluster, app }),
@@ -254,8 +256,8 @@ describe('unescapeToken accepts only canonical tokens', () => {
 
 describe('subjects follow the scheme and parse back', () => {
   it('builds each kind of subject', () => {
-    expect(cmdSubject('prod', 17, 'chat', 'room.1')).toBe('cohort.prod.cmd.17.chat.room=2E1');
-    expect(readSubject('prod', 0, 'chat', 'r')).toBe('cohort.prod.read.0.chat.r');
+    expect(cmdSubject('prod', 17, 'chat', 'room.1', 'web')).toBe('cohort.prod.cmd.17.chat.room=2E1.web');
+    expect(readSubject('prod', 0, 'chat', 'r', 'a.b')).toBe('cohort.prod.read.0.chat.r.a=2Eb');
     expect(journalSubject('prod', 3, 'chat', 'r')).toBe('cohort.prod.jrnl.3.chat.r');
     expect(eventSubject('prod', 'chat', 'r 1')).toBe('cohort.prod.evt.chat.r=201');
     expect(heartbeatSubject('prod', 'host.example:4222')).toBe('cohort.prod.hb.host=2Eexample=3A4222');
@@ -300,6 +302,7 @@ describe('subjects follow the scheme and parse back', () => {
       Number.MAX_SAFE_INTEGER,
       'a'.repeat(MAX_APP_LENGTH),
       'é'.repeat(170),
+      'l'.repeat(1000),
     );
     expect(() => validateSubject(subject, { wildcards: false })).not.toThrow();
     expect(() => validateName('stream', journalStreamName('c'.repeat(MAX_CLUSTER_LENGTH)))).not.toThrow();
@@ -310,14 +313,14 @@ describe('subjects follow the scheme and parse back', () => {
       fc.property(cluster, shard, app, anyId, (c, s, a, id) => {
         const filters = [cmdShardFilter(c, s), readShardFilter(c, s), journalShardFilter(c, s), journalStreamFilter(c)];
         for (const filter of filters) expect(() => validateSubject(filter, { wildcards: true })).not.toThrow();
-        expect(subjectMatches(cmdShardFilter(c, s), cmdSubject(c, s, a, id))).toBe(true);
+        expect(subjectMatches(cmdShardFilter(c, s), cmdSubject(c, s, a, id, 'l'))).toBe(true);
         const otherShard = s === 0 ? 1 : s - 1;
-        expect(subjectMatches(cmdShardFilter(c, otherShard), cmdSubject(c, s, a, id))).toBe(false);
-        expect(subjectMatches(cmdShardFilter(c, s), readSubject(c, s, a, id))).toBe(false);
-        expect(subjectMatches(readShardFilter(c, s), readSubject(c, s, a, id))).toBe(true);
+        expect(subjectMatches(cmdShardFilter(c, otherShard), cmdSubject(c, s, a, id, 'l'))).toBe(false);
+        expect(subjectMatches(cmdShardFilter(c, s), readSubject(c, s, a, id, 'l'))).toBe(false);
+        expect(subjectMatches(readShardFilter(c, s), readSubject(c, s, a, id, 'l'))).toBe(true);
         expect(subjectMatches(journalShardFilter(c, s), journalSubject(c, s, a, id))).toBe(true);
         expect(subjectMatches(journalStreamFilter(c), journalSubject(c, s, a, id))).toBe(true);
-        expect(subjectMatches(journalStreamFilter(c), cmdSubject(c, s, a, id))).toBe(false);
+        expect(subjectMatches(journalStreamFilter(c), cmdSubject(c, s, a, id, 'l'))).toBe(false);
         expect(() => validateName('stream', journalStreamName(c))).not.toThrow();
       }),
       { numRuns: 500 },
@@ -341,7 +344,7 @@ describe('subjects follow the scheme and parse back', () => {
 
 describe('bad names are refused with InvalidNameError', () => {
   it('refuses the empty id and the empty worker', () => {
-    expect(invalidName(() => cmdSubject('c', 1, 'app', '')).kind).toBe('id');
+    expect(invalidName(() => cmdSubject('c', 1, 'app', '', 'l')).kind).toBe('id');
     expect(invalidName(() => eventSubject('c', 'app', '')).kind).toBe('id');
     expect(invalidName(() => heartbeatSubject('c', '')).kind).toBe('worker');
   });
@@ -349,7 +352,7 @@ describe('bad names are refused with InvalidNameError', () => {
   it.each(['', 'App', 'a.b', 'a_b', 'a b', 'a*', '>', 'é', 'a'.repeat(MAX_APP_LENGTH + 1)])(
     'refuses the app %j',
     (bad) => {
-      expect(invalidName(() => cmdSubject('c', 1, bad, 'id')).kind).toBe('app');
+      expect(invalidName(() => cmdSubject('c', 1, bad, 'id', 'l')).kind).toBe('app');
       expect(invalidName(() => eventSubject('c', bad, 'id')).kind).toBe('app');
       expect(invalidName(() => metaSubject('c', bad)).kind).toBe('app');
       expect(invalidName(() => eventFilter('c', bad)).kind).toBe('app');
@@ -359,7 +362,7 @@ describe('bad names are refused with InvalidNameError', () => {
   it.each(['', 'a.b', 'a b', '*', '>', 'é', 'a=b', 'x'.repeat(MAX_CLUSTER_LENGTH + 1)])(
     'refuses the cluster %j',
     (bad) => {
-      expect(invalidName(() => cmdSubject(bad, 1, 'app', 'id')).kind).toBe('cluster');
+      expect(invalidName(() => cmdSubject(bad, 1, 'app', 'id', 'l')).kind).toBe('cluster');
       expect(invalidName(() => heartbeatSubject(bad, 'w')).kind).toBe('cluster');
       expect(invalidName(() => journalStreamName(bad)).kind).toBe('cluster');
       expect(invalidName(() => eventFilter(bad)).kind).toBe('cluster');
@@ -367,7 +370,7 @@ describe('bad names are refused with InvalidNameError', () => {
   );
 
   it.each([-1, 1.5, Number.NaN, Infinity, -0.5, 2 ** 53])('refuses the shard %d', (bad) => {
-    expect(invalidName(() => cmdSubject('c', bad, 'app', 'id')).kind).toBe('shard');
+    expect(invalidName(() => cmdSubject('c', bad, 'app', 'id', 'l')).kind).toBe('shard');
     expect(invalidName(() => cmdShardFilter('c', bad)).kind).toBe('shard');
     expect(invalidName(() => journalShardFilter('c', bad)).kind).toBe('shard');
   });
@@ -380,17 +383,18 @@ describe('bad names are refused with InvalidNameError', () => {
     '',
     'cohort',
     'cohort.c',
-    'other.c.cmd.1.app.id',
+    'other.c.cmd.1.app.id.l',
     'cohort.c.cmd.1.app',
-    'cohort.c.cmd.1.app.id.extra',
-    'cohort.c.cmd.01.app.id',
-    'cohort.c.cmd.-1.app.id',
-    'cohort.c.cmd.x.app.id',
-    'cohort.c.cmd.99999999999999999999.app.id',
-    'cohort.c.cmd.1.App.id',
-    'cohort.c.cmd.1.app.a=2e',
-    'cohort.c.cmd.1.app.*',
-    'cohort.c.cmd.1.app.>',
+    'cohort.c.cmd.1.app.id',
+    'cohort.c.cmd.1.app.id.l.extra',
+    'cohort.c.cmd.01.app.id.l',
+    'cohort.c.cmd.-1.app.id.l',
+    'cohort.c.cmd.x.app.id.l',
+    'cohort.c.cmd.99999999999999999999.app.id.l',
+    'cohort.c.cmd.1.App.id.l',
+    'cohort.c.cmd.1.app.a=2e.l',
+    'cohort.c.cmd.1.app.*.l',
+    'cohort.c.cmd.1.app.>.l',
     'cohort.c.read.1.app',
     'cohort.c.jrnl.>',
     'cohort.c.evt.app',

@@ -20,6 +20,7 @@ import {
   inboxPrefixFor,
   journalStreamName,
   journalSubject,
+  readOnlySubject,
   readSubject,
   replicaReportSubject,
   requestFailover,
@@ -281,7 +282,7 @@ describe('cohort auth: a nats-server whose configuration is only `include ./auth
       },
     });
     await w.flush();
-    for (const subject of [cmdSubject(CLUSTER, 0, 'app', 'x'), readSubject(CLUSTER, 0, 'app', 'x')]) {
+    for (const subject of [cmdSubject(CLUSTER, 0, 'app', 'x', 'alice'), readSubject(CLUSTER, 0, 'app', 'x', 'alice')]) {
       const reply = await alice.request(subject, encode({}), { timeout: 2_000 });
       expect(decode(reply.data)).toEqual({ ok: subject });
     }
@@ -291,9 +292,13 @@ describe('cohort auth: a nats-server whose configuration is only `include ./auth
     await expectDelivered(w, alice, `cohort.${CLUSTER}.client.alice.notice`, `cohort.${CLUSTER}.client.alice.>`);
   });
 
-  it('a client may not publish heartbeats, control, replica reports or journal entries, nor subscribe to commands or another client', async () => {
+  it('a client may not publish heartbeats, control, replica reports or journal entries, nor send as another client, nor subscribe to commands or another client', async () => {
     const alice = await client('alice');
     for (const subject of [
+      // Requests end with their sender's label: alice may not send as bob.
+      cmdSubject(CLUSTER, 0, 'app', 'x', 'bob'),
+      readSubject(CLUSTER, 0, 'app', 'x', 'bob'),
+      readOnlySubject(CLUSTER, 0, 'app', 'x', 'bob'),
       heartbeatSubject(CLUSTER, 'w1'),
       `cohort.${CLUSTER}.ctl.failover`,
       replicaReportSubject(CLUSTER, 0),
@@ -381,12 +386,13 @@ describe('cohort auth: a nats-server whose configuration is only `include ./auth
       },
     });
     await w.flush();
-    const reply = await r.request(readSubject(CLUSTER, 1, 'app', 'y'), encode({}), { timeout: 2_000 });
+    const reply = await r.request(readSubject(CLUSTER, 1, 'app', 'y', 'reader'), encode({}), { timeout: 2_000 });
     expect(decode(reply.data)).toBe('doc');
     sub.unsubscribe();
     await expectDelivered(w, r, eventSubject(CLUSTER, 'app', 'y'), `cohort.${CLUSTER}.evt.>`);
     for (const subject of [
-      cmdSubject(CLUSTER, 1, 'app', 'y'),
+      cmdSubject(CLUSTER, 1, 'app', 'y', 'reader'),
+      readSubject(CLUSTER, 1, 'app', 'y', 'alice'),
       journalSubject(CLUSTER, 1, 'app', 'y'),
       `$KV.${bucketName(CLUSTER, 'counters')}.orders`,
       `cohort.${CLUSTER}.ctl.failover`,

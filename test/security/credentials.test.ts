@@ -15,6 +15,7 @@ import {
   PermissionDeniedError,
   shardOf,
   startWorker,
+  TimeoutError,
 } from '../../index.js';
 import { clientInbox, cmdSubject, commandRequest, decode, encode, noticeSubject } from '../../internal.js';
 import { connectionSettings } from '../../cli/connectionFlags.js';
@@ -114,20 +115,28 @@ describe('credentials', () => {
     expect(await client.session('counter', 'a').send({ type: 'ADD', by: 2 })).toMatchObject({ seq: 1 });
     expect(worker.clients().map((c) => c.label)).toEqual(['alice']);
 
-    // The worker holds clients to their inbox (on by default with auth): a request claiming to be
-    // alice whose answers go elsewhere is refused, nothing applied.
+    // A request's subject ends with its sender's label, and its body must claim that label: mallory on her
+    // own subject claiming alice is refused. On alice's subject (which a server with per-user permissions
+    // would not let her publish to) with an answer to her own inbox, it is dropped unanswered: the worker
+    // holds clients to their inbox (on by default with auth). Nothing is applied either way.
     const raw = track(await createNatsBus({ servers: password.url, auth, inboxPrefix: '_INBOX.mallory' }));
-    const subject = cmdSubject(cluster, shardOf('counter', 'a', 4), 'counter', 'a');
-    const ask = async (bus: typeof raw, id: string, claimed: string) =>
+    const shard = shardOf('counter', 'a', 4);
+    const ask = async (label: string, id: string, claimed: string, timeout = 5_000) =>
       decode(
-        (await bus.request(subject, encode(commandRequest({ type: 'ADD', by: 100 }, id, claimed)), { timeout: 5_000 }))
-          .data,
+        (
+          await raw.request(
+            cmdSubject(cluster, shard, 'counter', 'a', label),
+            encode(commandRequest({ type: 'ADD', by: 100 }, id, claimed)),
+            { timeout },
+          )
+        ).data,
       ) as WireReply;
-    const forged = errorOf(await ask(raw, 'forged-1', 'alice#00000001'));
+    const forged = errorOf(await ask('mallory', 'forged-1', 'alice#00000001'));
     expect(forged).toMatchObject({ name: 'InvalidRequestError' });
-    expect(String(forged?.details?.['reason'])).toContain('_INBOX.alice.>');
+    expect(String(forged?.details?.['reason'])).toContain('claims client "alice#00000001"');
+    await expect(ask('alice', 'forged-2', 'alice#00000001', 1_000)).rejects.toBeInstanceOf(TimeoutError);
     // Positive control: mallory as herself is answered.
-    expect(await ask(raw, 'own-1', 'mallory#00000001')).toMatchObject({ ok: true, seq: 2 });
+    expect(await ask('mallory', 'own-1', 'mallory#00000001')).toMatchObject({ ok: true, seq: 2 });
     expect(await client.session('counter', 'a').read()).toMatchObject({ seq: 2, document: { n: 102 } });
     // A forced disconnect reaches alice on her label's notice subject; her next send connects anew, with the same credentials.
     const firstId = client.id;
@@ -155,16 +164,13 @@ describe('credentials', () => {
         }),
       );
       const raw = track(createMemoryBus({ server, inboxPrefix: '_INBOX.mallory' }));
-      const subject = cmdSubject(`${cluster}${ownInbox ? 1 : 0}`, shardOf('counter', 'b', 4), 'counter', 'b');
-      const reply = decode(
-        (
-          await raw.request(subject, encode(commandRequest({ type: 'ADD', by: 1 }, 'x', 'alice#00000001')), {
-            timeout: 5_000,
-          })
-        ).data,
-      ) as WireReply;
-      if (ownInbox) expect(errorOf(reply)).toMatchObject({ name: 'InvalidRequestError' });
-      else expect(reply).toMatchObject({ ok: true, seq: 1 });
+      const subject = cmdSubject(`${cluster}${ownInbox ? 1 : 0}`, shardOf('counter', 'b', 4), 'counter', 'b', 'alice');
+      const reply = raw
+        .request(subject, encode(commandRequest({ type: 'ADD', by: 1 }, 'x', 'alice#00000001')), { timeout: 500 })
+        .then((m) => decode(m.data) as WireReply);
+      // With ownInbox, dropped unanswered: the request times out.
+      if (ownInbox) await expect(reply).rejects.toBeInstanceOf(TimeoutError);
+      else expect(await reply).toMatchObject({ ok: true, seq: 1 });
       // Alice in her own inbox is answered either way.
       const alice = track(createMemoryBus({ server, inboxPrefix: clientInbox('alice') }));
       const ok = decode(

@@ -68,20 +68,20 @@ describe.each(targets)('integrity checks in code ($name)', (target) => {
     const ask = async (subject: string, body: unknown) =>
       decode((await raw.request(subject, encode(body), { timeout: 5_000 })).data) as WireReply;
     const add = commandRequest({ type: 'ADD', by: 5 }, 'cmd-wrong-shard', 'raw#1');
-    const refused = errorOf(await ask(cmdSubject(cluster, wrong, 'counter', id), add));
+    const refused = errorOf(await ask(cmdSubject(cluster, wrong, 'counter', id, 'raw'), add));
     expect(refused).toMatchObject({ name: 'InvalidRequestError', retryable: false });
     expect(String(refused?.details?.['reason'])).toContain(
       `lives on shard ${right} of ${SHARDS}, not on shard ${wrong}`,
     );
-    const readRefused = errorOf(await ask(readSubject(cluster, wrong, 'counter', id), readRequest('raw#1')));
+    const readRefused = errorOf(await ask(readSubject(cluster, wrong, 'counter', id, 'raw'), readRequest('raw#1')));
     expect(readRefused).toMatchObject({ name: 'InvalidRequestError' });
     // Nothing on the wrong shard's journal subject, nor on the right one's.
     const journal = await raw.journal({ name: `COHORT_${cluster}_JOURNAL`, subjects: [`cohort.${cluster}.jrnl.>`] });
     expect(await journal.lastSeq(journalSubject(cluster, wrong, 'counter', id))).toBe(0);
     expect(await journal.lastSeq(journalSubject(cluster, right, 'counter', id))).toBe(0);
     // Positive control: the same command on its own shard commits, once, and the retry is a duplicate.
-    expect(await ask(cmdSubject(cluster, right, 'counter', id), add)).toMatchObject({ ok: true, seq: 1 });
-    expect(await ask(cmdSubject(cluster, right, 'counter', id), add)).toMatchObject({
+    expect(await ask(cmdSubject(cluster, right, 'counter', id, 'raw'), add)).toMatchObject({ ok: true, seq: 1 });
+    expect(await ask(cmdSubject(cluster, right, 'counter', id, 'raw'), add)).toMatchObject({
       ok: true,
       seq: 1,
       duplicate: true,
@@ -173,7 +173,7 @@ describe.each(targets)('integrity checks in code ($name)', (target) => {
   it('a command id or client id with control characters is refused before it reaches a header; the session keeps serving', async () => {
     const { cluster, raw } = await cohort();
     const id = 'ctl';
-    const subject = cmdSubject(cluster, shardOf('counter', id, SHARDS), 'counter', id);
+    const subject = cmdSubject(cluster, shardOf('counter', id, SHARDS), 'counter', id, 'raw');
     const ask = async (body: unknown) =>
       decode((await raw.request(subject, encode(body), { timeout: 5_000 })).data) as WireReply;
     for (const [cmdId, client] of [
@@ -195,7 +195,7 @@ describe.each(targets)('integrity checks in code ($name)', (target) => {
     const shard = shardOf('counter', id, SHARDS);
     const journalAt = journalSubject(cluster, shard, 'counter', id);
     raw.publish(
-      cmdSubject(cluster, shard, 'counter', id),
+      cmdSubject(cluster, shard, 'counter', id, 'raw'),
       encode(commandRequest({ type: 'ADD', by: 1 }, 'r1', 'raw#1')),
       {
         reply: journalAt,
