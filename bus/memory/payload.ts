@@ -1,6 +1,9 @@
 import { PayloadTooLargeError } from '../errors.js';
 import { validateHeaders } from '../names.js';
 import type { Headers } from '../types.js';
+import { wireSize } from '../wireSize.js';
+
+export { wireSize } from '../wireSize.js';
 
 /**
  * What travels: headers as nats.js would send them and bodies the server owns,
@@ -26,16 +29,6 @@ export function normalizeHeaders(headers: Headers | undefined): Headers {
   const copy: Record<string, string> = {};
   for (const name of names) copy[name] = headers[name]!.trim();
   return Object.freeze(copy);
-}
-
-/** Bytes counted against max_payload: body plus the encoded `NATS/1.0` header block, as nats.js counts. */
-export function wireSize(data: Uint8Array, headers: Headers): number {
-  const names = Object.keys(headers);
-  if (names.length === 0) return data.length;
-  let block = 'NATS/1.0';
-  for (const name of names) block += `\r\n${name}: ${headers[name]!}`;
-  block += '\r\n\r\n';
-  return data.length + Buffer.byteLength(block);
 }
 
 export function checkPayload(data: Uint8Array, headers: Headers, limit: number, where: string): void {

@@ -13,6 +13,7 @@ import {
 } from '../errors.js';
 import { compareVersions, MINIMUM_SERVER_VERSION, requireFeature, serverSupports } from '../features.js';
 import { subjectMatcher } from '../filters.js';
+import { wireSize } from '../wireSize.js';
 import { validateHeaders, validateName, validateSubject } from '../names.js';
 import { DEFAULT_INBOX_PREFIX } from '../types.js';
 import type {
@@ -172,9 +173,9 @@ class NatsBus implements Bus {
     if (this.#closing !== undefined || this.nc.isClosed()) throw new BusClosedError(operation);
   }
 
-  #checkSize(data: Uint8Array, where: string): void {
-    if (data.length > this.server.maxPayload)
-      throw new PayloadTooLargeError(data.length, this.server.maxPayload, where);
+  #checkSize(data: Uint8Array, headers: Headers | undefined, where: string): void {
+    const size = wireSize(data, headers);
+    if (size > this.server.maxPayload) throw new PayloadTooLargeError(size, this.server.maxPayload, where);
   }
 
   publish(subject: string, data: Uint8Array, options?: PublishOptions): void {
@@ -182,7 +183,7 @@ class NatsBus implements Bus {
     validateSubject(subject, { wildcards: false });
     if (options?.reply !== undefined) validateSubject(options.reply, { wildcards: false, kind: 'reply subject' });
     validateHeaders(options?.headers);
-    this.#checkSize(data, `publish ${subject}`);
+    this.#checkSize(data, options?.headers, `publish ${subject}`);
     const headers: MsgHdrs | undefined = toMsgHdrs(options?.headers);
     if (headers === undefined && options?.reply === undefined) this.nc.publish(subject, data);
     else this.nc.publish(subject, data, { headers, reply: options?.reply });
@@ -228,7 +229,7 @@ class NatsBus implements Bus {
     this.#checkOpen('request');
     validateSubject(subject, { wildcards: false });
     validateHeaders(options.headers);
-    this.#checkSize(data, `request ${subject}`);
+    this.#checkSize(data, options.headers, `request ${subject}`);
     try {
       const m = await this.#replies.request(subject, data, toMsgHdrs(options.headers), options.timeout, 'request');
       return { subject: m.subject, data: m.data, headers: fromMsgHdrs(m.headers) };

@@ -14,6 +14,7 @@ import type {
 } from '../types.js';
 import { fromMsgHdrs, toMsgHdrs } from './headers.js';
 import { hasWildcard, subjectWithin } from '../filters.js';
+import { wireSize } from '../wireSize.js';
 import { releaseConsumer } from './release.js';
 import { ApiCodes, apiCode, translate } from './errors.js';
 import { checkStream, type StreamNeeds } from '../streamConfig.js';
@@ -160,8 +161,8 @@ class NatsJournal implements Journal {
     if (options.expectedLastSubjectSeq !== undefined)
       headers['Nats-Expected-Last-Subject-Sequence'] = String(options.expectedLastSubjectSeq);
     validateHeaders(headers);
-    if (data.length > this.maxPayload)
-      throw new PayloadTooLargeError(data.length, this.maxPayload, `append ${subject}`);
+    const size = wireSize(data, headers);
+    if (size > this.maxPayload) throw new PayloadTooLargeError(size, this.maxPayload, `append ${subject}`);
     const timeout = options.timeout ?? this.apiTimeout;
     const h = toMsgHdrs(headers);
     // A JetStream publish is a request to the stream's subject; the ack is JSON.

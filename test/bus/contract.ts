@@ -221,6 +221,11 @@ export function busContract(name: string, target: () => ContractTarget): void {
         const big = new Uint8Array(bus.server.maxPayload + 1);
         expect(() => bus.publish(s, big)).toThrow(PayloadTooLargeError);
         await expect(bus.request(s, big, { timeout: 500 })).rejects.toBeInstanceOf(PayloadTooLargeError);
+        // A body that fits alone but not with its headers counts them, as the server does.
+        const snug = new Uint8Array(bus.server.maxPayload - 8);
+        const headers = { 'Cohort-Session': 'counter/some-session' };
+        expect(() => bus.publish(s, snug, { headers })).toThrow(PayloadTooLargeError);
+        await expect(bus.request(s, snug, { timeout: 500, headers })).rejects.toBeInstanceOf(PayloadTooLargeError);
         // still serving
         const got: string[] = [];
         bus.subscribe(s, (m) => got.push(text(m.data)));
@@ -452,6 +457,13 @@ export function busContract(name: string, target: () => ContractTarget): void {
         await expect(j.append(`${j.name}.*`, bytes('x'))).rejects.toBeInstanceOf(InvalidNameError);
         const big = new Uint8Array(bus.server.maxPayload + 1);
         await expect(j.append(`${j.name}.big`, big)).rejects.toBeInstanceOf(PayloadTooLargeError);
+        // Under the limit alone, over it with the message id and expected sequence headers: refused, not retryable.
+        const snug = new Uint8Array(bus.server.maxPayload - 16);
+        const err = await j
+          .append(`${j.name}.snug`, snug, { msgId: 'snug-1', expectedLastSubjectSeq: 0 })
+          .catch((e) => e);
+        expect(err).toBeInstanceOf(PayloadTooLargeError);
+        expect((err as PayloadTooLargeError).retryable).toBe(false);
         expect(await collectAll(j.read(`${j.name}.>`))).toEqual([]);
         await expect(bus.journal({ name: 'bad name', subjects: ['x.>'] })).rejects.toBeInstanceOf(InvalidNameError);
       });
