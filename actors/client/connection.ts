@@ -15,6 +15,7 @@ import {
 } from '../../machines/connection.js';
 import { parseClientNotice } from '../../protocol/control.js';
 import { ClientDisconnectedError } from '../../protocol/errors.js';
+import { AuthenticationError, CredentialsError, TlsError } from '../../bus/errors.js';
 import { Attempts, type AttemptHost, type Pending, type Reply, type RequestSpec } from './attempts.js';
 import { ReplyDecoder } from './replies.js';
 
@@ -50,6 +51,11 @@ export interface ConnectionEvents {
  * emits: retry the pending requests, fail them when DISABLED, open a new
  * bus connection after that. Each request's own attempts are in Attempts.
  */
+/** Failures of opening that the same settings repeat: wrong credentials, unreadable files, refused certificates. */
+function isFatal(err: unknown): err is Error {
+  return err instanceof AuthenticationError || err instanceof CredentialsError || err instanceof TlsError;
+}
+
 export class Connection extends EventEmitter<ConnectionEvents> {
   readonly #label: string;
   readonly #cluster: string;
@@ -129,15 +135,20 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     return this.#bus;
   }
 
-  /** Connects now (first use); rejects with ClientDisconnectedError after waitTimeout. */
+  /**
+   * Connects now (first use); rejects with ClientDisconnectedError after
+   * waitTimeout, or at once with the error when the credentials, their files
+   * or the TLS certificates are refused.
+   */
   async open(): Promise<void> {
+    this.#fatal = undefined;
     if (this.#state === 'NORMAL' || this.#state === 'TROUBLE') return;
     const ready = new Promise<void>((resolve, reject) => {
       const onState = (state: ConnectionState): void => {
         if (state === 'NORMAL' || state === 'TROUBLE') done();
       };
       const onDisabled = (failure: Failure, reason: string): void =>
-        done(new ClientDisconnectedError(this.#clientId, `${failure}: ${reason}`));
+        done(this.#fatal ?? new ClientDisconnectedError(this.#clientId, `${failure}: ${reason}`));
       const done = (err?: Error): void => {
         this.off('state', onState);
         this.off('disabled', onDisabled);
@@ -256,6 +267,12 @@ export class Connection extends EventEmitter<ConnectionEvents> {
             }
             this.#adopt(bus);
           } catch (err) {
+            if (isFatal(err)) {
+              // The same credentials or certificates fail the same way: say so now, not after waitTimeout.
+              this.#fatal = err;
+              this.#send({ type: 'DISCONNECT', now: this.#clock.now(), reason: err.message });
+              return;
+            }
             this.#send({
               type: 'UNANSWERED',
               now: this.#clock.now(),
@@ -269,6 +286,9 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       }
     })();
   }
+
+  /** Set when opening failed in a way retrying cannot mend. */
+  #fatal: Error | undefined;
 
   #onConnected(connection: number): void {
     this.#clientId = newClientId(this.#label, this.#newId);

@@ -69,6 +69,12 @@ describe('credentials', () => {
     }).catch((e: unknown) => e);
     expect(wrong).toBeInstanceOf(AuthenticationError);
     expect((wrong as Error).message).toContain('--creds, --nkey, --user/--password or --token');
+    // connect() says so at once rather than retrying the same refusal until its waitTimeout.
+    const started = performance.now();
+    await expect(
+      connect({ nats: password.url, cluster: 'c', auth: { user: 'ops', password: 'nope' }, waitTimeout: 30_000 }),
+    ).rejects.toBeInstanceOf(AuthenticationError);
+    expect(performance.now() - started).toBeLessThan(10_000);
     const bus = track(await createNatsBus({ servers: password.url, auth: { user: 'ops', password: 's3cret' } }));
     expect(bus.server.jetstream).toBe(true);
     track(await createNatsBus({ servers: token.url, auth: { token: 'tok-123' } }));
