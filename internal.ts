@@ -134,6 +134,18 @@ export {
 } from './machines/placement.js';
 export { packView, unpackView, type PackedView } from './machines/view.js';
 export { pureTransition } from './machines/pureTransition.js';
+export {
+  documentOf,
+  persistSession,
+  replaySession,
+  restoreSession,
+  startSession,
+  stepSession,
+  type PersistedSession,
+  type SessionState,
+  type StepResult,
+  type Timer,
+} from './machines/session.js';
 
 // The hosts' parts.
 export { MembershipHost } from './actors/worker/membership.js';
@@ -141,7 +153,8 @@ export { Lease, type Primacy } from './actors/worker/lease.js';
 export { HostedSession, type HostedSessionOptions } from './actors/worker/session.js';
 export type { ReplicaWaits, SessionDeps, SessionLock, WakeupIndex } from './actors/worker/sessionDeps.js';
 export { JournalGapError, loadSession, type LoadedSession } from './actors/worker/replay.js';
-export { SessionStore } from './actors/worker/sessionStore.js';
+export { SessionStore, type StoredSnapshot } from './actors/worker/sessionStore.js';
+export type { RecentCommand } from './actors/worker/recentCommands.js';
 export { createCounter } from './actors/client/counter.js';
 export { DEFAULT_CACHE_SIZE, DocumentCache, type CachedDocument } from './actors/client/documentCache.js';
 

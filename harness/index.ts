@@ -29,3 +29,5 @@ export {
   type TlsCertificates,
   type TlsCertificatesOptions,
 } from './tlsCertificates.js';
+/** The generic history checker (harness/checker): `checker.checkHistory`, `checker.HistoryRecorder`, ... */
+export * as checker from './checker/index.js';

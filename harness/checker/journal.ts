@@ -1,0 +1,148 @@
+/**
+ * A cluster's journal read for checking: every session's events in stream
+ * order, each with what its entry's headers say about who wrote it.
+ *
+ * Compaction. Every `snapshotEvery` events a primary snapshots the session
+ * and purges its journal below the snapshot, so the events before it are
+ * gone for good. A checker needs the whole sequence to say that every
+ * acknowledged command is there exactly once, so applications under test
+ * should have a `snapshotEvery` above the events any session takes in the
+ * run (their journal then starts at seq 1). Where one was compacted, its
+ * latest stored snapshot is read as the session's `base` and the checker
+ * replays from it: what lies after it is checked, what lies at or below it
+ * only as far as the snapshot's own memory of recent command ids goes, and
+ * the checker says so (invariant `journal-complete`) unless told not to.
+ */
+import {
+  BucketNotFoundError,
+  bucketName,
+  decode,
+  HEADER,
+  journalStreamFilter,
+  journalStreamName,
+  parseJournalRecord,
+  parseSubject,
+  SessionStore,
+  type Bus,
+  type StampedEvent,
+  type StoredSnapshot,
+} from '../../internal.js';
+
+/** One journaled event, with its entry's facts (a record of several events, a transaction's, repeats them). */
+export interface JournalEvent {
+  /** The session's seq this event made. */
+  readonly seq: number;
+  readonly event: StampedEvent;
+  /** The journal's stream sequence of its entry. */
+  readonly streamSeq: number;
+  readonly shard: number;
+  /** `Cohort-Epoch` and `Cohort-Worker`: the shard's epoch it was written under, and by whom (0 and the worker's id with static sharding). */
+  readonly epoch: number;
+  readonly worker: string;
+  /** `Cohort-Cmd`: the entry's de-duplication id (the command id; a transaction's id for its record). */
+  readonly msgId: string;
+  /** When the journal stored it, on the server's clock (the memory bus's clock). */
+  readonly time: number;
+}
+
+/** An entry that is not a journal record, named so a checker reports it. */
+export interface UnreadableEntry {
+  readonly streamSeq: number;
+  readonly reason: string;
+  readonly time: number;
+}
+
+/** Where a compacted session's replay starts: its stored snapshot. */
+export interface SessionBase {
+  readonly seq: number;
+  readonly snapshot: StoredSnapshot;
+}
+
+export interface SessionJournal {
+  readonly app: string;
+  /** The session's id within its application. */
+  readonly session: string;
+  readonly shard: number;
+  /** In stream order. */
+  readonly events: readonly JournalEvent[];
+  readonly unreadable: readonly UnreadableEntry[];
+  /** Read only when the journal no longer starts at seq 1 (compacted) and a snapshot was found. */
+  readonly base?: SessionBase;
+}
+
+export interface ReadJournalsOptions {
+  /** Read the stored snapshot of a compacted session (default true). */
+  readonly snapshots?: boolean;
+}
+
+/** `app/id`: how the checker keys a session. */
+export function sessionKeyOf(app: string, session: string): string {
+  return `${app}/${session}`;
+}
+
+/**
+ * Every session's journal, read to its end as of now: best when the run is
+ * over (workers stopped, or idle), since a purge between the journal read
+ * and the snapshot read would leave a gap the checker then reports.
+ */
+export async function readJournals(
+  bus: Bus,
+  cluster: string,
+  options: ReadJournalsOptions = {},
+): Promise<SessionJournal[]> {
+  const journal = await bus.journal({ name: journalStreamName(cluster), subjects: [journalStreamFilter(cluster)] });
+  const sessions = new Map<string, { app: string; session: string; shard: number; events: JournalEvent[] }>();
+  const unreadable = new Map<string, UnreadableEntry[]>();
+  for await (const entry of journal.read(journalStreamFilter(cluster))) {
+    const target = parseSubject(entry.subject);
+    if (target.kind !== 'jrnl') continue;
+    const key = sessionKeyOf(target.app, target.id);
+    let s = sessions.get(key);
+    if (s === undefined)
+      sessions.set(key, (s = { app: target.app, session: target.id, shard: target.shard, events: [] }));
+    let record: ReturnType<typeof parseJournalRecord>;
+    try {
+      record = parseJournalRecord(decode(entry.data, { where: `journal ${entry.subject}#${entry.seq}` }));
+    } catch (err) {
+      record = err instanceof Error ? err.message : String(err);
+    }
+    if (typeof record === 'string') {
+      unreadable.set(key, [...(unreadable.get(key) ?? []), { streamSeq: entry.seq, reason: record, time: entry.time }]);
+      continue;
+    }
+    const facts = {
+      streamSeq: entry.seq,
+      shard: target.shard,
+      epoch: Number(entry.headers[HEADER.epoch] ?? 0),
+      worker: entry.headers[HEADER.worker] ?? '',
+      msgId: entry.headers[HEADER.command] ?? '',
+      time: entry.time,
+    };
+    for (const e of record.events) s.events.push({ ...facts, seq: e.seq, event: e.event });
+  }
+  const compacted = [...sessions.values()].some((s) => s.events[0]?.seq !== 1);
+  // Opened only when needed: a reader may not be allowed the snapshots' buckets.
+  const store = options.snapshots === false || !compacted ? undefined : await openStore(bus, cluster);
+  const out: SessionJournal[] = [];
+  for (const [key, s] of sessions) {
+    const base = store !== undefined && s.events[0]?.seq !== 1 ? await baseOf(store, s.app, s.session) : undefined;
+    out.push({ ...s, unreadable: unreadable.get(key) ?? [], ...(base === undefined ? {} : { base }) });
+  }
+  return out;
+}
+
+async function openStore(bus: Bus, cluster: string): Promise<SessionStore | undefined> {
+  try {
+    const kv = await bus.kv({ bucket: bucketName(cluster, 'snapshots'), create: false });
+    const blobs = await bus.blobs({ bucket: bucketName(cluster, 'blobs') });
+    return new SessionStore({ kv, blobs, maxPayload: bus.server.maxPayload });
+  } catch (err) {
+    if (err instanceof BucketNotFoundError) return undefined;
+    throw err;
+  }
+}
+
+async function baseOf(store: SessionStore, app: string, session: string): Promise<SessionBase | undefined> {
+  const snapshot = await store.load(app, session);
+  return snapshot === null ? undefined : { seq: snapshot.session.seq, snapshot };
+}
