@@ -134,7 +134,12 @@ async function ledgerRun(track: Track) {
     while (((await s.read()).document as LedgerContext).statements.length === 0) c.tick();
   }
   const finals = await Promise.all(
-    accounts.map(async (id) => ({ app: 'ledger', session: id, ...(await clients[1]!.session('ledger', id).read()) })),
+    accounts.map(async (id) => ({
+      app: 'ledger',
+      session: id,
+      at: c.clock.now(),
+      ...(await clients[1]!.session('ledger', id).read()),
+    })),
   );
   return { ...c, finals, history: c.recorder.operations, journals: await c.journals() };
 }
@@ -191,7 +196,19 @@ describe('a clean run has no violations (positive control)', () => {
     const history = c.recorder.operations;
     expect(history.filter((op) => op.outcome === 'failed')).toHaveLength(2);
     expect(history.filter((op) => op.kind === 'send' && op.cmdId === undefined)).toHaveLength(4);
-    expect(checkHistory({ history, journals: await c.journals(), applications: [whiteboard] })).toEqual([]);
+    const journals = await c.journals();
+    expect(checkHistory({ history, journals, applications: [whiteboard] })).toEqual([]);
+    // Tied by seq, its command is still found applied twice.
+    const untied = history.find((op) => op.client === 'cid' && op.outcome === 'ok' && op.session === 'board-2')!;
+    const doubled = journals.map((j) => {
+      if (j.session !== 'board-2') return j;
+      const e = j.events.find((x) => x.seq === untied.seq)!;
+      const last = j.events[j.events.length - 1]!;
+      return { ...j, events: [...j.events, { ...e, seq: last.seq + 1, streamSeq: last.streamSeq + 100 }] };
+    });
+    const [v] = of(checkHistory({ history, journals: doubled, applications: [whiteboard] }), 'acknowledged-once');
+    expect(v).toMatchObject({ session: 'board-2', operations: [untied] });
+    expect(v!.message).toContain('journaled 2 times');
   });
 });
 
@@ -266,6 +283,31 @@ describe('doctored runs: each invariant caught', () => {
       event: { cmdId: 'forged', type: 'DEPOSIT' },
     });
     expect(phantoms[0]!.message).toContain('mallory');
+  });
+
+  it('a delayed event for a timer the machine never armed', () => {
+    const j = journalOf('acct-0');
+    const last = j.events[j.events.length - 1]!;
+    const timer = j.events.find((e) => e.event.meta.client === 'timer')!;
+    const bogus: JournalEvent = {
+      ...timer,
+      seq: last.seq + 1,
+      streamSeq: lastStreamSeq() + 1,
+      event: { ...timer.event, meta: { ...timer.event.meta, cmdId: 't:bogus', timer: 'bogus' } },
+    };
+    const violations = checkHistory({
+      ...clean,
+      journals: withJournal('acct-0', (x) => ({ ...x, events: [...x.events, bogus] })),
+    });
+    // The runtime's own event, not a phantom: the model finds it out.
+    expect(of(violations, 'no-phantom')).toEqual([]);
+    const models = of(violations, 'model');
+    expect(models.map((v) => v.message).sort()).toEqual([
+      `the final document is at seq ${last.seq}, but the journal goes on to seq ${last.seq + 1}`,
+      expect.stringContaining('timer bogus, which was not armed'),
+    ]);
+    const unarmed = models.find((v) => v.event !== undefined);
+    expect(unarmed).toMatchObject({ session: 'acct-0', event: { seq: last.seq + 1, cmdId: 't:bogus' } });
   });
 
   it('two acknowledgements with the same seq', () => {
@@ -459,6 +501,49 @@ describe('pure: order and liveness', () => {
       ['c', 300],
     ]);
     expect(violations[1]!.message).toContain('1 ambiguous');
+  });
+});
+
+describe('HistoryRecorder', () => {
+  const track = cleanupAfterEach();
+
+  it('records a send nobody answered as failed (it went nowhere), with its command id and times', async () => {
+    const c = await memoryCluster([ledger], track);
+    // A second cluster name: no worker serves it, so every attempt finds no responders.
+    const client = c.recorder.wrap(
+      track(
+        await connect({
+          bus: c.bus(),
+          cluster: `${c.cluster}x`,
+          label: 'lost',
+          shardCount: SHARDS,
+          environment: c.recorder.environment({ clock: c.clock }),
+        }),
+      ),
+    );
+    const sent = client.session('ledger', 'acct').send({ type: 'OPEN', owner: 'Ann' }, { timeout: 500 });
+    const outcome = sent.then(
+      () => 'ok',
+      (err: unknown) => err,
+    );
+    let settled: unknown;
+    void outcome.then((x) => (settled = x));
+    for (let i = 0; i < 200 && settled === undefined; i++) {
+      c.clock.increment(10);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(settled).toBeInstanceOf(TimeoutError);
+    const [op] = c.recorder.operations;
+    expect(op).toMatchObject({
+      client: 'lost',
+      kind: 'send',
+      outcome: 'failed',
+      error: 'TimeoutError',
+      invokedAt: START,
+      event: { type: 'OPEN', owner: 'Ann' },
+    });
+    expect(op!.cmdId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(op!.completedAt).toBeGreaterThanOrEqual(START + 500);
   });
 });
 
