@@ -11,6 +11,11 @@
  * recorded (`cmdId`). A client connected without it records none; the
  * checker then ties an acknowledged send by (session, seq) and any other
  * send by its event's content (see attribution.ts).
+ *
+ * Only `send` and `read` are recorded; `transaction`, `subscribe` and
+ * `cached` pass through unrecorded, so a transaction's journaled events
+ * are reported as sent by nobody (`no-phantom`): keep them out of a
+ * checked workload, or record them yourself.
  */
 import type {
   Client,
