@@ -2,6 +2,14 @@ export { findNatsServerBinary, natsServerCandidates, requireNatsServerBinary } f
 export { startNatsServer, type NatsServer, type NatsServerOptions } from './natsServer.js';
 export { startNatsCluster, type NatsCluster, type NatsClusterOptions } from './natsCluster.js';
 export {
+  DIRECTIONS,
+  startProxy,
+  type Direction,
+  type ProxyStats,
+  type TcpProxy,
+  type TcpProxyOptions,
+} from './proxy.js';
+export {
   NatsClusterStartError,
   NatsHarnessError,
   NatsServerDisposedError,
