@@ -4,13 +4,13 @@ import { startNatsServer, type NatsServer } from '../harness/natsServer.js';
 import { adminInbox, clientInbox } from '../internal.js';
 import { authFor, startAuthServer } from './authServer.js';
 import { loadApplications } from './loadApplications.js';
-import type { Hosted, LocalWorker, WorkerSettings } from './localWorker.js';
+import type { Hosted, LocalWorker, WorkerSettings } from '../harness/localWorker.js';
 import { hostWorker } from './memoryWorker.js';
-import { type ViewFeed, Views, watchViews } from './viewFeed.js';
-import { spawnWorker } from './workerProcess.js';
+import { type ViewFeed, Views, watchViews } from '../harness/viewFeed.js';
+import { spawnWorker } from '../harness/workerProcess.js';
 
-export { describeExit, type LocalWorker, type WorkerExit } from './localWorker.js';
-export type { ViewFeed } from './viewFeed.js';
+export { describeExit, type LocalWorker, type WorkerExit } from '../harness/localWorker.js';
+export type { ViewFeed } from '../harness/viewFeed.js';
 
 /**
  * A cluster on this host, for `cohort up` and `cohort demo`: a nats-server

@@ -6,7 +6,7 @@ import {
   type WorkerExit,
   type WorkerSettings,
   zoneOf,
-} from './localWorker.js';
+} from '../harness/localWorker.js';
 import type { loadApplications } from './loadApplications.js';
 
 /**

@@ -13,18 +13,20 @@ import {
 } from './localWorker.js';
 
 /**
- * A worker of the local cluster as a `cohort worker` process of its own, so
- * that a kill is a real SIGKILL and a pause a real SIGSTOP.
+ * A worker of a local cluster (`cohort up`, `cohort demo`, the test
+ * cluster) as a `cohort worker` process of its own, so that a kill is a real
+ * SIGKILL and a pause a real SIGSTOP. The process is the `cohort` command
+ * itself: this file names its entry by path, it does not import it.
  */
 
-/** The `cohort` entry this process runs (cli/main.ts under tsx, dist/cli/main.js built). */
+/** The `cohort` entry (cli/main.ts under tsx, dist/cli/main.js built) and the watchdog it is started with. */
 function cliEntry(): { script: string; nodeArgs: string[] } {
   const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
-  const script = fileURLToPath(new URL(`./main${ext}`, import.meta.url));
+  const script = fileURLToPath(new URL(`../cli/main${ext}`, import.meta.url));
   const execArgv = [...process.execArgv];
   // Run from source by something other than `node --import tsx` (vitest, say): the child still needs the loader.
   if (ext === '.ts' && !execArgv.some((a) => a.includes('tsx'))) execArgv.push('--import', 'tsx');
-  const watchdog = new URL(`./stopWithParent${ext}`, import.meta.url).href;
+  const watchdog = new URL(`../cli/stopWithParent${ext}`, import.meta.url).href;
   return { script, nodeArgs: [...execArgv, '--import', watchdog] };
 }
 
@@ -72,6 +74,7 @@ export function spawnWorker(options: WorkerSettings, url: string, index: number,
     id,
     ...(options.heartbeatInterval === undefined ? [] : ['--heartbeat-interval', String(options.heartbeatInterval)]),
     ...(options.sessionTimeout === undefined ? [] : ['--session-timeout', String(options.sessionTimeout)]),
+    ...(options.storageReplicas === undefined ? [] : ['--storage-replicas', String(options.storageReplicas)]),
     ...(options.authDir === undefined ? [] : ['--nkey', join(options.authDir, 'worker.nk')]),
   ];
   // Its own process group: a terminal's Ctrl-C reaches `cohort up` alone, which then stops each worker once.
