@@ -2,6 +2,21 @@ export { findNatsServerBinary, natsServerCandidates, requireNatsServerBinary } f
 export { startNatsServer, type NatsServer, type NatsServerOptions } from './natsServer.js';
 export { startNatsCluster, type NatsCluster, type NatsClusterOptions } from './natsCluster.js';
 export {
+  hasWorker,
+  isBalanced,
+  isSettled,
+  shardsOf,
+  startTestCluster,
+  workerOfMember,
+  type TestCluster,
+  type TestClusterOptions,
+  type TestNats,
+  type TestWorker,
+  type WaitOptions,
+} from './testCluster.js';
+export type { WorkerExit } from './localWorker.js';
+export type { ViewFeed } from './viewFeed.js';
+export {
   DIRECTIONS,
   startProxy,
   type Direction,

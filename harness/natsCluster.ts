@@ -17,6 +17,8 @@ export interface NatsClusterOptions {
   /** Deadline for the whole cluster to become ready, and for each node's restart (default 30 000 ms). */
   startTimeoutMs?: number;
   binary?: string;
+  /** Extra command-line arguments for every node, appended last (say `--no_advertise`). */
+  args?: string[];
 }
 
 /** Local nodes routed to each other on 127.0.0.1; each node's stop/kill/restart keeps its ports and store. */
@@ -73,6 +75,7 @@ async function startNodes(
   jetstream: boolean,
   binary: string,
   startTimeoutMs: number,
+  extraArgs: readonly string[],
 ): Promise<NatsServer[]> {
   const clusterPorts = await reservePorts(size);
   const routeUrls = clusterPorts.map((p) => `nats://127.0.0.1:${p}`);
@@ -85,7 +88,15 @@ async function startNodes(
         jetstream,
         serverName: `n${i + 1}`,
         startTimeoutMs,
-        args: ['--cluster_name', name, '--cluster', `nats://127.0.0.1:${clusterPort}`, '--routes', routes.join(',')],
+        args: [
+          '--cluster_name',
+          name,
+          '--cluster',
+          `nats://127.0.0.1:${clusterPort}`,
+          '--routes',
+          routes.join(','),
+          ...extraArgs,
+        ],
       });
     }),
   );
@@ -173,7 +184,14 @@ export async function startNatsCluster(options: NatsClusterOptions = {}): Promis
     const lastAttempt = attempt >= PORT_ATTEMPTS;
     let nodes: NatsServer[];
     try {
-      nodes = await startNodes(name, size, jetstream, binary, Math.max(1_000, deadline - Date.now()));
+      nodes = await startNodes(
+        name,
+        size,
+        jetstream,
+        binary,
+        Math.max(1_000, deadline - Date.now()),
+        options.args ?? [],
+      );
     } catch (error) {
       if (error instanceof NatsServerStartError && error.reason === 'exited' && !lastAttempt) continue;
       throw error;

@@ -142,6 +142,16 @@ function trackChild(child: ChildProcess, pid: number): void {
   });
 }
 
+/**
+ * Another process of ours that must not outlive this one either (a worker
+ * process of the test cluster): SIGKILLed by the reaper if this process dies
+ * first, however it dies, even while the other is stopped with SIGSTOP.
+ */
+export function reapWithThisProcess(pid: number, exited: Promise<unknown>): void {
+  tellReaper(`+p ${pid}`);
+  void exited.then(() => tellReaper(`-p ${pid}`));
+}
+
 function trackDir(dir: string): void {
   liveDirs.add(dir);
   tellReaper(`+d ${dir}`);

@@ -16,6 +16,16 @@ export interface ViewFeed {
   until(test: (view: View) => boolean, timeoutMs: number, what: string): Promise<View>;
 }
 
+/** `view 7 of w1, w2~2 (transitional), 3 shards not ACTIVE`: enough to tell why a wait failed. */
+function describeBriefly(view: View): string {
+  const unsettled = view.shards.filter((s) => s.state !== 'ACTIVE').length;
+  return (
+    `view ${view.viewId} of ${view.members.map((m) => m.id).join(', ') || 'nobody'}` +
+    (view.transitional ? ' (transitional)' : '') +
+    (unsettled > 0 ? `, ${unsettled} shards not ACTIVE` : '')
+  );
+}
+
 export class Views implements ViewFeed {
   latest: View | null = null;
   readonly #listeners = new Set<(view: View) => void>();
@@ -38,7 +48,7 @@ export class Views implements ViewFeed {
         stop();
         reject(
           new Error(
-            `no view with ${what} after ${timeoutMs} ms (latest: ${this.latest === null ? 'none' : `view ${this.latest.viewId}`})`,
+            `no view with ${what} after ${timeoutMs} ms (latest: ${this.latest === null ? 'none' : describeBriefly(this.latest)})`,
           ),
         );
       }, timeoutMs);
