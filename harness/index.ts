@@ -52,5 +52,13 @@ export {
   type TlsCertificates,
   type TlsCertificatesOptions,
 } from './tlsCertificates.js';
+export {
+  runScenario,
+  type ScenarioContext,
+  type ScenarioFaults,
+  type ScenarioOptions,
+  type ScenarioResult,
+  type ScenarioWorkload,
+} from './scenario.js';
 /** The generic history checker (harness/checker): `checker.checkHistory`, `checker.HistoryRecorder`, ... */
 export * as checker from './checker/index.js';

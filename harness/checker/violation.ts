@@ -34,7 +34,9 @@ export type Invariant =
   /** The journal still holds the session from seq 1 (not compacted), so everything could be checked. */
   | 'journal-complete'
   /** Every journal entry is a readable record. */
-  | 'journal-readable';
+  | 'journal-readable'
+  /** A workload ran to its end without throwing (a simulation's or a scenario's). */
+  | 'workload';
 
 /** A journaled event as a violation names it. */
 export interface EventRef {
