@@ -160,3 +160,6 @@ export { DEFAULT_CACHE_SIZE, DocumentCache, type CachedDocument } from './actors
 
 // Logging.
 export { childLogger, type LogBindings } from './log/logger.js';
+
+/** Test-only switches that break a guarantee on purpose (a planted bug a harness must find). */
+export { UNSAFE, type UnsafeSwitches } from './actors/worker/unsafe.js';

@@ -274,7 +274,7 @@ export class HostedSession {
     try {
       const ack = await appendRecord(this.#deps.journal, this.subject, record, {
         msgId,
-        expectedLastSubjectSeq: this.#journalSeq,
+        expectedLastSubjectSeq: this.#deps.unfenced === true ? undefined : this.#journalSeq,
         session: sessionHeader(this.app.name, this.id),
         epoch,
         worker: this.#signer,

@@ -56,4 +56,6 @@ export interface SessionDeps {
   readonly wakeups: WakeupIndex;
   /** Where a copy no longer trustworthy here is forgotten (it reloads on its next message). */
   readonly directory: { forget(session: HostedSession): void };
+  /** Test-only (UNSAFE): appends without the fence. */
+  readonly unfenced?: boolean;
 }

@@ -16,8 +16,8 @@ import type { JournalRecord, PatchMessage, PatchOperation } from '../../protocol
 export interface RecordStamp {
   /** The journal's de-duplication id: the command id, or a transaction's id. */
   readonly msgId: string;
-  /** The fence: the last stream sequence the writing copy reflects. */
-  readonly expectedLastSubjectSeq: number;
+  /** The fence: the last stream sequence the writing copy reflects (undefined only with the test-only UNSAFE switch). */
+  readonly expectedLastSubjectSeq: number | undefined;
   /** `app/id`. */
   readonly session: string;
   readonly epoch: number;

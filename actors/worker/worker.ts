@@ -7,6 +7,7 @@ import { DEFAULT_INBOX_PREFIX, type Bus, type Subscription } from '../../bus/typ
 import { createLogger } from '../../log/logger.js';
 import { requestFailover } from '../../protocol/control.js';
 import { workerInbox } from '../../protocol/clientId.js';
+import { UNSAFE, type UnsafeSwitches } from './unsafe.js';
 import { DEFAULT_SHARD_COUNT } from '../../protocol/shard.js';
 import { MEMBERSHIP_DEFAULTS, type MembershipConfig } from '../../machines/membership.js';
 import { membershipConfig } from '../../machines/membershipConfig.js';
@@ -78,6 +79,8 @@ export interface WorkerOptions {
    * when `auth` is given.
    */
   clients?: { troubledInterval?: number; recoveryWait?: number; maxTransactionTimeout?: number; ownInbox?: boolean };
+  /** Test-only: switches that break a guarantee on purpose, so a harness can show it finds the bug. */
+  [UNSAFE]?: UnsafeSwitches;
 }
 
 export type { ClientRecordInfo } from './clientRecords.js';
@@ -138,6 +141,8 @@ interface WorkerHostOptions {
   readonly clients: { troubledInterval: number; recoveryWait: number; maxTransactionTimeout: number };
   /** Set: a request is answered only in its claimed client's own inbox under this prefix. */
   readonly ownInboxes: string | undefined;
+  /** Test-only switches (UNSAFE). */
+  readonly unsafe: UnsafeSwitches | undefined;
   /** Sessions hash to one of this many shards; a request on another shard's subject is refused. */
   readonly shardCount: number;
   /** Undefined: static sharding. */
@@ -190,6 +195,7 @@ class WorkerHost {
     membership,
     shardCount,
     ownInboxes,
+    unsafe,
   }: WorkerHostOptions) {
     this.id = id;
     this.#cluster = cluster;
@@ -230,6 +236,7 @@ class WorkerHost {
         primacy: undefined,
         replicas: this.replicas,
         sessionTimeout,
+        unfenced: unsafe?.unfenced === true,
       },
       timers,
       secondaries: this.replicas,
@@ -426,6 +433,7 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
     applications: options.applications,
     clients,
     ownInboxes: (options.clients?.ownInbox ?? options.auth !== undefined) ? replyPrefix : undefined,
+    unsafe: options[UNSAFE],
     shardCount,
     membership:
       config === undefined
