@@ -24,32 +24,41 @@ export class MemoryBlobStore implements BlobStore {
   async put(name: string, data: Uint8Array): Promise<BlobInfo> {
     this.#context.assertOpen('blob put');
     validateBlobName(name);
-    this.#expire();
-    // Stored last: objects stay in the order they were stored, oldest first.
-    this.#store.objects.delete(name);
-    this.#store.objects.set(name, { data: copyBytes(data), time: this.#context.server.clock.now() });
-    return { name, size: data.length };
+    const copy = copyBytes(data);
+    return this.#context.call('blob put', () => {
+      this.#expire();
+      // Stored last: objects stay in the order they were stored, oldest first.
+      this.#store.objects.delete(name);
+      this.#store.objects.set(name, { data: copy, time: this.#context.server.clock.now() });
+      return { name, size: copy.length };
+    });
   }
 
   async get(name: string): Promise<Uint8Array | null> {
     this.#context.assertOpen('blob get');
     validateBlobName(name);
-    this.#expire();
-    const found = this.#store.objects.get(name);
-    return found === undefined ? null : copyBytes(found.data);
+    return this.#context.call('blob get', () => {
+      this.#expire();
+      const found = this.#store.objects.get(name);
+      return found === undefined ? null : copyBytes(found.data);
+    });
   }
 
   async delete(name: string): Promise<boolean> {
     this.#context.assertOpen('blob delete');
     validateBlobName(name);
-    this.#expire();
-    return this.#store.objects.delete(name);
+    return this.#context.call('blob delete', () => {
+      this.#expire();
+      return this.#store.objects.delete(name);
+    });
   }
 
   async destroy(): Promise<void> {
     this.#context.assertOpen('blob destroy');
-    this.#store.objects.clear();
-    this.#context.server.deleteBlobBucket(this.bucket);
+    return this.#context.call('blob destroy', () => {
+      this.#store.objects.clear();
+      this.#context.server.deleteBlobBucket(this.bucket);
+    });
   }
 
   #expire(): void {

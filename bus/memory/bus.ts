@@ -1,5 +1,5 @@
 import type { Clock } from '../clock.js';
-import { BucketNotFoundError, BusClosedError, NoRespondersError } from '../errors.js';
+import { BucketNotFoundError, BusClosedError, NoRespondersError, TimeoutError } from '../errors.js';
 import { MINIMUM_SERVER_VERSION, requireFeature, serverSupports } from '../features.js';
 import { validateName, validateSubject } from '../names.js';
 import type {
@@ -29,6 +29,10 @@ import type { MemoryServer } from './server.js';
 import { DEFAULT_DUPLICATE_WINDOW, type MemoryStream } from './stream.js';
 import { checkMaxAge, checkStream, type StreamNeeds } from '../streamConfig.js';
 import { MemorySubscription, type SubscriptionOwner } from './subscription.js';
+import type { WireMessage } from './payload.js';
+
+/** A JetStream API call's default timeout on a simulated network, as nats.js's (5 s). */
+export const DEFAULT_API_TIMEOUT = 5_000;
 
 /**
  * One connection to a MemoryServer. Everything a handler sees arrives through
@@ -44,17 +48,37 @@ export class MemoryBus implements Bus {
   readonly #closers = new Set<() => void>();
   readonly #owner: SubscriptionOwner;
   readonly #context: ClientContext;
+  readonly #clock: Clock;
+  readonly #apiTimeout: number;
   #closing: Promise<void> | undefined;
   /** While draining only publish still works (handlers may answer), as in nats.js. */
   #state: 'open' | 'draining' | 'closed' = 'open';
+  /** After a server restart, until reconnected: what it sends waits, as nats.js buffers it. */
+  #reconnecting = false;
+  /** Which restart it is reconnecting from: a later one supersedes an earlier one's reconnect. */
+  #restarts = 0;
+  readonly #waiting: Array<() => void> = [];
 
   refusedReplies = 0;
   readonly strayDeliveries = 0;
 
-  /** `clock` times this connection's requests; the server's clock stamps what it stores. */
-  constructor(host: MemoryServer, clock: Clock, inboxPrefix: string, replyPrefix: string) {
+  /** This connection's number on its server (what a simulation cuts off, holds or kills). */
+  get connection(): number {
+    return this.#client;
+  }
+
+  /**
+   * `clock` times this connection's requests (and, on a simulated network,
+   * its API calls, after `apiTimeout` ms); the server's clock stamps what it stores.
+   */
+  constructor(host: MemoryServer, clock: Clock, inboxPrefix: string, replyPrefix: string, apiTimeout: number) {
     this.#host = host;
-    this.#client = host.connect();
+    this.#clock = clock;
+    this.#apiTimeout = apiTimeout;
+    this.#client = host.connect({
+      restarted: (after) => this.#restarted(after),
+      killed: () => this.#killed(),
+    });
     this.#requests = new RequestMux(host, this.#client, clock, inboxPrefix);
     this.server = Object.freeze({
       implementation: 'memory',
@@ -73,8 +97,13 @@ export class MemoryBus implements Bus {
       reportHandlerError: report,
       forget: (subscription) => this.#subscriptions.delete(subscription),
     };
+    const client = this.#client;
     this.#context = {
       server: host,
+      client,
+      call: (operation, run, timeout) => this.#call(operation, run, timeout ?? this.#apiTimeout),
+      deliver: (subject, data, task) => host.enqueue(task, client, subject, data),
+      flush: () => (host.networked ? host.flush(client) : host.flush()),
       assertOpen: (operation) => this.#assertOpen(operation),
       onClose: (stop) => {
         this.#closers.add(stop);
@@ -91,7 +120,17 @@ export class MemoryBus implements Bus {
     if (reply !== undefined) validateSubject(reply, { wildcards: false, kind: 'reply subject' });
     const headers = normalizeHeaders(options.headers);
     checkPayload(data, headers, this.#host.maxPayload, `publish to ${subject}`);
-    this.#host.publish({ subject, data: copyBytes(data), headers, ...(reply === undefined ? {} : { reply }) });
+    this.#send({ subject, data: copyBytes(data), headers, ...(reply === undefined ? {} : { reply }) });
+  }
+
+  /** To the server now, or once reconnected; `routed` is told how many took it (-1: it went nowhere). */
+  #send(message: WireMessage, routed?: (count: number) => void): void {
+    const send = (): void => {
+      const count = this.#host.publish(message, this.#client);
+      routed?.(count);
+    };
+    if (this.#reconnecting) this.#waiting.push(send);
+    else send();
   }
 
   subscribe(subject: string, handler: MessageHandler, options: { queue?: string } = {}): Subscription {
@@ -112,16 +151,16 @@ export class MemoryBus implements Bus {
       throw new RangeError(`request timeout must be >= 1 ms, got ${timeout}`);
     checkPayload(data, headers, this.#host.maxPayload, `request to ${subject}`);
     const { reply, answer, fail } = this.#requests.open(subject, timeout);
-    // Whether anyone listens is decided now, when the server routes it.
-    if (this.#host.publish({ subject, data: copyBytes(data), headers, reply }) === 0) {
-      fail(new NoRespondersError(subject));
-    }
+    // Whether anyone listens is decided when the server routes it (-1: it never got there).
+    this.#send({ subject, data: copyBytes(data), headers, reply }, (routed) => {
+      if (routed === 0) fail(new NoRespondersError(subject));
+    });
     return answer;
   }
 
   async flush(): Promise<void> {
     this.#assertOpen('flush');
-    await this.#host.flush();
+    await this.#context.flush();
   }
 
   /** An existing stream is checked as on NATS (streamConfig.ts), and never reconfigured. */
@@ -133,13 +172,24 @@ export class MemoryBus implements Bus {
     // nats-server: no subjects means the stream's name; a zero window means the default.
     const subjects = config.subjects.length > 0 ? [...config.subjects] : [config.name];
     const duplicateWindow = window === 0 ? DEFAULT_DUPLICATE_WINDOW : window;
-    const existing = this.#host.stream(config.name);
-    if (existing !== undefined) {
-      refuseMismatch(existing, { subjects: { exactly: subjects }, duplicateWindow, ...ANY_COPIES, keepForever: true });
-      return new MemoryJournal(this.#context, existing);
-    }
-    const stream = this.#host.openStream({ name: config.name, subjects, duplicateWindow, maxPerSubject: 0 });
-    return new MemoryJournal(this.#context, stream);
+    return this.#call(
+      'stream create',
+      () => {
+        const existing = this.#host.stream(config.name);
+        if (existing !== undefined) {
+          refuseMismatch(existing, {
+            subjects: { exactly: subjects },
+            duplicateWindow,
+            ...ANY_COPIES,
+            keepForever: true,
+          });
+          return new MemoryJournal(this.#context, existing);
+        }
+        const stream = this.#host.openStream({ name: config.name, subjects, duplicateWindow, maxPerSubject: 0 });
+        return new MemoryJournal(this.#context, stream);
+      },
+      this.#apiTimeout,
+    );
   }
 
   async kv(config: KvConfig): Promise<KvStore> {
@@ -148,30 +198,43 @@ export class MemoryBus implements Bus {
     const history = config.history ?? 1;
     if (!Number.isSafeInteger(history) || history < 1) throw new RangeError(`history must be >= 1, got ${history}`);
     const settings = kvStreamSettings(config.bucket, history);
-    const existing = this.#host.stream(settings.name);
-    if (existing === undefined && config.create === false) throw new BucketNotFoundError(config.bucket);
-    if (existing !== undefined)
-      refuseMismatch(existing, {
-        subjects: { including: settings.subjects },
-        perSubject: history,
-        ...ANY_COPIES,
-        keepForever: true,
-      });
-    const stream = existing ?? this.#host.openStream(settings);
-    return new MemoryKv(this.#context, config.bucket, stream);
+    return this.#call(
+      'bucket create',
+      () => {
+        const existing = this.#host.stream(settings.name);
+        if (existing === undefined && config.create === false) throw new BucketNotFoundError(config.bucket);
+        if (existing !== undefined)
+          refuseMismatch(existing, {
+            subjects: { including: settings.subjects },
+            perSubject: history,
+            ...ANY_COPIES,
+            keepForever: true,
+          });
+        const stream = existing ?? this.#host.openStream(settings);
+        return new MemoryKv(this.#context, config.bucket, stream);
+      },
+      this.#apiTimeout,
+    );
   }
 
   async blobs(config: BlobConfig): Promise<BlobStore> {
     this.#assertOpen('blobs');
     validateName('bucket', config.bucket);
-    const bucket = this.#host.blobBucket(config.bucket, checkMaxAge(config.maxAge));
-    const { name, subjects } = this.#host.stream(`OBJ_${config.bucket}`)!.settings;
-    const mismatch = checkStream(
-      { name, subjects, maxAge: bucket.maxAge },
-      { subjects: { including: subjects }, ...ANY_COPIES, keepForever: config.maxAge === 0 },
+    const maxAge = checkMaxAge(config.maxAge);
+    return this.#call(
+      'object store create',
+      () => {
+        const bucket = this.#host.blobBucket(config.bucket, maxAge);
+        const { name, subjects } = this.#host.stream(`OBJ_${config.bucket}`)!.settings;
+        const mismatch = checkStream(
+          { name, subjects, maxAge: bucket.maxAge },
+          { subjects: { including: subjects }, ...ANY_COPIES, keepForever: config.maxAge === 0 },
+        );
+        if (mismatch !== undefined) throw mismatch;
+        return new MemoryBlobStore(this.#context, config.bucket, bucket);
+      },
+      this.#apiTimeout,
     );
-    if (mismatch !== undefined) throw mismatch;
-    return new MemoryBlobStore(this.#context, config.bucket, bucket);
   }
 
   supports(feature: Feature): boolean {
@@ -201,13 +264,64 @@ export class MemoryBus implements Bus {
     this.#state = 'draining';
     for (const subscription of this.#subscriptions) void subscription.drain();
     this.#requests.drain();
-    await this.#host.flush();
+    await this.#context.flush();
     this.#state = 'closed';
     for (const subscription of [...this.#subscriptions]) subscription.unsubscribe();
     for (const stop of [...this.#closers]) stop();
     this.#host.disconnect(this.#client);
     this.#requests.close(new BusClosedError('request'));
     this.#emit({ type: 'close' });
+  }
+
+  /** At the server, at once; on a simulated network as a call that may be lost (TimeoutError) or late. */
+  #call<T>(operation: string, run: () => T, timeout: number): T | Promise<T> {
+    if (!this.#host.networked) return run();
+    return new Promise<T>((resolve, reject) => {
+      let settled = false;
+      const timer = this.#clock.setTimeout(() => {
+        settled = true;
+        reject(new TimeoutError(operation, timeout));
+      }, timeout);
+      const settle =
+        <V>(then: (v: V) => void) =>
+        (v: V): void => {
+          if (settled) return;
+          settled = true;
+          this.#clock.clearTimeout(timer);
+          then(v);
+        };
+      const send = (): void => void this.#host.call(this.#client, operation, run).then(settle(resolve), settle(reject));
+      if (this.#reconnecting) this.#waiting.push(send);
+      else send();
+    });
+  }
+
+  // The server restarted: its interest there is gone now; the connection notices, then reconnects, on its own clock.
+  #restarted(after: number): void {
+    const restart = ++this.#restarts;
+    for (const subscription of this.#subscriptions) subscription.lost();
+    this.#requests.lost();
+    this.#clock.setTimeout(() => {
+      if (this.#state === 'closed' || restart !== this.#restarts || this.#reconnecting) return;
+      this.#reconnecting = true;
+      this.#emit({ type: 'disconnect' });
+      this.#emit({ type: 'reconnecting' });
+    }, 0);
+    this.#clock.setTimeout(() => {
+      if (this.#state === 'closed' || restart !== this.#restarts) return;
+      this.#host.rejoin(this.#client);
+      for (const subscription of this.#subscriptions) subscription.resubscribe();
+      this.#requests.resubscribe();
+      this.#reconnecting = false;
+      this.#emit({ type: 'reconnect' });
+      for (const send of this.#waiting.splice(0)) send();
+    }, after);
+  }
+
+  // The process died: its server-side consumers go; nobody is told, nothing settles.
+  #killed(): void {
+    this.#state = 'closed';
+    for (const stop of [...this.#closers]) stop();
   }
 
   #assertOpen(operation: string): void {

@@ -10,7 +10,7 @@ import type {
   ReadOptions,
 } from '../types.js';
 import { subjectMatches } from '../names.js';
-import type { ClientContext } from './context.js';
+import { andThen, type ClientContext } from './context.js';
 import { checkPayload, copyBytes, normalizeHeaders } from './payload.js';
 import { EXPECTED_LAST_SUBJECT_SEQ_HEADER, MSG_ID_HEADER, type MemoryStream, type StoredMessage } from './stream.js';
 import { hasWildcard, subjectWithin } from '../filters.js';
@@ -31,7 +31,7 @@ export class MemoryJournal implements Journal {
 
   async destroy(): Promise<void> {
     this.#context.assertOpen('journal destroy');
-    this.#context.server.deleteStream(this.#stream.name);
+    return this.#context.call('stream delete', () => this.#context.server.deleteStream(this.#stream.name));
   }
 
   async append(subject: string, data: Uint8Array, options: AppendOptions = {}): Promise<AppendAck> {
@@ -54,9 +54,13 @@ export class MemoryJournal implements Journal {
     }
     const headers = normalizeHeaders(raw);
     checkPayload(data, headers, server.maxPayload, `append to ${subject}`);
-    const outcome = server.append(this.#stream, { subject, data: copyBytes(data), headers });
-    if (!outcome.ok) throw new WrongLastSequenceError(subject, outcome.expected, outcome.actual);
-    return { stream: this.name, seq: outcome.seq, duplicate: outcome.duplicate };
+    const message = { subject, data: copyBytes(data), headers };
+    const { client } = this.#context;
+    const stored = this.#context.call('append', () => server.append(this.#stream, message, client), options.timeout);
+    return andThen(stored, (outcome) => {
+      if (!outcome.ok) throw new WrongLastSequenceError(subject, outcome.expected, outcome.actual);
+      return { stream: this.name, seq: outcome.seq, duplicate: outcome.duplicate };
+    });
   }
 
   read(filter: string, options: ReadOptions = {}): AsyncIterable<JournalEntry> {
@@ -68,7 +72,6 @@ export class MemoryJournal implements Journal {
     options: FollowOptions,
     handler: (entry: JournalEntry) => void | Promise<void>,
   ): Promise<JournalFollow> {
-    const { server } = this.#context;
     this.#context.assertOpen('follow');
     validateSubject(filter, { wildcards: true, kind: 'journal filter' });
     if (!this.#covers(filter)) {
@@ -77,7 +80,7 @@ export class MemoryJournal implements Journal {
     let active = true;
     let chain: Promise<void> = Promise.resolve();
     const deliver = (message: StoredMessage): void =>
-      server.enqueue(() => {
+      this.#context.deliver(message.subject, message.data, () => {
         const entry = toEntry(message);
         chain = chain.then(async () => {
           if (!active) return;
@@ -88,31 +91,43 @@ export class MemoryJournal implements Journal {
           }
         });
       });
-    // Backlog and listener in one synchronous step: nothing is missed, nothing is seen twice.
-    if (options.fromSeq !== undefined)
-      for (const m of this.#stream.range(filter, Math.max(1, options.fromSeq), this.#stream.lastSeq)) deliver(m);
-    const unlisten = this.#stream.listen((message) => {
-      if (subjectMatches(filter, message.subject)) deliver(message);
+    // Backlog and listener in one synchronous step at the server: nothing is missed, nothing is seen twice.
+    let unlisten = (): void => undefined;
+    const started = this.#context.call('consumer create', () => {
+      if (options.fromSeq !== undefined)
+        for (const m of this.#stream.range(filter, Math.max(1, options.fromSeq), this.#stream.lastSeq)) deliver(m);
+      unlisten = this.#stream.listen((message) => {
+        if (subjectMatches(filter, message.subject)) deliver(message);
+      });
     });
-    const stop = (): void => {
+    const following = (): JournalFollow => {
+      const stop = (): void => {
+        active = false;
+        unlisten();
+        cancelOnClose();
+      };
+      const cancelOnClose = this.#context.onClose(stop);
+      return { stop };
+    };
+    if (!(started instanceof Promise)) return following();
+    // Its answer lost on a simulated network: a consumer the server made is let go of, as nats.js lets go of one.
+    return started.then(following, (error: unknown) => {
       active = false;
       unlisten();
-      cancelOnClose();
-    };
-    const cancelOnClose = this.#context.onClose(stop);
-    return { stop };
+      throw error;
+    });
   }
 
   async lastSeq(subject: string): Promise<number> {
     this.#context.assertOpen('lastSeq');
     validateSubject(subject, { wildcards: false, kind: 'journal subject' });
-    return this.#stream.lastSeqOf(subject);
+    return this.#context.call('last sequence', () => this.#stream.lastSeqOf(subject));
   }
 
   async purge(subject: string, options: { below: number }): Promise<number> {
     this.#context.assertOpen('purge');
     validateSubject(subject, { wildcards: true, kind: 'journal subject' });
-    return this.#stream.purge(subject, options.below);
+    return this.#context.call('purge', () => this.#stream.purge(subject, options.below));
   }
 
   // The end is fixed on the first next(), like a consumer created when iteration starts.
@@ -124,7 +139,13 @@ export class MemoryJournal implements Journal {
     }
     if (limit <= 0) return;
     let count = 0;
-    for (const message of this.#stream.range(filter, fromSeq, this.#stream.lastSeq)) {
+    // On a simulated network the read is one call: what the stream held when it reached the server.
+    const messages: Iterable<StoredMessage> = this.#context.server.networked
+      ? await this.#context.call('read', () => [
+          ...take(this.#stream.range(filter, fromSeq, this.#stream.lastSeq), limit),
+        ])
+      : this.#stream.range(filter, fromSeq, this.#stream.lastSeq);
+    for (const message of messages) {
       this.#context.assertOpen('read');
       yield toEntry(message);
       if (++count >= limit) return;
@@ -136,6 +157,14 @@ export class MemoryJournal implements Journal {
     return this.#stream.settings.subjects.some(
       (subject) => subjectWithin(filter, subject) || (hasWildcard(filter) && subjectWithin(subject, filter)),
     );
+  }
+}
+
+function* take<T>(items: Iterable<T>, limit: number): Generator<T> {
+  let count = 0;
+  for (const item of items) {
+    if (count++ >= limit) return;
+    yield item;
   }
 }
 

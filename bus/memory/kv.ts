@@ -1,7 +1,7 @@
 import { KeyExistsError, StaleRevisionError } from '../errors.js';
 import { subjectMatches, validateKvKey } from '../names.js';
 import type { Headers, KvEntry, KvStore, KvWatch, KvWatchOptions } from '../types.js';
-import { runHandler, type ClientContext } from './context.js';
+import { andThen, runHandler, type ClientContext } from './context.js';
 import { checkPayload, copyBytes, normalizeHeaders } from './payload.js';
 import {
   EXPECTED_LAST_SUBJECT_SEQ_HEADER,
@@ -44,28 +44,33 @@ export class MemoryKv implements KvStore {
 
   async destroy(): Promise<void> {
     this.#context.assertOpen('kv destroy');
-    this.#context.server.deleteStream(this.#stream.name);
+    return this.#context.call('kv destroy', () => this.#context.server.deleteStream(this.#stream.name));
   }
 
   async get(key: string): Promise<KvEntry | null> {
     this.#context.assertOpen('kv get');
     validateKvKey(key, { wildcards: false });
-    const last = this.#stream.lastOf(this.#prefix + key);
-    return last === undefined || operationOf(last) !== 'PUT' ? null : this.#entry(last);
+    return this.#context.call('kv get', () => {
+      const last = this.#stream.lastOf(this.#prefix + key);
+      return last === undefined || operationOf(last) !== 'PUT' ? null : this.#entry(last);
+    });
   }
 
   async create(key: string, value: Uint8Array): Promise<number> {
     this.#context.assertOpen('kv create');
     validateKvKey(key, { wildcards: false });
-    const first = this.#write(key, value, {}, 0);
-    if (first.ok) return first.seq;
-    // nats.js's create: over a delete marker, retry as an update of the marker.
-    const last = this.#stream.lastOf(this.#prefix + key);
-    if (last !== undefined && operationOf(last) !== 'PUT') {
-      const retry = this.#write(key, value, {}, last.seq);
-      if (retry.ok) return retry.seq;
-    }
-    throw new KeyExistsError(this.bucket, key);
+    const write = this.#writer(key, value, {});
+    return this.#context.call('kv create', () => {
+      const first = write(0);
+      if (first.ok) return first.seq;
+      // nats.js's create: over a delete marker, retry as an update of the marker.
+      const last = this.#stream.lastOf(this.#prefix + key);
+      if (last !== undefined && operationOf(last) !== 'PUT') {
+        const retry = write(last.seq);
+        if (retry.ok) return retry.seq;
+      }
+      throw new KeyExistsError(this.bucket, key);
+    });
   }
 
   async update(key: string, value: Uint8Array, expectedRevision: number): Promise<number> {
@@ -73,17 +78,27 @@ export class MemoryKv implements KvStore {
     validateKvKey(key, { wildcards: false });
     // nats.js refuses a revision below 1 before sending anything; no key ever has one.
     if (!(expectedRevision >= 1)) throw new StaleRevisionError(this.bucket, key, expectedRevision);
-    const outcome = this.#write(key, value, {}, expectedRevision);
-    if (!outcome.ok) throw new StaleRevisionError(this.bucket, key, expectedRevision);
-    return outcome.seq;
+    const write = this.#writer(key, value, {});
+    return andThen(
+      this.#context.call('kv update', () => write(expectedRevision)),
+      (outcome) => {
+        if (!outcome.ok) throw new StaleRevisionError(this.bucket, key, expectedRevision);
+        return outcome.seq;
+      },
+    );
   }
 
   async put(key: string, value: Uint8Array): Promise<number> {
     this.#context.assertOpen('kv put');
     validateKvKey(key, { wildcards: false });
-    const outcome = this.#write(key, value, {}, undefined);
-    if (!outcome.ok) throw new StaleRevisionError(this.bucket, key, outcome.expected);
-    return outcome.seq;
+    const write = this.#writer(key, value, {});
+    return andThen(
+      this.#context.call('kv put', () => write(undefined)),
+      (outcome) => {
+        if (!outcome.ok) throw new StaleRevisionError(this.bucket, key, outcome.expected);
+        return outcome.seq;
+      },
+    );
   }
 
   async delete(key: string, options: { expectedRevision?: number } = {}): Promise<void> {
@@ -91,59 +106,80 @@ export class MemoryKv implements KvStore {
     validateKvKey(key, { wildcards: false });
     // nats.js sends the fence only for a truthy revision, so 0 means "unconditional".
     const expected = options.expectedRevision ? options.expectedRevision : undefined;
-    const outcome = this.#write(key, EMPTY, { [OPERATION_HEADER]: 'DEL' }, expected);
-    if (!outcome.ok) throw new StaleRevisionError(this.bucket, key, outcome.expected);
+    const write = this.#writer(key, EMPTY, { [OPERATION_HEADER]: 'DEL' });
+    return andThen(
+      this.#context.call('kv delete', () => write(expected)),
+      (outcome) => {
+        if (!outcome.ok) throw new StaleRevisionError(this.bucket, key, outcome.expected);
+      },
+    );
   }
 
   async keys(filter = '>'): Promise<string[]> {
     this.#context.assertOpen('kv keys');
     validateKvKey(filter, { wildcards: true });
-    return this.#stream
-      .lastPerSubject(this.#prefix + filter)
-      .filter((message) => operationOf(message) === 'PUT')
-      .map((message) => message.subject.slice(this.#prefix.length));
+    return this.#context.call('kv keys', () =>
+      this.#stream
+        .lastPerSubject(this.#prefix + filter)
+        .filter((message) => operationOf(message) === 'PUT')
+        .map((message) => message.subject.slice(this.#prefix.length)),
+    );
   }
 
   async watch(options: KvWatchOptions, handler: (entry: KvEntry) => void): Promise<KvWatch> {
-    const { server } = this.#context;
     this.#context.assertOpen('kv watch');
     const pattern = options.key ?? '>';
     validateKvKey(pattern, { wildcards: true });
     const filter = this.#prefix + pattern;
     let active = true;
     const deliver = (message: StoredMessage): void =>
-      server.enqueue(() => {
+      this.#context.deliver(message.subject, message.data, () => {
         if (!active) return;
         runHandler(
           () => handler(this.#entry(message)),
           (error) => this.#context.reportHandlerError(message.subject, error),
         );
       });
-    // Snapshot and listen in one synchronous step: nothing is missed, nothing is seen twice.
+    // Snapshot and listen in one synchronous step at the server: nothing is missed, nothing is seen twice.
     const include = options.include ?? 'last';
-    if (include === 'last') this.#stream.lastPerSubject(filter).forEach(deliver);
-    if (include === 'history') for (const m of this.#stream.range(filter, 1, this.#stream.lastSeq)) deliver(m);
-    const unlisten = this.#stream.listen((message) => {
-      if (subjectMatches(filter, message.subject)) deliver(message);
+    let unlisten = (): void => undefined;
+    const started = this.#context.call('kv watch', () => {
+      if (include === 'last') this.#stream.lastPerSubject(filter).forEach(deliver);
+      if (include === 'history') for (const m of this.#stream.range(filter, 1, this.#stream.lastSeq)) deliver(m);
+      unlisten = this.#stream.listen((message) => {
+        if (subjectMatches(filter, message.subject)) deliver(message);
+      });
     });
+    // Its answer lost on a simulated network: a watch the server made is let go of, as nats.js lets go of a consumer.
+    if (started instanceof Promise) {
+      try {
+        await started;
+      } catch (error) {
+        active = false;
+        unlisten();
+        throw error;
+      }
+    }
     const stop = (): void => {
       active = false;
       unlisten();
       cancelOnClose();
     };
     const cancelOnClose = this.#context.onClose(stop);
-    await server.flush();
+    await this.#context.flush();
     return { stop };
   }
 
-  #write(key: string, value: Uint8Array, extra: Headers, expected: number | undefined): StoreOutcome {
-    const { server } = this.#context;
+  /** One write with its fence, as run at the server. */
+  #writer(key: string, value: Uint8Array, extra: Headers): (expected: number | undefined) => StoreOutcome {
+    const { server, client } = this.#context;
     const subject = this.#prefix + key;
-    const raw: Record<string, string> = { ...extra };
-    if (expected !== undefined) raw[EXPECTED_LAST_SUBJECT_SEQ_HEADER] = String(expected);
-    const headers = normalizeHeaders(raw);
-    checkPayload(value, headers, server.maxPayload, `kv write to ${this.bucket}/${key}`);
-    return server.append(this.#stream, { subject, data: copyBytes(value), headers });
+    const data = copyBytes(value);
+    return (expected) => {
+      const headers = headersFor(extra, expected);
+      checkPayload(data, headers, server.maxPayload, `kv write to ${this.bucket}/${key}`);
+      return server.append(this.#stream, { subject, data, headers }, client);
+    };
   }
 
   #entry(message: StoredMessage): KvEntry {
@@ -155,6 +191,12 @@ export class MemoryKv implements KvStore {
       operation: operationOf(message),
     };
   }
+}
+
+function headersFor(extra: Headers, expected: number | undefined): Headers {
+  const raw: Record<string, string> = { ...extra };
+  if (expected !== undefined) raw[EXPECTED_LAST_SUBJECT_SEQ_HEADER] = String(expected);
+  return normalizeHeaders(raw);
 }
 
 function operationOf(message: StoredMessage): KvEntry['operation'] {

@@ -1,10 +1,12 @@
 import { resolveEnvironment, type Environment } from '../environment.js';
 import { DEFAULT_INBOX_PREFIX, type Bus } from '../types.js';
 import { validateSubject } from '../names.js';
-import { MemoryBus } from './bus.js';
+import { DEFAULT_API_TIMEOUT, MemoryBus } from './bus.js';
 import { MemoryServer, type MemoryServerOptions } from './server.js';
 
 export { MemoryServer, DEFAULT_MAX_PAYLOAD, type MemoryServerOptions } from './server.js';
+export { SERVER, type ConnectionHooks, type Hop, type HopKind, type Network, type NetworkEvent } from './network.js';
+export { DEFAULT_API_TIMEOUT } from './bus.js';
 
 export interface MemoryBusOptions {
   /** Share one server between connections (simulated workers); default: a private one. */
@@ -20,6 +22,8 @@ export interface MemoryBusOptions {
    * process of a cluster uses the same, and each one's inbox lies under it.
    */
   replyPrefix?: string;
+  /** On a server with a simulated network: how long a JetStream API call waits for its answer (default 5 000 ms). */
+  apiTimeout?: number;
 }
 
 export function createMemoryServer(options: MemoryServerOptions = {}): MemoryServer {
@@ -40,6 +44,9 @@ export function createMemoryBus(options: MemoryBusOptions = {}): Bus {
     });
   const replyPrefix = options.replyPrefix ?? DEFAULT_INBOX_PREFIX;
   const inboxPrefix = options.inboxPrefix ?? replyPrefix;
+  const apiTimeout = options.apiTimeout ?? DEFAULT_API_TIMEOUT;
+  if (!Number.isFinite(apiTimeout) || apiTimeout < 1)
+    throw new RangeError(`apiTimeout must be >= 1 ms, got ${apiTimeout}`);
   validateSubject(replyPrefix, { wildcards: false, kind: 'reply prefix' });
   validateSubject(inboxPrefix, { wildcards: false, kind: 'inbox prefix' });
   return new MemoryBus(
@@ -47,5 +54,11 @@ export function createMemoryBus(options: MemoryBusOptions = {}): Bus {
     options.environment === undefined ? host.clock : resolveEnvironment(options.environment).clock,
     inboxPrefix,
     replyPrefix,
+    apiTimeout,
   );
+}
+
+/** The connection number of a memory bus on its server; undefined for any other bus. */
+export function connectionOf(bus: Bus): number | undefined {
+  return bus instanceof MemoryBus ? bus.connection : undefined;
 }

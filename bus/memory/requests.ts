@@ -24,6 +24,8 @@ export class RequestMux {
   readonly #prefix: string;
   readonly #pending = new Map<string, Settle>();
   #route: number | undefined;
+  #lostRoute = false;
+  #drained = false;
   #next = 1;
 
   constructor(server: MemoryServer, client: number, clock: Clock, inboxPrefix: string) {
@@ -35,7 +37,7 @@ export class RequestMux {
 
   /** Arms a reply subject; the first answer wins, else the timeout on the clock. */
   open(subject: string, timeout: number): OpenRequest {
-    this.#route ??= this.#server.subscribe(this.#client, `${this.#prefix}.*`, undefined, (m) => this.#receive(m));
+    if (this.#route === undefined && !this.#lostRoute && !this.#drained) this.#route = this.#subscribe();
     const reply = `${this.#prefix}.${this.#next++}`;
     let settle: Settle = () => undefined;
     const answer = new Promise<Message>((resolve, reject) => {
@@ -54,6 +56,24 @@ export class RequestMux {
   /** Routes no new answers; those already queued still arrive. */
   drain(): void {
     if (this.#route !== undefined) this.#server.unsubscribe(this.#route);
+    this.#route = undefined;
+    this.#drained = true;
+  }
+
+  /** The server restarted: the inbox's interest there is gone. */
+  lost(): void {
+    this.#lostRoute = this.#route !== undefined;
+    this.#route = undefined;
+  }
+
+  /** Reconnected: the inbox listens again, if it did before. */
+  resubscribe(): void {
+    if (this.#lostRoute && !this.#drained) this.#route = this.#subscribe();
+    this.#lostRoute = false;
+  }
+
+  #subscribe(): number {
+    return this.#server.subscribe(this.#client, `${this.#prefix}.*`, undefined, (m) => this.#receive(m));
   }
 
   /** Fails every request still waiting. */

@@ -66,6 +66,11 @@ export class Router {
     this.#routes.delete(id);
   }
 
+  /** Every route of every connection (a server restart); queue turns go on where they were. */
+  clear(): void {
+    for (const id of [...this.#routes.keys()]) this.remove(id);
+  }
+
   removeClient(client: number): void {
     for (const [id, { route }] of this.#routes) if (route.client === client) this.remove(id);
   }

@@ -14,6 +14,11 @@ export class DeliveryQueue {
   /** Turns run back to back on microtasks since timers last had a chance. */
   #turns = 0;
 
+  /** Nothing queued and no turn scheduled. */
+  get idle(): boolean {
+    return !this.#scheduled && this.#head === this.#tasks.length;
+  }
+
   push(task: () => void): void {
     this.#tasks.push(task);
     this.#schedule();

@@ -3,8 +3,9 @@ import { resolveEnvironment, type Environment } from '../environment.js';
 import { InvalidNameError } from '../errors.js';
 import { validateName, validateSubject } from '../names.js';
 import type { WireMessage } from './payload.js';
+import { SERVER, type ConnectionHooks, type Network } from './network.js';
 import { Router } from './router.js';
-import { DeliveryQueue } from './scheduler.js';
+import { DirectTransport, NetworkTransport, type Transport } from './transport.js';
 import { MemoryStream, type StoreOutcome, type StreamSettings } from './stream.js';
 import { subjectsOverlap } from '../filters.js';
 
@@ -13,6 +14,12 @@ export interface MemoryServerOptions {
   environment?: Partial<Environment>;
   /** Largest message in bytes, headers included (default 1 MiB, as nats-server). */
   maxPayload?: number;
+  /**
+   * A simulated network between the server and its connections (network.ts):
+   * messages lost, late, duplicated, connections cut off, paused, killed, a
+   * restart. Default none: everything arrives at once, in one order.
+   */
+  network?: Network;
 }
 
 export const DEFAULT_MAX_PAYLOAD = 1_048_576;
@@ -36,8 +43,11 @@ export class MemoryServer {
   readonly environment: Environment;
   readonly clock: Clock;
   readonly maxPayload: number;
-  readonly #queue = new DeliveryQueue();
+  readonly #transport: Transport;
+  readonly #network: NetworkTransport | undefined;
   readonly #router = new Router();
+  /** Per route, copies of messages on their way to it, and who waits for none to be (a drain). */
+  readonly #flying = new Map<number, { count: number; waiters: Array<() => void> }>();
   readonly #streams = new Map<string, MemoryStream>();
   readonly #blobs = new Map<string, BlobBucket>();
   #nextClient = 1;
@@ -51,16 +61,26 @@ export class MemoryServer {
     this.environment = resolveEnvironment(options.environment);
     this.clock = this.environment.clock;
     this.maxPayload = maxPayload;
+    this.#network = options.network === undefined ? undefined : new NetworkTransport(this.clock, options.network);
+    this.#transport = this.#network ?? new DirectTransport();
+  }
+
+  /** On a simulated network API calls (journal, kv, blobs) travel too, and may be lost or late. */
+  get networked(): boolean {
+    return this.#transport.networked;
   }
 
   /** A new connection's id; ids are handed out in order, so inbox names replay. */
-  connect(): number {
-    return this.#nextClient++;
+  connect(hooks?: ConnectionHooks): number {
+    const client = this.#nextClient++;
+    this.#transport.open(client, hooks);
+    return client;
   }
 
   /** Drops every route the connection registered. */
   disconnect(client: number): void {
     this.#router.removeClient(client);
+    this.#transport.close(client);
   }
 
   subscribe(client: number, subject: string, queue: string | undefined, deliver: (m: WireMessage) => void): number {
@@ -76,10 +96,12 @@ export class MemoryServer {
   /**
    * A core publish. A stream capturing the subject stores it (honouring
    * Nats-Msg-Id and the expected-sequence header) and acks to `reply`, as
-   * nats-server does. Returns how many took the message (0: no responders).
+   * nats-server does. Returns how many took the message (0: no responders),
+   * or -1 when it went nowhere: its sender is cut off from the server.
    */
-  publish(message: WireMessage): number {
-    const routed = this.#fanOut(message);
+  publish(message: WireMessage, from: number = SERVER): number {
+    if (!this.#transport.reaches(from)) return -1;
+    const routed = this.#fanOut(message, from);
     const stream = this.streamFor(message.subject);
     if (stream === undefined) return routed;
     const outcome = this.#store(stream, message);
@@ -90,19 +112,82 @@ export class MemoryServer {
   }
 
   /** A JetStream publish into `stream`; core subscribers see it too, whatever the stream decides. */
-  append(stream: MemoryStream, message: WireMessage): StoreOutcome {
-    this.#fanOut(message);
+  append(stream: MemoryStream, message: WireMessage, from: number = SERVER): StoreOutcome {
+    this.#fanOut(message, from);
     return this.#store(stream, message);
   }
 
-  /** Runs `task` in the delivery order shared by everything on this server. */
-  enqueue(task: () => void): void {
-    this.#queue.push(task);
+  /**
+   * Runs `task` for connection `to` in the delivery order of this server: a
+   * stream entry to a follower or watcher (in order, never lost while it lives).
+   */
+  enqueue(task: () => void, to: number = SERVER, subject = '', data?: Uint8Array): void {
+    this.#transport.stream(to, subject, data, task);
   }
 
-  /** Resolves once every delivery queued so far has been made. */
-  flush(): Promise<void> {
-    return this.#queue.flush();
+  /** No delivery can be made now and none is about to be (what waits for a paused or cut-off connection does not count). */
+  get idle(): boolean {
+    return this.#transport.idle;
+  }
+
+  /**
+   * Resolves once every delivery queued so far has been made; on a network,
+   * once what the server sent connection `to` so far has reached it.
+   */
+  flush(to: number = SERVER): Promise<void> {
+    return this.#transport.flush(to);
+  }
+
+  /** An API call of `client` on a network: run here at most once; never settles if it or its answer is lost. */
+  call<T>(client: number, operation: string, run: () => T): Promise<T> {
+    return this.#transport.call(client, operation, run);
+  }
+
+  /** Resolves once no message routed to `route` is still on its way to it. */
+  drained(route: number): Promise<void> {
+    const flying = this.#flying.get(route);
+    if (flying === undefined) return Promise.resolve();
+    return new Promise((resolve) => flying.waiters.push(resolve));
+  }
+
+  // ------------------------------------------------------------ faults (a simulated network only)
+
+  /** Partitions the connection from the server, both ways (`cut` false heals it). */
+  cut(client: number, cut = true): void {
+    this.#faults('cut').cut(client, cut);
+  }
+
+  /** Its process is paused: what reaches it waits (`held` false lets it through, late). */
+  hold(client: number, held = true): void {
+    this.#faults('hold').hold(client, held);
+  }
+
+  /** Its process died: its routes go at once, and nothing more reaches it or comes from it. */
+  kill(client: number): void {
+    const faults = this.#faults('kill');
+    this.#router.removeClient(client);
+    faults.kill(client);
+  }
+
+  /**
+   * A nats-server restart: every core subscription and request inbox is
+   * gone and every connection reconnects after `after(client)` ms; streams,
+   * buckets and blobs keep everything stored.
+   */
+  restart(after: (client: number) => number): void {
+    const faults = this.#faults('restart');
+    this.#router.clear();
+    faults.restart(after);
+  }
+
+  /** A connection is back after a restart (its bus calls this as it reconnects). */
+  rejoin(client: number): void {
+    this.#network?.rejoin(client);
+  }
+
+  #faults(what: string): NetworkTransport {
+    if (this.#network === undefined) throw new TypeError(`${what} needs a server made with a network`);
+    return this.#network;
   }
 
   stream(name: string): MemoryStream | undefined {
@@ -166,10 +251,38 @@ export class MemoryServer {
     return found;
   }
 
-  #fanOut(message: WireMessage): number {
+  #fanOut(message: WireMessage, from: number): number {
     const routes = this.#router.match(message.subject);
-    for (const route of routes) this.#queue.push(() => route.deliver(message));
+    for (const route of routes) {
+      const hop = { kind: 'message', from, to: route.client, subject: message.subject } as const;
+      for (const delay of this.#transport.copies(hop)) {
+        this.#took(route.id);
+        this.#transport.arrive(
+          hop,
+          delay,
+          message.data,
+          () => {
+            this.#arrived(route.id);
+            route.deliver(message);
+          },
+          () => this.#arrived(route.id),
+        );
+      }
+    }
     return routes.length;
+  }
+
+  #took(route: number): void {
+    const flying = this.#flying.get(route);
+    if (flying === undefined) this.#flying.set(route, { count: 1, waiters: [] });
+    else flying.count++;
+  }
+
+  #arrived(route: number): void {
+    const flying = this.#flying.get(route)!;
+    if (--flying.count > 0) return;
+    this.#flying.delete(route);
+    for (const resolve of flying.waiters) resolve();
   }
 
   #store(stream: MemoryStream, message: WireMessage): StoreOutcome {

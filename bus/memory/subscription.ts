@@ -23,7 +23,8 @@ export class MemorySubscription implements Subscription {
   readonly queue?: string;
   readonly #owner: SubscriptionOwner;
   readonly #handler: MessageHandler;
-  readonly #route: number;
+  /** Its interest on the server; undefined while a restarted server has lost it. */
+  #route: number | undefined;
   #state: 'active' | 'draining' | 'closed' = 'active';
 
   constructor(owner: SubscriptionOwner, subject: string, queue: string | undefined, handler: MessageHandler) {
@@ -31,13 +32,29 @@ export class MemorySubscription implements Subscription {
     if (queue !== undefined) this.queue = queue;
     this.#owner = owner;
     this.#handler = handler;
-    this.#route = owner.server.subscribe(owner.client, subject, queue, (message) => this.#deliver(message));
+    this.#route = this.#register();
+  }
+
+  #register(): number {
+    return this.#owner.server.subscribe(this.#owner.client, this.subject, this.queue, (message) =>
+      this.#deliver(message),
+    );
+  }
+
+  /** The server restarted: its interest there is gone. */
+  lost(): void {
+    this.#route = undefined;
+  }
+
+  /** Reconnected: registers its interest again, as nats.js does on reconnect. */
+  resubscribe(): void {
+    if (this.#state === 'active' && this.#route === undefined) this.#route = this.#register();
   }
 
   /** Nothing more reaches the handler, not even messages already queued for it. */
   unsubscribe(): void {
     if (this.#state === 'closed') return;
-    if (this.#state === 'active') this.#owner.server.unsubscribe(this.#route);
+    if (this.#state === 'active' && this.#route !== undefined) this.#owner.server.unsubscribe(this.#route);
     this.#state = 'closed';
     this.#owner.forget(this);
   }
@@ -45,9 +62,15 @@ export class MemorySubscription implements Subscription {
   /** Takes no new messages but still hands over the queued ones, then closes. */
   async drain(): Promise<void> {
     if (this.#state !== 'active') return;
-    this.#owner.server.unsubscribe(this.#route);
+    const { server, client } = this.#owner;
+    const route = this.#route;
+    if (route !== undefined) server.unsubscribe(route);
     this.#state = 'draining';
-    await this.#owner.server.flush();
+    if (server.networked) {
+      // Messages routed to it before it let go are still on their way: they are handed over too.
+      if (route !== undefined) await server.drained(route);
+      await server.flush(client);
+    } else await server.flush();
     this.unsubscribe();
   }
 
