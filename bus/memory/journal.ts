@@ -9,7 +9,7 @@ import type {
   JournalFollow,
   ReadOptions,
 } from '../types.js';
-import { subjectMatches } from '../names.js';
+import { subjectMatcher } from './matcher.js';
 import { andThen, type ClientContext } from './context.js';
 import { checkPayload, copyBytes, normalizeHeaders } from './payload.js';
 import { EXPECTED_LAST_SUBJECT_SEQ_HEADER, MSG_ID_HEADER, type MemoryStream, type StoredMessage } from './stream.js';
@@ -93,11 +93,12 @@ export class MemoryJournal implements Journal {
       });
     // Backlog and listener in one synchronous step at the server: nothing is missed, nothing is seen twice.
     let unlisten = (): void => undefined;
+    const matches = subjectMatcher(filter);
     const started = this.#context.call('consumer create', () => {
       if (options.fromSeq !== undefined)
         for (const m of this.#stream.range(filter, Math.max(1, options.fromSeq), this.#stream.lastSeq)) deliver(m);
       unlisten = this.#stream.listen((message) => {
-        if (subjectMatches(filter, message.subject)) deliver(message);
+        if (matches(message.subject)) deliver(message);
       });
     });
     const following = (): JournalFollow => {

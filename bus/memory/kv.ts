@@ -1,5 +1,6 @@
 import { KeyExistsError, StaleRevisionError } from '../errors.js';
-import { subjectMatches, validateKvKey } from '../names.js';
+import { validateKvKey } from '../names.js';
+import { subjectMatcher } from './matcher.js';
 import type { Headers, KvEntry, KvStore, KvWatch, KvWatchOptions } from '../types.js';
 import { andThen, runHandler, type ClientContext } from './context.js';
 import { checkPayload, copyBytes, normalizeHeaders } from './payload.js';
@@ -143,11 +144,12 @@ export class MemoryKv implements KvStore {
     // Snapshot and listen in one synchronous step at the server: nothing is missed, nothing is seen twice.
     const include = options.include ?? 'last';
     let unlisten = (): void => undefined;
+    const matches = subjectMatcher(filter);
     const started = this.#context.call('kv watch', () => {
       if (include === 'last') this.#stream.lastPerSubject(filter).forEach(deliver);
       if (include === 'history') for (const m of this.#stream.range(filter, 1, this.#stream.lastSeq)) deliver(m);
       unlisten = this.#stream.listen((message) => {
-        if (subjectMatches(filter, message.subject)) deliver(message);
+        if (matches(message.subject)) deliver(message);
       });
     });
     // Its answer lost on a simulated network: a watch the server made is let go of, as nats.js lets go of a consumer.

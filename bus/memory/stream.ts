@@ -1,5 +1,6 @@
 import { subjectMatches } from '../names.js';
 import type { Headers } from '../types.js';
+import { subjectMatcher } from './matcher.js';
 
 /**
  * A JetStream stream as nats-server 2.9.10 keeps one: stream-wide sequences
@@ -40,6 +41,7 @@ function isConcrete(filter: string): boolean {
 
 export class MemoryStream {
   #settings: StreamSettings;
+  #captures: Array<(subject: string) => boolean>;
   // Insertion order is sequence order, and deletes are cheap.
   readonly #messages = new Map<number, StoredMessage>();
   readonly #bySubject = new Map<string, number[]>();
@@ -49,6 +51,7 @@ export class MemoryStream {
 
   constructor(settings: StreamSettings) {
     this.#settings = settings;
+    this.#captures = settings.subjects.map(subjectMatcher);
   }
 
   get name(): string {
@@ -66,11 +69,12 @@ export class MemoryStream {
 
   configure(settings: StreamSettings): void {
     this.#settings = settings;
+    this.#captures = settings.subjects.map(subjectMatcher);
     for (const subject of [...this.#bySubject.keys()]) this.#trim(subject);
   }
 
   captures(subject: string): boolean {
-    return this.#settings.subjects.some((filter) => subjectMatches(filter, subject));
+    return this.#captures.some((matches) => matches(subject));
   }
 
   /** Called synchronously for every stored message; returns an unsubscribe. */
