@@ -152,7 +152,14 @@ export class Catalog {
     const idle = [...this.#directory.entries()].filter(
       ([, s]) => now - s.lastActive >= s.app.unusedSessionLifetime && s.openTransaction === undefined,
     );
-    await Promise.all(idle.map(([key, s]) => this.#passivate(key, s, WHEN_IDLE)));
+    // A snapshot that cannot be written now (the store timed out) leaves the session active: the next sweep tries again.
+    await Promise.all(
+      idle.map(([key, s]) =>
+        this.#passivate(key, s, WHEN_IDLE).catch((err: unknown) =>
+          this.#log.warn({ err, key }, 'idle session not passivated'),
+        ),
+      ),
+    );
   }
 
   /** Every session not holding a transaction; resolves with how many. */
