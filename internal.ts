@@ -88,6 +88,17 @@ export {
 
 export { resolveEnvironment } from './bus/environment.js';
 
+// The memory bus's simulated network, for the simulator.
+export {
+  connectionOf,
+  SERVER,
+  type ConnectionHooks,
+  type Hop,
+  type HopKind,
+  type Network,
+  type NetworkEvent,
+} from './bus/memory/mod.js';
+
 // Codec, claim-check and subjects.
 export { CODEC, DEFAULT_MAX_DEPTH, decode, encode, type DecodeOptions, type EncodeOptions } from './bus/codec.js';
 export {

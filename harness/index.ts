@@ -62,3 +62,21 @@ export {
 } from './scenario.js';
 /** The generic history checker (harness/checker): `checker.checkHistory`, `checker.HistoryRecorder`, ... */
 export * as checker from './checker/index.js';
+export {
+  ALL_FAULTS,
+  exampleWorkload,
+  formatFaults,
+  ledgerWorkload,
+  NO_FAULTS,
+  parseFaults,
+  simulate,
+  SIMULATION_START,
+  whiteboardWorkload,
+  type ExampleWorkloadOptions,
+  type Faults,
+  type SimulateOptions,
+  type SimulateResult,
+  type SimulateStats,
+  type Workload,
+  type WorkloadContext,
+} from './simulate/index.js';
