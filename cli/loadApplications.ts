@@ -45,7 +45,7 @@ let typescriptLoader: Promise<void> | undefined;
  * itself running as TypeScript: then a loader that handles .ts (node --import
  * tsx, vitest) is already in place, and a second one would only slow it down.
  */
-function enableTypeScript(): Promise<void> {
+export function enableTypeScript(): Promise<void> {
   if (import.meta.url.endsWith('.ts')) return Promise.resolve();
   typescriptLoader ??= import('tsx/esm/api').then(({ register }) => {
     register();

@@ -95,7 +95,6 @@ export class SimCluster {
       faults: options.faults,
       random: seededEnvironment(seedOf(options.seed, 'network')).random,
       trace,
-      now: () => this.clock.now(),
       nameOf: (connection) => this.#names.get(connection) ?? `#${connection}`,
     });
     this.server = createMemoryServer({ environment: { clock: this.clock }, network: this.network });
@@ -123,7 +122,7 @@ export class SimCluster {
     const bus = this.#bus(process, workerInbox());
     const entry: WorkerSlot = { slot, incarnation, process, worker: undefined, error: undefined };
     this.workers[slot] = entry;
-    this.trace.add(`${this.clock.now()} start ${name}`);
+    this.trace.add(`start ${name}`);
     const { cluster, applications, shardCount, worker } = this.#options;
     return startWorker({
       zone: ZONES[slot % ZONES.length],
@@ -137,11 +136,11 @@ export class SimCluster {
     }).then(
       (w) => {
         entry.worker = w;
-        this.trace.add(`${this.clock.now()} started ${name} as ${w.id}`);
+        this.trace.add(`started ${name} as ${w.id}`);
       },
       (err: unknown) => {
         entry.error = err;
-        this.trace.add(`${this.clock.now()} failed ${name}: ${String(err)}`);
+        this.trace.add(`failed ${name}: ${String(err)}`);
       },
     );
   }
@@ -159,7 +158,7 @@ export class SimCluster {
       },
       (err: unknown) => {
         entry.error = err;
-        this.trace.add(`${this.clock.now()} failed ${label}: ${String(err)}`);
+        this.trace.add(`failed ${label}: ${String(err)}`);
       },
     );
   }
@@ -205,7 +204,7 @@ export class SimCluster {
       name,
       clock: this.clock,
       server: this.server,
-      onTimer: (p) => this.trace.add(`${this.clock.now()} timer ${p.name}`),
+      onTimer: (p) => this.trace.add(`timer ${p.name}`),
     });
   }
 

@@ -97,10 +97,10 @@ export class FaultInjector {
     this.counts[kind]++;
     const key = `${kind}#${this.#next++}`;
     const clock = this.#cluster.clock;
-    this.#cluster.trace.add(`${clock.now()} fault ${kind} ${what} for ${ms}`);
+    this.#cluster.trace.add(`fault ${kind} ${what} for ${ms}`);
     const end = (): void => {
       if (!this.#active.delete(key)) return;
-      this.#cluster.trace.add(`${clock.now()} heal ${kind} ${what}`);
+      this.#cluster.trace.add(`heal ${kind} ${what}`);
       heal();
     };
     this.#active.set(key, { heal: end, timer: clock.setTimeout(end, ms) });
@@ -155,7 +155,7 @@ export class FaultInjector {
     const down = this.#between(100, 2_000);
     this.#busUntil = clock.now() + down + 500;
     this.counts.busRestart++;
-    this.#cluster.trace.add(`${clock.now()} fault busRestart down ${down}`);
+    this.#cluster.trace.add(`fault busRestart down ${down}`);
     this.#cluster.server.restart(() => down + this.#between(0, 500));
   }
 }

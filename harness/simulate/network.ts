@@ -10,7 +10,6 @@ export interface SimNetworkOptions {
   /** The network's own seeded stream of draws. */
   readonly random: () => number;
   readonly trace: Trace;
-  readonly now: () => number;
   /** A connection's process, for the trace (0 is the server). */
   readonly nameOf: (connection: number) => string;
 }
@@ -27,7 +26,6 @@ export class SimNetwork implements Network {
   readonly reorder: boolean;
   readonly #random: () => number;
   readonly #trace: Trace;
-  readonly #now: () => number;
   readonly #nameOf: (connection: number) => string;
   readonly #faults: Faults;
   #drop = 0;
@@ -37,11 +35,10 @@ export class SimNetwork implements Network {
   /** Deliveries, losses and API calls so far. */
   readonly counts = { deliver: 0, drop: 0, execute: 0, duplicate: 0 };
 
-  constructor({ faults, random, trace, now, nameOf }: SimNetworkOptions) {
+  constructor({ faults, random, trace, nameOf }: SimNetworkOptions) {
     this.reorder = faults.reorder === true;
     this.#random = random;
     this.#trace = trace;
-    this.#now = now;
     this.#nameOf = nameOf;
     this.#faults = faults;
   }
@@ -79,7 +76,7 @@ export class SimNetwork implements Network {
   observe(event: NetworkEvent): void {
     this.counts[event.type]++;
     const { hop } = event;
-    const line = `${this.#now()} ${event.type} ${hop.kind} ${this.#nameOf(hop.from)}>${this.#nameOf(hop.to)} ${hop.subject}`;
+    const line = `${event.type} ${hop.kind} ${this.#nameOf(hop.from)}>${this.#nameOf(hop.to)} ${hop.subject}`;
     this.#trace.add(line, event.type === 'deliver' ? event.data : undefined);
   }
 

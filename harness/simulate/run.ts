@@ -174,7 +174,7 @@ class Simulation {
     this.#troubledInterval = options.troubledInterval ?? CONNECTION_DEFAULTS.troubledInterval;
     this.#attemptTimeout = options.attemptTimeout ?? 2_000;
     this.#recovery = count('recovery', options.recovery, 3 * this.#sessionTimeout + this.#troubledInterval, 0);
-    this.#trace = new Trace(options.onTrace);
+    this.#trace = new Trace(() => this.#now - SIMULATION_START, options.onTrace);
     this.#recorder = new HistoryRecorder({ now: () => this.#cluster.clock.now() });
     this.#cluster = new SimCluster({
       seed,
@@ -213,7 +213,7 @@ class Simulation {
 
   unhandled(reason: unknown): void {
     const what = reason instanceof Error ? `${reason.name}: ${reason.message}` : String(reason);
-    this.#trace.add(`${this.#now} unhandled ${what}`);
+    this.#trace.add(`unhandled ${what}`);
     this.#errors.push(`unhandled rejection at ${this.#now - this.#start} ms (it would end its process): ${what}`);
   }
 
@@ -296,7 +296,7 @@ class Simulation {
     injector.healAll();
     cluster.network.calm();
     const healedAt = this.#now;
-    this.#trace.add(`${healedAt} heal all`);
+    this.#trace.add('heal all');
     await this.#loop.drive(() => false, stopAt);
     running = false;
     const bound = stopAt + this.#troubledInterval + 2 * this.#attemptTimeout + 10_000;
@@ -346,7 +346,7 @@ class Simulation {
       const op = ops[this.#traced]!;
       const error = op.error === undefined ? '' : ` ${op.error}`;
       this.#trace.add(
-        `${this.#now} op ${op.client} ${op.kind} ${op.app}/${op.session} ${op.event?.type ?? ''} ${op.outcome} seq=${op.seq ?? '-'} from ${op.invokedAt}${error}`,
+        `${this.#now} op ${op.client} ${op.kind} ${op.app}/${op.session} ${op.event?.type ?? ''} ${op.outcome} seq=${op.seq ?? '-'} from ${op.invokedAt - SIMULATION_START}${error}`,
       );
     }
   }

@@ -24,7 +24,10 @@ async function boot(
   options: { workers?: number; clients?: number; faults?: Faults; seed?: number; troubledInterval?: number } = {},
 ) {
   const lines: string[] = [];
-  const trace = new Trace((line) => lines.push(line));
+  const trace = new Trace(
+    () => cluster.clock.now() - SIMULATION_START,
+    (line) => lines.push(line),
+  );
   const recorder = new HistoryRecorder({ now: () => cluster.clock.now() });
   const cluster: SimCluster = new SimCluster({
     seed: options.seed ?? 1,
@@ -226,7 +229,7 @@ describe('processes', () => {
   it('a paused process takes its overdue timers first, then its deliveries; a killed one never runs again', async () => {
     const clock = new VirtualClock(0);
     const random = seededEnvironment(1).random;
-    const network = new SimNetwork({ faults: {}, random, trace: new Trace(), now: () => clock.now(), nameOf: String });
+    const network = new SimNetwork({ faults: {}, random, trace: new Trace(() => clock.now()), nameOf: String });
     const server = createMemoryServer({ environment: { clock }, network });
     const loop = new RunLoop(clock, server);
     const p = new SimProcess({ name: 'p', clock, server });
