@@ -2,6 +2,7 @@ import { benchBus } from './bus.js';
 import { benchConnections } from './connections.js';
 import { benchFailover } from './failover.js';
 import { benchSessions } from './sessions.js';
+import { benchSimulate } from './simulate.js';
 
 /** `npm run bench -- <name>`: each bench prints its figures beside raw NATS measured in the same run. */
 const benches: Record<string, (write: (line: string) => void) => Promise<number>> = {
@@ -9,6 +10,7 @@ const benches: Record<string, (write: (line: string) => void) => Promise<number>
   sessions: benchSessions,
   failover: benchFailover,
   connections: benchConnections,
+  simulate: benchSimulate,
 };
 
 const write = (line: string): void => void process.stdout.write(line + '\n');
