@@ -69,6 +69,9 @@ export interface ClientSlot {
 
 const ZONES = 'abcdefghijklmnopqrstuvwxyz';
 
+/** How long a supervisor waits before it starts a worker again that failed to start. */
+const RESTART_AFTER = 1_000;
+
 /**
  * The simulated processes of one run, on one memory server and one clock:
  * workers (each in a slot that a fresh worker takes when one is killed) and
@@ -86,6 +89,7 @@ export class SimCluster {
   readonly #names = new Map<number, string>([[0, 'server']]);
   readonly #logger: NonNullable<WorkerOptions['logger']>;
   #audits = 0;
+  #supervising = true;
 
   constructor(options: SimClusterOptions) {
     this.#options = options;
@@ -112,7 +116,12 @@ export class SimCluster {
     );
   }
 
-  /** Starts a worker in `slot` (a fresh one when the slot had one); resolves when it has started or failed to. */
+  /**
+   * Starts a worker in `slot` (a fresh one when the slot had one); resolves
+   * when it has started or failed to. One that fails to start (a call to the
+   * store lost or timed out) exits, and a fresh one takes the slot a second
+   * later, as a supervisor (systemd, Kubernetes) would restart it.
+   */
   spawnWorker(slot: number): Promise<void> {
     const previous = this.workers[slot];
     const incarnation = previous === undefined ? 1 : previous.incarnation + 1;
@@ -141,8 +150,17 @@ export class SimCluster {
       (err: unknown) => {
         entry.error = err;
         this.trace.add(`failed ${name}: ${String(err)}`);
+        process.kill();
+        this.clock.setTimeout(() => {
+          if (this.workers[slot] === entry && this.#supervising) void this.spawnWorker(slot);
+        }, RESTART_AFTER);
       },
     );
+  }
+
+  /** Failed workers are no longer started again (the run is ending). */
+  stopSupervising(): void {
+    this.#supervising = false;
   }
 
   /** Connects client `index` (recorded); resolves when connected or failed to. */

@@ -37,3 +37,4 @@ export { SimProcess, type ProcessState, type SimProcessOptions } from './process
 export { SimNetwork, type SimNetworkOptions } from './network.js';
 export { Trace } from './trace.js';
 export { seedOf } from './seeds.js';
+export { servingDisagreements } from './serving.js';

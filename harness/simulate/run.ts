@@ -19,6 +19,7 @@ import { ALL_FAULTS, checkFaults, NO_FAULTS, type Faults } from './faults.js';
 import { FaultInjector, type FaultKind } from './injector.js';
 import { RunLoop } from './loop.js';
 import { seedOf } from './seeds.js';
+import { servingDisagreements } from './serving.js';
 import { Trace } from './trace.js';
 import type { Workload } from './workload.js';
 import { exampleWorkload } from './workloads.js';
@@ -221,6 +222,9 @@ class Simulation {
     await this.#form();
     const { healedAt, injector } = await this.#work();
     const finals = await this.#readBack();
+    this.#cluster.stopSupervising();
+    for (const disagreement of servingDisagreements(this.#cluster.workers))
+      this.#errors.push(`after the recovery: ${disagreement}`);
     const journals = await this.#loop.run(
       readJournals(this.#audit.bus, this.#cluster.name),
       this.#now + 60_000,
@@ -246,9 +250,8 @@ class Simulation {
   async #form(): Promise<void> {
     const cluster = this.#cluster;
     const limit = (): number => this.#now + 10 * this.#sessionTimeout;
-    let started = 0;
-    for (let slot = 0; slot < this.#workers; slot++) void cluster.spawnWorker(slot).then(() => started++);
-    await this.#loop.drive(() => started === this.#workers, limit());
+    for (let slot = 0; slot < this.#workers; slot++) void cluster.spawnWorker(slot);
+    await this.#loop.drive(() => cluster.workers.every((w) => w.worker !== undefined), limit());
     for (const w of cluster.workers)
       if (w.worker === undefined)
         this.#errors.push(`worker ${w.process.name} did not start: ${String(w.error ?? 'not in time')}`);
@@ -346,7 +349,7 @@ class Simulation {
       const op = ops[this.#traced]!;
       const error = op.error === undefined ? '' : ` ${op.error}`;
       this.#trace.add(
-        `${this.#now} op ${op.client} ${op.kind} ${op.app}/${op.session} ${op.event?.type ?? ''} ${op.outcome} seq=${op.seq ?? '-'} from ${op.invokedAt - SIMULATION_START}${error}`,
+        `op ${op.client} ${op.kind} ${op.app}/${op.session} ${op.event?.type ?? ''} ${op.outcome} seq=${op.seq ?? '-'} from ${op.invokedAt - SIMULATION_START}${error}`,
       );
     }
   }

@@ -8,6 +8,7 @@ import {
   SIMULATION_START,
   SimNetwork,
   SimProcess,
+  servingDisagreements,
   Trace,
   VirtualClock,
   type Faults,
@@ -135,6 +136,7 @@ describe('faults of a simulated cluster, on virtual time', () => {
     expect(view.shards.some((s) => s.primary?.startsWith(`${id}~`))).toBe(true);
     const account = sim.client().session('ledger', 'acct-0');
     await sim.run(account.send({ type: 'OPEN', owner: 'after the heal' }));
+    expect(servingDisagreements(sim.cluster.workers)).toEqual([]);
     expect(await sim.check()).toEqual([]);
   });
 
