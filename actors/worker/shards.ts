@@ -33,6 +33,8 @@ export class Shards {
   readonly #subs = new Map<number, Subscription[]>();
   readonly #readOnly = new Map<number, Subscription>();
   #stopped = false;
+  /** The change under way; the next waits for it. */
+  #changing: Promise<unknown> = Promise.resolve();
 
   constructor({ bus, cluster, log, dispatch, catalog, wakeups }: ShardsOptions) {
     this.#bus = bus;
@@ -53,7 +55,14 @@ export class Shards {
    * unsubscribed first, then its sessions drain and passivate, so the next
    * primary starts from everything this one acknowledged.
    */
-  async serve(target: ReadonlySet<number>): Promise<number[]> {
+  serve(target: ReadonlySet<number>): Promise<number[]> {
+    // One change at a time: two interleaved would each subscribe a shard the other had not yet.
+    const run = this.#changing.then(() => this.#serve(target));
+    this.#changing = run.catch(() => undefined);
+    return run;
+  }
+
+  async #serve(target: ReadonlySet<number>): Promise<number[]> {
     const gone = [...this.#subs.keys()].filter((s) => !target.has(s));
     const added = [...target].filter((s) => !this.#subs.has(s));
     // Drained, not dropped: a request already routed here is still answered.

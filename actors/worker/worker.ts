@@ -293,7 +293,7 @@ class WorkerHost {
   async #join(options: MembershipOptions, memberId: string): Promise<void> {
     const replication = this.replicas!;
     this.#armReplicaTick(options.config.heartbeatInterval);
-    const membership = new MembershipHost({
+    const membership: MembershipHost = new MembershipHost({
       bus: this.#bus,
       cluster: this.#cluster,
       self: { id: memberId, zone: options.zone, promotable: options.promotable },
@@ -302,8 +302,12 @@ class WorkerHost {
       environment: this.#environment,
       log: this.#log,
       apply: async (view) => {
+        // Views a replaced member had queued (it was dropped, this worker rejoined as another) take up nothing:
+        // applied late, they would give up the shards the new member serves.
+        if (this.#membership !== membership) return [];
         const primaries = primariesOf(view, memberId);
         const serving = await this.shards.serve(primaries);
+        if (this.#membership !== membership) return serving;
         this.shards.serveReadOnly(new Set([...primaries].filter((shard) => view.shards[shard]!.replicas.length === 0)));
         await replication.apply(view, memberId);
         return serving;
@@ -312,6 +316,7 @@ class WorkerHost {
       removed: () => {
         // Cut off long enough to be dropped: let go of everything, then come back as a new member.
         this.#membership?.stop();
+        this.#membership = undefined;
         void this.shards
           .serve(new Set())
           .then(() => (this.#stopped ? undefined : this.#join(options, `${this.id}~${++this.#incarnation}`)))
