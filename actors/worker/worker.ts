@@ -313,20 +313,34 @@ class WorkerHost {
         return serving;
       },
       notSynchronized: () => replication.notSynchronized(),
-      removed: () => {
-        // Cut off long enough to be dropped: let go of everything, then come back as a new member.
-        this.#membership?.stop();
-        this.#membership = undefined;
-        void this.shards
-          .serve(new Set())
-          .then(() => (this.#stopped ? undefined : this.#join(options, `${this.id}~${++this.#incarnation}`)))
-          .catch((err: unknown) => this.#log.error({ err }, 'rejoin failed'));
-      },
+      removed: () => void this.#rejoin(options),
     });
     this.#membership = membership;
     // Its sessions prove primacy through this member's lease from its first view on.
     this.catalog.primacy = membership.lease;
     await membership.start();
+  }
+
+  /**
+   * Cut off long enough to be dropped: let go of everything, then come back
+   * as a new member; a join that fails (a store call timed out) is let go of
+   * too, and tried again a session timeout later, until it holds.
+   */
+  async #rejoin(options: MembershipOptions): Promise<void> {
+    for (;;) {
+      this.#membership?.stop();
+      this.#membership = undefined;
+      try {
+        await this.shards.serve(new Set());
+        if (this.#stopped) return;
+        await this.#join(options, `${this.id}~${++this.#incarnation}`);
+        return;
+      } catch (err) {
+        this.#log.error({ err }, 'rejoin failed: trying again after a session timeout');
+      }
+      await new Promise<void>((resolve) => this.#clock.setTimeout(resolve, options.config.sessionTimeout));
+      if (this.#stopped) return;
+    }
   }
 
   #armReplicaTick(every: number): void {
