@@ -49,7 +49,7 @@ describe('cohort simulate', () => {
     const hash = /trace ([0-9a-f]{64})/.exec(a.stdout)?.[1];
     expect(hash).toBeDefined();
     // Everything but the wall-clock rates is the same.
-    const steady = (s: string): string => s.replace(/[\d.]+ (simulated s per wall s|s\))/g, '');
+    const steady = (s: string): string => s.replace(/[\d.]+ (simulated s per wall s|s\))|in [\d.]+ s/g, '');
     expect(steady(b.stdout)).toBe(steady(a.stdout));
   }, 60_000);
 
