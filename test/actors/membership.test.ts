@@ -9,7 +9,6 @@ import {
   type Worker,
   type WorkerOptions,
 } from '../../index.js';
-import { createMemoryBus, createMemoryServer, type MemoryServer } from '../../bus/memory/mod.js';
 import { createNatsBus } from '../../bus/nats/mod.js';
 import type { Bus } from '../../bus/types.js';
 import { decode, encode } from '../../bus/codec.js';
@@ -30,20 +29,12 @@ interface Fixture {
   bus(): Promise<Bus>;
 }
 
-const fixtures: Record<
-  'memory' | 'nats',
-  () => { setup(): Promise<void>; teardown(): Promise<void>; fixture: Fixture }
-> = {
-  memory: () => {
-    let server: MemoryServer;
-    return {
-      setup: async () => {
-        server = createMemoryServer();
-      },
-      teardown: async () => {},
-      fixture: { bus: async () => createMemoryBus({ server }) },
-    };
-  },
+/**
+ * On a real nats-server only: the process/NATS boundary. The same membership
+ * logic (join, leave, suspicion after the session timeout, failover, pauses
+ * short and long, flapping) runs on virtual time in test/harness/membershipSim.test.ts.
+ */
+const fixtures: Record<'nats', () => { setup(): Promise<void>; teardown(): Promise<void>; fixture: Fixture }> = {
   nats: () => {
     let server: NatsServer;
     return {
@@ -65,7 +56,7 @@ function coverage(workers: readonly Worker[]): { served: number; doubled: number
   return { served: seen.size, doubled: [...seen.values()].filter((n) => n > 1).length };
 }
 
-describe.each(['memory', 'nats'] as const)('membership (%s)', (kind) => {
+describe.each(['nats'] as const)('membership (%s)', (kind) => {
   const { setup, teardown, fixture } = fixtures[kind]();
   beforeAll(setup);
   afterAll(teardown);
