@@ -2,8 +2,9 @@
  * Faults injected for real into a running cluster under load, then the
  * history checked (harness/history.ts): kill -9, SIGSTOP past the session
  * timeout, a graceful stop, a worker added, a flapping worker. Worker
- * processes against a real nats-server (one scenario on a 3-node cluster),
- * and the same scenarios in one process on the memory bus where they apply.
+ * processes against a real nats-server (one scenario on a 3-node cluster):
+ * the process boundary. The same scenarios' logic runs on virtual time in
+ * test/harness/faultsSim.test.ts.
  */
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -248,10 +249,6 @@ describe('faults on worker processes (nats)', () => {
   });
   scenarios('nats', () => [server.url]);
   pauseScenarios(() => [server.url]);
-});
-
-describe('faults in one process (memory)', () => {
-  scenarios('memory', () => undefined);
 });
 
 describe('faults on a 3-node NATS cluster', () => {
