@@ -180,6 +180,8 @@ export class Attempts {
     const remaining = p.spec.timeout === undefined ? Infinity : p.started + p.spec.timeout - now;
     const subject = fallback ? p.spec.fallback! : p.spec.subject;
     const attempt = ++p.attempts;
+    // One still out (sent again after a reconnect) is never heard from now: delivered, it may have been applied.
+    if (p.inFlight && p.spec.mutates) p.unanswered = true;
     p.inFlight = true;
     let m: Message;
     try {

@@ -100,10 +100,6 @@ export class NetworkTransport implements Transport {
     return this.#lanes.idle;
   }
 
-  link(client: number): LinkState | undefined {
-    return this.#links.get(client);
-  }
-
   open(client: number, hooks: ConnectionHooks | undefined): void {
     this.#links.set(client, { hooks, cut: false, held: false, down: false, dead: false });
   }

@@ -118,6 +118,20 @@ describe('simulate: the ledger under every fault', () => {
     expect(r.violations).toEqual([]);
   }, 60_000);
 
+  it('seeds 60 and 85 under heavy faults: a command sent again after a reconnect, whose first copy was applied, is reported ambiguous', async () => {
+    // Found by these seeds: the first attempt reached a worker, which journaled it and was killed; the bus
+    // restarted, the client sent it again (superseding the first), found no responders until troubledInterval,
+    // and said NetworkError "it was not committed".
+    const faults = parseFaults(
+      'kill=0.2,pause=0.2,partition=0.2,drop=0.01,delay=0-40,duplicate=0.01,reorder,busRestart=0.1',
+    );
+    for (const seed of [60, 85]) {
+      const r = await simulate({ seed, applications: [ledger], faults, workers: 3, clients: 3 });
+      expect(r.errors, `seed ${seed}`).toEqual([]);
+      expect(r.violations, `seed ${seed}`).toEqual([]);
+    }
+  }, 60_000);
+
   it('the whiteboard, without faults, with its example workload', async () => {
     const r = await simulate({ seed: 3, applications: [whiteboard], ...QUICK });
     expect(r.ok).toBe(true);
