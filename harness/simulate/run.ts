@@ -240,7 +240,13 @@ class Simulation {
       journals,
       applications: this.#options.applications,
       finals,
-      liveness: { healedAt, bound: this.#recovery, sessions: probed },
+      liveness: {
+        healedAt,
+        bound: this.#recovery,
+        sessions: probed,
+        // Only sends that ended after the heal can show it: the checker need not look through the rest.
+        probes: this.#recorder.operations.filter((op) => op.kind === 'send' && op.completedAt >= healedAt),
+      },
       ...defined({ requireFullJournal: this.#options.requireFullJournal }),
     });
     return this.#result(violations, finals, injector);
