@@ -143,7 +143,9 @@ export class Dispatch {
       case 'verify':
         return this.#run(app, id, shard, req.client, (s) => s.verify(req));
       case 'read':
-        return this.#run(app, id, shard, req.client, async (s) => s.read(req.minSeq));
+        return this.#run(app, id, shard, req.client, async (s) =>
+          target.kind === 'read' ? s.readAsPrimary(req.minSeq) : s.read(req.minSeq),
+        );
     }
   }
 

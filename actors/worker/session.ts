@@ -5,6 +5,7 @@ import { journalSubject } from '../../bus/subjects.js';
 import type {
   CommandReply,
   CommandRequest,
+  ErrorBody,
   JournaledEvent,
   JournalRecord,
   ReadReply,
@@ -132,10 +133,24 @@ export class HostedSession {
     return run;
   }
 
+  /** The copy in memory, as it is (read-only routing, a transaction's read after its commit). */
   read(minSeq: number | undefined): ReadReply {
     this.lastActive = this.#deps.clock.now();
     if (minSeq !== undefined && minSeq > this.#state.seq) return refuse(new ConflictError(minSeq, this.#state.seq));
     return { ok: true, seq: this.#state.seq, state: this.#state.snapshot.value, document: documentOf(this.#state) };
+  }
+
+  /**
+   * A read on the primary's own subject, strongly consistent: answered only
+   * while this worker is proved primary (its lease, or else the stored
+   * view), since a deposed primary that has not heard yet (paused, cut off)
+   * would answer from a stale copy. Otherwise SessionMovedError, retried.
+   */
+  async readAsPrimary(minSeq: number | undefined): Promise<ReadReply> {
+    const primacy = this.#deps.primacy;
+    if (primacy !== undefined && !(await this.#provenPrimary(primacy)))
+      return this.#moved('this worker is no longer primary of the shard');
+    return this.read(minSeq);
   }
 
   /** The commit path (DESIGN.md section 3). Never throws: every outcome is a reply. */
@@ -146,9 +161,21 @@ export class HostedSession {
     const locked = this.#lockedFor(req.client);
     if (locked !== undefined) return refuse(locked);
     if (req.expectSeq !== undefined && req.expectSeq !== this.#state.seq)
-      return refuse(new ConflictError(req.expectSeq, this.#state.seq));
+      return this.#refuseAsPrimary(new ConflictError(req.expectSeq, this.#state.seq));
     const event: StampedEvent = { ...req.event, meta: { time, cmdId: req.cmdId, client: req.client } };
     return this.#commit(event);
+  }
+
+  /**
+   * A refusal read from this copy's state is final for the client, so it is
+   * given only while this worker is proved primary: a deposed primary's
+   * stale copy would refuse what the real primary applies.
+   */
+  async #refuseAsPrimary(error: Error): Promise<CommandReply> {
+    const primacy = this.#deps.primacy;
+    if (primacy !== undefined && !(await this.#provenPrimary(primacy)))
+      return this.#moved('this worker is no longer primary of the shard');
+    return refuse(error);
   }
 
   /** Plain writes wait while a transaction holds the lock; its own client must write through it. */
@@ -174,7 +201,7 @@ export class HostedSession {
 
   async #commit(event: StampedEvent): Promise<CommandReply> {
     const step = stepSession(this.app.machine, this.#state, event);
-    if (!step.accepted) return refuse(new EventRejectedError(event.type, step.stateValue));
+    if (!step.accepted) return this.#refuseAsPrimary(new EventRejectedError(event.type, step.stateValue));
     return this.persist(step.state, [{ event, seq: step.state.seq }], event.meta.cmdId, event.meta.client);
   }
 
@@ -254,6 +281,15 @@ export class HostedSession {
     return { epoch, leaseHeld: epoch !== null && primacy.leaseHeld() };
   }
 
+  /** Primary now, at the epoch the view gives it: by the lease, or else by the stored view. */
+  async #provenPrimary(primacy: Primacy): Promise<boolean> {
+    const facts = this.#primacyFacts(primacy);
+    let verdict = primacyVerdict(facts);
+    if (verdict === 'ask-stored-view')
+      verdict = primacyVerdict(facts, await primacy.stillPrimary(this.shard, facts.epoch!));
+    return verdict === 'proven';
+  }
+
   /** After an append: still primary at `epoch`, by the lease or else by the stored view. */
   async #stillPrimary(primacy: Primacy, epoch: number): Promise<boolean> {
     const facts = this.#primacyFacts(primacy);
@@ -264,7 +300,7 @@ export class HostedSession {
   }
 
   /** Refused, retryable: the client tries again and finds the shard's primary. The copy here is not trusted any more. */
-  #moved(why: string): CommandReply {
+  #moved(why: string): { readonly ok: false; readonly error: ErrorBody } {
     this.#evict(why);
     return refuse(new SessionMovedError(this.app.name, this.id));
   }
