@@ -6,27 +6,14 @@
  * run, not at one interleaving (simulate() gives that).
  */
 import { createHash } from 'node:crypto';
-import { type Application, type Client, seededEnvironment } from '../internal.js';
+import { type Application, seededEnvironment } from '../internal.js';
 import { checkHistory, HistoryRecorder, readJournals, type Operation, type Violation } from './checker/index.js';
 import { isSettled, type TestCluster } from './testCluster.js';
+import type { Workload, WorkloadContext } from './simulate/workload.js';
 
-/** What one client's workload is given: the same shape a simulation's workload gets, on wall-clock time. */
-export interface ScenarioContext {
-  /** A client whose sends and reads are recorded in the run's history. */
-  readonly client: Client;
-  readonly index: number;
-  readonly clients: number;
-  /** The faulty part of the run, in ms. */
-  readonly duration: number;
-  /** Uniform in [0, 1), from this client's own seeded stream. */
-  random(): number;
-  sleep(ms: number): Promise<void>;
-  now(): number;
-  /** True until the run stops taking new operations. */
-  running(): boolean;
-}
-
-export type ScenarioWorkload = (context: ScenarioContext) => Promise<void>;
+/** A scenario's workload is a simulation's: the same function runs on virtual time and on real processes. */
+export type ScenarioContext = WorkloadContext;
+export type ScenarioWorkload = Workload;
 
 /** Chances per second of each fault a real cluster can take (the message faults are the simulator's). */
 export interface ScenarioFaults {

@@ -1,8 +1,6 @@
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { Objm } from '@nats-io/obj';
@@ -35,27 +33,15 @@ import { CliUsageError } from '../../cli/loadApplications.js';
 import { whiteboardMachine } from '../../examples/whiteboard.js';
 import type { NatsServer } from '../../harness/natsServer.js';
 import { cleanupAfterEach } from '../cleanup.js';
+import { runCohort } from '../fixtures/cliProcess.js';
 import { counterMachine } from '../fixtures/counter.js';
 import { connectTest, startTestServer, type DisposableConnection } from '../nats.js';
 import { waitFor } from '../waitFor.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CLUSTER = 'authtest';
 
-/** `cohort auth ...` from source; resolves with its exit code and output. */
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', 'auth', ...args], {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+/** `cohort auth ...` from source; its exit code and output. */
+const cli = (args: string[]) => runCohort(['auth', ...args]);
 
 const dirs: string[] = [];
 async function tempDir(): Promise<string> {

@@ -1,28 +1,13 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { runCohort } from '../fixtures/cliProcess.js';
 import { parseSeeds, replayCommand } from '../../cli/simulate.js';
 import { parseFaults } from '../../harness/index.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-
 /** `cohort simulate ...` from source; its exit code and output. */
-function cohort(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', 'simulate', ...args], {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const cohort = (args: string[]) => runCohort(['simulate', ...args]);
 
 const dir = mkdtempSync(join(tmpdir(), 'cohort-simulate-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
