@@ -1,4 +1,4 @@
-import { BucketNotFoundError, type Bus, type KvWatch, type View } from '../index.js';
+import { BucketNotFoundError, type Bus, CohortError, type KvWatch, type View } from '../index.js';
 import { bucketName, watchView } from '../internal.js';
 
 /**
@@ -63,7 +63,8 @@ export class Views implements ViewFeed {
 }
 
 /**
- * Watches once the first worker has made the cluster bucket: an onlooker
+ * Watches once the first worker has made the cluster bucket (retrying what
+ * may pass, such as a timed-out call, until the deadline): an onlooker
  * never creates it (its user may not, and a bucket made here would carry
  * this process's settings, not the workers' storage replicas).
  */
@@ -76,7 +77,10 @@ export async function watchViews(bus: Bus, cluster: string, views: Views, timeou
       kv = await bus.kv({ bucket, create: false });
       break;
     } catch (err) {
-      if (!(err instanceof BucketNotFoundError) || performance.now() > deadline) throw err;
+      // Not made yet, or a JetStream call that timed out while a replicated stream is still being
+      // created (a fresh 3-node cluster): wait and ask again, until the deadline.
+      const again = err instanceof BucketNotFoundError || (err instanceof CohortError && err.retryable);
+      if (!again || performance.now() > deadline) throw err;
       await new Promise((r) => setTimeout(r, 100));
     }
   }
