@@ -201,6 +201,8 @@ describe('cohort auth: a nats-server whose configuration is only `include ./auth
       inboxPrefix: inboxPrefixFor(role),
       name: user,
       maxReconnectAttempts: 0,
+      // A connect that meets the server mid-reload fails within this and is tried again, rather than hang.
+      timeout: 2_000,
     });
     const conn = Object.assign(nc, { denied: violations(nc) });
     open.push(conn);
