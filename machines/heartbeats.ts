@@ -55,3 +55,20 @@ export function leaderOf(ctx: MembershipContext): string | null {
   candidates.sort((a, b) => a.startedAt - b.startedAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   return candidates[0]?.id ?? null;
 }
+
+/**
+ * When this member next has something to do without being told: its
+ * heartbeat falls due, a peer's silence reaches the session timeout, or a
+ * blind wait ends. The host ticks then, not on a fixed beat, so a silence
+ * is noticed the moment it counts and an idle member wakes twice a second.
+ */
+export function nextDue(ctx: MembershipContext): number {
+  const { heartbeatInterval, sessionTimeout } = ctx.config;
+  let due = ctx.lastBeat + heartbeatInterval;
+  const sooner = (at: number): void => {
+    if (at > ctx.now && at < due) due = at;
+  };
+  for (const p of Object.values(ctx.peers)) sooner(p.at + sessionTimeout);
+  if (ctx.blindSince !== null) sooner(ctx.blindSince + sessionTimeout);
+  return due;
+}

@@ -2,7 +2,7 @@ import { assign, emit, enqueueActions, setup } from 'xstate';
 import { heartbeatOf, leaderOf } from './heartbeats.js';
 import { refuseMove } from './operatorMoves.js';
 import type { View } from './view.js';
-import { planView } from './viewPlanning.js';
+import { planningKey, planView } from './viewPlanning.js';
 
 /**
  * The membership machine (DESIGN.md section 4), after Spread: every worker
@@ -103,6 +103,8 @@ export interface MembershipContext {
   readonly lastTick: number;
   /** When this member last sent a heartbeat: ticks come more often than heartbeats go. */
   readonly lastBeat: number;
+  /** What planView last found nothing to do for (planningKey): the same again is not planned again. */
+  readonly settledPlan: string | null;
 }
 
 /**
@@ -216,9 +218,13 @@ export const membershipMachine = setup({
       const blind = context.view === null && context.revision > 0;
       if (blind && (context.blindSince === null || context.now - context.blindSince < context.config.sessionTimeout))
         return;
+      // Most events (ticks, heartbeats saying what they said before) change nothing the plan reads.
+      const key = planningKey(context);
+      const planned = key === context.settledPlan ? null : planView(context);
+      if (planned === null && key !== context.settledPlan) enqueue.assign({ settledPlan: key });
       // A new view repairs the key too; without one, the leader writes back the view it knows.
       const next =
-        planView(context) ??
+        planned ??
         (context.repair && context.view !== null && leaderOf(context) === context.self.id ? context.view : null);
       if (next === null) return;
       enqueue.assign({ writing: true, repair: false, moving: context.moves, moves: [] });
@@ -285,6 +291,7 @@ export const membershipMachine = setup({
     now: input.self.startedAt,
     lastTick: input.self.startedAt,
     lastBeat: Number.NEGATIVE_INFINITY,
+    settledPlan: null,
   }),
   initial: 'idle',
   on: {

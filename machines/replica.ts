@@ -79,8 +79,7 @@ export type ReplicaEvent =
   | { type: 'ROLE'; view: View; now: number }
   | { type: 'REPORT'; worker: string; seq: number; now: number }
   /** The journal acknowledged an entry of the shard at stream sequence `seq`. */
-  | { type: 'JOURNALED'; seq: number; now: number }
-  | { type: 'TICK'; now: number };
+  | { type: 'JOURNALED'; seq: number; now: number };
 
 /** A report heard: alive now, and progress credited only up to what is journaled. */
 function heard(f: Follower | undefined, seq: number, journaled: number, now: number): Follower {
@@ -143,7 +142,6 @@ export const replicaMachine = setup({
       { guard: 'secondary', target: '.secondary', actions: ['clock', 'adopt'] },
       { target: '.released', actions: ['clock', 'adopt'] },
     ],
-    TICK: { actions: 'clock' },
   },
   states: {
     resolving: {},

@@ -21,6 +21,40 @@ function sameShards(a: readonly ShardAssignment[], b: readonly ShardAssignment[]
 }
 
 /**
+ * Everything planView reads, as one string: equal keys give equal plans.
+ * Time enters only through who is alive, so a tick or a heartbeat that
+ * repeats the last one gives the key planned last time.
+ */
+export function planningKey(ctx: MembershipContext): string {
+  const { view } = ctx;
+  const parts: unknown[] = [
+    ctx.self.id,
+    ctx.leaving,
+    ctx.revision,
+    view === null ? '-' : `${view.viewId}${view.transitional ? 't' : ''}`,
+    ctx.appliedViewId,
+    ctx.serving,
+    ctx.notSynchronized,
+    ctx.moves,
+  ];
+  for (const id of Object.keys(ctx.peers).sort()) {
+    const hb = ctx.peers[id]!.hb;
+    parts.push(
+      id,
+      alive(ctx, id),
+      hb.status,
+      hb.zone,
+      hb.promotable,
+      hb.startedAt,
+      hb.viewId,
+      hb.serving,
+      hb.notSynchronized ?? [],
+    );
+  }
+  return JSON.stringify(parts);
+}
+
+/**
  * What the leader should write now, or null when the view is right as it is.
  * Lost members go first, in a transitional view (survivors only); then the
  * regular view admits joiners, completes hand-offs whose old primary has

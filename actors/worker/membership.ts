@@ -8,6 +8,7 @@ import { KeyExistsError, StaleRevisionError, TimeoutError } from '../../bus/erro
 import { controlSubject, heartbeatFilter, heartbeatSubject } from '../../bus/subjects.js';
 import { isFailoverRequest } from '../../protocol/control.js';
 import type { Bus, Delivery, KvStore, KvWatch, Subscription } from '../../bus/types.js';
+import { nextDue } from '../../machines/heartbeats.js';
 import { membershipMachine, type Heartbeat, type MembershipConfig, type Self } from '../../machines/membership.js';
 import { bucketName, VIEW_KEY } from '../../protocol/names.js';
 import { HEADER } from '../../protocol/headers.js';
@@ -61,13 +62,11 @@ function isHeartbeat(x: unknown): x is Heartbeat {
   );
 }
 
-/** Silence is checked this often per heartbeat interval (the machine sends heartbeats only when due). */
-const TICKS_PER_HEARTBEAT = 4;
-
 /**
  * Hosts one worker's membership machine: heartbeats out and in on core
  * NATS, the view entry watched and written with compare-and-set, and a
- * tick every heartbeat interval. Views are applied one at a time, in order.
+ * tick whenever the machine has something due (nextDue), at least once a
+ * heartbeat interval. Views are applied one at a time, in order.
  * It feeds the member's lease (lease.ts) its heartbeats and their echoes.
  */
 export class MembershipHost {
@@ -267,14 +266,16 @@ export class MembershipHost {
 
   #armTick(): void {
     if (this.#stopped) return;
-    this.#tick = this.#environment.clock.setTimeout(() => {
-      this.#send({
-        type: 'TICK',
-        now: this.#environment.clock.now(),
-        notSynchronized: this.#notSynchronized?.() ?? [],
-      });
-      this.#armTick();
-    }, this.#config.heartbeatInterval / TICKS_PER_HEARTBEAT);
+    const { clock } = this.#environment;
+    // Events in between only push deadlines later (a heartbeat heard, a peer seen): the one computed now stands.
+    const wait = nextDue(this.#actor.getSnapshot().context) - clock.now();
+    this.#tick = clock.setTimeout(
+      () => {
+        this.#send({ type: 'TICK', now: clock.now(), notSynchronized: this.#notSynchronized?.() ?? [] });
+        this.#armTick();
+      },
+      Math.min(this.#config.heartbeatInterval, Math.max(1, wait)),
+    );
   }
 
   async #write(view: View, revision: number): Promise<void> {

@@ -234,13 +234,13 @@ export class Replication {
     });
   }
 
-  /** Re-checks waiters against time: a secondary that fell silent is no longer waited for. */
+  /**
+   * Re-checks waiters against time: a secondary that fell silent is no longer
+   * waited for. Only shards with waiters: every reader of a replica's
+   * context takes the clock's time, so an idle shard needs no event.
+   */
   tick(): void {
-    const now = this.#clock.now();
-    for (const [shard, actor] of this.#actors) {
-      actor.send({ type: 'TICK', now });
-      this.#settle(shard);
-    }
+    for (const shard of this.#waiters.keys()) if (this.#actors.has(shard)) this.#settle(shard);
     // A quiet secondary says it is still there, and how far it has applied.
     for (const [shard, s] of this.#secondaries) this.#report(shard, s.applied);
   }

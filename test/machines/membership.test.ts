@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { createActor } from 'xstate';
 import { membershipMachine, type Heartbeat, type MembershipEffect } from '../../machines/membership.js';
 import type { View } from '../../machines/view.js';
+import { nextDue } from '../../machines/heartbeats.js';
+import { planningKey, planView } from '../../machines/viewPlanning.js';
 
 const CONFIG = { heartbeatInterval: 100, sessionTimeout: 500, replicas: 1, shardCount: 8, maxConcurrentMoves: 8 };
 
@@ -98,6 +100,49 @@ describe('membership machine', () => {
     expect(regular.transitional).toBe(false);
     expect(regular.shards.every((s) => s.primary === 'a' && s.state === 'ACTIVE')).toBe(true);
     expect(regular.viewId).toBe(transitional.viewId + 1);
+  });
+
+  it('nextDue: the next heartbeat, unless a peer falls silent or a blind wait ends first', () => {
+    const a = member('a');
+    a.actor.send({ type: 'START', now: 0 });
+    a.actor.send({ type: 'VIEW', view: null, revision: 0, now: 0 });
+    a.actor.send({ type: 'WRITE_DONE', view: a.writes()[0]!, revision: 1, now: 0 });
+    expect(nextDue(a.ctx())).toBe(CONFIG.heartbeatInterval); // the heartbeat sent at START
+    // A peer last heard at 450 falls silent at 950, before the heartbeat due at 1000.
+    a.actor.send({ type: 'HEARTBEAT', heartbeat: hb('b', { startedAt: 5 }), now: 450 });
+    a.actor.send({ type: 'WRITE_DONE', view: a.writes()[1]!, revision: 2, now: 451 });
+    tickTo(a, 900);
+    expect(a.ctx().lastBeat).toBe(900);
+    expect(nextDue(a.ctx())).toBe(950);
+    // Ticking exactly then finds b gone (silent for the whole session timeout), not a tick later.
+    const before = a.writes().length;
+    a.actor.send({ type: 'TICK', now: 949 });
+    expect(a.writes().length).toBe(before);
+    a.actor.send({ type: 'TICK', now: 950 });
+    expect(a.writes().at(-1)).toMatchObject({ transitional: true, members: [{ id: 'a' }] });
+    // Peers already counted out no longer set a deadline.
+    expect(nextDue(a.ctx())).toBe(a.ctx().lastBeat + CONFIG.heartbeatInterval);
+  });
+
+  it('the plan is made again only when something it reads changed: a repeated heartbeat changes nothing, a joiner does', () => {
+    const a = member('a');
+    a.actor.send({ type: 'START', now: 0 });
+    a.actor.send({ type: 'VIEW', view: null, revision: 0, now: 0 });
+    a.actor.send({ type: 'WRITE_DONE', view: a.writes()[0]!, revision: 1, now: 0 });
+    tickTo(a, 300);
+    const settled = a.ctx().settledPlan;
+    expect(settled).not.toBeNull();
+    expect(planView(a.ctx())).toBeNull();
+    tickTo(a, 600);
+    expect(a.ctx().settledPlan).toBe(settled);
+    a.actor.send({ type: 'HEARTBEAT', heartbeat: hb('b', { startedAt: 5 }), now: 610 });
+    expect(
+      a
+        .writes()
+        .at(-1)!
+        .members.map((m) => m.id),
+    ).toEqual(['a', 'b']);
+    expect(planningKey(a.ctx())).not.toBe(settled);
   });
 
   it.each([
