@@ -15,6 +15,10 @@ export interface SimBootOptions {
   readonly heartbeatInterval: number;
   readonly sessionTimeout: number;
   readonly seed?: number;
+  /** The clients' connection timings (default: troubledInterval 30 s, attemptTimeout 500 ms). */
+  readonly connection?: { readonly troubledInterval: number; readonly attemptTimeout: number };
+  /** Sees each trace line as it is added: a test can act at an exact event (pause a worker holding a command). */
+  readonly onTrace?: (line: string) => void;
 }
 
 /** One view a worker took up, and when (virtual ms since the start). */
@@ -31,7 +35,10 @@ export function bootSim(options: SimBootOptions) {
   const lines: string[] = [];
   const trace = new Trace(
     () => cluster.clock.now() - SIMULATION_START,
-    (line) => lines.push(line),
+    (line) => {
+      lines.push(line);
+      options.onTrace?.(line);
+    },
   );
   const recorder = new HistoryRecorder({ now: () => cluster.clock.now() });
   const cluster: SimCluster = new SimCluster({
@@ -41,7 +48,7 @@ export function bootSim(options: SimBootOptions) {
     applications: [application],
     shardCount,
     worker: { heartbeatInterval, sessionTimeout },
-    connection: { troubledInterval: 30_000, attemptTimeout: 500 },
+    connection: options.connection ?? { troubledInterval: 30_000, attemptTimeout: 500 },
     faults: {},
     trace,
     recorder,
