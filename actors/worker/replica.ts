@@ -205,7 +205,8 @@ export class Replication {
   journaled(shard: number, seq: number): void {
     const actor = this.#actors.get(shard);
     if (actor === undefined) return;
-    actor.send({ type: 'JOURNALED', seq, now: this.#clock.now() });
+    // The commit path reports each append twice (appended, then waited on): the second changes nothing.
+    if (seq > actor.getSnapshot().context.journaled) actor.send({ type: 'JOURNALED', seq, now: this.#clock.now() });
     this.#settle(shard);
   }
 
