@@ -11,7 +11,13 @@ export {
   type ApplicationOptions,
   type CommitLevel,
 } from './actors/worker/application.js';
-export { startWorker, type ClientRecordInfo, type Worker, type WorkerOptions } from './actors/worker/worker.js';
+export {
+  startWorker,
+  WORKER_RECONNECT_INTERVAL,
+  type ClientRecordInfo,
+  type Worker,
+  type WorkerOptions,
+} from './actors/worker/worker.js';
 export type { ReplicaStatus } from './actors/worker/replica.js';
 
 // Clients.
@@ -75,6 +81,7 @@ export {
   BusError,
   CohortError,
   ConnectionError,
+  ConnectionLostError,
   CredentialsError,
   DecodeError,
   EncodeError,

@@ -152,6 +152,18 @@ export class BusClosedError extends BusError {
   }
 }
 
+/**
+ * The connection dropped while a call was out: no answer can come through
+ * it. Retryable once the connection is back; a write may have been applied
+ * (ambiguous), which a retry with the same message id or revision settles.
+ */
+export class ConnectionLostError extends BusError {
+  override readonly retryable = true;
+  constructor(options?: ErrorOptions) {
+    super('the connection to the server dropped while the call was out', options);
+  }
+}
+
 /** A failure talking to the server that has no more specific class here. */
 export class ConnectionError extends BusError {
   override readonly retryable = true;

@@ -45,12 +45,15 @@ commands:
   worker --app FILE [--app FILE ...] [--nats URL[,URL...]] [--cluster NAME]
          [--zone ZONE] [--no-promote] [--id ID]
          [--session-timeout MS] [--heartbeat-interval MS] [--storage-replicas N]
+         [--reconnect-interval MS]
                         host the applications each FILE exports (.js, or .ts
                         through tsx) until SIGINT or SIGTERM; --cluster defaults
                         to demo; without --nats, an embedded nats-server (or the
                         in-memory bus, alone, when none is installed);
                         membership: heartbeat every MS (default 500), dropped
-                        after MS of silence (default 3000, at least 500)
+                        after MS of silence (default 3000, at least 500); after
+                        losing NATS, a reconnect attempt every MS plus jitter of
+                        up to 1.5 times as much (default 100), for ever
   simulate [--app FILE ...] [--seeds A-B | --seed N] [--duration MS]
            [--faults none|all|LIST] [--workload FILE] [--workers N]
            [--clients N] [--shards N] [--session-timeout MS]

@@ -10,6 +10,7 @@ import {
   MIN_SESSION_TIMEOUT,
   startWorker,
   type Worker,
+  WORKER_RECONNECT_INTERVAL,
 } from '../index.js';
 import { MembershipConfigError, membershipConfig, validateCluster, workerInbox } from '../internal.js';
 import { FALLBACK_DIRS, findNatsServerBinary } from '../harness/natsServerBinary.js';
@@ -29,6 +30,7 @@ export const WORKER_FLAGS = {
   'heartbeat-interval': { type: 'string' },
   'session-timeout': { type: 'string' },
   'storage-replicas': { type: 'string' },
+  'reconnect-interval': { type: 'string' },
 } as const satisfies NonNullable<ParseArgsConfig['options']>;
 
 export interface WorkerCliOptions {
@@ -49,6 +51,8 @@ export interface WorkerCliOptions {
   heartbeatInterval: number | undefined;
   /** Silence after which a worker is dropped and its shards fail over, in ms; undefined: the worker's default. */
   sessionTimeout: number | undefined;
+  /** Ms between attempts to reconnect to NATS (plus jitter); undefined: WORKER_RECONNECT_INTERVAL. */
+  reconnectInterval: number | undefined;
 }
 
 /** A duration flag's value: a whole number of milliseconds, at least `min`. Undefined when the flag is absent. */
@@ -133,6 +137,7 @@ export function parseWorkerArgs(args: string[]): WorkerCliOptions {
     id: nonEmpty('id', values.id),
     heartbeatInterval,
     sessionTimeout,
+    reconnectInterval: parseMilliseconds('reconnect-interval', values['reconnect-interval']),
   };
 }
 
@@ -163,6 +168,7 @@ async function openTarget(options: RunWorkerOptions): Promise<Target> {
       auth: options.auth,
       tls: options.tls,
       inboxPrefix: workerInbox(),
+      reconnectInterval: options.reconnectInterval ?? WORKER_RECONNECT_INTERVAL,
     });
     return { bus, where: options.nats.join(','), dispose: () => bus.close() };
   }

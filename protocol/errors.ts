@@ -4,7 +4,14 @@
  * client as the same class. Application errors extend CohortError, not
  * BusError: a refused event is not a transport failure.
  */
-import { CohortError, DecodeError, NoRespondersError, PayloadTooLargeError, TimeoutError } from '../bus/errors.js';
+import {
+  CohortError,
+  ConnectionLostError,
+  DecodeError,
+  NoRespondersError,
+  PayloadTooLargeError,
+  TimeoutError,
+} from '../bus/errors.js';
 import type { ErrorBody } from './messages.js';
 
 /** The machine does not accept this event in its current state; nothing was journaled. */
@@ -215,6 +222,7 @@ const REBUILD: Record<string, Rebuild> = {
     new PayloadTooLargeError(Number(d(b, 'size')), Number(d(b, 'limit')), String(d(b, 'where'))),
   TimeoutError: (b) => new TimeoutError(String(d(b, 'operation')), Number(d(b, 'timeoutMs'))),
   NoRespondersError: (b) => new NoRespondersError(String(d(b, 'subject'))),
+  ConnectionLostError: () => new ConnectionLostError(),
   SessionLockedError: (b) => new SessionLockedError(String(d(b, 'app')), String(d(b, 'id')), String(d(b, 'holder'))),
   TransactionRolledBackError: (b) =>
     new TransactionRolledBackError(String(d(b, 'txId')), String(d(b, 'reason')) as RollbackReason),

@@ -22,6 +22,9 @@ import { Replication, type ReplicaStatus } from './replica.js';
 import { openStores, type Stores } from './stores.js';
 import { Shards } from './shards.js';
 
+/** A worker's default reconnectInterval (ms): attempts every 100-250 ms with jitter. */
+export const WORKER_RECONNECT_INTERVAL = 100;
+
 export interface WorkerOptions {
   /** NATS server URL(s); or pass `bus`. */
   nats?: string | string[];
@@ -49,6 +52,12 @@ export interface WorkerOptions {
   zone?: string;
   /** False for a remote disaster-recovery worker: it hosts secondaries only (default true). */
   promotable?: boolean;
+  /**
+   * With `nats`: after the connection drops, ms between reconnect attempts,
+   * each plus up to 1.5 times as much jitter (default 100: 100-250 ms), for
+   * ever. A worker away from NATS serves nobody, so it comes back fast.
+   */
+  reconnectInterval?: number;
   /** Membership heartbeat period in ms (default 500). */
   heartbeatInterval?: number;
   /** A worker silent this long is suspected and its shards fail over (default 3 000, minimum 500). */
@@ -426,6 +435,7 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
       tls: options.tls,
       replyPrefix,
       inboxPrefix: workerInbox(replyPrefix),
+      reconnectInterval: options.reconnectInterval ?? WORKER_RECONNECT_INTERVAL,
     }));
   const environment = resolveEnvironment(options.environment);
   const id = options.id ?? environment.newId().slice(0, 8);

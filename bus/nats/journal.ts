@@ -1,6 +1,13 @@
 import { DeliverPolicy, type JetStreamClient, type JetStreamManager, type StreamInfo } from '@nats-io/jetstream';
 import { nanos } from '@nats-io/nats-core';
-import { ConnectionError, InvalidNameError, PayloadTooLargeError, WrongLastSequenceError } from '../errors.js';
+import {
+  ConnectionError,
+  ConnectionLostError,
+  InvalidNameError,
+  PayloadTooLargeError,
+  TimeoutError,
+  WrongLastSequenceError,
+} from '../errors.js';
 import { subjectMatches, validateHeaders, validateName, validateSubject } from '../names.js';
 import type {
   AppendAck,
@@ -19,6 +26,7 @@ import { releaseConsumer } from './release.js';
 import { ApiCodes, apiCode, translate } from './errors.js';
 import { checkStream, type StreamNeeds } from '../streamConfig.js';
 import { natsStreamFacts } from './streamCheck.js';
+import type { Link } from './link.js';
 import type { ReplyMux } from './replies.js';
 
 const DEFAULT_DUPLICATE_WINDOW = 120_000;
@@ -54,6 +62,7 @@ export async function openNatsJournal(
   maxPayload: number,
   apiTimeout: number,
   replies: ReplyMux,
+  link: Link,
 ): Promise<Journal> {
   validateName('stream', config.name);
   if (config.subjects.length === 0)
@@ -98,13 +107,23 @@ export async function openNatsJournal(
     }
     throw translate(err, 'open journal', config.name, apiTimeout);
   }
-  return new NatsJournal({ js, jsm, replies, name: config.name, subjects: config.subjects, maxPayload, apiTimeout });
+  return new NatsJournal({
+    js,
+    jsm,
+    replies,
+    link,
+    name: config.name,
+    subjects: config.subjects,
+    maxPayload,
+    apiTimeout,
+  });
 }
 
 interface NatsJournalParts {
   readonly js: JetStreamClient;
   readonly jsm: JetStreamManager;
   readonly replies: ReplyMux;
+  readonly link: Link;
   readonly name: string;
   readonly subjects: readonly string[];
   readonly maxPayload: number;
@@ -115,6 +134,7 @@ class NatsJournal implements Journal {
   readonly js: JetStreamClient;
   readonly jsm: JetStreamManager;
   readonly replies: ReplyMux;
+  readonly link: Link;
   readonly name: string;
   readonly subjects: readonly string[];
   readonly maxPayload: number;
@@ -125,6 +145,7 @@ class NatsJournal implements Journal {
       js: this.js,
       jsm: this.jsm,
       replies: this.replies,
+      link: this.link,
       name: this.name,
       subjects: this.subjects,
       maxPayload: this.maxPayload,
@@ -165,12 +186,21 @@ class NatsJournal implements Journal {
     if (size > this.maxPayload) throw new PayloadTooLargeError(size, this.maxPayload, `append ${subject}`);
     const timeout = options.timeout ?? this.apiTimeout;
     const h = toMsgHdrs(headers);
-    // A JetStream publish is a request to the stream's subject; the ack is JSON.
+    // A JetStream publish is a request to the stream's subject; the ack is JSON. One out when the
+    // connection drops is sent again once it is back, within the same timeout: the message id makes
+    // a second copy a duplicate, answered with the first one's sequence.
+    const deadline = performance.now() + timeout;
     let reply;
-    try {
-      reply = await this.replies.request(subject, data, h, timeout, 'append');
-    } catch (err) {
-      throw translate(err, 'append', subject, timeout);
+    for (;;) {
+      try {
+        const left = Math.max(1, Math.min(timeout, Math.round(deadline - performance.now())));
+        reply = await this.replies.request(subject, data, h, left, 'append');
+        break;
+      } catch (err) {
+        if (err instanceof ConnectionLostError && (await this.link.whenUp(deadline - performance.now()))) continue;
+        const given = err instanceof ConnectionLostError ? new TimeoutError(`append ${subject}`, timeout) : err;
+        throw translate(given, 'append', subject, timeout);
+      }
     }
     const ack = parseAck(reply.data);
     if (ack.error !== undefined) {
@@ -284,7 +314,10 @@ class NatsJournal implements Journal {
   async lastSeq(subject: string): Promise<number> {
     this.#checkSubject(subject, false);
     try {
-      const m = await this.jsm.streams.getMessage(this.name, { last_by_subj: subject });
+      const m = await this.link.repeatable(
+        () => this.jsm.streams.getMessage(this.name, { last_by_subj: subject }),
+        this.apiTimeout,
+      );
       return m?.seq ?? 0;
     } catch (err) {
       if (apiCode(err) === ApiCodes.NoMessageFound) return 0;

@@ -10,6 +10,7 @@ import { BucketNotFoundError, KeyExistsError, PayloadTooLargeError, StaleRevisio
 import { validateKvKey, validateName } from '../names.js';
 import type { KvConfig, KvEntry, KvStore, KvWatch, KvWatchOptions } from '../types.js';
 import { releaseConsumer } from './release.js';
+import type { Link } from './link.js';
 import { ApiCodes, translate } from './errors.js';
 import { checkNatsStream } from './streamCheck.js';
 
@@ -39,7 +40,12 @@ async function bucketExists(js: JetStreamClient, bucket: string): Promise<boolea
   }
 }
 
-export async function openNatsKv(js: JetStreamClient, config: KvConfig, maxPayload: number): Promise<KvStore> {
+export async function openNatsKv(
+  js: JetStreamClient,
+  config: KvConfig,
+  maxPayload: number,
+  link: Link,
+): Promise<KvStore> {
   validateName('bucket', config.bucket);
   const history = config.history ?? 1;
   const replicas = config.replicas ?? 1;
@@ -55,7 +61,7 @@ export async function openNatsKv(js: JetStreamClient, config: KvConfig, maxPaylo
       perSubject: history,
       keepForever: true,
     });
-    return new NatsKv(js, kv, config.bucket, maxPayload);
+    return new NatsKv(js, kv, config.bucket, maxPayload, link);
   } catch (err) {
     throw translate(err, 'open kv', config.bucket, 5_000);
   }
@@ -71,6 +77,8 @@ class NatsKv implements KvStore {
     readonly kv: KV,
     readonly bucket: string,
     readonly maxPayload: number,
+    /** Reads are made again across a dropped connection; writes out when it drops fail at once (ConnectionLostError). */
+    readonly link: Link,
   ) {
     this.#prefix = `$KV.${bucket}.`;
     this.#stream = `KV_${bucket}`;
@@ -92,7 +100,7 @@ class NatsKv implements KvStore {
   async get(key: string): Promise<KvEntry | null> {
     validateKvKey(key, { wildcards: false });
     try {
-      const e = await this.kv.get(key);
+      const e = await this.link.repeatable(() => this.kv.get(key), 5_000);
       if (e === null || e.operation !== 'PUT') return null;
       return { bucket: this.bucket, key, value: e.value, revision: e.revision, operation: 'PUT' };
     } catch (err) {
@@ -104,7 +112,7 @@ class NatsKv implements KvStore {
     validateKvKey(key, { wildcards: false });
     this.#checkValue(key, value);
     try {
-      return await this.kv.create(key, value);
+      return await this.link.race(this.kv.create(key, value));
     } catch (err) {
       if (isWrongSequence(err)) throw new KeyExistsError(this.bucket, key, { cause: err });
       throw translate(err, 'kv create', `${this.bucket}/${key}`, 5_000);
@@ -116,7 +124,7 @@ class NatsKv implements KvStore {
     this.#checkValue(key, value);
     if (!(expectedRevision >= 1)) throw new StaleRevisionError(this.bucket, key, expectedRevision);
     try {
-      return await this.kv.update(key, value, expectedRevision);
+      return await this.link.race(this.kv.update(key, value, expectedRevision));
     } catch (err) {
       if (isWrongSequence(err)) throw new StaleRevisionError(this.bucket, key, expectedRevision, { cause: err });
       throw translate(err, 'kv update', `${this.bucket}/${key}`, 5_000);
@@ -127,7 +135,7 @@ class NatsKv implements KvStore {
     validateKvKey(key, { wildcards: false });
     this.#checkValue(key, value);
     try {
-      return await this.kv.put(key, value);
+      return await this.link.race(this.kv.put(key, value));
     } catch (err) {
       throw translate(err, 'kv put', `${this.bucket}/${key}`, 5_000);
     }
@@ -137,7 +145,7 @@ class NatsKv implements KvStore {
     validateKvKey(key, { wildcards: false });
     const expected = options?.expectedRevision;
     try {
-      await this.kv.delete(key, expected === undefined ? undefined : { previousSeq: expected });
+      await this.link.race(this.kv.delete(key, expected === undefined ? undefined : { previousSeq: expected }));
     } catch (err) {
       if (isWrongSequence(err)) throw new StaleRevisionError(this.bucket, key, expected ?? 0, { cause: err });
       throw translate(err, 'kv delete', `${this.bucket}/${key}`, 5_000);

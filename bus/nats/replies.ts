@@ -1,5 +1,5 @@
 import { createInbox, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from '@nats-io/nats-core';
-import { BusClosedError, NoRespondersError, TimeoutError } from '../errors.js';
+import { BusClosedError, ConnectionLostError, NoRespondersError, TimeoutError } from '../errors.js';
 
 interface Pending {
   readonly resolve: (m: Msg) => void;
@@ -80,6 +80,19 @@ export class ReplyMux {
       this.#pending.delete(token);
       clearTimeout(p.timer);
       p.reject(error);
+    }
+  }
+
+  /**
+   * The connection dropped: whatever is waiting fails now with
+   * ConnectionLostError rather than at its timeout, since its answer (if the
+   * server got the request at all) went to a socket that is gone.
+   */
+  lost(): void {
+    for (const [token, p] of this.#pending) {
+      this.#pending.delete(token);
+      clearTimeout(p.timer);
+      p.reject(new ConnectionLostError());
     }
   }
 
