@@ -1,5 +1,11 @@
 import type { Clock } from '../clock.js';
-import { BucketNotFoundError, BusClosedError, NoRespondersError, TimeoutError } from '../errors.js';
+import {
+  BucketNotFoundError,
+  BusClosedError,
+  ConnectionLostError,
+  NoRespondersError,
+  TimeoutError,
+} from '../errors.js';
 import { MINIMUM_SERVER_VERSION, requireFeature, serverSupports } from '../features.js';
 import { validateName, validateSubject } from '../names.js';
 import type {
@@ -31,6 +37,17 @@ import { checkMaxAge, checkStream, type StreamNeeds } from '../streamConfig.js';
 import { MemorySubscription, type SubscriptionOwner } from './subscription.js';
 import type { WireMessage } from './payload.js';
 
+/** An API call out: `attempt` numbers its sends, so the answer to one abandoned at a drop is ignored. */
+interface OutCall {
+  attempt: number;
+  dropped(): void;
+}
+
+/** Calls safe to make twice (reads; an append, by its message id), sent again after a reconnect as the nats bus does. */
+const REPEATED_ON_RECONNECT = new Set(['append', 'last sequence', 'kv get']);
+/** Writes out when the connection drops fail at once, as on the nats bus: their caller decides. */
+const FAILED_ON_DROP = new Set(['kv create', 'kv update', 'kv put', 'kv delete']);
+
 /** A JetStream API call's default timeout on a simulated network, as nats.js's (5 s). */
 export const DEFAULT_API_TIMEOUT = 5_000;
 
@@ -53,6 +70,8 @@ export class MemoryBus implements Bus {
   #closing: Promise<void> | undefined;
   /** While draining only publish still works (handlers may answer), as in nats.js. */
   #state: 'open' | 'draining' | 'closed' = 'open';
+  /** API calls out on the network, for a restart to settle. */
+  readonly #out = new Set<OutCall>();
   /** After a server restart, until reconnected: what it sends waits, as nats.js buffers it. */
   #reconnecting = false;
   /** Which restart it is reconnecting from: a later one supersedes an earlier one's reconnect. */
@@ -273,24 +292,46 @@ export class MemoryBus implements Bus {
     this.#emit({ type: 'close' });
   }
 
-  /** At the server, at once; on a simulated network as a call that may be lost (TimeoutError) or late. */
+  /**
+   * At the server, at once; on a simulated network as a call that may be
+   * lost (TimeoutError) or late. Out when the server restarts, it is what
+   * the nats bus does with a call out when its connection drops: a
+   * repeatable one is sent again after the reconnect, a write fails at
+   * once with ConnectionLostError, anything else waits out its timeout.
+   */
   #call<T>(operation: string, run: () => T, timeout: number): T | Promise<T> {
     if (!this.#host.networked) return run();
     return new Promise<T>((resolve, reject) => {
       let settled = false;
       const timer = this.#clock.setTimeout(() => {
         settled = true;
+        this.#out.delete(out);
         reject(new TimeoutError(operation, timeout));
       }, timeout);
       const settle =
-        <V>(then: (v: V) => void) =>
+        <V>(then: (v: V) => void, attempt: number) =>
         (v: V): void => {
-          if (settled) return;
+          if (settled || attempt !== out.attempt) return;
           settled = true;
+          this.#out.delete(out);
           this.#clock.clearTimeout(timer);
           then(v);
         };
-      const send = (): void => void this.#host.call(this.#client, operation, run).then(settle(resolve), settle(reject));
+      const send = (): void => {
+        const attempt = ++out.attempt;
+        void this.#host.call(this.#client, operation, run).then(settle(resolve, attempt), settle(reject, attempt));
+      };
+      const out: OutCall = {
+        attempt: 0,
+        dropped: () => {
+          if (settled) return;
+          if (REPEATED_ON_RECONNECT.has(operation)) {
+            out.attempt++;
+            this.#waiting.push(send);
+          } else if (FAILED_ON_DROP.has(operation)) settle(reject, out.attempt)(new ConnectionLostError());
+        },
+      };
+      this.#out.add(out);
       if (this.#reconnecting) this.#waiting.push(send);
       else send();
     });
@@ -304,6 +345,7 @@ export class MemoryBus implements Bus {
     this.#clock.setTimeout(() => {
       if (this.#state === 'closed' || restart !== this.#restarts || this.#reconnecting) return;
       this.#reconnecting = true;
+      for (const out of [...this.#out]) out.dropped();
       this.#emit({ type: 'disconnect' });
       this.#emit({ type: 'reconnecting' });
     }, 0);

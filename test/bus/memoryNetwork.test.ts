@@ -302,6 +302,40 @@ describe('faults of a connection', () => {
     expect(inFlight.value()).toMatch(/NoResponders|Timeout/);
     expect((await kv.keys()).length).toBe(1);
   });
+  it('calls out when the server restarts: an append is sent again after the reconnect (stored once), a kv write fails at once, as on the nats bus', async () => {
+    const { clock, net, server, connect, settle } = setup();
+    const a = connect();
+    const journal = await a.journal({ name: 'R', subjects: ['r.>'] });
+    const kv = await a.kv({ bucket: 'rb' });
+    // Every answer takes 50 ms on its way back: a restart 1 ms after the calls finds them executed, unanswered.
+    net.fate = (hop) => (hop.kind === 'response' ? [50] : [0]);
+    const append = track(journal.append('r.s', bytes('once'), { msgId: 'm1', expectedLastSubjectSeq: 0 }));
+    const put = track(kv.put('k', bytes('v')).catch((e: Error) => e.name));
+    await advance(clock, settle, 1);
+    server.restart(() => 30);
+    await advance(clock, settle, 1);
+    expect(put.state()).toBe('resolved');
+    expect(put.value()).toBe('ConnectionLostError');
+    expect(append.state()).toBe('pending');
+    await advance(clock, settle, 100, 10);
+    expect(append.value()).toMatchObject({ seq: 1, duplicate: true });
+    net.fate = () => [0];
+    const entries: string[] = [];
+    for await (const e of journal.read('r.s')) entries.push(text(e.data));
+    expect(entries).toEqual(['once']);
+    // The put reached the server before the drop: failed to its caller, it may still have been applied.
+    expect((await kv.get('k'))?.value).toEqual(bytes('v'));
+  });
+
+  it('control: with no restart the same append is answered once, not as a duplicate', async () => {
+    const { clock, net, connect, settle } = setup();
+    const a = connect();
+    const journal = await a.journal({ name: 'R', subjects: ['r.>'] });
+    net.fate = (hop) => (hop.kind === 'response' ? [50] : [0]);
+    const append = track(journal.append('r.s', bytes('once'), { msgId: 'm1', expectedLastSubjectSeq: 0 }));
+    await advance(clock, settle, 100, 10);
+    expect(append.value()).toMatchObject({ seq: 1, duplicate: false });
+  });
 });
 
 function clientOf(bus: Bus): number {
