@@ -50,10 +50,13 @@ interface Copy {
 }
 
 interface Secondary {
-  readonly follow: JournalFollow;
+  follow: JournalFollow;
   readonly sub: Subscription;
   readonly copies: Map<string, Copy>;
   applied: number;
+  /** What it last told the primary, and when: a report that would say nothing new waits (see tick). */
+  reportedSeq: number;
+  reportedAt: number;
 }
 
 export interface ReplicaStatus {
@@ -242,8 +245,11 @@ export class Replication {
    */
   tick(): void {
     for (const shard of this.#waiters.keys()) if (this.#actors.has(shard)) this.#settle(shard);
-    // A quiet secondary says it is still there, and how far it has applied.
-    for (const [shard, s] of this.#secondaries) this.#report(shard, s.applied);
+    // A quiet secondary says it is still there, and how far it has applied: often enough that the primary,
+    // which counts it synchronized for a session timeout after each report, never misses it.
+    const now = this.#clock.now();
+    for (const [shard, s] of this.#secondaries)
+      if (s.applied !== s.reportedSeq || now - s.reportedAt >= this.#sessionTimeout / 3) this.#report(shard, s);
   }
 
   #settle(shard: number): void {
@@ -278,9 +284,14 @@ export class Replication {
     this.#settle(s);
   }
 
-  #report(shard: number, seq: number): void {
+  #report(shard: number, s: Secondary): void {
+    s.reportedSeq = s.applied;
+    s.reportedAt = this.#clock.now();
     try {
-      this.#bus.publish(replicaReportSubject(this.#cluster, shard), encode({ w: this.#memberId, s: shard, q: seq }));
+      this.#bus.publish(
+        replicaReportSubject(this.#cluster, shard),
+        encode({ w: this.#memberId, s: shard, q: s.applied }),
+      );
     } catch (err) {
       this.#log.debug({ err, shard }, 'replica report not sent');
     }
@@ -294,7 +305,14 @@ export class Replication {
     const sub = bus.subscribe(readOnlyShardFilter(cluster, shard), (m) => void this.#answer(m, shard), {
       queue: READ_ONLY_QUEUE,
     });
-    const entry: Secondary = { follow: { stop: () => undefined }, sub, copies, applied: 0 };
+    const entry: Secondary = {
+      follow: { stop: () => undefined },
+      sub,
+      copies,
+      applied: 0,
+      reportedSeq: -1,
+      reportedAt: Number.NEGATIVE_INFINITY,
+    };
     this.#secondaries.set(shard, entry);
     // Only what is journaled from now on: copies load the past from snapshot and journal when first needed.
     const follow = await journal.follow(
@@ -309,8 +327,8 @@ export class Replication {
       follow.stop();
       return;
     }
-    this.#secondaries.set(shard, { ...entry, follow });
-    Object.assign(entry, { follow });
+    // The same object the journal's handler updates: status() and the tick read what it applied.
+    entry.follow = follow;
   }
 
   #unfollow(shard: number): void {
@@ -351,7 +369,7 @@ export class Replication {
       }
     }
     s.applied = Math.max(s.applied, e.seq);
-    this.#report(shard, s.applied);
+    this.#report(shard, s);
   }
 
   async #load(app: Application, id: string, shard: number): Promise<Copy> {

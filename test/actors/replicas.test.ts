@@ -112,6 +112,21 @@ describe.each(['memory', 'nats'] as const)('replicas (%s)', (kind) => {
     expect((await s.read({ readOnly: true })).document).toMatchObject({ n: 115 });
   });
 
+  it("a secondary's status says how far it has applied: as far as its primary credits it", async () => {
+    const cluster = `r${randomUUID().slice(0, 8)}`;
+    const { a, b, client } = await pair(cluster, app());
+    const s = client.session('counter', 'carol');
+    for (let i = 1; i <= 3; i++) await s.send({ type: 'ADD', by: i });
+    const shard = shardOf('counter', 'carol', SHARDS);
+    const [primary, secondary] = a.serving.includes(shard) ? [a, b.worker] : [b.worker, a];
+    let credited = 0;
+    await waitFor(() => (credited = primary.replicaStatus(shard).secondaries[0]?.seq ?? 0) > 0, {
+      what: 'the primary credits its secondary with an entry',
+    });
+    expect(secondary.replicaStatus(shard)).toMatchObject({ role: 'secondary' });
+    expect(secondary.replicaStatus(shard).applied).toBeGreaterThanOrEqual(credited);
+  });
+
   it('answers garbage read-only queries with typed errors and ignores garbage reports; both keep serving', async () => {
     const cluster = `r${randomUUID().slice(0, 8)}`;
     const { a, b, client } = await pair(cluster, app({ commit: 'replicas' }));
