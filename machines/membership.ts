@@ -218,14 +218,14 @@ export const membershipMachine = setup({
       const blind = context.view === null && context.revision > 0;
       if (blind && (context.blindSince === null || context.now - context.blindSince < context.config.sessionTimeout))
         return;
-      // Most events (ticks, heartbeats saying what they said before) change nothing the plan reads.
-      const key = planningKey(context);
-      const planned = key === context.settledPlan ? null : planView(context);
-      if (planned === null && key !== context.settledPlan) enqueue.assign({ settledPlan: key });
+      // Only the leader plans; and most events (ticks, heartbeats saying what they said before) change
+      // nothing its plan reads.
+      const leads = leaderOf(context) === context.self.id;
+      const key = leads ? planningKey(context) : null;
+      const planned = key === null || key === context.settledPlan ? null : planView(context);
+      if (key !== null && planned === null && key !== context.settledPlan) enqueue.assign({ settledPlan: key });
       // A new view repairs the key too; without one, the leader writes back the view it knows.
-      const next =
-        planned ??
-        (context.repair && context.view !== null && leaderOf(context) === context.self.id ? context.view : null);
+      const next = planned ?? (context.repair && context.view !== null && leads ? context.view : null);
       if (next === null) return;
       enqueue.assign({ writing: true, repair: false, moving: context.moves, moves: [] });
       enqueue.emit({ type: 'writeView', view: next, revision: context.revision });
