@@ -130,6 +130,49 @@ describe('reconnecting to NATS (nats)', () => {
   });
 
   it(
+    "a client's command out when its connection drops is sent again once it is back, not after attemptTimeout: applied once",
+    { timeout: 30_000 },
+    async () => {
+      const cluster = 'reconnectc';
+      const worker = await startWorker({ nats: [nats.url], cluster, applications: [tally], shardCount: 4 });
+      cleanup.push(() => worker.stop());
+      const proxy = await startProxy({ target: nats.url });
+      cleanup.push(() => proxy.close());
+      const client = await connect({
+        nats: proxy.url,
+        cluster,
+        shardCount: 4,
+        label: 'rcc',
+        reconnectInterval: 50,
+        attemptTimeout: 10_000,
+      });
+      cleanup.push(() => client.close());
+      const observer = await connect({ nats: nats.url, cluster, shardCount: 4, label: 'rco' });
+      cleanup.push(() => observer.close());
+      await client.session('tally', 'c').send({ type: 'ADD', token: 'before' });
+      // The command reaches the worker and is journaled; its answer is held, then lost with the connection.
+      proxy.oneWay('client-to-server');
+      const pending = client.session('tally', 'c').send({ type: 'ADD', token: 'once' });
+      await waitFor(
+        async () =>
+          ((await observer.session('tally', 'c').read()).document as { tokens: string[] }).tokens.includes('once'),
+        { timeoutMs: 5_000, what: 'the command journaled' },
+      );
+      const cut = performance.now();
+      proxy.cut();
+      proxy.heal();
+      const ack = await pending;
+      // attemptTimeout is 10 s: the connection actor sent it again at the reconnect, and the worker knew the command.
+      expect(performance.now() - cut).toBeLessThan(3_000);
+      expect(ack).toMatchObject({ seq: 2, duplicate: true });
+      expect(((await observer.session('tally', 'c').read()).document as { tokens: string[] }).tokens).toEqual([
+        'before',
+        'once',
+      ]);
+    },
+  );
+
+  it(
     'a worker is back within a second of a restarted nats-server being ready, on its own default',
     { timeout: 60_000 },
     async () => {
