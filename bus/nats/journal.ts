@@ -189,18 +189,13 @@ class NatsJournal implements Journal {
     // A JetStream publish is a request to the stream's subject; the ack is JSON. One out when the
     // connection drops is sent again once it is back, within the same timeout: the message id makes
     // a second copy a duplicate, answered with the first one's sequence.
-    const deadline = performance.now() + timeout;
     let reply;
-    for (;;) {
-      try {
-        const left = Math.max(1, Math.min(timeout, Math.round(deadline - performance.now())));
-        reply = await this.replies.request(subject, data, h, left, 'append');
-        break;
-      } catch (err) {
-        if (err instanceof ConnectionLostError && (await this.link.whenUp(deadline - performance.now()))) continue;
-        const given = err instanceof ConnectionLostError ? new TimeoutError(`append ${subject}`, timeout) : err;
-        throw translate(given, 'append', subject, timeout);
-      }
+    try {
+      reply = await this.link.repeatable((left) => this.replies.request(subject, data, h, left, 'append'), timeout);
+    } catch (err) {
+      // Cut off for the whole timeout: as unanswered as any append that timed out (it may be stored).
+      const given = err instanceof ConnectionLostError ? new TimeoutError(`append ${subject}`, timeout) : err;
+      throw translate(given, 'append', subject, timeout);
     }
     const ack = parseAck(reply.data);
     if (ack.error !== undefined) {

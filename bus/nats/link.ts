@@ -47,15 +47,16 @@ export class Link {
   }
 
   /**
-   * A call safe to repeat (a read): made again whenever the connection drops
-   * while it is out and comes back within `ms` of the first try; otherwise
-   * the drop's ConnectionLostError.
+   * A call safe to repeat (a read; an append, by its message id): made
+   * again whenever the connection drops while it is out and comes back
+   * within `ms` of the first try; otherwise the drop's ConnectionLostError.
+   * `call` is given the ms left, for its own timeout.
    */
-  async repeatable<T>(call: () => Promise<T>, ms: number): Promise<T> {
+  async repeatable<T>(call: (left: number) => Promise<T>, ms: number): Promise<T> {
     const deadline = performance.now() + ms;
     for (;;) {
       try {
-        return await this.race(call());
+        return await this.race(call(Math.max(1, Math.min(ms, Math.round(deadline - performance.now())))));
       } catch (err) {
         if (!(err instanceof ConnectionLostError) || !(await this.whenUp(deadline - performance.now()))) throw err;
       }
