@@ -181,5 +181,13 @@ describe('cohort up', () => {
       /--storage-replicas needs a whole number from 1 to 5/,
     );
     expect(() => parseWorkerArgs(['--app', 'a.ts', '--heartbeat-interval', '0'])).toThrow(CliUsageError);
+    expect(parseWorkerArgs(['--app', 'a.ts'])).toMatchObject({ reconnectInterval: undefined });
+    expect(parseWorkerArgs(['--app', 'a.ts', '--reconnect-interval', '250'])).toMatchObject({ reconnectInterval: 250 });
+    for (const bad of ['0', '1.5', 'soon', '9'.repeat(30)])
+      expect(() => parseWorkerArgs(['--app', 'a.ts', '--reconnect-interval', bad])).toThrow(
+        /--reconnect-interval needs a whole number of milliseconds/,
+      );
+    // A negative number reads as another flag: parseArgs refuses it itself.
+    expect(() => parseWorkerArgs(['--app', 'a.ts', '--reconnect-interval', '-5'])).toThrow();
   });
 });
