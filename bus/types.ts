@@ -165,6 +165,8 @@ export interface Journal {
   ): Promise<JournalFollow>;
   /** The last sequence stored on exactly this subject; 0 when it has none. */
   lastSeq(subject: string): Promise<number>;
+  /** The last entry stored on exactly this subject; null when it has none. */
+  last(subject: string): Promise<JournalEntry | null>;
   /** Removes the subject's entries with seq < below. Returns how many went. */
   purge(subject: string, options: { below: number }): Promise<number>;
   /** Deletes the whole stream and its entries. */

@@ -125,6 +125,15 @@ export class MemoryJournal implements Journal {
     return this.#context.call('last sequence', () => this.#stream.lastSeqOf(subject));
   }
 
+  async last(subject: string): Promise<JournalEntry | null> {
+    this.#context.assertOpen('last');
+    validateSubject(subject, { wildcards: false, kind: 'journal subject' });
+    return this.#context.call('last entry', () => {
+      const message = this.#stream.lastOf(subject);
+      return message === undefined ? null : toEntry(message);
+    });
+  }
+
   async purge(subject: string, options: { below: number }): Promise<number> {
     this.#context.assertOpen('purge');
     validateSubject(subject, { wildcards: true, kind: 'journal subject' });

@@ -91,10 +91,15 @@ export async function openNatsJournal(
       info = await jsm.streams.info(config.name);
     } catch (err) {
       if (apiCode(err) !== ApiCodes.StreamNotFound) throw err;
-      // Two workers starting together: the second add finds the first one's stream.
+      // Two workers starting together: the second add finds the first one's stream. nats-server 2.9 may
+      // call that an overlap of subjects while the first is still being made: it is one only if no stream
+      // of this name turns up.
       info = await jsm.streams.add(wanted).catch((added: unknown) => {
-        if (apiCode(added) !== ApiCodes.StreamNameInUse) throw added;
-        return jsm.streams.info(config.name);
+        const code = apiCode(added);
+        if (code !== ApiCodes.StreamNameInUse && code !== ApiCodes.StreamSubjectOverlap) throw added;
+        return jsm.streams.info(config.name).catch((err: unknown) => {
+          throw apiCode(err) === ApiCodes.StreamNotFound ? added : err;
+        });
       });
     }
     const mismatch = checkStream(natsStreamFacts(info.config), needs);
@@ -317,6 +322,21 @@ class NatsJournal implements Journal {
     } catch (err) {
       if (apiCode(err) === ApiCodes.NoMessageFound) return 0;
       throw translate(err, 'last sequence of', subject, this.apiTimeout);
+    }
+  }
+
+  async last(subject: string): Promise<JournalEntry | null> {
+    this.#checkSubject(subject, false);
+    try {
+      const m = await this.link.repeatable(
+        () => this.jsm.streams.getMessage(this.name, { last_by_subj: subject }),
+        this.apiTimeout,
+      );
+      if (m === null) return null;
+      return { subject: m.subject, seq: m.seq, data: m.data, headers: fromMsgHdrs(m.header), time: m.time.getTime() };
+    } catch (err) {
+      if (apiCode(err) === ApiCodes.NoMessageFound) return null;
+      throw translate(err, 'last entry of', subject, this.apiTimeout);
     }
   }
 

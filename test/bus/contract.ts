@@ -394,6 +394,17 @@ export function busContract(name: string, target: () => ContractTarget): void {
         expect(await j.lastSeq(a)).toBe(5);
         expect(await j.lastSeq(b)).toBe(4);
         expect(await j.lastSeq(`${j.name}.s.never`)).toBe(0);
+        const last = await j.last(a);
+        expect([last?.subject, last?.seq, text(last!.data), last?.headers['Cohort-Type']]).toEqual([
+          a,
+          5,
+          'a3',
+          'event',
+        ]);
+        expect((await j.last(b))?.seq).toBe(4);
+        expect(await j.last(`${j.name}.s.never`)).toBeNull();
+        // One subject, exactly: a wildcard is refused, as lastSeq refuses it.
+        await expect(j.last(`${j.name}.s.*`)).rejects.toBeInstanceOf(InvalidNameError);
       });
 
       it('fences on the expected last subject sequence: a wrong one appends nothing', async () => {
@@ -499,6 +510,18 @@ export function busContract(name: string, target: () => ContractTarget): void {
         expect(await collectAll(again.read(`${j.name}.>`))).toEqual([]);
         expect((await again.append(`${j.name}.x`, bytes('new'))).seq).toBe(1);
         await again.destroy();
+      });
+
+      it('opened by several connections at once, one journal: each finds the stream another is making; another name over the same subjects is refused', async () => {
+        const name = fresh('J');
+        const buses = await Promise.all(Array.from({ length: 6 }, () => connect()));
+        const opened = await Promise.all(buses.map((b) => b.journal({ name, subjects: [`${name}.>`] })));
+        await opened[0]!.append(`${name}.x`, bytes('one'));
+        for (const j of opened)
+          expect((await collectAll(j.read(`${name}.>`))).map((e) => text(e.data))).toEqual(['one']);
+        const other = await buses[0]!.journal({ name: `${name}O`, subjects: [`${name}.>`] }).catch((e: unknown) => e);
+        expect(other).toBeInstanceOf(InvalidNameError);
+        expect((other as Error).message).toContain('overlap');
       });
 
       it('reopens an existing journal with its entries', async () => {
