@@ -12,6 +12,7 @@ import { InvalidNameError } from './errors.js';
  * | cohort.<cluster>.ro.<shard>.<app>.<id>.<label>   | readOnlySubject |
  * | cohort.<cluster>.rep.<shard>               | replicaReportSubject |
  * | cohort.<cluster>.jrnl.<shard>.<app>.<id>   | journalSubject     |
+ * | cohort.<cluster>.jrnl.<shard>.epoch        | epochSubject       |
  * | cohort.<cluster>.evt.<app>.<id>            | eventSubject       |
  * | cohort.<cluster>.hb.<worker>               | heartbeatSubject   |
  * | cohort.<cluster>.meta.<app>                | metaSubject        |
@@ -208,6 +209,16 @@ export function journalSubject(cluster: string, shard: number, app: string, id: 
   return sessionSubject('jrnl', cluster, shard, app, id);
 }
 
+/**
+ * A shard's epoch markers, in the journal stream beside its sessions'
+ * entries (one token shorter, so no session subject can be it): where each
+ * primary's epoch began, in stream order.
+ */
+export function epochSubject(cluster: string, shard: number): string {
+  validateShard(shard);
+  return `${prefix(cluster, 'jrnl')}.${shard}.epoch`;
+}
+
 /** Document patches to subscribed clients; no shard, because clients don't know the shard map. */
 export function eventSubject(cluster: string, app: string, id: string): string {
   validateApp(app);
@@ -279,6 +290,11 @@ export function journalShardFilter(cluster: string, shard: number): string {
   return `${prefix(cluster, 'jrnl')}.${shard}.>`;
 }
 
+/** Every shard's epoch markers: cohort.<cluster>.jrnl.*.epoch */
+export function epochFilter(cluster: string): string {
+  return `${prefix(cluster, 'jrnl')}.*.epoch`;
+}
+
 /** COHORT_<cluster>_JOURNAL */
 export function journalStreamName(cluster: string): string {
   validateCluster(cluster);
@@ -316,6 +332,7 @@ export type RequestKind = 'cmd' | 'read' | 'ro';
 export type ParsedSubject =
   | { kind: RequestKind; cluster: string; shard: number; app: string; id: string; label: string }
   | { kind: 'jrnl'; cluster: string; shard: number; app: string; id: string }
+  | { kind: 'epoch'; cluster: string; shard: number }
   | { kind: 'evt'; cluster: string; app: string; id: string }
   | { kind: 'hb'; cluster: string; worker: string }
   | { kind: 'meta'; cluster: string; app: string };
@@ -328,11 +345,14 @@ export function parseSubject(subject: string): ParsedSubject {
   if (root !== SUBJECT_ROOT || cluster === undefined || kind === undefined) {
     throw new InvalidNameError('subject', subject, `does not start with ${SUBJECT_ROOT}.<cluster>.<kind>`);
   }
+  const epoch = kind === 'jrnl' && tokens.length === 5 && tokens[4] === 'epoch';
   const expected =
     kind === 'cmd' || kind === 'read' || kind === 'ro'
       ? 7
       : kind === 'jrnl'
-        ? 6
+        ? epoch
+          ? 5
+          : 6
         : kind === 'evt'
           ? 5
           : kind === 'hb' || kind === 'meta'
@@ -344,6 +364,14 @@ export function parseSubject(subject: string): ParsedSubject {
   }
   try {
     validateCluster(cluster);
+    if (epoch) {
+      const shardToken = tokens[3]!;
+      if (!SHARD.test(shardToken))
+        throw new InvalidNameError('shard', shardToken, 'must be a non-negative integer in canonical decimal');
+      const shard = Number(shardToken);
+      validateShard(shard);
+      return { kind: 'epoch', cluster, shard };
+    }
     switch (kind) {
       case 'cmd':
       case 'read':
@@ -393,6 +421,8 @@ export function buildSubject(parsed: ParsedSubject): string {
       return requestSubject(parsed.kind, parsed.cluster, parsed.shard, parsed.app, parsed.id, parsed.label);
     case 'jrnl':
       return sessionSubject(parsed.kind, parsed.cluster, parsed.shard, parsed.app, parsed.id);
+    case 'epoch':
+      return epochSubject(parsed.cluster, parsed.shard);
     case 'evt':
       return eventSubject(parsed.cluster, parsed.app, parsed.id);
     case 'hb':

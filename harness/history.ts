@@ -13,10 +13,13 @@
 import type { Bus, SendResult } from '../index.js';
 import {
   decode,
+  entryEpoch,
+  EpochFences,
   HEADER,
   type JournalRecord,
   journalStreamFilter,
   journalStreamName,
+  parseEpochMarker,
   parseSubject,
 } from '../internal.js';
 
@@ -78,16 +81,26 @@ export async function readJournalFacts(
 ): Promise<JournalFact[]> {
   const journal = await bus.journal({ name: journalStreamName(cluster), subjects: [journalStreamFilter(cluster)] });
   const facts: JournalFact[] = [];
+  // A deposed epoch's late entry (after a newer epoch's marker) is applied by nobody: not a fact of the run.
+  const fences = new Map<number, EpochFences>();
   for await (const entry of journal.read(journalStreamFilter(cluster))) {
     const target = parseSubject(entry.subject);
+    if (target.kind === 'epoch') {
+      const marker = parseEpochMarker(decode(entry.data, { where: 'epoch marker' }), target.shard);
+      let f = fences.get(target.shard);
+      if (f === undefined) fences.set(target.shard, (f = new EpochFences(Number.POSITIVE_INFINITY)));
+      if (typeof marker !== 'string') f.addMarker(entry.seq, marker);
+      continue;
+    }
     if (target.kind !== 'jrnl') continue;
+    if (fences.get(target.shard)?.admits(entry.seq, entryEpoch(entry.headers)) === false) continue;
     const record = decode(entry.data, { where: `journal ${entry.subject}#${entry.seq}` }) as JournalRecord;
     facts.push({
       streamSeq: entry.seq,
       shard: target.shard,
       session: target.id,
       tokens: record.events.flatMap((e) => tokenOf(e.event as unknown as Record<string, unknown>) ?? []),
-      epoch: Number(entry.headers[HEADER.epoch] ?? 0),
+      epoch: entryEpoch(entry.headers),
       worker: entry.headers[HEADER.worker] ?? '',
     });
   }

@@ -5,6 +5,7 @@ import { DecodeError } from '../../bus/errors.js';
 import { journalSubject } from '../../bus/subjects.js';
 import type { Journal } from '../../bus/types.js';
 import { CorruptSessionError } from '../../protocol/errors.js';
+import { entryEpoch } from '../../protocol/epochs.js';
 import { HEADER } from '../../protocol/headers.js';
 import { parseJournalRecord } from '../../protocol/records.js';
 import type {
@@ -22,11 +23,18 @@ import type { SessionStore, StoredSnapshot } from './sessionStore.js';
 import { parseRecent, type RecentCommand } from './recentCommands.js';
 import { DEDUP_MAX_IDS } from '../../protocol/dedup.js';
 
+/** Which journal entries count: those no newer epoch's marker comes before (protocol/epochs.ts). */
+export interface EpochAdmission {
+  admits(shard: number, seq: number, epoch: number): boolean;
+}
+
 /** Where the journal and the snapshots are. */
 export interface ReplayDeps {
   readonly journal: Journal;
   readonly store: SessionStore;
   readonly cluster: string;
+  /** Absent: every entry counts (static sharding has no epochs). */
+  readonly epochs?: EpochAdmission;
 }
 
 export interface LoadedSession {
@@ -101,6 +109,11 @@ async function replay(
   const tail = lastSeq > journalSeq ? deps.journal.read(subject, { fromSeq: journalSeq + 1 }) : [];
   const onEvent = options.onEvent;
   for await (const entry of tail) {
+    // A deposed primary's late entry: never acknowledged, applied by nobody; the fence still moves past it.
+    if (deps.epochs?.admits(shard, entry.seq, entryEpoch(entry.headers)) === false) {
+      journalSeq = entry.seq;
+      continue;
+    }
     const record = readRecord(app.name, id, entry.seq, entry.data);
     const first = record.events[0]!;
     // Without a snapshot only a journal that still starts at the session's first event will do.

@@ -21,6 +21,8 @@ import { checkShard } from '../../protocol/requests.js';
 import { parseJournalRecord } from '../../protocol/records.js';
 import { sessionKey } from '../../protocol/names.js';
 import { loadSession, type ReplayDeps } from './replay.js';
+import type { EpochMarks } from './epochs.js';
+import { entryEpoch } from '../../protocol/epochs.js';
 import type { SessionStore } from './sessionStore.js';
 
 /** Read-only queries of every copy of a shard share this queue group: one copy answers each. */
@@ -39,6 +41,8 @@ export interface ReplicationOptions {
   readonly sessionTimeout: number;
   /** The cluster's shard count: a read on another shard's subject than its session's is refused. */
   readonly shardCount: number;
+  /** The shards' epoch markers: learnt as they are followed, and which entries copies apply. */
+  readonly epochs: EpochMarks;
 }
 
 /** A secondary's copy of one session: the same pure state the primary has, as of `journalSeq`. */
@@ -93,6 +97,7 @@ export class Replication {
   readonly #journal: Journal;
   /** Where copies load from: the journal and the snapshots. */
   readonly #stored: ReplayDeps;
+  readonly #epochs: EpochMarks;
   readonly #clock: Clock;
   readonly #log: Logger;
   readonly #apps: ReadonlyMap<string, Application>;
@@ -106,12 +111,24 @@ export class Replication {
   readonly #reports = new Map<number, Subscription>();
   #stopped = false;
 
-  constructor({ bus, journal, store, cluster, clock, log, apps, sessionTimeout, shardCount }: ReplicationOptions) {
+  constructor({
+    bus,
+    journal,
+    store,
+    cluster,
+    clock,
+    log,
+    apps,
+    sessionTimeout,
+    shardCount,
+    epochs,
+  }: ReplicationOptions) {
     this.#shardCount = shardCount;
+    this.#epochs = epochs;
     this.#bus = bus;
     this.#cluster = cluster;
     this.#journal = journal;
-    this.#stored = { journal, store, cluster };
+    this.#stored = { journal, store, cluster, epochs };
     this.#clock = clock;
     this.#log = log;
     this.#apps = apps;
@@ -314,6 +331,9 @@ export class Replication {
       reportedAt: Number.NEGATIVE_INFINITY,
     };
     this.#secondaries.set(shard, entry);
+    // Entries wait for the markers stored before following began (later ones come with the journal).
+    let learnt!: () => void;
+    const markers = new Promise<void>((resolve) => (learnt = resolve));
     // Only what is journaled from now on: copies load the past from snapshot and journal when first needed.
     const follow = await journal.follow(
       journalShardFilter(cluster, shard),
@@ -321,8 +341,17 @@ export class Replication {
         onError: (err, e) =>
           this.#log.warn({ err, subject: e.subject, seq: e.seq }, 'journal entry not applied on secondary'),
       },
-      (e) => this.#applyEntry(shard, entry, e),
+      async (e) => {
+        await markers;
+        await this.#applyEntry(shard, entry, e);
+      },
     );
+    await this.#epochs
+      .learn(shard)
+      .catch((err: unknown) =>
+        this.#log.warn({ err, shard }, 'epoch markers not read: late entries are not told apart'),
+      );
+    learnt();
     if (this.#secondaries.get(shard) !== entry) {
       follow.stop();
       return;
@@ -342,8 +371,13 @@ export class Replication {
 
   async #applyEntry(shard: number, s: Secondary, e: JournalEntry): Promise<void> {
     const target = parseSubject(e.subject);
+    if (target.kind === 'epoch' && target.shard === shard) this.#epochs.observe(shard, e);
     const app = target.kind === 'jrnl' ? this.#apps.get(target.app) : undefined;
-    if (target.kind === 'jrnl' && app !== undefined) {
+    if (target.kind === 'jrnl' && app !== undefined && !this.#epochs.admits(shard, e.seq, entryEpoch(e.headers))) {
+      // A deposed primary's late entry: applied by nobody, but the copy has seen past it.
+      const copy = s.copies.get(sessionKey(app.name, target.id));
+      if (copy !== undefined) copy.journalSeq = Math.max(copy.journalSeq, e.seq);
+    } else if (target.kind === 'jrnl' && app !== undefined) {
       const key = sessionKey(app.name, target.id);
       const copy = s.copies.get(key);
       if (copy === undefined) {

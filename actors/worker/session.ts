@@ -29,7 +29,7 @@ import type { Primacy } from './lease.js';
 import { verifySession, type LoadedSession } from './replay.js';
 import type { SessionDeps, SessionLock } from './sessionDeps.js';
 import { sessionHeader } from '../../protocol/headers.js';
-import { appendRecord, preparePatch, publishPatch, seqOfJournaled, type PreparedPatch } from './sessionWrites.js';
+import { appendRecord, journaledAt, preparePatch, publishPatch, type PreparedPatch } from './sessionWrites.js';
 import { RecentCommands, type RecentCommand } from './recentCommands.js';
 
 export interface HostedSessionOptions {
@@ -317,9 +317,19 @@ export class HostedSession {
       });
       this.#deps.replicas?.journaled(this.shard, ack.seq);
       if (ack.duplicate) {
+        const first = await journaledAt(this.#deps.journal, this.subject, ack.seq, msgId);
+        // Its first copy is a deposed epoch's late entry, which nobody applies: journaled again, under an id of
+        // this epoch's own (once: a copy under that id is this epoch's).
+        const own = `@${epoch}`;
+        if (
+          first !== undefined &&
+          !msgId.endsWith(own) &&
+          this.#deps.epochs?.admits(this.shard, ack.seq, first.epoch) === false
+        )
+          return this.#append(record, msgId + own, epoch);
         // Journaled before. Through this copy, and forgotten since (more ids than a session keeps): answered
         // from the journal. Not through this copy: it is stale; answered likewise, then reloaded.
-        const seq = (await seqOfJournaled(this.#deps.journal, this.subject, ack.seq, msgId)) ?? this.#state.seq;
+        const seq = first?.seq ?? this.#state.seq;
         if (ack.seq > this.#journalSeq) this.#evict('a retried command was journaled by an earlier owner');
         return { ok: true, seq, duplicate: true };
       }

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../../bus/clock.js';
 import type { Bus, Journal } from '../../bus/types.js';
 import type { Primacy } from './lease.js';
+import type { EpochAdmission } from './replay.js';
 import type { HostedSession } from './session.js';
 import type { SessionStore } from './sessionStore.js';
 
@@ -56,6 +57,8 @@ export interface SessionDeps {
   readonly wakeups: WakeupIndex;
   /** Where a copy no longer trustworthy here is forgotten (it reloads on its next message). */
   readonly directory: { forget(session: HostedSession): void };
+  /** Which journal entries count (membership only): a late entry of a deposed epoch does not. */
+  readonly epochs?: EpochAdmission;
   /** Test-only (UNSAFE): appends without the fence. */
   readonly unfenced?: boolean;
 }

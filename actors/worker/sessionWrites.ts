@@ -10,6 +10,7 @@ import type { AppendAck, Bus, Journal } from '../../bus/types.js';
 import type { SessionState } from '../../machines/session.js';
 import { documentOf } from '../../machines/session.js';
 import { HEADER, headerText, sessionHeader } from '../../protocol/headers.js';
+import { entryEpoch } from '../../protocol/epochs.js';
 import { parseJournalRecord } from '../../protocol/records.js';
 import type { JournalRecord, PatchMessage, PatchOperation } from '../../protocol/messages.js';
 
@@ -46,20 +47,24 @@ export function appendRecord(
   });
 }
 
-/** The session seq a record journaled earlier at `journalSeq` gave `cmdId` (the record's last, for a batch); undefined when the journal no longer holds it there. */
-export async function seqOfJournaled(
+/**
+ * What a record journaled earlier at `journalSeq` gave `cmdId`: its session
+ * seq (the record's last, for a batch) and the epoch it was written under;
+ * undefined when the journal no longer holds it there.
+ */
+export async function journaledAt(
   journal: Journal,
   subject: string,
   journalSeq: number,
   cmdId: string,
-): Promise<number | undefined> {
+): Promise<{ readonly seq: number; readonly epoch: number } | undefined> {
   for await (const e of journal.read(subject, { fromSeq: journalSeq, limit: 1 })) {
     // Purged, or the id was another subject's: what follows on this one is not it.
     if (e.seq !== journalSeq) return undefined;
     const rec = parseJournalRecord(decode(e.data, { where: `journal ${subject}#${journalSeq}` }));
     if (typeof rec === 'string') return undefined;
     const hit = rec.events.find((x) => x.event.meta.cmdId === cmdId) ?? rec.events[rec.events.length - 1];
-    if (hit) return hit.seq;
+    if (hit) return { seq: hit.seq, epoch: entryEpoch(e.headers) };
   }
   return undefined;
 }

@@ -17,6 +17,7 @@ import { Catalog } from './catalog.js';
 import { ClientRecords, clientOptions, type ClientRecordInfo } from './clientRecords.js';
 import { forceDisconnect } from './disconnect.js';
 import { Dispatch } from './dispatch.js';
+import { EpochMarks } from './epochs.js';
 import { MembershipHost } from './membership.js';
 import { Replication, type ReplicaStatus } from './replica.js';
 import { openStores, type Stores } from './stores.js';
@@ -180,6 +181,8 @@ class WorkerHost {
   readonly #dispatch: Dispatch;
   /** Secondaries and read-only copies (membership only). */
   readonly replicas: Replication | undefined;
+  /** The epoch markers of its shards (membership only). */
+  readonly epochs: EpochMarks | undefined;
   #membership: MembershipHost | undefined;
   #metaSubs: Subscription[] = [];
   #replicaTick: TimerHandle | undefined;
@@ -218,6 +221,16 @@ class WorkerHost {
     this.#leaveBound = membership === undefined ? 10_000 : Math.max(10_000, 3 * membership.config.sessionTimeout);
     const sessionTimeout = membership?.config.sessionTimeout ?? MEMBERSHIP_DEFAULTS.sessionTimeout;
     const { journal, snapshots: store, timers, replies } = stores;
+    this.epochs =
+      membership === undefined
+        ? undefined
+        : new EpochMarks({
+            journal,
+            cluster,
+            clock: this.#clock,
+            log,
+            viewEpoch: (shard) => this.#membership?.view?.shards[shard]?.epoch,
+          });
     this.replicas =
       membership === undefined
         ? undefined
@@ -231,6 +244,7 @@ class WorkerHost {
             apps: this.#apps,
             sessionTimeout,
             shardCount,
+            epochs: this.epochs!,
           });
     this.catalog = new Catalog({
       apps: this.#apps,
@@ -246,6 +260,7 @@ class WorkerHost {
         replicas: this.replicas,
         sessionTimeout,
         unfenced: unsafe?.unfenced === true,
+        ...(this.epochs !== undefined && { epochs: this.epochs }),
       },
       timers,
       secondaries: this.replicas,
@@ -315,6 +330,9 @@ class WorkerHost {
         // applied late, they would give up the shards the new member serves.
         if (this.#membership !== membership) return [];
         const primaries = primariesOf(view, memberId);
+        // Each new epoch's marker goes first: nothing this worker journals for the shard may precede it.
+        await this.epochs!.take(memberId, new Map([...primaries].map((shard) => [shard, view.shards[shard]!.epoch])));
+        if (this.#membership !== membership) return [];
         const serving = await this.shards.serve(primaries);
         if (this.#membership !== membership) return serving;
         this.shards.serveReadOnly(new Set([...primaries].filter((shard) => view.shards[shard]!.replicas.length === 0)));
@@ -389,6 +407,7 @@ class WorkerHost {
     }
     this.#stopped = true;
     this.replicas?.stop();
+    this.epochs?.stop();
     if (this.#replicaTick !== undefined) this.#clock.clearTimeout(this.#replicaTick);
     this.shards.stop();
     for (const sub of this.#metaSubs.splice(0)) sub.unsubscribe();

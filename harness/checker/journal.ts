@@ -12,18 +12,27 @@
  * replays from it: what lies after it is checked, what lies at or below it
  * only as far as the snapshot's own memory of recent command ids goes, and
  * the checker says so (invariant `journal-complete`) unless told not to.
+ *
+ * Epoch markers. An entry an older epoch wrote after a newer epoch's marker
+ * for its shard (a deposed primary's late append) is applied by no copy, so
+ * it is not one of the session's events here either: it is listed among the
+ * session's `ignored` entries.
  */
 import {
   BucketNotFoundError,
   bucketName,
   decode,
+  entryEpoch,
+  EpochFences,
   HEADER,
   journalStreamFilter,
   journalStreamName,
+  parseEpochMarker,
   parseJournalRecord,
   parseSubject,
   SessionStore,
   type Bus,
+  type EpochMarker,
   type StampedEvent,
   type StoredSnapshot,
 } from '../../internal.js';
@@ -52,6 +61,18 @@ export interface UnreadableEntry {
   readonly time: number;
 }
 
+/** A deposed epoch's late entry, which every reader ignores (protocol/epochs.ts). */
+export interface IgnoredEntry {
+  readonly streamSeq: number;
+  readonly epoch: number;
+  readonly worker: string;
+  /** The epoch whose marker came before it. */
+  readonly inForce: number;
+  /** Command ids of its events. */
+  readonly cmdIds: readonly string[];
+  readonly time: number;
+}
+
 /** Where a compacted session's replay starts: its stored snapshot. */
 export interface SessionBase {
   readonly seq: number;
@@ -66,6 +87,8 @@ export interface SessionJournal {
   /** In stream order. */
   readonly events: readonly JournalEvent[];
   readonly unreadable: readonly UnreadableEntry[];
+  /** Late entries of deposed epochs, in stream order (absent: none). */
+  readonly ignored?: readonly IgnoredEntry[];
   /** Read only when the journal no longer starts at seq 1 (compacted) and a snapshot was found. */
   readonly base?: SessionBase;
 }
@@ -93,8 +116,17 @@ export async function readJournals(
   const journal = await bus.journal({ name: journalStreamName(cluster), subjects: [journalStreamFilter(cluster)] });
   const sessions = new Map<string, { app: string; session: string; shard: number; events: JournalEvent[] }>();
   const unreadable = new Map<string, UnreadableEntry[]>();
+  const ignored = new Map<string, IgnoredEntry[]>();
+  const fences = new Map<number, EpochFences>();
   for await (const entry of journal.read(journalStreamFilter(cluster))) {
     const target = parseSubject(entry.subject);
+    if (target.kind === 'epoch') {
+      const marker = readMarker(target.shard, entry.data);
+      let f = fences.get(target.shard);
+      if (f === undefined) fences.set(target.shard, (f = new EpochFences(Number.POSITIVE_INFINITY)));
+      if (marker !== undefined) f.addMarker(entry.seq, marker);
+      continue;
+    }
     if (target.kind !== 'jrnl') continue;
     const key = sessionKeyOf(target.app, target.id);
     let s = sessions.get(key);
@@ -110,10 +142,24 @@ export async function readJournals(
       unreadable.set(key, [...(unreadable.get(key) ?? []), { streamSeq: entry.seq, reason: record, time: entry.time }]);
       continue;
     }
+    const epoch = entryEpoch(entry.headers);
+    const inForce = fences.get(target.shard)?.inForceAt(entry.seq) ?? 0;
+    if (epoch < inForce) {
+      const late: IgnoredEntry = {
+        streamSeq: entry.seq,
+        epoch,
+        worker: entry.headers[HEADER.worker] ?? '',
+        inForce,
+        cmdIds: record.events.map((e) => e.event.meta.cmdId),
+        time: entry.time,
+      };
+      ignored.set(key, [...(ignored.get(key) ?? []), late]);
+      continue;
+    }
     const facts = {
       streamSeq: entry.seq,
       shard: target.shard,
-      epoch: Number(entry.headers[HEADER.epoch] ?? 0),
+      epoch,
       worker: entry.headers[HEADER.worker] ?? '',
       msgId: entry.headers[HEADER.command] ?? '',
       time: entry.time,
@@ -126,9 +172,25 @@ export async function readJournals(
   const out: SessionJournal[] = [];
   for (const [key, s] of sessions) {
     const base = store !== undefined && s.events[0]?.seq !== 1 ? await baseOf(store, s.app, s.session) : undefined;
-    out.push({ ...s, unreadable: unreadable.get(key) ?? [], ...(base === undefined ? {} : { base }) });
+    const late = ignored.get(key);
+    out.push({
+      ...s,
+      unreadable: unreadable.get(key) ?? [],
+      ...(late !== undefined && { ignored: late }),
+      ...(base === undefined ? {} : { base }),
+    });
   }
   return out;
+}
+
+/** A marker as the checker takes it: one that does not parse marks nothing (a worker ignores it too). */
+function readMarker(shard: number, data: Uint8Array): EpochMarker | undefined {
+  try {
+    const marker = parseEpochMarker(decode(data, { where: 'epoch marker' }), shard);
+    return typeof marker === 'string' ? undefined : marker;
+  } catch {
+    return undefined;
+  }
 }
 
 async function openStore(bus: Bus, cluster: string): Promise<SessionStore | undefined> {

@@ -57,7 +57,16 @@ export class SimNetwork implements Network {
     this.#min = this.#max = 0;
   }
 
+  /**
+   * A test's say over single messages, asked before the seed is: the delays
+   * of its copies as `transit` returns them, or undefined to leave it to the
+   * draw. Given the sender's and receiver's names (`w1`, `server`).
+   */
+  script: ((hop: Hop, from: string, to: string) => readonly number[] | undefined) | undefined;
+
   transit(hop: Hop): readonly number[] {
+    const scripted = this.script?.(hop, this.#nameOf(hop.from), this.#nameOf(hop.to));
+    if (scripted !== undefined) return scripted;
     if (hop.kind === 'stream') return this.#max === 0 ? AT_ONCE : [this.#delay()];
     if (this.#drop > 0 && this.#random() < this.#drop) return LOST;
     if (this.#max === 0 && this.#duplicate === 0) return AT_ONCE;

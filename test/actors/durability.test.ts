@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, defineApplication, shardOf, startWorker, type Worker } from '../../index.js';
-import type { JournalRecord } from '../../internal.js';
+import { HEADER, type JournalRecord } from '../../internal.js';
 import { decode, encode } from '../../bus/codec.js';
 import { createMemoryBus, createMemoryServer } from '../../bus/memory/mod.js';
 import { createNatsBus } from '../../bus/nats/mod.js';
@@ -64,7 +64,7 @@ describe.each(targets)('durability ($name)', (target) => {
 
   it('a stale copy fails its fenced append, steps down, reloads, and never acknowledges an unjournaled write', async () => {
     const cluster = `f${randomUUID().slice(0, 8)}`;
-    await worker(cluster);
+    const w = await worker(cluster);
     const client = await connect({ bus: await bus(), cluster, label: 'fence' });
     const s = client.session('counter', 'fenced');
     await s.send({ type: 'ADD', by: 1 });
@@ -78,7 +78,13 @@ describe.each(targets)('durability ($name)', (target) => {
         { seq: 2, event: { type: 'ADD', by: 100, meta: { time: 1, cmdId: 'foreign-1', client: 'other-owner' } } },
       ],
     };
-    await j.append(subject, encode(foreign), { msgId: 'foreign-1', expectedLastSubjectSeq: await j.lastSeq(subject) });
+    // Written under the shard's epoch, as its primary's would be (an older epoch's entry would be ignored).
+    const epoch = String(w.view!.shards[shardOf('counter', 'fenced')]!.epoch);
+    await j.append(subject, encode(foreign), {
+      msgId: 'foreign-1',
+      expectedLastSubjectSeq: await j.lastSeq(subject),
+      headers: { [HEADER.epoch]: epoch },
+    });
     // This worker's copy is at seq 1: its append is fenced off, it reloads, and the retry commits on top.
     expect((await s.send({ type: 'ADD', by: 10 })).seq).toBe(3);
     expect((await history(raw, cluster, 'fenced')).map((x) => x.by)).toEqual([1, 100, 10]);

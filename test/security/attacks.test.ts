@@ -36,6 +36,7 @@ import {
   decode,
   encode,
   eventSubject,
+  HEADER,
   heartbeatFilter,
   heartbeatSubject,
   journalStreamFilter,
@@ -592,9 +593,18 @@ describe('attacks on an authenticated cluster (nats-server with only the generat
     expect(await journal.lastSeq(subject)).toBe(last);
     expect(await alice.session('counter', victim).read()).toMatchObject({ seq: 1, document: { n: 1 } });
 
-    // Control: the worker role may append. Junk there refuses that one session, naming the entry; the rest serve.
+    // Control: the worker role may append. Junk under no epoch (or an older one than the shard's marker) is
+    // a late entry every reader ignores; junk under the shard's epoch refuses that one session, naming the
+    // entry; the rest serve.
+    const rogueJournal = await rogue.bus.journal(JOURNAL);
     await Promise.all(workers().map((w) => w.passivate()));
-    const junk = await (await rogue.bus.journal(JOURNAL)).append(subject, encode({ v: 1, events: [{ seq: 2 }] }));
+    await rogueJournal.append(subject, encode({ v: 1, events: [{ seq: 2 }] }));
+    expect(await alice.session('counter', victim).read()).toMatchObject({ seq: 1, document: { n: 1 } });
+    await Promise.all(workers().map((w) => w.passivate()));
+    const epoch = (await readView(adminKv))!.view.shards[shard]!.epoch;
+    const junk = await rogueJournal.append(subject, encode({ v: 1, events: [{ seq: 2 }] }), {
+      headers: { [HEADER.epoch]: String(epoch) },
+    });
     const refused = await alice
       .session('counter', victim)
       .read()
