@@ -14,7 +14,10 @@ export type ReplicaRole = 'primary' | 'secondary' | 'none';
 /** What the view gives `me` for `shard`. A primary handing off is neither: it has let go. */
 export function roleOf(view: View, shard: number, me: string): ReplicaRole {
   const s = view.shards[shard];
-  if (s === undefined || s.state === 'DEAD') return 'none';
+  if (s === undefined) return 'none';
+  // A shard whose primary was lost (a transitional view) keeps its secondaries following: one of them is
+  // about to be promoted, and takes over from the copies it kept.
+  if (s.state === 'DEAD') return s.replicas.includes(me) ? 'secondary' : 'none';
   if (s.primary === me) return s.state === 'ACTIVE' ? 'primary' : 'none';
   if (s.replicas.includes(me) || s.next === me) return 'secondary';
   return 'none';

@@ -7,6 +7,7 @@ import type { Application } from './application.js';
 import { SessionDirectory } from './directory.js';
 import type { Primacy } from './lease.js';
 import { loadSession } from './replay.js';
+import type { AdoptedCopy } from './replica.js';
 import { HostedSession } from './session.js';
 import type { SessionDeps } from './sessionDeps.js';
 import { RollbackLog, Transactions } from './sessionTransaction.js';
@@ -18,8 +19,16 @@ export interface CatalogOptions {
   readonly sessions: Omit<SessionDeps, 'wakeups' | 'directory'>;
   /** The timers bucket, for the wake-up index. */
   readonly timers: KvStore;
-  /** A secondary's copies: collected when idle, as sessions are (membership only). */
-  readonly secondaries?: { sweep(idleMs: number): void } | undefined;
+  /**
+   * A secondary's copies: collected when idle, as sessions are, and adopted
+   * by the sessions of a shard this worker was promoted to (membership only).
+   */
+  readonly secondaries?:
+    | {
+        sweep(idleMs: number): void;
+        adopt(app: Application, id: string, shard: number): Promise<AdoptedCopy | undefined>;
+      }
+    | undefined;
   /** The longest a transaction may hold a session's lock, whatever its client asks. */
   readonly maxTransactionTimeout: number;
 }
@@ -102,9 +111,11 @@ export class Catalog {
     return pending;
   }
 
-  /** From the latest snapshot plus the journal after it. */
+  /** From the copy this worker kept as the shard's secondary, if it is current; else the latest snapshot plus the journal after it. */
   async #activate(app: Application, id: string, shard: number, key: string): Promise<HostedSession> {
-    const loaded = await loadSession(this.#deps, app, id, shard, this.#clock.now());
+    const loaded =
+      (await this.#secondaries?.adopt(app, id, shard)) ??
+      (await loadSession(this.#deps, app, id, shard, this.#clock.now()));
     this.wakeups.cancel(key);
     const session = new HostedSession({ deps: this.#deps, app, id, shard, loaded });
     this.#directory.add(key, session);

@@ -2,7 +2,13 @@ import type { Logger } from 'pino';
 import { createActor, type Actor } from 'xstate';
 import type { Clock } from '../../bus/clock.js';
 import { decode, encode } from '../../bus/codec.js';
-import { journalShardFilter, parseSubject, readOnlyShardFilter, replicaReportSubject } from '../../bus/subjects.js';
+import {
+  journalShardFilter,
+  journalSubject,
+  parseSubject,
+  readOnlyShardFilter,
+  replicaReportSubject,
+} from '../../bus/subjects.js';
 import type { Bus, Delivery, Journal, JournalEntry, JournalFollow, Subscription } from '../../bus/types.js';
 import type { ReadReply } from '../../protocol/messages.js';
 import {
@@ -23,6 +29,8 @@ import { sessionKey } from '../../protocol/names.js';
 import { loadSession, type ReplayDeps } from './replay.js';
 import type { EpochMarks } from './epochs.js';
 import { entryEpoch } from '../../protocol/epochs.js';
+import { HEADER } from '../../protocol/headers.js';
+import { RecentCommands, type RecentCommand } from './recentCommands.js';
 import type { SessionStore } from './sessionStore.js';
 
 /** Read-only queries of every copy of a shard share this queue group: one copy answers each. */
@@ -51,6 +59,15 @@ interface Copy {
   journalSeq: number;
   lastActive: number;
   readonly waiters: Set<() => void>;
+  /** The command ids it has seen committed: a promoted copy recognises retries as the primary did. */
+  readonly recent: RecentCommands;
+}
+
+/** A copy a newly promoted primary activates a session from, instead of loading it. */
+export interface AdoptedCopy {
+  readonly state: SessionState;
+  readonly journalSeq: number;
+  readonly recent: RecentCommand[];
 }
 
 interface Secondary {
@@ -106,6 +123,10 @@ export class Replication {
   readonly #actors = new Map<number, Actor<typeof replicaMachine>>();
   readonly #secondaries = new Map<number, Secondary>();
   readonly #waiters = new Map<number, Set<Waiter>>();
+  /** Per shard this worker was secondary of and is primary of now: the copies it followed, for adoption. */
+  readonly #adoptable = new Map<number, Map<string, Copy>>();
+  /** Sessions activated from a copy, and copies refused (behind the journal) at activation. */
+  readonly adoptions = { adopted: 0, refused: 0 };
   #memberId = '';
   /** Per shard this worker is primary of: its secondaries' reports (only those; not every report in the cluster). */
   readonly #reports = new Map<number, Subscription>();
@@ -153,7 +174,11 @@ export class Replication {
       }
       actor.send({ type: 'ROLE', view, now });
       if (role === 'secondary' && !this.#secondaries.has(shard)) starts.push(this.#follow(shard));
+      // Promoted: the copies it followed stay, for the sessions to be activated from (adopt).
+      const copies = role === 'primary' ? this.#secondaries.get(shard)?.copies : undefined;
       if (role !== 'secondary') this.#unfollow(shard);
+      if (copies !== undefined && copies.size > 0) this.#adoptable.set(shard, copies);
+      if (role !== 'primary') this.#adoptable.delete(shard);
       if (role === 'primary' && !this.#reports.has(shard)) {
         this.#reports.set(
           shard,
@@ -170,6 +195,19 @@ export class Replication {
       this.#settle(shard);
     });
     await Promise.all(starts);
+  }
+
+  /**
+   * Before a view's primaries start serving: the copies of every shard this
+   * worker follows and is now primary of stop following and wait to be
+   * adopted, so a command arriving the moment the shard is served finds them.
+   */
+  promote(view: View, memberId: string): void {
+    for (const [shard, secondary] of [...this.#secondaries]) {
+      if (roleOf(view, shard, memberId) !== 'primary') continue;
+      this.#unfollow(shard);
+      if (secondary.copies.size > 0) this.#adoptable.set(shard, secondary.copies);
+    }
   }
 
   get secondaryShards(): number[] {
@@ -394,6 +432,12 @@ export class Replication {
           if (typeof record === 'string') throw new TypeError(`journal entry ${e.seq} is not a record: ${record}`);
           copy.state = replaySession(app.machine, copy.state, record.events);
           copy.journalSeq = e.seq;
+          for (const x of record.events) copy.recent.remember(x.event.meta.cmdId, x.seq, x.event.meta.time);
+          // A transaction's record is de-duplicated on its id, as replay remembers it.
+          const msgId = e.headers[HEADER.command];
+          const last = record.events[record.events.length - 1]!;
+          if (msgId !== undefined && record.events.every((x) => x.event.meta.cmdId !== msgId))
+            copy.recent.remember(msgId, last.seq, last.event.meta.time);
         } catch (err) {
           // A copy that cannot follow (say, it missed entries) is dropped and loaded afresh when next needed.
           this.#log.warn({ err, key }, 'secondary copy diverged: dropped');
@@ -407,8 +451,32 @@ export class Replication {
   }
 
   async #load(app: Application, id: string, shard: number): Promise<Copy> {
-    const { state, journalSeq } = await loadSession(this.#stored, app, id, shard, this.#clock.now());
-    return { state, journalSeq, lastActive: this.#clock.now(), waiters: new Set() };
+    const { state, journalSeq, recent } = await loadSession(this.#stored, app, id, shard, this.#clock.now());
+    return { state, journalSeq, lastActive: this.#clock.now(), waiters: new Set(), recent: new RecentCommands(recent) };
+  }
+
+  /**
+   * A session of a shard this worker was promoted to, from the copy it kept
+   * as secondary: only when the copy has applied the journal's last entry on
+   * the session's subject (one lookup, where a load reads the snapshot and
+   * every entry after it). Undefined otherwise: the caller loads it. Each
+   * copy is adopted once.
+   */
+  async adopt(app: Application, id: string, shard: number): Promise<AdoptedCopy | undefined> {
+    const copies = this.#adoptable.get(shard);
+    const key = sessionKey(app.name, id);
+    const copy = copies?.get(key);
+    if (copy === undefined) return undefined;
+    copies!.delete(key);
+    if (copies!.size === 0) this.#adoptable.delete(shard);
+    const last = await this.#journal.lastSeq(journalSubject(this.#cluster, shard, app.name, id));
+    if (last !== copy.journalSeq) {
+      this.adoptions.refused++;
+      this.#log.debug({ key, copy: copy.journalSeq, journal: last }, 'copy behind the journal: loaded instead');
+      return undefined;
+    }
+    this.adoptions.adopted++;
+    return { state: copy.state, journalSeq: copy.journalSeq, recent: copy.recent.entries(this.#clock.now()) };
   }
 
   /** A read-only query on a secondary: its copy, marked stale, with the seq it reflects. */
@@ -468,14 +536,15 @@ export class Replication {
   /** Drops copies nobody has read or written for `idleMs`: a secondary's memory is bounded like a primary's. */
   sweep(idleMs: number): void {
     const now = this.#clock.now();
-    for (const s of this.#secondaries.values()) {
-      for (const [key, c] of s.copies) if (now - c.lastActive >= idleMs && c.waiters.size === 0) s.copies.delete(key);
+    for (const copies of [...[...this.#secondaries.values()].map((s) => s.copies), ...this.#adoptable.values()]) {
+      for (const [key, c] of copies) if (now - c.lastActive >= idleMs && c.waiters.size === 0) copies.delete(key);
     }
   }
 
   stop(): void {
     this.#stopped = true;
     for (const shard of [...this.#secondaries.keys()]) this.#unfollow(shard);
+    this.#adoptable.clear();
     for (const a of this.#actors.values()) a.stop();
     this.#actors.clear();
     for (const set of this.#waiters.values()) for (const w of set) w.resolve(false);

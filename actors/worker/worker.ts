@@ -112,6 +112,12 @@ export interface Worker {
   replicaStatus(shard: number): ReplicaStatus;
   /** Sessions in memory now. */
   readonly activeSessions: number;
+  /**
+   * Since start: sessions of shards it was promoted to that it activated
+   * from its own secondary copies (no reload), and copies it found behind
+   * the journal at activation and loaded instead.
+   */
+  readonly adoptions: { readonly adopted: number; readonly refused: number };
   /** Passivates every active session now (snapshot written, memory freed), except those holding a transaction open. Returns how many. */
   passivate(): Promise<number>;
   /**
@@ -333,6 +339,7 @@ class WorkerHost {
         // Each new epoch's marker goes first: nothing this worker journals for the shard may precede it.
         await this.epochs!.take(memberId, new Map([...primaries].map((shard) => [shard, view.shards[shard]!.epoch])));
         if (this.#membership !== membership) return [];
+        replication.promote(view, memberId);
         const serving = await this.shards.serve(primaries);
         if (this.#membership !== membership) return serving;
         this.shards.serveReadOnly(new Set([...primaries].filter((shard) => view.shards[shard]!.replicas.length === 0)));
@@ -524,6 +531,9 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
       },
     get activeSessions() {
       return host.catalog.size;
+    },
+    get adoptions() {
+      return { ...(host.replicas?.adoptions ?? { adopted: 0, refused: 0 }) };
     },
     passivate: () => host.catalog.passivateAll(),
     forceDisconnect: (client) => host.forceDisconnect(client),
