@@ -94,12 +94,14 @@ export class SessionLockedError extends CohortError {
 }
 
 /** Why a transaction was rolled back without its client asking. */
-export type RollbackReason = 'timeout' | 'recovery-wait' | 'forced' | 'unknown';
+export type RollbackReason = 'timeout' | 'recovery-wait' | 'forced' | 'failover' | 'unknown';
 
 /**
  * The transaction is gone: its lease ran out, its client was silent beyond
- * recoveryWait or was disconnected by force, or (`unknown`) this primary
- * never had it (lost with a failover). Nothing of it was committed.
+ * recoveryWait or was disconnected by force, it was open on a primary the
+ * shard has moved away from since (`failover`: its lock and working copy
+ * lived in that primary's memory), or (`unknown`) this primary never had it.
+ * Nothing of it was committed.
  */
 export class TransactionRolledBackError extends CohortError {
   constructor(

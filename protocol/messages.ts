@@ -82,14 +82,23 @@ export type TxRequest =
       readonly client: string;
       readonly step: number;
       readonly event: UserEvent;
+      /** The shard's epoch its begin was answered under: a newer primary knows it was lost with a failover. */
+      readonly epoch?: number;
     }
-  | { readonly kind: 'tx'; readonly op: 'read'; readonly txId: string; readonly client: string }
+  | {
+      readonly kind: 'tx';
+      readonly op: 'read';
+      readonly txId: string;
+      readonly client: string;
+      readonly epoch?: number;
+    }
   | {
       readonly kind: 'tx';
       readonly op: 'commit';
       readonly txId: string;
       readonly client: string;
       readonly steps: number;
+      readonly epoch?: number;
     }
   | { readonly kind: 'tx'; readonly op: 'abort'; readonly txId: string; readonly client: string };
 

@@ -95,6 +95,9 @@ export function parseTx(body: unknown): TxRequest | InvalidRequestError {
   const client = checkLabel(body['client'], 'client');
   if (client instanceof Error) return client;
   const op = body['op'];
+  const began = body['epoch'];
+  if (began !== undefined && !isCount(began)) return new InvalidRequestError('epoch must be a non-negative integer');
+  const epoch = began === undefined || op === 'begin' || op === 'abort' ? {} : { epoch: began };
   switch (op) {
     case 'begin': {
       const timeout = body['timeout'];
@@ -108,14 +111,15 @@ export function parseTx(body: unknown): TxRequest | InvalidRequestError {
       if (!isCount(step)) return new InvalidRequestError('step must be a non-negative integer');
       const event = checkEvent(body['event']);
       if (event instanceof Error) return event;
-      return { kind: 'tx', op, txId, client, step, event };
+      return { kind: 'tx', op, txId, client, step, event, ...epoch };
     }
     case 'commit': {
       const steps = body['steps'];
       if (!isCount(steps)) return new InvalidRequestError('steps must be a non-negative integer');
-      return { kind: 'tx', op, txId, client, steps };
+      return { kind: 'tx', op, txId, client, steps, ...epoch };
     }
     case 'read':
+      return { kind: 'tx', op, txId, client, ...epoch };
     case 'abort':
       return { kind: 'tx', op, txId, client };
     default:

@@ -71,6 +71,8 @@ export class Transactions {
     const started = clock.now();
     let rollback: Error | undefined;
     let steps = 0;
+    /** The shard's epoch the begin was answered under (absent: static sharding, or an older worker). */
+    let began: { epoch?: number } = {};
     const onDisabled = (_f: Failure, reason: string): void => {
       rollback ??= new NetworkError(`transaction ${txId} on ${session}`, {
         session,
@@ -83,7 +85,7 @@ export class Transactions {
     const step = async (op: TxStep, mutates = false): Promise<Extract<TxReply, { ok: true }>> => {
       if (rollback !== undefined) throw rollback;
       const remaining = timeout - (clock.now() - started);
-      const body = encode(txRequest(txId, client, op));
+      const body = encode(txRequest(txId, client, op.op === 'begin' ? op : { ...op, ...began }));
       const reply = (await this.#connection.request({
         subject: cmd,
         body,
@@ -135,7 +137,8 @@ export class Transactions {
     };
     let timer: TimerHandle | undefined;
     try {
-      await step({ op: 'begin', timeout });
+      const opened = await step({ op: 'begin', timeout });
+      if (Number.isSafeInteger(opened.epoch) && opened.epoch! > 0) began = { epoch: opened.epoch! };
       const expired = new Promise<never>((_, reject) => {
         timer = clock.setTimeout(
           () => reject(new TransactionTimeoutError(txId, timeout)),

@@ -100,7 +100,7 @@ export class Transactions {
       case 'send': {
         if (open === undefined) {
           const seq = session.recentSeq(stepId(req.txId, req.step));
-          return seq === undefined ? this.#gone(req.txId) : { ok: true, seq, duplicate: true };
+          return seq === undefined ? this.#gone(session, req) : { ok: true, seq, duplicate: true };
         }
         // A retry of a step taken: the same answer as the first time.
         const taken = open.events[req.step];
@@ -120,7 +120,7 @@ export class Transactions {
       }
       case 'read':
         if (open === undefined)
-          return session.recentSeq(req.txId) !== undefined ? session.read(undefined) : this.#gone(req.txId);
+          return session.recentSeq(req.txId) !== undefined ? session.read(undefined) : this.#gone(session, req);
         return {
           ok: true,
           seq: open.working.seq,
@@ -128,7 +128,7 @@ export class Transactions {
           document: documentOf(open.working),
         };
       case 'commit':
-        return this.#commit(session, req.txId, req.steps, open);
+        return this.#commit(session, req, open);
       case 'abort':
         if (open !== undefined) {
           session.log.debug({ txId: req.txId, client: open.label }, 'transaction aborted');
@@ -145,7 +145,7 @@ export class Transactions {
     timeout: number,
     open: OpenTransaction | undefined,
   ): Promise<TxReply> {
-    if (open !== undefined) return { ok: true, seq: open.base.seq };
+    if (open !== undefined) return { ok: true, seq: open.base.seq, ...session.signature() };
     if (session.recentSeq(txId) !== undefined)
       return refuse(new InvalidRequestError(`transaction ${txId} was committed already`));
     const reason = this.#rollbacks.reasonFor(txId);
@@ -159,18 +159,19 @@ export class Transactions {
     }, timeout);
     session.lock(tx);
     session.log.debug({ txId, client: tx.label, timeout }, 'transaction begun');
-    return { ok: true, seq: session.seq };
+    // Under which epoch: the client names it on every later step, so a newer primary can say 'failover'.
+    return { ok: true, seq: session.seq, ...session.signature() };
   }
 
   async #commit(
     session: HostedSession,
-    txId: string,
-    steps: number,
+    req: Extract<TxRequest, { op: 'commit' }>,
     open: OpenTransaction | undefined,
   ): Promise<TxReply> {
+    const { txId, steps } = req;
     if (open === undefined) {
       const seq = session.recentSeq(txId);
-      return seq === undefined ? this.#gone(txId) : { ok: true, seq, duplicate: true, ...session.signature() };
+      return seq === undefined ? this.#gone(session, req) : { ok: true, seq, duplicate: true, ...session.signature() };
     }
     if (steps !== open.events.length)
       return refuse(
@@ -187,9 +188,15 @@ export class Transactions {
     return reply;
   }
 
-  /** Steps of a transaction this session does not hold: it was rolled back here, or never was here. */
-  #gone(txId: string): TxReply {
-    return refuse(new TransactionRolledBackError(txId, this.#rollbacks.reasonFor(txId) ?? 'unknown'));
+  /**
+   * Steps of a transaction this session does not hold: it was rolled back
+   * here, or begun under an older epoch of the shard (its primary has moved
+   * since, and the lock went with that primary's memory), or never was here.
+   */
+  #gone(session: HostedSession, req: { readonly txId: string; readonly epoch?: number }): TxReply {
+    const known = this.#rollbacks.reasonFor(req.txId);
+    const moved = req.epoch !== undefined && session.signature().epoch > req.epoch;
+    return refuse(new TransactionRolledBackError(req.txId, known ?? (moved ? 'failover' : 'unknown')));
   }
 
   /** Rolls back `client`'s transaction on `session`, if it holds one; in the mailbox, after what is queued. */

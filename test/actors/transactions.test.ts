@@ -34,7 +34,12 @@ describe.each(targets)('transactions on a worker ($name)', (target) => {
     const s = session('tx-one');
     expect(await s.send(A, 'c1', { type: 'ADD', by: 1 })).toMatchObject({ ok: true, seq: 1 });
     const patches = await s.patches();
-    expect(await s.tx(A, 'tx1', 'begin', { timeout: 30_000 })).toEqual({ ok: true, seq: 1 });
+    expect(await s.tx(A, 'tx1', 'begin', { timeout: 30_000 })).toEqual({
+      ok: true,
+      seq: 1,
+      by: expect.any(String),
+      epoch: 0,
+    });
     expect(await s.tx(A, 'tx1', 'send', { step: 0, event: { type: 'ADD', by: 2 } })).toEqual({ ok: true, seq: 2 });
     expect(await s.tx(A, 'tx1', 'send', { step: 1, event: { type: 'ADD', by: 3 } })).toEqual({ ok: true, seq: 3 });
     // Read your own uncommitted writes through the transaction; others see the committed state.
@@ -125,14 +130,29 @@ describe.each(targets)('transactions on a worker ($name)', (target) => {
     expect(await s.tx(A, 'tx1', 'commit', { steps: 1 })).toMatchObject({ ok: true, seq: 1 });
     // The same command id, retried, now goes through.
     expect(await s.send(B, 'b1', { type: 'ADD', by: 10 })).toMatchObject({ ok: true, seq: 2 });
-    expect(await s.tx(B, 'txB', 'begin', { timeout: 30_000 })).toEqual({ ok: true, seq: 2 });
+    expect(await s.tx(B, 'txB', 'begin', { timeout: 30_000 })).toEqual({
+      ok: true,
+      seq: 2,
+      by: expect.any(String),
+      epoch: 0,
+    });
   });
 
   it('answers retried steps as the first time: begin, send, commit (duplicate), journaled once', async () => {
     const { session, cluster, raw } = await cohort();
     const s = session('tx-retry');
-    expect(await s.tx(A, 'tx1', 'begin', { timeout: 30_000 })).toEqual({ ok: true, seq: 0 });
-    expect(await s.tx(A, 'tx1', 'begin', { timeout: 30_000 })).toEqual({ ok: true, seq: 0 });
+    expect(await s.tx(A, 'tx1', 'begin', { timeout: 30_000 })).toEqual({
+      ok: true,
+      seq: 0,
+      by: expect.any(String),
+      epoch: 0,
+    });
+    expect(await s.tx(A, 'tx1', 'begin', { timeout: 30_000 })).toEqual({
+      ok: true,
+      seq: 0,
+      by: expect.any(String),
+      epoch: 0,
+    });
     expect(await s.tx(A, 'tx1', 'send', { step: 0, event: { type: 'ADD', by: 1 } })).toEqual({ ok: true, seq: 1 });
     expect(await s.tx(A, 'tx1', 'send', { step: 0, event: { type: 'ADD', by: 1 } })).toEqual({
       ok: true,
