@@ -31,9 +31,12 @@ export const CONNECTION_DEFAULTS: ConnectionConfig = {
 /**
  * Pauses before the first retries in TROUBLE, then every reconnectInterval.
  * A planned hand-off takes tens of milliseconds, so waiting a whole
- * interval at once would turn it into a visible stall.
+ * interval at once would turn it into a visible stall; and pauses that kept
+ * doubling from the first would leave a client waiting up to as long again
+ * as the hand-off took. So every 25 ms for the first quarter second (the
+ * stall is the hand-off plus at most 25 ms), then doubling.
  */
-const FIRST_PAUSES = [5, 10, 20, 40, 80, 160];
+const FIRST_PAUSES = [5, 10, 15, 20, 25, 25, 25, 25, 25, 25, 25, 25, 50, 100, 200];
 
 export function retryPause(retries: number, reconnectInterval: number): number {
   return Math.min(FIRST_PAUSES[retries] ?? reconnectInterval, reconnectInterval);

@@ -69,9 +69,9 @@ describe('connection machine', () => {
     expect(h.state()).toBe('TROUBLE');
     h.runUntil(1_000 + 2_000);
     const retries = h.effects.filter((e) => e.type === 'retry').map((e) => e.at - 1_000);
-    // 5, +10, +20, +40, +80, +160, then +250 each
-    expect(retries.slice(0, 8)).toEqual([5, 15, 35, 75, 155, 315, 565, 815]);
-    const gaps = retries.slice(7).map((t, i) => t - retries[6 + i]!);
+    // 5, +10, +15, +20, then +25 to the first quarter second, +50, +100, +200, then +250 each
+    expect(retries.slice(0, 16)).toEqual([5, 15, 30, 50, 75, 100, 125, 150, 175, 200, 225, 250, 300, 400, 600, 850]);
+    const gaps = retries.slice(15).map((t, i) => t - retries[14 + i]!);
     expect(gaps.every((g) => g === 250)).toBe(true);
     expect(h.state()).toBe('TROUBLE');
   });
@@ -174,5 +174,12 @@ describe('connection machine', () => {
     for (let i = 0; i < 20; i++) expect(retryPause(i, 30)).toBeLessThanOrEqual(30);
     expect(retryPause(0, 250)).toBe(5);
     expect(retryPause(50, 250)).toBe(250);
+    // A hand-off's tens of milliseconds: retried at most 25 ms after it ends, throughout the first quarter second.
+    let at = 0;
+    for (let i = 0; at < 250; i++) {
+      const pause = retryPause(i, 250);
+      expect(pause, `retry ${i} at ${at} ms`).toBeLessThanOrEqual(25);
+      at += pause;
+    }
   });
 });
