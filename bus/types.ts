@@ -167,7 +167,7 @@ export interface Journal {
   lastSeq(subject: string): Promise<number>;
   /** The last entry stored on exactly this subject; null when it has none. */
   last(subject: string): Promise<JournalEntry | null>;
-  /** Removes the subject's entries with seq < below. Returns how many went. */
+  /** Removes the subject's entries with seq < below. Returns how many went (made again after a dropped connection: how many the last try removed). */
   purge(subject: string, options: { below: number }): Promise<number>;
   /** Deletes the whole stream and its entries. */
   destroy(): Promise<void>;

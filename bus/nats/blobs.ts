@@ -6,6 +6,7 @@ import { checkMaxAge } from '../streamConfig.js';
 import { validateName } from '../names.js';
 import type { BlobConfig, BlobInfo, BlobStore } from '../types.js';
 import { translate } from './errors.js';
+import type { Link } from './link.js';
 import { checkNatsStream } from './streamCheck.js';
 
 /**
@@ -14,7 +15,7 @@ import { checkNatsStream } from './streamCheck.js';
  * copies than asked, or an expiry where none is wanted (maxAge 0), is a
  * StreamConfigMismatchError.
  */
-export async function openNatsBlobs(js: JetStreamClient, config: BlobConfig): Promise<BlobStore> {
+export async function openNatsBlobs(js: JetStreamClient, config: BlobConfig, link: Link): Promise<BlobStore> {
   validateName('bucket', config.bucket);
   const replicas = config.replicas ?? 1;
   const storage = config.storage === 'memory' ? 'memory' : 'file';
@@ -31,11 +32,14 @@ export async function openNatsBlobs(js: JetStreamClient, config: BlobConfig): Pr
       storage,
       keepForever: config.maxAge === 0,
     });
-    return new NatsBlobs(os, config.bucket);
+    return new NatsBlobs(os, config.bucket, link);
   } catch (err) {
     throw translate(err, 'open blobs', config.bucket, 5_000);
   }
 }
+
+/** How long a blob call may go on being made again across drops, as the API's own timeout. */
+const API_TIMEOUT_MS = 5_000;
 
 /** How long a blob's chunks may stop coming before its meta is asked again. */
 const CHUNK_WAIT_MS = 2_000;
@@ -76,12 +80,14 @@ class NatsBlobs implements BlobStore {
   constructor(
     readonly os: ObjectStore,
     readonly bucket: string,
+    readonly link: Link,
   ) {}
 
+  /** Each call below is safe to make again (a put of the same name and bytes, a read, a delete): it is, after a drop. */
   async put(name: string, data: Uint8Array): Promise<BlobInfo> {
     checkName(name);
     try {
-      const info = await this.os.putBlob({ name }, data);
+      const info = await this.link.repeatable(() => this.os.putBlob({ name }, data), API_TIMEOUT_MS);
       return { name: info.name, size: info.size };
     } catch (err) {
       throw translate(err, 'blob put', `${this.bucket}/${name}`, 5_000);
@@ -98,23 +104,28 @@ class NatsBlobs implements BlobStore {
   async get(name: string): Promise<Uint8Array | null> {
     checkName(name);
     try {
-      for (let attempt = 1; ; attempt++) {
-        const found = await this.os.get(name);
-        if (found === null) return null;
-        found.error.catch(() => undefined); // read below, or abandoned with its stream
-        const bytes = await readStalling(found.data, CHUNK_WAIT_MS);
-        if (bytes !== undefined) {
-          const err = await found.error;
-          if (err) throw err;
-          return bytes;
-        }
-        const now = await this.os.info(name);
-        if (now === null || now.deleted) return null;
-        if (now.nuid === found.info.nuid || attempt >= 2)
-          throw new TimeoutError(`blob get ${this.bucket}/${name}`, CHUNK_WAIT_MS);
-      }
+      return await this.link.repeatable(() => this.#get(name), API_TIMEOUT_MS);
     } catch (err) {
       throw translate(err, 'blob get', `${this.bucket}/${name}`, 5_000);
+    }
+  }
+
+  /** One try: the stalling read, the meta asked again. */
+  async #get(name: string): Promise<Uint8Array | null> {
+    for (let attempt = 1; ; attempt++) {
+      const found = await this.os.get(name);
+      if (found === null) return null;
+      found.error.catch(() => undefined); // read below, or abandoned with its stream
+      const bytes = await readStalling(found.data, CHUNK_WAIT_MS);
+      if (bytes !== undefined) {
+        const err = await found.error;
+        if (err) throw err;
+        return bytes;
+      }
+      const now = await this.os.info(name);
+      if (now === null || now.deleted) return null;
+      if (now.nuid === found.info.nuid || attempt >= 2)
+        throw new TimeoutError(`blob get ${this.bucket}/${name}`, CHUNK_WAIT_MS);
     }
   }
 
@@ -129,10 +140,12 @@ class NatsBlobs implements BlobStore {
   async delete(name: string): Promise<boolean> {
     checkName(name);
     try {
-      const info = await this.os.info(name);
-      if (info === null || info.deleted) return false;
-      await this.os.delete(name);
-      return true;
+      return await this.link.repeatable(async () => {
+        const info = await this.os.info(name);
+        if (info === null || info.deleted) return false;
+        await this.os.delete(name);
+        return true;
+      }, API_TIMEOUT_MS);
     } catch (err) {
       throw translate(err, 'blob delete', `${this.bucket}/${name}`, 5_000);
     }

@@ -280,7 +280,7 @@ class NatsBus implements Bus {
 
   async blobs(config: BlobConfig): Promise<BlobStore> {
     this.#checkOpen('blobs');
-    return openNatsBlobs(this.#js, config);
+    return openNatsBlobs(this.#js, config, this.link);
   }
 
   supports(feature: Feature): boolean {

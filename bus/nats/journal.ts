@@ -224,16 +224,25 @@ class NatsJournal implements Journal {
     const fromSeq = Math.max(1, options.fromSeq ?? 1);
     const limit = options.limit ?? Number.POSITIVE_INFINITY;
     if (limit <= 0) return;
-    const consumer = await this.js.consumers
-      .get(this.name, {
-        filter_subjects: filter,
-        ...(fromSeq > 1 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: fromSeq } : {}),
-      })
+    // Made again if the connection drops while it is out (an ordered consumer is only a reader).
+    const consumer = await this.link
+      .repeatable(
+        () =>
+          this.js.consumers.get(this.name, {
+            filter_subjects: filter,
+            ...(fromSeq > 1 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: fromSeq } : {}),
+          }),
+        this.apiTimeout,
+      )
       .catch((err: unknown) => {
         throw translate(err, 'read', filter, this.apiTimeout);
       });
     // num_pending is fixed when the consumer is created: that is "the end as it was".
-    const info = await consumer.info(true);
+    const info = await this.link
+      .repeatable(() => consumer.info(true), this.apiTimeout)
+      .catch((err: unknown) => {
+        throw translate(err, 'read', filter, this.apiTimeout);
+      });
     if (info.num_pending === 0) return;
     const messages = await consumer.consume({ max_messages: Math.min(limit, 512) });
     let n = 0;
@@ -263,15 +272,19 @@ class NatsJournal implements Journal {
   ): Promise<JournalFollow> {
     this.#checkSubject(filter, true);
     const from = options.fromSeq;
-    const consumer = await this.js.consumers
-      .get(this.name, {
-        filter_subjects: filter,
-        ...(from === undefined
-          ? { deliver_policy: DeliverPolicy.New }
-          : from > 1
-            ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: from }
-            : {}),
-      })
+    const consumer = await this.link
+      .repeatable(
+        () =>
+          this.js.consumers.get(this.name, {
+            filter_subjects: filter,
+            ...(from === undefined
+              ? { deliver_policy: DeliverPolicy.New }
+              : from > 1
+                ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: from }
+                : {}),
+          }),
+        this.apiTimeout,
+      )
       .catch((err: unknown) => {
         throw translate(err, 'follow', filter, this.apiTimeout);
       });
@@ -344,7 +357,11 @@ class NatsJournal implements Journal {
     this.#checkSubject(subject, false);
     if (options.below <= 1) return 0;
     try {
-      const r = await this.jsm.streams.purge(this.name, { filter: subject, seq: options.below });
+      // Below a sequence: the same purge twice removes what it removed once.
+      const r = await this.link.repeatable(
+        () => this.jsm.streams.purge(this.name, { filter: subject, seq: options.below }),
+        this.apiTimeout,
+      );
       return r.purged;
     } catch (err) {
       throw translate(err, 'purge', subject, this.apiTimeout);

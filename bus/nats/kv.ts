@@ -218,8 +218,12 @@ class NatsKv implements KvStore {
     const include = options.include ?? 'last';
     const deliver_policy =
       include === 'last' ? DeliverPolicy.LastPerSubject : include === 'history' ? DeliverPolicy.All : DeliverPolicy.New;
-    const consumer = await this.js.consumers.get(this.#stream, { filter_subjects: this.#prefix + key, deliver_policy });
-    const initial = include === 'updates' ? 0 : (await consumer.info(true)).num_pending;
+    const consumer = await this.link.repeatable(
+      () => this.js.consumers.get(this.#stream, { filter_subjects: this.#prefix + key, deliver_policy }),
+      5_000,
+    );
+    const initial =
+      include === 'updates' ? 0 : (await this.link.repeatable(() => consumer.info(true), 5_000)).num_pending;
     const messages = await consumer.consume();
     let stopped = false;
     let resolveInitial!: () => void;

@@ -307,19 +307,32 @@ describe('faults of a connection', () => {
     const a = connect();
     const journal = await a.journal({ name: 'R', subjects: ['r.>'] });
     const kv = await a.kv({ bucket: 'rb' });
+    const blobs = await a.blobs({ bucket: 'rbl' });
+    await blobs.put('b', bytes('blob'));
+    await journal.append('r.p', bytes('p1'));
+    await journal.append('r.p', bytes('p2'));
     // Every answer takes 50 ms on its way back: a restart 1 ms after the calls finds them executed, unanswered.
     net.fate = (hop) => (hop.kind === 'response' ? [50] : [0]);
     const append = track(journal.append('r.s', bytes('once'), { msgId: 'm1', expectedLastSubjectSeq: 0 }));
     const put = track(kv.put('k', bytes('v')).catch((e: Error) => e.name));
+    const blob = track(blobs.get('b'));
+    const purge = track(journal.purge('r.p', { below: 2 }));
     await advance(clock, settle, 1);
-    server.restart(() => 30);
+    // Back after 100 ms: the answers (50 ms on their way) reach a connection that is down, and are lost.
+    server.restart(() => 100);
     await advance(clock, settle, 1);
     expect(put.state()).toBe('resolved');
     expect(put.value()).toBe('ConnectionLostError');
     expect(append.state()).toBe('pending');
-    await advance(clock, settle, 100, 10);
-    expect(append.value()).toMatchObject({ seq: 1, duplicate: true });
+    await advance(clock, settle, 300, 10);
+    expect(append.value()).toMatchObject({ seq: 3, duplicate: true });
+    // Reads and a purge are made again likewise, long before their 5 s timeout.
+    expect(blob.value()).toEqual(bytes('blob'));
+    expect(purge.state()).toBe('resolved');
     net.fate = () => [0];
+    const left: string[] = [];
+    for await (const e of journal.read('r.p')) left.push(text(e.data));
+    expect(left).toEqual(['p2']);
     const entries: string[] = [];
     for await (const e of journal.read('r.s')) entries.push(text(e.data));
     expect(entries).toEqual(['once']);

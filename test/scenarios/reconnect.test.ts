@@ -130,6 +130,48 @@ describe('reconnecting to NATS (nats)', () => {
   });
 
   it(
+    'a journal read, a purge, a blob read and a KV watch out when the connection drops are made again once it is back',
+    { timeout: 60_000 },
+    async () => {
+      const { bus, proxy } = await behindProxy(50);
+      const journal = await bus.journal({ name: 'RECONNECT_CALLS', subjects: ['rc.>'] });
+      for (const b of [1, 2, 3]) await journal.append('rc.s', new Uint8Array([b]));
+      const blobs = await bus.blobs({ bucket: 'reconnect_blobs' });
+      await blobs.put('b', new Uint8Array([9, 9]));
+      const kv = await bus.kv({ bucket: 'reconnect_watch' });
+      await kv.put('w', new Uint8Array([5]));
+      /** Sends `call`, holds its answer, then cuts the connection: answered after the reconnect, not at 5 s. */
+      const held = async <T>(call: () => Promise<T>): Promise<T> => {
+        proxy.oneWay('client-to-server');
+        const started = performance.now();
+        const pending = call();
+        await new Promise((r) => setTimeout(r, 200));
+        proxy.cut();
+        proxy.heal();
+        const out = await pending;
+        expect(performance.now() - started).toBeLessThan(3_000);
+        return out;
+      };
+      const read = await held(async () => {
+        const out: number[] = [];
+        for await (const e of journal.read('rc.s')) out.push(e.data[0]!);
+        return out;
+      });
+      expect(read).toEqual([1, 2, 3]);
+      // Its first try ran at the server: the one made again finds nothing more to remove.
+      expect(await held(() => journal.purge('rc.s', { below: 2 }))).toBeLessThanOrEqual(1);
+      const left: number[] = [];
+      for await (const e of journal.read('rc.s')) left.push(e.data[0]!);
+      expect(left).toEqual([2, 3]);
+      expect([...((await held(() => blobs.get('b'))) ?? [])]).toEqual([9, 9]);
+      const seen: number[] = [];
+      const watching = await held(() => kv.watch({ key: 'w' }, (e) => seen.push(e.value[0]!)));
+      await waitFor(() => seen.includes(5), { what: 'the watch saw the value' });
+      watching.stop();
+    },
+  );
+
+  it(
     "a client's command out when its connection drops is sent again once it is back, not after attemptTimeout: applied once",
     { timeout: 30_000 },
     async () => {
