@@ -15,6 +15,7 @@ import { InvalidNameError } from './errors.js';
  * | cohort.<cluster>.jrnl.<shard>.epoch        | epochSubject       |
  * | cohort.<cluster>.evt.<app>.<id>            | eventSubject       |
  * | cohort.<cluster>.hb.<worker>               | heartbeatSubject   |
+ * | cohort.<cluster>.probe.<worker>            | probeSubject       |
  * | cohort.<cluster>.meta.<app>                | metaSubject        |
  * | cohort.<cluster>.ctl.<operation>           | controlSubject     |
  *
@@ -238,6 +239,11 @@ export function clientSubject(cluster: string, label: string, connection: string
 /** Membership heartbeats. Worker ids are escaped like session ids (they are often host names with dots). */
 export function heartbeatSubject(cluster: string, worker: string): string {
   return `${prefix(cluster, 'hb')}.${escapeToken(worker, 'worker')}`;
+}
+
+/** What a worker that stepped down sends itself, to learn when it can hear the server again. */
+export function probeSubject(cluster: string, worker: string): string {
+  return `${prefix(cluster, 'probe')}.${escapeToken(worker, 'worker')}`;
 }
 
 /** Operations addressed to the cluster's leader, such as `failover`. */

@@ -280,6 +280,11 @@ export interface Bus extends AsyncDisposable {
    * someone who may create consumers. Always 0 on the memory bus.
    */
   readonly strayDeliveries: number;
+  /**
+   * Messages handed to this bus's subscriptions so far (stray ones too):
+   * while it grows, the server can reach this connection.
+   */
+  readonly received: number;
 
   /** Fire and forget. Throws PayloadTooLargeError / InvalidNameError synchronously. */
   publish(subject: string, data: Uint8Array, options?: PublishOptions): void;

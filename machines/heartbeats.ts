@@ -70,5 +70,17 @@ export function nextDue(ctx: MembershipContext): number {
   };
   for (const p of Object.values(ctx.peers)) sooner(p.at + sessionTimeout);
   if (ctx.blindSince !== null) sooner(ctx.blindSince + sessionTimeout);
+  sooner(ctx.heardAt + deafAfter(ctx.config));
   return due;
+}
+
+/**
+ * How long a member may hear nothing before it takes itself to be cut
+ * off: longer than a stall goes unnoticed (half the session timeout, at
+ * least two heartbeats) plus two heartbeats, so a short pause is never
+ * taken for deafness; with the defaults (500 ms, 3 s) 2.5 s.
+ */
+export function deafAfter(config: { readonly heartbeatInterval: number; readonly sessionTimeout: number }): number {
+  const { heartbeatInterval, sessionTimeout } = config;
+  return Math.max(sessionTimeout / 2, 2 * heartbeatInterval) + 2 * heartbeatInterval;
 }

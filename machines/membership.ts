@@ -3,6 +3,7 @@ import { heartbeatOf, leaderOf } from './heartbeats.js';
 import { refuseMove } from './operatorMoves.js';
 import type { View } from './view.js';
 import { planningKey, planView } from './viewPlanning.js';
+import { deafAfter } from './heartbeats.js';
 
 /**
  * The membership machine (DESIGN.md section 4), after Spread: every worker
@@ -105,6 +106,13 @@ export interface MembershipContext {
   readonly lastBeat: number;
   /** What planView last found nothing to do for (planningKey): the same again is not planned again. */
   readonly settledPlan: string | null;
+  /**
+   * When this member last heard anything from the server (a tick saying
+   * messages arrived since the one before), or started, or woke from a
+   * stall. Nothing for deafAfter: it cannot hear the cluster, and steps
+   * down (see deafOnTick()).
+   */
+  readonly heardAt: number;
 }
 
 /**
@@ -128,7 +136,8 @@ export type MembershipEvent =
   /** The view entry at `revision` is not a view: unreadable, or deleted. */
   | { type: 'VIEW_SPOILED'; revision: number; now: number }
   | { type: 'HEARTBEAT'; heartbeat: Heartbeat; now: number }
-  | { type: 'TICK'; now: number; notSynchronized?: readonly string[] }
+  /** `heard`: messages reached this member's connection since the last tick (its own heartbeats come back too). */
+  | { type: 'TICK'; now: number; notSynchronized?: readonly string[]; heard?: boolean }
   /** The host applied a view: these are the shards it now serves as primary. */
   | { type: 'APPLIED'; viewId: number; serving: readonly number[]; now: number }
   | { type: 'WRITE_DONE'; view: View; revision: number; now: number }
@@ -142,7 +151,7 @@ export type MembershipEffect =
   | { type: 'writeView'; view: View; revision: number }
   /** A newer view: apply its shard roles, then send APPLIED. */
   | { type: 'view'; view: View }
-  | { type: 'left'; reason: 'left' | 'removed' }
+  | { type: 'left'; reason: 'left' | 'removed' | 'deaf' }
   /** The answer to a MOVE: accepted (the next view carries it) or why not. */
   | { type: 'moveAnswer'; id: string; ok: boolean; reason: string };
 
@@ -178,6 +187,35 @@ function beat(
 
 const inView = (ctx: MembershipContext): boolean => ctx.view?.members.some((m) => m.id === ctx.self.id) === true;
 
+/** A tick this late means this process was stopped or starved (see `woke`). */
+function stalled(ctx: MembershipContext, now: number): boolean {
+  const { sessionTimeout, heartbeatInterval } = ctx.config;
+  return now - ctx.lastTick > Math.max(sessionTimeout / 2, 2 * heartbeatInterval);
+}
+
+/**
+ * A member that hears nothing at all from the server (not even its own
+ * heartbeats, which come back to it) is cut off from the cluster, maybe
+ * one way only: what it sends may still arrive, so the others would keep
+ * it. It steps down on its own before anyone would suspect it: it stops
+ * heartbeating, leading and serving, so the others fail its shards over
+ * within a session timeout, and it never writes a view from a silence that
+ * is its own. Its worker rejoins once it can hear again. A busy member
+ * hears plenty; a stopped one is not deaf but stalled.
+ */
+function deafOnTick(ctx: MembershipContext, event: MembershipEvent): boolean {
+  if (event.type !== 'TICK' || event.heard === true || stalled(ctx, event.now)) return false;
+  return event.now - ctx.heardAt >= deafAfter(ctx.config);
+}
+
+const TICK_ACTIONS = ['woke', 'clock', 'tickFacts', 'beatIfDue', 'lead'] as const;
+
+/** In every state a member can be in: a deaf tick steps down, any other is a tick. */
+const TICK_OR_STEP_DOWN = [
+  { guard: 'deaf', target: 'left', actions: ['clock', 'stepDown'] },
+  { actions: TICK_ACTIONS },
+] as const;
+
 export const membershipMachine = setup({
   types: {} as {
     context: MembershipContext;
@@ -187,6 +225,16 @@ export const membershipMachine = setup({
   },
   actions: {
     clock: assign({ now: ({ context, event }) => Math.max(context.now, event.now) }),
+    stepDown: emit({ type: 'left', reason: 'deaf' as const }),
+    /** What a tick brings besides the time: the primary's unsynchronized secondaries, and whether anything arrived. */
+    /** A message from the server arrived (a heartbeat, the view, a write's answer): this member can hear. */
+    heard: assign({ heardAt: ({ context, event }) => Math.max(context.heardAt, event.now) }),
+    tickFacts: assign({
+      notSynchronized: ({ context, event }) =>
+        (event.type === 'TICK' && event.notSynchronized) || context.notSynchronized,
+      heardAt: ({ context, event }) =>
+        event.type === 'TICK' && event.heard === true ? Math.max(context.heardAt, event.now) : context.heardAt,
+    }),
     /**
      * A tick long overdue means this process was stopped or starved, not
      * that everyone else went quiet: their heartbeats are still queued
@@ -195,12 +243,12 @@ export const membershipMachine = setup({
      */
     woke: assign(({ context, event }) => {
       if (event.type !== 'TICK') return {};
-      const { sessionTimeout, heartbeatInterval } = context.config;
-      const stalled = event.now - context.lastTick > Math.max(sessionTimeout / 2, 2 * heartbeatInterval);
-      const peers = stalled
+      const late = stalled(context, event.now);
+      const peers = late
         ? Object.fromEntries(Object.entries(context.peers).map(([id, p]) => [id, { ...p, at: event.now }]))
         : context.peers;
-      return { lastTick: event.now, peers };
+      // What it would have heard is queued behind the tick as well.
+      return { lastTick: event.now, peers, ...(late && { heardAt: event.now }) };
     }),
     heartbeat: enqueueActions(({ context, enqueue }) => beat(context, enqueue)),
     /**
@@ -214,6 +262,9 @@ export const membershipMachine = setup({
     /** The leader's duty after every event: write the next view if one is due. */
     lead: enqueueActions(({ context, enqueue }) => {
       if (context.writing || context.revision < 0) return;
+      // Hearing nothing, it cannot tell the others' silence from its own deafness: it writes nothing
+      // (and, still hearing nothing, steps down).
+      if (context.now - context.heardAt > 2 * context.config.heartbeatInterval) return;
       // A cluster's history may be out there: a first view over junk waits for its members to speak first.
       const blind = context.view === null && context.revision > 0;
       if (blind && (context.blindSince === null || context.now - context.blindSince < context.config.sessionTimeout))
@@ -269,6 +320,7 @@ export const membershipMachine = setup({
   guards: {
     inView: ({ context }) => inView(context),
     removed: ({ context }) => context.view !== null && !inView(context),
+    deaf: ({ context, event }) => deafOnTick(context, event),
   },
 }).createMachine({
   id: 'membership',
@@ -292,12 +344,14 @@ export const membershipMachine = setup({
     lastTick: input.self.startedAt,
     lastBeat: Number.NEGATIVE_INFINITY,
     settledPlan: null,
+    heardAt: input.self.startedAt,
   }),
   initial: 'idle',
   on: {
     HEARTBEAT: {
       actions: [
         'clock',
+        'heard',
         assign({
           peers: ({ context, event }) =>
             event.heartbeat.id === context.self.id
@@ -307,18 +361,7 @@ export const membershipMachine = setup({
         'lead',
       ],
     },
-    TICK: {
-      actions: [
-        'woke',
-        'clock',
-        assign({
-          notSynchronized: ({ context, event }) =>
-            (event.type === 'TICK' && event.notSynchronized) || context.notSynchronized,
-        }),
-        'beatIfDue',
-        'lead',
-      ],
-    },
+    TICK: { actions: TICK_ACTIONS },
     APPLIED: {
       actions: [
         'clock',
@@ -345,27 +388,30 @@ export const membershipMachine = setup({
     joining: {
       always: { guard: 'inView', target: 'member' },
       on: {
-        VIEW: { actions: ['clock', 'install', 'lead'] },
-        VIEW_SPOILED: { actions: ['clock', 'spoiled', 'lead'] },
-        WRITE_DONE: { actions: ['clock', assign({ writing: false, moving: [] }), 'install', 'lead'] },
+        TICK: TICK_OR_STEP_DOWN,
+        VIEW: { actions: ['clock', 'heard', 'install', 'lead'] },
+        VIEW_SPOILED: { actions: ['clock', 'heard', 'spoiled', 'lead'] },
+        WRITE_DONE: { actions: ['clock', 'heard', assign({ writing: false, moving: [] }), 'install', 'lead'] },
         LEAVE: { target: 'left', actions: ['clock', emit({ type: 'left', reason: 'left' as const })] },
       },
     },
     member: {
       always: { guard: 'removed', target: 'left', actions: emit({ type: 'left', reason: 'removed' as const }) },
       on: {
-        VIEW: { actions: ['clock', 'install', 'lead'] },
-        VIEW_SPOILED: { actions: ['clock', 'spoiled', 'lead'] },
-        WRITE_DONE: { actions: ['clock', assign({ writing: false, moving: [] }), 'install', 'lead'] },
+        TICK: TICK_OR_STEP_DOWN,
+        VIEW: { actions: ['clock', 'heard', 'install', 'lead'] },
+        VIEW_SPOILED: { actions: ['clock', 'heard', 'spoiled', 'lead'] },
+        WRITE_DONE: { actions: ['clock', 'heard', assign({ writing: false, moving: [] }), 'install', 'lead'] },
         LEAVE: { target: 'leaving', actions: ['clock', assign({ leaving: true }), 'heartbeat', 'lead'] },
       },
     },
     leaving: {
       always: { guard: 'removed', target: 'left', actions: emit({ type: 'left', reason: 'left' as const }) },
       on: {
-        VIEW: { actions: ['clock', 'install', 'lead'] },
-        VIEW_SPOILED: { actions: ['clock', 'spoiled', 'lead'] },
-        WRITE_DONE: { actions: ['clock', assign({ writing: false, moving: [] }), 'install', 'lead'] },
+        TICK: TICK_OR_STEP_DOWN,
+        VIEW: { actions: ['clock', 'heard', 'install', 'lead'] },
+        VIEW_SPOILED: { actions: ['clock', 'heard', 'spoiled', 'lead'] },
+        WRITE_DONE: { actions: ['clock', 'heard', assign({ writing: false, moving: [] }), 'install', 'lead'] },
       },
     },
     left: { type: 'final' },

@@ -30,8 +30,12 @@ export interface MembershipHostOptions {
   apply(view: View): Promise<readonly number[]>;
   /** As primary, the `shard/worker` secondaries not synchronized now (told to the leader in heartbeats). */
   notSynchronized?(): readonly string[];
-  /** The cluster dropped this member (it was cut off too long): it must rejoin as a new one. */
-  removed?(): void;
+  /**
+   * The cluster dropped this member (it was cut off too long), or it
+   * stepped down because it could not hear its own heartbeats (`deaf`): it
+   * must rejoin as a new one, once it can hear again.
+   */
+  removed?(why: 'removed' | 'deaf'): void;
 }
 
 /** Heartbeats ignored are logged at most this often, with how many went unlogged: a flood must not flood the log. */
@@ -79,7 +83,7 @@ export class MembershipHost {
   readonly #log: Logger;
   readonly #takeUp: MembershipHostOptions['apply'];
   readonly #notSynchronized: (() => readonly string[]) | undefined;
-  readonly #removed: (() => void) | undefined;
+  readonly #removed: ((why: 'removed' | 'deaf') => void) | undefined;
   /** This member's proof of primacy, for the sessions it hosts. */
   readonly lease: Lease;
   readonly #actor: Actor<typeof membershipMachine>;
@@ -89,12 +93,14 @@ export class MembershipHost {
   #control: Subscription | undefined;
   readonly #asking = new Map<string, Delivery>();
   #tick: TimerHandle | undefined;
+  /** `bus.received` at the last tick. */
+  #received = 0;
   #applying: Promise<void> = Promise.resolve();
   #stopped = false;
   readonly #joined: Promise<void>;
-  readonly #left: Promise<'left' | 'removed'>;
+  readonly #left: Promise<'left' | 'removed' | 'deaf'>;
   #onJoined!: () => void;
-  #onLeft!: (why: 'left' | 'removed') => void;
+  #onLeft!: (why: 'left' | 'removed' | 'deaf') => void;
 
   constructor({
     bus,
@@ -243,7 +249,13 @@ export class MembershipHost {
     void this.#left.then((why) => {
       if (why === 'removed') {
         log.warn('removed from the cluster view: rejoining as a new member');
-        this.#removed?.();
+        this.#removed?.(why);
+      } else if (why === 'deaf') {
+        log.warn(
+          { unheardMs: Math.round(now() - this.#actor.getSnapshot().context.heardAt) },
+          'nothing heard from the server, not even its own heartbeats (cut off, maybe one way): stepped down; rejoining once it hears again',
+        );
+        this.#removed?.(why);
       }
     });
     await Promise.race([this.#joined, this.#left]);
@@ -271,7 +283,11 @@ export class MembershipHost {
     const wait = nextDue(this.#actor.getSnapshot().context) - clock.now();
     this.#tick = clock.setTimeout(
       () => {
-        this.#send({ type: 'TICK', now: clock.now(), notSynchronized: this.#notSynchronized?.() ?? [] });
+        // Anything that reached this connection since the last tick says the server can reach it.
+        const received = this.#bus.received;
+        const heard = received !== this.#received;
+        this.#received = received;
+        this.#send({ type: 'TICK', now: clock.now(), notSynchronized: this.#notSynchronized?.() ?? [], heard });
         this.#armTick();
       },
       Math.min(this.#config.heartbeatInterval, Math.max(1, wait)),

@@ -18,6 +18,7 @@ import { ClientRecords, clientOptions, type ClientRecordInfo } from './clientRec
 import { forceDisconnect } from './disconnect.js';
 import { Dispatch } from './dispatch.js';
 import { EpochMarks } from './epochs.js';
+import { untilHeard } from './hearing.js';
 import { MembershipHost } from './membership.js';
 import { Replication, type ReplicaStatus } from './replica.js';
 import { openStores, type Stores } from './stores.js';
@@ -347,7 +348,7 @@ class WorkerHost {
         return serving;
       },
       notSynchronized: () => replication.notSynchronized(),
-      removed: () => void this.#rejoin(options),
+      removed: (why) => void this.#rejoin(options, why),
     });
     this.#membership = membership;
     // Its sessions prove primacy through this member's lease from its first view on.
@@ -360,13 +361,28 @@ class WorkerHost {
    * as a new member; a join that fails (a store call timed out) is let go of
    * too, and tried again a session timeout later, until it holds.
    */
-  async #rejoin(options: MembershipOptions): Promise<void> {
+  async #rejoin(options: MembershipOptions, why: 'removed' | 'deaf'): Promise<void> {
     for (;;) {
+      // Stopping: the shutdown lets go of the membership it found.
+      if (this.#stopping !== undefined) return;
       this.#membership?.stop();
       this.#membership = undefined;
       try {
         await this.shards.serve(new Set());
         if (this.#stopped) return;
+        // Stepped down as deaf: heartbeats sent before it can hear would get it admitted to a view it cannot read.
+        if (why === 'deaf') {
+          await untilHeard({
+            bus: this.#bus,
+            cluster: this.#cluster,
+            worker: this.id,
+            clock: this.#clock,
+            every: options.config.heartbeatInterval,
+            newId: this.#environment.newId,
+            stopped: () => this.#stopped,
+          });
+          if (this.#stopped || this.#stopping !== undefined) return;
+        }
         await this.#join(options, `${this.id}~${++this.#incarnation}`);
         return;
       } catch (err) {
@@ -407,10 +423,11 @@ class WorkerHost {
 
   async #shutdown(): Promise<void> {
     // A member hands its shards off first (planned, not a failure), serving until each is taken over.
-    if (this.#membership !== undefined) {
+    const membership = this.#membership;
+    if (membership !== undefined) {
       // With its bus gone (a crash, in effect) there is nobody to hand off to: the others fail it over.
-      if (!this.#busClosed) await this.#membership.leave(this.#leaveBound);
-      this.#membership.stop();
+      if (!this.#busClosed) await membership.leave(this.#leaveBound);
+      membership.stop();
     }
     this.#stopped = true;
     this.replicas?.stop();

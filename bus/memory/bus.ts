@@ -90,6 +90,7 @@ export class MemoryBus implements Bus {
 
   refusedReplies = 0;
   readonly strayDeliveries = 0;
+  received = 0;
 
   /** This connection's number on its server (what a simulation cuts off, holds or kills). */
   get connection(): number {
@@ -123,6 +124,7 @@ export class MemoryBus implements Bus {
       closed: () => this.#state === 'closed',
       inbox: `${replyPrefix}.`,
       refusedReply: () => void this.refusedReplies++,
+      received: () => void this.received++,
       reportHandlerError: report,
       forget: (subscription) => this.#subscriptions.delete(subscription),
     };

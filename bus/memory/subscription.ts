@@ -14,6 +14,8 @@ export interface SubscriptionOwner {
   readonly inbox: string;
   /** An answer whose reply subject was not under `inbox` was refused. */
   refusedReply(): void;
+  /** A message reached one of its subscriptions. */
+  received(): void;
   reportHandlerError(subject: string, error: unknown): void;
   forget(subscription: MemorySubscription): void;
 }
@@ -76,6 +78,7 @@ export class MemorySubscription implements Subscription {
 
   #deliver(message: WireMessage): void {
     if (this.#state === 'closed') return;
+    this.#owner.received();
     const { reply } = message;
     const delivery: Delivery = {
       subject: message.subject,

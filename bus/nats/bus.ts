@@ -117,6 +117,7 @@ class NatsBus implements Bus {
   readonly server: ServerInfo;
   refusedReplies = 0;
   strayDeliveries = 0;
+  received = 0;
   /** `<replyPrefix>.`: answers go only under it. */
   readonly inbox: string;
   readonly #js: JetStreamClient;
@@ -218,6 +219,7 @@ class NatsBus implements Bus {
           this.#emit({ type: 'error', error: err });
           return;
         }
+        this.received++;
         if (!matches(msg.subject)) {
           this.strayDeliveries++;
           return;

@@ -97,6 +97,16 @@ export class SimProcess {
     for (const connection of this.#connections) this.#server.kill(connection);
   }
 
+  /**
+   * Cut off one way (a half-open partition): it runs and what it sends
+   * arrives, but nothing reaches it; what the server sends it waits, as the
+   * bytes a TCP peer cannot deliver wait (`deaf` false lets them through).
+   */
+  deafen(deaf: boolean): void {
+    if (this.#state !== 'running') return;
+    for (const connection of this.#connections) this.#server.hold(connection, deaf);
+  }
+
   /** Cut off from the server both ways (`cut` false heals it). */
   cut(cut: boolean): void {
     if (this.#state === 'dead') return;

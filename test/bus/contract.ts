@@ -71,6 +71,21 @@ export function busContract(name: string, target: () => ContractTarget): void {
         expect(got.lead).toEqual([`${p}.b.c`]); // '*' is one whole token: p, never p's parts
       });
 
+      it('counts what reaches its subscriptions (received); what only it publishes does not count', async () => {
+        const a = await connect();
+        const b = await connect();
+        const s = fresh('rc');
+        const got: string[] = [];
+        b.subscribe(s, (m) => got.push(text(m.data)));
+        await b.flush();
+        const [before, sender] = [b.received, a.received];
+        for (const x of ['1', '2', '3']) a.publish(s, bytes(x));
+        await a.flush();
+        await waitFor(() => got.length === 3, { what: 'three deliveries' });
+        expect(b.received - before).toBe(3);
+        expect(a.received).toBe(sender);
+      });
+
       it('delivers across connections, in publish order', async () => {
         const a = await connect();
         const b = await connect();

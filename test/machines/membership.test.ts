@@ -2,16 +2,25 @@ import { describe, expect, it } from 'vitest';
 import { createActor } from 'xstate';
 import { membershipMachine, type Heartbeat, type MembershipEffect } from '../../machines/membership.js';
 import type { View } from '../../machines/view.js';
-import { nextDue } from '../../machines/heartbeats.js';
+import { deafAfter, nextDue } from '../../machines/heartbeats.js';
 import { planningKey, planView } from '../../machines/viewPlanning.js';
 
 const CONFIG = { heartbeatInterval: 100, sessionTimeout: 500, replicas: 1, shardCount: 8, maxConcurrentMoves: 8 };
 
-/** One member's machine, driven by hand: every effect it asks for is recorded, nothing is carried out. */
-function member(id: string, startedAt = 0) {
+/**
+ * One member's machine, driven by hand: every effect it asks for is recorded, nothing is carried out.
+ * Every tick says something arrived since the last one (as its own heartbeats come back), unless `hears` is false.
+ */
+function member(id: string, startedAt = 0, { hears = true }: { hears?: boolean } = {}) {
   const actor = createActor(membershipMachine, {
     input: { self: { id, zone: 'z', promotable: true, startedAt }, config: CONFIG },
   });
+  if (hears) {
+    const send = actor.send.bind(actor);
+    actor.send = (event) => {
+      send(event.type === 'TICK' ? { heard: true, ...event } : event);
+    };
+  }
   const effects: MembershipEffect[] = [];
   actor.on('*', (e) => effects.push(e));
   actor.start();
@@ -143,6 +152,50 @@ describe('membership machine', () => {
         .members.map((m) => m.id),
     ).toEqual(['a', 'b']);
     expect(planningKey(a.ctx())).not.toBe(settled);
+  });
+
+  it('a member that hears nothing steps down at deafAfter: no more heartbeats, and, leader, writes no view from the silence', () => {
+    // CONFIG: heartbeat 100, session timeout 500: a stall goes unnoticed up to 250 ms; deaf after 450.
+    expect(deafAfter(CONFIG)).toBe(450);
+    const a = member('a', 0, { hears: false });
+    a.actor.send({ type: 'START', now: 0 });
+    a.actor.send({ type: 'VIEW', view: null, revision: 0, now: 0 });
+    a.actor.send({ type: 'WRITE_DONE', view: a.writes()[0]!, revision: 1, now: 0 });
+    a.actor.send({ type: 'HEARTBEAT', heartbeat: hb('b', { startedAt: 5 }), now: 10 });
+    a.actor.send({ type: 'WRITE_DONE', view: a.writes()[1]!, revision: 2, now: 11 });
+    a.actor.send({ type: 'TICK', now: 100, heard: true });
+    const beats = a.effects.filter((e) => e.type === 'heartbeat').length;
+    const writes = a.writes().length;
+    // From here on nothing arrives. b's silence reaches the session timeout at 510: a does not drop it.
+    for (const now of [200, 300, 400, 500, 510]) a.actor.send({ type: 'TICK', now });
+    expect(a.writes().length).toBe(writes);
+    expect(nextDue(a.ctx())).toBe(550);
+    a.actor.send({ type: 'TICK', now: 549 });
+    expect(a.state()).toBe('member');
+    a.actor.send({ type: 'TICK', now: 550 });
+    expect(a.state()).toBe('left');
+    expect(a.effects.at(-1)).toEqual({ type: 'left', reason: 'deaf' });
+    // It beat while it could still have been heard, and no more once it stepped down.
+    const after = a.effects.filter((e) => e.type === 'heartbeat').length;
+    a.actor.send({ type: 'TICK', now: 700 });
+    expect(a.effects.filter((e) => e.type === 'heartbeat').length).toBe(after);
+    expect(after).toBeGreaterThan(beats);
+    expect(a.writes().length).toBe(writes);
+  });
+
+  it('control: a member stopped for a while (one long tick gap) is not deaf when it wakes, and one that hears stays', () => {
+    const a = member('a', 0, { hears: false });
+    a.actor.send({ type: 'START', now: 0 });
+    a.actor.send({ type: 'VIEW', view: null, revision: 0, now: 0 });
+    a.actor.send({ type: 'WRITE_DONE', view: a.writes()[0]!, revision: 1, now: 0 });
+    a.actor.send({ type: 'TICK', now: 100, heard: true });
+    // Stopped from 100 to 2000: what it would have heard waits behind the tick.
+    a.actor.send({ type: 'TICK', now: 2_000 });
+    expect(a.state()).toBe('member');
+    // Then only its own heartbeats come back (a lone member): that is hearing.
+    for (let t = 2_100; t <= 5_000; t += 100) a.actor.send({ type: 'TICK', now: t, heard: true });
+    expect(a.state()).toBe('member');
+    expect(a.effects.some((e) => e.type === 'left')).toBe(false);
   });
 
   it.each([
