@@ -49,8 +49,8 @@ export interface ReplicationOptions {
   readonly sessionTimeout: number;
   /** The cluster's shard count: a read on another shard's subject than its session's is refused. */
   readonly shardCount: number;
-  /** The shards' epoch markers: learnt as they are followed, and which entries copies apply. */
-  readonly epochs: EpochMarks;
+  /** The shards' epoch markers: learnt as they are followed, and which entries copies apply (absent: none kept). */
+  readonly epochs: EpochMarks | undefined;
 }
 
 /** A secondary's copy of one session: the same pure state the primary has, as of `journalSeq`. */
@@ -114,7 +114,7 @@ export class Replication {
   readonly #journal: Journal;
   /** Where copies load from: the journal and the snapshots. */
   readonly #stored: ReplayDeps;
-  readonly #epochs: EpochMarks;
+  readonly #epochs: EpochMarks | undefined;
   readonly #clock: Clock;
   readonly #log: Logger;
   readonly #apps: ReadonlyMap<string, Application>;
@@ -149,7 +149,7 @@ export class Replication {
     this.#bus = bus;
     this.#cluster = cluster;
     this.#journal = journal;
-    this.#stored = { journal, store, cluster, epochs };
+    this.#stored = { journal, store, cluster, ...(epochs !== undefined && { epochs }) };
     this.#clock = clock;
     this.#log = log;
     this.#apps = apps;
@@ -385,7 +385,7 @@ export class Replication {
       },
     );
     await this.#epochs
-      .learn(shard)
+      ?.learn(shard)
       .catch((err: unknown) =>
         this.#log.warn({ err, shard }, 'epoch markers not read: late entries are not told apart'),
       );
@@ -409,9 +409,13 @@ export class Replication {
 
   async #applyEntry(shard: number, s: Secondary, e: JournalEntry): Promise<void> {
     const target = parseSubject(e.subject);
-    if (target.kind === 'epoch' && target.shard === shard) this.#epochs.observe(shard, e);
+    if (target.kind === 'epoch' && target.shard === shard) this.#epochs?.observe(shard, e);
     const app = target.kind === 'jrnl' ? this.#apps.get(target.app) : undefined;
-    if (target.kind === 'jrnl' && app !== undefined && !this.#epochs.admits(shard, e.seq, entryEpoch(e.headers))) {
+    if (
+      target.kind === 'jrnl' &&
+      app !== undefined &&
+      this.#epochs?.admits(shard, e.seq, entryEpoch(e.headers)) === false
+    ) {
       // A deposed primary's late entry: applied by nobody, but the copy has seen past it.
       const copy = s.copies.get(sessionKey(app.name, target.id));
       if (copy !== undefined) copy.journalSeq = Math.max(copy.journalSeq, e.seq);

@@ -6,6 +6,6 @@
 export const UNSAFE = Symbol.for('cohort.unsafe');
 
 export interface UnsafeSwitches {
-  /** Journal appends go without the expected-sequence fence: a deposed primary's writes land. */
+  /** Journal appends go without the expected-sequence fence, and no epoch markers are written: a deposed primary's writes land and count. */
   readonly unfenced?: boolean;
 }

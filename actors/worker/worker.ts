@@ -228,8 +228,9 @@ class WorkerHost {
     this.#leaveBound = membership === undefined ? 10_000 : Math.max(10_000, 3 * membership.config.sessionTimeout);
     const sessionTimeout = membership?.config.sessionTimeout ?? MEMBERSHIP_DEFAULTS.sessionTimeout;
     const { journal, snapshots: store, timers, replies } = stores;
+    // Without the fence (test-only), without the epoch markers too: both keep a deposed writer out.
     this.epochs =
-      membership === undefined
+      membership === undefined || unsafe?.unfenced === true
         ? undefined
         : new EpochMarks({
             journal,
@@ -251,7 +252,7 @@ class WorkerHost {
             apps: this.#apps,
             sessionTimeout,
             shardCount,
-            epochs: this.epochs!,
+            epochs: this.epochs,
           });
     this.catalog = new Catalog({
       apps: this.#apps,
@@ -338,7 +339,7 @@ class WorkerHost {
         if (this.#membership !== membership) return [];
         const primaries = primariesOf(view, memberId);
         // Each new epoch's marker goes first: nothing this worker journals for the shard may precede it.
-        await this.epochs!.take(memberId, new Map([...primaries].map((shard) => [shard, view.shards[shard]!.epoch])));
+        await this.epochs?.take(memberId, new Map([...primaries].map((shard) => [shard, view.shards[shard]!.epoch])));
         if (this.#membership !== membership) return [];
         replication.promote(view, memberId);
         const serving = await this.shards.serve(primaries);
