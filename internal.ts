@@ -135,7 +135,12 @@ export {
   type MembershipConfig,
   type MembershipEffect,
 } from './machines/membership.js';
-export { MembershipConfigError, membershipConfig, type MembershipSettings } from './machines/membershipConfig.js';
+export {
+  MembershipConfigError,
+  membershipConfig,
+  type MembershipOption,
+  type MembershipSettings,
+} from './machines/membershipConfig.js';
 export {
   completeHandoff,
   PlacementError,
@@ -143,7 +148,8 @@ export {
   withoutMembers,
   type PlacementInput,
 } from './machines/placement.js';
-export { packView, unpackView, type PackedView } from './machines/view.js';
+export { NO_SAFEGUARDS, packView, unpackView, type PackedSafeguards, type PackedView } from './machines/view.js';
+export type { SafeguardDecision } from './machines/safeguards.js';
 export { pureTransition } from './machines/pureTransition.js';
 export {
   documentOf,
