@@ -121,6 +121,8 @@ export interface MembershipContext {
   readonly moving: readonly MoveRequest[];
   /** An operator's reset of the failover quota: accepted (`asked`), in the view being written, or none. */
   readonly reset: 'none' | 'asked' | 'writing';
+  /** The safeguards' decisions in the view being written: announced (for the log) once it is. */
+  readonly deciding: readonly SafeguardDecision[];
   readonly now: number;
   /** The runtime's clock at the last TICK: a long gap means this process was not running. */
   readonly lastTick: number;
@@ -263,6 +265,8 @@ export const membershipMachine = setup({
         moves: [],
         // Every planned view carries a reset that was asked for.
         reset: planned !== null && context.reset === 'asked' ? 'writing' : context.reset,
+        // Against the view it follows: the watch may bring it back before the write's answer does.
+        deciding: planned === null ? [] : safeguardDecisions(context.view, planned, context.config),
       });
       enqueue.emit({ type: 'writeView', view: next, revision: context.revision });
     }),
@@ -297,11 +301,10 @@ export const membershipMachine = setup({
       answer(true, true, `accepted: ${halted}; ${g.dropped.length} dropped member(s) no longer counted`);
       if (context.reset === 'none') enqueue.assign({ reset: 'asked' });
     }),
-    /** The view this leader wrote, against the one before: each safeguard decision in it, for the host to log. */
-    decided: enqueueActions(({ context, event, enqueue }) => {
-      if (event.type !== 'WRITE_DONE' || event.view.viewId <= (context.view?.viewId ?? 0)) return;
-      for (const decision of safeguardDecisions(context.view, event.view, context.config))
-        enqueue.emit({ type: 'safeguard', decision });
+    /** The view this leader planned is written: each safeguard decision in it goes out, for the host to log. */
+    decided: enqueueActions(({ context, enqueue }) => {
+      for (const decision of context.deciding) enqueue.emit({ type: 'safeguard', decision });
+      enqueue.assign({ deciding: [] });
     }),
     written: assign(({ context }) => ({
       writing: false,
@@ -351,6 +354,7 @@ export const membershipMachine = setup({
     moves: [],
     moving: [],
     reset: 'none',
+    deciding: [],
     now: input.self.startedAt,
     lastTick: input.self.startedAt,
     lastBeat: Number.NEGATIVE_INFINITY,
@@ -401,6 +405,7 @@ export const membershipMachine = setup({
           moves: [...context.moving, ...context.moves],
           moving: [],
           reset: context.reset === 'writing' ? 'asked' : context.reset,
+          deciding: [],
         })),
       ],
     },
@@ -416,7 +421,7 @@ export const membershipMachine = setup({
       on: {
         VIEW: { actions: ['clock', 'install', 'lead'] },
         VIEW_SPOILED: { actions: ['clock', 'spoiled', 'lead'] },
-        WRITE_DONE: { actions: ['clock', 'written', 'decided', 'install', 'lead'] },
+        WRITE_DONE: { actions: ['clock', 'decided', 'written', 'install', 'lead'] },
         LEAVE: { target: 'left', actions: ['clock', emit({ type: 'left', reason: 'left' as const })] },
       },
     },
@@ -425,7 +430,7 @@ export const membershipMachine = setup({
       on: {
         VIEW: { actions: ['clock', 'install', 'lead'] },
         VIEW_SPOILED: { actions: ['clock', 'spoiled', 'lead'] },
-        WRITE_DONE: { actions: ['clock', 'written', 'decided', 'install', 'lead'] },
+        WRITE_DONE: { actions: ['clock', 'decided', 'written', 'install', 'lead'] },
         LEAVE: { target: 'leaving', actions: ['clock', assign({ leaving: true }), 'heartbeat', 'lead'] },
       },
     },
@@ -434,7 +439,7 @@ export const membershipMachine = setup({
       on: {
         VIEW: { actions: ['clock', 'install', 'lead'] },
         VIEW_SPOILED: { actions: ['clock', 'spoiled', 'lead'] },
-        WRITE_DONE: { actions: ['clock', 'written', 'decided', 'install', 'lead'] },
+        WRITE_DONE: { actions: ['clock', 'decided', 'written', 'install', 'lead'] },
       },
     },
     left: { type: 'final' },

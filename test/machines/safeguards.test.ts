@@ -71,12 +71,16 @@ function clusterOf(settings: Settings = {}, self: { id?: string; promotable?: bo
     };
     actor.send({ type: 'HEARTBEAT', heartbeat, now: t });
   };
-  /** Time passes to `to`, a heartbeat interval at a time: the speakers speak, the machine ticks. */
+  /** One heartbeat interval passes: the speakers speak, the machine ticks; writes are left out. */
+  const step = (to = t + HB): void => {
+    t = to;
+    for (const peer of speaking.keys()) speakOnce(peer);
+    actor.send({ type: 'TICK', now: t });
+  };
+  /** Time passes to `to`, a heartbeat interval at a time, every write acknowledged. */
   const until = (to: number): void => {
     while (t < to) {
-      t = Math.min(to, t + HB);
-      for (const peer of speaking.keys()) speakOnce(peer);
-      actor.send({ type: 'TICK', now: t });
+      step(Math.min(to, t + HB));
       flush();
     }
   };
@@ -102,6 +106,7 @@ function clusterOf(settings: Settings = {}, self: { id?: string; promotable?: bo
     until,
     speak,
     silence,
+    step,
     ids,
     primariesOf,
     now: () => t,
@@ -494,14 +499,46 @@ describe('the brake: a membership that keeps changing', () => {
     expect(c.view().safeguards.unstable).not.toBeNull();
   });
 
-  it('decisions are emitted once, for views this leader wrote, not for the same view coming back', () => {
+  it('decisions are emitted once the leader’s write lands, even when the watch brings the view back first; not for an echo', () => {
     const c = clusterOf({ failoverQuota: 1 });
     c.start(['b', 'c']);
     c.silence('b');
-    c.until(c.now() + 2 * TIMEOUT);
-    const count = c.decisions().length;
-    expect(count).toBe(1);
-    c.actor.send({ type: 'VIEW', view: c.view(), revision: 99, now: c.now() });
-    expect(c.decisions().length).toBe(count);
+    // Time passes until the transitional view dropping b goes out; it is not acknowledged yet.
+    let rev = 40;
+    while (!c.ctx().writing || !c.writes().at(-1)!.transitional) {
+      if (c.ctx().writing)
+        c.actor.send({ type: 'WRITE_DONE', view: c.writes().at(-1)!, revision: ++rev, now: c.now() });
+      else c.step();
+      if (c.now() > 10_000) throw new Error('b was never dropped');
+    }
+    const before = c.decisions().length;
+    expect(before).toBe(0);
+    const out = c.writes().at(-1)!;
+    expect(out).toMatchObject({ transitional: true, safeguards: { dropped: [{ member: 'b' }] } });
+    // The watch delivers the written view before the write's answer arrives: nothing announced yet.
+    c.actor.send({ type: 'VIEW', view: out, revision: 50, now: c.now() });
+    expect(c.decisions()).toEqual([]);
+    c.actor.send({ type: 'WRITE_DONE', view: out, revision: 50, now: c.now() });
+    expect(c.decisions()).toEqual([{ kind: 'dropped', member: 'b', recent: 1, quota: 1 }]);
+    // The same view again (an echo, a repair) announces nothing more.
+    c.actor.send({ type: 'VIEW', view: out, revision: 51, now: c.now() });
+    expect(c.decisions()).toHaveLength(1);
+    // A write that fails announces nothing: the plan made again announces it then.
+    c.flush();
+    c.silence('c');
+    while (!c.ctx().writing) {
+      c.step();
+      if (c.now() > 20_000) throw new Error('c was never judged');
+    }
+    c.actor.send({ type: 'WRITE_FAILED', now: c.now() });
+    expect(c.decisions()).toHaveLength(1);
+    c.step();
+    c.actor.send({ type: 'WRITE_DONE', view: c.writes().at(-1)!, revision: 60, now: c.now() });
+    expect(
+      c
+        .decisions()
+        .slice(1)
+        .map((d) => d.kind),
+    ).toEqual(['halted', 'held']);
   });
 });
