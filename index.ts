@@ -72,7 +72,7 @@ export {
   UnknownApplicationError,
   type RollbackReason,
 } from './protocol/errors.js';
-export { FailoverRefusedError } from './protocol/control.js';
+export { FailoverRefusedError, ResetFailoverRefusedError } from './protocol/control.js';
 export { CorruptClusterSettingError, ShardCountMismatchError } from './protocol/clusterSettings.js';
 export {
   AuthenticationError,

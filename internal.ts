@@ -37,11 +37,15 @@ export { parseJournalRecord } from './protocol/records.js';
 export { DEDUP_MAX_IDS, DEDUP_WINDOW_MS } from './protocol/dedup.js';
 export {
   isFailoverRequest,
+  isResetFailoverRequest,
   parseClientNotice,
   requestFailover,
+  requestFailoverReset,
   type ClientNotice,
   type FailoverReply,
   type FailoverRequest,
+  type ResetFailoverReply,
+  type ResetFailoverRequest,
 } from './protocol/control.js';
 export {
   bucketName,

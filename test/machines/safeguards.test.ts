@@ -498,7 +498,9 @@ describe('the brake: a membership that keeps changing', () => {
     for (const s of cShards) expect(c.view().shards[s]).toMatchObject({ state: 'PENDING', primary: 'c' });
     expect(c.view().safeguards.unstable).not.toBeNull();
   });
+});
 
+describe('announcing the decisions', () => {
   it('decisions are emitted once the leader’s write lands, even when the watch brings the view back first; not for an echo', () => {
     const c = clusterOf({ failoverQuota: 1 });
     c.start(['b', 'c']);
