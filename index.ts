@@ -52,7 +52,7 @@ export type { PatchOperation, VerifyOutcome } from './protocol/messages.js';
 export { DEFAULT_SHARD_COUNT, shardOf } from './protocol/shard.js';
 
 // Membership: the view every worker agrees on.
-export type { Member, ShardAssignment, ShardState, View } from './machines/view.js';
+export type { HoldReason, Member, Safeguards, ShardAssignment, ShardState, View } from './machines/view.js';
 export { MEMBERSHIP_DEFAULTS, MIN_SESSION_TIMEOUT } from './machines/membership.js';
 
 // Errors: one class per failure mode, all under CohortError; `retryable` is the retry policy.
@@ -72,7 +72,7 @@ export {
   UnknownApplicationError,
   type RollbackReason,
 } from './protocol/errors.js';
-export { FailoverRefusedError } from './protocol/control.js';
+export { FailoverRefusedError, ResetFailoverRefusedError } from './protocol/control.js';
 export { CorruptClusterSettingError, ShardCountMismatchError } from './protocol/clusterSettings.js';
 export {
   AuthenticationError,

@@ -38,11 +38,15 @@ export { EpochFences, entryEpoch, MAX_EARLIER_MARKERS, parseEpochMarker, type Ep
 export { DEDUP_MAX_IDS, DEDUP_WINDOW_MS } from './protocol/dedup.js';
 export {
   isFailoverRequest,
+  isResetFailoverRequest,
   parseClientNotice,
   requestFailover,
+  requestFailoverReset,
   type ClientNotice,
   type FailoverReply,
   type FailoverRequest,
+  type ResetFailoverReply,
+  type ResetFailoverRequest,
 } from './protocol/control.js';
 export {
   bucketName,
@@ -136,7 +140,12 @@ export {
   type MembershipConfig,
   type MembershipEffect,
 } from './machines/membership.js';
-export { MembershipConfigError, membershipConfig, type MembershipSettings } from './machines/membershipConfig.js';
+export {
+  MembershipConfigError,
+  membershipConfig,
+  type MembershipOption,
+  type MembershipSettings,
+} from './machines/membershipConfig.js';
 export {
   completeHandoff,
   PlacementError,
@@ -144,7 +153,8 @@ export {
   withoutMembers,
   type PlacementInput,
 } from './machines/placement.js';
-export { packView, unpackView, type PackedView } from './machines/view.js';
+export { NO_SAFEGUARDS, packView, unpackView, type PackedSafeguards, type PackedView } from './machines/view.js';
+export type { SafeguardDecision } from './machines/safeguards.js';
 export { pureTransition } from './machines/pureTransition.js';
 export {
   documentOf,

@@ -6,6 +6,7 @@ import { CONNECTION_FLAGS, CONNECTION_USAGE, connectionSettings } from './connec
 import { CliUsageError } from './loadApplications.js';
 import { parseDemoArgs, runDemo } from './demo.js';
 import { parseFailoverArgs, runFailover } from './failover.js';
+import { parseResetFailoverArgs, runResetFailover } from './resetFailover.js';
 import { parseSimulateArgs, runSimulate } from './simulate.js';
 import { parseUpArgs, runUp } from './up.js';
 import { parseWorkerArgs, runWorker } from './worker.js';
@@ -39,13 +40,21 @@ commands:
                         once, even onto a copy not synchronized; the view
                         records possible data loss); follows the views until
                         the shard is ACTIVE there
+  reset-failover --nats URL [--cluster NAME] [--timeout MS]
+                        reset the automatic-failover quota: members dropped
+                        for silence are no longer counted, and a failover
+                        halted by the quota runs again (silent members held
+                        in the view are dropped, their shards fail over);
+                        prints the first view written after it
   doctor [--nats URL]   check every bus capability once against a NATS server
                         (default: an embedded nats-server, or the in-memory bus
                         when no nats-server is installed) and print a table
   worker --app FILE [--app FILE ...] [--nats URL[,URL...]] [--cluster NAME]
          [--zone ZONE] [--no-promote] [--id ID]
          [--session-timeout MS] [--heartbeat-interval MS] [--storage-replicas N]
-         [--reconnect-interval MS]
+         [--reconnect-interval MS] [--failover-quota N]
+         [--failover-window MS] [--min-members N] [--stable-after MS]
+         [--unstable-after MS]
                         host the applications each FILE exports (.js, or .ts
                         through tsx) until SIGINT or SIGTERM; --cluster defaults
                         to demo; without --nats, an embedded nats-server (or the
@@ -53,7 +62,14 @@ commands:
                         membership: heartbeat every MS (default 500), dropped
                         after MS of silence (default 3000, at least 500); after
                         losing NATS, a reconnect attempt every MS plus jitter of
-                        up to 1.5 times as much (default 100), for ever
+                        up to 1.5 times as much (default 100), for ever;
+                        safeguards: at most N members dropped for silence
+                        per window (default 3 per 600000 ms; then automatic
+                        failover halts until cohort reset-failover), never
+                        fewer than N live members left (default 1), no
+                        rebalancing while the membership has kept changing
+                        for MS (default 120000) until still for MS (default
+                        30000); give every worker the same
   simulate [--app FILE ...] [--seeds A-B | --seed N] [--duration MS]
            [--faults none|all|LIST] [--workload FILE] [--workers N]
            [--clients N] [--shards N] [--session-timeout MS]
@@ -118,6 +134,8 @@ async function run(command: string | undefined, rest: string[]): Promise<number>
       return runAuth(rest, { write });
     case 'failover':
       return runFailover({ ...parseFailoverArgs(rest), write, warn });
+    case 'reset-failover':
+      return runResetFailover({ ...parseResetFailoverArgs(rest), write, warn });
     case 'up': {
       const code = await runUp({ ...parseUpArgs(rest), write, warn });
       setTimeout(() => process.exit(code), 2_000).unref();

@@ -120,6 +120,27 @@ export function primariesByMember(view: View): Map<string, number> {
   return counts;
 }
 
+/**
+ * The safeguards in force, for people: `failover halted since ...`, each
+ * held member and why, how many of its shards go unserved, `unstable since
+ * ...`. Nothing when none is (a view of an ordinary cluster reads as before).
+ */
+export function safeguardNotes(view: View): string[] {
+  const g = view.safeguards;
+  const at = (ms: number): string => new Date(ms).toISOString();
+  const held = g.held.map((h) => {
+    const shards = view.shards.filter((s) => s.primary === h.member).length;
+    return `${h.member} silent, held (${h.reason}): ${shards} shards unserved`;
+  });
+  return [
+    ...(g.failoverHalted !== null
+      ? [`automatic failover halted since ${at(g.failoverHalted)} (cohort reset-failover resumes it)`]
+      : []),
+    ...held,
+    ...(g.unstable !== null ? [`membership unstable since ${at(g.unstable)}: no rebalancing`] : []),
+  ];
+}
+
 /** `view 4: 3 members, leader w1 | w1 (a) 86 shards, w2 (b) 85 shards, w3 (c) 85 shards` and what is in motion. */
 export function describeView(view: View): string {
   const counts = primariesByMember(view);
@@ -133,6 +154,7 @@ export function describeView(view: View): string {
       ? [`${dead} shards DEAD (no primary${view.transitional ? ' until the next view' : ': no promotable member'})`]
       : []),
     ...(view.possibleDataLoss.length > 0 ? [`possible data loss on ${view.possibleDataLoss.length} shards`] : []),
+    ...safeguardNotes(view),
   ];
   const n = view.members.length;
   return `view ${view.viewId}: ${n} member${n === 1 ? '' : 's'}, leader ${view.leader || '-'} | ${members || 'none'}${notes.length ? ` | ${notes.join('; ')}` : ''}`;

@@ -31,6 +31,11 @@ export const WORKER_FLAGS = {
   'session-timeout': { type: 'string' },
   'storage-replicas': { type: 'string' },
   'reconnect-interval': { type: 'string' },
+  'failover-quota': { type: 'string' },
+  'failover-window': { type: 'string' },
+  'min-members': { type: 'string' },
+  'stable-after': { type: 'string' },
+  'unstable-after': { type: 'string' },
 } as const satisfies NonNullable<ParseArgsConfig['options']>;
 
 export interface WorkerCliOptions {
@@ -53,6 +58,17 @@ export interface WorkerCliOptions {
   sessionTimeout: number | undefined;
   /** Ms between attempts to reconnect to NATS (plus jitter); undefined: WORKER_RECONNECT_INTERVAL. */
   reconnectInterval: number | undefined;
+  /** The safeguards against cascading failover; each undefined: the worker's default. */
+  safeguards: SafeguardFlags;
+}
+
+/** What `--failover-quota`, `--failover-window`, `--min-members`, `--stable-after` and `--unstable-after` gave. */
+export interface SafeguardFlags {
+  failoverQuota?: number;
+  failoverWindow?: number;
+  minMembers?: number;
+  stableAfter?: number;
+  unstableAfter?: number;
 }
 
 /** A duration flag's value: a whole number of milliseconds, at least `min`. Undefined when the flag is absent. */
@@ -89,6 +105,33 @@ export function checkMembershipTimings(
         (heartbeatInterval === undefined ? `; pass --heartbeat-interval ${Math.floor(st / 2)} or less` : ''),
     );
   }
+}
+
+/** A count flag's value: a whole number from `min`. Undefined when the flag is absent. */
+export function parseCount(flag: string, value: string | undefined, min = 1): number | undefined {
+  if (value === undefined) return undefined;
+  const n = /^\d+$/.test(value.trim()) ? Number(value.trim()) : NaN;
+  if (!Number.isSafeInteger(n) || n < min)
+    throw new CliUsageError(`--${flag} needs a whole number, at least ${min} (got ${JSON.stringify(value)})`);
+  return n;
+}
+
+/** The safeguard flags, each checked on its own (their rules are membershipConfig's: whole numbers from 1). */
+export function parseSafeguardFlags(values: {
+  'failover-quota'?: string;
+  'failover-window'?: string;
+  'min-members'?: string;
+  'stable-after'?: string;
+  'unstable-after'?: string;
+}): SafeguardFlags {
+  const flags: SafeguardFlags = {
+    failoverQuota: parseCount('failover-quota', values['failover-quota']),
+    failoverWindow: parseMilliseconds('failover-window', values['failover-window']),
+    minMembers: parseCount('min-members', values['min-members']),
+    stableAfter: parseMilliseconds('stable-after', values['stable-after']),
+    unstableAfter: parseMilliseconds('unstable-after', values['unstable-after']),
+  };
+  return Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined));
 }
 
 function nonEmpty(flag: string, value: string | undefined): string | undefined {
@@ -138,6 +181,7 @@ export function parseWorkerArgs(args: string[]): WorkerCliOptions {
     heartbeatInterval,
     sessionTimeout,
     reconnectInterval: parseMilliseconds('reconnect-interval', values['reconnect-interval']),
+    safeguards: parseSafeguardFlags(values),
   };
 }
 
@@ -241,6 +285,7 @@ export async function runWorker(options: RunWorkerOptions): Promise<number> {
         ...(options.storageReplicas !== undefined && { storageReplicas: options.storageReplicas }),
         ...(options.heartbeatInterval !== undefined && { heartbeatInterval: options.heartbeatInterval }),
         ...(options.sessionTimeout !== undefined && { sessionTimeout: options.sessionTimeout }),
+        ...options.safeguards,
         // Runtime logs (pino JSON) go to stderr; stdout carries the lines above, for people and scripts.
         logger: createLogger({ destination: process.stderr }),
       });

@@ -39,6 +39,8 @@ export interface WorkerSettings {
   cluster: string;
   heartbeatInterval?: number | undefined;
   sessionTimeout?: number | undefined;
+  /** At most this many members dropped for silence per failover window (`--failover-quota`); undefined: the worker's default, 3. Worker processes only. */
+  failoverQuota?: number | undefined;
   /** Copies JetStream keeps of the journal, buckets and blobs (3 on a 3-node NATS cluster); undefined: the worker's default, 1. Worker processes only. */
   storageReplicas?: number | undefined;
   /** A `cohort auth init` directory: worker processes connect as its worker user (`worker.nk`). */

@@ -58,6 +58,12 @@ export interface TestClusterOptions {
   sessionTimeout?: number;
   /** Copies JetStream keeps of the journal, buckets and blobs (default 3 on cluster3, else 1). */
   storageReplicas?: number;
+  /**
+   * Members the workers may drop for silence per failover window before
+   * automatic failover halts (default 100 here, not the worker's 3: fault
+   * scenarios kill and pause workers again and again on purpose).
+   */
+  failoverQuota?: number;
   /** Deadline for the start, for each added worker and for a restart of NATS (default 30 000 ms). */
   startTimeoutMs?: number;
   /** A line a worker printed on stdout. */
@@ -144,6 +150,8 @@ export interface TestCluster extends AsyncDisposable {
 }
 
 const DEFAULT_TIMING = { heartbeatInterval: 200, sessionTimeout: 1_000 };
+/** Fault scenarios drop workers on purpose, many times a run: the production quota would halt their failovers. */
+const DEFAULT_FAILOVER_QUOTA = 100;
 const DEFAULT_TIMEOUT_MS = 30_000;
 /** A worker that has not stopped this long after SIGTERM is killed (a clean leave is bounded by 10 s). */
 const STOP_GRACE_MS = 15_000;
@@ -316,6 +324,7 @@ class LocalTestCluster implements TestCluster {
         heartbeatInterval: this.options.heartbeatInterval ?? DEFAULT_TIMING.heartbeatInterval,
         sessionTimeout: this.options.sessionTimeout ?? DEFAULT_TIMING.sessionTimeout,
         storageReplicas: this.options.storageReplicas,
+        failoverQuota: this.options.failoverQuota ?? DEFAULT_FAILOVER_QUOTA,
         onLine: (w, line) => this.options.onLine?.(w.id, line),
         onWarn: (w, line) => {
           warnings.push(line);

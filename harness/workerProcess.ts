@@ -75,6 +75,7 @@ export function spawnWorker(options: WorkerSettings, url: string, index: number,
     ...(options.heartbeatInterval === undefined ? [] : ['--heartbeat-interval', String(options.heartbeatInterval)]),
     ...(options.sessionTimeout === undefined ? [] : ['--session-timeout', String(options.sessionTimeout)]),
     ...(options.storageReplicas === undefined ? [] : ['--storage-replicas', String(options.storageReplicas)]),
+    ...(options.failoverQuota === undefined ? [] : ['--failover-quota', String(options.failoverQuota)]),
     ...(options.authDir === undefined ? [] : ['--nkey', join(options.authDir, 'worker.nk')]),
   ];
   // Its own process group: a terminal's Ctrl-C reaches `cohort up` alone, which then stops each worker once.

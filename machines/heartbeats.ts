@@ -5,6 +5,7 @@
  * both ask these questions; keeping them here keeps the answers the same.
  */
 import type { Heartbeat, MembershipContext, MemberStatus } from './membership.js';
+import { stableAt } from './safeguards.js';
 
 /** Heard from within the session timeout (this member always is). */
 export function alive(ctx: MembershipContext, id: string): boolean {
@@ -58,8 +59,9 @@ export function leaderOf(ctx: MembershipContext): string | null {
 
 /**
  * When this member next has something to do without being told: its
- * heartbeat falls due, a peer's silence reaches the session timeout, or a
- * blind wait ends. The host ticks then, not on a fixed beat, so a silence
+ * heartbeat falls due, a peer's silence reaches the session timeout, a
+ * blind wait ends, or an unstable membership has been still long enough to
+ * count as stable. The host ticks then, not on a fixed beat, so a silence
  * is noticed the moment it counts and an idle member wakes twice a second.
  */
 export function nextDue(ctx: MembershipContext): number {
@@ -71,6 +73,8 @@ export function nextDue(ctx: MembershipContext): number {
   for (const p of Object.values(ctx.peers)) sooner(p.at + sessionTimeout);
   if (ctx.blindSince !== null) sooner(ctx.blindSince + sessionTimeout);
   sooner(ctx.heardAt + deafAfter(ctx.config));
+  const stable = ctx.view === null ? null : stableAt(ctx.view.safeguards, ctx.config);
+  if (stable !== null) sooner(stable);
   return due;
 }
 

@@ -1,6 +1,7 @@
 import { assign, emit, enqueueActions, setup } from 'xstate';
 import { heartbeatOf, leaderOf } from './heartbeats.js';
 import { refuseMove } from './operatorMoves.js';
+import { quotaInUse, safeguardDecisions, type SafeguardDecision } from './safeguards.js';
 import type { View } from './view.js';
 import { planningKey, planView } from './viewPlanning.js';
 import { deafAfter } from './heartbeats.js';
@@ -10,8 +11,10 @@ import { deafAfter } from './heartbeats.js';
  * runs one; they agree on one sequence of views because only the leader
  * writes the view, with compare-and-set on its revision. Pure: time comes
  * in the events (TICK, HEARTBEAT, VIEW), effects go out as emitted events
- * (`heartbeat`, `writeView`, `view`, `left`) that the host carries out.
- * This file decides when the leader writes; viewPlanning.ts decides what.
+ * (`heartbeat`, `writeView`, `view`, `left`, the answers to operators and
+ * the safeguards' decisions to log) that the host carries out.
+ * This file decides when the leader writes; viewPlanning.ts decides what,
+ * and safeguards.ts what it may not do.
  */
 
 export interface MembershipConfig {
@@ -22,6 +25,19 @@ export interface MembershipConfig {
   readonly replicas: number;
   readonly shardCount: number;
   readonly maxConcurrentMoves: number;
+  /**
+   * At most this many members dropped for silence within `failoverWindow`
+   * ms; a loss beyond it halts automatic failover until an operator resets
+   * it (Couchbase's auto-failover quota). Infinity: no quota.
+   */
+  readonly failoverQuota: number;
+  readonly failoverWindow: number;
+  /** Automatic failover never leaves fewer live members than this (Couchbase's minimum cluster size). */
+  readonly minMembers: number;
+  /** No membership change for this long ends a run of changes: the membership is stable. */
+  readonly stableAfter: number;
+  /** A run of membership changes longer than this stops the leader rebalancing until it is stable (Akka's down-all-when-unstable). Infinity: never. */
+  readonly unstableAfter: number;
 }
 
 export const MEMBERSHIP_DEFAULTS = {
@@ -29,6 +45,11 @@ export const MEMBERSHIP_DEFAULTS = {
   sessionTimeout: 3_000,
   replicas: 1,
   maxConcurrentMoves: 8,
+  failoverQuota: 3,
+  failoverWindow: 600_000,
+  minMembers: 1,
+  stableAfter: 30_000,
+  unstableAfter: 120_000,
 } as const;
 
 /** A session timeout below this would suspect healthy workers on an ordinary GC pause. */
@@ -99,6 +120,10 @@ export interface MembershipContext {
   readonly moves: readonly MoveRequest[];
   /** Those in the view being written now: dropped when it is, planned again if it is not. */
   readonly moving: readonly MoveRequest[];
+  /** An operator's reset of the failover quota: accepted (`asked`), in the view being written, or none. */
+  readonly reset: 'none' | 'asked' | 'writing';
+  /** The safeguards' decisions in the view being written: announced (for the log) once it is. */
+  readonly deciding: readonly SafeguardDecision[];
   readonly now: number;
   /** The runtime's clock at the last TICK: a long gap means this process was not running. */
   readonly lastTick: number;
@@ -143,7 +168,9 @@ export type MembershipEvent =
   | { type: 'WRITE_DONE'; view: View; revision: number; now: number }
   | { type: 'WRITE_FAILED'; now: number }
   | { type: 'LEAVE'; now: number }
-  | { type: 'MOVE'; request: MoveRequest; now: number };
+  | { type: 'MOVE'; request: MoveRequest; now: number }
+  /** An operator resets the failover quota (the request's `id`, for the answer). */
+  | { type: 'RESET_FAILOVER'; id: string; now: number };
 
 export type MembershipEffect =
   | { type: 'heartbeat'; heartbeat: Heartbeat }
@@ -153,7 +180,11 @@ export type MembershipEffect =
   | { type: 'view'; view: View }
   | { type: 'left'; reason: 'left' | 'removed' | 'deaf' }
   /** The answer to a MOVE: accepted (the next view carries it) or why not. */
-  | { type: 'moveAnswer'; id: string; ok: boolean; reason: string };
+  | { type: 'moveAnswer'; id: string; ok: boolean; reason: string }
+  /** The answer to RESET_FAILOVER: refused, or accepted (`changed`: the next view carries it; else there was nothing to reset). */
+  | { type: 'resetAnswer'; id: string; ok: boolean; changed: boolean; reason: string }
+  /** A decision of the safeguards, in a view this leader wrote: for the log. */
+  | { type: 'safeguard'; decision: SafeguardDecision };
 
 export interface MembershipInput {
   readonly self: Self;
@@ -278,7 +309,16 @@ export const membershipMachine = setup({
       // A new view repairs the key too; without one, the leader writes back the view it knows.
       const next = planned ?? (context.repair && context.view !== null && leads ? context.view : null);
       if (next === null) return;
-      enqueue.assign({ writing: true, repair: false, moving: context.moves, moves: [] });
+      enqueue.assign({
+        writing: true,
+        repair: false,
+        moving: context.moves,
+        moves: [],
+        // Every planned view carries a reset that was asked for.
+        reset: planned !== null && context.reset === 'asked' ? 'writing' : context.reset,
+        // Against the view it follows: the watch may bring it back before the write's answer does.
+        deciding: planned === null ? [] : safeguardDecisions(context.view, planned, context.config),
+      });
       enqueue.emit({ type: 'writeView', view: next, revision: context.revision });
     }),
     /** The key moved on to something that is not a newer view: take its revision, and have it repaired. */
@@ -297,6 +337,31 @@ export const membershipMachine = setup({
       enqueue.emit({ type: 'moveAnswer', id: event.request.id, ok: why === null, reason: why ?? 'accepted' });
       if (why === null) enqueue.assign({ moves: [...context.moves, event.request] });
     }),
+    /** Only the leader may reset the quota, and only a view it knows says what there is to reset. */
+    resetFailover: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'RESET_FAILOVER') return;
+      const leader = leaderOf(context);
+      const answer = (ok: boolean, changed: boolean, reason: string): void =>
+        enqueue.emit({ type: 'resetAnswer', id: event.id, ok, changed, reason });
+      if (leader !== context.self.id) return answer(false, false, `not the leader (${leader ?? 'none'} is)`);
+      if (context.view === null) return answer(false, false, 'no view yet');
+      const g = context.view.safeguards;
+      if (!quotaInUse(g) && context.reset === 'none')
+        return answer(true, false, 'nothing to reset: failover is not halted and no member was dropped on record');
+      const halted = g.failoverHalted === null ? 'failover was not halted' : 'failover resumes';
+      answer(true, true, `accepted: ${halted}; ${g.dropped.length} dropped member(s) no longer counted`);
+      if (context.reset === 'none') enqueue.assign({ reset: 'asked' });
+    }),
+    /** The view this leader planned is written: each safeguard decision in it goes out, for the host to log. */
+    decided: enqueueActions(({ context, enqueue }) => {
+      for (const decision of context.deciding) enqueue.emit({ type: 'safeguard', decision });
+      enqueue.assign({ deciding: [] });
+    }),
+    written: assign(({ context }) => ({
+      writing: false,
+      moving: [],
+      reset: context.reset === 'writing' ? ('none' as const) : context.reset,
+    })),
     install: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'VIEW' && event.type !== 'WRITE_DONE') return;
       const seen = context.view?.viewId ?? 0;
@@ -340,6 +405,8 @@ export const membershipMachine = setup({
     leaving: false,
     moves: [],
     moving: [],
+    reset: 'none',
+    deciding: [],
     now: input.self.startedAt,
     lastTick: input.self.startedAt,
     lastBeat: Number.NEGATIVE_INFINITY,
@@ -376,10 +443,17 @@ export const membershipMachine = setup({
     WRITE_FAILED: {
       actions: [
         'clock',
-        assign(({ context }) => ({ writing: false, moves: [...context.moving, ...context.moves], moving: [] })),
+        assign(({ context }) => ({
+          writing: false,
+          moves: [...context.moving, ...context.moves],
+          moving: [],
+          reset: context.reset === 'writing' ? 'asked' : context.reset,
+          deciding: [],
+        })),
       ],
     },
     MOVE: { actions: ['clock', 'move', 'lead'] },
+    RESET_FAILOVER: { actions: ['clock', 'resetFailover', 'lead'] },
   },
   states: {
     idle: {
@@ -391,7 +465,7 @@ export const membershipMachine = setup({
         TICK: TICK_OR_STEP_DOWN,
         VIEW: { actions: ['clock', 'heard', 'install', 'lead'] },
         VIEW_SPOILED: { actions: ['clock', 'heard', 'spoiled', 'lead'] },
-        WRITE_DONE: { actions: ['clock', 'heard', assign({ writing: false, moving: [] }), 'install', 'lead'] },
+        WRITE_DONE: { actions: ['clock', 'heard', 'decided', 'written', 'install', 'lead'] },
         LEAVE: { target: 'left', actions: ['clock', emit({ type: 'left', reason: 'left' as const })] },
       },
     },
@@ -401,7 +475,7 @@ export const membershipMachine = setup({
         TICK: TICK_OR_STEP_DOWN,
         VIEW: { actions: ['clock', 'heard', 'install', 'lead'] },
         VIEW_SPOILED: { actions: ['clock', 'heard', 'spoiled', 'lead'] },
-        WRITE_DONE: { actions: ['clock', 'heard', assign({ writing: false, moving: [] }), 'install', 'lead'] },
+        WRITE_DONE: { actions: ['clock', 'heard', 'decided', 'written', 'install', 'lead'] },
         LEAVE: { target: 'leaving', actions: ['clock', assign({ leaving: true }), 'heartbeat', 'lead'] },
       },
     },
@@ -411,7 +485,7 @@ export const membershipMachine = setup({
         TICK: TICK_OR_STEP_DOWN,
         VIEW: { actions: ['clock', 'heard', 'install', 'lead'] },
         VIEW_SPOILED: { actions: ['clock', 'heard', 'spoiled', 'lead'] },
-        WRITE_DONE: { actions: ['clock', 'heard', assign({ writing: false, moving: [] }), 'install', 'lead'] },
+        WRITE_DONE: { actions: ['clock', 'heard', 'decided', 'written', 'install', 'lead'] },
       },
     },
     left: { type: 'final' },

@@ -6,8 +6,16 @@ export interface MembershipSettings {
   readonly sessionTimeout?: number;
   readonly replicas?: number;
   readonly maxConcurrentMoves?: number;
+  readonly failoverQuota?: number;
+  readonly failoverWindow?: number;
+  readonly minMembers?: number;
+  readonly stableAfter?: number;
+  readonly unstableAfter?: number;
   readonly shardCount: number;
 }
+
+/** Every setting MembershipConfigError can name. */
+export type MembershipOption = Exclude<keyof MembershipSettings, 'shardCount'>;
 
 /**
  * A setting that breaks a membership rule. Still a RangeError to whoever
@@ -16,7 +24,7 @@ export interface MembershipSettings {
  */
 export class MembershipConfigError extends RangeError {
   constructor(
-    readonly option: 'heartbeatInterval' | 'sessionTimeout' | 'replicas' | 'maxConcurrentMoves',
+    readonly option: MembershipOption,
     message: string,
   ) {
     super(message);
@@ -52,5 +60,24 @@ export function membershipConfig(settings: MembershipSettings): MembershipConfig
       `maxConcurrentMoves must be a whole number >= 1 (got ${maxConcurrentMoves})`,
     );
   }
-  return { heartbeatInterval, sessionTimeout, replicas, shardCount: settings.shardCount, maxConcurrentMoves };
+  const whole = (option: MembershipOption, least: number, unbounded: boolean): number => {
+    const n = settings[option] ?? MEMBERSHIP_DEFAULTS[option];
+    if ((Number.isSafeInteger(n) && n >= least) || (unbounded && n === Infinity)) return n;
+    throw new MembershipConfigError(
+      option,
+      `${option} must be a whole number >= ${least}${unbounded ? ' or Infinity' : ''} (got ${n})`,
+    );
+  };
+  return {
+    heartbeatInterval,
+    sessionTimeout,
+    replicas,
+    shardCount: settings.shardCount,
+    maxConcurrentMoves,
+    failoverQuota: whole('failoverQuota', 1, true),
+    failoverWindow: whole('failoverWindow', 1, false),
+    minMembers: whole('minMembers', 1, false),
+    stableAfter: whole('stableAfter', 1, false),
+    unstableAfter: whole('unstableAfter', 1, true),
+  };
 }

@@ -21,6 +21,9 @@ export function refuseMove(ctx: MembershipContext, r: MoveRequest): string | nul
   if (s.primary === r.to && s.state === 'ACTIVE') return `${r.to} is already the primary of shard ${r.shard}`;
   if (!r.force && s.state !== 'ACTIVE')
     return `shard ${r.shard} is ${s.state}; only an ACTIVE shard can be swapped (use force)`;
+  // A held member (silent, kept by the safeguards) would never let go of the shard: only force moves it.
+  if (!r.force && s.primary !== null && !alive(ctx, s.primary))
+    return `shard ${r.shard}'s primary ${s.primary} is silent (held in the view); only a forced failover moves it`;
   return null;
 }
 

@@ -32,6 +32,12 @@ export interface PlacementInput {
   maxConcurrentMoves?: number;
   /** Whether a worker's copy of a shard is synchronized (default: all are). Used to choose whom to promote. */
   synchronized?: (shard: number, worker: string) => boolean;
+  /**
+   * `full` (default): primaries are handed off towards the balance. `drain`:
+   * only off members that may not hold primaries (leavers, made
+   * non-promotable), so nothing else moves; failovers happen either way.
+   */
+  rebalance?: 'full' | 'drain';
 }
 
 /**
@@ -47,7 +53,7 @@ export function placeShards(input: PlacementInput): ShardAssignment[] {
   const drafts = resolvePrevious(input);
   failOver(drafts, input);
   const pending = drafts.filter((d) => d.next !== NONE).length;
-  rebalancePrimaries(drafts, members, maxMoves - pending);
+  rebalancePrimaries(drafts, members, maxMoves - pending, input.rebalance === 'drain');
   new SecondaryPlanner(drafts, members, input.replicas).run();
   return drafts.map((d) => ({
     primary: d.primary === NONE ? null : members[d.primary]!.id,

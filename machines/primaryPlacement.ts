@@ -87,8 +87,14 @@ export function failOver(drafts: Draft[], input: PlacementInput): void {
  * handed off, first to a member that already has a secondary of the shard,
  * and no more than `budget` of them. A shard that just failed over stays put
  * this time, so a failover view never also starts a hand-off of that shard.
+ * With `drainOnly`, only shards on members that may not be primaries move.
  */
-export function rebalancePrimaries(drafts: Draft[], members: readonly Member[], budget: number): void {
+export function rebalancePrimaries(
+  drafts: Draft[],
+  members: readonly Member[],
+  budget: number,
+  drainOnly = false,
+): void {
   const promotable = members.flatMap((m, i) => (m.promotable ? [i] : []));
   if (promotable.length === 0 || budget <= 0) return;
   const load = primaryLoads(drafts, members.length);
@@ -106,6 +112,7 @@ export function rebalancePrimaries(drafts: Draft[], members: readonly Member[], 
     for (const d of drafts) {
       if (budget <= 0) return;
       if (d.primary === NONE || d.next !== NONE || d.promoted || surplus[d.primary]! === 0) continue;
+      if (drainOnly && members[d.primary]!.promotable) continue;
       const to = mostWanting(warmOnly ? [...d.replicas].sort((a, b) => a - b) : promotable);
       if (to === NONE) continue;
       d.next = to;

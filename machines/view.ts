@@ -52,7 +52,47 @@ export interface View {
   readonly transitional: boolean;
   /** Shards promoted without a synchronized copy (forced failover): acknowledged writes may be missing. */
   readonly possibleDataLoss: readonly number[];
+  /** The safeguards against cascading failover, as the leader last decided them (safeguards.ts). */
+  readonly safeguards: Safeguards;
 }
+
+/**
+ * Why a silent member is kept in the view instead of dropped: the quota of
+ * automatic failovers ran out (`quota`), dropping it would leave fewer live
+ * members than the minimum (`minimum`), or no live promotable member could
+ * take its shards over (`last-copy`).
+ */
+export type HoldReason = 'quota' | 'minimum' | 'last-copy';
+
+export const HOLD_REASONS: readonly HoldReason[] = ['quota', 'minimum', 'last-copy'];
+
+/**
+ * The safeguards against cascading failover (Couchbase's auto-failover
+ * quota and minimum cluster size, Akka's down-all-when-unstable), in the
+ * view so that a new leader carries them on and every reader sees them.
+ * Times are the writing leader's clock, in ms.
+ */
+export interface Safeguards {
+  /** Members dropped for silence (graceful leaves are not counted), oldest first: what the quota is counted on. */
+  readonly dropped: readonly { readonly member: string; readonly at: number }[];
+  /** When automatic failover stopped because the quota ran out; null while it runs. Only an operator's reset clears it. */
+  readonly failoverHalted: number | null;
+  /** Silent members kept in the view instead of dropped: their shards stay with them, unserved, until they speak or may go. */
+  readonly held: readonly { readonly member: string; readonly reason: HoldReason }[];
+  /** The current run of membership changes: when it began, and when the latest came. Null before the first. */
+  readonly churn: { readonly since: number; readonly last: number } | null;
+  /** When the leader stopped rebalancing primaries because the membership kept changing too long; null while it rebalances. */
+  readonly unstable: number | null;
+}
+
+/** Nothing dropped, nothing held, nothing halted: a new cluster's safeguards, and those of a view written before they existed. */
+export const NO_SAFEGUARDS: Safeguards = Object.freeze({
+  dropped: [],
+  failoverHalted: null,
+  held: [],
+  churn: null,
+  unstable: null,
+});
 
 /**
  * The view as stored: members by index and each shard as a short array of
@@ -68,6 +108,16 @@ export interface PackedView {
   readonly transitional: boolean;
   readonly possibleDataLoss: readonly number[];
   readonly shards: readonly (readonly number[])[];
+  /** Absent in views written before safeguards existed (read as NO_SAFEGUARDS). Held members by id, times in ms. */
+  readonly safeguards?: PackedSafeguards;
+}
+
+export interface PackedSafeguards {
+  readonly dropped: readonly [member: string, at: number][];
+  readonly failoverHalted: number | null;
+  readonly held: readonly [member: string, reason: HoldReason][];
+  readonly churn: readonly [since: number, last: number] | null;
+  readonly unstable: number | null;
 }
 
 const STATES: readonly ShardState[] = ['ACTIVE', 'PENDING', 'DEAD'];
@@ -95,6 +145,22 @@ export function packView(view: View): PackedView {
       s.epoch,
       ...s.replicas.map(ix),
     ]),
+    safeguards: packSafeguards(view),
+  };
+}
+
+function packSafeguards(view: View): PackedSafeguards {
+  const g = view.safeguards;
+  for (const h of g.held) {
+    if (!view.members.some((m) => m.id === h.member))
+      throw new RangeError(`view ${view.viewId}: ${h.member} is held but not a member`);
+  }
+  return {
+    dropped: g.dropped.map((d) => [d.member, d.at]),
+    failoverHalted: g.failoverHalted,
+    held: g.held.map((h) => [h.member, h.reason]),
+    churn: g.churn === null ? null : [g.churn.since, g.churn.last],
+    unstable: g.unstable,
   };
 }
 
@@ -145,5 +211,40 @@ export function unpackView(packed: unknown): View {
     shards,
     transitional: p.transitional,
     possibleDataLoss: p.possibleDataLoss,
+    safeguards: p.safeguards === undefined ? NO_SAFEGUARDS : unpackSafeguards(p.safeguards, members, where),
   };
+}
+
+/** A time in ms from the epoch: a finite number from 0 (a clock may give fractions: virtual ones do). */
+const time = (n: unknown): n is number => typeof n === 'number' && Number.isFinite(n) && n >= 0;
+const timeOrNull = (n: unknown): n is number | null => n === null || time(n);
+
+/** Throws a RangeError naming what is wrong; every member it names as held must be in `members`. */
+function unpackSafeguards(packed: unknown, members: readonly Member[], where: string): Safeguards {
+  const g = packed as PackedSafeguards;
+  const bad = (what: string): RangeError => new RangeError(`${where}: safeguards ${what}`);
+  if (typeof g !== 'object' || g === null || Array.isArray(g)) throw bad('is not a map');
+  if (!Array.isArray(g.dropped)) throw bad('dropped is not a list');
+  const dropped = g.dropped.map((d, i) => {
+    const [member, at] = Array.isArray(d) ? d : [];
+    if (typeof member !== 'string' || member.length === 0 || !time(at)) throw bad(`dropped ${i} is malformed`);
+    return { member, at };
+  });
+  if (!timeOrNull(g.failoverHalted)) throw bad('failoverHalted is not a time or null');
+  if (!Array.isArray(g.held)) throw bad('held is not a list');
+  const held = g.held.map((h, i) => {
+    const [member, reason] = Array.isArray(h) ? h : [];
+    if (typeof member !== 'string' || !members.some((m) => m.id === member))
+      throw bad(`held ${i} is not a member of the view`);
+    if (!HOLD_REASONS.includes(reason as HoldReason)) throw bad(`held ${i} has no known reason`);
+    return { member, reason: reason as HoldReason };
+  });
+  let churn: Safeguards['churn'] = null;
+  if (g.churn !== null) {
+    const [since, last] = Array.isArray(g.churn) ? g.churn : [];
+    if (!time(since) || !time(last) || last < since) throw bad('churn is not [since, last] with since <= last');
+    churn = { since, last };
+  }
+  if (!timeOrNull(g.unstable)) throw bad('unstable is not a time or null');
+  return { dropped, failoverHalted: g.failoverHalted, held, churn, unstable: g.unstable };
 }

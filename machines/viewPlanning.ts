@@ -5,9 +5,11 @@
  */
 import { alive, heartbeatOf, leaderOf, reportOf, statusOf, synchronizedIn } from './heartbeats.js';
 import type { Heartbeat, MembershipContext } from './membership.js';
+import { placeAroundHeld } from './heldMembers.js';
 import { applyMoves } from './operatorMoves.js';
-import { completeHandoff, placeShards, withoutMembers } from './placement.js';
-import type { Member, ShardAssignment, View } from './view.js';
+import { completeHandoff, withoutMembers } from './placement.js';
+import { judgeLost, resetQuota, sameSafeguards, stableAt, withChurn } from './safeguards.js';
+import { NO_SAFEGUARDS, type Member, type ShardAssignment, type View } from './view.js';
 
 function sameShards(a: readonly ShardAssignment[], b: readonly ShardAssignment[]): boolean {
   if (a.length !== b.length) return false;
@@ -22,8 +24,10 @@ function sameShards(a: readonly ShardAssignment[], b: readonly ShardAssignment[]
 
 /**
  * Everything planView reads, as one string: equal keys give equal plans.
- * Time enters only through who is alive, so a tick or a heartbeat that
- * repeats the last one gives the key planned last time.
+ * Time enters only through who is alive and whether an unstable membership
+ * has settled, so a tick or a heartbeat that repeats the last one gives the
+ * key planned last time. (A lost member is judged against the quota's
+ * window when it is found lost, which changes who is alive.)
  */
 export function planningKey(ctx: MembershipContext): string {
   const { view } = ctx;
@@ -36,6 +40,9 @@ export function planningKey(ctx: MembershipContext): string {
     ctx.serving,
     ctx.notSynchronized,
     ctx.moves,
+    ctx.reset,
+    // Time enters here too: an unstable membership that has been still for stableAfter is stable again.
+    view !== null && (stableAt(view.safeguards, ctx.config) ?? Infinity) <= ctx.now,
   ];
   for (const id of Object.keys(ctx.peers).sort()) {
     const hb = ctx.peers[id]!.hb;
@@ -56,15 +63,16 @@ export function planningKey(ctx: MembershipContext): string {
 
 /**
  * What the leader should write now, or null when the view is right as it is.
- * Lost members go first, in a transitional view (survivors only); then the
- * regular view admits joiners, completes hand-offs whose old primary has
- * let go, lets leavers go once they hold nothing, and re-places shards.
+ * Lost members go first, in a transitional view (survivors only), unless the
+ * safeguards hold them (safeguards.ts); then the regular view admits
+ * joiners, completes hand-offs whose old primary has let go, lets leavers go
+ * once they hold nothing, and re-places shards around held members.
  */
 export function planView(ctx: MembershipContext): View | null {
   if (leaderOf(ctx) !== ctx.self.id) return null;
-  const { config, self } = ctx;
+  const { config, self, now } = ctx;
   const view = ctx.view;
-  const members = (view?.members ?? []).filter((m) => alive(ctx, m.id));
+  const inView = view?.members ?? [];
   // A first view over a key that held something unreadable starts above it: every view id and epoch
   // written there is at most the revision it was written at, so none of them can win over this one.
   const floor = view === null ? Math.max(0, ctx.revision) : 0;
@@ -77,21 +85,39 @@ export function planView(ctx: MembershipContext): View | null {
     possibleDataLoss: view?.possibleDataLoss ?? [],
   };
 
-  if (view !== null && members.length < view.members.length) {
-    const lost = new Set(view.members.filter((m) => !alive(ctx, m.id)).map((m) => m.id));
-    return { ...base, members, shards: withoutMembers(view.shards, lost), transitional: true };
-  }
-
   // Joiners (this worker too, when it takes over) in the order they started.
-  const known = new Set(members.map((m) => m.id));
+  const known = new Set(inView.map((m) => m.id));
   const joiners: Heartbeat[] = Object.values(ctx.peers)
     .map((p) => p.hb)
     .filter((hb) => !known.has(hb.id) && hb.status === 'joining' && alive(ctx, hb.id));
   if (!known.has(self.id) && !ctx.leaving) joiners.push(heartbeatOf(ctx, 'joining'));
   joiners.sort((a, b) => a.startedAt - b.startedAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-  let joined = Math.max(0, ...members.map((m) => m.joined));
+
+  const leaving = (id: string): boolean => statusOf(ctx, id) === 'leaving';
+  const recorded = view?.safeguards ?? NO_SAFEGUARDS;
+  const verdict = judgeLost({
+    lost: inView.filter((m) => !alive(ctx, m.id)),
+    leaving,
+    survivors: [...inView.filter((m) => alive(ctx, m.id)), ...joiners].filter((m) => !leaving(m.id)),
+    primaryOfAny: (id) => view?.shards.some((s) => s.primary === id) ?? false,
+    safeguards: ctx.reset === 'none' ? recorded : resetQuota(recorded),
+    config,
+    now,
+  });
+  if (view !== null && verdict.drop.size > 0) {
+    return {
+      ...base,
+      members: inView.filter((m) => !verdict.drop.has(m.id)),
+      shards: withoutMembers(view.shards, verdict.drop),
+      transitional: true,
+      safeguards: withChurn(verdict.safeguards, true, now, config),
+    };
+  }
+  const held = new Set(verdict.safeguards.held.map((h) => h.member));
+
+  let joined = Math.max(0, ...inView.map((m) => m.joined));
   const admitted: Member[] = [
-    ...members,
+    ...inView,
     ...joiners.map((hb) => ({ id: hb.id, zone: hb.zone, promotable: hb.promotable, joined: ++joined })),
   ];
 
@@ -106,8 +132,7 @@ export function planView(ctx: MembershipContext): View | null {
 
   // A leaver holds secondaries as a non-promotable member until its primaries are handed off, then goes.
   // With nobody promotable left to take over, a leaver just goes (its shards go DEAD).
-  const leaving = (id: string): boolean => statusOf(ctx, id) === 'leaving';
-  const successors = admitted.some((m) => m.promotable && !leaving(m.id));
+  const successors = admitted.some((m) => m.promotable && !leaving(m.id) && !held.has(m.id));
   const holdsPrimary = (id: string): boolean => shards.some((s) => s.primary === id || s.next === id);
   const gone = new Set(
     admitted
@@ -117,13 +142,15 @@ export function planView(ctx: MembershipContext): View | null {
       .map((m) => m.id),
   );
   const staying = admitted.filter((m) => !gone.has(m.id));
-  const placed = placeShards({
+  const safeguards = withChurn(verdict.safeguards, membershipChanged(view, staying, held), now, config);
+  const placed = placeAroundHeld(held, shards.length === base.shardCount ? shards : undefined, {
     shardCount: base.shardCount,
-    members: staying.map((m) => (leaving(m.id) ? { ...m, promotable: false } : m)),
+    members: staying.filter((m) => !held.has(m.id)).map((m) => (leaving(m.id) ? { ...m, promotable: false } : m)),
     replicas: base.replicas,
-    previous: shards.length === base.shardCount ? shards : undefined,
     maxConcurrentMoves: config.maxConcurrentMoves,
     synchronized: synchronizedIn(ctx),
+    // Unstable: primaries move only off leavers (and onto failed-over shards), not for balance.
+    rebalance: safeguards.unstable === null ? 'full' : 'drain',
   });
   const next: View = {
     ...base,
@@ -133,6 +160,7 @@ export function planView(ctx: MembershipContext): View | null {
     shards: floor === 0 ? placed : placed.map((s) => ({ ...s, epoch: s.epoch + floor })),
     transitional: false,
     possibleDataLoss,
+    safeguards,
   };
   const unchanged =
     view !== null &&
@@ -141,6 +169,19 @@ export function planView(ctx: MembershipContext): View | null {
     view.members.length === staying.length &&
     view.members.every((m, i) => m.id === staying[i]!.id) &&
     sameShards(view.shards, placed) &&
-    view.possibleDataLoss.length === possibleDataLoss.length;
+    view.possibleDataLoss.length === possibleDataLoss.length &&
+    sameSafeguards(view.safeguards, safeguards);
   return unchanged ? null : next;
+}
+
+/** Whether the next view's members, or those held among them, differ from the current view's. */
+function membershipChanged(view: View | null, staying: readonly Member[], held: ReadonlySet<string>): boolean {
+  if (view === null) return true;
+  const wasHeld = view.safeguards.held;
+  return (
+    view.members.length !== staying.length ||
+    view.members.some((m, i) => m.id !== staying[i]!.id) ||
+    wasHeld.length !== held.size ||
+    wasHeld.some((h) => !held.has(h.member))
+  );
 }

@@ -1,6 +1,7 @@
 /**
  * Control messages: failover requests to the leader on
- * `cohort.<cluster>.ctl.failover`, and notices to one client on
+ * `cohort.<cluster>.ctl.failover`, resets of the failover quota on
+ * `cohort.<cluster>.ctl.reset-failover`, and notices to one client on
  * `cohort.<cluster>.client.<client>`.
  */
 import { decode, encode } from '../bus/codec.js';
@@ -33,6 +34,23 @@ export interface FailoverReply {
   readonly leader: string;
 }
 
+/** The leader would not reset the failover quota (not the leader, no view yet, a malformed request), or its answer was unreadable. */
+export class ResetFailoverRefusedError extends CohortError {
+  constructor(readonly reason: string) {
+    super(`failover reset refused: ${reason}`);
+  }
+}
+
+/** An operator's reset of the failover quota: the only request there is, for now, says what it resets. */
+export interface ResetFailoverRequest {
+  readonly reset: 'quota';
+}
+
+/** The leader's answer on `cohort.<cluster>.ctl.reset-failover`: `changed` is false when there was nothing to reset. */
+export interface ResetFailoverReply extends FailoverReply {
+  readonly changed: boolean;
+}
+
 /** What a worker tells a client on `cohort.<cluster>.client.<client>`: it was disconnected by force (ECP ChangeToNotConnected). */
 export interface ClientNotice {
   readonly type: 'disconnected';
@@ -48,6 +66,13 @@ export function isFailoverRequest(x: unknown): x is FailoverRequest {
     typeof r['to'] === 'string' &&
     (r['force'] === undefined || typeof r['force'] === 'boolean')
   );
+}
+
+/** Exactly `{ reset: 'quota' }`: anything else, extra fields too, is refused as malformed. */
+export function isResetFailoverRequest(x: unknown): x is ResetFailoverRequest {
+  if (typeof x !== 'object' || x === null || Array.isArray(x)) return false;
+  const keys = Object.keys(x);
+  return keys.length === 1 && keys[0] === 'reset' && (x as Record<string, unknown>)['reset'] === 'quota';
 }
 
 /** A notice off the wire, or undefined for anything else (ignored by the client). */
@@ -79,4 +104,31 @@ export async function requestFailover(
   const reply = decode(m.data, { where: 'failover reply' }) as FailoverReply;
   if (!reply.ok) throw new FailoverRefusedError(request.shard, request.to, reply.reason);
   return { leader: reply.leader };
+}
+
+/**
+ * Asks the leader to reset the failover quota: members dropped for silence
+ * are no longer counted, and automatic failover runs again if it was
+ * halted. Resolves once the leader accepted it (`changed`: the next view
+ * carries it); throws ResetFailoverRefusedError when it refused, or when
+ * what answered is not a reply.
+ */
+export async function requestFailoverReset(
+  bus: Bus,
+  cluster: string,
+  timeout = 5_000,
+): Promise<{ leader: string; changed: boolean; reason: string }> {
+  const request: ResetFailoverRequest = { reset: 'quota' };
+  const m = await bus.request(controlSubject(cluster, 'reset-failover'), encode(request), { timeout });
+  let reply: unknown;
+  try {
+    reply = decode(m.data, { where: 'failover reset reply' });
+  } catch {
+    throw new ResetFailoverRefusedError('the answer could not be decoded');
+  }
+  const r = (typeof reply === 'object' && reply !== null ? reply : {}) as Record<string, unknown>;
+  if (typeof r['ok'] !== 'boolean' || typeof r['reason'] !== 'string' || typeof r['leader'] !== 'string')
+    throw new ResetFailoverRefusedError('the answer is not a reply (needs ok, reason and leader)');
+  if (!r['ok']) throw new ResetFailoverRefusedError(r['reason']);
+  return { leader: r['leader'], changed: r['changed'] === true, reason: r['reason'] };
 }

@@ -6,12 +6,13 @@ import type { Environment } from '../../bus/environment.js';
 import { decode, encode } from '../../bus/codec.js';
 import { KeyExistsError, StaleRevisionError, TimeoutError } from '../../bus/errors.js';
 import { controlSubject, heartbeatFilter, heartbeatSubject } from '../../bus/subjects.js';
-import { isFailoverRequest } from '../../protocol/control.js';
+import { isFailoverRequest, isResetFailoverRequest } from '../../protocol/control.js';
 import type { Bus, Delivery, KvStore, KvWatch, Subscription } from '../../bus/types.js';
 import { nextDue } from '../../machines/heartbeats.js';
 import { membershipMachine, type Heartbeat, type MembershipConfig, type Self } from '../../machines/membership.js';
 import { bucketName, VIEW_KEY } from '../../protocol/names.js';
 import { HEADER } from '../../protocol/headers.js';
+import type { SafeguardDecision } from '../../machines/safeguards.js';
 import { packView, type View } from '../../machines/view.js';
 import { readView, watchView } from '../../protocol/viewWatch.js';
 import { Lease } from './lease.js';
@@ -91,6 +92,7 @@ export class MembershipHost {
   #watch: KvWatch | undefined;
   #sub: Subscription | undefined;
   #control: Subscription | undefined;
+  #resetControl: Subscription | undefined;
   readonly #asking = new Map<string, Delivery>();
   #tick: TimerHandle | undefined;
   /** `bus.received` at the last tick. */
@@ -184,6 +186,14 @@ export class MembershipHost {
       if (m !== undefined && (e.ok || this.isLeader))
         m.respond(encode({ ok: e.ok, reason: e.reason, leader: this.view?.leader ?? '' }));
     });
+    this.#actor.on('resetAnswer', (e) => {
+      const m = this.#asking.get(e.id);
+      this.#asking.delete(e.id);
+      if (m !== undefined && (e.ok || this.isLeader))
+        m.respond(encode({ ok: e.ok, reason: e.reason, changed: e.changed, leader: this.view?.leader ?? '' }));
+      if (e.ok && e.changed) log.info('failover quota reset asked for by an operator: accepted');
+    });
+    this.#actor.on('safeguard', (e) => this.#logDecision(e.decision));
     this.#actor.subscribe((s) => {
       if (s.value === 'member' || s.value === 'leaving') this.#onJoined();
     });
@@ -229,6 +239,29 @@ export class MembershipHost {
         now: now(),
       });
     });
+    this.#resetControl = bus.subscribe(controlSubject(cluster, 'reset-failover'), (m) => {
+      let body: unknown;
+      try {
+        body = decode(m.data, { where: 'failover reset request' });
+      } catch {
+        body = undefined;
+      }
+      if (!isResetFailoverRequest(body)) {
+        if (this.isLeader)
+          m.respond(
+            encode({
+              ok: false,
+              changed: false,
+              reason: 'malformed request: needs exactly { reset: "quota" }',
+              leader: this.#self.id,
+            }),
+          );
+        return;
+      }
+      const id = this.#environment.newId();
+      this.#asking.set(id, m);
+      this.#send({ type: 'RESET_FAILOVER', id, now: now() });
+    });
     await bus.flush();
     this.#send({ type: 'START', now: now() });
     let seen = false;
@@ -271,6 +304,45 @@ export class MembershipHost {
     this.#warnIgnored({ err, subject }, `heartbeat ignored (${why})`);
   }
 
+  /** Each decision of the safeguards, once, by the leader that wrote it into a view. */
+  #logDecision(d: SafeguardDecision): void {
+    const log = this.#log;
+    const { failoverQuota, failoverWindow, unstableAfter, stableAfter } = this.#config;
+    switch (d.kind) {
+      case 'dropped':
+        return log.warn(
+          { member: d.member, recent: d.recent, quota: failoverQuota, window: failoverWindow },
+          `automatic failover: ${d.member} dropped for silence (${d.recent} of at most ${failoverQuota} within ${failoverWindow} ms)`,
+        );
+      case 'held':
+        return log.warn(
+          { member: d.member, reason: d.reason },
+          `automatic failover: ${d.member} is silent but kept in the view (${d.reason}); its shards stay with it, unserved`,
+        );
+      case 'released':
+        return log.info({ member: d.member }, `${d.member}, held in the view, speaks again and serves its shards`);
+      case 'halted':
+        return log.error(
+          { since: d.since, dropped: d.dropped, quota: failoverQuota, window: failoverWindow },
+          `automatic failover halted: more than ${failoverQuota} members lost within ${failoverWindow} ms; ` +
+            'silent members stay in the view until an operator resets the quota (cohort reset-failover)',
+        );
+      case 'reset':
+        return log.warn('failover quota reset: dropped members no longer counted, automatic failover runs');
+      case 'unstable':
+        return log.warn(
+          { since: d.since, changingSince: d.changingSince, unstableAfter, stableAfter },
+          `membership unstable: changing for more than ${unstableAfter} ms; primaries are not moved to rebalance ` +
+            `until it has not changed for ${stableAfter} ms (failovers and hand-offs of leavers go on)`,
+        );
+      case 'stable':
+        return log.info(
+          { unstableSince: d.unstableSince, stableAfter },
+          `membership stable again (no change for ${stableAfter} ms): rebalancing resumes`,
+        );
+    }
+  }
+
   /** The view as the store has it now: what a write outside the lease is proved against. */
   async #storedView(): Promise<View | null> {
     return (await readView(this.#kv!))?.view ?? null;
@@ -300,7 +372,14 @@ export class MembershipHost {
       const data = encode(packView(view));
       const written = revision === 0 ? await kv.create(VIEW_KEY, data) : await kv.update(VIEW_KEY, data, revision);
       this.#log.info(
-        { viewId: view.viewId, members: view.members.map((m) => m.id), transitional: view.transitional },
+        {
+          viewId: view.viewId,
+          members: view.members.map((m) => m.id),
+          transitional: view.transitional,
+          ...(view.safeguards.held.length > 0 && { held: view.safeguards.held.map((h) => h.member) }),
+          ...(view.safeguards.failoverHalted !== null && { failoverHalted: view.safeguards.failoverHalted }),
+          ...(view.safeguards.unstable !== null && { unstable: view.safeguards.unstable }),
+        },
         view.transitional ? 'transitional view written' : 'view written',
       );
       this.#send({ type: 'WRITE_DONE', view, revision: written, now: this.#environment.clock.now() });
@@ -372,6 +451,7 @@ export class MembershipHost {
     if (this.#tick !== undefined) this.#environment.clock.clearTimeout(this.#tick);
     this.#sub?.unsubscribe();
     this.#control?.unsubscribe();
+    this.#resetControl?.unsubscribe();
     this.#watch?.stop();
     this.#actor.stop();
   }

@@ -69,6 +69,26 @@ export interface WorkerOptions {
   /** Most shards handing off at once (default 8). */
   maxConcurrentMoves?: number;
   /**
+   * Safeguards against cascading failover (README "Membership and
+   * failover"), cluster behaviour decided by whoever leads, so give every
+   * worker the same. At most `failoverQuota` members (default 3) dropped for
+   * silence within `failoverWindow` ms (default 600 000); one more halts
+   * automatic failover until an operator resets it (`cohort reset-failover`).
+   * Infinity: no quota.
+   */
+  failoverQuota?: number;
+  failoverWindow?: number;
+  /** Automatic failover never leaves fewer live members than this (default 1). */
+  minMembers?: number;
+  /**
+   * A membership that keeps changing for longer than `unstableAfter` ms
+   * (default 120 000; Infinity: never) is unstable: the leader stops moving
+   * primaries to rebalance until it has not changed for `stableAfter` ms
+   * (default 30 000).
+   */
+  unstableAfter?: number;
+  stableAfter?: number;
+  /**
    * Copies JetStream keeps of the journal, the buckets and the blobs when
    * this worker creates them (default 1; 3 on a 3-node NATS cluster, so a
    * node can fail). Found already there with fewer, they refuse the worker

@@ -47,6 +47,14 @@ export interface SimulateOptions {
   readonly sessionTimeout?: number;
   readonly replicas?: number;
   readonly maxConcurrentMoves?: number;
+  /**
+   * Members dropped for silence per failover window before automatic
+   * failover halts. Default Infinity here (startWorker's is 3): faults kill,
+   * pause and cut off workers again and again, and a halted failover would
+   * leave shards unserved through the recovery. Give a number to test the
+   * quota itself.
+   */
+  readonly failoverQuota?: number;
   /** Client connections (defaults as connect()'s). */
   readonly troubledInterval?: number;
   readonly attemptTimeout?: number;
@@ -191,6 +199,7 @@ class Simulation {
           replicas: options.replicas,
           maxConcurrentMoves: options.maxConcurrentMoves,
         }),
+        failoverQuota: options.failoverQuota ?? options.worker?.failoverQuota ?? Infinity,
       },
       connection: {
         ...options.connection,

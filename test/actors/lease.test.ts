@@ -7,7 +7,7 @@ import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { Lease } from '../../internal.js';
 import { SimulatedClock } from '../../bus/clock.js';
-import type { View } from '../../machines/view.js';
+import { NO_SAFEGUARDS, type View } from '../../machines/view.js';
 
 const silent = pino({ level: 'silent' });
 const config = { sessionTimeout: 3_000, heartbeatInterval: 500 };
@@ -26,6 +26,7 @@ function viewWith(primary: string, epoch: number, state: 'ACTIVE' | 'DEAD' = 'AC
     shards: [{ primary, replicas: [], state, next: null, epoch }],
     transitional: false,
     possibleDataLoss: [],
+    safeguards: NO_SAFEGUARDS,
   };
 }
 

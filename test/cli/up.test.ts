@@ -2,8 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AuthenticationError, connect, createNatsBus } from '../../index.js';
-import { defaultApp, parseUpArgs, parseWorkerCount } from '../../cli/up.js';
+import { AuthenticationError, connect, createNatsBus, type View } from '../../index.js';
+import { NO_SAFEGUARDS } from '../../internal.js';
+import { defaultApp, describeView, parseUpArgs, parseWorkerCount } from '../../cli/up.js';
 import { parseWorkerArgs } from '../../cli/worker.js';
 import { CliUsageError } from '../../cli/loadApplications.js';
 import { cleanupAfterEach } from '../cleanup.js';
@@ -189,5 +190,45 @@ describe('cohort up', () => {
       );
     // A negative number reads as another flag: parseArgs refuses it itself.
     expect(() => parseWorkerArgs(['--app', 'a.ts', '--reconnect-interval', '-5'])).toThrow();
+  });
+});
+
+describe('describeView', () => {
+  const m = (id: string, joined: number) => ({ id, zone: 'a', promotable: true, joined });
+  const view: View = {
+    viewId: 7,
+    members: [m('w1', 1), m('w2', 2)],
+    leader: 'w1',
+    replicas: 0,
+    shardCount: 4,
+    shards: [0, 1, 2, 3].map((i) => ({
+      primary: i < 3 ? 'w1' : 'w2',
+      replicas: [],
+      state: 'ACTIVE' as const,
+      next: null,
+      epoch: 1,
+    })),
+    transitional: false,
+    possibleDataLoss: [],
+    safeguards: NO_SAFEGUARDS,
+  };
+
+  it('says which safeguards are in force: the halt, each held member and its unserved shards, instability', () => {
+    // Control: an ordinary view says nothing of them.
+    expect(describeView(view)).toBe('view 7: 2 members, leader w1 | w1 (a) 3 shards, w2 (a) 1 shards');
+    const guarded: View = {
+      ...view,
+      safeguards: {
+        ...NO_SAFEGUARDS,
+        failoverHalted: Date.UTC(2026, 0, 2, 3, 4, 5),
+        held: [{ member: 'w2', reason: 'quota' }],
+        unstable: Date.UTC(2026, 0, 2, 3, 0, 0),
+      },
+    };
+    expect(describeView(guarded)).toBe(
+      'view 7: 2 members, leader w1 | w1 (a) 3 shards, w2 (a) 1 shards | ' +
+        'automatic failover halted since 2026-01-02T03:04:05.000Z (cohort reset-failover resumes it); ' +
+        'w2 silent, held (quota): 1 shards unserved; membership unstable since 2026-01-02T03:00:00.000Z: no rebalancing',
+    );
   });
 });

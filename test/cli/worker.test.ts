@@ -7,6 +7,7 @@ import { connect as connectNats } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from '../../index.js';
 import { CliUsageError, isApplication, loadApplications } from '../../cli/loadApplications.js';
+import { parseWorkerArgs } from '../../cli/worker.js';
 import { ledger } from '../../examples/ledger.js';
 import type { NatsServer } from '../../harness/natsServer.js';
 import { cleanupAfterEach } from '../cleanup.js';
@@ -236,4 +237,41 @@ describe('loadApplications', () => {
     expect(isApplication(null)).toBe(false);
     expect(isApplication('ledger')).toBe(false);
   });
+});
+
+describe('parseWorkerArgs: the safeguard flags', () => {
+  const app = ['--app', 'a.ts'];
+
+  it('passes what is given to startWorker, and nothing when none is (the worker’s defaults)', () => {
+    expect(parseWorkerArgs(app).safeguards).toEqual({});
+    expect(
+      parseWorkerArgs([
+        ...app,
+        '--failover-quota',
+        '2',
+        '--failover-window',
+        '60000',
+        '--min-members',
+        '3',
+        '--stable-after',
+        '10000',
+        '--unstable-after',
+        '45000',
+      ]).safeguards,
+    ).toEqual({ failoverQuota: 2, failoverWindow: 60_000, minMembers: 3, stableAfter: 10_000, unstableAfter: 45_000 });
+    // Each on its own, the others left to the worker.
+    expect(parseWorkerArgs([...app, '--min-members', ' 2 ']).safeguards).toEqual({ minMembers: 2 });
+  });
+
+  it.each(['failover-quota', 'failover-window', 'min-members', 'stable-after', 'unstable-after'])(
+    '--%s: zero, fractions, words, exponents, huge numbers and nothing are wrong usage',
+    (flag) => {
+      for (const bad of ['0', '1.5', 'three', '1e3', '9'.repeat(30), '', ' ', 'Infinity', '0x10'])
+        expect(() => parseWorkerArgs([...app, `--${flag}`, bad]), bad).toThrow(CliUsageError);
+      expect(() => parseWorkerArgs([...app, `--${flag}`, '7'])).not.toThrow();
+      // A negative reads as another flag: parseArgs refuses it itself.
+      expect(() => parseWorkerArgs([...app, `--${flag}`, '-5'])).toThrow();
+      expect(() => parseWorkerArgs([...app, `--${flag}`, '0'])).toThrow(new RegExp(`--${flag} needs a whole number`));
+    },
+  );
 });

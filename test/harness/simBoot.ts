@@ -7,7 +7,14 @@ import { expect } from 'vitest';
 import { shardOf, type Application, type Client, type View, type Worker } from '../../index.js';
 import { checkHistory, HistoryRecorder, readJournals, type Violation } from '../../harness/checker/index.js';
 import { bucketName, decode, unpackView, VIEW_KEY } from '../../internal.js';
-import { RunLoop, SimCluster, SIMULATION_START, Trace, type WorkerSlot } from '../../harness/simulate/index.js';
+import {
+  RunLoop,
+  SimCluster,
+  SIMULATION_START,
+  Trace,
+  type SimWorkerOptions,
+  type WorkerSlot,
+} from '../../harness/simulate/index.js';
 
 export interface SimBootOptions {
   readonly application: Application;
@@ -19,6 +26,8 @@ export interface SimBootOptions {
   readonly connection?: { readonly troubledInterval: number; readonly attemptTimeout: number };
   /** Sees each trace line as it is added: a test can act at an exact event (pause a worker holding a command). */
   readonly onTrace?: (line: string) => void;
+  /** Anything else every worker is started with (safeguard settings, a logger, ...). */
+  readonly worker?: SimWorkerOptions;
 }
 
 /** One view a worker took up, and when (virtual ms since the start). */
@@ -47,7 +56,7 @@ export function bootSim(options: SimBootOptions) {
     cluster: 'sim',
     applications: [application],
     shardCount,
-    worker: { heartbeatInterval, sessionTimeout },
+    worker: { ...options.worker, heartbeatInterval, sessionTimeout },
     connection: options.connection ?? { troubledInterval: 30_000, attemptTimeout: 500 },
     faults: {},
     trace,

@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { createActor } from 'xstate';
 import { membershipMachine, type Heartbeat, type MembershipEffect } from '../../machines/membership.js';
-import type { View } from '../../machines/view.js';
+import { membershipConfig } from '../../machines/membershipConfig.js';
+import { NO_SAFEGUARDS, type View } from '../../machines/view.js';
 import { deafAfter, nextDue } from '../../machines/heartbeats.js';
 import { planningKey, planView } from '../../machines/viewPlanning.js';
 
-const CONFIG = { heartbeatInterval: 100, sessionTimeout: 500, replicas: 1, shardCount: 8, maxConcurrentMoves: 8 };
+const CONFIG = membershipConfig({ heartbeatInterval: 100, sessionTimeout: 500, replicas: 1, shardCount: 8 });
 
 /**
  * One member's machine, driven by hand: every effect it asks for is recorded, nothing is carried out.
@@ -77,6 +78,7 @@ describe('membership machine', () => {
       })),
       transitional: false,
       possibleDataLoss: [],
+      safeguards: NO_SAFEGUARDS,
     };
     a.actor.send({ type: 'VIEW', view: theirs, revision: 7, now: 260 });
     a.actor.send({ type: 'TICK', now: 300 });
@@ -217,6 +219,7 @@ describe('membership machine', () => {
         ],
         transitional: false,
         possibleDataLoss: [],
+        safeguards: NO_SAFEGUARDS,
       };
       const a = member('a');
       a.actor.send({ type: 'START', now: 0 });
@@ -277,6 +280,7 @@ describe('membership machine', () => {
       })),
       transitional: false,
       possibleDataLoss: [],
+      safeguards: NO_SAFEGUARDS,
     };
     b.actor.send({ type: 'VIEW', view, revision: 3, now: 0 });
     for (let t = 100; t < 500; t += 100) {

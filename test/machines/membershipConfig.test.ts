@@ -12,6 +12,11 @@ describe('membershipConfig', () => {
         sessionTimeout: 500,
         replicas: 0,
         maxConcurrentMoves: 1,
+        failoverQuota: 1,
+        failoverWindow: 60_000,
+        minMembers: 2,
+        stableAfter: 5_000,
+        unstableAfter: 20_000,
       }),
     ).toEqual({
       heartbeatInterval: 250,
@@ -19,6 +24,16 @@ describe('membershipConfig', () => {
       replicas: 0,
       maxConcurrentMoves: 1,
       shardCount: 4,
+      failoverQuota: 1,
+      failoverWindow: 60_000,
+      minMembers: 2,
+      stableAfter: 5_000,
+      unstableAfter: 20_000,
+    });
+    // No quota, and never unstable: Infinity where a bound may be switched off.
+    expect(membershipConfig({ shardCount: 4, failoverQuota: Infinity, unstableAfter: Infinity })).toMatchObject({
+      failoverQuota: Infinity,
+      unstableAfter: Infinity,
     });
   });
 
@@ -33,6 +48,15 @@ describe('membershipConfig', () => {
     [{ replicas: -1 }, 'replicas', /replicas must be a whole number >= 0 \(got -1\)/],
     [{ replicas: 1.5 }, 'replicas', /replicas must be a whole number >= 0/],
     [{ maxConcurrentMoves: 0 }, 'maxConcurrentMoves', /maxConcurrentMoves must be a whole number >= 1 \(got 0\)/],
+    [{ failoverQuota: 0 }, 'failoverQuota', /failoverQuota must be a whole number >= 1 or Infinity \(got 0\)/],
+    [{ failoverQuota: 2.5 }, 'failoverQuota', /failoverQuota must be a whole number/],
+    [{ failoverQuota: NaN }, 'failoverQuota', /failoverQuota must be a whole number/],
+    [{ failoverWindow: Infinity }, 'failoverWindow', /failoverWindow must be a whole number >= 1 \(got Infinity\)/],
+    [{ failoverWindow: -1 }, 'failoverWindow', /failoverWindow must be a whole number >= 1/],
+    [{ minMembers: 0 }, 'minMembers', /minMembers must be a whole number >= 1 \(got 0\)/],
+    [{ stableAfter: 0 }, 'stableAfter', /stableAfter must be a whole number >= 1/],
+    [{ unstableAfter: -Infinity }, 'unstableAfter', /unstableAfter must be a whole number >= 1 or Infinity/],
+    [{ unstableAfter: 1e300 }, 'unstableAfter', /unstableAfter must be a whole number/],
   ] as const)('refuses %o naming %s', (given, option, message) => {
     let caught: unknown;
     try {

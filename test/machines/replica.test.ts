@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createActor } from 'xstate';
 import { AHEAD_KEPT, appliedBy, replicaMachine, synchronizedReplicas } from '../../machines/replica.js';
-import type { View } from '../../machines/view.js';
+import { NO_SAFEGUARDS, type View } from '../../machines/view.js';
 
 /** Shard 0 with `p` as primary and `s` as its secondary. */
 const view: View = {
@@ -16,6 +16,7 @@ const view: View = {
   shards: [{ primary: 'p', replicas: ['s'], state: 'ACTIVE', next: null, epoch: 1 }],
   transitional: false,
   possibleDataLoss: [],
+  safeguards: NO_SAFEGUARDS,
 };
 
 function primary() {

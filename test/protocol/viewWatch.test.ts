@@ -2,7 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { createMemoryBus, type View } from '../../index.js';
 import {
   bucketName,
+  decode,
   encode,
+  NO_SAFEGUARDS,
   packView,
   readView,
   unpackView,
@@ -31,6 +33,7 @@ function view(viewId: number, primary = 'w1'): View {
     ],
     transitional: false,
     possibleDataLoss: [],
+    safeguards: NO_SAFEGUARDS,
   };
 }
 
@@ -147,5 +150,55 @@ describe('unpacking a view', () => {
     }
     // Positive control: the view itself unpacks to what was packed.
     expect(unpackView(good)).toEqual(view(3));
+  });
+
+  it('the safeguards read from the store are checked like the rest: junk there spoils the view, naming what', () => {
+    const guarded: View = {
+      ...view(4),
+      safeguards: {
+        dropped: [{ member: 'w9', at: 1_700_000_000_000.5 }],
+        failoverHalted: 1_700_000_001_000,
+        held: [{ member: 'w2', reason: 'quota' }],
+        churn: { since: 1_699_999_000_000, last: 1_700_000_001_000 },
+        unstable: null,
+      },
+    };
+    const good = packView(guarded);
+    // Positive controls: a view with safeguards goes through the store's codec and back as it was, and
+    // a view written before safeguards existed (no such field) reads as having none.
+    expect(unpackView(decode(encode(good)))).toEqual(guarded);
+    const { safeguards: _, ...older } = good;
+    expect(unpackView(older).safeguards).toEqual(NO_SAFEGUARDS);
+    const g = good.safeguards!;
+    const spoilt: [string, unknown, RegExp][] = [
+      ['not a map', 'halted', /safeguards is not a map/],
+      ['a list', [], /safeguards is not a map/],
+      ['null', null, /safeguards is not a map/],
+      ['dropped missing', { ...g, dropped: undefined }, /dropped is not a list/],
+      ['dropped entry', { ...g, dropped: [['w9']] }, /dropped 0 is malformed/],
+      ['dropped nameless', { ...g, dropped: [['', 5]] }, /dropped 0 is malformed/],
+      ['dropped time text', { ...g, dropped: [['w9', 'yesterday']] }, /dropped 0 is malformed/],
+      ['dropped time negative', { ...g, dropped: [['w9', -1]] }, /dropped 0 is malformed/],
+      ['dropped time NaN', { ...g, dropped: [['w9', NaN]] }, /dropped 0 is malformed/],
+      ['halted text', { ...g, failoverHalted: 'yes' }, /failoverHalted is not a time or null/],
+      ['halted missing', { ...g, failoverHalted: undefined }, /failoverHalted is not a time or null/],
+      ['halted infinite', { ...g, failoverHalted: Infinity }, /failoverHalted is not a time or null/],
+      ['held not a list', { ...g, held: { w2: 'quota' } }, /held is not a list/],
+      ['held stranger', { ...g, held: [['w7', 'quota']] }, /held 0 is not a member of the view/],
+      ['held reason', { ...g, held: [['w2', 'boredom']] }, /held 0 has no known reason/],
+      ['held proto', { ...g, held: [['w2', '__proto__']] }, /held 0 has no known reason/],
+      ['churn shape', { ...g, churn: [5] }, /churn is not \[since, last\]/],
+      ['churn backwards', { ...g, churn: [10, 5] }, /churn is not \[since, last\]/],
+      ['churn map', { ...g, churn: { since: 1, last: 2 } }, /churn is not \[since, last\]/],
+      ['unstable text', { ...g, unstable: 'very' }, /unstable is not a time or null/],
+    ];
+    for (const [what, safeguards, message] of spoilt) {
+      expect(() => unpackView({ ...good, safeguards }), what).toThrow(RangeError);
+      expect(() => unpackView({ ...good, safeguards }), what).toThrow(message);
+    }
+    // Packing refuses a view that holds a member it does not list: the leader never writes one.
+    expect(() =>
+      packView({ ...guarded, safeguards: { ...guarded.safeguards, held: [{ member: 'w7', reason: 'minimum' }] } }),
+    ).toThrow(/w7 is held but not a member/);
   });
 });
