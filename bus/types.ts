@@ -113,7 +113,13 @@ export interface AppendOptions {
 export interface AppendAck {
   readonly stream: string;
   readonly seq: number;
-  /** True when `msgId` was seen inside the window: nothing new was stored. */
+  /**
+   * True when an earlier append with `msgId` is stored (inside the window):
+   * nothing new was stored, and `seq` is that one's. An append the bus sent
+   * more than once (again after a reconnect; on NATS also when a copy went
+   * unanswered) whose earlier copy was stored is that copy: stored, not a
+   * duplicate.
+   */
   readonly duplicate: boolean;
 }
 
@@ -165,6 +171,8 @@ export interface Journal {
   ): Promise<JournalFollow>;
   /** The last sequence stored on exactly this subject; 0 when it has none. */
   lastSeq(subject: string): Promise<number>;
+  /** The last entry stored on exactly this subject; null when it has none. */
+  last(subject: string): Promise<JournalEntry | null>;
   /** Removes the subject's entries with seq < below. Returns how many went. */
   purge(subject: string, options: { below: number }): Promise<number>;
   /** Deletes the whole stream and its entries. */

@@ -44,7 +44,7 @@ interface OutCall {
 }
 
 /** Calls safe to make twice (reads; an append, by its message id), sent again after a reconnect as the nats bus does. */
-const REPEATED_ON_RECONNECT = new Set(['append', 'last sequence', 'kv get']);
+const REPEATED_ON_RECONNECT = new Set(['append', 'last sequence', 'last entry', 'kv get']);
 /** Writes out when the connection drops fail at once, as on the nats bus: their caller decides. */
 const FAILED_ON_DROP = new Set(['kv create', 'kv update', 'kv put', 'kv delete']);
 

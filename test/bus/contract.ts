@@ -394,6 +394,14 @@ export function busContract(name: string, target: () => ContractTarget): void {
         expect(await j.lastSeq(a)).toBe(5);
         expect(await j.lastSeq(b)).toBe(4);
         expect(await j.lastSeq(`${j.name}.s.never`)).toBe(0);
+        // The last entry of exactly one subject, as read() gives it.
+        const lastA = await j.last(a);
+        expect(lastA).toMatchObject({ subject: a, seq: 5 });
+        expect(text(lastA!.data)).toBe('a3');
+        expect(lastA!.headers['Cohort-Type']).toBe('event');
+        expect(typeof lastA!.time).toBe('number');
+        expect((await j.last(b))?.seq).toBe(4);
+        expect(await j.last(`${j.name}.s.never`)).toBeNull();
       });
 
       it('fences on the expected last subject sequence: a wrong one appends nothing', async () => {
