@@ -14,6 +14,7 @@ import {
 import { cmdSubject, type CommandReply, decode, encode, labelOf, type ReadReply, readSubject } from '../internal.js';
 import { startNatsServer, type NatsServer } from '../harness/natsServer.js';
 import { journaled } from './apps.js';
+import { measureNodeLoss, reportNodeLoss } from './nodeLoss.js';
 import { abba, fmtMs, median, pad, serial, summarize } from './stats.js';
 
 /**
@@ -24,7 +25,10 @@ import { abba, fmtMs, median, pad, serial, summarize } from './stats.js';
  *    command to the same session through `client.session(...).send` and as a
  *    plain `bus.request` + decode on the same bus, 1 in flight, ABBA rounds;
  * 2. reconnect-to-first-success: a client that owns its bus sends commands 1 at
- *    a time while the nats-server is restarted (same port, same store).
+ *    a time while the nats-server is restarted (same port, same store);
+ * 3. a NATS node lost: on a 3-node cluster, the node leading the journal is
+ *    killed, and each session's time to its next acknowledged command is set
+ *    beside the journal's own election (bench/nodeLoss.ts).
  */
 
 const CLUSTER = 'bench-conn';
@@ -49,6 +53,17 @@ const ATTEMPT_MS = 2_000;
 const GOAL_RATIO = 1.05;
 
 export async function benchConnections(write: (line: string) => void): Promise<number> {
+  const missed = await benchOneServer(write);
+  write('');
+  write('NATS node loss: a 3-node cluster, the node leading the journal killed and restarted, one kill at a time');
+  const loss = await measureNodeLoss(write);
+  write('');
+  reportNodeLoss(write, loss);
+  return missed;
+}
+
+/** Sections 1 and 2, on one embedded nats-server. */
+async function benchOneServer(write: (line: string) => void): Promise<number> {
   await using server = await startNatsServer();
   // The worker's own bus, reconnecting as startWorker's own does (WORKER_RECONNECT_INTERVAL).
   const workerBus = await createNatsBus({

@@ -113,7 +113,13 @@ export interface AppendOptions {
 export interface AppendAck {
   readonly stream: string;
   readonly seq: number;
-  /** True when `msgId` was seen inside the window: nothing new was stored. */
+  /**
+   * True when an earlier append with `msgId` is stored (inside the window):
+   * nothing new was stored, and `seq` is that one's. An append the bus sent
+   * more than once (again after a reconnect; on NATS also when a copy went
+   * unanswered) whose earlier copy was stored is that copy: stored, not a
+   * duplicate.
+   */
   readonly duplicate: boolean;
 }
 

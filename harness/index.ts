@@ -1,6 +1,7 @@
 export { findNatsServerBinary, natsServerCandidates, requireNatsServerBinary } from './natsServerBinary.js';
 export { startNatsServer, type NatsServer, type NatsServerOptions } from './natsServer.js';
 export { startNatsCluster, type NatsCluster, type NatsClusterOptions } from './natsCluster.js';
+export { moveStreamLeader, replicasCurrent, streamLeader, waitStreamsCurrent } from './streamLeader.js';
 export {
   hasWorker,
   isBalanced,

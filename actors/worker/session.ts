@@ -23,13 +23,27 @@ import {
   SessionMovedError,
 } from '../../protocol/errors.js';
 import { planCommit, primacyVerdict, type PrimacyFacts } from '../../machines/commitPlan.js';
-import { documentOf, persistSession, stepSession, type SessionState, type Timer } from '../../machines/session.js';
+import {
+  documentOf,
+  persistSession,
+  replaySession,
+  stepSession,
+  type SessionState,
+  type Timer,
+} from '../../machines/session.js';
 import type { Application } from './application.js';
 import type { Primacy } from './lease.js';
 import { verifySession, type LoadedSession } from './replay.js';
 import type { SessionDeps, SessionLock } from './sessionDeps.js';
 import { sessionHeader } from '../../protocol/headers.js';
-import { appendRecord, journaledAt, preparePatch, publishPatch, type PreparedPatch } from './sessionWrites.js';
+import {
+  appendRecord,
+  journaledAt,
+  ownEarlierRecord,
+  preparePatch,
+  publishPatch,
+  type PreparedPatch,
+} from './sessionWrites.js';
 import { RecentCommands, type RecentCommand } from './recentCommands.js';
 
 export interface HostedSessionOptions {
@@ -39,6 +53,14 @@ export interface HostedSessionOptions {
   readonly shard: number;
   /** Its state, journal fence and recent command ids, as loadSession read them. */
   readonly loaded: LoadedSession;
+}
+
+/** An earlier attempt of a command, found journaled, as it becomes current: its state, events and patch, and the command's seq. */
+interface TakenRecord {
+  readonly next: SessionState;
+  readonly events: readonly JournaledEvent[];
+  readonly patch: PreparedPatch;
+  readonly seq: number;
 }
 
 /** Pause before a delayed event whose commit failed is tried again. */
@@ -218,7 +240,7 @@ export class HostedSession {
     const record: JournalRecord = { v: 1, events };
     const { app, shard } = this;
     // Encoded before anything is journaled: a document that cannot be kept must not reach the journal.
-    const patch = preparePatch(this.#state, next, setter);
+    let patch = preparePatch(this.#state, next, setter);
     if (typeof patch === 'string') {
       return refuse(new EventRejectedError(events[events.length - 1]!.event.type, this.#state.snapshot.value, patch));
     }
@@ -242,9 +264,17 @@ export class HostedSession {
     const epoch = plan.epoch;
     if (plan.askStoredView && !(await primacy!.stillPrimary(shard, epoch)))
       return this.#moved('this worker is no longer primary of the shard');
+    /** What the journal holds for this command, when an earlier attempt of it is what it holds. */
+    let earlier: { readonly seq: number } | undefined;
     if (plan.do === 'append') {
-      const outcome = await this.#append(record, msgId, epoch);
-      if (outcome !== 'ok') return outcome.ok ? { ...outcome, ...this.#signature(epoch) } : outcome;
+      const outcome = await this.#append(record, msgId, epoch, true);
+      if (outcome !== 'ok' && !('taken' in outcome))
+        return outcome.ok ? { ...outcome, ...this.#signature(epoch) } : outcome;
+      if (outcome !== 'ok') {
+        // The journal holds an earlier attempt of this command by this copy (its answer lost): that becomes current.
+        ({ next, events, patch } = outcome.taken);
+        earlier = outcome.taken;
+      }
       // Landed, but perhaps after a successor took over while this worker could not look: not acknowledged then.
       if (plan.reprove && !(await this.#stillPrimary(primacy!, epoch)))
         return this.#moved('the lease lapsed around the append and the view moved the shard');
@@ -259,6 +289,7 @@ export class HostedSession {
     if (ids.every(([cmdId]) => cmdId !== msgId))
       ids.push([msgId, next.seq, events[events.length - 1]!.event.meta.time]);
     await this.#apply(next, ids, patch);
+    if (earlier !== undefined) return { ok: true, seq: earlier.seq, duplicate: true, ...this.#signature(epoch) };
     return { ok: true, seq: next.seq, ...this.#signature(epoch) };
   }
 
@@ -305,8 +336,18 @@ export class HostedSession {
     return refuse(new SessionMovedError(this.app.name, this.id));
   }
 
-  /** Appends one record, fenced on the last sequence this copy reflects. */
-  async #append(record: JournalRecord, msgId: string, epoch: number): Promise<'ok' | CommandReply> {
+  /**
+   * Appends one record, fenced on the last sequence this copy reflects.
+   * `take`: a duplicate that is this copy's own earlier attempt of the same
+   * command, journaled right after what it holds, is taken up (`taken`)
+   * rather than reloaded.
+   */
+  async #append(
+    record: JournalRecord,
+    msgId: string,
+    epoch: number,
+    take = false,
+  ): Promise<'ok' | CommandReply | { readonly taken: TakenRecord }> {
     try {
       const ack = await appendRecord(this.#deps.journal, this.subject, record, {
         msgId,
@@ -316,6 +357,10 @@ export class HostedSession {
         worker: this.#signer,
       });
       this.#deps.replicas?.journaled(this.shard, ack.seq);
+      if (ack.duplicate && take && ack.seq > this.#journalSeq) {
+        const taken = await this.#ownEarlierAttempt(ack.seq, msgId, epoch);
+        if (taken !== undefined) return { taken };
+      }
       if (ack.duplicate) {
         const first = await journaledAt(this.#deps.journal, this.subject, ack.seq, msgId);
         // Its first copy is a deposed epoch's late entry, which nobody applies: journaled again, under an id of
@@ -342,6 +387,37 @@ export class HostedSession {
       }
       return refuse(err);
     }
+  }
+
+  /**
+   * An attempt of command `msgId` this copy made earlier, whose answer was
+   * lost (a NATS node died with it, the call timed out) but which the
+   * journal stored at `seq`, right after what this copy holds: that record
+   * replayed onto this copy, as a reload would find it, without reloading
+   * (which reads the snapshot and the journal again, while their streams
+   * may still be electing leaders). Undefined when it is anything else.
+   */
+  async #ownEarlierAttempt(seq: number, msgId: string, epoch: number): Promise<TakenRecord | undefined> {
+    const record = await ownEarlierRecord(this.#deps.journal, this.subject, {
+      seq,
+      msgId,
+      worker: this.#signer,
+      epoch,
+      after: this.#state.seq,
+    });
+    if (record === undefined) return undefined;
+    let next: SessionState;
+    try {
+      next = replaySession(this.app.machine, this.#state, record.events);
+    } catch {
+      return undefined;
+    }
+    const last = record.events[record.events.length - 1]!;
+    const patch = preparePatch(this.#state, next, last.event.meta.client);
+    if (typeof patch === 'string') return undefined;
+    this.#journalSeq = seq;
+    const hit = record.events.find((e) => e.event.meta.cmdId === msgId) ?? last;
+    return { next, events: record.events, patch, seq: hit.seq };
   }
 
   /** Commit level memory: the reply went out already; journal in batches, in order. */

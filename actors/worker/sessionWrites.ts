@@ -69,6 +69,37 @@ export async function journaledAt(
   return undefined;
 }
 
+/**
+ * The record journaled at `seq` when it is an earlier attempt of command
+ * `msgId` by the same writer (`worker`, at `epoch`) and continues a session
+ * at seq `after`: the subject's last entry, its first event the next seq.
+ * Undefined when it is anything else, or cannot be read now.
+ */
+export async function ownEarlierRecord(
+  journal: Journal,
+  subject: string,
+  at: { seq: number; msgId: string; worker: string; epoch: number; after: number },
+): Promise<JournalRecord | undefined> {
+  let entry;
+  try {
+    entry = await journal.last(subject);
+  } catch {
+    return undefined;
+  }
+  if (entry === null || entry.seq !== at.seq) return undefined;
+  const h = entry.headers;
+  if (h[HEADER.command] !== at.msgId || h[HEADER.worker] !== at.worker || h[HEADER.epoch] !== String(at.epoch))
+    return undefined;
+  let record: JournalRecord | string;
+  try {
+    record = parseJournalRecord(decode(entry.data, { where: `journal ${subject}#${entry.seq}` }));
+  } catch {
+    return undefined;
+  }
+  if (typeof record === 'string' || record.events[0]!.seq !== at.after + 1) return undefined;
+  return record;
+}
+
 /** Keys a document may not hold: the prototype-pollution vectors of any reader that merges documents naively. */
 const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 

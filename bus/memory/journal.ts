@@ -2,6 +2,7 @@ import { InvalidNameError, WrongLastSequenceError } from '../errors.js';
 import { validateSubject } from '../names.js';
 import type {
   AppendAck,
+  Headers,
   AppendOptions,
   FollowOptions,
   Journal,
@@ -56,10 +57,21 @@ export class MemoryJournal implements Journal {
     checkPayload(data, headers, server.maxPayload, `append to ${subject}`);
     const message = { subject, data: copyBytes(data), headers };
     const { client } = this.#context;
-    const stored = this.#context.call('append', () => server.append(this.#stream, message, client), options.timeout);
+    // How many copies reached the server: one out when it restarted is sent again after the reconnect.
+    let copies = 0;
+    const stored = this.#context.call(
+      'append',
+      () => {
+        copies++;
+        return server.append(this.#stream, message, client);
+      },
+      options.timeout,
+    );
     return andThen(stored, (outcome) => {
       if (!outcome.ok) throw new WrongLastSequenceError(subject, outcome.expected, outcome.actual);
-      return { stream: this.name, seq: outcome.seq, duplicate: outcome.duplicate };
+      // A duplicate of an earlier copy of this same append (the same body and fence) is this append, stored.
+      const own = outcome.duplicate && copies > 1 && sameMessage(this.#stream.at(outcome.seq), message);
+      return { stream: this.name, seq: outcome.seq, duplicate: outcome.duplicate && !own };
     });
   }
 
@@ -176,6 +188,19 @@ function* take<T>(items: Iterable<T>, limit: number): Generator<T> {
     if (count++ >= limit) return;
     yield item;
   }
+}
+
+function sameMessage(
+  stored: StoredMessage | undefined,
+  sent: { subject: string; data: Uint8Array; headers: Headers },
+): boolean {
+  return (
+    stored !== undefined &&
+    stored.subject === sent.subject &&
+    stored.headers[MSG_ID_HEADER] === sent.headers[MSG_ID_HEADER] &&
+    stored.headers[EXPECTED_LAST_SUBJECT_SEQ_HEADER] === sent.headers[EXPECTED_LAST_SUBJECT_SEQ_HEADER] &&
+    Buffer.compare(stored.data, sent.data) === 0
+  );
 }
 
 function toEntry(message: StoredMessage): JournalEntry {

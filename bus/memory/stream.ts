@@ -115,6 +115,11 @@ export class MemoryStream {
     return seqs === undefined ? 0 : seqs[seqs.length - 1]!;
   }
 
+  /** The message at `seq`, if the stream still holds it. */
+  at(seq: number): StoredMessage | undefined {
+    return this.#messages.get(seq);
+  }
+
   lastOf(subject: string): StoredMessage | undefined {
     return this.#messages.get(this.lastSeqOf(subject));
   }

@@ -27,6 +27,7 @@ import { ApiCodes, apiCode, translate } from './errors.js';
 import { checkStream, type StreamNeeds } from '../streamConfig.js';
 import { natsStreamFacts } from './streamCheck.js';
 import type { Link } from './link.js';
+import { sendUntilAnswered, type Sent } from './resend.js';
 import type { ReplyMux } from './replies.js';
 
 const DEFAULT_DUPLICATE_WINDOW = 120_000;
@@ -39,6 +40,24 @@ interface PubAck {
 }
 
 const utf8 = new TextDecoder();
+
+/** What an append sent: enough to recognise a stored copy of it. */
+interface Copy {
+  readonly subject: string;
+  readonly data: Uint8Array;
+  readonly msgId: string | undefined;
+  readonly fence: number | undefined;
+  /** How many copies went out. */
+  readonly copies: number;
+}
+
+function fenceText(fence: number | undefined): string | undefined {
+  return fence === undefined ? undefined : String(fence);
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && Buffer.compare(a, b) === 0;
+}
 
 function parseAck(data: Uint8Array): PubAck {
   try {
@@ -191,20 +210,37 @@ class NatsJournal implements Journal {
     if (size > this.maxPayload) throw new PayloadTooLargeError(size, this.maxPayload, `append ${subject}`);
     const timeout = options.timeout ?? this.apiTimeout;
     const h = toMsgHdrs(headers);
-    // A JetStream publish is a request to the stream's subject; the ack is JSON. One out when the
-    // connection drops is sent again once it is back, within the same timeout: the message id makes
-    // a second copy a duplicate, answered with the first one's sequence.
-    let reply;
+    // A JetStream publish is a request to the stream's subject; the ack is JSON. A copy out when the
+    // connection drops, or unanswered (its stream leader died with it), is sent again within the same
+    // timeout: the message id and the fence make sure one copy at most is stored.
+    let sent: Sent;
     try {
-      reply = await this.link.repeatable((left) => this.replies.request(subject, data, h, left, 'append'), timeout);
+      sent = await sendUntilAnswered(
+        (left) => this.replies.request(subject, data, h, left, 'append'),
+        this.link,
+        timeout,
+        `append ${subject}`,
+      );
     } catch (err) {
       // Cut off for the whole timeout: as unanswered as any append that timed out (it may be stored).
       const given = err instanceof ConnectionLostError ? new TimeoutError(`append ${subject}`, timeout) : err;
       throw translate(given, 'append', subject, timeout);
     }
-    const ack = parseAck(reply.data);
+    const ack = parseAck(sent.reply.data);
+    const copy: Copy = {
+      subject,
+      data,
+      msgId: options.msgId,
+      fence: options.expectedLastSubjectSeq,
+      copies: sent.copies,
+    };
     if (ack.error !== undefined) {
       if (ack.error.err_code === ApiCodes.StreamWrongLastSequence) {
+        // A replicated stream checks the fence before the message id: a copy of this message id
+        // stored already, last on its subject, is refused as out of sequence where a single server
+        // answers it as a duplicate. Answered as a single server would.
+        const stored = await this.#storedCopy(copy, { last_by_subj: subject });
+        if (stored !== undefined) return stored;
         throw new WrongLastSequenceError(subject, options.expectedLastSubjectSeq ?? -1, undefined, {
           cause: ack.error,
         });
@@ -216,7 +252,35 @@ class NatsJournal implements Journal {
         },
       );
     }
-    return { stream: ack.stream ?? this.name, seq: ack.seq ?? 0, duplicate: ack.duplicate === true };
+    const seq = ack.seq ?? 0;
+    if (ack.duplicate === true && sent.copies > 1) {
+      // Sent more than once: the copy stored may be an earlier one of these.
+      const stored = await this.#storedCopy(copy, { seq });
+      if (stored !== undefined) return stored;
+    }
+    return { stream: ack.stream ?? this.name, seq, duplicate: ack.duplicate === true };
+  }
+
+  /**
+   * The entry `query` finds, when it carries this append's message id: a
+   * duplicate, or (when this append went out in more than one copy and the
+   * entry is one of them: the same body and fence) this append itself,
+   * stored. Undefined otherwise, or when it cannot be read now.
+   */
+  async #storedCopy(copy: Copy, query: { seq: number } | { last_by_subj: string }): Promise<AppendAck | undefined> {
+    if (copy.msgId === undefined) return undefined;
+    let m;
+    try {
+      m = await this.jsm.streams.getMessage(this.name, query);
+    } catch {
+      return undefined;
+    }
+    if (m === null || m.subject !== copy.subject || m.header?.get('Nats-Msg-Id') !== copy.msgId) return undefined;
+    const own =
+      copy.copies > 1 &&
+      sameBytes(m.data, copy.data) &&
+      (m.header.get('Nats-Expected-Last-Subject-Sequence') || undefined) === fenceText(copy.fence);
+    return { stream: this.name, seq: m.seq, duplicate: !own };
   }
 
   async *read(filter: string, options: ReadOptions = {}): AsyncIterable<JournalEntry> {

@@ -4,10 +4,22 @@
  * every 100-250 ms, and a journal append or a KV read out when the
  * connection drops is made again once it is back, instead of waiting out
  * its 5 s API timeout; the append's message id makes the second copy a
- * duplicate of the first, answered with its sequence.
+ * duplicate of the first, which the bus recognises as the same append,
+ * stored: answered with its sequence. A command whose append was stored
+ * but answered only after its timeout is, when the client sends it again,
+ * found in the journal and taken up by the session as it stands, without
+ * reloading it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, createNatsBus, startWorker, WORKER_RECONNECT_INTERVAL, type Bus } from '../../index.js';
+import {
+  connect,
+  createLogger,
+  createNatsBus,
+  startWorker,
+  WORKER_RECONNECT_INTERVAL,
+  type Bus,
+  type JournalEntry,
+} from '../../index.js';
 import type { NatsServer } from '../../harness/natsServer.js';
 import { startProxy, type TcpProxy } from '../../harness/proxy.js';
 import { tally } from '../fixtures/tally.js';
@@ -30,6 +42,12 @@ async function behindProxy(reconnectInterval: number): Promise<{ bus: Bus; proxy
   const bus = await createNatsBus({ servers: proxy.url, reconnectInterval });
   cleanup.push(() => bus.close());
   return { bus, proxy };
+}
+
+async function collect(entries: AsyncIterable<JournalEntry>): Promise<JournalEntry[]> {
+  const out: JournalEntry[] = [];
+  for await (const e of entries) out.push(e);
+  return out;
 }
 
 /** Counts reconnect attempts and remembers when the bus was back. */
@@ -89,7 +107,8 @@ describe('reconnecting to NATS (nats)', () => {
       proxy.heal();
       const ack = await pending;
       const took = performance.now() - started;
-      expect(ack).toMatchObject({ seq: 2, duplicate: true });
+      // The copy sent again is recognised as this append's own first copy: stored, not a duplicate of another.
+      expect(ack).toMatchObject({ seq: 2, duplicate: false });
       expect(took).toBeLessThan(3_000); // the API timeout is 5 s
       const entries: number[] = [];
       for await (const e of seen.read('ra.s')) entries.push(e.data[0]!);
@@ -211,6 +230,61 @@ describe('reconnecting to NATS (nats)', () => {
         'before',
         'once',
       ]);
+    },
+  );
+
+  it(
+    "an append stored but answered only after its timeout: the command's retry finds it journaled and the session takes it up, without a reload",
+    { timeout: 30_000 },
+    async () => {
+      const cluster = 'reconnectt';
+      const proxy = await startProxy({ target: nats.url });
+      cleanup.push(() => proxy.close());
+      const bus = await createNatsBus({ servers: proxy.url, apiTimeout: 1_000, reconnectInterval: 50 });
+      cleanup.push(() => bus.close());
+      const logged: { msg?: string; why?: string }[] = [];
+      const logger = createLogger({
+        level: 'info',
+        destination: { write: (line: string) => void logged.push(JSON.parse(line) as { msg?: string }) },
+      });
+      const worker = await startWorker({
+        bus,
+        cluster,
+        applications: [tally],
+        shardCount: 4,
+        shards: [0, 1, 2, 3],
+        logger,
+      });
+      cleanup.push(() => worker.stop());
+      const client = await connect({ nats: nats.url, cluster, shardCount: 4, label: 'rct', attemptTimeout: 10_000 });
+      cleanup.push(() => client.close());
+      const observer = await createNatsBus({ servers: nats.url });
+      cleanup.push(() => observer.close());
+      const journal = await observer.journal({
+        name: `COHORT_${cluster}_JOURNAL`,
+        subjects: [`cohort.${cluster}.jrnl.>`],
+      });
+      const session = client.session('tally', 't');
+      await session.send({ type: 'ADD', token: 'before' });
+      const subject = (await collect(journal.read(`cohort.${cluster}.jrnl.>`)))[0]!.subject;
+
+      // What reaches the worker takes 2.5 s: the command, then its append's answers, long after the 1 s timeout.
+      proxy.delay(2_500, 'server-to-client');
+      const pending = session.send({ type: 'ADD', token: 'once' });
+      await waitFor(async () => (await journal.lastSeq(subject)) === 2, {
+        timeoutMs: 10_000,
+        what: 'the append stored',
+      });
+      // The worker answered TimeoutError (retryable); the client's retry reaches it once the delayed bytes are through.
+      proxy.delay(0, 'server-to-client');
+      const ack = await pending;
+      expect(ack).toMatchObject({ seq: 2, duplicate: true });
+      expect(((await session.read()).document as { tokens: string[] }).tokens).toEqual(['before', 'once']);
+      await session.send({ type: 'ADD', token: 'after' });
+      // Taken up where it was: the copy in memory was not dropped and read again from the journal.
+      expect(logged.some((l) => l.msg === 'worker started')).toBe(true);
+      expect(logged.filter((l) => l.msg === 'session evicted')).toEqual([]);
+      expect(((await session.read()).document as { tokens: string[] }).tokens).toEqual(['before', 'once', 'after']);
     },
   );
 
