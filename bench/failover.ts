@@ -45,6 +45,8 @@ export async function benchFailover(write: (line: string) => void): Promise<numb
     write,
     sessionTimeout,
     heartbeatInterval,
+    // Ten kills in a row is the bench's own doing: the default quota (3 in 10 minutes) would halt failover at the 4th.
+    failoverQuota: KILLS + 1,
   });
   if (cluster.transport !== 'nats') {
     write('failover needs worker processes on a nats-server: install nats-server');
