@@ -4,58 +4,22 @@
  * shard's epoch the begin was answered under, so the new primary answers at
  * once that it was rolled back by a failover, not that it never knew it.
  */
-import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { connect, defineApplication, NetworkError, shardOf, startWorker, type Worker } from '../../index.js';
-import type { Bus } from '../../bus/types.js';
+import { connect, NetworkError } from '../../index.js';
 import { busTargets } from '../busTargets.js';
 import { cleanupAfterEach } from '../cleanup.js';
-import { counterMachine } from '../fixtures/counter.js';
-import { RawSession } from '../fixtures/rawCohort.js';
+import { memberPair, PAIR_SHARDS } from '../fixtures/memberPair.js';
 import { waitFor } from '../waitFor.js';
 
-const SHARDS = 4;
-const FAST = { heartbeatInterval: 100, sessionTimeout: 500, shardCount: SHARDS } as const;
-const app = defineApplication({ name: 'counter', machine: counterMachine, unusedSessionLifetime: 600_000 });
 const C = 'txfail#00000010';
 const targets = busTargets();
 
 describe.each(targets)('a transaction across an unplanned failover ($name)', (target) => {
   const track = cleanupAfterEach();
-  const buses = new Map<Worker, Bus>();
-
-  async function worker(cluster: string): Promise<Worker> {
-    const bus = track(await target.bus());
-    const w = track(await startWorker({ bus, cluster, applications: [app], ...FAST }));
-    buses.set(w, bus);
-    return w;
-  }
-
-  async function pair(id: string) {
-    const cluster = `x${randomUUID().slice(0, 8)}`;
-    const a = await worker(cluster);
-    const b = await worker(cluster);
-    await waitFor(
-      () =>
-        b.view?.viewId === a.view?.viewId &&
-        b.view?.shards.every((s) => s.state === 'ACTIVE' && s.replicas.length === 1) === true &&
-        a.serving.length + b.serving.length === SHARDS,
-      { what: 'every shard served, with a secondary', timeoutMs: 10_000 },
-    );
-    const shard = shardOf('counter', id, SHARDS);
-    const [primary, other] = a.serving.includes(shard) ? [a, b] : [b, a];
-    const raw = track(await target.bus());
-    return { cluster, primary, other, shard, raw, s: new RawSession(raw, cluster, id) };
-  }
-
-  /** Kills the primary (its bus closed under it) and waits for the other to serve the shard. */
-  async function crash(primary: Worker, other: Worker, shard: number): Promise<void> {
-    await buses.get(primary)!.close();
-    await waitFor(() => other.serving.includes(shard), { what: 'the shard failed over', timeoutMs: 10_000 });
-  }
+  const pair = (id: string) => memberPair(target, track, id);
 
   it("steps of a transaction begun under an older epoch: TransactionRolledBackError 'failover'", async () => {
-    const { primary, other, shard, s } = await pair('tx1');
+    const { primary, secondary: other, shard, s, crash } = await pair('tx1');
     const begun = await s.tx(C, 'tx-a', 'begin', { timeout: 30_000 });
     expect(begun).toMatchObject({ ok: true, seq: 0, by: primary.id });
     const epoch = (begun as unknown as { epoch: number }).epoch;
@@ -63,7 +27,7 @@ describe.each(targets)('a transaction across an unplanned failover ($name)', (ta
     expect(await s.tx(C, 'tx-a', 'send', { step: 0, event: { type: 'ADD', by: 1 }, epoch })).toMatchObject({
       ok: true,
     });
-    await crash(primary, other, shard);
+    await crash();
     const refused = (op: string, extra: Record<string, unknown>) =>
       waitFor(
         async () => {
@@ -104,9 +68,9 @@ describe.each(targets)('a transaction across an unplanned failover ($name)', (ta
   });
 
   it("the client's transaction fails at once with the server's reason, not after its timeout", async () => {
-    const { cluster, primary, other, shard } = await pair('tx3');
+    const { cluster, crash } = await pair('tx3');
     const client = track(
-      await connect({ bus: track(await target.bus()), cluster, shardCount: SHARDS, attemptTimeout: 300 }),
+      await connect({ bus: track(await target.bus()), cluster, shardCount: PAIR_SHARDS, attemptTimeout: 300 }),
     );
     const session = client.session('counter', 'tx3');
     let started = 0;
@@ -114,7 +78,7 @@ describe.each(targets)('a transaction across an unplanned failover ($name)', (ta
       .transaction(
         async (tx) => {
           await tx.send({ type: 'ADD', by: 1 });
-          await crash(primary, other, shard);
+          await crash();
           started = Date.now();
           await tx.send({ type: 'ADD', by: 1 });
         },

@@ -4,54 +4,23 @@
  * each has applied the journal's last entry on its subject, instead of
  * loading snapshot and journal again. A copy behind the journal is loaded.
  */
-import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { defineApplication, shardOf, startWorker, type Worker } from '../../index.js';
+import type { Worker } from '../../index.js';
 import { HEADER, type JournalRecord } from '../../internal.js';
 import { encode } from '../../bus/codec.js';
 import { journalStreamFilter, journalStreamName, journalSubject } from '../../bus/subjects.js';
-import type { Bus } from '../../bus/types.js';
 import { busTargets } from '../busTargets.js';
 import { cleanupAfterEach } from '../cleanup.js';
-import { counterMachine } from '../fixtures/counter.js';
-import { RawSession } from '../fixtures/rawCohort.js';
+import { memberPair } from '../fixtures/memberPair.js';
+import type { RawSession } from '../fixtures/rawCohort.js';
 import { waitFor } from '../waitFor.js';
 
-const SHARDS = 4;
-const FAST = { heartbeatInterval: 100, sessionTimeout: 500, shardCount: SHARDS } as const;
-const app = defineApplication({ name: 'counter', machine: counterMachine, unusedSessionLifetime: 600_000 });
 const C = 'promo#0000000f';
 const targets = busTargets();
 
 describe.each(targets)('promotion from copies ($name)', (target) => {
   const track = cleanupAfterEach();
-
-  const buses = new Map<Worker, Bus>();
-  async function worker(cluster: string): Promise<Worker> {
-    const bus = track(await target.bus());
-    const w = track(await startWorker({ bus, cluster, applications: [app], ...FAST }));
-    buses.set(w, bus);
-    return w;
-  }
-
-  /** Two workers, every shard with a secondary; `id`'s shard on `a`, whose copy on `b` has applied `seq`. */
-  async function pair(id: string) {
-    const cluster = `p${randomUUID().slice(0, 8)}`;
-    const a = await worker(cluster);
-    const b = await worker(cluster);
-    const shard = shardOf('counter', id, SHARDS);
-    await waitFor(
-      () =>
-        b.view?.viewId === a.view?.viewId &&
-        b.view?.shards.every((s) => s.state === 'ACTIVE' && s.replicas.length === 1) === true &&
-        a.serving.length + b.serving.length === SHARDS,
-      { what: 'every shard served, with a secondary', timeoutMs: 10_000 },
-    );
-    const [primary, secondary] = a.serving.includes(shard) ? [a, b] : [b, a];
-    const raw = track(await target.bus());
-    const s = new RawSession(raw, cluster, id);
-    return { cluster, primary, secondary, shard, raw, s };
-  }
+  const pair = (id: string) => memberPair(target, track, id);
 
   async function applied(secondary: Worker, shard: number, seq: number): Promise<void> {
     await waitFor(() => (secondary.replicaStatus(shard).applied ?? 0) >= seq, { what: `the secondary at ${seq}` });
@@ -72,12 +41,11 @@ describe.each(targets)('promotion from copies ($name)', (target) => {
   });
 
   it('a crashed primary: its shard fails over to the secondary, which adopts its copy', async () => {
-    const { primary, secondary, shard, s } = await pair('crashed');
+    const { primary, secondary, shard, s, crash } = await pair('crashed');
     for (let i = 1; i <= 3; i++) await s.send(C, `k${i}`, { type: 'ADD', by: 10 });
     await applied(secondary, shard, primary.replicaStatus(shard).secondaries[0]!.seq);
     // Its bus gone at once, as a process killed: nobody hands the shard off.
-    await buses.get(primary)!.close();
-    await waitFor(() => secondary.serving.includes(shard), { what: 'the secondary promoted', timeoutMs: 10_000 });
+    await crash();
     expect(await sendUntilServed(s, 'k4', 10)).toMatchObject({ ok: true, seq: 4 });
     expect(await s.read({ client: C })).toMatchObject({ ok: true, seq: 4, document: { n: 40 } });
     expect(secondary.adoptions.adopted).toBe(1);
