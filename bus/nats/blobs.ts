@@ -6,6 +6,7 @@ import { checkMaxAge } from '../streamConfig.js';
 import { validateName } from '../names.js';
 import type { BlobConfig, BlobInfo, BlobStore } from '../types.js';
 import { translate } from './errors.js';
+import { createAlongside } from './together.js';
 import type { Link } from './link.js';
 import { checkNatsStream } from './streamCheck.js';
 
@@ -21,11 +22,13 @@ export async function openNatsBlobs(js: JetStreamClient, config: BlobConfig, lin
   const storage = config.storage === 'memory' ? 'memory' : 'file';
   const maxAge = checkMaxAge(config.maxAge);
   try {
-    const os = await new Objm(js).create(config.bucket, {
-      replicas,
-      storage,
-      ...(maxAge > 0 && { ttl: nanos(maxAge) }),
-    });
+    const os = await createAlongside(() =>
+      new Objm(js).create(config.bucket, {
+        replicas,
+        storage,
+        ...(maxAge > 0 && { ttl: nanos(maxAge) }),
+      }),
+    );
     await checkNatsStream(await js.jetstreamManager(false), `OBJ_${config.bucket}`, {
       subjects: { including: [`$O.${config.bucket}.C.>`, `$O.${config.bucket}.M.>`] },
       replicas,

@@ -12,6 +12,7 @@ import type { KvConfig, KvEntry, KvStore, KvWatch, KvWatchOptions } from '../typ
 import { releaseConsumer } from './release.js';
 import type { Link } from './link.js';
 import { ApiCodes, translate } from './errors.js';
+import { createAlongside } from './together.js';
 import { checkNatsStream } from './streamCheck.js';
 
 /** A listing that hears nothing this long asks the server whether anything is still pending. */
@@ -53,7 +54,7 @@ export async function openNatsKv(
   try {
     if (config.create === false && !(await bucketExists(js, config.bucket)))
       throw new BucketNotFoundError(config.bucket);
-    const kv = await new Kvm(js).create(config.bucket, { history, replicas, storage });
+    const kv = await createAlongside(() => new Kvm(js).create(config.bucket, { history, replicas, storage }));
     await checkNatsStream(await js.jetstreamManager(false), `KV_${config.bucket}`, {
       subjects: { including: [`$KV.${config.bucket}.>`] },
       replicas,
