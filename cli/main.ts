@@ -54,7 +54,8 @@ commands:
          [--session-timeout MS] [--heartbeat-interval MS] [--storage-replicas N]
          [--reconnect-interval MS] [--failover-quota N]
          [--failover-window MS] [--min-members N] [--stable-after MS]
-         [--unstable-after MS]
+         [--unstable-after MS] [--failure-condition 1|2|3]
+         [--health-check-timeout MS]
                         host the applications each FILE exports (.js, or .ts
                         through tsx) until SIGINT or SIGTERM; --cluster defaults
                         to demo; without --nats, an embedded nats-server (or the
@@ -69,7 +70,13 @@ commands:
                         fewer than N live members left (default 1), no
                         rebalancing while the membership has kept changing
                         for MS (default 120000) until still for MS (default
-                        30000); give every worker the same
+                        30000); give every worker the same; health: a worker
+                        whose session mailbox is stuck (level 2), or whose
+                        journal appends fail or lease is lost (level 3, the
+                        default), for MS (default 10000, at least the session
+                        timeout) steps down while another member is healthy,
+                        and rejoins once its journal answers; level 1:
+                        heartbeats only
   simulate [--app FILE ...] [--seeds A-B | --seed N] [--duration MS]
            [--faults none|all|LIST] [--workload FILE] [--workers N]
            [--clients N] [--shards N] [--session-timeout MS]

@@ -18,6 +18,7 @@ import { startNatsServer } from '../harness/natsServer.js';
 import { stopSignal } from './stopSignal.js';
 import { CONNECTION_FLAGS, connectionSettings, describeSecurity } from './connectionFlags.js';
 import { CliUsageError, loadApplications } from './loadApplications.js';
+import { healthConfig, HealthConfigError, type FailureCondition } from '../machines/health.js';
 
 /** The flags of `cohort worker`, as parseArgs takes them (compose.yaml's workers are checked against this table). */
 export const WORKER_FLAGS = {
@@ -36,6 +37,8 @@ export const WORKER_FLAGS = {
   'min-members': { type: 'string' },
   'stable-after': { type: 'string' },
   'unstable-after': { type: 'string' },
+  'failure-condition': { type: 'string' },
+  'health-check-timeout': { type: 'string' },
 } as const satisfies NonNullable<ParseArgsConfig['options']>;
 
 export interface WorkerCliOptions {
@@ -60,6 +63,8 @@ export interface WorkerCliOptions {
   reconnectInterval: number | undefined;
   /** The safeguards against cascading failover; each undefined: the worker's default. */
   safeguards: SafeguardFlags;
+  /** Health beyond heartbeats (machines/health.ts); each undefined: the worker's default. */
+  health: { failureCondition?: FailureCondition; healthCheckTimeout?: number };
 }
 
 /** What `--failover-quota`, `--failover-window`, `--min-members`, `--stable-after` and `--unstable-after` gave. */
@@ -182,6 +187,31 @@ export function parseWorkerArgs(args: string[]): WorkerCliOptions {
     sessionTimeout,
     reconnectInterval: parseMilliseconds('reconnect-interval', values['reconnect-interval']),
     safeguards: parseSafeguardFlags(values),
+    health: parseHealthFlags(values['failure-condition'], values['health-check-timeout'], sessionTimeout),
+  };
+}
+
+/** `--failure-condition` and `--health-check-timeout`, by healthConfig's rules, said in flags. */
+function parseHealthFlags(
+  level: string | undefined,
+  timeout: string | undefined,
+  sessionTimeout: number | undefined,
+): WorkerCliOptions['health'] {
+  const failureCondition = level === undefined ? undefined : Number(level.trim());
+  if (level !== undefined && !/^[123]$/.test(level.trim()))
+    throw new CliUsageError(`--failure-condition needs 1, 2 or 3 (got ${JSON.stringify(level)})`);
+  const healthCheckTimeout = parseMilliseconds('health-check-timeout', timeout);
+  try {
+    healthConfig({ failureCondition, healthCheckTimeout }, sessionTimeout ?? MEMBERSHIP_DEFAULTS.sessionTimeout);
+  } catch (err) {
+    if (!(err instanceof HealthConfigError)) throw err;
+    throw new CliUsageError(
+      `--health-check-timeout (${healthCheckTimeout} ms) must be at least --session-timeout (${sessionTimeout ?? MEMBERSHIP_DEFAULTS.sessionTimeout} ms)`,
+    );
+  }
+  return {
+    ...(failureCondition !== undefined && { failureCondition: failureCondition as FailureCondition }),
+    ...(healthCheckTimeout !== undefined && { healthCheckTimeout }),
   };
 }
 
@@ -286,6 +316,7 @@ export async function runWorker(options: RunWorkerOptions): Promise<number> {
         ...(options.heartbeatInterval !== undefined && { heartbeatInterval: options.heartbeatInterval }),
         ...(options.sessionTimeout !== undefined && { sessionTimeout: options.sessionTimeout }),
         ...options.safeguards,
+        ...options.health,
         // Runtime logs (pino JSON) go to stderr; stdout carries the lines above, for people and scripts.
         logger: createLogger({ destination: process.stderr }),
       });

@@ -16,7 +16,14 @@ export function alive(ctx: MembershipContext, id: string): boolean {
 
 /** What this member says about itself, with the status it has now. */
 export function heartbeatOf(ctx: MembershipContext, status: MemberStatus): Heartbeat {
-  return { ...ctx.self, status, viewId: ctx.appliedViewId, serving: ctx.serving, notSynchronized: ctx.notSynchronized };
+  return {
+    ...ctx.self,
+    status,
+    viewId: ctx.appliedViewId,
+    serving: ctx.serving,
+    notSynchronized: ctx.notSynchronized,
+    ...(ctx.unhealthy !== null && { unhealthy: ctx.unhealthy }),
+  };
 }
 
 /** Whether a worker's copy of a shard is synchronized, as that shard's primary last said (its last word counts after it died too). */

@@ -5,6 +5,7 @@ import { quotaInUse, safeguardDecisions, type SafeguardDecision } from './safegu
 import type { View } from './view.js';
 import { planningKey, planView } from './viewPlanning.js';
 import { deafAfter } from './heartbeats.js';
+import type { UnhealthyReason } from './health.js';
 
 /**
  * The membership machine (DESIGN.md section 4), after Spread: every worker
@@ -74,6 +75,8 @@ export interface Heartbeat {
    * The leader promotes only synchronized copies while there are any.
    */
   readonly notSynchronized?: readonly string[];
+  /** Its health monitor finds it unable to do its work (health.ts); an unhealthy member does not count as one to step down to. */
+  readonly unhealthy?: UnhealthyReason;
 }
 
 interface Peer {
@@ -116,6 +119,10 @@ export interface MembershipContext {
    */
   readonly blindSince: number | null;
   readonly leaving: boolean;
+  /** What its health monitor said at the last tick (null: healthy). */
+  readonly unhealthy: UnhealthyReason | null;
+  /** Leaving because it is unhealthy, not to stop: once out of the view it rejoins. */
+  readonly steppingDown: boolean;
   /** Operator failovers accepted and not yet in a written view. */
   readonly moves: readonly MoveRequest[];
   /** Those in the view being written now: dropped when it is, planned again if it is not. */
@@ -162,7 +169,14 @@ export type MembershipEvent =
   | { type: 'VIEW_SPOILED'; revision: number; now: number }
   | { type: 'HEARTBEAT'; heartbeat: Heartbeat; now: number }
   /** `heard`: messages reached this member's connection since the last tick (its own heartbeats come back too). */
-  | { type: 'TICK'; now: number; notSynchronized?: readonly string[]; heard?: boolean }
+  | {
+      type: 'TICK';
+      now: number;
+      notSynchronized?: readonly string[];
+      heard?: boolean;
+      /** The fault its health monitor finds now, at the worker's failure condition; absent: healthy. */
+      unhealthy?: UnhealthyReason;
+    }
   /** The host applied a view: these are the shards it now serves as primary. */
   | { type: 'APPLIED'; viewId: number; serving: readonly number[]; now: number }
   | { type: 'WRITE_DONE'; view: View; revision: number; now: number }
@@ -178,7 +192,9 @@ export type MembershipEffect =
   | { type: 'writeView'; view: View; revision: number }
   /** A newer view: apply its shard roles, then send APPLIED. */
   | { type: 'view'; view: View }
-  | { type: 'left'; reason: 'left' | 'removed' | 'deaf' }
+  | { type: 'left'; reason: 'left' | 'removed' | 'deaf' | 'unhealthy' }
+  /** Unhealthy with a healthy member to take over: it leaves (its shards hand off) and will rejoin. */
+  | { type: 'steppingDown'; reason: UnhealthyReason }
   /** The answer to a MOVE: accepted (the next view carries it) or why not. */
   | { type: 'moveAnswer'; id: string; ok: boolean; reason: string }
   /** The answer to RESET_FAILOVER: refused, or accepted (`changed`: the next view carries it; else there was nothing to reset). */
@@ -239,12 +255,46 @@ function deafOnTick(ctx: MembershipContext, event: MembershipEvent): boolean {
   return event.now - ctx.heardAt >= deafAfter(ctx.config);
 }
 
+/**
+ * Unhealthy, it leaves only when some other member would do better: one
+ * heard within a session timeout, in the view, able to be primary and
+ * healthy by its own word. A fault every member shares (the journal down
+ * for all) is ridden out in place, since moving shards would only add
+ * reloads to it.
+ */
+function sickOnTick(ctx: MembershipContext, event: MembershipEvent): boolean {
+  if (event.type !== 'TICK' || event.unhealthy === undefined || ctx.view === null) return false;
+  return ctx.view.members.some((m) => {
+    const p = m.id === ctx.self.id ? undefined : ctx.peers[m.id];
+    // viewId 0: seen in a view, never heard.
+    return (
+      p !== undefined &&
+      p.hb.viewId > 0 &&
+      p.hb.status === 'member' &&
+      p.hb.promotable &&
+      p.hb.unhealthy === undefined &&
+      event.now - p.at < ctx.config.sessionTimeout
+    );
+  });
+}
+
 const TICK_ACTIONS = ['woke', 'clock', 'tickFacts', 'beatIfDue', 'lead'] as const;
 
 /** In every state a member can be in: a deaf tick steps down, any other is a tick. */
 const TICK_OR_STEP_DOWN = [
   { guard: 'deaf', target: 'left', actions: ['clock', 'stepDown'] },
   { actions: TICK_ACTIONS },
+] as const;
+
+/** As a member: deaf, it steps down at once; unhealthy, it leaves as a planned leave would (its shards hand off). */
+const MEMBER_TICK = [
+  TICK_OR_STEP_DOWN[0],
+  {
+    guard: 'sick',
+    target: 'leaving',
+    actions: [...TICK_ACTIONS, 'markStepping', 'heartbeat', 'sayStepping', 'lead'],
+  },
+  TICK_OR_STEP_DOWN[1],
 ] as const;
 
 export const membershipMachine = setup({
@@ -257,6 +307,11 @@ export const membershipMachine = setup({
   actions: {
     clock: assign({ now: ({ context, event }) => Math.max(context.now, event.now) }),
     stepDown: emit({ type: 'left', reason: 'deaf' as const }),
+    markStepping: assign({ leaving: true, steppingDown: true }),
+    sayStepping: enqueueActions(({ event, enqueue }) => {
+      if (event.type === 'TICK' && event.unhealthy !== undefined)
+        enqueue.emit({ type: 'steppingDown', reason: event.unhealthy });
+    }),
     /** What a tick brings besides the time: the primary's unsynchronized secondaries, and whether anything arrived. */
     /** A message from the server arrived (a heartbeat, the view, a write's answer): this member can hear. */
     heard: assign({ heardAt: ({ context, event }) => Math.max(context.heardAt, event.now) }),
@@ -265,6 +320,7 @@ export const membershipMachine = setup({
         (event.type === 'TICK' && event.notSynchronized) || context.notSynchronized,
       heardAt: ({ context, event }) =>
         event.type === 'TICK' && event.heard === true ? Math.max(context.heardAt, event.now) : context.heardAt,
+      unhealthy: ({ event }) => (event.type === 'TICK' ? (event.unhealthy ?? null) : null),
     }),
     /**
      * A tick long overdue means this process was stopped or starved, not
@@ -386,6 +442,7 @@ export const membershipMachine = setup({
     inView: ({ context }) => inView(context),
     removed: ({ context }) => context.view !== null && !inView(context),
     deaf: ({ context, event }) => deafOnTick(context, event),
+    sick: ({ context, event }) => sickOnTick(context, event),
   },
 }).createMachine({
   id: 'membership',
@@ -403,6 +460,8 @@ export const membershipMachine = setup({
     repair: false,
     blindSince: null,
     leaving: false,
+    unhealthy: null,
+    steppingDown: false,
     moves: [],
     moving: [],
     reset: 'none',
@@ -472,7 +531,7 @@ export const membershipMachine = setup({
     member: {
       always: { guard: 'removed', target: 'left', actions: emit({ type: 'left', reason: 'removed' as const }) },
       on: {
-        TICK: TICK_OR_STEP_DOWN,
+        TICK: MEMBER_TICK,
         VIEW: { actions: ['clock', 'heard', 'install', 'lead'] },
         VIEW_SPOILED: { actions: ['clock', 'heard', 'spoiled', 'lead'] },
         WRITE_DONE: { actions: ['clock', 'heard', 'decided', 'written', 'install', 'lead'] },
@@ -480,7 +539,14 @@ export const membershipMachine = setup({
       },
     },
     leaving: {
-      always: { guard: 'removed', target: 'left', actions: emit({ type: 'left', reason: 'left' as const }) },
+      always: {
+        guard: 'removed',
+        target: 'left',
+        actions: emit(({ context }) => ({
+          type: 'left' as const,
+          reason: context.steppingDown ? ('unhealthy' as const) : ('left' as const),
+        })),
+      },
       on: {
         TICK: TICK_OR_STEP_DOWN,
         VIEW: { actions: ['clock', 'heard', 'install', 'lead'] },

@@ -93,6 +93,16 @@ export class Catalog {
     return this.#directory.size;
   }
 
+  /** When the longest-running message in any session's mailbox started (null: none running). */
+  busySince(): number | null {
+    let oldest: number | null = null;
+    for (const s of this.#directory.values()) {
+      const since = s.busySince;
+      if (since !== undefined && (oldest === null || since < oldest)) oldest = since;
+    }
+    return oldest;
+  }
+
   /** Primacy for commits from now on: a (re)joined member's lease. */
   set primacy(primacy: Primacy | undefined) {
     this.#deps.primacy = primacy;

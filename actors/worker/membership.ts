@@ -16,6 +16,13 @@ import type { SafeguardDecision } from '../../machines/safeguards.js';
 import { packView, type View } from '../../machines/view.js';
 import { readView, watchView } from '../../protocol/viewWatch.js';
 import { Lease } from './lease.js';
+import type { UnhealthyReason } from '../../machines/health.js';
+
+const UNHEALTHY_REASONS: ReadonlySet<unknown> = new Set<UnhealthyReason>([
+  'unresponsive',
+  'commits-failing',
+  'lease-lost',
+]);
 
 export interface MembershipHostOptions {
   readonly bus: Bus;
@@ -36,7 +43,16 @@ export interface MembershipHostOptions {
    * stepped down because it could not hear its own heartbeats (`deaf`): it
    * must rejoin as a new one, once it can hear again.
    */
-  removed?(why: 'removed' | 'deaf'): void;
+  removed?(why: 'removed' | 'deaf' | 'unhealthy'): void;
+  /** What the worker's health monitor finds wrong now, at its failure condition (undefined: healthy). */
+  health?(): UnhealthyReason | undefined;
+  /**
+   * Unhealthy, it leaves as a planned leave would; not out of the view
+   * within this many ms (its release stuck behind the fault), it stops
+   * heartbeating, and a silent leaver is let go without counting as a
+   * failure (default 3 session timeouts).
+   */
+  readonly stepDownBound?: number;
 }
 
 /** Heartbeats ignored are logged at most this often, with how many went unlogged: a flood must not flood the log. */
@@ -63,7 +79,8 @@ function isHeartbeat(x: unknown): x is Heartbeat {
     Array.isArray(h['serving']) &&
     h['serving'].every((s) => Number.isInteger(s)) &&
     (h['notSynchronized'] === undefined ||
-      (Array.isArray(h['notSynchronized']) && h['notSynchronized'].every((x) => typeof x === 'string')))
+      (Array.isArray(h['notSynchronized']) && h['notSynchronized'].every((x) => typeof x === 'string'))) &&
+    (h['unhealthy'] === undefined || UNHEALTHY_REASONS.has(h['unhealthy']))
   );
 }
 
@@ -84,7 +101,10 @@ export class MembershipHost {
   readonly #log: Logger;
   readonly #takeUp: MembershipHostOptions['apply'];
   readonly #notSynchronized: (() => readonly string[]) | undefined;
-  readonly #removed: ((why: 'removed' | 'deaf') => void) | undefined;
+  readonly #removed: ((why: 'removed' | 'deaf' | 'unhealthy') => void) | undefined;
+  readonly #health: (() => UnhealthyReason | undefined) | undefined;
+  readonly #stepDownBound: number;
+  #stepDownTimer: TimerHandle | undefined;
   /** This member's proof of primacy, for the sessions it hosts. */
   readonly lease: Lease;
   readonly #actor: Actor<typeof membershipMachine>;
@@ -100,9 +120,9 @@ export class MembershipHost {
   #applying: Promise<void> = Promise.resolve();
   #stopped = false;
   readonly #joined: Promise<void>;
-  readonly #left: Promise<'left' | 'removed' | 'deaf'>;
+  readonly #left: Promise<'left' | 'removed' | 'deaf' | 'unhealthy'>;
   #onJoined!: () => void;
-  #onLeft!: (why: 'left' | 'removed' | 'deaf') => void;
+  #onLeft!: (why: 'left' | 'removed' | 'deaf' | 'unhealthy') => void;
 
   constructor({
     bus,
@@ -115,6 +135,8 @@ export class MembershipHost {
     apply,
     notSynchronized,
     removed,
+    health,
+    stepDownBound,
   }: MembershipHostOptions) {
     this.#bus = bus;
     this.#cluster = cluster;
@@ -126,6 +148,8 @@ export class MembershipHost {
     this.#takeUp = apply;
     this.#notSynchronized = notSynchronized;
     this.#removed = removed;
+    this.#health = health;
+    this.#stepDownBound = stepDownBound ?? 3 * config.sessionTimeout;
     const startedAt = environment.clock.now();
     this.#actor = createActor(membershipMachine, { input: { self: { ...self, startedAt }, config } });
     this.lease = new Lease({
@@ -154,6 +178,11 @@ export class MembershipHost {
     return String(this.#actor.getSnapshot().value);
   }
 
+  /** The member id this incarnation joined under. */
+  get memberId(): string {
+    return this.#self.id;
+  }
+
   get isLeader(): boolean {
     return this.view?.leader === this.#self.id;
   }
@@ -179,6 +208,19 @@ export class MembershipHost {
     this.#actor.on('writeView', (e) => void this.#write(e.view, e.revision));
     this.#actor.on('view', (e) => this.#apply(e.view));
     this.#actor.on('left', (e) => this.#onLeft(e.reason));
+    this.#actor.on('steppingDown', (e) => {
+      log.warn(
+        { reason: e.reason, bound: this.#stepDownBound },
+        `unhealthy (${e.reason}) while another member is healthy: stepping down, its shards handed off; rejoining once healthy`,
+      );
+      this.#stepDownTimer = clock.setTimeout(() => {
+        if (this.#stopped || this.status === 'left') return;
+        log.warn({ bound: this.#stepDownBound }, 'step-down not confirmed in time: going silent');
+        // Silent, a leaver is let go by the leader; the worker rejoins as a new member once healthy.
+        this.stop();
+        this.#onLeft('unhealthy');
+      }, this.#stepDownBound);
+    });
     this.#actor.on('moveAnswer', (e) => {
       const m = this.#asking.get(e.id);
       this.#asking.delete(e.id);
@@ -283,6 +325,8 @@ export class MembershipHost {
       if (why === 'removed') {
         log.warn('removed from the cluster view: rejoining as a new member');
         this.#removed?.(why);
+      } else if (why === 'unhealthy') {
+        this.#removed?.(why);
       } else if (why === 'deaf') {
         log.warn(
           { unheardMs: Math.round(now() - this.#actor.getSnapshot().context.heardAt) },
@@ -359,7 +403,14 @@ export class MembershipHost {
         const received = this.#bus.received;
         const heard = received !== this.#received;
         this.#received = received;
-        this.#send({ type: 'TICK', now: clock.now(), notSynchronized: this.#notSynchronized?.() ?? [], heard });
+        const unhealthy = this.#health?.();
+        this.#send({
+          type: 'TICK',
+          now: clock.now(),
+          notSynchronized: this.#notSynchronized?.() ?? [],
+          heard,
+          ...(unhealthy !== undefined && { unhealthy }),
+        });
         this.#armTick();
       },
       Math.min(this.#config.heartbeatInterval, Math.max(1, wait)),
@@ -449,6 +500,7 @@ export class MembershipHost {
     if (this.#stopped) return;
     this.#stopped = true;
     if (this.#tick !== undefined) this.#environment.clock.clearTimeout(this.#tick);
+    if (this.#stepDownTimer !== undefined) this.#environment.clock.clearTimeout(this.#stepDownTimer);
     this.#sub?.unsubscribe();
     this.#control?.unsubscribe();
     this.#resetControl?.unsubscribe();

@@ -77,6 +77,7 @@ export class HostedSession {
   #journalSeq: number;
   #snapshotSeq: number;
   #mailbox: Promise<unknown> = Promise.resolve();
+  #busySince: number | undefined;
   #timer: TimerHandle | undefined;
   #timerDue: number | undefined;
   #evicted = false;
@@ -148,9 +149,22 @@ export class HostedSession {
     return this.#recent.seqOf(cmdId, this.#deps.clock.now());
   }
 
+  /** When the message its mailbox is on now started (undefined: idle): a stall shows here. */
+  get busySince(): number | undefined {
+    return this.#busySince;
+  }
+
   /** Runs `task` after everything already queued for this session. */
   enqueue<T>(task: () => Promise<T>): Promise<T> {
-    const run = this.#mailbox.then(task, task);
+    const timed = async (): Promise<T> => {
+      this.#busySince = this.#deps.clock.now();
+      try {
+        return await task();
+      } finally {
+        this.#busySince = undefined;
+      }
+    };
+    const run = this.#mailbox.then(timed, timed);
     this.#mailbox = run.catch(() => undefined);
     return run;
   }
@@ -356,6 +370,7 @@ export class HostedSession {
         epoch,
         worker: this.#signer,
       });
+      this.#deps.health?.appended();
       this.#deps.replicas?.journaled(this.shard, ack.seq);
       if (ack.duplicate && take && ack.seq > this.#journalSeq) {
         const taken = await this.#ownEarlierAttempt(ack.seq, msgId, epoch);
@@ -385,6 +400,7 @@ export class HostedSession {
         this.#evict('journal moved on: stale copy or lost ownership');
         return refuse(new SessionMovedError(this.app.name, this.id));
       }
+      this.#deps.health?.appendFailed(err);
       return refuse(err);
     }
   }

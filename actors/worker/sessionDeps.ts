@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../../bus/clock.js';
 import type { Bus, Journal } from '../../bus/types.js';
+import type { CommitHealth } from './health.js';
 import type { Primacy } from './lease.js';
 import type { EpochAdmission } from './replay.js';
 import type { HostedSession } from './session.js';
@@ -59,6 +60,8 @@ export interface SessionDeps {
   readonly directory: { forget(session: HostedSession): void };
   /** Which journal entries count (membership only): a late entry of a deposed epoch does not. */
   readonly epochs?: EpochAdmission;
+  /** Told of every append's outcome: journal faults that go on make the worker unhealthy (membership only). */
+  readonly health?: CommitHealth;
   /** Test-only (UNSAFE): appends without the fence. */
   readonly unfenced?: boolean;
 }

@@ -2,8 +2,8 @@ import type { Logger } from 'pino';
 import type { Clock, TimerHandle } from '../../bus/clock.js';
 import { resolveEnvironment, type Environment } from '../../bus/environment.js';
 import { createNatsBus, type NatsAuth, type NatsTls } from '../../bus/nats/mod.js';
-import { validateCluster } from '../../bus/subjects.js';
-import { DEFAULT_INBOX_PREFIX, type Bus, type Subscription } from '../../bus/types.js';
+import { epochSubject, validateCluster } from '../../bus/subjects.js';
+import { DEFAULT_INBOX_PREFIX, type Bus, type Journal, type Subscription } from '../../bus/types.js';
 import { createLogger } from '../../log/logger.js';
 import { requestFailover } from '../../protocol/control.js';
 import { workerInbox } from '../../protocol/clientId.js';
@@ -11,6 +11,7 @@ import { UNSAFE, type UnsafeSwitches } from './unsafe.js';
 import { DEFAULT_SHARD_COUNT } from '../../protocol/shard.js';
 import { MEMBERSHIP_DEFAULTS, type MembershipConfig } from '../../machines/membership.js';
 import { membershipConfig } from '../../machines/membershipConfig.js';
+import { healthConfig, type FailureCondition, type HealthConfig } from '../../machines/health.js';
 import type { View } from '../../machines/view.js';
 import type { Application } from './application.js';
 import { Catalog } from './catalog.js';
@@ -18,6 +19,7 @@ import { ClientRecords, clientOptions, type ClientRecordInfo } from './clientRec
 import { forceDisconnect } from './disconnect.js';
 import { Dispatch } from './dispatch.js';
 import { EpochMarks } from './epochs.js';
+import { HealthMonitor } from './health.js';
 import { untilHeard } from './hearing.js';
 import { MembershipHost } from './membership.js';
 import { Replication, type ReplicaStatus } from './replica.js';
@@ -88,6 +90,18 @@ export interface WorkerOptions {
    */
   unstableAfter?: number;
   stableAfter?: number;
+  /**
+   * Health beyond heartbeats (Always On's failure-condition levels): at
+   * level 2 a session mailbox stuck on one message for `healthCheckTimeout`
+   * ms, at level 3 (the default) also journal appends failing that long or
+   * the lease lost that long, makes the worker unhealthy; while another
+   * member is healthy it then steps down (its shards hand off) and rejoins
+   * once its journal answers again. Level 1: heartbeats only.
+   * `healthCheckTimeout` defaults to 10 000 ms and may not be shorter than
+   * the session timeout.
+   */
+  failureCondition?: FailureCondition;
+  healthCheckTimeout?: number;
   /**
    * Copies JetStream keeps of the journal, the buckets and the blobs when
    * this worker creates them (default 1; 3 on a 3-node NATS cluster, so a
@@ -162,6 +176,7 @@ interface MembershipOptions {
   readonly zone: string;
   readonly promotable: boolean;
   readonly config: MembershipConfig;
+  readonly health: HealthConfig;
   readonly storageReplicas: number;
 }
 
@@ -196,6 +211,7 @@ class WorkerHost {
   readonly id: string;
   readonly #cluster: string;
   readonly #bus: Bus;
+  readonly #journal: Journal;
   readonly #ownsBus: boolean;
   readonly #clock: Clock;
   readonly #environment: Environment;
@@ -220,6 +236,8 @@ class WorkerHost {
   #unlistenStatus: (() => void) | undefined;
   /** How long a leaving member waits for its shards to be taken over. */
   readonly #leaveBound: number;
+  /** Its own health (membership only): what makes it step down while it still heartbeats. */
+  readonly health: HealthMonitor | undefined;
 
   constructor({
     id,
@@ -248,6 +266,21 @@ class WorkerHost {
     this.#leaveBound = membership === undefined ? 10_000 : Math.max(10_000, 3 * membership.config.sessionTimeout);
     const sessionTimeout = membership?.config.sessionTimeout ?? MEMBERSHIP_DEFAULTS.sessionTimeout;
     const { journal, snapshots: store, timers, replies } = stores;
+    this.#journal = journal;
+    this.health =
+      membership === undefined
+        ? undefined
+        : new HealthMonitor({
+            config: membership.health,
+            clock: this.#clock,
+            busySince: () => this.catalog.busySince(),
+            leaseLost: () => {
+              const m = this.#membership;
+              const view = m?.view;
+              if (m === undefined || view === null || view === undefined) return false;
+              return view.shards.some((s) => s.primary === m.memberId) && !m.lease.leaseHeld();
+            },
+          });
     // Without the fence (test-only), without the epoch markers too: both keep a deposed writer out.
     this.epochs =
       membership === undefined || unsafe?.unfenced === true
@@ -289,6 +322,7 @@ class WorkerHost {
         sessionTimeout,
         unfenced: unsafe?.unfenced === true,
         ...(this.epochs !== undefined && { epochs: this.epochs }),
+        ...(this.health !== undefined && { health: this.health }),
       },
       timers,
       secondaries: this.replicas,
@@ -370,6 +404,8 @@ class WorkerHost {
       },
       notSynchronized: () => replication.notSynchronized(),
       removed: (why) => void this.#rejoin(options, why),
+      health: () => this.health?.check(),
+      stepDownBound: this.#leaveBound,
     });
     this.#membership = membership;
     // Its sessions prove primacy through this member's lease from its first view on.
@@ -382,7 +418,7 @@ class WorkerHost {
    * as a new member; a join that fails (a store call timed out) is let go of
    * too, and tried again a session timeout later, until it holds.
    */
-  async #rejoin(options: MembershipOptions, why: 'removed' | 'deaf'): Promise<void> {
+  async #rejoin(options: MembershipOptions, why: 'removed' | 'deaf' | 'unhealthy'): Promise<void> {
     for (;;) {
       // Stopping: the shutdown lets go of the membership it found.
       if (this.#stopping !== undefined) return;
@@ -404,6 +440,11 @@ class WorkerHost {
           });
           if (this.#stopped || this.#stopping !== undefined) return;
         }
+        // Stepped down as unhealthy: back only once the journal answers, or it would take shards it cannot keep.
+        if (why === 'unhealthy') {
+          await this.#untilJournalAnswers(options.health.healthCheckTimeout);
+          if (this.#stopped || this.#stopping !== undefined) return;
+        }
         await this.#join(options, `${this.id}~${++this.#incarnation}`);
         return;
       } catch (err) {
@@ -411,6 +452,27 @@ class WorkerHost {
       }
       await new Promise<void>((resolve) => this.#clock.setTimeout(resolve, options.config.sessionTimeout));
       if (this.#stopped) return;
+    }
+  }
+
+  /**
+   * Waits a health-check timeout, then asks the journal for shard 0's last
+   * epoch marker (a call every append's path shares) until it answers.
+   * A fault of its own (a stuck mailbox) has gone with the sessions it
+   * let go; one of the journal's is still there and keeps it out.
+   */
+  async #untilJournalAnswers(every: number): Promise<void> {
+    for (;;) {
+      await new Promise<void>((resolve) => this.#clock.setTimeout(resolve, every));
+      if (this.#stopped || this.#stopping !== undefined) return;
+      try {
+        await this.#journal.last(epochSubject(this.#cluster, 0));
+        this.health?.appended();
+        this.#log.info('the journal answers again: rejoining');
+        return;
+      } catch (err) {
+        this.#log.warn({ err }, 'still unhealthy: the journal does not answer');
+      }
     }
   }
 
@@ -535,6 +597,7 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
             zone: options.zone ?? 'default',
             promotable: options.promotable ?? true,
             config,
+            health: healthConfig(options, config.sessionTimeout),
             storageReplicas: replicas,
           },
   });

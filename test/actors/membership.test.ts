@@ -333,6 +333,33 @@ describe.each(['nats'] as const)('membership (%s)', (kind) => {
     expect(a.view!.members.some((m) => m.id === 'ghost')).toBe(false);
   });
 
+  it("a heartbeat's health field: a reason it does not know (or not a string) makes the heartbeat malformed; a known one is taken", async () => {
+    const cluster = `m${randomUUID().slice(0, 8)}`;
+    const a = (await worker(cluster, { id: 'a' })).worker;
+    const rogue = track(await fixture.bus());
+    const beat = (id: string, unhealthy: unknown) =>
+      encode({ id, zone: 'z', promotable: false, status: 'joining', viewId: 0, serving: [], startedAt: 1, unhealthy });
+    const hostile = setInterval(() => {
+      for (const [id, u] of [
+        ['bad1', 'on fire'],
+        ['bad2', 42],
+        ['bad3', { reason: 'x' }],
+        ['bad4', ''],
+      ] as const)
+        rogue.publish(heartbeatSubject(cluster, id), beat(id, u));
+      rogue.publish(heartbeatSubject(cluster, 'sick'), beat('sick', 'commits-failing'));
+    }, 20);
+    try {
+      await waitFor(() => a.view!.members.some((m) => m.id === 'sick'), {
+        what: 'the well-formed one admitted',
+        timeoutMs: 10_000,
+      });
+    } finally {
+      clearInterval(hostile);
+    }
+    expect(a.view!.members.map((m) => m.id).sort()).toEqual(['a', 'sick']);
+  });
+
   it('refuses a session timeout below 500 ms and a heartbeat slower than half of it', async () => {
     const bus = track(await fixture.bus());
     await expect(startWorker({ bus, cluster: 'x', applications: [app], sessionTimeout: 499 })).rejects.toThrow(

@@ -275,3 +275,30 @@ describe('parseWorkerArgs: the safeguard flags', () => {
     },
   );
 });
+
+describe('worker health flags', () => {
+  const app = ['--app', 'examples/ledger.ts'];
+  it('passes --failure-condition and --health-check-timeout to startWorker, and nothing when absent', () => {
+    expect(parseWorkerArgs(app).health).toEqual({});
+    expect(parseWorkerArgs([...app, '--failure-condition', '2', '--health-check-timeout', '15000']).health).toEqual({
+      failureCondition: 2,
+      healthCheckTimeout: 15_000,
+    });
+    expect(parseWorkerArgs([...app, '--failure-condition', ' 1 ']).health).toEqual({ failureCondition: 1 });
+  });
+
+  it('a level outside 1..3, or a timeout shorter than the session timeout, is wrong usage', () => {
+    for (const bad of ['0', '4', '2.5', 'high', '', '1e0'])
+      expect(() => parseWorkerArgs([...app, '--failure-condition', bad]), bad).toThrow(CliUsageError);
+    expect(() => parseWorkerArgs([...app, '--health-check-timeout', '2999'])).toThrow(
+      /--health-check-timeout \(2999 ms\) must be at least --session-timeout \(3000 ms\)/,
+    );
+    expect(() => parseWorkerArgs([...app, '--session-timeout', '8000', '--health-check-timeout', '7000'])).toThrow(
+      CliUsageError,
+    );
+    expect(() => parseWorkerArgs([...app, '--health-check-timeout', 'soon'])).toThrow(CliUsageError);
+    expect(parseWorkerArgs([...app, '--session-timeout', '8000', '--health-check-timeout', '8000']).health).toEqual({
+      healthCheckTimeout: 8_000,
+    });
+  });
+});

@@ -156,6 +156,85 @@ describe('membership machine', () => {
     expect(planningKey(a.ctx())).not.toBe(settled);
   });
 
+  describe('unhealthy (its health monitor says so at a tick)', () => {
+    /** a leads, b a member heard at `bAt` saying `patch`. */
+    function pair(patch: Partial<Heartbeat> = {}, bAt = 150) {
+      const a = member('a');
+      a.actor.send({ type: 'START', now: 0 });
+      a.actor.send({ type: 'VIEW', view: null, revision: 0, now: 0 });
+      a.actor.send({ type: 'WRITE_DONE', view: a.writes()[0]!, revision: 1, now: 0 });
+      a.actor.send({ type: 'HEARTBEAT', heartbeat: hb('b', { startedAt: 5 }), now: 10 });
+      const admit = a.writes()[1]!;
+      a.actor.send({ type: 'WRITE_DONE', view: admit, revision: 2, now: 11 });
+      tickTo(a, 100);
+      a.actor.send({
+        type: 'HEARTBEAT',
+        heartbeat: hb('b', { status: 'member', viewId: admit.viewId, startedAt: 5, ...patch }),
+        now: bAt,
+      });
+      return a;
+    }
+
+    it('with a healthy member to take over it leaves: its shards go, and once out of the view it is left as unhealthy (to rejoin)', () => {
+      const a = pair();
+      a.actor.send({ type: 'TICK', now: 200, unhealthy: 'commits-failing' });
+      expect(a.state()).toBe('leaving');
+      expect(a.effects).toContainEqual({ type: 'steppingDown', reason: 'commits-failing' });
+      const beat = a.effects.filter((e) => e.type === 'heartbeat').at(-1);
+      expect(beat).toMatchObject({ heartbeat: { status: 'leaving', unhealthy: 'commits-failing' } });
+      // As leader it hands every shard to b (planned), then writes itself out.
+      let revision = 3;
+      for (let now = 210; a.state() !== 'left' && now < 5_000; now += 50) {
+        const last = a.writes().at(-1)!;
+        if (a.ctx().writing) a.actor.send({ type: 'WRITE_DONE', view: last, revision: revision++, now });
+        const v = a.ctx().view!;
+        a.actor.send({
+          type: 'HEARTBEAT',
+          heartbeat: hb('b', {
+            status: 'member',
+            viewId: v.viewId,
+            startedAt: 5,
+            serving: v.shards.flatMap((s, i) => (s.primary === 'b' ? [i] : [])),
+          }),
+          now,
+        });
+        a.actor.send({
+          type: 'APPLIED',
+          viewId: v.viewId,
+          serving: v.shards.flatMap((s, i) => (s.primary === 'a' && s.state === 'ACTIVE' ? [i] : [])),
+          now,
+        });
+        a.actor.send({ type: 'TICK', now: now + 1, unhealthy: 'commits-failing' });
+      }
+      expect(a.state()).toBe('left');
+      expect(a.effects.at(-1)).toEqual({ type: 'left', reason: 'unhealthy' });
+      const final = a.ctx().view!;
+      expect(final.members.map((m) => m.id)).toEqual(['b']);
+      expect(final.shards.every((s) => s.primary === 'b')).toBe(true);
+    });
+
+    it('control: with nobody healthy to take over (b unhealthy too, silent, or never heard) it stays, saying it is unhealthy', () => {
+      for (const a of [pair({ unhealthy: 'commits-failing' }), pair({}, -1_000), pair({ viewId: 0 })]) {
+        a.actor.send({ type: 'TICK', now: 200, unhealthy: 'commits-failing' });
+        expect(a.state()).toBe('member');
+        expect(a.effects.some((e) => e.type === 'steppingDown')).toBe(false);
+        a.actor.send({ type: 'TICK', now: 300, unhealthy: 'commits-failing' });
+        const beat = a.effects.filter((e) => e.type === 'heartbeat').at(-1);
+        expect(beat).toMatchObject({ heartbeat: { status: 'member', unhealthy: 'commits-failing' } });
+      }
+      // Healthy again: its heartbeats say nothing of it.
+      const a = pair({ unhealthy: 'unresponsive' });
+      a.actor.send({ type: 'TICK', now: 200, unhealthy: 'commits-failing' });
+      a.actor.send({ type: 'TICK', now: 300 });
+      const beat = a.effects.filter((e) => e.type === 'heartbeat').at(-1) as { heartbeat: Heartbeat };
+      expect(beat.heartbeat.unhealthy).toBeUndefined();
+      // And a healthy tick never steps down.
+      const b = pair();
+      for (let t = 200; t < 1_000; t += 100) b.actor.send({ type: 'TICK', now: t });
+      expect(b.state()).toBe('member');
+    });
+  });
+
   it('a member that hears nothing steps down at deafAfter: no more heartbeats, and, leader, writes no view from the silence', () => {
     // CONFIG: heartbeat 100, session timeout 500: a stall goes unnoticed up to 250 ms; deaf after 450.
     expect(deafAfter(CONFIG)).toBe(450);
