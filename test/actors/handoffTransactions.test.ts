@@ -300,6 +300,48 @@ describe('transactions through a planned move (memory bus, virtual time)', () =>
     expect(await ask(sim, s.read({ client: C }))).toMatchObject({ ok: true, seq: 1, document: { n: 7 } });
   });
 
+  it('a rebalance when a worker joins: transactions open on the shards it takes commit first, then move with them', async () => {
+    const sim = bootSim({
+      application: app,
+      shardCount: SHARDS,
+      heartbeatInterval: HEARTBEAT,
+      sessionTimeout: TIMEOUT,
+      worker: { handoffTransactionWait: BOUND },
+    });
+    const first = await sim.spawn(0);
+    const bus = sim.cluster.auditor().bus;
+    // One session on every shard, each with a transaction open: whichever shards move, some hold one.
+    const sessions = Array.from(
+      { length: SHARDS },
+      (_, shard) => new RawSession(bus, sim.cluster.name, sim.idOn([shard], 'join')),
+    );
+    const epochs: number[] = [];
+    for (const [i, s] of sessions.entries()) {
+      const { epoch } = await begin(sim, s, `tx-j${i}`);
+      epochs.push(epoch);
+      await ask(sim, s.tx(C, `tx-j${i}`, 'send', { step: 0, event: { type: 'ADD', by: i + 1 }, epoch }));
+    }
+    const joined = await sim.spawn(1);
+    // Handing off (or, without the wait, handed off already).
+    const moving = () =>
+      first.view!.shards.flatMap((sh, i) => (sh.state !== 'ACTIVE' || sh.primary !== first.id ? [i] : []));
+    await sim.until(() => moving().length > 0, 'a rebalance begun');
+    const moved = moving();
+    await sim.pass(BOUND / 4);
+    for (const shard of moved) expect(first.serving).toContain(shard);
+    for (const [i, s] of sessions.entries())
+      expect(await ask(sim, s.tx(C, `tx-j${i}`, 'commit', { steps: 1, epoch: epochs[i] }))).toMatchObject({
+        ok: true,
+        seq: 1,
+        by: first.id,
+      });
+    await sim.until(sim.balanced([0, 1]), 'balanced');
+    expect(joined.serving.length).toBeGreaterThan(0);
+    for (const shard of moved) expect(joined.serving).toContain(shard);
+    for (const [i, s] of sessions.entries())
+      expect(await ask(sim, s.read({ client: C }))).toMatchObject({ ok: true, seq: 1, document: { n: i + 1 } });
+  });
+
   it('the default bound is the session timeout', async () => {
     const { sim, secondary, shard, s, move, pending } = await pair('default', 'default');
     const { epoch } = await begin(sim, s, 'tx-d');
