@@ -190,9 +190,10 @@ export class Catalog {
 
   /**
    * A planned hand-off of `shards` is about to let them go: from now on no
-   * transaction begins on them (until release), and this resolves once the
-   * transactions open on them have ended, or were rolled back ('failover')
-   * at the bound. The caller still serves the shards meanwhile.
+   * transaction begins on them (until they are served here again, see
+   * serve), and this resolves once the transactions open on them have
+   * ended, or were rolled back ('failover') at the bound. The caller still
+   * serves the shards meanwhile.
    */
   handOff(shards: ReadonlySet<number>): Promise<HandoffWaitOutcome> {
     for (const shard of shards) this.#handingOff.add(shard);
@@ -219,12 +220,17 @@ export class Catalog {
     await Promise.allSettled([...this.#activating.values()]);
     this.wakeups.disarm(shards);
     const leaving = [...this.#directory.entries()].filter(([, s]) => shards.has(s.shard));
-    try {
-      await this.#passivateOrDrop(leaving, 'snapshot on release failed');
-    } finally {
-      // Gone from here: should the shard come back, transactions begin on it again.
-      for (const shard of shards) this.#handingOff.delete(shard);
-    }
+    await this.#passivateOrDrop(leaving, 'snapshot on release failed');
+  }
+
+  /**
+   * `shards` are served from here (again): transactions begin on them. Not
+   * before: a begin still on its way in when a handed-off shard was let go
+   * is refused (retried on the next primary), not taken by a worker that no
+   * longer serves the shard.
+   */
+  serve(shards: Iterable<number>): void {
+    for (const shard of shards) this.#handingOff.delete(shard);
   }
 
   /** No more idle sweeps or wake-ups. */

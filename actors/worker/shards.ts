@@ -86,6 +86,7 @@ export class Shards {
         this.#bus.subscribe(readShardFilter(this.#cluster, shard), (m) => this.#dispatch.onMessage(m, 'read')),
       ]);
     }
+    this.#catalog.serve(added);
     this.#wakeups.serve(added);
     if (added.length > 0) {
       await this.#bus.flush();
