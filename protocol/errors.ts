@@ -100,8 +100,9 @@ export type RollbackReason = 'timeout' | 'recovery-wait' | 'forced' | 'failover'
  * The transaction is gone: its lease ran out, its client was silent beyond
  * recoveryWait or was disconnected by force, it was open on a primary the
  * shard has moved away from since (`failover`: its lock and working copy
- * lived in that primary's memory), or (`unknown`) this primary never had it.
- * Nothing of it was committed.
+ * lived in that primary's memory; a planned move waits for it a while, up
+ * to the worker's handoffTransactionWait, a crash cannot), or (`unknown`)
+ * this primary never had it. Nothing of it was committed.
  */
 export class TransactionRolledBackError extends CohortError {
   constructor(

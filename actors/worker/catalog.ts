@@ -12,6 +12,7 @@ import { HostedSession } from './session.js';
 import type { SessionDeps } from './sessionDeps.js';
 import { RollbackLog, Transactions } from './sessionTransaction.js';
 import { Wakeups } from './wakeups.js';
+import { awaitTransactions, type HandoffWaitOutcome } from './handoff.js';
 
 export interface CatalogOptions {
   readonly apps: ReadonlyMap<string, Application>;
@@ -31,6 +32,8 @@ export interface CatalogOptions {
     | undefined;
   /** The longest a transaction may hold a session's lock, whatever its client asks. */
   readonly maxTransactionTimeout: number;
+  /** How long a planned hand-off of a shard waits for the transactions open on it (see handOff). */
+  readonly handoffTransactionWait: number;
 }
 
 /** How a session leaves memory: whether a pending timer wakes it again, and whether an open transaction keeps it. */
@@ -63,10 +66,13 @@ export class Catalog {
   readonly wakeups: Wakeups;
   readonly rollbacks = new RollbackLog();
   readonly transactions: Transactions;
+  readonly #handoffWait: number;
+  /** Shards being handed off: no new transaction begins on them. */
+  readonly #handingOff = new Set<number>();
   #sweep: TimerHandle | undefined;
   #stopped = false;
 
-  constructor({ apps, sessions, timers, secondaries, maxTransactionTimeout }: CatalogOptions) {
+  constructor({ apps, sessions, timers, secondaries, maxTransactionTimeout, handoffTransactionWait }: CatalogOptions) {
     this.#apps = apps;
     this.#clock = sessions.clock;
     this.#log = sessions.log;
@@ -85,7 +91,9 @@ export class Catalog {
       rollbacks: this.rollbacks,
       clock: sessions.clock,
       maxTimeout: maxTransactionTimeout,
+      handingOff: (shard) => this.#handingOff.has(shard),
     });
+    this.#handoffWait = handoffTransactionWait;
   }
 
   /** Sessions in memory now. */
@@ -191,6 +199,28 @@ export class Catalog {
   }
 
   /**
+   * A planned hand-off of `shards` is about to let them go: from now on no
+   * transaction begins on them (until they are served here again, see
+   * serve), and this resolves once the transactions open on them have
+   * ended, or were rolled back ('failover') at the bound. The caller still
+   * serves the shards meanwhile.
+   */
+  handOff(shards: ReadonlySet<number>): Promise<HandoffWaitOutcome> {
+    for (const shard of shards) this.#handingOff.add(shard);
+    return awaitTransactions(
+      {
+        clock: this.#clock,
+        log: this.#log,
+        bound: this.#handoffWait,
+        holding: (of) =>
+          [...this.#directory.values()].filter((s) => of.has(s.shard) && s.openTransaction !== undefined),
+        rollBack: (session, txId) => this.transactions.rollBack(session, txId, 'failover'),
+      },
+      shards,
+    );
+  }
+
+  /**
    * The sessions of shards given up: once activations under way are done,
    * their wake-ups are cleared and they drain and passivate (snapshots
    * written, background appends flushed), so the next primary starts from
@@ -201,6 +231,16 @@ export class Catalog {
     this.wakeups.disarm(shards);
     const leaving = [...this.#directory.entries()].filter(([, s]) => shards.has(s.shard));
     await this.#passivateOrDrop(leaving, 'snapshot on release failed');
+  }
+
+  /**
+   * `shards` are served from here (again): transactions begin on them. Not
+   * before: a begin still on its way in when a handed-off shard was let go
+   * is refused (retried on the next primary), not taken by a worker that no
+   * longer serves the shard.
+   */
+  serve(shards: Iterable<number>): void {
+    for (const shard of shards) this.#handingOff.delete(shard);
   }
 
   /** No more idle sweeps or wake-ups. */

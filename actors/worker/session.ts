@@ -88,6 +88,8 @@ export class HostedSession {
   #appending: Promise<void> | undefined;
   #saving: Promise<void> = Promise.resolve();
   #lock: SessionLock | undefined;
+  /** Waiting for the lock to be free (a shard's hand-off waiting for its transactions). */
+  #unlocked: (() => void)[] = [];
   lastActive: number;
 
   readonly app: Application;
@@ -142,6 +144,13 @@ export class HostedSession {
   #dropLock(): void {
     this.#lock?.drop();
     this.#lock = undefined;
+    for (const resolve of this.#unlocked.splice(0)) resolve();
+  }
+
+  /** Resolves once no transaction holds the lock: at once if none does now. */
+  whenUnlocked(): Promise<void> {
+    if (this.#lock === undefined) return Promise.resolve();
+    return new Promise((resolve) => this.#unlocked.push(resolve));
   }
 
   /** The seq command (or transaction, or step) `cmdId` produced, while it is inside the de-duplication window. */

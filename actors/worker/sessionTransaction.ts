@@ -5,10 +5,12 @@ import {
   InvalidRequestError,
   refuse,
   SessionLockedError,
+  SessionMovedError,
   TransactionRolledBackError,
   type RollbackReason,
 } from '../../protocol/errors.js';
 import type { JournaledEvent, ReadReply, StampedEvent, TxReply, TxRequest } from '../../protocol/messages.js';
+import { admittedWhileHandingOff } from '../../machines/handoffTransactions.js';
 import { documentOf, stepSession, type SessionState } from '../../machines/session.js';
 import type { HostedSession } from './session.js';
 import type { SessionLock } from './sessionDeps.js';
@@ -68,6 +70,8 @@ export interface TransactionsOptions {
   readonly clock: Clock;
   /** The longest lease a `begin` gets: a client cannot hold a session's lock for as long as it likes. */
   readonly maxTimeout: number;
+  /** Whether `shard` is being handed off by this worker: no new transaction begins on it (see machines/handoffTransactions.ts). */
+  readonly handingOff: (shard: number) => boolean;
 }
 
 /**
@@ -80,11 +84,13 @@ export class Transactions {
   readonly #rollbacks: RollbackLog;
   readonly #clock: Clock;
   readonly #maxTimeout: number;
+  readonly #handingOff: (shard: number) => boolean;
 
-  constructor({ rollbacks, clock, maxTimeout }: TransactionsOptions) {
+  constructor({ rollbacks, clock, maxTimeout, handingOff }: TransactionsOptions) {
     this.#rollbacks = rollbacks;
     this.#clock = clock;
     this.#maxTimeout = maxTimeout;
+    this.#handingOff = handingOff;
   }
 
   /** One step. Never throws: every outcome is a reply. */
@@ -94,6 +100,9 @@ export class Transactions {
     const open = held?.txId === req.txId ? held : undefined;
     if (open !== undefined && open.client !== req.client)
       return refuse(new InvalidRequestError(`transaction ${req.txId} belongs to another client`));
+    // Checked here, in the mailbox: a begin queued before the hand-off began is refused too, so the wait ends.
+    if (this.#handingOff(session.shard) && !admittedWhileHandingOff(req.op, open === undefined))
+      return refuse(new SessionMovedError(session.app.name, session.id));
     switch (req.op) {
       case 'begin':
         return this.#begin(session, req.txId, req.client, Math.min(req.timeout, this.#maxTimeout), open);
@@ -205,6 +214,11 @@ export class Transactions {
       const held = openOn(session);
       return held?.client === client ? this.#rollBack(session, held.txId, reason) : false;
     });
+  }
+
+  /** Rolls back transaction `txId` on `session`, if it still holds the lock; in the mailbox, after what is queued. */
+  rollBack(session: HostedSession, txId: string, reason: RollbackReason): Promise<boolean> {
+    return session.enqueue(() => this.#rollBack(session, txId, reason));
   }
 
   async #rollBack(session: HostedSession, txId: string, reason: RollbackReason): Promise<boolean> {

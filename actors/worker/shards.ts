@@ -53,16 +53,20 @@ export class Shards {
   /**
    * Serves exactly `target` as primary from now on. A shard given up is
    * unsubscribed first, then its sessions drain and passivate, so the next
-   * primary starts from everything this one acknowledged.
+   * primary starts from everything this one acknowledged. One given up in a
+   * planned hand-off (`handingOff`) is served a while longer first, until the
+   * transactions open on it have ended (bounded: Catalog.handOff).
    */
-  serve(target: ReadonlySet<number>): Promise<number[]> {
+  serve(target: ReadonlySet<number>, handingOff: ReadonlySet<number> = new Set()): Promise<number[]> {
     // One change at a time: two interleaved would each subscribe a shard the other had not yet.
-    const run = this.#changing.then(() => this.#serve(target));
+    const run = this.#changing.then(() => this.#serve(target, handingOff));
     this.#changing = run.catch(() => undefined);
     return run;
   }
 
-  async #serve(target: ReadonlySet<number>): Promise<number[]> {
+  async #serve(target: ReadonlySet<number>, handingOff: ReadonlySet<number>): Promise<number[]> {
+    const planned = [...this.#subs.keys()].filter((s) => !target.has(s) && handingOff.has(s));
+    if (planned.length > 0 && !this.#stopped) await this.#catalog.handOff(new Set(planned));
     const gone = [...this.#subs.keys()].filter((s) => !target.has(s));
     const added = [...target].filter((s) => !this.#subs.has(s));
     // Drained, not dropped: a request already routed here is still answered.
@@ -82,6 +86,7 @@ export class Shards {
         this.#bus.subscribe(readShardFilter(this.#cluster, shard), (m) => this.#dispatch.onMessage(m, 'read')),
       ]);
     }
+    this.#catalog.serve(added);
     this.#wakeups.serve(added);
     if (added.length > 0) {
       await this.#bus.flush();

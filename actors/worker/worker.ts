@@ -12,6 +12,7 @@ import { DEFAULT_SHARD_COUNT } from '../../protocol/shard.js';
 import { MEMBERSHIP_DEFAULTS, type MembershipConfig } from '../../machines/membership.js';
 import { membershipConfig } from '../../machines/membershipConfig.js';
 import { healthConfig, type FailureCondition, type HealthConfig } from '../../machines/health.js';
+import { defaultHandoffTransactionWait } from '../../machines/handoffTransactions.js';
 import type { View } from '../../machines/view.js';
 import type { Application } from './application.js';
 import { Catalog } from './catalog.js';
@@ -124,6 +125,14 @@ export interface WorkerOptions {
    * when `auth` is given.
    */
   clients?: { troubledInterval?: number; recoveryWait?: number; maxTransactionTimeout?: number; ownInbox?: boolean };
+  /**
+   * A planned move of a shard off this worker (an operator's failover
+   * without force, a rebalance, a leave) waits up to this many ms for the
+   * transactions open on the shard to commit or roll back, refusing new
+   * ones (retryably: they begin on the next primary); one still open then
+   * is rolled back ('failover'). Default the session timeout; 0: no wait.
+   */
+  handoffTransactionWait?: number;
   /** Test-only: switches that break a guarantee on purpose, so a harness can show it finds the bug. */
   [UNSAFE]?: UnsafeSwitches;
 }
@@ -191,6 +200,8 @@ interface WorkerHostOptions {
   readonly log: Logger;
   readonly applications: readonly Application[];
   readonly clients: { troubledInterval: number; recoveryWait: number; maxTransactionTimeout: number };
+  /** How long a planned hand-off waits for a shard's open transactions. */
+  readonly handoffTransactionWait: number;
   /** Set: a request is answered only in its claimed client's own inbox under this prefix. */
   readonly ownInboxes: string | undefined;
   /** Test-only switches (UNSAFE). */
@@ -249,6 +260,7 @@ class WorkerHost {
     log,
     applications,
     clients,
+    handoffTransactionWait,
     membership,
     shardCount,
     ownInboxes,
@@ -327,6 +339,7 @@ class WorkerHost {
       timers,
       secondaries: this.replicas,
       maxTransactionTimeout: clients.maxTransactionTimeout,
+      handoffTransactionWait,
     });
     const catalog = this.catalog;
     this.clients = new ClientRecords({
@@ -396,7 +409,7 @@ class WorkerHost {
         await this.epochs?.take(memberId, new Map([...primaries].map((shard) => [shard, view.shards[shard]!.epoch])));
         if (this.#membership !== membership) return [];
         replication.promote(view, memberId);
-        const serving = await this.shards.serve(primaries);
+        const serving = await this.shards.serve(primaries, handingOffOf(view, memberId));
         if (this.#membership !== membership) return serving;
         this.shards.serveReadOnly(new Set([...primaries].filter((shard) => view.shards[shard]!.replicas.length === 0)));
         await replication.apply(view, memberId);
@@ -536,6 +549,15 @@ function primariesOf(view: View, memberId: string): Set<number> {
   return out;
 }
 
+/** The shards this member is handing off in a planned move (PENDING, it the primary): their transactions may finish first. */
+function handingOffOf(view: View, memberId: string): Set<number> {
+  const out = new Set<number>();
+  view.shards.forEach((s, i) => {
+    if (s.state === 'PENDING' && s.primary === memberId && s.next !== null) out.add(i);
+  });
+  return out;
+}
+
 /**
  * Starts a worker hosting `applications`. It joins the cluster and serves
  * the shards the view gives it; with `shards` it serves those alone
@@ -550,6 +572,11 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
   }
   const config = options.shards === undefined ? membershipConfig({ ...options, shardCount }) : undefined;
   const clients = clientOptions(options.clients);
+  const handoffTransactionWait =
+    options.handoffTransactionWait ??
+    defaultHandoffTransactionWait(config?.sessionTimeout ?? MEMBERSHIP_DEFAULTS.sessionTimeout);
+  if (!(Number.isFinite(handoffTransactionWait) && handoffTransactionWait >= 0))
+    throw new RangeError(`handoffTransactionWait must be a number of ms, at least 0 (got ${handoffTransactionWait})`);
   if (!options.bus && !options.nats) throw new TypeError('startWorker needs `nats` (server URLs) or `bus`');
   const replyPrefix = options.replyPrefix ?? DEFAULT_INBOX_PREFIX;
   const bus =
@@ -587,6 +614,7 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
     log,
     applications: options.applications,
     clients,
+    handoffTransactionWait,
     ownInboxes: (options.clients?.ownInbox ?? options.auth !== undefined) ? replyPrefix : undefined,
     unsafe: options[UNSAFE],
     shardCount,
