@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Clock, TimerHandle } from '../../bus/clock.js';
 import type { KvStore } from '../../bus/types.js';
-import type { RollbackReason } from '../../protocol/errors.js';
+import { SessionMovedError, type RollbackReason } from '../../protocol/errors.js';
 import { sessionKey } from '../../protocol/names.js';
 import type { Application } from './application.js';
 import { SessionDirectory } from './directory.js';
@@ -69,6 +69,8 @@ export class Catalog {
   readonly #handoffWait: number;
   /** Shards being handed off: no new transaction begins on them. */
   readonly #handingOff = new Set<number>();
+  /** Shards let go (their release begun) and not served here again: none of their sessions is activated here. */
+  readonly #released = new Set<number>();
   #sweep: TimerHandle | undefined;
   #stopped = false;
 
@@ -121,6 +123,10 @@ export class Catalog {
     const key = sessionKey(app.name, id);
     const active = this.#directory.get(key);
     if (active !== undefined && !active.evicted) return Promise.resolve(active);
+    // A request that reached this worker before it let the shard go, and wants its session (again) after: the
+    // copy it would load here could acknowledge a write after the next primary's epoch marker, which nobody
+    // applies. Refused, retryably: the client finds the next primary.
+    if (this.#released.has(shard)) return Promise.reject(new SessionMovedError(app.name, id));
     let pending = this.#activating.get(key);
     if (pending === undefined) {
       pending = this.#activate(app, id, shard, key).finally(() => this.#activating.delete(key));
@@ -227,6 +233,7 @@ export class Catalog {
    * everything this one acknowledged.
    */
   async release(shards: ReadonlySet<number>): Promise<void> {
+    for (const shard of shards) this.#released.add(shard);
     await Promise.allSettled([...this.#activating.values()]);
     this.wakeups.disarm(shards);
     const leaving = [...this.#directory.entries()].filter(([, s]) => shards.has(s.shard));
@@ -240,7 +247,10 @@ export class Catalog {
    * longer serves the shard.
    */
   serve(shards: Iterable<number>): void {
-    for (const shard of shards) this.#handingOff.delete(shard);
+    for (const shard of shards) {
+      this.#handingOff.delete(shard);
+      this.#released.delete(shard);
+    }
   }
 
   /** No more idle sweeps or wake-ups. */
