@@ -18,14 +18,18 @@ import { median, summarize, type LatencySummary } from './stats.js';
  * session, the time from the kill to its first acknowledgement by a
  * successor. Rounds alternate (ABBA) between adopting the secondaries'
  * copies and reloading every session (UNSAFE.reloadOnPromotion).
+ *
+ * COHORT_BENCH_PROMOTION_SESSIONS (default 2 000) and
+ * COHORT_BENCH_PROMOTION_ROUNDS (default 2: adopt, then reload; 4 for a
+ * whole ABBA) change the size; a round takes 20-60 s on 2 cores.
  */
 
 const CLUSTER = 'bench-promotion';
 const WORKERS = 3;
 const SESSIONS = Number(process.env['COHORT_BENCH_PROMOTION_SESSIONS'] ?? 2_000);
 const COMMANDS = 12;
-const ROUNDS = Number(process.env['COHORT_BENCH_PROMOTION_ROUNDS'] ?? 4);
-const POPULATE_WINDOW = 128;
+const ROUNDS = Number(process.env['COHORT_BENCH_PROMOTION_ROUNDS'] ?? 2);
+const POPULATE_WINDOW = 256;
 const STEADY_MS = 1_500;
 const ADD = { type: 'ADD', by: 1 } as const;
 
