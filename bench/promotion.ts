@@ -7,6 +7,7 @@ import {
   PROMOTION_SNAPSHOT_EVERY,
   type PromotionWorker,
 } from './promotionChannel.js';
+import { cpuTimeMs } from './cpu.js';
 import { median, summarize, type LatencySummary } from './stats.js';
 
 /**
@@ -86,6 +87,24 @@ async function adoptions(workers: readonly PromotionWorker[]): Promise<{ adopted
     adopted: counts.reduce((a, c) => a + c.adopted, 0),
     refused: counts.reduce((a, c) => a + c.refused, 0),
   };
+}
+
+/** CPU ms used so far by the server, the workers (summed) and the client; undefined without /proc. */
+async function cpuOf(pids: { server: number; workers: number[]; client: number }): Promise<{
+  server: number | undefined;
+  workers: number | undefined;
+  client: number | undefined;
+}> {
+  const workers = await Promise.all(pids.workers.map((p) => cpuTimeMs(p)));
+  return {
+    server: await cpuTimeMs(pids.server),
+    workers: workers.some((w) => w === undefined) ? undefined : workers.reduce((a, b) => a! + b!, 0),
+    client: await cpuTimeMs(pids.client),
+  };
+}
+
+function cpuS(before: number | undefined, after: number | undefined): string {
+  return before === undefined || after === undefined ? '?' : `${((after - before) / 1000).toFixed(1)} s`;
 }
 
 /** Runs `op(i)` for i = 0..total-1 with `window` in flight. */
@@ -172,6 +191,9 @@ async function round(mode: PromotionMode, n: number, write: (line: string) => vo
       if (now.viewId !== view.viewId && shards.some((s) => now.shards[s]!.primary !== victim.id))
         throw new Error(`bench promotion: the view changed under the bench (view ${view.viewId} -> ${now.viewId})`);
       const before = await adoptions(survivors);
+      // Where the CPU goes between the kill and the last session served: the server, the survivors, this client.
+      const pids = { server: server.pid, workers: survivors.map((w) => w.pid), client: process.pid };
+      const cpu0 = await cpuOf(pids);
       let viewAt = Number.NaN;
       const t0 = performance.now();
       let viewsAfter = 0;
@@ -202,6 +224,7 @@ async function round(mode: PromotionMode, n: number, write: (line: string) => vo
           }
         }),
       );
+      const cpu1 = await cpuOf(pids);
       unsubscribe();
       done = true;
       await serving;
@@ -212,7 +235,8 @@ async function round(mode: PromotionMode, n: number, write: (line: string) => vo
       write(
         `  ${mode}: ${victim.id} (primary of ${shards.length} shards) killed; view without it after ${viewAt.toFixed(0)} ms (${viewsAfter} views till all served), its shards served after ${servingAt.toFixed(0)} ms; ` +
           `first ack p50 ${s.p50.toFixed(0)} ms, p99 ${s.p99.toFixed(0)} ms, all ${n} served ${Math.max(...served).toFixed(0)} ms; ` +
-          `adopted ${adopted}, refused ${refused} (populated in ${(populated / 1000).toFixed(1)} s)`,
+          `adopted ${adopted}, refused ${refused}; CPU meanwhile: nats-server ${cpuS(cpu0.server, cpu1.server)}, ` +
+          `survivors ${cpuS(cpu0.workers, cpu1.workers)}, client ${cpuS(cpu0.client, cpu1.client)} (populated in ${(populated / 1000).toFixed(1)} s)`,
       );
       return { mode, viewMs: viewAt, servingMs: servingAt, served, adopted, refused };
     } finally {

@@ -38,6 +38,7 @@ export type PromotionHello = { readonly ready: true } | { readonly failed: strin
 
 export interface PromotionWorker {
   readonly id: string;
+  readonly pid: number;
   call(op: PromotionOp, shards?: readonly number[]): Promise<unknown>;
   /** SIGKILL; resolves once the process has gone. */
   kill(): Promise<void>;
@@ -76,6 +77,7 @@ export async function forkPromotionWorker(args: PromotionWorkerArgs): Promise<Pr
   });
   return {
     id: args.id,
+    pid: child.pid!,
     call: (op, shards) =>
       new Promise<unknown>((resolve, reject) => {
         const id = next++;
