@@ -197,13 +197,20 @@ async function round(mode: PromotionMode, n: number, write: (line: string) => vo
       let viewAt = Number.NaN;
       const t0 = performance.now();
       let viewsAfter = 0;
+      // Each shard's primary in the failover view; a later view that moves one again leaves its copies behind.
+      let successors: (string | null)[] | undefined;
+      const movedAgain = new Set<number>();
       const unsubscribe = views.subscribe((v) => {
         viewsAfter++;
         if (
-          Number.isNaN(viewAt) &&
+          successors === undefined &&
           shards.every((s) => v.shards[s]!.state === 'ACTIVE' && v.shards[s]!.primary !== victim.id)
-        )
+        ) {
           viewAt = performance.now() - t0;
+          successors = v.shards.map((s) => s.primary);
+        } else if (successors !== undefined) {
+          for (const s of shards) if (v.shards[s]!.primary !== successors[s]) movedAgain.add(s);
+        }
       });
       await victim.kill();
       // When the survivors serve (have subscribed) every shard of the victim: what is left is activation.
@@ -233,7 +240,7 @@ async function round(mode: PromotionMode, n: number, write: (line: string) => vo
       const refused = after.refused - before.refused;
       const s = summarize(served);
       write(
-        `  ${mode}: ${victim.id} (primary of ${shards.length} shards) killed; view without it after ${viewAt.toFixed(0)} ms (${viewsAfter} views till all served), its shards served after ${servingAt.toFixed(0)} ms; ` +
+        `  ${mode}: ${victim.id} (primary of ${shards.length} shards) killed; view without it after ${viewAt.toFixed(0)} ms (${viewsAfter} views till all served, ${movedAgain.size} of its shards moved again), its shards served after ${servingAt.toFixed(0)} ms; ` +
           `first ack p50 ${s.p50.toFixed(0)} ms, p99 ${s.p99.toFixed(0)} ms, all ${n} served ${Math.max(...served).toFixed(0)} ms; ` +
           `adopted ${adopted}, refused ${refused}; CPU meanwhile: nats-server ${cpuS(cpu0.server, cpu1.server)}, ` +
           `survivors ${cpuS(cpu0.workers, cpu1.workers)}, client ${cpuS(cpu0.client, cpu1.client)} (populated in ${(populated / 1000).toFixed(1)} s)`,
