@@ -196,6 +196,7 @@ async function round(mode: PromotionMode, n: number, write: (line: string) => vo
       const cpu0 = await cpuOf(pids);
       let viewAt = Number.NaN;
       const t0 = performance.now();
+      const killedAt = Date.now();
       let viewsAfter = 0;
       // Each shard's primary in the failover view; a later view that moves one again leaves its copies behind.
       let successors: (string | null)[] | undefined;
@@ -213,16 +214,6 @@ async function round(mode: PromotionMode, n: number, write: (line: string) => vo
         }
       });
       await victim.kill();
-      // When the survivors serve (have subscribed) every shard of the victim: what is left is activation.
-      let servingAt = Number.NaN;
-      let done = false;
-      const serving = (async () => {
-        while (Number.isNaN(servingAt) && !done) {
-          const counts = (await Promise.all(survivors.map((w) => w.call('serving', shards)))) as number[];
-          if (counts.reduce((a, b) => a + b, 0) === shards.length) servingAt = performance.now() - t0;
-          else await new Promise((r) => setTimeout(r, 20));
-        }
-      })();
       const served = await Promise.all(
         handles.map(async (h) => {
           for (;;) {
@@ -233,8 +224,10 @@ async function round(mode: PromotionMode, n: number, write: (line: string) => vo
       );
       const cpu1 = await cpuOf(pids);
       unsubscribe();
-      done = true;
-      await serving;
+      // When the survivors served (had subscribed) the last shard of the victim: what is left is activation.
+      const since = (await Promise.all(survivors.map((w) => w.call('servingSince', shards)))) as (number | null)[][];
+      const starts = shards.map((_, i) => Math.max(...since.flatMap((w) => (w[i] === null ? [] : [w[i]!]))));
+      const servingAt = starts.every(Number.isFinite) ? Math.max(...starts) - killedAt : Number.NaN;
       const after = await adoptions(survivors);
       const adopted = after.adopted - before.adopted;
       const refused = after.refused - before.refused;

@@ -24,9 +24,10 @@ export interface PromotionWorkerArgs {
 /**
  * `view`: the worker's view; `adoptions`: its counter; `applied`: the sum of
  * what it has applied as secondary of `shards` (the last journal sequence of
- * each); `serving`: how many of `shards` it serves as primary (subscribed).
+ * each); `servingSince`: for each of `shards` it serves as primary now, since
+ * when (Date.now(), seen every 10 ms in its own process), else null.
  */
-export type PromotionOp = 'view' | 'adoptions' | 'applied' | 'serving';
+export type PromotionOp = 'view' | 'adoptions' | 'applied' | 'servingSince';
 export interface PromotionRequest {
   readonly id: number;
   readonly op: PromotionOp;

@@ -36,6 +36,15 @@ async function main(args: PromotionWorkerArgs): Promise<void> {
     logger: createLogger({ level: process.env['COHORT_LOG_LEVEL'] === 'debug' ? 'debug' : 'error' }),
     ...(args.reload && { [UNSAFE]: { reloadOnPromotion: true } }),
   });
+  // When each shard it serves began to be served here: watched in this process, so the bench's questions
+  // (over IPC, to a worker busy activating sessions) do not make the figure late.
+  const since = new Map<number, number>();
+  setInterval(() => {
+    const now = Date.now();
+    const serving = new Set(worker.serving);
+    for (const shard of serving) if (!since.has(shard)) since.set(shard, now);
+    for (const shard of since.keys()) if (!serving.has(shard)) since.delete(shard);
+  }, 10).unref();
   const run = (req: PromotionRequest): unknown => {
     switch (req.op) {
       case 'view':
@@ -44,8 +53,8 @@ async function main(args: PromotionWorkerArgs): Promise<void> {
         return worker.adoptions;
       case 'applied':
         return (req.shards ?? []).reduce((sum, shard) => sum + (worker.replicaStatus(shard).applied ?? 0), 0);
-      case 'serving':
-        return (req.shards ?? []).filter((shard) => worker.serving.includes(shard)).length;
+      case 'servingSince':
+        return (req.shards ?? []).map((shard) => since.get(shard) ?? null);
     }
   };
   process.on('message', (req: PromotionRequest) => {
