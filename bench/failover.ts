@@ -2,6 +2,7 @@ import { fileURLToPath } from 'node:url';
 import { type Client, connect, MEMBERSHIP_DEFAULTS, shardOf, type View } from '../index.js';
 import { requestFailover } from '../internal.js';
 import { startLocalCluster, type LocalCluster } from '../cli/localCluster.js';
+import { benchPromotion, promotionSummary, type PromotionFigures } from './promotion.js';
 import { startRawNats } from './rawNats.js';
 import { abba, fmtMs, median, serial, summarize } from './stats.js';
 
@@ -10,7 +11,12 @@ import { abba, fmtMs, median, serial, summarize } from './stats.js';
  * nats-server, with the default membership timings: kill -9 of a primary
  * to the first command its successor acknowledges; the longest pause a
  * client sees while a shard is swapped by hand; and `send` at commit level
- * `replicas` against `journal` (raw request/reply beside them).
+ * `replicas` against `journal` (raw request/reply beside them). Then, on
+ * clusters of its own (bench/promotion.ts), kill -9 of a primary of many
+ * sessions with and without promotion from copies.
+ *
+ * COHORT_BENCH_FAILOVER picks sections, comma-separated: kill, swap, commit,
+ * promotion (default all).
  */
 
 const APPS = fileURLToPath(new URL('./apps.ts', import.meta.url));
@@ -36,7 +42,53 @@ function settled(view: View): boolean {
   );
 }
 
+const SECTIONS = ['kill', 'swap', 'commit', 'promotion'] as const;
+type Section = (typeof SECTIONS)[number];
+
+function sections(): Set<Section> | string {
+  const given = process.env['COHORT_BENCH_FAILOVER'];
+  if (given === undefined || given.trim() === '') return new Set(SECTIONS);
+  const names = given.split(',').map((n) => n.trim());
+  const unknown = names.filter((n) => !(SECTIONS as readonly string[]).includes(n));
+  if (unknown.length > 0)
+    return `COHORT_BENCH_FAILOVER: unknown section ${unknown.join(', ')}; sections: ${SECTIONS.join(', ')}`;
+  return new Set(names as Section[]);
+}
+
 export async function benchFailover(write: (line: string) => void): Promise<number> {
+  const picked = sections();
+  if (typeof picked === 'string') {
+    write(picked);
+    return 2;
+  }
+  const lines: string[] = [];
+  if (picked.has('kill') || picked.has('swap') || picked.has('commit')) {
+    const code = await clusterSections(picked, write, lines);
+    if (code !== 0) return code;
+  }
+  if (picked.has('promotion')) lines.push(...promotionLines(await benchPromotion(write)));
+  write('');
+  write('figure                                         result                     goal');
+  for (const line of lines) write(line);
+  return 0;
+}
+
+function promotionLines(figures: PromotionFigures): string[] {
+  const a = promotionSummary(figures, 'adopt');
+  const r = promotionSummary(figures, 'reload');
+  const n = figures.sessions;
+  const line = (what: string, s: typeof a): string =>
+    `${what} p50 ${s.first.p50.toFixed(0)} ms, p99 ${s.first.p99.toFixed(0)} ms, all ${n} served ${s.all.toFixed(0)} ms ` +
+    `(view ${s.view.toFixed(0)} ms, shards served ${s.serving.toFixed(0)} ms; adopted ${s.adopted}, refused ${s.refused} of ${n * s.rounds} over ${s.rounds} rounds)`;
+  return [
+    line(`kill -9 to first ack, ${n} sessions, promotion from copies `, a),
+    line(`kill -9 to first ack, ${n} sessions, reload (no adoption)   `, r),
+    `promotion saved ${(r.first.p50 - a.first.p50).toFixed(0)} ms p50 / ${(r.all - a.all).toFixed(0)} ms until all served`,
+  ];
+}
+
+/** kill, swap and commit: on one cluster of three `cohort worker` processes. */
+async function clusterSections(picked: Set<Section>, write: (line: string) => void, lines: string[]): Promise<number> {
   const cluster = await startLocalCluster({
     workers: 3,
     apps: [APPS],
@@ -61,37 +113,38 @@ export async function benchFailover(write: (line: string) => void): Promise<numb
     write(
       `failover: 3 worker processes, sessionTimeout ${sessionTimeout} ms, heartbeat ${heartbeatInterval} ms (the defaults)`,
     );
-    const kills = await killRounds(cluster, client, write);
-    const swaps = await swapRounds(cluster, client, write);
-    const j = client.session('journaled', 'lat');
-    const r = client.session('replicated', 'lat');
-    // ABBA between the two commit levels (abba names its sides raw and cohort: here journal and replicas).
-    const levels = await abba(
-      ROUNDS,
-      async () => median(await serial(LAT_N, () => j.send(ADD))),
-      async () => median(await serial(LAT_N, () => r.send(ADD))),
-    );
-    const rr = median(await serial(LAT_N, () => raw.request(PAYLOAD)));
-    const journal = median(levels.raw);
-    const replicas = median(levels.cohort);
-
-    const k = summarize(kills);
-    const worstStall = Math.max(...swaps.map((s) => s.stall));
-    const swapErrors = swaps.reduce((a, s) => a + s.errors, 0);
-    write('');
-    write('figure                                         result                     goal');
-    write(
-      `kill -9 to first command on the new primary    p50 ${fmtMs(k.p50)} (min ${fmtMs(Math.min(...kills))}, max ${fmtMs(Math.max(...kills))}, n ${kills.length})  <= ${GOAL_FAILOVER_MS} ms ${k.p50 <= GOAL_FAILOVER_MS ? 'met' : 'MISSED'}`,
-    );
-    write(
-      `planned swap: longest client-visible stall     p50 ${fmtMs(median(swaps.map((s) => s.stall)))}, max ${fmtMs(worstStall)}, errors ${swapErrors}  < ${GOAL_STALL_MS} ms, 0 errors ${worstStall < GOAL_STALL_MS && swapErrors === 0 ? 'met' : 'MISSED'}`,
-    );
-    write(
-      `send p50, commit journal                       ${fmtMs(journal)} (${(journal / rr).toFixed(2)}x raw request/reply ${fmtMs(rr)})`,
-    );
-    write(
-      `send p50, commit replicas                      ${fmtMs(replicas)} = ${(replicas / journal).toFixed(2)}x journal  <= ${GOAL_REPLICAS_RATIO}x ${replicas / journal <= GOAL_REPLICAS_RATIO ? 'met' : 'MISSED'}`,
-    );
+    if (picked.has('kill')) {
+      const kills = await killRounds(cluster, client, write);
+      const k = summarize(kills);
+      lines.push(
+        `kill -9 to first command on the new primary    p50 ${fmtMs(k.p50)} (min ${fmtMs(Math.min(...kills))}, max ${fmtMs(Math.max(...kills))}, n ${kills.length})  <= ${GOAL_FAILOVER_MS} ms ${k.p50 <= GOAL_FAILOVER_MS ? 'met' : 'MISSED'}`,
+      );
+    }
+    if (picked.has('swap')) {
+      const swaps = await swapRounds(cluster, client, write);
+      const worstStall = Math.max(...swaps.map((s) => s.stall));
+      const swapErrors = swaps.reduce((a, s) => a + s.errors, 0);
+      lines.push(
+        `planned swap: longest client-visible stall     p50 ${fmtMs(median(swaps.map((s) => s.stall)))}, max ${fmtMs(worstStall)}, errors ${swapErrors}  < ${GOAL_STALL_MS} ms, 0 errors ${worstStall < GOAL_STALL_MS && swapErrors === 0 ? 'met' : 'MISSED'}`,
+      );
+    }
+    if (picked.has('commit')) {
+      const j = client.session('journaled', 'lat');
+      const r = client.session('replicated', 'lat');
+      // ABBA between the two commit levels (abba names its sides raw and cohort: here journal and replicas).
+      const levels = await abba(
+        ROUNDS,
+        async () => median(await serial(LAT_N, () => j.send(ADD))),
+        async () => median(await serial(LAT_N, () => r.send(ADD))),
+      );
+      const rr = median(await serial(LAT_N, () => raw.request(PAYLOAD)));
+      const journal = median(levels.raw);
+      const replicas = median(levels.cohort);
+      lines.push(
+        `send p50, commit journal                       ${fmtMs(journal)} (${(journal / rr).toFixed(2)}x raw request/reply ${fmtMs(rr)})`,
+        `send p50, commit replicas                      ${fmtMs(replicas)} = ${(replicas / journal).toFixed(2)}x journal  <= ${GOAL_REPLICAS_RATIO}x ${replicas / journal <= GOAL_REPLICAS_RATIO ? 'met' : 'MISSED'}`,
+      );
+    }
     return 0;
   } finally {
     await raw.close();

@@ -51,6 +51,8 @@ export interface ReplicationOptions {
   readonly shardCount: number;
   /** The shards' epoch markers: learnt as they are followed, and which entries copies apply (absent: none kept). */
   readonly epochs: EpochMarks | undefined;
+  /** False (test-only UNSAFE.reloadOnPromotion): a promoted secondary drops its copies and its sessions are loaded. */
+  readonly adoptCopies: boolean;
 }
 
 /** A secondary's copy of one session: the same pure state the primary has, as of `journalSeq`. */
@@ -120,6 +122,7 @@ export class Replication {
   readonly #apps: ReadonlyMap<string, Application>;
   readonly #shardCount: number;
   readonly #sessionTimeout: number;
+  readonly #adoptCopies: boolean;
   readonly #actors = new Map<number, Actor<typeof replicaMachine>>();
   readonly #secondaries = new Map<number, Secondary>();
   readonly #waiters = new Map<number, Set<Waiter>>();
@@ -143,7 +146,9 @@ export class Replication {
     sessionTimeout,
     shardCount,
     epochs,
+    adoptCopies,
   }: ReplicationOptions) {
+    this.#adoptCopies = adoptCopies;
     this.#shardCount = shardCount;
     this.#epochs = epochs;
     this.#bus = bus;
@@ -177,7 +182,7 @@ export class Replication {
       // Promoted: the copies it followed stay, for the sessions to be activated from (adopt).
       const copies = role === 'primary' ? this.#secondaries.get(shard)?.copies : undefined;
       if (role !== 'secondary') this.#unfollow(shard);
-      if (copies !== undefined && copies.size > 0) this.#adoptable.set(shard, copies);
+      if (copies !== undefined && copies.size > 0 && this.#adoptCopies) this.#adoptable.set(shard, copies);
       if (role !== 'primary') this.#adoptable.delete(shard);
       if (role === 'primary' && !this.#reports.has(shard)) {
         this.#reports.set(
@@ -206,7 +211,7 @@ export class Replication {
     for (const [shard, secondary] of [...this.#secondaries]) {
       if (roleOf(view, shard, memberId) !== 'primary') continue;
       this.#unfollow(shard);
-      if (secondary.copies.size > 0) this.#adoptable.set(shard, secondary.copies);
+      if (secondary.copies.size > 0 && this.#adoptCopies) this.#adoptable.set(shard, secondary.copies);
     }
   }
 

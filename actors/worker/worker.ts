@@ -133,7 +133,7 @@ export interface WorkerOptions {
    * is rolled back ('failover'). Default the session timeout; 0: no wait.
    */
   handoffTransactionWait?: number;
-  /** Test-only: switches that break a guarantee on purpose, so a harness can show it finds the bug. */
+  /** Test-only: switches that break a guarantee on purpose, so a harness can show it finds the bug (or, one, that slow a failover for a bench). */
   [UNSAFE]?: UnsafeSwitches;
 }
 
@@ -318,6 +318,7 @@ class WorkerHost {
             sessionTimeout,
             shardCount,
             epochs: this.epochs,
+            adoptCopies: unsafe?.reloadOnPromotion !== true,
           });
     this.catalog = new Catalog({
       apps: this.#apps,

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { Worker } from '../../index.js';
-import { HEADER, type JournalRecord } from '../../internal.js';
+import { HEADER, type JournalRecord, UNSAFE } from '../../internal.js';
 import { encode } from '../../bus/codec.js';
 import { journalStreamFilter, journalStreamName, journalSubject } from '../../bus/subjects.js';
 import { busTargets } from '../busTargets.js';
@@ -20,7 +20,7 @@ const targets = busTargets();
 
 describe.each(targets)('promotion from copies ($name)', (target) => {
   const track = cleanupAfterEach();
-  const pair = (id: string) => memberPair(target, track, id);
+  const pair = (id: string, options = {}) => memberPair(target, track, id, options);
 
   async function applied(secondary: Worker, shard: number, seq: number): Promise<void> {
     await waitFor(() => (secondary.replicaStatus(shard).applied ?? 0) >= seq, { what: `the secondary at ${seq}` });
@@ -49,6 +49,18 @@ describe.each(targets)('promotion from copies ($name)', (target) => {
     expect(await sendUntilServed(s, 'k4', 10)).toMatchObject({ ok: true, seq: 4 });
     expect(await s.read({ client: C })).toMatchObject({ ok: true, seq: 4, document: { n: 40 } });
     expect(secondary.adoptions.adopted).toBe(1);
+  });
+
+  it("UNSAFE.reloadOnPromotion: the crashed primary's successor loads the session instead, with the same outcome", async () => {
+    const { primary, secondary, shard, s, crash } = await pair('reloaded', { [UNSAFE]: { reloadOnPromotion: true } });
+    for (let i = 1; i <= 3; i++) await s.send(C, `r${i}`, { type: 'ADD', by: 10 });
+    await applied(secondary, shard, primary.replicaStatus(shard).secondaries[0]!.seq);
+    await crash();
+    // Loaded from the journal, the retry of the last command is still recognised.
+    expect(await sendUntilServed(s, 'r3', 10)).toMatchObject({ ok: true, seq: 3, duplicate: true });
+    expect(await s.send(C, 'r4', { type: 'ADD', by: 10 })).toMatchObject({ ok: true, seq: 4 });
+    expect(await s.read({ client: C })).toMatchObject({ ok: true, seq: 4, document: { n: 40 } });
+    expect(secondary.adoptions).toEqual({ adopted: 0, refused: 0 });
   });
 
   it('control: a copy behind the journal (an entry it never saw) is refused and the session loaded', async () => {
