@@ -79,7 +79,7 @@ function promotionLines(figures: PromotionFigures): string[] {
   const n = figures.sessions;
   const line = (what: string, s: typeof a): string =>
     `${what} p50 ${s.first.p50.toFixed(0)} ms, p99 ${s.first.p99.toFixed(0)} ms, all ${n} served ${s.all.toFixed(0)} ms ` +
-    `(view ${s.view.toFixed(0)} ms, shards served ${s.serving.toFixed(0)} ms; adopted ${s.adopted}, refused ${s.refused} of ${n * s.rounds} over ${s.rounds} rounds)`;
+    `(view ${s.view.toFixed(0)} ms, shards served ${Number.isFinite(s.serving) ? `${s.serving.toFixed(0)} ms` : 'unknown'}; adopted ${s.adopted}, refused ${s.refused} of ${n * s.rounds} over ${s.rounds} rounds)`;
   return [
     line(`kill -9 to first ack, ${n} sessions, promotion from copies `, a),
     line(`kill -9 to first ack, ${n} sessions, reload (no adoption)   `, r),

@@ -233,7 +233,7 @@ async function round(mode: PromotionMode, n: number, write: (line: string) => vo
       const refused = after.refused - before.refused;
       const s = summarize(served);
       write(
-        `  ${mode}: ${victim.id} (primary of ${shards.length} shards) killed; view without it after ${viewAt.toFixed(0)} ms (${viewsAfter} views till all served, ${movedAgain.size} of its shards moved again), its shards served after ${servingAt.toFixed(0)} ms; ` +
+        `  ${mode}: ${victim.id} (primary of ${shards.length} shards) killed; view without it after ${viewAt.toFixed(0)} ms (${viewsAfter} views till all served, ${movedAgain.size} of its shards moved again), its shards served after ${Number.isFinite(servingAt) ? `${servingAt.toFixed(0)} ms` : 'unknown (a shard moved again before it was asked)'}; ` +
           `first ack p50 ${s.p50.toFixed(0)} ms, p99 ${s.p99.toFixed(0)} ms, all ${n} served ${Math.max(...served).toFixed(0)} ms; ` +
           `adopted ${adopted}, refused ${refused}; CPU meanwhile: nats-server ${cpuS(cpu0.server, cpu1.server)}, ` +
           `survivors ${cpuS(cpu0.workers, cpu1.workers)}, client ${cpuS(cpu0.client, cpu1.client)} (populated in ${(populated / 1000).toFixed(1)} s)`,
