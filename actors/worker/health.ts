@@ -4,6 +4,7 @@ import {
   ConnectionLostError,
   JetStreamDisabledError,
   NoRespondersError,
+  PermissionDeniedError,
   TimeoutError,
 } from '../../bus/errors.js';
 import { assessHealth, type HealthConfig, type HealthFacts, type UnhealthyReason } from '../../machines/health.js';
@@ -15,9 +16,10 @@ export interface CommitHealth {
 }
 
 /**
- * Failures of the journal itself: it did not answer, or could not be
- * reached. A refusal (a moved fence, a body too large) is the journal
- * working; a closed bus is the worker stopping.
+ * Failures of the journal itself: it did not answer, could not be reached,
+ * or will not take this worker's appends (its credentials deny them, which
+ * another worker's may not). A refusal of one append (a moved fence, a body
+ * too large) is the journal working; a closed bus is the worker stopping.
  */
 function journalFault(err: unknown): boolean {
   return (
@@ -25,7 +27,8 @@ function journalFault(err: unknown): boolean {
     err instanceof NoRespondersError ||
     err instanceof ConnectionLostError ||
     err instanceof ConnectionError ||
-    err instanceof JetStreamDisabledError
+    err instanceof JetStreamDisabledError ||
+    err instanceof PermissionDeniedError
   );
 }
 

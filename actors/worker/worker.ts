@@ -4,6 +4,7 @@ import { resolveEnvironment, type Environment } from '../../bus/environment.js';
 import { createNatsBus, type NatsAuth, type NatsTls } from '../../bus/nats/mod.js';
 import { epochSubject, validateCluster } from '../../bus/subjects.js';
 import { DEFAULT_INBOX_PREFIX, type Bus, type Journal, type Subscription } from '../../bus/types.js';
+import { WrongLastSequenceError } from '../../bus/errors.js';
 import { createLogger } from '../../log/logger.js';
 import { requestFailover } from '../../protocol/control.js';
 import { workerInbox } from '../../protocol/clientId.js';
@@ -454,9 +455,9 @@ class WorkerHost {
           });
           if (this.#stopped || this.#stopping !== undefined) return;
         }
-        // Stepped down as unhealthy: back only once the journal answers, or it would take shards it cannot keep.
+        // Stepped down as unhealthy: back only once the journal takes appends, or it would take shards it cannot keep.
         if (why === 'unhealthy') {
-          await this.#untilJournalAnswers(options.health.healthCheckTimeout);
+          await this.#untilJournalTakesAppends(options.health.healthCheckTimeout);
           if (this.#stopped || this.#stopping !== undefined) return;
         }
         await this.#join(options, `${this.id}~${++this.#incarnation}`);
@@ -470,23 +471,34 @@ class WorkerHost {
   }
 
   /**
-   * Waits a health-check timeout, then asks the journal for shard 0's last
-   * epoch marker (a call every append's path shares) until it answers.
-   * A fault of its own (a stuck mailbox) has gone with the sessions it
-   * let go; one of the journal's is still there and keeps it out.
+   * Waits a health-check timeout, then offers the journal an append it must
+   * refuse (fenced on a sequence no subject reaches), until it is refused
+   * for that reason: the append path (credentials, route, stream leader)
+   * works again, and nothing was stored. A fault of its own (a stuck
+   * mailbox) went with the sessions it let go; one of the journal's keeps
+   * it out, instead of rejoining to fail again.
    */
-  async #untilJournalAnswers(every: number): Promise<void> {
+  async #untilJournalTakesAppends(every: number): Promise<void> {
     for (;;) {
       await new Promise<void>((resolve) => this.#clock.setTimeout(resolve, every));
       if (this.#stopped || this.#stopping !== undefined) return;
-      try {
-        await this.#journal.last(epochSubject(this.#cluster, 0));
-        this.health?.appended();
-        this.#log.info('the journal answers again: rejoining');
-        return;
-      } catch (err) {
-        this.#log.warn({ err }, 'still unhealthy: the journal does not answer');
-      }
+      const takes = await this.#journal
+        .append(epochSubject(this.#cluster, 0), new Uint8Array(0), { expectedLastSubjectSeq: Number.MAX_SAFE_INTEGER })
+        .then(
+          () => {
+            this.#log.error('a fenced probe append was stored on the epoch subject of shard 0: readers ignore it');
+            return true;
+          },
+          (err: unknown) => {
+            if (err instanceof WrongLastSequenceError) return true;
+            this.#log.warn({ err }, 'still unhealthy: the journal does not take appends');
+            return false;
+          },
+        );
+      if (!takes) continue;
+      this.health?.appended();
+      this.#log.info('the journal takes appends again: rejoining');
+      return;
     }
   }
 

@@ -5,6 +5,7 @@ import {
   ConnectionLostError,
   NoRespondersError,
   PayloadTooLargeError,
+  PermissionDeniedError,
   TimeoutError,
   WrongLastSequenceError,
 } from '../../bus/errors.js';
@@ -31,6 +32,12 @@ describe('HealthMonitor (a worker gathering its own health facts)', () => {
     expect(m.check()).toBeUndefined();
     clock.increment(400);
     m.appendFailed(new ConnectionLostError());
+    expect(m.check()).toBe('commits-failing');
+    m.appended();
+    // Credentials that deny this worker's appends are its own fault too.
+    m.appendFailed(new PermissionDeniedError('publish', 'cohort.x.jrnl.1.a.b'));
+    clock.increment(1_000);
+    m.appendFailed(new PermissionDeniedError('publish', 'cohort.x.jrnl.1.a.b'));
     expect(m.check()).toBe('commits-failing');
     m.appended();
     expect(m.check()).toBeUndefined();
