@@ -72,6 +72,22 @@ describe('planned swaps with transactions open, on real processes', () => {
           let began = 0;
           let txId = '';
           const seqs: number[] = [];
+          /** Each step of the transaction as a send the checker knows, with how step `i` ended. */
+          const record = (completedAt: number, ending: (i: number) => Partial<Operation>): void =>
+            events.forEach((event, i) =>
+              history.push({
+                client: client.label,
+                app: 'tally',
+                session,
+                kind: 'send',
+                event,
+                cmdId: `${txId}:${i}`,
+                connection: client.id,
+                invokedAt,
+                completedAt,
+                ...ending(i),
+              } as Operation),
+            );
           try {
             const result = await client.session('tally', session).transaction(async (tx) => {
               began = performance.now();
@@ -82,43 +98,13 @@ describe('planned swaps with transactions open, on real processes', () => {
             });
             const ended = performance.now();
             runs.push({ session, began, ended, by: result.by });
-            events.forEach((event, i) =>
-              history.push({
-                client: client.label,
-                app: 'tally',
-                session,
-                kind: 'send',
-                event,
-                cmdId: `${txId}:${i}`,
-                connection: client.id,
-                invokedAt,
-                completedAt: ended,
-                outcome: 'ok',
-                seq: seqs[i]!,
-                by: result.by,
-                epoch: result.epoch,
-              }),
-            );
+            record(ended, (i) => ({ outcome: 'ok', seq: seqs[i]!, by: result.by, epoch: result.epoch }));
           } catch (error) {
             const ended = performance.now();
             runs.push({ session, began, ended, error });
             // A step never taken (or a begin never answered) was never sent: nothing to check of it.
             if (txId === '') continue;
-            events.forEach((event, i) =>
-              history.push({
-                client: client.label,
-                app: 'tally',
-                session,
-                kind: 'send',
-                event,
-                cmdId: `${txId}:${i}`,
-                connection: client.id,
-                invokedAt,
-                completedAt: ended,
-                outcome: sendOutcome(error),
-                error: (error as Error).name,
-              }),
-            );
+            record(ended, () => ({ outcome: sendOutcome(error), error: (error as Error).name }));
           }
         }
       });
