@@ -59,6 +59,26 @@ describe('entry points refuse bad input with a clear error', () => {
       startWorker({ bus: createMemoryBus(), cluster: 'bad cluster', applications: [] }),
     ).rejects.toBeInstanceOf(InvalidNameError);
   });
+
+  it('startWorker: health and hand-off settings that cannot work are refused before it starts; good ones start', async () => {
+    const server = createMemoryServer();
+    const applications = [defineApplication({ name: 'counter', machine: counterMachine })];
+    const start = (extra: Record<string, unknown>) =>
+      startWorker({ bus: createMemoryBus({ server }), cluster: 'h', applications, ...extra });
+    for (const failureCondition of [0, 4, 2.5, '3'])
+      await expect(start({ failureCondition }), String(failureCondition)).rejects.toThrow(
+        /failureCondition must be 1, 2 or 3/,
+      );
+    for (const healthCheckTimeout of [2_999, -1, Number.NaN, Infinity, 1e20])
+      await expect(start({ healthCheckTimeout }), String(healthCheckTimeout)).rejects.toThrow(/healthCheckTimeout/);
+    for (const handoffTransactionWait of [-1, Number.NaN, Infinity])
+      await expect(start({ handoffTransactionWait }), String(handoffTransactionWait)).rejects.toThrow(
+        /handoffTransactionWait/,
+      );
+    const ok = await start({ failureCondition: 2, healthCheckTimeout: 5_000, handoffTransactionWait: 0 });
+    expect(ok.view?.members.length).toBe(1);
+    await ok.stop();
+  });
 });
 
 describe('client retries', () => {
