@@ -154,6 +154,15 @@ export {
   type PlacementInput,
 } from './machines/placement.js';
 export { NO_SAFEGUARDS, packView, unpackView, type PackedSafeguards, type PackedView } from './machines/view.js';
+export {
+  decodeView,
+  encodeView,
+  VIEW_FORMAT,
+  viewDocument,
+  type MemberDocument,
+  type ShardDocument,
+  type ViewDocument,
+} from './protocol/viewDocument.js';
 export type { SafeguardDecision } from './machines/safeguards.js';
 export { pureTransition } from './machines/pureTransition.js';
 export {

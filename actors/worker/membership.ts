@@ -13,8 +13,9 @@ import { membershipMachine, type Heartbeat, type MembershipConfig, type Self } f
 import { bucketName, VIEW_KEY } from '../../protocol/names.js';
 import { HEADER } from '../../protocol/headers.js';
 import type { SafeguardDecision } from '../../machines/safeguards.js';
-import { packView, type View } from '../../machines/view.js';
+import type { View } from '../../machines/view.js';
 import { readView, watchView } from '../../protocol/viewWatch.js';
+import { encodeView } from '../../protocol/viewDocument.js';
 import { Lease } from './lease.js';
 import type { UnhealthyReason } from '../../machines/health.js';
 
@@ -420,7 +421,7 @@ export class MembershipHost {
   async #write(view: View, revision: number): Promise<void> {
     const kv = this.#kv!;
     try {
-      const data = encode(packView(view));
+      const data = encodeView(view);
       const written = revision === 0 ? await kv.create(VIEW_KEY, data) : await kv.update(VIEW_KEY, data, revision);
       this.#log.info(
         {
