@@ -55,6 +55,7 @@ export {
   REPLY_BLOB_MAX_AGE_MS,
   SHARD_COUNT_KEY,
   sessionKey,
+  storeDescription,
   timerKey,
   VIEW_KEY,
   type BucketKind,

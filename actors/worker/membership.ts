@@ -10,7 +10,7 @@ import { isFailoverRequest, isResetFailoverRequest } from '../../protocol/contro
 import type { Bus, Delivery, KvStore, KvWatch, Subscription } from '../../bus/types.js';
 import { nextDue } from '../../machines/heartbeats.js';
 import { membershipMachine, type Heartbeat, type MembershipConfig, type Self } from '../../machines/membership.js';
-import { bucketName, VIEW_KEY } from '../../protocol/names.js';
+import { bucketName, storeDescription, VIEW_KEY } from '../../protocol/names.js';
 import { HEADER } from '../../protocol/headers.js';
 import type { SafeguardDecision } from '../../machines/safeguards.js';
 import type { View } from '../../machines/view.js';
@@ -194,7 +194,11 @@ export class MembershipHost {
     const cluster = this.#cluster;
     const log = this.#log;
     const clock = this.#environment.clock;
-    this.#kv = await bus.kv({ bucket: bucketName(cluster, 'cluster'), replicas: this.#storageReplicas });
+    this.#kv = await bus.kv({
+      bucket: bucketName(cluster, 'cluster'),
+      replicas: this.#storageReplicas,
+      description: storeDescription(cluster, 'cluster'),
+    });
     const now = (): number => clock.now();
     const ownBeats = heartbeatSubject(cluster, this.#self.id);
     this.#actor.on('heartbeat', (e) => {
