@@ -11,7 +11,7 @@ import type { Bus, Delivery, KvStore, KvWatch, Subscription } from '../../bus/ty
 import { nextDue } from '../../machines/heartbeats.js';
 import { membershipMachine, type Heartbeat, type MembershipConfig, type Self } from '../../machines/membership.js';
 import { bucketName, storeDescription, VIEW_KEY } from '../../protocol/names.js';
-import { HEADER } from '../../protocol/headers.js';
+import { HEADER, headerText } from '../../protocol/headers.js';
 import type { SafeguardDecision } from '../../machines/safeguards.js';
 import type { View } from '../../machines/view.js';
 import { readView, watchView } from '../../protocol/viewWatch.js';
@@ -201,11 +201,14 @@ export class MembershipHost {
     });
     const now = (): number => clock.now();
     const ownBeats = heartbeatSubject(cluster, this.#self.id);
+    const sender = headerText(this.#self.id);
     this.#actor.on('heartbeat', (e) => {
       if (this.#stopped) return;
       try {
         const beat = this.lease.sent();
-        bus.publish(ownBeats, encode(e.heartbeat), { headers: { [HEADER.beat]: String(beat) } });
+        bus.publish(ownBeats, encode(e.heartbeat), {
+          headers: { [HEADER.worker]: sender, [HEADER.beat]: String(beat) },
+        });
       } catch (err) {
         log.warn({ err }, 'heartbeat not sent');
       }
