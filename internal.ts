@@ -55,6 +55,7 @@ export {
   REPLY_BLOB_MAX_AGE_MS,
   SHARD_COUNT_KEY,
   sessionKey,
+  storeDescription,
   timerKey,
   VIEW_KEY,
   type BucketKind,
@@ -154,6 +155,15 @@ export {
   type PlacementInput,
 } from './machines/placement.js';
 export { NO_SAFEGUARDS, packView, unpackView, type PackedSafeguards, type PackedView } from './machines/view.js';
+export {
+  decodeView,
+  encodeView,
+  VIEW_FORMAT,
+  viewDocument,
+  type MemberDocument,
+  type ShardDocument,
+  type ViewDocument,
+} from './protocol/viewDocument.js';
 export type { SafeguardDecision } from './machines/safeguards.js';
 export { pureTransition } from './machines/pureTransition.js';
 export {

@@ -99,6 +99,8 @@ export interface JournalConfig {
   /** Copies in a NATS cluster (default 1). Ignored by the memory bus. */
   replicas?: number;
   storage?: 'file' | 'memory';
+  /** Shown by `nats stream info` / `nats kv status`; set when the store is made here, an existing one's is left as it is. */
+  description?: string;
 }
 
 export interface AppendOptions {
@@ -193,6 +195,8 @@ export interface KvConfig {
    * for readers whose users may not create streams (default true).
    */
   create?: boolean;
+  /** Shown by `nats stream info` / `nats kv status`; set when the store is made here, an existing one's is left as it is. */
+  description?: string;
 }
 
 export interface KvEntry {
@@ -252,6 +256,8 @@ export interface BlobConfig {
    * nothing, it is taken with whatever expiry it has.
    */
   maxAge?: number;
+  /** Shown by `nats stream info` / `nats kv status`; set when the store is made here, an existing one's is left as it is. */
+  description?: string;
 }
 
 export interface BlobInfo {

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { runAuth } from './auth.js';
+import { runDecode } from './decode.js';
 import { runDoctor } from './doctor.js';
 import { CONNECTION_FLAGS, CONNECTION_USAGE, connectionSettings } from './connectionFlags.js';
 import { CliUsageError } from './loadApplications.js';
@@ -101,6 +102,9 @@ commands:
   auth add-client LABEL --out DIR
                         a new client user in DIR: its seed file, and auth.conf
                         regenerated with every existing key kept
+  decode                one cohort payload (msgpack, JSON, decimal text) on
+                        stdin as JSON on stdout, for natscli's
+                        --translate 'cohort decode'
 
 ${CONNECTION_USAGE}
 exit codes: 0 ok, 1 failure, 2 wrong usage (unknown command or flag, bad --app)
@@ -148,6 +152,9 @@ async function run(command: string | undefined, rest: string[]): Promise<number>
       setTimeout(() => process.exit(code), 2_000).unref();
       return code;
     }
+    case 'decode':
+      parseArgs({ args: rest, options: {}, strict: true });
+      return runDecode({ stdin: process.stdin, out: (text) => process.stdout.write(text) });
     case 'simulate':
       return runSimulate({ ...parseSimulateArgs(rest), write, warn });
     case 'demo': {

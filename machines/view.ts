@@ -95,9 +95,10 @@ export const NO_SAFEGUARDS: Safeguards = Object.freeze({
 });
 
 /**
- * The view as stored: members by index and each shard as a short array of
- * small integers, so 256 shards take about 2 KB instead of 15.
- * `[primary, state, next, epoch, ...replicas]`, -1 for none.
+ * The view as versions before the JSON document stored it (msgpack), and
+ * the form every stored view is checked in (protocol/viewDocument.ts turns
+ * a document into it): members by index and each shard as a short array of
+ * small integers, `[primary, state, next, epoch, ...replicas]`, -1 for none.
  */
 export interface PackedView {
   readonly v: 1;

@@ -18,6 +18,21 @@ export function bucketName(cluster: string, kind: BucketKind): string {
   return `cohort_${cluster}_${kind}`;
 }
 
+const WHAT: Record<BucketKind | 'journal', string> = {
+  journal: 'session journal (events of each command, epoch markers)',
+  cluster: 'cluster view (JSON) and shard count',
+  snapshots: 'session snapshots',
+  blobs: 'session snapshots too large for a kv value',
+  replies: 'claim-checked replies (expire)',
+  timers: 'timer index (when each sleeping session is woken)',
+  counters: 'counters (decimal text)',
+};
+
+/** What `nats stream info` / `nats kv status` say a store of the cluster is, given where it is made. */
+export function storeDescription(cluster: string, kind: BucketKind | 'journal'): string {
+  return `cohort ${cluster}: ${WHAT[kind]}`;
+}
+
 /**
  * How long a claim-checked reply is kept in the replies bucket. Its client
  * fetches and deletes it at once; one never fetched (the client died, or

@@ -7,11 +7,11 @@
  * watch goes on.
  */
 import { systemClock, type Clock } from '../bus/clock.js';
-import { decode } from '../bus/codec.js';
 import { CohortError } from '../bus/errors.js';
 import type { Bus, KvStore, KvWatch, KvWatchOptions } from '../bus/types.js';
-import { unpackView, type View } from '../machines/view.js';
+import type { View } from '../machines/view.js';
 import { bucketName, VIEW_KEY } from './names.js';
+import { decodeView } from './viewDocument.js';
 
 /** The view key was deleted or purged (by someone who should not have): reported like an unreadable value. */
 export class ViewDeletedError extends CohortError {
@@ -27,7 +27,7 @@ export type ViewHandler = (view: View, revision: number) => void;
 export type UnreadableViewHandler = (err: unknown, revision: number) => void;
 
 function viewOf(value: Uint8Array, revision: number): View {
-  return unpackView(decode(value, { where: `view revision ${revision}` }));
+  return decodeView(value, `view revision ${revision}`);
 }
 
 /**

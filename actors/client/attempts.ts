@@ -1,7 +1,7 @@
 import type { TimerHandle } from '../../bus/clock.js';
 import type { Environment } from '../../bus/environment.js';
 import { BusClosedError, BusError, NoRespondersError, TimeoutError } from '../../bus/errors.js';
-import type { Bus, Message } from '../../bus/types.js';
+import type { Bus, Headers, Message } from '../../bus/types.js';
 import {
   classify,
   type AttemptDecision,
@@ -32,6 +32,8 @@ export interface RequestSpec {
    * made while disconnected goes out on the next connection, under its id).
    */
   readonly body: Uint8Array | ((clientId: string) => Uint8Array);
+  /** Headers that explain the request to whoever watches (HEADER), for the client id the attempt goes out under. */
+  readonly headers?: (clientId: string) => Headers;
   /** For errors: `send DEPOSIT to ledger/alice`. */
   readonly what: string;
   /** `app/id`. */
@@ -89,7 +91,7 @@ export interface Pending {
   attempts: number;
   settled: boolean;
   /** The body as last encoded, and for which client id. */
-  encoded?: { readonly clientId: string; readonly data: Uint8Array };
+  encoded?: { readonly clientId: string; readonly data: Uint8Array; readonly headers: Headers | undefined };
 }
 
 /**
@@ -164,12 +166,16 @@ export class Attempts {
     return new Promise<void>((resolve) => this.#idle.push(resolve));
   }
 
-  #body(p: Pending): Uint8Array {
-    const body = p.spec.body;
-    if (typeof body !== 'function') return body;
+  #encoded(p: Pending): { readonly data: Uint8Array; readonly headers: Headers | undefined } {
+    const { body, headers } = p.spec;
     const clientId = this.#host.clientId;
-    if (p.encoded?.clientId !== clientId) p.encoded = { clientId, data: body(clientId) };
-    return p.encoded.data;
+    if (p.encoded?.clientId !== clientId)
+      p.encoded = {
+        clientId,
+        data: typeof body === 'function' ? body(clientId) : body,
+        headers: headers?.(clientId),
+      };
+    return p.encoded;
   }
 
   async attempt(p: Pending, fallback = false): Promise<void> {
@@ -185,7 +191,9 @@ export class Attempts {
     p.inFlight = true;
     let m: Message;
     try {
-      m = await bus.request(subject, this.#body(p), { timeout: Math.min(remaining, this.#attemptTimeout) });
+      const { data, headers } = this.#encoded(p);
+      const timeout = Math.min(remaining, this.#attemptTimeout);
+      m = await bus.request(subject, data, headers === undefined ? { timeout } : { timeout, headers });
     } catch (err) {
       if (p.settled || attempt !== p.attempts) return; // a later attempt speaks for it
       p.inFlight = false;
@@ -298,7 +306,7 @@ export class Attempts {
         break;
       case 'fall-back':
         // Answer from a secondary now, and keep polling the primary.
-        this.#host.fallBack(p.spec.subject, this.#body(p), (ended as Error).message, now);
+        this.#host.fallBack(p.spec.subject, this.#encoded(p).data, (ended as Error).message, now);
         void this.attempt(p, true);
         break;
       case 'report':

@@ -17,11 +17,13 @@ import { DEFAULT_SHARD_COUNT, shardOf } from '../../protocol/shard.js';
 import { clientInbox } from '../../protocol/clientId.js';
 import { recordedShardCount, ShardCountMismatchError } from '../../protocol/clusterSettings.js';
 import { bucketName } from '../../protocol/names.js';
+import { HEADER, headerText } from '../../protocol/headers.js';
 import { BucketNotFoundError, PermissionDeniedError } from '../../bus/errors.js';
 import { Connection } from './connection.js';
 import { ClientCounters, type Counter, type CounterOptions } from './counter.js';
 import { DEFAULT_CACHE_SIZE, DocumentCache } from './documentCache.js';
 import { Patches } from './patches.js';
+import { RequestHeaders } from './requestHeaders.js';
 import { Transactions } from './transaction.js';
 import { Verifier } from './verify.js';
 
@@ -201,6 +203,7 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
   readonly #verifier: Verifier;
   readonly #transactions: Transactions;
   readonly #counters: ClientCounters;
+  readonly #headers = new RequestHeaders();
 
   constructor(settings: ClientSettings) {
     super();
@@ -298,9 +301,15 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
         const command = this.#newId();
         // Encoded now, so an event the codec cannot carry fails here; again only under a new connection's id.
         const body = once(this.id, (client) => encode(commandRequest(event, command, client, options.expectSeq)));
+        const type = typeof event.type === 'string' ? headerText(event.type) : '';
         const reply = (await this.#conn.request({
           subject: cmd,
           body,
+          headers: (client) => ({
+            [HEADER.event]: type,
+            [HEADER.client]: this.#headers.client(client),
+            [HEADER.command]: command,
+          }),
           what: `send ${event.type} to ${session}`,
           session,
           mutates: true,
@@ -331,6 +340,7 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
       reply = (await this.#conn.request({
         subject: options.readOnly === true ? subjects.readOnly : subjects.read,
         body,
+        headers: this.#headers.read,
         what: `read ${session}`,
         session,
         mutates: false,

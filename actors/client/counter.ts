@@ -2,7 +2,7 @@ import { CohortError, KeyExistsError, StaleRevisionError } from '../../bus/error
 import { escapeToken } from '../../bus/subjects.js';
 import type { Bus, KvStore } from '../../bus/types.js';
 import { ClientDisconnectedError } from '../../protocol/errors.js';
-import { bucketName } from '../../protocol/names.js';
+import { bucketName, storeDescription } from '../../protocol/names.js';
 
 /**
  * ECP `$Increment` counters: ids unique across every client and increasing
@@ -188,11 +188,13 @@ export interface ClientCountersOptions {
 export class ClientCounters {
   readonly #counters = new Map<string, { bus: Bus; counter: Counter }>();
   readonly #bucket: string;
+  readonly #description: string;
   readonly #connection: CounterConnection;
   readonly #connect: () => Promise<void>;
 
   constructor(options: ClientCountersOptions) {
     this.#bucket = bucketName(options.cluster, 'counters');
+    this.#description = storeDescription(options.cluster, 'counters');
     this.#connection = options.connection;
     this.#connect = options.connect;
   }
@@ -201,6 +203,7 @@ export class ClientCounters {
     const key = `${name}\u0000${options.block ?? ''}\u0000${options.consecutive === true}`;
     const counters = this.#counters;
     const bucket = this.#bucket;
+    const description = this.#description;
     const connection = this.#connection;
     const connect = this.#connect;
     let kv: { bus: Bus; store: Promise<KvStore> } | undefined;
@@ -211,7 +214,7 @@ export class ClientCounters {
         const bus = connection.bus ?? (await connect().then(() => connection.bus));
         if (bus === undefined) throw new ClientDisconnectedError(connection.clientId, 'no connection for the counter');
         if (counter?.bus !== bus) {
-          if (kv?.bus !== bus) kv = { bus, store: bus.kv({ bucket }) };
+          if (kv?.bus !== bus) kv = { bus, store: bus.kv({ bucket, description }) };
           counter = { bus, counter: createCounter(await kv.store, name, options) };
           counters.set(key, counter);
         }

@@ -10,11 +10,12 @@ import { isFailoverRequest, isResetFailoverRequest } from '../../protocol/contro
 import type { Bus, Delivery, KvStore, KvWatch, Subscription } from '../../bus/types.js';
 import { nextDue } from '../../machines/heartbeats.js';
 import { membershipMachine, type Heartbeat, type MembershipConfig, type Self } from '../../machines/membership.js';
-import { bucketName, VIEW_KEY } from '../../protocol/names.js';
-import { HEADER } from '../../protocol/headers.js';
+import { bucketName, storeDescription, VIEW_KEY } from '../../protocol/names.js';
+import { HEADER, headerText } from '../../protocol/headers.js';
 import type { SafeguardDecision } from '../../machines/safeguards.js';
-import { packView, type View } from '../../machines/view.js';
+import type { View } from '../../machines/view.js';
 import { readView, watchView } from '../../protocol/viewWatch.js';
+import { encodeView } from '../../protocol/viewDocument.js';
 import { Lease } from './lease.js';
 import type { UnhealthyReason } from '../../machines/health.js';
 
@@ -193,14 +194,21 @@ export class MembershipHost {
     const cluster = this.#cluster;
     const log = this.#log;
     const clock = this.#environment.clock;
-    this.#kv = await bus.kv({ bucket: bucketName(cluster, 'cluster'), replicas: this.#storageReplicas });
+    this.#kv = await bus.kv({
+      bucket: bucketName(cluster, 'cluster'),
+      replicas: this.#storageReplicas,
+      description: storeDescription(cluster, 'cluster'),
+    });
     const now = (): number => clock.now();
     const ownBeats = heartbeatSubject(cluster, this.#self.id);
+    const sender = headerText(this.#self.id);
     this.#actor.on('heartbeat', (e) => {
       if (this.#stopped) return;
       try {
         const beat = this.lease.sent();
-        bus.publish(ownBeats, encode(e.heartbeat), { headers: { [HEADER.beat]: String(beat) } });
+        bus.publish(ownBeats, encode(e.heartbeat), {
+          headers: { [HEADER.worker]: sender, [HEADER.beat]: String(beat) },
+        });
       } catch (err) {
         log.warn({ err }, 'heartbeat not sent');
       }
@@ -420,7 +428,7 @@ export class MembershipHost {
   async #write(view: View, revision: number): Promise<void> {
     const kv = this.#kv!;
     try {
-      const data = encode(packView(view));
+      const data = encodeView(view);
       const written = revision === 0 ? await kv.create(VIEW_KEY, data) : await kv.update(VIEW_KEY, data, revision);
       this.#log.info(
         {

@@ -9,7 +9,7 @@ import {
   readOnlyShardFilter,
   replicaReportSubject,
 } from '../../bus/subjects.js';
-import type { Bus, Delivery, Journal, JournalEntry, JournalFollow, Subscription } from '../../bus/types.js';
+import type { Bus, Delivery, Headers, Journal, JournalEntry, JournalFollow, Subscription } from '../../bus/types.js';
 import type { ReadReply } from '../../protocol/messages.js';
 import {
   appliedBy,
@@ -29,7 +29,7 @@ import { sessionKey } from '../../protocol/names.js';
 import { loadSession, type ReplayDeps } from './replay.js';
 import type { EpochMarks } from './epochs.js';
 import { entryEpoch } from '../../protocol/epochs.js';
-import { HEADER } from '../../protocol/headers.js';
+import { HEADER, headerText } from '../../protocol/headers.js';
 import { RecentCommands, type RecentCommand } from './recentCommands.js';
 import type { SessionStore } from './sessionStore.js';
 
@@ -133,6 +133,9 @@ export class Replication {
   /** Sessions activated from a copy, and copies refused (behind the journal) at activation. */
   readonly adoptions = { adopted: 0, refused: 0 };
   #memberId = '';
+  /** The member id as a header carries it. */
+  #memberText = '';
+  readonly #reportHeadersByShard = new Map<number, Headers>();
   /** Per shard this worker is primary of: its secondaries' reports (only those; not every report in the cluster). */
   readonly #reports = new Map<number, Subscription>();
   #stopped = false;
@@ -167,6 +170,7 @@ export class Replication {
   async apply(view: View, memberId: string): Promise<void> {
     if (this.#stopped) return;
     this.#memberId = memberId;
+    this.#memberText = headerText(memberId);
     const now = this.#clock.now();
     const starts: Promise<void>[] = [];
     view.shards.forEach((_, shard) => {
@@ -354,6 +358,16 @@ export class Replication {
     this.#settle(s);
   }
 
+  /** Made once per shard and member id: reports go out at every applied entry. */
+  #reportHeaders(shard: number): Headers {
+    let h = this.#reportHeadersByShard.get(shard);
+    if (h === undefined || h[HEADER.worker] !== this.#memberText) {
+      h = { [HEADER.worker]: this.#memberText, [HEADER.shard]: String(shard) };
+      this.#reportHeadersByShard.set(shard, h);
+    }
+    return h;
+  }
+
   #report(shard: number, s: Secondary): void {
     s.reportedSeq = s.applied;
     s.reportedAt = this.#clock.now();
@@ -361,6 +375,7 @@ export class Replication {
       this.#bus.publish(
         replicaReportSubject(this.#cluster, shard),
         encode({ w: this.#memberId, s: shard, q: s.applied }),
+        { headers: this.#reportHeaders(shard) },
       );
     } catch (err) {
       this.#log.debug({ err, shard }, 'replica report not sent');

@@ -43,8 +43,16 @@ export function appendRecord(
       [HEADER.seq]: String(record.events[record.events.length - 1]!.seq),
       [HEADER.epoch]: String(stamp.epoch),
       [HEADER.worker]: stamp.worker,
+      [HEADER.event]: distinct(record.events.map((e) => e.event.type)),
+      [HEADER.client]: distinct(record.events.map((e) => e.event.meta.client)),
     },
   });
+}
+
+/** Values of a record's events for a header: each once, in order, comma-separated (one for a single command). */
+function distinct(values: readonly string[]): string {
+  if (values.length === 1) return headerText(values[0]!);
+  return [...new Set(values)].map(headerText).join(',');
 }
 
 /**

@@ -9,7 +9,7 @@ import type { BlobStore, Bus, Journal, KvStore } from '../../bus/types.js';
 import { journalStreamFilter } from '../../bus/subjects.js';
 import { agreeShardCount } from '../../protocol/clusterSettings.js';
 import { DEDUP_WINDOW_MS } from '../../protocol/dedup.js';
-import { bucketName, journalStreamName, REPLY_BLOB_MAX_AGE_MS } from '../../protocol/names.js';
+import { bucketName, journalStreamName, REPLY_BLOB_MAX_AGE_MS, storeDescription } from '../../protocol/names.js';
 import { SessionStore } from './sessionStore.js';
 
 export interface Stores {
@@ -33,17 +33,36 @@ export async function openStores(
       subjects: [journalStreamFilter(cluster)],
       duplicateWindow: DEDUP_WINDOW_MS,
       replicas,
+      description: storeDescription(cluster, 'journal'),
     }),
-    bus.kv({ bucket: bucketName(cluster, 'snapshots'), replicas }),
+    bus.kv({ bucket: bucketName(cluster, 'snapshots'), replicas, description: storeDescription(cluster, 'snapshots') }),
     // Snapshots live here for good (one that expires refuses to start); replies only for a while.
-    bus.blobs({ bucket: bucketName(cluster, 'blobs'), replicas, maxAge: 0 }),
-    bus.blobs({ bucket: bucketName(cluster, 'replies'), replicas, maxAge: REPLY_BLOB_MAX_AGE_MS }),
-    bus.kv({ bucket: bucketName(cluster, 'timers'), replicas }),
+    bus.blobs({
+      bucket: bucketName(cluster, 'blobs'),
+      replicas,
+      maxAge: 0,
+      description: storeDescription(cluster, 'blobs'),
+    }),
+    bus.blobs({
+      bucket: bucketName(cluster, 'replies'),
+      replicas,
+      maxAge: REPLY_BLOB_MAX_AGE_MS,
+      description: storeDescription(cluster, 'replies'),
+    }),
+    bus.kv({ bucket: bucketName(cluster, 'timers'), replicas, description: storeDescription(cluster, 'timers') }),
     // Clients' counters live here: made by the worker, with the cluster's storage replicas, so
     // clients racing to create it on first use do not meet a stream that is not yet serving gets.
-    bus.kv({ bucket: bucketName(cluster, 'counters'), replicas }),
+    bus.kv({ bucket: bucketName(cluster, 'counters'), replicas, description: storeDescription(cluster, 'counters') }),
   ]);
-  await agreeShardCount(await bus.kv({ bucket: bucketName(cluster, 'cluster'), replicas }), cluster, shardCount);
+  await agreeShardCount(
+    await bus.kv({
+      bucket: bucketName(cluster, 'cluster'),
+      replicas,
+      description: storeDescription(cluster, 'cluster'),
+    }),
+    cluster,
+    shardCount,
+  );
   return {
     journal,
     snapshots: new SessionStore({ kv: snapshots, blobs, maxPayload: bus.server.maxPayload }),

@@ -1,8 +1,8 @@
 import type { Logger } from 'pino';
 import type { Clock, TimerHandle } from '../../bus/clock.js';
-import { decode, encode } from '../../bus/codec.js';
 import type { KvStore } from '../../bus/types.js';
 import { parseTimerKey, sessionKey, timerKey } from '../../protocol/names.js';
+import { decodeDue, encodeDue } from '../../protocol/timerValue.js';
 import type { Application } from './application.js';
 import type { WakeupIndex } from './sessionDeps.js';
 
@@ -51,7 +51,7 @@ export class Wakeups implements WakeupIndex {
     const key = timerKey(shard, app, id);
     try {
       if (due === undefined) await this.#index.delete(key);
-      else await this.#index.put(key, encode(due));
+      else await this.#index.put(key, encodeDue(due));
     } catch (err) {
       // The session still fires while active; only a sleeping one would wake late (on its next message).
       this.#log.warn({ err, key }, 'timer index not updated');
@@ -90,9 +90,7 @@ export class Wakeups implements WakeupIndex {
     try {
       const entry = await this.#index.get(key);
       if (entry === null) return undefined; // deleted since it was listed
-      const due: unknown = decode(entry.value, { where: `timer index ${key}` });
-      if (typeof due === 'number' && Number.isFinite(due)) return due;
-      this.#log.warn({ key }, 'timer index entry is not a time: the session is woken now to rewrite it');
+      return decodeDue(entry.value, `timer index ${key}`);
     } catch (err) {
       this.#log.warn({ err, key }, 'timer index entry unreadable: the session is woken now to rewrite it');
     }

@@ -216,7 +216,13 @@ export class MemoryBus implements Bus {
           });
           return new MemoryJournal(this.#context, existing);
         }
-        const stream = this.#host.openStream({ name: config.name, subjects, duplicateWindow, maxPerSubject: 0 });
+        const stream = this.#host.openStream({
+          name: config.name,
+          subjects,
+          duplicateWindow,
+          maxPerSubject: 0,
+          ...(config.description !== undefined && { description: config.description }),
+        });
         return new MemoryJournal(this.#context, stream);
       },
       this.#apiTimeout,
@@ -228,7 +234,7 @@ export class MemoryBus implements Bus {
     validateName('bucket', config.bucket);
     const history = config.history ?? 1;
     if (!Number.isSafeInteger(history) || history < 1) throw new RangeError(`history must be >= 1, got ${history}`);
-    const settings = kvStreamSettings(config.bucket, history);
+    const settings = kvStreamSettings(config.bucket, history, config.description);
     return this.#call(
       'bucket create',
       () => {
@@ -255,7 +261,7 @@ export class MemoryBus implements Bus {
     return this.#call(
       'object store create',
       () => {
-        const bucket = this.#host.blobBucket(config.bucket, maxAge);
+        const bucket = this.#host.blobBucket(config.bucket, maxAge, config.description);
         const { name, subjects } = this.#host.stream(`OBJ_${config.bucket}`)!.settings;
         const mismatch = checkStream(
           { name, subjects, maxAge: bucket.maxAge },

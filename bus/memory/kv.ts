@@ -16,12 +16,13 @@ const OPERATION_HEADER = 'KV-Operation';
 const EMPTY = new Uint8Array(0);
 
 /** The stream a bucket lives in, named and shaped as nats.js's kv creates it. */
-export function kvStreamSettings(bucket: string, history: number): StreamSettings {
+export function kvStreamSettings(bucket: string, history: number, description?: string): StreamSettings {
   return {
     name: `KV_${bucket}`,
     subjects: [`$KV.${bucket}.>`],
     duplicateWindow: 120_000,
     maxPerSubject: history,
+    ...(description !== undefined && { description }),
   };
 }
 

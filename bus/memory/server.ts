@@ -239,12 +239,16 @@ export class MemoryServer {
    * A blob bucket, made with `maxAge` (ms, 0: for ever) if new; its stream
    * claims the subjects an object store would.
    */
-  blobBucket(bucket: string, maxAge: number): BlobBucket {
+  blobBucket(bucket: string, maxAge: number, description?: string): BlobBucket {
+    // An existing bucket's description (or none) stays: it is the operator's.
+    const existing = this.#streams.get(`OBJ_${bucket}`);
+    const kept = existing !== undefined ? existing.settings.description : description;
     this.openStream({
       name: `OBJ_${bucket}`,
       subjects: [`$O.${bucket}.C.>`, `$O.${bucket}.M.>`],
       duplicateWindow: 120_000,
       maxPerSubject: 0,
+      ...(kept !== undefined && { description: kept }),
     });
     let found = this.#blobs.get(bucket);
     if (found === undefined) this.#blobs.set(bucket, (found = { maxAge, objects: new Map() }));

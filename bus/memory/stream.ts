@@ -20,6 +20,8 @@ export interface StreamSettings {
   readonly duplicateWindow: number;
   /** Messages kept per subject; 0 keeps all. */
   readonly maxPerSubject: number;
+  /** As asked when the stream was made, for whoever looks (the operator's to change, as on NATS). */
+  readonly description?: string;
 }
 
 export interface StoredMessage {

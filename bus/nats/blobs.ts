@@ -27,6 +27,7 @@ export async function openNatsBlobs(js: JetStreamClient, config: BlobConfig, lin
         replicas,
         storage,
         ...(maxAge > 0 && { ttl: nanos(maxAge) }),
+        ...(config.description !== undefined && { description: config.description }),
       }),
     );
     await checkNatsStream(await js.jetstreamManager(false), `OBJ_${config.bucket}`, {

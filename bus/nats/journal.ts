@@ -95,6 +95,7 @@ export async function openNatsJournal(
     duplicate_window: nanos(duplicateWindow),
     num_replicas: config.replicas ?? 1,
     storage,
+    ...(config.description !== undefined && { description: config.description }),
   };
   const needs: StreamNeeds = {
     subjects: { exactly: config.subjects },

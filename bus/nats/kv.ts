@@ -54,7 +54,14 @@ export async function openNatsKv(
   try {
     if (config.create === false && !(await bucketExists(js, config.bucket)))
       throw new BucketNotFoundError(config.bucket);
-    const kv = await createAlongside(() => new Kvm(js).create(config.bucket, { history, replicas, storage }));
+    const kv = await createAlongside(() =>
+      new Kvm(js).create(config.bucket, {
+        history,
+        replicas,
+        storage,
+        ...(config.description !== undefined && { description: config.description }),
+      }),
+    );
     await checkNatsStream(await js.jetstreamManager(false), `KV_${config.bucket}`, {
       subjects: { including: [`$KV.${config.bucket}.>`] },
       replicas,

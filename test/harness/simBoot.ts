@@ -6,7 +6,7 @@
 import { expect } from 'vitest';
 import { shardOf, type Application, type Client, type View, type Worker } from '../../index.js';
 import { checkHistory, HistoryRecorder, readJournals, type Violation } from '../../harness/checker/index.js';
-import { bucketName, decode, unpackView, VIEW_KEY } from '../../internal.js';
+import { bucketName, decodeView, VIEW_KEY } from '../../internal.js';
 import {
   RunLoop,
   SimCluster,
@@ -95,7 +95,7 @@ export function bootSim(options: SimBootOptions) {
     const kv = await run(cluster.auditor().bus.kv({ bucket: bucketName(cluster.name, 'cluster') }));
     await run(
       kv.watch({ key: VIEW_KEY, include: 'updates' }, (entry) => {
-        if (entry.operation === 'PUT') written.push({ at: now(), view: unpackView(decode(entry.value)) });
+        if (entry.operation === 'PUT') written.push({ at: now(), view: decodeView(entry.value, 'view') });
       }),
     );
     return written;
