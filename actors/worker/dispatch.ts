@@ -31,6 +31,15 @@ export interface DispatchOptions {
   readonly shardCount: number;
   /** Set (to the reply prefix): a request is refused unless its reply subject lies in its claimed client's inbox. */
   readonly ownInboxes?: string | undefined;
+  /** Told of every request handled, once its reply is decided: what the micro service's stats count. */
+  readonly onHandled?: ((kind: 'cmd' | 'read', outcome: HandledOutcome) => void) | undefined;
+}
+
+/** One request as the stats see it: how long it took (ms, on the environment's clock) and the error it was answered with. */
+export interface HandledOutcome {
+  readonly elapsed: number;
+  /** The refusal's message; absent when it succeeded. */
+  readonly error?: string;
 }
 
 type Reply = CommandReply | ReadReply | TxReply | VerifyReply;
@@ -58,11 +67,13 @@ export class Dispatch {
   readonly #shardCount: number;
   readonly #ownInboxes: string | undefined;
   readonly #warnImpostor: ReturnType<typeof throttledWarn>;
+  readonly #onHandled: DispatchOptions['onHandled'];
 
   constructor(options: DispatchOptions) {
     const { apps, catalog, transactions, clients, bus, blobs, environment, log, shardCount } = options;
     this.#shardCount = shardCount;
     this.#ownInboxes = options.ownInboxes;
+    this.#onHandled = options.onHandled;
     this.#warnImpostor = throttledWarn(log, environment.clock, 10_000);
     this.#apps = apps;
     this.#catalog = catalog;
@@ -77,14 +88,26 @@ export class Dispatch {
 
   /** A request on a cmd, read or ro subject. */
   onMessage(m: Delivery, kind: 'cmd' | 'read'): void {
+    const started = this.#clock.now();
     void this.#handle(m, kind)
       .catch((err: unknown): Reply => refuse(err))
-      .then((reply) => (reply === UNANSWERED ? undefined : this.#respond(m, reply)))
+      .then((reply) => {
+        this.#handled(kind, started, reply === UNANSWERED ? 'refused unanswered: not in its client’s inbox' : reply);
+        if (reply === UNANSWERED) return undefined;
+        return this.#respond(m, reply);
+      })
       .catch((err: unknown) => {
         // Even the claim-check failed: say so rather than leave the client to time out.
         this.#log.warn({ err, subject: m.subject }, 'reply not sent whole');
         m.respond(encode(refuse(err)));
       });
+  }
+
+  #handled(kind: 'cmd' | 'read', started: number, reply: Reply | string): void {
+    if (this.#onHandled === undefined) return;
+    const elapsed = Math.max(0, this.#clock.now() - started);
+    const error = typeof reply === 'string' ? reply : reply.ok ? undefined : reply.error.message;
+    this.#onHandled(kind, error === undefined ? { elapsed } : { elapsed, error });
   }
 
   /** A reply too large for a message (a big document) travels by claim-check; the client fetches and deletes it, or it expires. */
