@@ -30,7 +30,7 @@ export const SERVICE_ERROR_HEADER = 'Nats-Service-Error';
 export const SERVICE_ERROR_CODE_HEADER = 'Nats-Service-Error-Code';
 export const JSON_CONTENT_TYPE = 'application/json';
 
-/** `$SRV.<verb>`, `$SRV.<verb>.cohort`, `$SRV.<verb>.cohort.<id>`: all services, all cohort workers, this one. */
+/** `$SRV.<verb>`, `$SRV.<verb>.cohort`, `$SRV.<verb>.cohort.<id>`: all services, all cohort workers, one (`*`: any one). */
 export function discoverySubjects(verb: ServiceVerb, instance: string): string[] {
   return [
     `${SERVICE_API_PREFIX}.${verb}`,

@@ -47,8 +47,12 @@ export interface WorkerServiceOptions {
   readonly cluster: string;
   /** The worker's id: its endpoints' subjects carry it. */
   readonly worker: string;
-  /** This instance's id on `$SRV.<verb>.cohort.<id>` (protocol/service.ts serviceInstanceId). */
-  readonly instance: string;
+  /**
+   * This instance's id on `$SRV.<verb>.cohort.<id>`, made when first asked
+   * for: a worker nobody discovers (a seeded simulation) draws no id, so its
+   * environment's id stream stays what it was.
+   */
+  readonly instance: () => string;
   readonly version: string;
   readonly clock: Clock;
   readonly log: Logger;
@@ -73,6 +77,7 @@ export class WorkerService {
   readonly #reads = new EndpointCounter();
   readonly #own = new Map<ServiceEndpoint, EndpointCounter>(SERVICE_ENDPOINTS.map((e) => [e, new EndpointCounter()]));
   #subs: Subscription[] = [];
+  #id: string | undefined;
 
   constructor(options: WorkerServiceOptions) {
     this.#options = options;
@@ -80,7 +85,8 @@ export class WorkerService {
   }
 
   get id(): string {
-    return this.#options.instance;
+    this.#id ??= this.#options.instance();
+    return this.#id;
   }
 
   /** A command or read the dispatcher answered: counted on `commands` or `reads`. */
@@ -90,15 +96,26 @@ export class WorkerService {
 
   start(): void {
     const { bus, cluster, worker } = this.#options;
+    // `.cohort.*`, not `.cohort.<id>`: the id is made when first asked for; another instance's is not answered.
     for (const verb of SERVICE_VERBS)
-      for (const subject of discoverySubjects(verb, this.id))
-        this.#subs.push(bus.subscribe(subject, (m) => this.#discovery(verb, m)));
-    for (const endpoint of SERVICE_ENDPOINTS)
-      this.#subs.push(
-        bus.subscribe(serviceSubject(cluster, worker, endpoint), (m) => this.#endpoint(endpoint, m), {
-          queue: SERVICE_QUEUE,
-        }),
-      );
+      for (const subject of discoverySubjects(verb, '*'))
+        this.#subs.push(
+          bus.subscribe(subject, (m) => {
+            if (subject.endsWith('.*') && m.subject.slice(subject.length - 1) !== this.id) return;
+            this.#discovery(verb, m);
+          }),
+        );
+    let subjects: string[];
+    try {
+      subjects = SERVICE_ENDPOINTS.map((endpoint) => serviceSubject(cluster, worker, endpoint));
+    } catch (err) {
+      // A worker id too long for a subject token: discovery still answers, the endpoints cannot exist.
+      this.#options.log.warn({ err }, 'service endpoints not served');
+      return;
+    }
+    SERVICE_ENDPOINTS.forEach((endpoint, i) =>
+      this.#subs.push(bus.subscribe(subjects[i]!, (m) => this.#endpoint(endpoint, m), { queue: SERVICE_QUEUE })),
+    );
   }
 
   /** Drained: a request already here is answered. */

@@ -361,7 +361,7 @@ class WorkerHost {
       bus,
       cluster,
       worker: id,
-      instance: serviceInstanceId(environment.newId()),
+      instance: () => serviceInstanceId(environment.newId()),
       version: cohortVersion(),
       clock: this.#clock,
       log,
