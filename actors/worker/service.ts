@@ -78,9 +78,18 @@ export class WorkerService {
   readonly #own = new Map<ServiceEndpoint, EndpointCounter>(SERVICE_ENDPOINTS.map((e) => [e, new EndpointCounter()]));
   #subs: Subscription[] = [];
   #id: string | undefined;
+  /** Its own endpoints' subjects; empty for a worker id too long for a subject token (discovery answers alone). */
+  readonly #ownSubjects: readonly [ServiceEndpoint, string][];
 
   constructor(options: WorkerServiceOptions) {
     this.#options = options;
+    let subjects: [ServiceEndpoint, string][] = [];
+    try {
+      subjects = SERVICE_ENDPOINTS.map((e) => [e, serviceSubject(options.cluster, options.worker, e)]);
+    } catch (err) {
+      options.log.warn({ err }, 'service endpoints not served: the worker id makes no subject token');
+    }
+    this.#ownSubjects = subjects;
     this.#started = new Date(options.clock.now()).toISOString();
   }
 
@@ -95,7 +104,7 @@ export class WorkerService {
   }
 
   start(): void {
-    const { bus, cluster, worker } = this.#options;
+    const { bus } = this.#options;
     // `.cohort.*`, not `.cohort.<id>`: the id is made when first asked for; another instance's is not answered.
     for (const verb of SERVICE_VERBS)
       for (const subject of discoverySubjects(verb, '*'))
@@ -105,17 +114,8 @@ export class WorkerService {
             this.#discovery(verb, m);
           }),
         );
-    let subjects: string[];
-    try {
-      subjects = SERVICE_ENDPOINTS.map((endpoint) => serviceSubject(cluster, worker, endpoint));
-    } catch (err) {
-      // A worker id too long for a subject token: discovery still answers, the endpoints cannot exist.
-      this.#options.log.warn({ err }, 'service endpoints not served');
-      return;
-    }
-    SERVICE_ENDPOINTS.forEach((endpoint, i) =>
-      this.#subs.push(bus.subscribe(subjects[i]!, (m) => this.#endpoint(endpoint, m), { queue: SERVICE_QUEUE })),
-    );
+    for (const [endpoint, subject] of this.#ownSubjects)
+      this.#subs.push(bus.subscribe(subject, (m) => this.#endpoint(endpoint, m), { queue: SERVICE_QUEUE }));
   }
 
   /** Drained: a request already here is answered. */
@@ -135,11 +135,11 @@ export class WorkerService {
 
   /** Every endpoint, the worker's own and the dispatcher's, as INFO and STATS list them. */
   #endpoints(): { info: EndpointInfo; counter: EndpointCounter }[] {
-    const { cluster, worker } = this.#options;
-    const own = SERVICE_ENDPOINTS.map((name) => ({
+    const { cluster } = this.#options;
+    const own = this.#ownSubjects.map(([name, subject]) => ({
       info: {
         name,
-        subject: serviceSubject(cluster, worker, name),
+        subject,
         queue_group: SERVICE_QUEUE,
         metadata: { format: 'json', description: ENDPOINT_DESCRIPTIONS[name] },
       },

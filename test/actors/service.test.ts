@@ -313,3 +313,37 @@ describe('the same protocol on the memory bus, by raw bus requests', () => {
     expect(status).toMatchObject({ worker: holder.id, activeSessions: 1, view: null, leader: null });
   });
 });
+
+describe('a worker id too long for a subject token', () => {
+  it('still answers discovery, listing only the endpoints that exist; a short id lists all five (control)', async () => {
+    const memory = createMemoryServer();
+    const open = (): Bus => track(createMemoryBus({ server: memory }));
+    const long = 'é'.repeat(400);
+    const w = track(
+      await startWorker({ bus: open(), cluster: 'ids', applications: [counter], shards: [0], shardCount: 1, id: long }),
+    );
+    track(
+      await startWorker({
+        bus: open(),
+        cluster: 'ids',
+        applications: [counter],
+        shards: [],
+        shardCount: 1,
+        id: 'short',
+      }),
+    );
+    const bus = open();
+    const heard: Message[] = [];
+    bus.subscribe('_INBOX.infos.*', (m) => heard.push(m));
+    bus.publish('$SRV.INFO.cohort', new Uint8Array(0), { reply: '_INBOX.infos.1' });
+    await waitFor(() => heard.length === 2, { what: 'both workers answer INFO' });
+    const names = (worker: string) =>
+      (
+        heard.map(json).find((i) => (i['metadata'] as Record<string, string>)['worker'] === worker)!['endpoints'] as {
+          name: string;
+        }[]
+      ).map((e) => e.name);
+    expect(names(w.id)).toEqual(['commands', 'reads']);
+    expect(names('short')).toEqual(['status', 'sessions', 'inspect', 'commands', 'reads']);
+  });
+});
