@@ -181,7 +181,9 @@ export class WorkerService {
         answer = {
           ...identity,
           started: this.#started,
-          endpoints: this.#endpoints().map((e) => e.counter.stats(e.info)),
+          endpoints: this.#endpoints().map(({ info: { name, subject, queue_group }, counter }) =>
+            counter.stats(queue_group === undefined ? { name, subject } : { name, subject, queue_group }),
+          ),
         };
       m.respond(jsonBytes(answer));
     } catch (err) {

@@ -117,6 +117,17 @@ describe('workers as NATS micro services, through the @nats-io/services client',
     expect(total(before, 'reads', 'num_requests')).toBe(0);
     for (const s of before) {
       expect(s.type).toBe('io.nats.micro.v1.stats_response');
+      // ADR-32's EndpointStats fields, no more.
+      expect(Object.keys(s.endpoints![0]!).sort()).toEqual([
+        'average_processing_time',
+        'last_error',
+        'name',
+        'num_errors',
+        'num_requests',
+        'processing_time',
+        'queue_group',
+        'subject',
+      ]);
       expect(Date.parse(s.started)).toBeGreaterThan(Date.now() - 60_000);
     }
 
