@@ -299,6 +299,9 @@ describe('the same protocol on the memory bus, by raw bus requests', () => {
     const m1 = pings.find((p) => (p['metadata'] as Record<string, string>)['worker'] === 'm1')!;
     const info = json(await bus.request(`$SRV.INFO.cohort.${String(m1['id'])}`, new Uint8Array(0), { timeout: 1_000 }));
     expect(info).toMatchObject({ type: 'io.nats.micro.v1.info_response', id: m1['id'], metadata: m1['metadata'] });
+    // Discovery takes no body: garbage is ignored, not misread.
+    const garbage = new Uint8Array([0xc1, 0xff, 0x00, 0x7b]);
+    expect(json(await bus.request(`$SRV.PING.cohort.${String(m1['id'])}`, garbage, { timeout: 1_000 }))).toEqual(m1);
     expect((info['endpoints'] as { name: string }[]).map((e) => e.name)).toEqual([
       'status',
       'sessions',
