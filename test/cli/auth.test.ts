@@ -590,6 +590,20 @@ describe('cohort auth: a worker and clients running on their own keys', () => {
       expect(stats!.type).toBe('io.nats.micro.v1.stats_response');
       const status = await nc.request(serviceSubject(CLUSTER, 'w-svc', 'status'), '', { timeout: 2_000 });
       expect(JSON.parse(status.string())).toMatchObject({ worker: 'w-svc', primary: [0, 1, 2, 3] });
+      if (role.kind === 'reader') {
+        // A JSON read as `reader`, from the reader's inbox: answered (the session is empty yet).
+        const h = natsHeaders();
+        h.set('Content-Type', 'application/json');
+        const reply = await nc.request(
+          readSubject(CLUSTER, shardOf('counter', 'hand', 4), 'counter', 'hand', 'reader'),
+          '',
+          {
+            timeout: 2_000,
+            headers: h,
+          },
+        );
+        expect(JSON.parse(reply.string())).toMatchObject({ ok: true, seq: 0 });
+      }
       if (role.kind === 'admin') {
         // What `nats req -H Content-Type:application/json <subject> '{...}'` sends, with the admin's inbox prefix.
         const shard = shardOf('counter', 'hand', 4);
