@@ -83,6 +83,10 @@ export {
   type Role,
 } from './protocol/permissions.js';
 export { agreeShardCount, recordedShardCount } from './protocol/clusterSettings.js';
+// Workers as NATS micro services, and JSON for people: the wire shapes.
+export * from './protocol/service.js';
+export { isJsonRequest, parseJson, toJson } from './protocol/json.js';
+export { cohortVersion } from './protocol/version.js';
 export {
   readView,
   waitForView,

@@ -18,6 +18,7 @@ import { InvalidNameError } from './errors.js';
  * | cohort.<cluster>.probe.<worker>            | probeSubject       |
  * | cohort.<cluster>.meta.<app>                | metaSubject        |
  * | cohort.<cluster>.ctl.<operation>           | controlSubject     |
+ * | cohort.<cluster>.svc.<worker>.<endpoint>   | serviceSubject     |
  *
  * Session ids and worker ids are arbitrary strings and are escaped
  * (escapeToken); cluster, app and shard are validated, not escaped, because
@@ -253,6 +254,17 @@ export function controlSubject(cluster: string, operation: string): string {
   return `${prefix(cluster, 'ctl')}.${operation}`;
 }
 
+/**
+ * One worker's NATS micro service endpoint (`status`, `sessions`,
+ * `inspect`): JSON requests an operator types with `nats req`, addressed to
+ * that worker alone (its id escaped as in heartbeats).
+ */
+export function serviceSubject(cluster: string, worker: string, endpoint: string): string {
+  if (!/^[a-z][a-z-]*$/.test(endpoint))
+    throw new InvalidNameError('service endpoint', endpoint, 'must be lower-case letters and dashes');
+  return `${prefix(cluster, 'svc')}.${escapeToken(worker, 'worker')}.${endpoint}`;
+}
+
 /** Application metadata (JSON). */
 export function metaSubject(cluster: string, app: string): string {
   validateApp(app);
@@ -265,6 +277,11 @@ export function metaSubject(cluster: string, app: string): string {
 export function cmdShardFilter(cluster: string, shard: number): string {
   validateShard(shard);
   return `${prefix(cluster, 'cmd')}.${shard}.>`;
+}
+
+/** Every shard's requests of one kind: cohort.<cluster>.<kind>.> */
+export function requestFilter(cluster: string, kind: RequestKind): string {
+  return `${prefix(cluster, kind)}.>`;
 }
 
 /** Read-only queries for `shard`: cohort.<cluster>.read.<shard>.> */

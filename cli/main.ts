@@ -9,6 +9,7 @@ import { parseDemoArgs, runDemo } from './demo.js';
 import { parseFailoverArgs, runFailover } from './failover.js';
 import { parseResetFailoverArgs, runResetFailover } from './resetFailover.js';
 import { parseSimulateArgs, runSimulate } from './simulate.js';
+import { parseSubjectArgs, runSubject } from './subject.js';
 import { parseUpArgs, runUp } from './up.js';
 import { parseWorkerArgs, runWorker } from './worker.js';
 
@@ -93,6 +94,14 @@ commands:
                         command that replays it, and a summary; --trace (with
                         --seed) prints everything the run did. Exit 0 only
                         when every seed passed
+  subject APP ID [--cluster NAME] [--read] [--label L]
+         [--nats URL + connection flags | --shards N]
+                        print the subject the session's commands (--read: its
+                        reads) go to, for \`nats req -H
+                        Content-Type:application/json\`: the shard from the
+                        cluster's recorded shard count (or --shards N); the
+                        sender's label L is the last token (default admin,
+                        the operator)
   auth init --cluster NAME --out DIR [--client LABEL ...]
                         nkey users for the cluster's roles (worker, admin,
                         reader, one client-LABEL per --client): a seed file per
@@ -157,6 +166,8 @@ async function run(command: string | undefined, rest: string[]): Promise<number>
       return runDecode({ stdin: process.stdin, out: (text) => process.stdout.write(text) });
     case 'simulate':
       return runSimulate({ ...parseSimulateArgs(rest), write, warn });
+    case 'subject':
+      return runSubject({ ...parseSubjectArgs(rest), write, warn });
     case 'demo': {
       const code = await runDemo({ ...parseDemoArgs(rest), write, warn });
       setTimeout(() => process.exit(code), 2_000).unref();

@@ -14,6 +14,7 @@
 import { InvalidNameError } from '../bus/errors.js';
 import { eventFilter, metaFilter, SUBJECT_ROOT, validateCluster } from '../bus/subjects.js';
 import { adminInbox, clientInbox, workerInbox } from './clientId.js';
+import { discoverySubjects, SERVICE_VERBS } from './service.js';
 import { bucketName, journalStreamName, SHARD_COUNT_KEY, type BucketKind } from './names.js';
 
 export type Role = { kind: 'worker' } | { kind: 'admin' } | { kind: 'reader' } | { kind: 'client'; label: string };
@@ -160,6 +161,15 @@ function shardCountRead(stores: Stores): string[] {
   ];
 }
 
+/**
+ * The micro service discovery subjects of cohort workers (`$SRV.<verb>`,
+ * `.cohort`, `.cohort.<id>`): workers subscribe to them, operators ask.
+ * Shared with every cohort cluster on the account, as `$SRV` is.
+ */
+function serviceDiscovery(): string[] {
+  return SERVICE_VERBS.flatMap((verb) => discoverySubjects(verb, '*'));
+}
+
 /** Everything a worker does to the stores it creates and owns. */
 function workerStores(stores: Stores): string[] {
   const { journal } = stores;
@@ -211,7 +221,8 @@ export function rolePermissions(cluster: string, role: Role): Permissions {
       return tidy({
         // Replies go to every requester's inbox; the rest is the cluster's own.
         publish: [`${SUBJECT_ROOT}.${cluster}.>`, '_INBOX.>', `${API}.INFO`, ...workerStores(stores)],
-        subscribe: [`${SUBJECT_ROOT}.${cluster}.>`, inbox],
+        // Its own micro service endpoints are under cohort.<cluster>.svc; discovery is $SRV's.
+        subscribe: [`${SUBJECT_ROOT}.${cluster}.>`, inbox, ...serviceDiscovery()],
       });
     case 'admin': {
       const view = kvBucket(stores, 'cluster');
@@ -224,6 +235,9 @@ export function rolePermissions(cluster: string, role: Role): Permissions {
           metaFilter(cluster),
           // Failover requests to the leader.
           under(cluster, 'ctl'),
+          // The workers' micro services: `nats micro ls|info|stats`, and their status, sessions and inspect endpoints.
+          ...serviceDiscovery(),
+          under(cluster, 'svc'),
           `${API}.INFO`,
           // Status: the views as they are written, and single reads of the other stores, no writes.
           ...pullConsumers(view.stream, `$KV.${view.bucket}.>`),
@@ -242,7 +256,15 @@ export function rolePermissions(cluster: string, role: Role): Permissions {
     case 'reader':
       // A client labelled `reader` that may only read: a document too large for a message comes as a blob.
       return tidy({
-        publish: [...reads, `${API}.INFO`, ...objectReads(stores.replies), ...shardCountRead(stores)],
+        publish: [
+          ...reads,
+          `${API}.INFO`,
+          ...objectReads(stores.replies),
+          ...shardCountRead(stores),
+          // Looking on: the workers' micro services, which only answer.
+          ...serviceDiscovery(),
+          under(cluster, 'svc'),
+        ],
         subscribe: [eventFilter(cluster), notices, inbox],
       });
     case 'client': {

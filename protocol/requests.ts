@@ -181,3 +181,33 @@ export function checkShard(
     `session ${app}/${id} lives on shard ${expected} of ${shardCount}, not on shard ${shard}`,
   );
 }
+
+/**
+ * A request typed by hand in JSON, for the client labelled `label` (the
+ * subject's last token): on a cmd subject a bare event (`{"type": ...}`, a
+ * top-level `type` no request envelope has) is a command with a fresh
+ * `cmdId`; on a read subject an empty body or `{}` (or `{"minSeq": n}`) is a
+ * read. A full request (`kind` and all) is taken as msgpack would be, so a
+ * client claiming another label is refused the same way.
+ */
+export function parseJsonRequest(
+  body: unknown,
+  subject: 'cmd' | 'read',
+  label: string,
+  newId: () => string,
+): Request | InvalidRequestError {
+  if (subject === 'cmd') {
+    if (!isRecord(body))
+      return new InvalidRequestError('a JSON command is an event object {"type": ...} or a request with its kind');
+    if (typeof body['type'] === 'string')
+      return parseCommand({ kind: 'command', event: body, cmdId: newId(), client: label });
+    return parseRequest(body, 'cmd');
+  }
+  if (body === undefined) return parseRead({ kind: 'read', client: label });
+  if (!isRecord(body))
+    return new InvalidRequestError('a JSON read is an empty body, {} or {"minSeq": n}, or a request with its kind');
+  if (body['kind'] !== undefined) return parseRequest(body, 'read');
+  const extra = Object.keys(body).filter((k) => k !== 'minSeq');
+  if (extra.length > 0) return new InvalidRequestError(`a JSON read takes only minSeq, not ${extra.join(', ')}`);
+  return parseRead({ ...body, kind: 'read', client: label });
+}

@@ -103,6 +103,17 @@ export class Catalog {
     return this.#directory.size;
   }
 
+  /** The sessions in memory now, for inspection: read, never activated or changed from here. */
+  active(): HostedSession[] {
+    return [...this.#directory.values()].filter((s) => !s.evicted);
+  }
+
+  /** The session `app`/`id` if it is in memory now; undefined otherwise (nothing is activated). */
+  find(app: string, id: string): HostedSession | undefined {
+    const s = this.#directory.get(sessionKey(app, id));
+    return s === undefined || s.evicted ? undefined : s;
+  }
+
   /** When the longest-running message in any session's mailbox started (null: none running). */
   busySince(): number | null {
     let oldest: number | null = null;

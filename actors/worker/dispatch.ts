@@ -6,9 +6,18 @@ import { decode, encode } from '../../bus/codec.js';
 import type { Environment } from '../../bus/environment.js';
 import { metaSubject, parseSubject } from '../../bus/subjects.js';
 import type { BlobStore, Bus, Delivery, Subscription } from '../../bus/types.js';
+import { PayloadTooLargeError } from '../../bus/errors.js';
 import { InvalidRequestError, refuse, UnknownApplicationError } from '../../protocol/errors.js';
+import { CONTENT_TYPE_HEADER, isJsonRequest, jsonBytes, parseJson } from '../../protocol/json.js';
 import type { CommandReply, ReadReply, TxReply, VerifyReply } from '../../protocol/messages.js';
-import { checkShard, parseRequest } from '../../protocol/requests.js';
+import { checkShard, parseJsonRequest, parseRequest } from '../../protocol/requests.js';
+import {
+  headerLine,
+  JSON_CONTENT_TYPE,
+  SERVICE_ERROR_CODE_HEADER,
+  SERVICE_ERROR_HEADER,
+  serviceErrorCode,
+} from '../../protocol/service.js';
 import { clientInbox, inboxOwner, labelOf } from '../../protocol/clientId.js';
 import type { Application } from './application.js';
 import type { Catalog } from './catalog.js';
@@ -31,6 +40,15 @@ export interface DispatchOptions {
   readonly shardCount: number;
   /** Set (to the reply prefix): a request is refused unless its reply subject lies in its claimed client's inbox. */
   readonly ownInboxes?: string | undefined;
+  /** Told of every request handled, once its reply is decided: what the micro service's stats count. */
+  readonly onHandled?: ((kind: 'cmd' | 'read', outcome: HandledOutcome) => void) | undefined;
+}
+
+/** One request as the stats see it: how long it took (ms, on the environment's clock) and the error it was answered with. */
+export interface HandledOutcome {
+  readonly elapsed: number;
+  /** The refusal's message; absent when it succeeded. */
+  readonly error?: string;
 }
 
 type Reply = CommandReply | ReadReply | TxReply | VerifyReply;
@@ -58,11 +76,13 @@ export class Dispatch {
   readonly #shardCount: number;
   readonly #ownInboxes: string | undefined;
   readonly #warnImpostor: ReturnType<typeof throttledWarn>;
+  readonly #onHandled: DispatchOptions['onHandled'];
 
   constructor(options: DispatchOptions) {
     const { apps, catalog, transactions, clients, bus, blobs, environment, log, shardCount } = options;
     this.#shardCount = shardCount;
     this.#ownInboxes = options.ownInboxes;
+    this.#onHandled = options.onHandled;
     this.#warnImpostor = throttledWarn(log, environment.clock, 10_000);
     this.#apps = apps;
     this.#catalog = catalog;
@@ -75,16 +95,34 @@ export class Dispatch {
     this.#log = log;
   }
 
-  /** A request on a cmd, read or ro subject. */
+  /**
+   * A request on a cmd, read or ro subject. One with `Content-Type:
+   * application/json` (typed by hand) is read as JSON and answered in JSON,
+   * refusals too; every other is msgpack.
+   */
   onMessage(m: Delivery, kind: 'cmd' | 'read'): void {
-    void this.#handle(m, kind)
+    const json = isJsonRequest(m.headers);
+    const started = this.#clock.now();
+    void this.#handle(m, kind, json)
       .catch((err: unknown): Reply => refuse(err))
-      .then((reply) => (reply === UNANSWERED ? undefined : this.#respond(m, reply)))
+      .then((reply) => {
+        this.#handled(kind, started, reply === UNANSWERED ? 'refused unanswered: not in its client’s inbox' : reply);
+        if (reply === UNANSWERED) return undefined;
+        return json ? this.#respondJson(m, reply) : this.#respond(m, reply);
+      })
       .catch((err: unknown) => {
         // Even the claim-check failed: say so rather than leave the client to time out.
         this.#log.warn({ err, subject: m.subject }, 'reply not sent whole');
-        m.respond(encode(refuse(err)));
+        if (json) this.#respondJson(m, refuse(err));
+        else m.respond(encode(refuse(err)));
       });
+  }
+
+  #handled(kind: 'cmd' | 'read', started: number, reply: Reply | string): void {
+    if (this.#onHandled === undefined) return;
+    const elapsed = Math.max(0, this.#clock.now() - started);
+    const error = typeof reply === 'string' ? reply : reply.ok ? undefined : reply.error.message;
+    this.#onHandled(kind, error === undefined ? { elapsed } : { elapsed, error });
   }
 
   /** A reply too large for a message (a big document) travels by claim-check; the client fetches and deletes it, or it expires. */
@@ -98,7 +136,28 @@ export class Dispatch {
     m.respond(body.data, { headers: body.headers });
   }
 
-  async #handle(m: Delivery, kind: 'cmd' | 'read'): Promise<Reply | typeof UNANSWERED> {
+  /**
+   * The reply as JSON with its content type; a refusal also carries the
+   * ADR-32 error headers `nats req` shows. Nobody typing a request follows
+   * a claim-check, so one too large is refused instead.
+   */
+  #respondJson(m: Delivery, reply: Reply): void {
+    const limit = this.#bus.server.maxPayload - REPLY_HEADROOM;
+    let data = jsonBytes(reply);
+    let answer: Reply = reply;
+    if (data.byteLength > limit) {
+      answer = refuse(new PayloadTooLargeError(data.byteLength, limit, 'JSON reply'));
+      data = jsonBytes(answer);
+    }
+    const headers: Record<string, string> = { [CONTENT_TYPE_HEADER]: JSON_CONTENT_TYPE };
+    if (!answer.ok) {
+      headers[SERVICE_ERROR_HEADER] = headerLine(answer.error.message);
+      headers[SERVICE_ERROR_CODE_HEADER] = String(serviceErrorCode(answer.error));
+    }
+    m.respond(data, { headers });
+  }
+
+  async #handle(m: Delivery, kind: 'cmd' | 'read', json: boolean): Promise<Reply | typeof UNANSWERED> {
     let target;
     try {
       target = parseSubject(m.subject);
@@ -113,12 +172,12 @@ export class Dispatch {
     if (misplaced !== undefined) return refuse(misplaced);
     let body: unknown;
     try {
-      body = decode(m.data, { where: `${kind} ${m.subject}` });
+      body = json ? parseJson(m.data, `JSON ${kind} ${m.subject}`) : decode(m.data, { where: `${kind} ${m.subject}` });
     } catch (err) {
       return refuse(err);
     }
     const { id, shard } = target;
-    const req = parseRequest(body, kind);
+    const req = json ? parseJsonRequest(body, kind, target.label, this.#newId) : parseRequest(body, kind);
     if (req instanceof Error) return refuse(req);
     if (labelOf(req.client) !== target.label)
       return refuse(

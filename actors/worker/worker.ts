@@ -27,6 +27,10 @@ import { MembershipHost } from './membership.js';
 import { Replication, type ReplicaStatus } from './replica.js';
 import { openStores, type Stores } from './stores.js';
 import { Shards } from './shards.js';
+import { WorkerService } from './service.js';
+import { workerServiceSource } from './serviceSource.js';
+import { serviceInstanceId } from '../../protocol/service.js';
+import { cohortVersion } from '../../protocol/version.js';
 
 /** A worker's default reconnectInterval (ms): attempts every 100-250 ms with jitter. */
 export const WORKER_RECONNECT_INTERVAL = 100;
@@ -234,6 +238,8 @@ class WorkerHost {
   readonly clients: ClientRecords;
   readonly shards: Shards;
   readonly #dispatch: Dispatch;
+  /** The worker as a NATS micro service: `nats micro ls` finds it. */
+  readonly service: WorkerService;
   /** Secondaries and read-only copies (membership only). */
   readonly replicas: Replication | undefined;
   /** The epoch markers of its shards (membership only). */
@@ -351,6 +357,27 @@ class WorkerHost {
       transactionsOf: (client) => catalog.transactionsOf(client),
       rollBack: (client, reason) => catalog.rollBack(client, reason),
     });
+    this.service = new WorkerService({
+      bus,
+      cluster,
+      worker: id,
+      instance: () => serviceInstanceId(environment.newId()),
+      version: cohortVersion(),
+      clock: this.#clock,
+      log,
+      source: workerServiceSource({
+        worker: id,
+        cluster,
+        zone: membership?.zone ?? null,
+        apps: this.#apps,
+        shardCount,
+        catalog,
+        serving: () => this.shards.serving,
+        membership: () => this.#membership,
+        health: () => this.health?.check(),
+      }),
+    });
+    const service = this.service;
     this.#dispatch = new Dispatch({
       apps: this.#apps,
       catalog,
@@ -362,6 +389,7 @@ class WorkerHost {
       log,
       shardCount,
       ownInboxes,
+      onHandled: (kind, outcome) => service.handled(kind, outcome),
     });
     this.shards = new Shards({ bus, cluster, log, dispatch: this.#dispatch, catalog, wakeups: catalog.wakeups });
   }
@@ -380,6 +408,7 @@ class WorkerHost {
       if (s.type === 'close') this.#busClosed = true;
     });
     this.#metaSubs = this.#dispatch.serveMetadata(this.#cluster);
+    this.service.start();
     if (shards !== undefined) {
       await this.shards.serve(new Set(shards));
       this.shards.serveReadOnly(new Set(shards));
@@ -544,6 +573,7 @@ class WorkerHost {
     if (this.#replicaTick !== undefined) this.#clock.clearTimeout(this.#replicaTick);
     this.shards.stop();
     for (const sub of this.#metaSubs.splice(0)) sub.unsubscribe();
+    await this.service.stop();
     this.#unlistenStatus?.();
     this.catalog.stop();
     this.clients.stop();

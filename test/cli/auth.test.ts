@@ -4,10 +4,16 @@ import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { Objm } from '@nats-io/obj';
-import { nkeyAuthenticator, PermissionViolationError, type NatsConnection } from '@nats-io/nats-core';
+import {
+  headers as natsHeaders,
+  nkeyAuthenticator,
+  PermissionViolationError,
+  type NatsConnection,
+} from '@nats-io/nats-core';
+import { Svcm, type ServiceIdentity, type ServiceInfo, type ServiceStats } from '@nats-io/services';
 import { createUser } from '@nats-io/nkeys';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, defineApplication, FailoverRefusedError, startWorker } from '../../index.js';
+import { connect, defineApplication, FailoverRefusedError, shardOf, startWorker } from '../../index.js';
 import {
   bucketName,
   cmdSubject,
@@ -22,6 +28,7 @@ import {
   readSubject,
   replicaReportSubject,
   requestFailover,
+  serviceSubject,
   waitForView,
   userNameOf,
   type Role,
@@ -542,5 +549,93 @@ describe('cohort auth: a worker and clients running on their own keys', () => {
     await waitFor(() => a.denied.some((e) => e.subject.startsWith(blobMeta)), { what: "alice's delete refused" });
     expect(unexpected(a.denied)).toEqual([]);
     expect(unexpected(r.denied)).toEqual([]);
+  });
+
+  it('under auth the reader and the admin ask the workers’ micro services, and the admin types a JSON command as `admin`', async () => {
+    const counter = defineApplication({ name: 'counter', machine: counterMachine });
+    const w = await busAs({ kind: 'worker' });
+    track(
+      await startWorker({
+        bus: w.bus,
+        cluster: CLUSTER,
+        applications: [counter],
+        shards: [0, 1, 2, 3],
+        shardCount: 4,
+        id: 'w-svc',
+        clients: { ownInbox: true },
+      }),
+    );
+    for (const role of [{ kind: 'reader' }, { kind: 'admin' }] as const) {
+      const nc = track(
+        await connectTest(server, {
+          authenticator: nkeyAuthenticator(await seedOf(dir, userNameOf(role))),
+          inboxPrefix: inboxPrefixFor(role),
+        }),
+      );
+      const denied = violations(nc);
+      const svc = new Svcm(nc).client({ strategy: 'stall', maxWait: 1_000 });
+      const mine = <T extends { metadata?: Record<string, string> }>(list: T[]) =>
+        list.filter((x) => x.metadata?.['worker'] === 'w-svc');
+      const all = async <T>(iter: Promise<AsyncIterable<T>>): Promise<T[]> => {
+        const out: T[] = [];
+        for await (const x of await iter) out.push(x);
+        return out;
+      };
+      const [ping] = mine(await all<ServiceIdentity>(svc.ping('cohort')));
+      expect(ping).toMatchObject({ name: 'cohort', metadata: { cluster: CLUSTER, worker: 'w-svc' } });
+      expect(mine(await all<ServiceIdentity>(svc.ping())).length).toBe(1);
+      const [info] = mine(await all<ServiceInfo>(svc.info('cohort', ping!.id)));
+      expect(info!.endpoints.map((e) => e.name)).toContain('status');
+      const [stats] = mine(await all<ServiceStats>(svc.stats('cohort')));
+      expect(stats!.type).toBe('io.nats.micro.v1.stats_response');
+      const status = await nc.request(serviceSubject(CLUSTER, 'w-svc', 'status'), '', { timeout: 2_000 });
+      expect(JSON.parse(status.string())).toMatchObject({ worker: 'w-svc', primary: [0, 1, 2, 3] });
+      if (role.kind === 'reader') {
+        // A JSON read as `reader`, from the reader's inbox: answered (the session is empty yet).
+        const h = natsHeaders();
+        h.set('Content-Type', 'application/json');
+        const reply = await nc.request(
+          readSubject(CLUSTER, shardOf('counter', 'hand', 4), 'counter', 'hand', 'reader'),
+          '',
+          {
+            timeout: 2_000,
+            headers: h,
+          },
+        );
+        expect(JSON.parse(reply.string())).toMatchObject({ ok: true, seq: 0 });
+      }
+      if (role.kind === 'admin') {
+        // What `nats req -H Content-Type:application/json <subject> '{...}'` sends, with the admin's inbox prefix.
+        const shard = shardOf('counter', 'hand', 4);
+        const h = natsHeaders();
+        h.set('Content-Type', 'application/json');
+        const reply = await nc.request(
+          cmdSubject(CLUSTER, shard, 'counter', 'hand', 'admin'),
+          '{"type":"ADD","by":7}',
+          {
+            timeout: 2_000,
+            headers: h,
+          },
+        );
+        expect(reply.headers?.get('Content-Type')).toBe('application/json');
+        expect(JSON.parse(reply.string())).toMatchObject({ ok: true, seq: 1 });
+      }
+      await nc.flush();
+      expect(denied).toEqual([]);
+    }
+    expect(w.denied).toEqual([]);
+    // A client user is no operator: it may not ask the services.
+    const alice = track(
+      await connectTest(server, {
+        authenticator: nkeyAuthenticator(await seedOf(dir, 'client-alice')),
+        inboxPrefix: inboxPrefixFor({ kind: 'client', label: 'alice' }),
+      }),
+    );
+    const aliceDenied = violations(alice);
+    alice.publish('$SRV.PING.cohort', '');
+    alice.publish(serviceSubject(CLUSTER, 'w-svc', 'status'), '');
+    await alice.flush();
+    await waitFor(() => aliceDenied.length === 2, { what: 'alice denied $SRV and svc' });
+    expect(aliceDenied.map((e) => e.subject)).toEqual(['$SRV.PING.cohort', serviceSubject(CLUSTER, 'w-svc', 'status')]);
   });
 });
