@@ -15,6 +15,7 @@ import type { Catalog } from './catalog.js';
 import type { ClientRecords } from './clientRecords.js';
 import type { HostedSession } from './session.js';
 import type { Transactions } from './sessionTransaction.js';
+import { attributeCache, type CohortMetrics, type RequestOutcome } from '../../metrics/instruments.js';
 
 export interface DispatchOptions {
   readonly apps: ReadonlyMap<string, Application>;
@@ -31,6 +32,7 @@ export interface DispatchOptions {
   readonly shardCount: number;
   /** Set (to the reply prefix): a request is refused unless its reply subject lies in its claimed client's inbox. */
   readonly ownInboxes?: string | undefined;
+  readonly metrics: CohortMetrics;
 }
 
 type Reply = CommandReply | ReadReply | TxReply | VerifyReply;
@@ -39,6 +41,14 @@ const REPLY_HEADROOM = 1024;
 const RETRY = Symbol('retry');
 /** A request that gets no answer at all: its reply subject is not its sender's to receive. */
 const UNANSWERED = Symbol('unanswered');
+/** The app attribute of a request for no application hosted here: the subject's word is not a bounded label. */
+const UNKNOWN_APP = '(unknown)';
+
+/** What one request turned out to be, for its metrics: filled in as #handle learns it. */
+interface Handling {
+  app: string;
+  kind: string;
+}
 
 /**
  * The one place a session request comes in and its reply goes out: the
@@ -58,8 +68,11 @@ export class Dispatch {
   readonly #shardCount: number;
   readonly #ownInboxes: string | undefined;
   readonly #warnImpostor: ReturnType<typeof throttledWarn>;
+  readonly #metrics: CohortMetrics;
+  readonly #attributes = attributeCache();
 
   constructor(options: DispatchOptions) {
+    this.#metrics = options.metrics;
     const { apps, catalog, transactions, clients, bus, blobs, environment, log, shardCount } = options;
     this.#shardCount = shardCount;
     this.#ownInboxes = options.ownInboxes;
@@ -77,14 +90,35 @@ export class Dispatch {
 
   /** A request on a cmd, read or ro subject. */
   onMessage(m: Delivery, kind: 'cmd' | 'read'): void {
-    void this.#handle(m, kind)
+    const started = this.#clock.now();
+    const handling: Handling = { app: UNKNOWN_APP, kind: kind === 'cmd' ? 'command' : 'read' };
+    let outcome: RequestOutcome = 'unanswered';
+    void this.#handle(m, kind, handling)
       .catch((err: unknown): Reply => refuse(err))
-      .then((reply) => (reply === UNANSWERED ? undefined : this.#respond(m, reply)))
+      .then((reply) => {
+        if (reply === UNANSWERED) return;
+        outcome = outcomeOf(reply);
+        return this.#respond(m, reply);
+      })
       .catch((err: unknown) => {
         // Even the claim-check failed: say so rather than leave the client to time out.
         this.#log.warn({ err, subject: m.subject }, 'reply not sent whole');
-        m.respond(encode(refuse(err)));
-      });
+        const reply = refuse(err);
+        outcome = outcomeOf(reply);
+        m.respond(encode(reply));
+      })
+      .finally(() => this.#record(kind, handling, outcome, this.#clock.now() - started));
+  }
+
+  #record(kind: 'cmd' | 'read', handling: Handling, outcome: RequestOutcome, ms: number): void {
+    const attributes = this.#attributes(handling.app, handling.kind, outcome);
+    if (kind === 'cmd') {
+      this.#metrics.commands.add(1, attributes);
+      this.#metrics.commandDuration.record(ms, attributes);
+    } else {
+      this.#metrics.reads.add(1, attributes);
+      this.#metrics.readDuration.record(ms, attributes);
+    }
   }
 
   /** A reply too large for a message (a big document) travels by claim-check; the client fetches and deletes it, or it expires. */
@@ -98,7 +132,7 @@ export class Dispatch {
     m.respond(body.data, { headers: body.headers });
   }
 
-  async #handle(m: Delivery, kind: 'cmd' | 'read'): Promise<Reply | typeof UNANSWERED> {
+  async #handle(m: Delivery, kind: 'cmd' | 'read', handling: Handling): Promise<Reply | typeof UNANSWERED> {
     let target;
     try {
       target = parseSubject(m.subject);
@@ -109,6 +143,8 @@ export class Dispatch {
       return refuse(new InvalidRequestError('not a session subject'));
     const app = this.#apps.get(target.app);
     if (app === undefined) return refuse(new UnknownApplicationError(target.app));
+    handling.app = app.name;
+    if (target.kind === 'ro') handling.kind = 'ro';
     const misplaced = checkShard(app.name, target.id, target.shard, this.#shardCount);
     if (misplaced !== undefined) return refuse(misplaced);
     let body: unknown;
@@ -120,6 +156,7 @@ export class Dispatch {
     const { id, shard } = target;
     const req = parseRequest(body, kind);
     if (req instanceof Error) return refuse(req);
+    handling.kind = req.kind === 'read' ? handling.kind : req.kind;
     if (labelOf(req.client) !== target.label)
       return refuse(
         new InvalidRequestError(
@@ -204,4 +241,10 @@ export class Dispatch {
       );
     });
   }
+}
+
+/** A reply's outcome attribute: the refusal's error class name (a bounded set), or what kind of success. */
+function outcomeOf(reply: Reply): RequestOutcome {
+  if (!reply.ok) return reply.error.name === 'EventRejectedError' ? 'rejected' : reply.error.name;
+  return 'duplicate' in reply && reply.duplicate === true ? 'duplicate' : 'ok';
 }
