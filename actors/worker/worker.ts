@@ -265,6 +265,8 @@ class WorkerHost {
   #incarnation = 1;
   #stopped = false;
   #busClosed = false;
+  /** Between a disconnect from NATS and the reconnect: nothing reaches it (readiness). */
+  #disconnected = false;
   #stopping: Promise<void> | undefined;
   #unlistenStatus: (() => void) | undefined;
   /** How long a leaving member waits for its shards to be taken over. */
@@ -411,6 +413,8 @@ class WorkerHost {
   async start(shards: readonly number[] | undefined): Promise<void> {
     this.#unlistenStatus = this.#bus.onStatus((s) => {
       if (s.type === 'close') this.#busClosed = true;
+      if (s.type === 'disconnect') this.#disconnected = true;
+      if (s.type === 'reconnect') this.#disconnected = false;
     });
     this.#metaSubs = this.#dispatch.serveMetadata(this.#cluster);
     if (shards !== undefined) {
@@ -579,6 +583,8 @@ class WorkerHost {
   readiness(): Readiness {
     if (this.#stopping !== undefined || this.#stopped) return { ready: false, reason: 'stopping' };
     if (!this.#started) return { ready: false, reason: 'starting' };
+    if (this.#busClosed) return { ready: false, reason: 'its bus is closed' };
+    if (this.#disconnected) return { ready: false, reason: 'disconnected from NATS, reconnecting' };
     if (this.#joining === undefined)
       return { ready: true, reason: `serving ${this.shards.serving.length} static shards` };
     const m = this.#membership;

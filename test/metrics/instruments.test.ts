@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { connect, defineApplication, SimulatedClock, startWorker, type Worker } from '../../index.js';
-import { createMemoryBus, createMemoryServer } from '../../bus/memory/mod.js';
+import { connectionOf, createMemoryBus, createMemoryServer } from '../../bus/memory/mod.js';
 import type { Bus } from '../../bus/types.js';
 import { cleanupAfterEach } from '../cleanup.js';
 import { counterMachine } from '../fixtures/counter.js';
@@ -102,7 +102,8 @@ describe('metrics on the memory bus', () => {
   });
 
   it('counts shard moves and failovers on views applied, replica lag per primary shard, and client retries and connection states', async () => {
-    const server = createMemoryServer();
+    // A network with nothing lost or late, that a connection can be cut off from.
+    const server = createMemoryServer({ network: { reorder: false, transit: () => [0], pick: () => 0 } });
     const cluster = `mt${randomUUID().slice(0, 8)}`;
     const FAST = { heartbeatInterval: 100, sessionTimeout: 500, shardCount: 16 } as const;
     const start = async (
@@ -158,11 +159,30 @@ describe('metrics on the memory bus', () => {
     const lagShards = (await a.collect()).points('cohort.replica.lag').map((p) => p.attributes['shard']);
     expect(lagShards.sort()).toEqual([...a.worker.serving].sort());
 
-    // b is cut off (its bus gone, a crash in effect): its shards fail over to a.
-    await b.bus.close();
+    expect(a.worker.readiness()).toEqual({
+      ready: true,
+      reason: expect.stringMatching(/^member of view \d+, primary of 8 shards$/),
+    });
+    expect(b.worker.readiness().ready).toBe(true);
+
+    // b is cut off from the network: its shards fail over to a, and b, hearing nobody, is not ready.
+    server.cut(connectionOf(b.bus)!);
     await waitFor(() => a.worker.serving.length === 16, { what: 'a takes every shard', timeoutMs: 10_000 });
     am = await a.collect();
     expect(am.sum('cohort.failovers')).toBe(bShards);
     expect(am.sum('cohort.shard.moves', { direction: 'gained' })).toBe(16 + bShards);
+    expect(a.worker.readiness()).toMatchObject({ ready: true, reason: expect.stringMatching(/primary of 16 shards$/) });
+    await waitFor(() => !b.worker.readiness().ready, { what: 'b not ready', timeoutMs: 10_000 });
+    const cutOff = b.worker.readiness().reason;
+
+    // Back on the network: b rejoins as a new member, takes shards again, and is ready.
+    server.cut(connectionOf(b.bus)!, false);
+    await waitFor(() => b.worker.readiness().ready && b.worker.serving.length > 0, {
+      what: 'b ready again',
+      timeoutMs: 15_000,
+    });
+    expect((await b.collect()).sum('cohort.shard.moves', { direction: 'lost' })).toBeGreaterThanOrEqual(bShards);
+    // Dropped from the view while cut off, it let its shards go to come back as a new member.
+    expect(cutOff).toMatch(/^(rejoining the cluster|membership \w+|not a member of view \d+)$/);
   });
 });
