@@ -115,4 +115,30 @@ describe('cohort worker --metrics-port', () => {
       await expect(fetch(`http://127.0.0.1:${port}/healthz`)).rejects.toThrow();
     },
   );
+
+  it(
+    '/readyz says 503 while the worker has lost NATS (the process alive: /healthz 200), and 200 once it is back',
+    { timeout: 60_000 },
+    async () => {
+      await using own = await startTestServer();
+      const cluster = `metrics_${randomBytes(4).toString('hex')}`;
+      const worker = track(cohort(['worker', ...APP, '--nats', own.url, '--cluster', cluster, '--metrics-port', '0']));
+      const port = Number((await worker.line(SERVING))[2]);
+      await waitFor(async () => (await get(port, '/readyz')).status === 200, { what: 'ready', timeoutMs: 10_000 });
+
+      await own.stop();
+      await waitFor(async () => (await get(port, '/readyz')).status === 503, { what: 'not ready', timeoutMs: 10_000 });
+      expect(JSON.parse((await get(port, '/readyz')).body)).toEqual({
+        ok: false,
+        reason: 'disconnected from NATS, reconnecting',
+      });
+      expect((await get(port, '/healthz')).status).toBe(200);
+
+      await own.restart();
+      await waitFor(async () => (await get(port, '/readyz')).status === 200, {
+        what: 'ready again',
+        timeoutMs: 20_000,
+      });
+    },
+  );
 });
