@@ -17,6 +17,7 @@ export {
   type ClientRecordInfo,
   type Worker,
   type WorkerOptions,
+  type Readiness,
 } from './actors/worker/worker.js';
 export type { ReplicaStatus } from './actors/worker/replica.js';
 

@@ -57,7 +57,7 @@ commands:
          [--reconnect-interval MS] [--failover-quota N]
          [--failover-window MS] [--min-members N] [--stable-after MS]
          [--unstable-after MS] [--failure-condition 1|2|3]
-         [--health-check-timeout MS]
+         [--health-check-timeout MS] [--metrics-port PORT]
                         host the applications each FILE exports (.js, or .ts
                         through tsx) until SIGINT or SIGTERM; --cluster defaults
                         to demo; without --nats, an embedded nats-server (or the
@@ -78,7 +78,9 @@ commands:
                         default), for MS (default 10000, at least the session
                         timeout) steps down while another member is healthy,
                         and rejoins once its journal answers; level 1:
-                        heartbeats only
+                        heartbeats only; --metrics-port serves /metrics
+                        (Prometheus), /healthz and /readyz on PORT (0: any
+                        free port, shown in the startup line)
   simulate [--app FILE ...] [--seeds A-B | --seed N] [--duration MS]
            [--faults none|all|LIST] [--workload FILE] [--workers N]
            [--clients N] [--shards N] [--session-timeout MS]

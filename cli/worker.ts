@@ -19,6 +19,7 @@ import { stopSignal } from './stopSignal.js';
 import { CONNECTION_FLAGS, connectionSettings, describeSecurity } from './connectionFlags.js';
 import { CliUsageError, loadApplications } from './loadApplications.js';
 import { healthConfig, HealthConfigError, type FailureCondition } from '../machines/health.js';
+import { startMetricsServer, type MetricsServer } from '../metrics/server.js';
 
 /** The flags of `cohort worker`, as parseArgs takes them (compose.yaml's workers are checked against this table). */
 export const WORKER_FLAGS = {
@@ -39,6 +40,7 @@ export const WORKER_FLAGS = {
   'unstable-after': { type: 'string' },
   'failure-condition': { type: 'string' },
   'health-check-timeout': { type: 'string' },
+  'metrics-port': { type: 'string' },
 } as const satisfies NonNullable<ParseArgsConfig['options']>;
 
 export interface WorkerCliOptions {
@@ -65,6 +67,8 @@ export interface WorkerCliOptions {
   safeguards: SafeguardFlags;
   /** Health beyond heartbeats (machines/health.ts); each undefined: the worker's default. */
   health: { failureCondition?: FailureCondition; healthCheckTimeout?: number };
+  /** Where /metrics, /healthz and /readyz are served (0: any free port); undefined: not served. */
+  metricsPort: number | undefined;
 }
 
 /** What `--failover-quota`, `--failover-window`, `--min-members`, `--stable-after` and `--unstable-after` gave. */
@@ -188,7 +192,19 @@ export function parseWorkerArgs(args: string[]): WorkerCliOptions {
     reconnectInterval: parseMilliseconds('reconnect-interval', values['reconnect-interval']),
     safeguards: parseSafeguardFlags(values),
     health: parseHealthFlags(values['failure-condition'], values['health-check-timeout'], sessionTimeout),
+    metricsPort: parsePort('metrics-port', values['metrics-port']),
   };
+}
+
+/** A TCP port flag: 0 (any free port) to 65535. Undefined when the flag is absent. */
+export function parsePort(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const port = /^\d+$/.test(value.trim()) ? Number(value.trim()) : NaN;
+  if (!(Number.isInteger(port) && port <= 65535))
+    throw new CliUsageError(
+      `--${flag} needs a port number from 0 (any free port) to 65535 (got ${JSON.stringify(value)})`,
+    );
+  return port;
 }
 
 /** `--failure-condition` and `--health-check-timeout`, by healthConfig's rules, said in flags. */
@@ -301,6 +317,30 @@ export async function runWorker(options: RunWorkerOptions): Promise<number> {
       options.warn(`cannot connect to ${where}: ${describe(err)}`);
       return 1;
     }
+    let metrics: MetricsServer | undefined;
+    // The probes look at the worker through this: none yet (starting), or one stopping.
+    let running: Worker | undefined;
+    let stopping = false;
+    if (options.metricsPort !== undefined) {
+      try {
+        metrics = await startMetricsServer({
+          port: options.metricsPort,
+          health: () =>
+            running === undefined || stopping
+              ? { ok: false, reason: stopping ? 'stopping' : 'starting' }
+              : { ok: true, reason: `worker ${running.id} running` },
+          readiness: () => {
+            if (running === undefined) return { ok: false, reason: 'starting' };
+            const r = running.readiness();
+            return { ok: r.ready, reason: r.reason };
+          },
+        });
+      } catch (err) {
+        options.warn(`cannot serve metrics on port ${options.metricsPort}: ${describe(err)}`);
+        await target.dispose();
+        return 1;
+      }
+    }
     let worker: Worker;
     try {
       worker = await startWorker({
@@ -319,30 +359,37 @@ export async function runWorker(options: RunWorkerOptions): Promise<number> {
         ...options.health,
         // Runtime logs (pino JSON) go to stderr; stdout carries the lines above, for people and scripts.
         logger: createLogger({ destination: process.stderr }),
+        ...(metrics !== undefined && { meterProvider: metrics.meterProvider }),
       });
     } catch (err) {
       options.warn(`cannot start the worker: ${describe(err)}`);
+      await metrics?.close();
       await target.dispose();
       return 1;
     }
+    running = worker;
     const names = applications.map((a) => a.name).join(', ');
     const extras = [
       `cluster ${options.cluster}`,
       ...(options.zone === undefined ? [] : [`zone ${options.zone}`]),
       ...(options.promotable ? [] : ['not promotable']),
       ...(options.auth === undefined && options.tls === undefined ? [] : [describeSecurity(options)]),
+      ...(metrics === undefined ? [] : [`metrics on port ${metrics.port}: /metrics /healthz /readyz`]),
     ];
     options.write(`worker ${worker.id} serving ${names} on ${target.where} (${extras.join(', ')})`);
 
     const received = await signal.received;
     options.write(`${received}: stopping worker ${worker.id} (a second signal exits at once)`);
+    stopping = true;
     try {
       await worker.stop();
     } catch (err) {
       options.warn(`worker ${worker.id} did not stop cleanly: ${describe(err)}`);
+      await metrics?.close().catch(() => {});
       await target.dispose().catch(() => {});
       return 1;
     }
+    await metrics?.close();
     await target.dispose();
     options.write(`worker ${worker.id} stopped`);
     return 0;

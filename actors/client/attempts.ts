@@ -1,4 +1,5 @@
 import type { TimerHandle } from '../../bus/clock.js';
+import type { Attributes, Counter } from '@opentelemetry/api';
 import type { Environment } from '../../bus/environment.js';
 import { BusClosedError, BusError, NoRespondersError, TimeoutError } from '../../bus/errors.js';
 import type { Bus, Headers, Message } from '../../bus/types.js';
@@ -69,6 +70,8 @@ export interface AttemptsOptions {
   readonly troubledInterval: number;
   /** While no primary answers, reads go to secondaries (ZEO read_only_fallback). */
   readonly readOnlyFallback: boolean;
+  /** Counts attempts after a request's first. */
+  readonly retries?: Counter;
 }
 
 /** One pending request, and what its attempts so far have shown. */
@@ -99,6 +102,17 @@ export interface Pending {
  * answer, asks `classify` what that means, and does it. The connection
  * decides when everything pending is sent again; this decides for one.
  */
+/** A retry's `after` attribute: what the attempt before it ran into (`answered`: a retryable answer, or a reconnect). */
+const RETRY_ATTRIBUTES: Readonly<Record<ErrorKind | 'answered', Attributes>> = Object.freeze({
+  'no-responders': Object.freeze({ after: 'no-responders' }),
+  timeout: Object.freeze({ after: 'timeout' }),
+  closed: Object.freeze({ after: 'closed' }),
+  retryable: Object.freeze({ after: 'retryable' }),
+  refused: Object.freeze({ after: 'refused' }),
+  other: Object.freeze({ after: 'other' }),
+  answered: Object.freeze({ after: 'answered' }),
+});
+
 export class Attempts {
   readonly #pending = new Set<Pending>();
   readonly #host: AttemptHost;
@@ -107,6 +121,7 @@ export class Attempts {
   readonly #attemptTimeout: number;
   readonly #troubledInterval: number;
   readonly #readOnlyFallback: boolean;
+  readonly #retries: Counter | undefined;
   /** Waiting for the last pending request to settle (a graceful close). */
   #idle: (() => void)[] = [];
   /** Filled in for each decision: classify keeps nothing, so one will do, and the send path allocates no more than it did. */
@@ -119,6 +134,7 @@ export class Attempts {
     this.#attemptTimeout = options.attemptTimeout;
     this.#troubledInterval = options.troubledInterval;
     this.#readOnlyFallback = options.readOnlyFallback;
+    this.#retries = options.retries;
     this.#facts = {
       outcome: 'due',
       error: undefined,
@@ -186,6 +202,7 @@ export class Attempts {
     const remaining = p.spec.timeout === undefined ? Infinity : p.started + p.spec.timeout - now;
     const subject = fallback ? p.spec.fallback! : p.spec.subject;
     const attempt = ++p.attempts;
+    if (attempt > 1) this.#retries?.add(1, RETRY_ATTRIBUTES[p.lastErrorKind ?? 'answered']);
     // One still out (sent again after a reconnect) is never heard from now: delivered, it may have been applied.
     if (p.inFlight && p.spec.mutates) p.unanswered = true;
     p.inFlight = true;

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { cohortMetrics, type CohortMetrics } from '../../metrics/instruments.js';
 import { resolveEnvironment, type Environment } from '../../bus/environment.js';
 import { encode } from '../../bus/codec.js';
 import { createNatsBus } from '../../bus/nats/mod.js';
@@ -175,6 +176,7 @@ interface ClientSettings {
   readonly readOnlyFallback: boolean;
   readonly connection: ConnectionConfig;
   readonly environment: Environment;
+  readonly metrics: CohortMetrics;
 }
 
 /** The subjects of one session: commands, primary reads, and reads any copy may answer. */
@@ -222,6 +224,7 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
       bus: settings.bus,
       cluster,
       readOnlyFallback: settings.readOnlyFallback,
+      metrics: settings.metrics,
     });
     const connect = (): Promise<void> => this.open();
     this.#patches = new Patches({
@@ -419,6 +422,7 @@ export async function connect(options: ConnectOptions): Promise<Client> {
     readOnlyFallback: options.readOnlyFallback === true,
     connection: config,
     environment: resolveEnvironment(options.environment),
+    metrics: cohortMetrics(options.meterProvider),
   });
   await client.open();
   try {

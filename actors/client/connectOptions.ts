@@ -7,6 +7,7 @@ import { basename } from 'node:path';
 import type { NatsAuth, NatsTls } from '../../bus/nats/credentials.js';
 import type { Bus } from '../../bus/types.js';
 import type { Environment } from '../../bus/environment.js';
+import type { MeterProvider } from '@opentelemetry/api';
 import { validateCluster } from '../../bus/subjects.js';
 import { DEDUP_WINDOW_MS } from '../../protocol/dedup.js';
 
@@ -59,6 +60,12 @@ export interface ConnectOptions {
   transactionTimeout?: number;
   /** Time, randomness and ids (default the system's): virtual time and seeded ids make a run replay. */
   environment?: Partial<Environment>;
+  /**
+   * Where its metrics (connection state changes, retries) go: default the
+   * global MeterProvider of `@opentelemetry/api` when it connects, a no-op
+   * until an SDK is installed.
+   */
+  meterProvider?: MeterProvider;
 }
 
 function positive(name: string, v: number | undefined, allowZero = false): void {

@@ -18,6 +18,8 @@ import { ClientDisconnectedError } from '../../protocol/errors.js';
 import { AuthenticationError, CredentialsError, TlsError } from '../../bus/errors.js';
 import { Attempts, type AttemptHost, type Pending, type Reply, type RequestSpec } from './attempts.js';
 import { ReplyDecoder } from './replies.js';
+import type { Attributes } from '@opentelemetry/api';
+import type { CohortMetrics } from '../../metrics/instruments.js';
 
 export interface ConnectionOptions {
   readonly label: string;
@@ -30,6 +32,8 @@ export interface ConnectionOptions {
   readonly cluster: string;
   /** While no primary answers, reads go to secondaries (ZEO read_only_fallback). */
   readonly readOnlyFallback: boolean;
+  /** Where its state changes and its requests' retries are counted. */
+  readonly metrics: CohortMetrics;
 }
 
 export interface ConnectionEvents {
@@ -55,6 +59,16 @@ export interface ConnectionEvents {
 function isFatal(err: unknown): err is Error {
   return err instanceof AuthenticationError || err instanceof CredentialsError || err instanceof TlsError;
 }
+
+/** One frozen attribute set per state: a change allocates nothing for its metric. */
+const STATE_ATTRIBUTES: Readonly<Record<ConnectionState, Attributes>> = Object.freeze({
+  NOT_CONNECTED: Object.freeze({ state: 'NOT_CONNECTED' }),
+  CONNECTING: Object.freeze({ state: 'CONNECTING' }),
+  NORMAL: Object.freeze({ state: 'NORMAL' }),
+  TROUBLE: Object.freeze({ state: 'TROUBLE' }),
+  DISABLED: Object.freeze({ state: 'DISABLED' }),
+  CLOSED: Object.freeze({ state: 'CLOSED' }),
+});
 
 export class Connection extends EventEmitter<ConnectionEvents> {
   readonly #label: string;
@@ -97,6 +111,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       attemptTimeout: options.attemptTimeout,
       troubledInterval: options.config.troubledInterval,
       readOnlyFallback: options.readOnlyFallback,
+      retries: options.metrics.retries,
     });
     this.#clientId = newClientId(options.label, this.#newId);
     if (typeof options.bus !== 'function') this.#adopt(options.bus);
@@ -109,6 +124,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       const state = s.value as ConnectionState;
       if (state !== this.#state) {
         this.#state = state;
+        options.metrics.connectionStates.add(1, STATE_ATTRIBUTES[state]);
         this.emit('state', state, s.context.reason);
         if (state === 'CONNECTING') this.#open();
       }

@@ -13,6 +13,7 @@ import type { SessionDeps } from './sessionDeps.js';
 import { RollbackLog, Transactions } from './sessionTransaction.js';
 import { Wakeups } from './wakeups.js';
 import { awaitTransactions, type HandoffWaitOutcome } from './handoff.js';
+import { cohortMetrics, type CohortMetrics } from '../../metrics/instruments.js';
 
 export interface CatalogOptions {
   readonly apps: ReadonlyMap<string, Application>;
@@ -34,17 +35,21 @@ export interface CatalogOptions {
   readonly maxTransactionTimeout: number;
   /** How long a planned hand-off of a shard waits for the transactions open on it (see handOff). */
   readonly handoffTransactionWait: number;
+  /** Where its activations, passivations and active sessions are counted (default: the global meter provider's). */
+  readonly metrics?: CohortMetrics | undefined;
 }
 
 /** How a session leaves memory: whether a pending timer wakes it again, and whether an open transaction keeps it. */
 interface Passivation {
   readonly wake: boolean;
   readonly force: boolean;
+  /** Its metric's `reason`. */
+  readonly reason: 'idle' | 'leaving';
 }
 /** Idle, or asked for: a session holding a transaction stays, since its lock and working copy live only here. */
-const WHEN_IDLE: Passivation = { wake: true, force: false };
+const WHEN_IDLE: Passivation = { wake: true, force: false, reason: 'idle' };
 /** The shard is leaving (its next primary wakes them) or the worker stopping: transactions go with the copy. */
-const LEAVING: Passivation = { wake: false, force: true };
+const LEAVING: Passivation = { wake: false, force: true, reason: 'leaving' };
 
 /**
  * The sessions of one worker, as Orleans' Catalog keeps activations:
@@ -57,7 +62,8 @@ export class Catalog {
   readonly #apps: ReadonlyMap<string, Application>;
   readonly #clock: Clock;
   readonly #log: Logger;
-  readonly #directory = new SessionDirectory();
+  readonly #directory: SessionDirectory;
+  readonly #metrics: CohortMetrics;
   readonly #activating = new Map<string, Promise<HostedSession>>();
   readonly #deps: SessionDeps;
   readonly #secondaries: CatalogOptions['secondaries'];
@@ -74,7 +80,17 @@ export class Catalog {
   #sweep: TimerHandle | undefined;
   #stopped = false;
 
-  constructor({ apps, sessions, timers, secondaries, maxTransactionTimeout, handoffTransactionWait }: CatalogOptions) {
+  constructor({
+    apps,
+    sessions,
+    timers,
+    secondaries,
+    maxTransactionTimeout,
+    handoffTransactionWait,
+    metrics,
+  }: CatalogOptions) {
+    this.#metrics = metrics ?? sessions.metrics ?? cohortMetrics();
+    this.#directory = new SessionDirectory(this.#metrics.activeSessions);
     this.#apps = apps;
     this.#clock = sessions.clock;
     this.#log = sessions.log;
@@ -88,7 +104,7 @@ export class Catalog {
       active: this.#directory,
       wake: (app, id, shard) => this.session(app, id, shard),
     });
-    this.#deps = { ...sessions, wakeups: this.wakeups, directory: this.#directory };
+    this.#deps = { ...sessions, wakeups: this.wakeups, directory: this.#directory, metrics: this.#metrics };
     this.transactions = new Transactions({
       rollbacks: this.rollbacks,
       clock: sessions.clock,
@@ -148,9 +164,9 @@ export class Catalog {
 
   /** From the copy this worker kept as the shard's secondary, if it is current; else the latest snapshot plus the journal after it. */
   async #activate(app: Application, id: string, shard: number, key: string): Promise<HostedSession> {
-    const loaded =
-      (await this.#secondaries?.adopt(app, id, shard)) ??
-      (await loadSession(this.#deps, app, id, shard, this.#clock.now()));
+    const adopted = await this.#secondaries?.adopt(app, id, shard);
+    const loaded = adopted ?? (await loadSession(this.#deps, app, id, shard, this.#clock.now()));
+    this.#metrics.activations.add(1, { app: app.name, from: adopted === undefined ? 'store' : 'secondary' });
     this.wakeups.cancel(key);
     const session = new HostedSession({ deps: this.#deps, app, id, shard, loaded });
     this.#directory.add(key, session);
@@ -294,6 +310,7 @@ export class Catalog {
       if (s.evicted || (!how.force && s.openTransaction !== undefined)) return;
       await s.passivate();
       this.#directory.forget(s);
+      this.#metrics.passivations.add(1, { app: s.app.name, reason: how.reason });
       const due = s.state.timers[0]?.due;
       if (due !== undefined && how.wake) this.wakeups.wakeAt(s.app, s.id, s.shard, due);
     });

@@ -1,5 +1,6 @@
 import { sessionKey } from '../../protocol/names.js';
 import type { HostedSession } from './session.js';
+import type { Attributes, UpDownCounter } from '@opentelemetry/api';
 
 /**
  * The sessions active on this worker, by `sessionKey`: only the map, as
@@ -8,6 +9,19 @@ import type { HostedSession } from './session.js';
  */
 export class SessionDirectory {
   readonly #sessions = new Map<string, HostedSession>();
+  /** Sessions in memory by app, kept as the map changes: a metric, not a second directory. */
+  readonly #active: UpDownCounter;
+  readonly #byApp = new Map<string, Attributes>();
+
+  constructor(active: UpDownCounter) {
+    this.#active = active;
+  }
+
+  #app(name: string): Attributes {
+    let a = this.#byApp.get(name);
+    if (a === undefined) this.#byApp.set(name, (a = Object.freeze({ app: name })));
+    return a;
+  }
 
   get size(): number {
     return this.#sessions.size;
@@ -22,13 +36,16 @@ export class SessionDirectory {
   }
 
   add(key: string, session: HostedSession): void {
+    if (!this.#sessions.has(key)) this.#active.add(1, this.#app(session.app.name));
     this.#sessions.set(key, session);
   }
 
   /** Gone from here; a newer copy under the same key stays. */
   forget(session: HostedSession): void {
     const key = sessionKey(session.app.name, session.id);
-    if (this.#sessions.get(key) === session) this.#sessions.delete(key);
+    if (this.#sessions.get(key) !== session) return;
+    this.#sessions.delete(key);
+    this.#active.add(-1, this.#app(session.app.name));
   }
 
   entries(): IterableIterator<[string, HostedSession]> {

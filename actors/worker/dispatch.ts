@@ -24,6 +24,7 @@ import type { Catalog } from './catalog.js';
 import type { ClientRecords } from './clientRecords.js';
 import type { HostedSession } from './session.js';
 import type { Transactions } from './sessionTransaction.js';
+import { attributeCache, type CohortMetrics, type RequestOutcome } from '../../metrics/instruments.js';
 
 export interface DispatchOptions {
   readonly apps: ReadonlyMap<string, Application>;
@@ -42,6 +43,7 @@ export interface DispatchOptions {
   readonly ownInboxes?: string | undefined;
   /** Told of every request handled, once its reply is decided: what the micro service's stats count. */
   readonly onHandled?: ((kind: 'cmd' | 'read', outcome: HandledOutcome) => void) | undefined;
+  readonly metrics: CohortMetrics;
 }
 
 /** One request as the stats see it: how long it took (ms, on the environment's clock) and the error it was answered with. */
@@ -57,6 +59,14 @@ const REPLY_HEADROOM = 1024;
 const RETRY = Symbol('retry');
 /** A request that gets no answer at all: its reply subject is not its sender's to receive. */
 const UNANSWERED = Symbol('unanswered');
+/** The app attribute of a request for no application hosted here: the subject's word is not a bounded label. */
+const UNKNOWN_APP = '(unknown)';
+
+/** What one request turned out to be, for its metrics: filled in as #handle learns it. */
+interface Handling {
+  app: string;
+  kind: string;
+}
 
 /**
  * The one place a session request comes in and its reply goes out: the
@@ -77,8 +87,11 @@ export class Dispatch {
   readonly #ownInboxes: string | undefined;
   readonly #warnImpostor: ReturnType<typeof throttledWarn>;
   readonly #onHandled: DispatchOptions['onHandled'];
+  readonly #metrics: CohortMetrics;
+  readonly #attributes = attributeCache();
 
   constructor(options: DispatchOptions) {
+    this.#metrics = options.metrics;
     const { apps, catalog, transactions, clients, bus, blobs, environment, log, shardCount } = options;
     this.#shardCount = shardCount;
     this.#ownInboxes = options.ownInboxes;
@@ -103,19 +116,41 @@ export class Dispatch {
   onMessage(m: Delivery, kind: 'cmd' | 'read'): void {
     const json = isJsonRequest(m.headers);
     const started = this.#clock.now();
-    void this.#handle(m, kind, json)
+    const handling: Handling = { app: UNKNOWN_APP, kind: kind === 'cmd' ? 'command' : 'read' };
+    let outcome: RequestOutcome = 'unanswered';
+    let answered: Reply | string = 'refused unanswered: not in its client’s inbox';
+    void this.#handle(m, kind, json, handling)
       .catch((err: unknown): Reply => refuse(err))
       .then((reply) => {
-        this.#handled(kind, started, reply === UNANSWERED ? 'refused unanswered: not in its client’s inbox' : reply);
         if (reply === UNANSWERED) return undefined;
+        answered = reply;
+        outcome = outcomeOf(reply);
         return json ? this.#respondJson(m, reply) : this.#respond(m, reply);
       })
       .catch((err: unknown) => {
         // Even the claim-check failed: say so rather than leave the client to time out.
         this.#log.warn({ err, subject: m.subject }, 'reply not sent whole');
-        if (json) this.#respondJson(m, refuse(err));
-        else m.respond(encode(refuse(err)));
+        const reply = refuse(err);
+        answered = reply;
+        outcome = outcomeOf(reply);
+        if (json) this.#respondJson(m, reply);
+        else m.respond(encode(reply));
+      })
+      .finally(() => {
+        this.#handled(kind, started, answered);
+        this.#record(kind, handling, outcome, this.#clock.now() - started);
       });
+  }
+
+  #record(kind: 'cmd' | 'read', handling: Handling, outcome: RequestOutcome, ms: number): void {
+    const attributes = this.#attributes(handling.app, handling.kind, outcome);
+    if (kind === 'cmd') {
+      this.#metrics.commands.add(1, attributes);
+      this.#metrics.commandDuration.record(ms, attributes);
+    } else {
+      this.#metrics.reads.add(1, attributes);
+      this.#metrics.readDuration.record(ms, attributes);
+    }
   }
 
   #handled(kind: 'cmd' | 'read', started: number, reply: Reply | string): void {
@@ -157,7 +192,12 @@ export class Dispatch {
     m.respond(data, { headers });
   }
 
-  async #handle(m: Delivery, kind: 'cmd' | 'read', json: boolean): Promise<Reply | typeof UNANSWERED> {
+  async #handle(
+    m: Delivery,
+    kind: 'cmd' | 'read',
+    json: boolean,
+    handling: Handling,
+  ): Promise<Reply | typeof UNANSWERED> {
     let target;
     try {
       target = parseSubject(m.subject);
@@ -168,6 +208,8 @@ export class Dispatch {
       return refuse(new InvalidRequestError('not a session subject'));
     const app = this.#apps.get(target.app);
     if (app === undefined) return refuse(new UnknownApplicationError(target.app));
+    handling.app = app.name;
+    if (target.kind === 'ro') handling.kind = 'ro';
     const misplaced = checkShard(app.name, target.id, target.shard, this.#shardCount);
     if (misplaced !== undefined) return refuse(misplaced);
     let body: unknown;
@@ -179,6 +221,7 @@ export class Dispatch {
     const { id, shard } = target;
     const req = json ? parseJsonRequest(body, kind, target.label, this.#newId) : parseRequest(body, kind);
     if (req instanceof Error) return refuse(req);
+    handling.kind = req.kind === 'read' ? handling.kind : req.kind;
     if (labelOf(req.client) !== target.label)
       return refuse(
         new InvalidRequestError(
@@ -263,4 +306,10 @@ export class Dispatch {
       );
     });
   }
+}
+
+/** A reply's outcome attribute: the refusal's error class name (a bounded set), or what kind of success. */
+function outcomeOf(reply: Reply): RequestOutcome {
+  if (!reply.ok) return reply.error.name === 'EventRejectedError' ? 'rejected' : reply.error.name;
+  return 'duplicate' in reply && reply.duplicate === true ? 'duplicate' : 'ok';
 }

@@ -253,6 +253,23 @@ export class Replication {
     };
   }
 
+  /**
+   * Per shard this worker is primary of and that has secondaries: journal
+   * stream sequences between its last acknowledged append and the slowest
+   * secondary's report (0: all caught up).
+   */
+  lags(): [shard: number, lag: number][] {
+    const out: [number, number][] = [];
+    for (const [shard, actor] of this.#actors) {
+      const snapshot = actor.getSnapshot();
+      if (snapshot.value !== 'primary' || snapshot.context.replicas.length === 0) continue;
+      const ctx = snapshot.context;
+      const slowest = Math.min(...ctx.replicas.map((w) => ctx.followers[w]?.seq ?? 0));
+      out.push([shard, Math.max(0, ctx.journaled - slowest)]);
+    }
+    return out;
+  }
+
   /** Secondaries of this worker's primary shards that are not synchronized, as `shard/worker`. */
   notSynchronized(): string[] {
     const now = this.#clock.now();

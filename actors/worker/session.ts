@@ -511,6 +511,7 @@ export class HostedSession {
       recent,
     });
     this.#snapshotSeq = seq;
+    this.#deps.metrics?.snapshots.add(1, { app: this.app.name });
     if (!options.compact) return;
     await this.#deps.journal.purge(this.subject, { below: journalSeq }).catch((err: unknown) => {
       this.log.warn({ err }, 'journal compaction failed');

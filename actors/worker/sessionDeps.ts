@@ -6,6 +6,7 @@ import type { Primacy } from './lease.js';
 import type { EpochAdmission } from './replay.js';
 import type { HostedSession } from './session.js';
 import type { SessionStore } from './sessionStore.js';
+import type { CohortMetrics } from '../../metrics/instruments.js';
 
 /** Secondaries of this worker's primary shards, as a commit at level `replicas` counts and waits for them. */
 export interface ReplicaWaits {
@@ -62,6 +63,8 @@ export interface SessionDeps {
   readonly epochs?: EpochAdmission;
   /** Told of every append's outcome: journal faults that go on make the worker unhealthy (membership only). */
   readonly health?: CommitHealth;
+  /** Where snapshots written are counted (none: not counted). */
+  readonly metrics?: CohortMetrics;
   /** Test-only (UNSAFE): appends without the fence. */
   readonly unfenced?: boolean;
 }

@@ -31,6 +31,9 @@ import { WorkerService } from './service.js';
 import { workerServiceSource } from './serviceSource.js';
 import { serviceInstanceId } from '../../protocol/service.js';
 import { cohortVersion } from '../../protocol/version.js';
+import type { MeterProvider, ObservableResult } from '@opentelemetry/api';
+import { cohortMetrics, type CohortMetrics } from '../../metrics/instruments.js';
+import { measuredJournal } from './measuredJournal.js';
 
 /** A worker's default reconnectInterval (ms): attempts every 100-250 ms with jitter. */
 export const WORKER_RECONNECT_INTERVAL = 100;
@@ -138,6 +141,12 @@ export interface WorkerOptions {
    * is rolled back ('failover'). Default the session timeout; 0: no wait.
    */
   handoffTransactionWait?: number;
+  /**
+   * Where its metrics go (metrics/instruments.ts): default the global
+   * MeterProvider of `@opentelemetry/api` as it is when the worker starts,
+   * a no-op until an SDK is installed.
+   */
+  meterProvider?: MeterProvider;
   /** Test-only: switches that break a guarantee on purpose, so a harness can show it finds the bug (or, one, that slow a failover for a bench). */
   [UNSAFE]?: UnsafeSwitches;
 }
@@ -179,8 +188,19 @@ export interface Worker {
   forceDisconnect(client: string): Promise<{ transactions: number }>;
   /** The clients this worker has heard from lately. */
   clients(): readonly ClientRecordInfo[];
+  /**
+   * Whether it serves what it should now: a member of the current view
+   * with every shard that view gives it taken up (static sharding: started
+   * and not stopping). `reason` says which, for a readiness probe.
+   */
+  readiness(): Readiness;
   /** Passivates every session (snapshots written), unsubscribes, and closes its own bus. */
   stop(): Promise<void>;
+}
+
+export interface Readiness {
+  readonly ready: boolean;
+  readonly reason: string;
 }
 
 /** Where a worker keeps things: opened (created if need be) before it starts. */
@@ -215,6 +235,7 @@ interface WorkerHostOptions {
   readonly shardCount: number;
   /** Undefined: static sharding. */
   readonly membership: MembershipOptions | undefined;
+  readonly metrics: CohortMetrics;
 }
 
 /**
@@ -250,12 +271,20 @@ class WorkerHost {
   #incarnation = 1;
   #stopped = false;
   #busClosed = false;
+  /** Between a disconnect from NATS and the reconnect: nothing reaches it (readiness). */
+  #disconnected = false;
   #stopping: Promise<void> | undefined;
   #unlistenStatus: (() => void) | undefined;
   /** How long a leaving member waits for its shards to be taken over. */
   readonly #leaveBound: number;
   /** Its own health (membership only): what makes it step down while it still heartbeats. */
   readonly health: HealthMonitor | undefined;
+  readonly #metrics: CohortMetrics;
+  /** The shards the last view applied gave this member as primary, and that view: what the next one moves. */
+  #primaries = new Set<number>();
+  #appliedView: View | undefined;
+  #started = false;
+  readonly #observeLag = (result: ObservableResult): void => this.#reportLag(result);
 
   constructor({
     id,
@@ -272,8 +301,10 @@ class WorkerHost {
     shardCount,
     ownInboxes,
     unsafe,
+    metrics,
   }: WorkerHostOptions) {
     this.id = id;
+    this.#metrics = metrics;
     this.#cluster = cluster;
     this.#bus = bus;
     this.#ownsBus = ownsBus;
@@ -284,7 +315,8 @@ class WorkerHost {
     this.#joining = membership;
     this.#leaveBound = membership === undefined ? 10_000 : Math.max(10_000, 3 * membership.config.sessionTimeout);
     const sessionTimeout = membership?.config.sessionTimeout ?? MEMBERSHIP_DEFAULTS.sessionTimeout;
-    const { journal, snapshots: store, timers, replies } = stores;
+    const { snapshots: store, timers, replies } = stores;
+    const journal = measuredJournal(stores.journal, this.#clock, metrics);
     this.#journal = journal;
     this.health =
       membership === undefined
@@ -341,6 +373,7 @@ class WorkerHost {
         replicas: this.replicas,
         sessionTimeout,
         unfenced: unsafe?.unfenced === true,
+        metrics,
         ...(this.epochs !== undefined && { epochs: this.epochs }),
         ...(this.health !== undefined && { health: this.health }),
       },
@@ -348,6 +381,7 @@ class WorkerHost {
       secondaries: this.replicas,
       maxTransactionTimeout: clients.maxTransactionTimeout,
       handoffTransactionWait,
+      metrics,
     });
     const catalog = this.catalog;
     this.clients = new ClientRecords({
@@ -390,6 +424,7 @@ class WorkerHost {
       shardCount,
       ownInboxes,
       onHandled: (kind, outcome) => service.handled(kind, outcome),
+      metrics,
     });
     this.shards = new Shards({ bus, cluster, log, dispatch: this.#dispatch, catalog, wakeups: catalog.wakeups });
   }
@@ -406,6 +441,8 @@ class WorkerHost {
   async start(shards: readonly number[] | undefined): Promise<void> {
     this.#unlistenStatus = this.#bus.onStatus((s) => {
       if (s.type === 'close') this.#busClosed = true;
+      if (s.type === 'disconnect') this.#disconnected = true;
+      if (s.type === 'reconnect') this.#disconnected = false;
     });
     this.#metaSubs = this.#dispatch.serveMetadata(this.#cluster);
     this.service.start();
@@ -416,7 +453,11 @@ class WorkerHost {
     await this.#bus.flush();
     this.catalog.start();
     this.clients.start();
-    if (this.#joining !== undefined) await this.#join(this.#joining, this.id);
+    if (this.#joining !== undefined) {
+      this.#metrics.replicaLag.addCallback(this.#observeLag);
+      await this.#join(this.#joining, this.id);
+    }
+    this.#started = true;
     this.#log.info({ shards: this.shards.serving.length, apps: [...this.#apps.keys()] }, 'worker started');
   }
 
@@ -440,6 +481,7 @@ class WorkerHost {
         await this.epochs?.take(memberId, new Map([...primaries].map((shard) => [shard, view.shards[shard]!.epoch])));
         if (this.#membership !== membership) return [];
         replication.promote(view, memberId);
+        this.#countMoves(view, primaries);
         const serving = await this.shards.serve(primaries, handingOffOf(view, memberId));
         if (this.#membership !== membership) return serving;
         this.shards.serveReadOnly(new Set([...primaries].filter((shard) => view.shards[shard]!.replicas.length === 0)));
@@ -468,6 +510,7 @@ class WorkerHost {
       if (this.#stopping !== undefined) return;
       this.#membership?.stop();
       this.#membership = undefined;
+      this.#countMoves(undefined, new Set());
       try {
         await this.shards.serve(new Set());
         if (this.#stopped) return;
@@ -531,6 +574,62 @@ class WorkerHost {
     }
   }
 
+  /**
+   * Shards gained and lost as primary from the last view applied to
+   * `view` (undefined: this member is gone); a gained shard whose primary
+   * was lost failed over to this worker.
+   */
+  #countMoves(view: View | undefined, primaries: ReadonlySet<number>): void {
+    const before = this.#primaries;
+    const last = this.#appliedView;
+    let gained = 0;
+    let failedOver = 0;
+    for (const shard of primaries) {
+      if (before.has(shard)) continue;
+      gained++;
+      // Its primary lost: DEAD in the transitional view before, or (that view unseen) no longer a member.
+      const was = last?.shards[shard];
+      if (view === undefined || was === undefined) continue;
+      if (was.state === 'DEAD' || (was.primary !== null && !view.members.some((m) => m.id === was.primary)))
+        failedOver++;
+    }
+    let lost = 0;
+    for (const shard of before) if (!primaries.has(shard)) lost++;
+    if (gained > 0) this.#metrics.shardMoves.add(gained, GAINED);
+    if (lost > 0) this.#metrics.shardMoves.add(lost, LOST);
+    if (failedOver > 0) this.#metrics.failovers.add(failedOver);
+    this.#primaries = new Set(primaries);
+    this.#appliedView = view;
+  }
+
+  /** Replica lag per shard it is primary of, when a reader collects. */
+  #reportLag(result: ObservableResult): void {
+    const replicas = this.replicas;
+    if (replicas === undefined || this.#stopped) return;
+    for (const [shard, lag] of replicas.lags()) result.observe(lag, { worker: this.id, shard });
+  }
+
+  readiness(): Readiness {
+    if (this.#stopping !== undefined || this.#stopped) return { ready: false, reason: 'stopping' };
+    if (!this.#started) return { ready: false, reason: 'starting' };
+    if (this.#busClosed) return { ready: false, reason: 'its bus is closed' };
+    if (this.#disconnected) return { ready: false, reason: 'disconnected from NATS, reconnecting' };
+    if (this.#joining === undefined)
+      return { ready: true, reason: `serving ${this.shards.serving.length} static shards` };
+    const m = this.#membership;
+    if (m === undefined) return { ready: false, reason: 'rejoining the cluster' };
+    if (m.status !== 'member') return { ready: false, reason: `membership ${m.status}` };
+    const view = m.view;
+    if (view === null) return { ready: false, reason: 'no view yet' };
+    if (!view.members.some((x) => x.id === m.memberId))
+      return { ready: false, reason: `not a member of view ${view.viewId}` };
+    const serving = new Set(this.shards.serving);
+    const missing = [...primariesOf(view, m.memberId)].filter((shard) => !serving.has(shard));
+    if (missing.length > 0)
+      return { ready: false, reason: `taking up ${missing.length} shards of view ${view.viewId}` };
+    return { ready: true, reason: `member of view ${view.viewId}, primary of ${serving.size} shards` };
+  }
+
   #armReplicaTick(every: number): void {
     if (this.#stopped || this.#replicaTick !== undefined) return;
     this.#replicaTick = this.#clock.setTimeout(() => {
@@ -568,6 +667,7 @@ class WorkerHost {
       membership.stop();
     }
     this.#stopped = true;
+    this.#metrics.replicaLag.removeCallback(this.#observeLag);
     this.replicas?.stop();
     this.epochs?.stop();
     if (this.#replicaTick !== undefined) this.#clock.clearTimeout(this.#replicaTick);
@@ -582,6 +682,9 @@ class WorkerHost {
     this.#log.info('worker stopped');
   }
 }
+
+const GAINED = Object.freeze({ direction: 'gained' });
+const LOST = Object.freeze({ direction: 'lost' });
 
 /** The shards a view gives this member to serve: ACTIVE ones it is primary of. */
 function primariesOf(view: View, memberId: string): Set<number> {
@@ -661,6 +764,7 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
     ownInboxes: (options.clients?.ownInbox ?? options.auth !== undefined) ? replyPrefix : undefined,
     unsafe: options[UNSAFE],
     shardCount,
+    metrics: cohortMetrics(options.meterProvider),
     membership:
       config === undefined
         ? undefined
@@ -710,6 +814,7 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
     passivate: () => host.catalog.passivateAll(),
     forceDisconnect: (client) => host.forceDisconnect(client),
     clients: () => host.clients.info(),
+    readiness: () => host.readiness(),
     stop: () => host.stop(),
   };
 }

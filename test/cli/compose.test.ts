@@ -221,6 +221,21 @@ describe('compose.yaml', () => {
     expect(zones.size, 'distinct --zone').toBe(3);
   });
 
+  it('serves each worker’s metrics and probes on its --metrics-port, published on loopback only, and checks /readyz', () => {
+    const hostPorts = new Set<string>();
+    for (const [name, worker] of workers) {
+      const port = parseWorkerArgs(argv(worker).slice(WORKER_PREFIX.length)).metricsPort;
+      expect(port, `${name} --metrics-port`).toBeGreaterThan(0);
+      const published = (worker.ports ?? []).map((p) => /^127\.0\.0\.1:(\d+):(\d+)$/.exec(p));
+      expect(published.length, `${name} publishes one port`).toBe(1);
+      expect(published[0]?.[2], `${name} publishes its metrics port`).toBe(String(port));
+      hostPorts.add(published[0]![1]!);
+      const test = (worker.healthcheck?.test ?? []) as string[];
+      expect(test.join(' '), `${name} probes /readyz`).toContain(`http://127.0.0.1:${port}/readyz`);
+    }
+    expect(hostPorts.size, 'distinct host ports').toBe(workers.length);
+  });
+
   it('runs Node 22 wherever it runs Node', () => {
     const nodeServices = services.filter(([, s]) => s.image?.startsWith('node:'));
     expect(nodeServices.map(([name]) => name).sort()).toEqual(['auth', 'build', 'w1', 'w2', 'w3']);
