@@ -137,6 +137,12 @@ export class MemoryJournal implements Journal {
     return this.#context.call('last sequence', () => this.#stream.lastSeqOf(subject));
   }
 
+  async subjectCounts(filter: string): Promise<Map<string, number>> {
+    this.#context.assertOpen('subjects');
+    validateSubject(filter, { wildcards: true, kind: 'journal filter' });
+    return this.#context.call('subjects', () => this.#stream.subjectCounts(filter));
+  }
+
   async last(subject: string): Promise<JournalEntry | null> {
     this.#context.assertOpen('last');
     validateSubject(subject, { wildcards: false, kind: 'journal subject' });
