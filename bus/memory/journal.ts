@@ -140,6 +140,8 @@ export class MemoryJournal implements Journal {
   async subjectCounts(filter: string): Promise<Map<string, number>> {
     this.#context.assertOpen('subjects');
     validateSubject(filter, { wildcards: true, kind: 'journal filter' });
+    if (!this.#covers(filter))
+      throw new InvalidNameError('journal filter', filter, `not within the subjects of journal ${this.name}`);
     return this.#context.call('subjects', () => this.#stream.subjectCounts(filter));
   }
 
