@@ -4,7 +4,7 @@
  * connection, and a view that must be there.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { createNatsBus, type Bus, type View } from '../index.js';
+import { BucketNotFoundError, createNatsBus, type Bus, type View } from '../index.js';
 import { adminInbox, bucketName, readView, validateApp, validateCluster } from '../internal.js';
 import { CONNECTION_FLAGS, connectionSettings, type ConnectionSettings } from './connectionFlags.js';
 import { CliUsageError } from './loadApplications.js';
@@ -104,7 +104,12 @@ export function connectAdmin(args: OperatorArgs, name: string): Promise<Bus> {
 
 /** The cluster's current view; OperatorError when it has none (no worker ever joined, or a wrong --cluster). */
 export async function currentView(bus: Bus, cluster: string): Promise<View> {
-  const kv = await bus.kv({ bucket: bucketName(cluster, 'cluster') });
+  // Only opened: a misspelled --cluster must not leave a bucket behind (nor need the right to make one).
+  const kv = await bus.kv({ bucket: bucketName(cluster, 'cluster'), create: false }).catch((err: unknown) => {
+    if (err instanceof BucketNotFoundError)
+      throw new OperatorError(`cluster ${cluster} does not exist here: no bucket ${bucketName(cluster, 'cluster')}`);
+    throw err;
+  });
   const found = await readView(kv);
   if (found === null)
     throw new OperatorError(`cluster ${cluster} has no view: no worker has joined it (is --cluster right?)`);

@@ -22,9 +22,9 @@ export interface SessionStores {
 
 export async function openSessionStores(bus: Bus, cluster: string): Promise<SessionStores> {
   const [kv, blobs, timers, journal] = await Promise.all([
-    bus.kv({ bucket: bucketName(cluster, 'snapshots') }),
+    bus.kv({ bucket: bucketName(cluster, 'snapshots'), create: false }),
     bus.blobs({ bucket: bucketName(cluster, 'blobs'), maxAge: 0 }),
-    bus.kv({ bucket: bucketName(cluster, 'timers') }),
+    bus.kv({ bucket: bucketName(cluster, 'timers'), create: false }),
     bus.journal({ name: journalStreamName(cluster), subjects: [journalStreamFilter(cluster)] }),
   ]);
   return { snapshots: new SessionStore({ kv, blobs, maxPayload: bus.server.maxPayload }), timers, journal };

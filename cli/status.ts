@@ -181,6 +181,8 @@ export async function runStatus(options: StatusArgs & OperatorIO): Promise<numbe
     const report = (view: View): void => {
       const s = clusterStatus(options.cluster, view, beats!.heard, lag!.byWorker(), performance.now());
       if (options.json) options.write(JSON.stringify(s));
+      // Redrawn in a terminal; one report after another elsewhere (a log, a pipe).
+      else if (options.watch && process.stdout.isTTY) options.write(`\x1b[2J\x1b[H${describeStatus(s).join('\n')}`);
       else options.write(describeStatus(s).join('\n') + (options.watch ? '\n' : ''));
     };
     if (!options.watch) {
@@ -189,7 +191,7 @@ export async function runStatus(options: StatusArgs & OperatorIO): Promise<numbe
     }
     const interrupted = untilInterrupted();
     try {
-      const kv = await bus.kv({ bucket: bucketName(options.cluster, 'cluster') });
+      const kv = await bus.kv({ bucket: bucketName(options.cluster, 'cluster'), create: false });
       const watch = await watchView(kv, report, (err, revision) =>
         options.warn(`view revision ${revision} skipped: ${err instanceof Error ? err.message : String(err)}`),
       );

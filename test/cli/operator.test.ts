@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, defineApplication, startWorker, type Bus, type Client, type Worker } from '../../index.js';
+import { connect, defineApplication, shardOf, startWorker, type Bus, type Client, type Worker } from '../../index.js';
 import { createNatsBus } from '../../bus/nats/mod.js';
-import { decode, encode } from '../../internal.js';
+import { decode, encode, journalStreamFilter, journalStreamName, journalSubject } from '../../internal.js';
 import type { NatsServer } from '../../harness/natsServer.js';
 import { drainSubject, requestDrain } from '../../protocol/drain.js';
 import { rebalancePlan } from '../../cli/rebalance.js';
@@ -153,6 +153,32 @@ describe('operator commands against a real cluster', () => {
     } finally {
       await tail.close();
     }
+  }, 30_000);
+
+  it('inspect shows forged journal entries as unreadable while the primary ignores them; an unknown cluster is a clear error', async () => {
+    const journal = await bus.journal({ name: journalStreamName(cluster), subjects: [journalStreamFilter(cluster)] });
+    const subject = journalSubject(cluster, shardOf('counter', 'forged'), 'counter', 'forged');
+    await journal.append(subject, new Uint8Array([0xc1, 0x00, 0xff]));
+    await journal.append(subject, encode({ v: 1, events: [{ seq: 1, event: { type: 'ADD' } }] }));
+    const [inspect, missing] = [
+      cohort(['inspect', 'counter', 'forged', '--json', ...flags()]),
+      cohort(['status', '--nats', server.url, '--cluster', 'no-such-cluster']),
+    ];
+    const [a, b] = await Promise.all([inspect.exited, missing.exited]);
+    expect(a.code, inspect.stderr()).toBe(0);
+    const one = json(inspect.stdout)[0]!;
+    expect(one['known']).toBe(true);
+    const entries = one['journal'] as { error?: string; events: unknown[] }[];
+    expect(entries).toHaveLength(2);
+    expect(entries[0]!.error).toMatch(/journal entry/);
+    expect(entries[1]!.error).toMatch(/not a journal record: event 0 has no meta/);
+    // Entries no primary wrote (no epoch) are not the session's: its primary answers it as new.
+    expect(one['readError']).toBeNull();
+    expect(one['seq']).toBe(0);
+    expect(b.code).toBe(1);
+    expect(missing.stderr()).toMatch(/cluster no-such-cluster does not exist here/);
+    // The worker holding the shard keeps serving the others.
+    await client.session('counter', 's1').send({ type: 'ADD', by: 1 });
   }, 30_000);
 
   it('a forged or misaddressed drain request is refused and changes nothing', async () => {
