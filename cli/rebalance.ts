@@ -1,5 +1,6 @@
 import type { View } from '../index.js';
 import { placeShards, waitForView } from '../internal.js';
+import { RebalanceRefusedError, requestRebalance } from '../protocol/control.js';
 import { parseMilliseconds } from './worker.js';
 import {
   connectAdmin,
@@ -19,9 +20,11 @@ members and zones, fewest moves). The leader carries such moves out by
 itself, a few hand-offs at a time, whenever the membership is stable; this
 command shows the plan and follows the views until the cluster is balanced
 (a line per view; --json: one object per line). While the view says the
-membership is unstable the leader holds rebalancing until it has been still
-for --stable-after: the command says so and waits. Exit 1 when not
-balanced within MS (default 60000).
+membership is unstable the leader holds rebalancing (until it has been
+still for --stable-after): then the command asks the leader, on
+cohort.<cluster>.ctl.rebalance, to record the membership stable now, and
+the hand-offs begin. Exit 1 when refused or not balanced within MS
+(default 60000).
 
   --dry-run             print the plan only
   --timeout MS          how long to follow the views
@@ -99,11 +102,19 @@ export async function runRebalance(options: RebalanceArgs & OperatorIO): Promise
       },
       `view ${view.viewId}: primaries ${describeCounts(view)}; ${plan.length === 0 ? 'balanced, nothing to move' : `${plan.length} moves to balance:`}${plan.map((m) => `\n  shard ${m.shard}: ${m.from ?? '-'} -> ${m.to}`).join('')}${pending > 0 ? `\n${pending} shards handing off now` : ''}`,
     );
-    if (view.safeguards.unstable !== null && plan.length > 0)
+    const unstable = view.safeguards.unstable !== null && plan.length > 0;
+    if (unstable && options.dryRun)
       options.warn(
-        `the membership is unstable (since ${new Date(view.safeguards.unstable).toISOString()}): the leader moves nothing for balance until it has been still for --stable-after`,
+        `the membership is unstable (since ${new Date(view.safeguards.unstable!).toISOString()}): the leader moves nothing for balance until it has been still for --stable-after, or cohort rebalance asks it to`,
       );
     if (options.dryRun || (plan.length === 0 && pending === 0)) return 0;
+    if (unstable) {
+      const answer = await requestRebalance(bus, options.cluster);
+      out(
+        { event: 'accepted', leader: answer.leader, changed: answer.changed, reason: answer.reason },
+        `rebalance asked of leader ${answer.leader}: ${answer.reason}`,
+      );
+    }
     const balanced = (v: View): boolean => v.shards.every((s) => s.state === 'ACTIVE') && rebalancePlan(v).length === 0;
     const waiter = await waitForView(
       bus,
@@ -141,7 +152,7 @@ export async function runRebalance(options: RebalanceArgs & OperatorIO): Promise
       waiter.stop();
     }
   } catch (err) {
-    if (err instanceof OperatorError) {
+    if (err instanceof OperatorError || err instanceof RebalanceRefusedError) {
       options.warn(err.message);
       return 1;
     }

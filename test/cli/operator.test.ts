@@ -2,7 +2,14 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, defineApplication, shardOf, startWorker, type Bus, type Client, type Worker } from '../../index.js';
 import { createNatsBus } from '../../bus/nats/mod.js';
-import { decode, encode, journalStreamFilter, journalStreamName, journalSubject } from '../../internal.js';
+import {
+  controlSubject,
+  decode,
+  encode,
+  journalStreamFilter,
+  journalStreamName,
+  journalSubject,
+} from '../../internal.js';
 import type { NatsServer } from '../../harness/natsServer.js';
 import { drainSubject, requestDrain } from '../../protocol/drain.js';
 import { rebalancePlan } from '../../cli/rebalance.js';
@@ -297,4 +304,55 @@ describe('operator commands against a real cluster', () => {
     expect(Object.keys(last['primaries'] as object).sort()).toEqual(['a', 'b', 'e']);
     expect(Math.max(...counts) - Math.min(...counts)).toBeLessThanOrEqual(1);
   }, 60_000);
+
+  it('rebalance while the membership is unstable: the plan, a malformed request refused, then the leader asked and balanced', async () => {
+    // Every change after the first makes the membership unstable, and it never settles by itself: no moves for balance.
+    const rb = `rb${randomUUID().slice(0, 8)}`;
+    const held = { cluster: rb, applications: [app], heartbeatInterval: 250, sessionTimeout: 3_000 };
+    const safeguards = { unstableAfter: 1, stableAfter: 600_000 };
+    const a2 = await startWorker({
+      ...held,
+      ...safeguards,
+      bus: await createNatsBus({ servers: server.url }),
+      id: 'a2',
+    });
+    workers.set('a2', a2);
+    await waitFor(() => a2.serving.length === 256, { what: 'a2 serving every shard' });
+    const b2 = await startWorker({
+      ...held,
+      ...safeguards,
+      bus: await createNatsBus({ servers: server.url }),
+      id: 'b2',
+    });
+    workers.set('b2', b2);
+    await waitFor(() => a2.view?.members.length === 2 && a2.view.safeguards.unstable !== null, {
+      what: 'b2 admitted, the membership unstable',
+    });
+    expect(b2.serving).toEqual([]);
+
+    const malformed = decode(
+      (await bus.request(controlSubject(rb, 'rebalance'), encode({ rebalance: 'now', also: 1 }), { timeout: 3_000 }))
+        .data,
+    );
+    expect(malformed).toMatchObject({ ok: false, reason: expect.stringMatching(/malformed/) });
+    expect(a2.view!.safeguards.unstable).not.toBeNull();
+
+    const rbFlags = ['--nats', server.url, '--cluster', rb, '--json'];
+    const dry = cohort(['rebalance', '--dry-run', ...rbFlags]);
+    expect((await dry.exited).code).toBe(0);
+    const plan = json(dry.stdout)[0]!;
+    expect(plan).toMatchObject({ event: 'plan', unstable: true, primaries: { a2: 256, b2: 0 } });
+    expect(
+      (plan['moves'] as { from: string; to: string }[]).filter((m) => m.from === 'a2' && m.to === 'b2'),
+    ).toHaveLength(128);
+    expect(dry.stderr()).toMatch(/unstable/);
+    expect(b2.serving).toEqual([]);
+
+    const apply = cohort(['rebalance', '--timeout', '60000', ...rbFlags]);
+    expect((await apply.exited).code, apply.stderr()).toBe(0);
+    const events = json(apply.stdout);
+    expect(events.find((e) => e['event'] === 'accepted')).toMatchObject({ leader: 'a2', changed: true });
+    expect(events.at(-1)).toMatchObject({ event: 'done', primaries: { a2: 128, b2: 128 } });
+    await waitFor(() => b2.serving.length === 128, { what: 'b2 serving its half' });
+  }, 120_000);
 });
