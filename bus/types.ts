@@ -173,6 +173,12 @@ export interface Journal {
   ): Promise<JournalFollow>;
   /** The last sequence stored on exactly this subject; 0 when it has none. */
   lastSeq(subject: string): Promise<number>;
+  /**
+   * How many entries each subject matching `filter` holds now (subjects
+   * without any are absent): one call to list a journal's sessions, where
+   * reading every entry would cost the whole stream.
+   */
+  subjectCounts(filter: string): Promise<Map<string, number>>;
   /** The last entry stored on exactly this subject; null when it has none. */
   last(subject: string): Promise<JournalEntry | null>;
   /** Removes the subject's entries with seq < below. Returns how many went (made again after a dropped connection: how many the last try removed). */

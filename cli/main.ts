@@ -12,6 +12,13 @@ import { parseSimulateArgs, runSimulate } from './simulate.js';
 import { parseSubjectArgs, runSubject } from './subject.js';
 import { parseUpArgs, runUp } from './up.js';
 import { parseWorkerArgs, runWorker } from './worker.js';
+import { readFileSync } from 'node:fs';
+import { DRAIN_USAGE, parseDrainArgs, runDrain } from './drain.js';
+import { INSPECT_USAGE, parseInspectArgs, runInspect } from './inspect.js';
+import { parseRebalanceArgs, REBALANCE_USAGE, runRebalance } from './rebalance.js';
+import { parseSessionsArgs, runSessions, SESSIONS_USAGE } from './sessions.js';
+import { parseStatusArgs, runStatus, STATUS_USAGE } from './status.js';
+import { parseTailArgs, runTail, TAIL_USAGE } from './tail.js';
 
 const USAGE = `usage: cohort <command> [options]
 
@@ -104,6 +111,20 @@ commands:
                         cluster's recorded shard count (or --shards N); the
                         sender's label L is the last token (default admin,
                         the operator)
+  status [--watch]      the cluster: view, leader, members (zone, state, shards,
+                        last heartbeat, replica lag), shards not ACTIVE
+  sessions APP [--shard N] [--active]
+                        the sessions of APP in storage: seq, snapshot size,
+                        journal entries, the worker serving each
+  inspect APP ID [--last N]
+                        one session: document, state, seq, timers, its last N
+                        journal entries decoded, the worker holding it
+  tail [APP [ID]]       live journal entries and patches, one line each
+  drain WORKER          hand off every shard of WORKER, then it leaves and stops
+  rebalance [--dry-run] the moves that balance the primaries; follows the
+                        leader's hand-offs until balanced
+                        (each of these: --nats URL, --cluster NAME, --json;
+                        cohort COMMAND --help for its own usage)
   auth init --cluster NAME --out DIR [--client LABEL ...]
                         nkey users for the cluster's roles (worker, admin,
                         reader, one client-LABEL per --client): a seed file per
@@ -118,6 +139,8 @@ commands:
                         --translate 'cohort decode'
 
 ${CONNECTION_USAGE}
+every command: --help (its usage), --log-level LEVEL (fatal, error, warn, info,
+debug, trace, silent; also COHORT_LOG_LEVEL); cohort --version
 exit codes: 0 ok, 1 failure, 2 wrong usage (unknown command or flag, bad --app)
 `;
 
@@ -139,8 +162,97 @@ function usageProblem(err: unknown): { message: string; showUsage: boolean } | u
   return undefined;
 }
 
-async function run(command: string | undefined, rest: string[]): Promise<number> {
+/** The usage of one command: its own text, or its entries of USAGE. */
+function commandUsage(command: string): string | undefined {
+  const own: Record<string, string> = {
+    status: STATUS_USAGE,
+    sessions: SESSIONS_USAGE,
+    inspect: INSPECT_USAGE,
+    tail: TAIL_USAGE,
+    drain: DRAIN_USAGE,
+    rebalance: REBALANCE_USAGE,
+  };
+  if (own[command] !== undefined) return `${own[command]}\n${CONNECTION_USAGE}`;
+  const lines = USAGE.split('\n');
+  const out: string[] = [];
+  let inside = false;
+  for (const line of lines) {
+    if (/^  [a-z]/.test(line)) inside = line === `  ${command}` || line.startsWith(`  ${command} `);
+    else if (!/^   /.test(line)) inside = false;
+    if (inside) out.push(line);
+  }
+  if (out.length === 0) return undefined;
+  const connects = !['simulate', 'auth'].includes(command);
+  return `usage: cohort ${command} [options]\n\n${out.join('\n')}\n${connects ? `\n${CONNECTION_USAGE}` : ''}\n--log-level LEVEL: fatal, error, warn, info, debug, trace or silent\n`;
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** `--log-level L` anywhere in `rest`: taken out, and set as COHORT_LOG_LEVEL, which every logger (and worker process) reads. */
+function takeLogLevel(rest: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < rest.length; i++) {
+    const arg = rest[i]!;
+    let level: string | undefined;
+    if (arg === '--log-level') {
+      level = rest[++i];
+      if (level === undefined) throw new CliUsageError('--log-level needs a level', { showUsage: true });
+    } else if (arg.startsWith('--log-level=')) level = arg.slice('--log-level='.length);
+    else {
+      out.push(arg);
+      continue;
+    }
+    if (!LOG_LEVELS.includes(level))
+      throw new CliUsageError(`--log-level ${JSON.stringify(level)}: one of ${LOG_LEVELS.join(', ')}`);
+    process.env['COHORT_LOG_LEVEL'] = level;
+  }
+  return out;
+}
+
+function packageVersion(): string {
+  for (const up of ['../package.json', '../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(up, import.meta.url), 'utf8')) as {
+        name?: unknown;
+        version?: unknown;
+      };
+      if (pkg.name === 'cohort' && typeof pkg.version === 'string') return pkg.version;
+    } catch {
+      // Not there: built into dist/, one level further down.
+    }
+  }
+  return 'unknown';
+}
+
+const io = { write, warn };
+
+async function run(command: string | undefined, args: string[]): Promise<number> {
+  if (command !== undefined && (args.includes('--help') || args.includes('-h'))) {
+    const usage = commandUsage(command);
+    if (usage !== undefined) {
+      process.stdout.write(usage);
+      return 0;
+    }
+  }
+  const rest = takeLogLevel(args);
   switch (command) {
+    case '--version':
+    case '-v':
+    case 'version':
+      write(`cohort ${packageVersion()}`);
+      return 0;
+    case 'status':
+      return runStatus({ ...parseStatusArgs(rest), ...io });
+    case 'sessions':
+      return runSessions({ ...parseSessionsArgs(rest), ...io });
+    case 'inspect':
+      return runInspect({ ...parseInspectArgs(rest), ...io });
+    case 'tail':
+      return runTail({ ...parseTailArgs(rest), ...io });
+    case 'drain':
+      return runDrain({ ...parseDrainArgs(rest), ...io });
+    case 'rebalance':
+      return runRebalance({ ...parseRebalanceArgs(rest), ...io });
     case 'doctor': {
       const { values } = parseArgs({ args: rest, options: CONNECTION_FLAGS, strict: true });
       return runDoctor({ ...connectionSettings(values), write });
@@ -194,7 +306,8 @@ async function main(argv: string[]): Promise<number> {
   } catch (err) {
     const problem = usageProblem(err);
     if (problem === undefined) throw err;
-    process.stderr.write(`cohort ${command}: ${problem.message}\n${problem.showUsage ? `\n${USAGE}` : ''}`);
+    const usage = (command === undefined ? undefined : commandUsage(command)) ?? USAGE;
+    process.stderr.write(`cohort ${command}: ${problem.message}\n${problem.showUsage ? `\n${usage}` : ''}`);
     return 2;
   }
 }

@@ -19,6 +19,8 @@ export interface ReplicaLag {
   now(): number;
   /** The largest lag seen so far. */
   readonly max: number;
+  /** Per secondary that reported lately: entries behind on its most lagging shard, as far as entries seen since the start tell. */
+  byWorker(): Map<string, number>;
   stop(): void;
 }
 
@@ -62,6 +64,19 @@ export async function watchReplicaLag(bus: Bus, cluster: string, silentAfterMs =
     },
     get max() {
       return max;
+    },
+    byWorker: () => {
+      const now = performance.now();
+      const out = new Map<string, number>();
+      for (const [shard, byWorker] of applied) {
+        const seqs = pending.get(shard) ?? [];
+        for (const [worker, r] of byWorker) {
+          if (now - r.at >= silentAfterMs) continue;
+          const behind = seqs.filter((s) => s > r.seq).length;
+          out.set(worker, Math.max(out.get(worker) ?? 0, behind));
+        }
+      }
+      return out;
     },
     stop: () => {
       follow.stop();

@@ -378,8 +378,12 @@ export async function runWorker(options: RunWorkerOptions): Promise<number> {
     ];
     options.write(`worker ${worker.id} serving ${names} on ${target.where} (${extras.join(', ')})`);
 
-    const received = await signal.received;
-    options.write(`${received}: stopping worker ${worker.id} (a second signal exits at once)`);
+    const received = await Promise.race([signal.received, worker.drained.then(() => 'drain' as const)]);
+    options.write(
+      received === 'drain'
+        ? `drained by an operator: worker ${worker.id} hands its shards off and stops`
+        : `${received}: stopping worker ${worker.id} (a second signal exits at once)`,
+    );
     stopping = true;
     try {
       await worker.stop();

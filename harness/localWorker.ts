@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import type { NatsAuth, NatsTls } from '../index.js';
 /**
  * A worker of a local cluster as `cohort up`, `cohort demo` and the tests
@@ -72,7 +73,32 @@ export function zoneOf(index: number): string {
 }
 
 /** `{"level":40,"msg":"...","err":{...}}` from pino becomes `warn: ... (TypeError: ...)`; other text stays as it is. */
+/** pino-pretty's own formatter when it is installed (optional): time, level, bindings and message, as in a terminal. */
+const prettify: ((line: string) => string) | undefined = (() => {
+  try {
+    const { prettyFactory } = createRequire(import.meta.url)('pino-pretty') as {
+      prettyFactory: (o: Record<string, unknown>) => (line: string) => string;
+    };
+    return prettyFactory({
+      colorize: process.stdout.isTTY === true,
+      translateTime: 'SYS:HH:MM:ss.l',
+      ignore: 'pid,hostname',
+      singleLine: true,
+    });
+  } catch {
+    return undefined;
+  }
+})();
+
 export function readableLogLine(line: string): string {
+  if (prettify !== undefined && line.startsWith('{')) {
+    try {
+      JSON.parse(line);
+      return prettify(line).trimEnd();
+    } catch {
+      // Not a JSON log line: as it is, below.
+    }
+  }
   let entry: unknown;
   try {
     entry = JSON.parse(line);

@@ -129,6 +129,8 @@ export interface MembershipContext {
   readonly moving: readonly MoveRequest[];
   /** An operator's reset of the failover quota: accepted (`asked`), in the view being written, or none. */
   readonly reset: 'none' | 'asked' | 'writing';
+  /** An operator's rebalance despite an unstable membership (the view records it stable again): accepted, being written, or none. */
+  readonly settle: 'none' | 'asked' | 'writing';
   /** The safeguards' decisions in the view being written: announced (for the log) once it is. */
   readonly deciding: readonly SafeguardDecision[];
   readonly now: number;
@@ -184,7 +186,9 @@ export type MembershipEvent =
   | { type: 'LEAVE'; now: number }
   | { type: 'MOVE'; request: MoveRequest; now: number }
   /** An operator resets the failover quota (the request's `id`, for the answer). */
-  | { type: 'RESET_FAILOVER'; id: string; now: number };
+  | { type: 'RESET_FAILOVER'; id: string; now: number }
+  /** An operator asks for a rebalance now, even while the membership is unstable (the request's `id`, for the answer). */
+  | { type: 'REBALANCE'; id: string; now: number };
 
 export type MembershipEffect =
   | { type: 'heartbeat'; heartbeat: Heartbeat }
@@ -199,6 +203,8 @@ export type MembershipEffect =
   | { type: 'moveAnswer'; id: string; ok: boolean; reason: string }
   /** The answer to RESET_FAILOVER: refused, or accepted (`changed`: the next view carries it; else there was nothing to reset). */
   | { type: 'resetAnswer'; id: string; ok: boolean; changed: boolean; reason: string }
+  /** The answer to REBALANCE: refused, or accepted (`changed`: the next view records the membership stable; else it was). */
+  | { type: 'rebalanceAnswer'; id: string; ok: boolean; changed: boolean; reason: string }
   /** A decision of the safeguards, in a view this leader wrote: for the log. */
   | { type: 'safeguard'; decision: SafeguardDecision };
 
@@ -372,6 +378,7 @@ export const membershipMachine = setup({
         moves: [],
         // Every planned view carries a reset that was asked for.
         reset: planned !== null && context.reset === 'asked' ? 'writing' : context.reset,
+        settle: planned !== null && context.settle === 'asked' ? 'writing' : context.settle,
         // Against the view it follows: the watch may bring it back before the write's answer does.
         deciding: planned === null ? [] : safeguardDecisions(context.view, planned, context.config),
       });
@@ -408,6 +415,19 @@ export const membershipMachine = setup({
       answer(true, true, `accepted: ${halted}; ${g.dropped.length} dropped member(s) no longer counted`);
       if (context.reset === 'none') enqueue.assign({ reset: 'asked' });
     }),
+    /** Only the leader may declare the membership stable, and only when its view says it is not. */
+    rebalance: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'REBALANCE') return;
+      const leader = leaderOf(context);
+      const answer = (ok: boolean, changed: boolean, reason: string): void =>
+        enqueue.emit({ type: 'rebalanceAnswer', id: event.id, ok, changed, reason });
+      if (leader !== context.self.id) return answer(false, false, `not the leader (${leader ?? 'none'} is)`);
+      if (context.view === null) return answer(false, false, 'no view yet');
+      if (context.view.safeguards.unstable === null && context.settle === 'none')
+        return answer(true, false, 'the membership is stable: the leader rebalances already');
+      answer(true, true, 'accepted: the membership is recorded stable, rebalancing resumes');
+      if (context.settle === 'none') enqueue.assign({ settle: 'asked' });
+    }),
     /** The view this leader planned is written: each safeguard decision in it goes out, for the host to log. */
     decided: enqueueActions(({ context, enqueue }) => {
       for (const decision of context.deciding) enqueue.emit({ type: 'safeguard', decision });
@@ -417,6 +437,7 @@ export const membershipMachine = setup({
       writing: false,
       moving: [],
       reset: context.reset === 'writing' ? ('none' as const) : context.reset,
+      settle: context.settle === 'writing' ? ('none' as const) : context.settle,
     })),
     install: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'VIEW' && event.type !== 'WRITE_DONE') return;
@@ -465,6 +486,7 @@ export const membershipMachine = setup({
     moves: [],
     moving: [],
     reset: 'none',
+    settle: 'none',
     deciding: [],
     now: input.self.startedAt,
     lastTick: input.self.startedAt,
@@ -507,12 +529,14 @@ export const membershipMachine = setup({
           moves: [...context.moving, ...context.moves],
           moving: [],
           reset: context.reset === 'writing' ? 'asked' : context.reset,
+          settle: context.settle === 'writing' ? 'asked' : context.settle,
           deciding: [],
         })),
       ],
     },
     MOVE: { actions: ['clock', 'move', 'lead'] },
     RESET_FAILOVER: { actions: ['clock', 'resetFailover', 'lead'] },
+    REBALANCE: { actions: ['clock', 'rebalance', 'lead'] },
   },
   states: {
     idle: {

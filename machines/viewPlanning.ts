@@ -9,7 +9,7 @@ import { placeAroundHeld } from './heldMembers.js';
 import { applyMoves } from './operatorMoves.js';
 import { completeHandoff, withoutMembers } from './placement.js';
 import { judgeLost, resetQuota, sameSafeguards, stableAt, withChurn } from './safeguards.js';
-import { NO_SAFEGUARDS, type Member, type ShardAssignment, type View } from './view.js';
+import { NO_SAFEGUARDS, type Member, type Safeguards, type ShardAssignment, type View } from './view.js';
 
 function sameShards(a: readonly ShardAssignment[], b: readonly ShardAssignment[]): boolean {
   if (a.length !== b.length) return false;
@@ -41,6 +41,7 @@ export function planningKey(ctx: MembershipContext): string {
     ctx.notSynchronized,
     ctx.moves,
     ctx.reset,
+    ctx.settle,
     // Time enters here too: an unstable membership that has been still for stableAfter is stable again.
     view !== null && (stableAt(view.safeguards, ctx.config) ?? Infinity) <= ctx.now,
   ];
@@ -100,7 +101,7 @@ export function planView(ctx: MembershipContext): View | null {
     leaving,
     survivors: [...inView.filter((m) => alive(ctx, m.id)), ...joiners].filter((m) => !leaving(m.id)),
     primaryOfAny: (id) => view?.shards.some((s) => s.primary === id) ?? false,
-    safeguards: ctx.reset === 'none' ? recorded : resetQuota(recorded),
+    safeguards: settled(ctx.settle, ctx.reset === 'none' ? recorded : resetQuota(recorded)),
     config,
     now,
   });
@@ -172,6 +173,11 @@ export function planView(ctx: MembershipContext): View | null {
     view.possibleDataLoss.length === possibleDataLoss.length &&
     sameSafeguards(view.safeguards, safeguards);
   return unchanged ? null : next;
+}
+
+/** An operator's rebalance: the membership counts as stable from here (the run of changes forgotten). */
+function settled(settle: MembershipContext['settle'], safeguards: Safeguards): Safeguards {
+  return settle === 'none' ? safeguards : { ...safeguards, unstable: null, churn: null };
 }
 
 /** Whether the next view's members, or those held among them, differ from the current view's. */

@@ -1,7 +1,8 @@
 /**
  * Control messages: failover requests to the leader on
  * `cohort.<cluster>.ctl.failover`, resets of the failover quota on
- * `cohort.<cluster>.ctl.reset-failover`, and notices to one client on
+ * `cohort.<cluster>.ctl.reset-failover`, rebalances on
+ * `cohort.<cluster>.ctl.rebalance`, and notices to one client on
  * `cohort.<cluster>.client.<client>`.
  */
 import { decode, encode } from '../bus/codec.js';
@@ -51,6 +52,18 @@ export interface ResetFailoverReply extends FailoverReply {
   readonly changed: boolean;
 }
 
+/** The leader would not rebalance (not the leader, no view yet, a malformed request), or its answer was unreadable. */
+export class RebalanceRefusedError extends CohortError {
+  constructor(readonly reason: string) {
+    super(`rebalance refused: ${reason}`);
+  }
+}
+
+/** An operator's rebalance on `cohort.<cluster>.ctl.rebalance`: exactly `{ rebalance: 'now' }`. */
+export interface RebalanceRequest {
+  readonly rebalance: 'now';
+}
+
 /** What a worker tells a client on `cohort.<cluster>.client.<client>`: it was disconnected by force (ECP ChangeToNotConnected). */
 export interface ClientNotice {
   readonly type: 'disconnected';
@@ -73,6 +86,13 @@ export function isResetFailoverRequest(x: unknown): x is ResetFailoverRequest {
   if (typeof x !== 'object' || x === null || Array.isArray(x)) return false;
   const keys = Object.keys(x);
   return keys.length === 1 && keys[0] === 'reset' && (x as Record<string, unknown>)['reset'] === 'quota';
+}
+
+/** Exactly `{ rebalance: 'now' }`: anything else, extra fields too, is refused as malformed. */
+export function isRebalanceRequest(x: unknown): x is RebalanceRequest {
+  if (typeof x !== 'object' || x === null || Array.isArray(x)) return false;
+  const keys = Object.keys(x);
+  return keys.length === 1 && keys[0] === 'rebalance' && (x as Record<string, unknown>)['rebalance'] === 'now';
 }
 
 /** A notice off the wire, or undefined for anything else (ignored by the client). */
@@ -130,5 +150,31 @@ export async function requestFailoverReset(
   if (typeof r['ok'] !== 'boolean' || typeof r['reason'] !== 'string' || typeof r['leader'] !== 'string')
     throw new ResetFailoverRefusedError('the answer is not a reply (needs ok, reason and leader)');
   if (!r['ok']) throw new ResetFailoverRefusedError(r['reason']);
+  return { leader: r['leader'], changed: r['changed'] === true, reason: r['reason'] };
+}
+
+/**
+ * Asks the leader to rebalance now: a membership the safeguards hold as
+ * unstable (no moves for balance) is recorded stable, and the leader's
+ * placement hands primaries off towards the balance. `changed` is false
+ * when the membership was stable already (the leader rebalances by itself).
+ */
+export async function requestRebalance(
+  bus: Bus,
+  cluster: string,
+  timeout = 5_000,
+): Promise<{ leader: string; changed: boolean; reason: string }> {
+  const request: RebalanceRequest = { rebalance: 'now' };
+  const m = await bus.request(controlSubject(cluster, 'rebalance'), encode(request), { timeout });
+  let reply: unknown;
+  try {
+    reply = decode(m.data, { where: 'rebalance reply' });
+  } catch {
+    throw new RebalanceRefusedError('the answer could not be decoded');
+  }
+  const r = (typeof reply === 'object' && reply !== null ? reply : {}) as Record<string, unknown>;
+  if (typeof r['ok'] !== 'boolean' || typeof r['reason'] !== 'string' || typeof r['leader'] !== 'string')
+    throw new RebalanceRefusedError('the answer is not a reply (needs ok, reason and leader)');
+  if (!r['ok']) throw new RebalanceRefusedError(r['reason']);
   return { leader: r['leader'], changed: r['changed'] === true, reason: r['reason'] };
 }

@@ -30,6 +30,7 @@ export function measuredJournal(journal: Journal, clock: Clock, metrics: CohortM
     follow: (filter, options, handler) => journal.follow(filter, options, handler),
     lastSeq: (subject) => journal.lastSeq(subject),
     last: (subject) => journal.last(subject),
+    subjectCounts: (filter) => journal.subjectCounts(filter),
     purge: (subject, options) => journal.purge(subject, options),
     destroy: () => journal.destroy(),
   };

@@ -6,7 +6,7 @@ import type { Environment } from '../../bus/environment.js';
 import { decode, encode } from '../../bus/codec.js';
 import { KeyExistsError, StaleRevisionError, TimeoutError } from '../../bus/errors.js';
 import { controlSubject, heartbeatFilter, heartbeatSubject } from '../../bus/subjects.js';
-import { isFailoverRequest, isResetFailoverRequest } from '../../protocol/control.js';
+import { isFailoverRequest, isRebalanceRequest, isResetFailoverRequest } from '../../protocol/control.js';
 import type { Bus, Delivery, KvStore, KvWatch, Subscription } from '../../bus/types.js';
 import { nextDue } from '../../machines/heartbeats.js';
 import { membershipMachine, type Heartbeat, type MembershipConfig, type Self } from '../../machines/membership.js';
@@ -114,6 +114,7 @@ export class MembershipHost {
   #sub: Subscription | undefined;
   #control: Subscription | undefined;
   #resetControl: Subscription | undefined;
+  #rebalanceControl: Subscription | undefined;
   readonly #asking = new Map<string, Delivery>();
   #tick: TimerHandle | undefined;
   /** `bus.received` at the last tick. */
@@ -243,6 +244,13 @@ export class MembershipHost {
         m.respond(encode({ ok: e.ok, reason: e.reason, changed: e.changed, leader: this.view?.leader ?? '' }));
       if (e.ok && e.changed) log.info('failover quota reset asked for by an operator: accepted');
     });
+    this.#actor.on('rebalanceAnswer', (e) => {
+      const m = this.#asking.get(e.id);
+      this.#asking.delete(e.id);
+      if (m !== undefined && (e.ok || this.isLeader))
+        m.respond(encode({ ok: e.ok, reason: e.reason, changed: e.changed, leader: this.view?.leader ?? '' }));
+      if (e.ok && e.changed) log.warn('rebalance asked for by an operator: the membership is recorded stable');
+    });
     this.#actor.on('safeguard', (e) => this.#logDecision(e.decision));
     this.#actor.subscribe((s) => {
       if (s.value === 'member' || s.value === 'leaving') this.#onJoined();
@@ -311,6 +319,29 @@ export class MembershipHost {
       const id = this.#environment.newId();
       this.#asking.set(id, m);
       this.#send({ type: 'RESET_FAILOVER', id, now: now() });
+    });
+    this.#rebalanceControl = bus.subscribe(controlSubject(cluster, 'rebalance'), (m) => {
+      let body: unknown;
+      try {
+        body = decode(m.data, { where: 'rebalance request' });
+      } catch {
+        body = undefined;
+      }
+      if (!isRebalanceRequest(body)) {
+        if (this.isLeader)
+          m.respond(
+            encode({
+              ok: false,
+              changed: false,
+              reason: 'malformed request: needs exactly { rebalance: "now" }',
+              leader: this.#self.id,
+            }),
+          );
+        return;
+      }
+      const id = this.#environment.newId();
+      this.#asking.set(id, m);
+      this.#send({ type: 'REBALANCE', id, now: now() });
     });
     await bus.flush();
     this.#send({ type: 'START', now: now() });
@@ -512,6 +543,7 @@ export class MembershipHost {
     this.#sub?.unsubscribe();
     this.#control?.unsubscribe();
     this.#resetControl?.unsubscribe();
+    this.#rebalanceControl?.unsubscribe();
     this.#watch?.stop();
     this.#actor.stop();
   }

@@ -19,6 +19,7 @@ import type { Application } from './application.js';
 import { Catalog } from './catalog.js';
 import { ClientRecords, clientOptions, type ClientRecordInfo } from './clientRecords.js';
 import { forceDisconnect } from './disconnect.js';
+import { listenForDrain } from './drain.js';
 import { Dispatch } from './dispatch.js';
 import { EpochMarks } from './epochs.js';
 import { HealthMonitor } from './health.js';
@@ -196,6 +197,12 @@ export interface Worker {
   readiness(): Readiness;
   /** Passivates every session (snapshots written), unsubscribes, and closes its own bus. */
   stop(): Promise<void>;
+  /**
+   * Resolves once an operator's drain (`cohort drain`) was accepted: the
+   * worker hands its shards off, leaves the view and stops by itself, as
+   * stop() does; stop() then returns that same stop.
+   */
+  readonly drained: Promise<void>;
 }
 
 export interface Readiness {
@@ -267,6 +274,10 @@ class WorkerHost {
   readonly epochs: EpochMarks | undefined;
   #membership: MembershipHost | undefined;
   #metaSubs: Subscription[] = [];
+  #drainSub: Subscription | undefined;
+  #onDrained!: () => void;
+  /** Resolves once an operator's drain was accepted: the worker is leaving, and stops by itself. */
+  readonly drained = new Promise<void>((resolve) => (this.#onDrained = resolve));
   #replicaTick: TimerHandle | undefined;
   #incarnation = 1;
   #stopped = false;
@@ -494,6 +505,19 @@ class WorkerHost {
       stepDownBound: this.#leaveBound,
     });
     this.#membership = membership;
+    this.#drainSub?.unsubscribe();
+    this.#drainSub = listenForDrain({
+      bus: this.#bus,
+      cluster: this.#cluster,
+      member: memberId,
+      log: this.#log,
+      view: () => (this.#membership === membership ? membership.view : null),
+      leaving: () => this.#stopping !== undefined,
+      onDrain: () => {
+        this.#onDrained();
+        void this.stop();
+      },
+    });
     // Its sessions prove primacy through this member's lease from its first view on.
     this.catalog.primacy = membership.lease;
     await membership.start();
@@ -666,6 +690,7 @@ class WorkerHost {
       if (!this.#busClosed) await membership.leave(this.#leaveBound);
       membership.stop();
     }
+    this.#drainSub?.unsubscribe();
     this.#stopped = true;
     this.#metrics.replicaLag.removeCallback(this.#observeLag);
     this.replicas?.stop();
@@ -816,5 +841,6 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
     clients: () => host.clients.info(),
     readiness: () => host.readiness(),
     stop: () => host.stop(),
+    drained: host.drained,
   };
 }

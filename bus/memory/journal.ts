@@ -137,6 +137,14 @@ export class MemoryJournal implements Journal {
     return this.#context.call('last sequence', () => this.#stream.lastSeqOf(subject));
   }
 
+  async subjectCounts(filter: string): Promise<Map<string, number>> {
+    this.#context.assertOpen('subjects');
+    validateSubject(filter, { wildcards: true, kind: 'journal filter' });
+    if (!this.#covers(filter))
+      throw new InvalidNameError('journal filter', filter, `not within the subjects of journal ${this.name}`);
+    return this.#context.call('subjects', () => this.#stream.subjectCounts(filter));
+  }
+
   async last(subject: string): Promise<JournalEntry | null> {
     this.#context.assertOpen('last');
     validateSubject(subject, { wildcards: false, kind: 'journal subject' });

@@ -112,6 +112,14 @@ export class MemoryStream {
     return { ok: true, seq, duplicate: false };
   }
 
+  /** Entries held per subject matching `filter`. */
+  subjectCounts(filter: string): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const [subject, seqs] of this.#bySubject)
+      if (seqs.length > 0 && subjectMatches(filter, subject)) out.set(subject, seqs.length);
+    return out;
+  }
+
   lastSeqOf(subject: string): number {
     const seqs = this.#bySubject.get(subject);
     return seqs === undefined ? 0 : seqs[seqs.length - 1]!;

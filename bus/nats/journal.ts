@@ -403,6 +403,20 @@ class NatsJournal implements Journal {
     }
   }
 
+  async subjectCounts(filter: string): Promise<Map<string, number>> {
+    this.#checkSubject(filter, true);
+    try {
+      // The server pages a long list; nats.js asks for every page.
+      const info = await this.link.repeatable(
+        () => this.jsm.streams.info(this.name, { subjects_filter: filter }),
+        this.apiTimeout,
+      );
+      return new Map(Object.entries(info.state.subjects ?? {}));
+    } catch (err) {
+      throw translate(err, 'subjects of', filter, this.apiTimeout);
+    }
+  }
+
   async last(subject: string): Promise<JournalEntry | null> {
     this.#checkSubject(subject, false);
     try {

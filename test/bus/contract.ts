@@ -420,6 +420,11 @@ export function busContract(name: string, target: () => ContractTarget): void {
         expect(await j.last(`${j.name}.s.never`)).toBeNull();
         // One subject, exactly: a wildcard is refused, as lastSeq refuses it.
         await expect(j.last(`${j.name}.s.*`)).rejects.toBeInstanceOf(InvalidNameError);
+        // Counts per subject, filtered; a filter outside the journal is refused, not answered empty.
+        expect(Object.fromEntries(await j.subjectCounts(`${j.name}.s.*`))).toEqual({ [a]: 3, [b]: 2 });
+        expect(Object.fromEntries(await j.subjectCounts(b))).toEqual({ [b]: 2 });
+        expect((await j.subjectCounts(`${j.name}.none.>`)).size).toBe(0);
+        await expect(j.subjectCounts('elsewhere.>')).rejects.toBeInstanceOf(InvalidNameError);
       });
 
       it('fences on the expected last subject sequence: a wrong one appends nothing', async () => {

@@ -195,7 +195,9 @@ describe('cohort worker', () => {
 
       for (const r of [unknown, noApp, positional]) {
         expect(r.code).toBe(2);
-        expect(r.stderr).toContain('usage: cohort <command> [options]');
+        // The command's own usage, not every command's.
+        expect(r.stderr).toContain('usage: cohort worker [options]');
+        expect(r.stderr).toContain('worker --app FILE');
         expect(r.stdout).toBe('');
       }
       expect(unknown.stderr).toContain("Unknown option '--frobnicate'");

@@ -1,0 +1,108 @@
+/**
+ * A cluster's sessions as storage shows them, for `cohort sessions`,
+ * `inspect` and `tail`: snapshots through the worker's own SessionStore,
+ * journal entries through the protocol's record check, so what an operator
+ * sees is read the way a worker reads it.
+ */
+import type { Bus, Journal, JournalEntry, KvStore } from '../index.js';
+import {
+  bucketName,
+  decode,
+  journalStreamFilter,
+  journalStreamName,
+  parseJournalRecord,
+  SessionStore,
+} from '../internal.js';
+
+export interface SessionStores {
+  snapshots: SessionStore;
+  timers: KvStore;
+  journal: Journal;
+}
+
+export async function openSessionStores(bus: Bus, cluster: string): Promise<SessionStores> {
+  const [kv, blobs, timers, journal] = await Promise.all([
+    bus.kv({ bucket: bucketName(cluster, 'snapshots'), create: false }),
+    bus.blobs({ bucket: bucketName(cluster, 'blobs'), maxAge: 0 }),
+    bus.kv({ bucket: bucketName(cluster, 'timers'), create: false }),
+    bus.journal({ name: journalStreamName(cluster), subjects: [journalStreamFilter(cluster)] }),
+  ]);
+  return { snapshots: new SessionStore({ kv, blobs, maxPayload: bus.server.maxPayload }), timers, journal };
+}
+
+/** One journaled event, for people and scripts. */
+export interface DecodedEvent {
+  seq: number;
+  type: string;
+  client: string;
+  cmdId: string;
+  time: string;
+  /** The event's own fields beyond type and meta. */
+  data: Record<string, unknown>;
+  timer?: string;
+}
+
+/** A journal entry decoded: its events, or why it could not be (a forged or foreign entry). */
+export interface DecodedEntry {
+  streamSeq: number;
+  subject: string;
+  time: string;
+  events: DecodedEvent[];
+  error?: string;
+}
+
+export function decodeEntry(entry: JournalEntry): DecodedEntry {
+  const base = { streamSeq: entry.seq, subject: entry.subject, time: new Date(entry.time).toISOString() };
+  let body: unknown;
+  try {
+    body = decode(entry.data, { where: `journal entry ${entry.seq}` });
+  } catch (err) {
+    return { ...base, events: [], error: (err as Error).message };
+  }
+  const record = parseJournalRecord(body);
+  if (typeof record === 'string') return { ...base, events: [], error: `not a journal record: ${record}` };
+  return {
+    ...base,
+    events: record.events.map((e) => {
+      const { type, meta, ...data } = e.event as unknown as {
+        type: string;
+        meta: { time: number; cmdId: string; client: string; timer?: string };
+      } & Record<string, unknown>;
+      return {
+        seq: e.seq,
+        type,
+        client: meta.client,
+        cmdId: meta.cmdId,
+        time: new Date(meta.time).toISOString(),
+        data,
+        ...(meta.timer !== undefined && { timer: meta.timer }),
+      };
+    }),
+  };
+}
+
+/** `DEPOSIT {"amount":5} by client#1234 (cmd 9f..)` */
+export function describeEvent(e: DecodedEvent): string {
+  const data = Object.keys(e.data).length === 0 ? '' : ` ${JSON.stringify(e.data)}`;
+  return `seq ${e.seq} ${e.type}${data} by ${e.timer !== undefined ? `timer ${e.timer}` : e.client}`;
+}
+
+/**
+ * When a timer index entry says the session is due: msgpack of a number
+ * (ms since the epoch) today, decimal text or an ISO time in the readable
+ * format; undefined for anything else.
+ */
+export function timerDue(value: Uint8Array): number | undefined {
+  const text = new TextDecoder().decode(value).trim();
+  if (/^\d+$/.test(text)) return Number(text);
+  if (/^\d{4}-\d\d-\d\dT/.test(text)) {
+    const t = Date.parse(text);
+    return Number.isNaN(t) ? undefined : t;
+  }
+  try {
+    const due = decode(value, { where: 'timer index entry' });
+    return typeof due === 'number' && Number.isFinite(due) ? due : undefined;
+  } catch {
+    return undefined;
+  }
+}

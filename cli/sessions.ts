@@ -1,0 +1,190 @@
+import { shardOf } from '../index.js';
+import { journalShardFilter, journalStreamFilter, parseSubject, unescapeToken } from '../internal.js';
+import {
+  checkApp,
+  connectAdmin,
+  currentView,
+  OPERATOR_USAGE,
+  OperatorError,
+  parseOperatorArgs,
+  table,
+  wholeNumber,
+  type OperatorArgs,
+  type OperatorIO,
+} from './operator.js';
+import { decodeEntry, openSessionStores } from './sessionRecords.js';
+import { CliUsageError } from './loadApplications.js';
+
+export const SESSIONS_USAGE = `usage: cohort sessions APP [--shard N] [--active] --nats URL [--cluster NAME] [--json]
+
+The sessions of application APP that storage knows: a snapshot in the
+snapshots bucket, entries in the journal, or both. For each: its shard, its
+seq (the latest of snapshot and journal), the snapshot's size, how many
+journal entries it holds, and the worker that serves it (the shard's
+primary in the view). "active" means its journal runs past its snapshot:
+changes not yet snapshotted, so the session is in its primary's memory
+(a session active but unchanged since its last snapshot shows as at rest:
+storage cannot tell them apart).
+
+  --shard N             only the sessions of shard N
+  --active              only the sessions active as storage tells (see above)
+${OPERATOR_USAGE}
+`;
+
+export interface SessionsArgs extends OperatorArgs {
+  app: string;
+  shard: number | undefined;
+  active: boolean;
+}
+
+export function parseSessionsArgs(args: string[]): SessionsArgs {
+  const { values, positionals, base } = parseOperatorArgs(
+    args,
+    { shard: { type: 'string' }, active: { type: 'boolean' } },
+    { min: 1, max: 1, names: 'APP (an application name)' },
+  );
+  return {
+    ...base,
+    app: checkApp(positionals[0]!),
+    shard: wholeNumber('shard', values['shard']),
+    active: values['active'] === true,
+  };
+}
+
+export interface SessionInfo {
+  app: string;
+  id: string;
+  shard: number;
+  seq: number;
+  snapshotBytes: number | null;
+  /** Stream sequence the snapshot reflects (null: no snapshot). */
+  snapshotJournalSeq: number | null;
+  journalEntries: number;
+  /** The journal runs past the snapshot. */
+  active: boolean;
+  worker: string | null;
+}
+
+/** `cohort sessions`: a table (or one JSON document) of the sessions storage knows. */
+export async function runSessions(options: SessionsArgs & OperatorIO): Promise<number> {
+  const bus = await connectAdmin(options, 'sessions');
+  try {
+    const view = await currentView(bus, options.cluster);
+    if (options.shard !== undefined && options.shard >= view.shardCount)
+      throw new CliUsageError(`--shard ${options.shard}: the cluster has shards 0..${view.shardCount - 1}`);
+    const stores = await openSessionStores(bus, options.cluster);
+    const found = new Map<string, SessionInfo>();
+    const info = (id: string): SessionInfo => {
+      let s = found.get(id);
+      if (s === undefined) {
+        const shard = shardOf(options.app, id, view.shardCount);
+        s = {
+          app: options.app,
+          id,
+          shard,
+          seq: 0,
+          snapshotBytes: null,
+          snapshotJournalSeq: null,
+          journalEntries: 0,
+          active: false,
+          worker: view.shards[shard]?.primary ?? null,
+        };
+        found.set(id, s);
+      }
+      return s;
+    };
+    const wanted = (id: string): boolean =>
+      options.shard === undefined || shardOf(options.app, id, view.shardCount) === options.shard;
+
+    // The journal: one stream-info call lists every session subject and its count.
+    const filter =
+      options.shard === undefined
+        ? journalStreamFilter(options.cluster)
+        : journalShardFilter(options.cluster, options.shard);
+    const subjects = await stores.journal.subjectCounts(filter);
+    const lastSeqs = new Map<string, string>();
+    for (const [subject, count] of subjects) {
+      let target;
+      try {
+        target = parseSubject(subject);
+      } catch {
+        continue;
+      }
+      if (target.kind !== 'jrnl' || target.app !== options.app || !wanted(target.id)) continue;
+      info(target.id).journalEntries = count;
+      lastSeqs.set(target.id, subject);
+    }
+
+    // Snapshots: the keys of this application, each read as a worker reads it.
+    const keys = await stores.snapshots.kv.keys(`${options.app}.*`);
+    for (const key of keys) {
+      let id: string;
+      try {
+        id = unescapeToken(key.slice(options.app.length + 1));
+      } catch {
+        continue;
+      }
+      if (!wanted(id)) continue;
+      const raw = await stores.snapshots.kv.get(key);
+      if (raw === null) continue;
+      const s = info(id);
+      try {
+        const snapshot = await stores.snapshots.load(options.app, id);
+        s.snapshotBytes = raw.value.length;
+        if (snapshot !== null) {
+          s.seq = Math.max(s.seq, snapshot.session.seq);
+          s.snapshotJournalSeq = snapshot.journalSeq;
+        }
+      } catch (err) {
+        options.warn(`snapshot ${key} unreadable: ${(err as Error).message}`);
+      }
+    }
+
+    for (const [id, subject] of lastSeqs) {
+      const s = found.get(id)!;
+      const last = await stores.journal.last(subject);
+      if (last === null) continue;
+      const entry = decodeEntry(last);
+      const seq = entry.events.at(-1)?.seq;
+      if (seq !== undefined) s.seq = Math.max(s.seq, seq);
+      s.active = s.snapshotJournalSeq === null || last.seq > s.snapshotJournalSeq;
+    }
+
+    const list = [...found.values()]
+      .filter((s) => !options.active || s.active)
+      .sort((a, b) => a.shard - b.shard || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    if (options.json) {
+      options.write(
+        JSON.stringify({ cluster: options.cluster, app: options.app, viewId: view.viewId, sessions: list }),
+      );
+      return 0;
+    }
+    if (list.length === 0) {
+      options.write(`no sessions of ${options.app}${options.shard === undefined ? '' : ` on shard ${options.shard}`}`);
+      return 0;
+    }
+    for (const line of table([
+      ['id', 'shard', 'seq', 'snapshot', 'journal', 'worker', 'active'],
+      ...list.map((s) => [
+        s.id,
+        String(s.shard),
+        String(s.seq),
+        s.snapshotBytes === null ? '-' : `${s.snapshotBytes} B`,
+        String(s.journalEntries),
+        s.worker ?? '-',
+        s.active ? 'yes' : 'no',
+      ]),
+    ]))
+      options.write(line);
+    options.write(`${list.length} session${list.length === 1 ? '' : 's'} (view ${view.viewId})`);
+    return 0;
+  } catch (err) {
+    if (err instanceof OperatorError) {
+      options.warn(err.message);
+      return 1;
+    }
+    throw err;
+  } finally {
+    await bus.close();
+  }
+}

@@ -1,0 +1,128 @@
+import { shardOf } from '../index.js';
+import { decode, eventFilter, eventSubject, journalStreamFilter, journalSubject, parseSubject } from '../internal.js';
+import {
+  checkApp,
+  connectAdmin,
+  currentView,
+  OPERATOR_USAGE,
+  OperatorError,
+  parseOperatorArgs,
+  untilInterrupted,
+  type OperatorArgs,
+  type OperatorIO,
+} from './operator.js';
+import { decodeEntry, describeEvent, openSessionStores } from './sessionRecords.js';
+
+export const TAIL_USAGE = `usage: cohort tail [APP [ID]] --nats URL [--cluster NAME] [--json]
+
+Live: every journal entry stored from now on (each event: session, seq,
+type, fields, client) and every document patch published to subscribed
+clients, decoded, one line each, until SIGINT. APP: only that
+application's sessions; ID: only that session.
+
+${OPERATOR_USAGE}
+`;
+
+export interface TailArgs extends OperatorArgs {
+  app: string | undefined;
+  id: string | undefined;
+}
+
+export function parseTailArgs(args: string[]): TailArgs {
+  const { positionals, base } = parseOperatorArgs(args, {}, { min: 0, max: 2, names: '[APP [ID]]' });
+  return {
+    ...base,
+    app: positionals[0] === undefined ? undefined : checkApp(positionals[0]),
+    id: positionals[1],
+  };
+}
+
+export async function runTail(options: TailArgs & OperatorIO): Promise<number> {
+  const bus = await connectAdmin(options, 'tail');
+  const interrupted = untilInterrupted();
+  try {
+    const view = await currentView(bus, options.cluster);
+    const { journal } = await openSessionStores(bus, options.cluster);
+    const out = (o: Record<string, unknown>, line: string): void =>
+      options.write(options.json ? JSON.stringify(o) : line);
+    const wanted = (app: string, id: string): boolean =>
+      (options.app === undefined || app === options.app) && (options.id === undefined || id === options.id);
+
+    const journalFilter =
+      options.app !== undefined && options.id !== undefined
+        ? journalSubject(options.cluster, shardOf(options.app, options.id, view.shardCount), options.app, options.id)
+        : journalStreamFilter(options.cluster);
+    const follow = await journal.follow(journalFilter, {}, (entry) => {
+      let target;
+      try {
+        target = parseSubject(entry.subject);
+      } catch {
+        return;
+      }
+      if (target.kind !== 'jrnl' || !wanted(target.app, target.id)) return;
+      const decoded = decodeEntry(entry);
+      const session = `${target.app} ${JSON.stringify(target.id)}`;
+      if (decoded.error !== undefined)
+        return out(
+          { kind: 'journal', app: target.app, id: target.id, shard: target.shard, ...decoded },
+          `${decoded.time} journal ${session} #${entry.seq} unreadable: ${decoded.error}`,
+        );
+      for (const e of decoded.events)
+        out(
+          {
+            kind: 'journal',
+            app: target.app,
+            id: target.id,
+            shard: target.shard,
+            streamSeq: entry.seq,
+            ...e,
+          },
+          `${decoded.time} journal ${session} ${describeEvent(e)}`,
+        );
+    });
+
+    const patchFilter =
+      options.app === undefined
+        ? eventFilter(options.cluster)
+        : options.id === undefined
+          ? eventFilter(options.cluster, options.app)
+          : eventSubject(options.cluster, options.app, options.id);
+    const sub = bus.subscribe(patchFilter, (m) => {
+      let target;
+      let patch: Record<string, unknown> | null;
+      try {
+        target = parseSubject(m.subject);
+        patch = decode(m.data, { where: `patch on ${m.subject}` }) as Record<string, unknown> | null;
+      } catch (err) {
+        return out(
+          { kind: 'patch', subject: m.subject, error: (err as Error).message },
+          `patch on ${m.subject} unreadable`,
+        );
+      }
+      if (target.kind !== 'evt' || !wanted(target.app, target.id) || typeof patch !== 'object' || patch === null)
+        return;
+      out(
+        { kind: 'patch', app: target.app, id: target.id, ...patch },
+        `${new Date().toISOString()} patch   ${target.app} ${JSON.stringify(target.id)} seq ${String(patch['seq'])} by ${String(patch['setter'])} ${JSON.stringify(patch['ops'])}`,
+      );
+    });
+    await bus.flush();
+    out(
+      { kind: 'tailing', cluster: options.cluster, app: options.app ?? null, id: options.id ?? null },
+      `tailing ${options.app ?? 'every application'}${options.id === undefined ? '' : ` ${JSON.stringify(options.id)}`} of cluster ${options.cluster} (Ctrl-C stops)`,
+    );
+    await interrupted.done;
+    follow.stop();
+    sub.unsubscribe();
+    return 0;
+  } catch (err) {
+    if (err instanceof OperatorError) {
+      options.warn(err.message);
+      return 1;
+    }
+    throw err;
+  } finally {
+    interrupted.dispose();
+    await bus.close();
+  }
+}
