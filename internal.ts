@@ -168,6 +168,7 @@ export {
   type ShardDocument,
   type ViewDocument,
 } from './protocol/viewDocument.js';
+export { decodeDue, encodeDue } from './protocol/timerValue.js';
 export type { SafeguardDecision } from './machines/safeguards.js';
 export { pureTransition } from './machines/pureTransition.js';
 export {

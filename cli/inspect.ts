@@ -4,6 +4,7 @@ import { NoRespondersError, shardOf, TimeoutError, type Bus } from '../index.js'
 import {
   bucketName,
   decode,
+  decodeDue,
   encode,
   journalSubject,
   metaSubject,
@@ -19,20 +20,23 @@ import {
   currentView,
   OPERATOR_USAGE,
   OperatorError,
+  askWorker,
   parseOperatorArgs,
+  workerOfMember,
   wholeNumber,
   type OperatorArgs,
   type OperatorIO,
 } from './operator.js';
-import { decodeEntry, describeEvent, openSessionStores, timerDue, type DecodedEntry } from './sessionRecords.js';
+import { decodeEntry, describeEvent, openSessionStores, type DecodedEntry } from './sessionRecords.js';
 
 export const INSPECT_USAGE = `usage: cohort inspect APP ID [--last N] --nats URL [--cluster NAME] [--json]
 
 One session: which shard and worker hold it, its document, state and seq
 as its primary answers a read (which activates it if it was at rest), its
-snapshot (seq, size, pending timers), the timer index entry, and its last
-N journal entries decoded. An open transaction and its lock live only in
-the primary's memory and are not shown.
+snapshot (seq, size, pending timers), the timer index entry, its last N
+journal entries decoded, and, from the primary's service endpoint
+(inspect), whether it holds the session in memory and the transaction
+holding its lock, if any.
 
   --last N              journal entries to show (default 10)
 ${OPERATOR_USAGE}
@@ -99,6 +103,35 @@ async function readFromPrimary(
   }
 }
 
+/**
+ * What the primary's inspect endpoint says of the session: whether it is
+ * in its memory, and the transaction holding its lock. Only the primary
+ * knows; its answer is checked field by field.
+ */
+async function heldByPrimary(
+  bus: Bus,
+  cluster: string,
+  primary: string | null,
+  app: string,
+  id: string,
+): Promise<{
+  held: boolean | null;
+  transaction: { txId: string; client: string } | null;
+  error: string | null;
+}> {
+  if (primary === null) return { held: null, transaction: null, error: 'the shard has no primary' };
+  const answer = await askWorker(bus, cluster, workerOfMember(primary), 'inspect', { app, id });
+  if (!answer.ok) return { held: null, transaction: null, error: answer.error };
+  const held = answer.body['held'];
+  if (typeof held !== 'boolean') return { held: null, transaction: null, error: 'the answer has no held' };
+  const tx = answer.body['transaction'] as Record<string, unknown> | null | undefined;
+  const transaction =
+    tx !== null && typeof tx === 'object' && typeof tx['txId'] === 'string' && typeof tx['client'] === 'string'
+      ? { txId: tx['txId'], client: tx['client'] }
+      : null;
+  return { held, transaction, error: null };
+}
+
 export async function runInspect(options: InspectArgs & OperatorIO): Promise<number> {
   const bus = await connectAdmin(options, 'inspect');
   try {
@@ -123,6 +156,7 @@ export async function runInspect(options: InspectArgs & OperatorIO): Promise<num
         if (entries.length > options.last) entries.shift();
       }
     const live = await readFromPrimary(bus, options.cluster, shard, options.app, options.id);
+    const held = await heldByPrimary(bus, options.cluster, assignment.primary, options.app, options.id);
     const known = snapshot !== null || count > 0 || ('seq' in live && live.seq > 0);
     const lastEventSeq = entries.at(-1)?.events.at(-1)?.seq ?? 0;
     const result = {
@@ -138,6 +172,9 @@ export async function runInspect(options: InspectArgs & OperatorIO): Promise<num
       document: 'seq' in live ? live.document : null,
       state: 'seq' in live ? live.state : null,
       readError: 'error' in live ? live.error : null,
+      held: held.held,
+      transaction: held.transaction,
+      heldError: held.error,
       snapshot:
         snapshot === null
           ? null
@@ -155,8 +192,11 @@ export async function runInspect(options: InspectArgs & OperatorIO): Promise<num
         timerEntry === null
           ? null
           : (() => {
-              const due = timerDue(timerEntry.value);
-              return due === undefined ? 'unreadable' : new Date(due).toISOString();
+              try {
+                return new Date(decodeDue(timerEntry.value, 'timer index entry')).toISOString();
+              } catch {
+                return 'unreadable';
+              }
             })(),
       journal: entries,
     };
@@ -176,6 +216,11 @@ export async function runInspect(options: InspectArgs & OperatorIO): Promise<num
       w(`seq ${live.seq}  state ${JSON.stringify(live.state)}`);
       w(`document ${JSON.stringify(live.document, null, 2)}`);
     } else w(`the primary did not answer a read (${live.error}); seq ${result.seq} from storage`);
+    if (held.error !== null) w(`the primary did not say what it holds (${held.error})`);
+    else
+      w(
+        `in ${assignment.primary}'s memory: ${held.held ? 'yes' : 'no'}; transaction: ${held.transaction === null ? 'none' : `${held.transaction.txId} by ${held.transaction.client}`}`,
+      );
     if (result.snapshot === null) w('snapshot: none (never passivated)');
     else
       w(

@@ -1,24 +1,12 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
-import { runAuth } from './auth.js';
-import { runDecode } from './decode.js';
-import { runDoctor } from './doctor.js';
+import { readFileSync } from 'node:fs';
 import { CONNECTION_FLAGS, CONNECTION_USAGE, connectionSettings } from './connectionFlags.js';
 import { CliUsageError } from './loadApplications.js';
-import { parseDemoArgs, runDemo } from './demo.js';
-import { parseFailoverArgs, runFailover } from './failover.js';
-import { parseResetFailoverArgs, runResetFailover } from './resetFailover.js';
-import { parseSimulateArgs, runSimulate } from './simulate.js';
-import { parseSubjectArgs, runSubject } from './subject.js';
-import { parseUpArgs, runUp } from './up.js';
-import { parseWorkerArgs, runWorker } from './worker.js';
-import { readFileSync } from 'node:fs';
-import { DRAIN_USAGE, parseDrainArgs, runDrain } from './drain.js';
-import { INSPECT_USAGE, parseInspectArgs, runInspect } from './inspect.js';
-import { parseRebalanceArgs, REBALANCE_USAGE, runRebalance } from './rebalance.js';
-import { parseSessionsArgs, runSessions, SESSIONS_USAGE } from './sessions.js';
-import { parseStatusArgs, runStatus, STATUS_USAGE } from './status.js';
-import { parseTailArgs, runTail, TAIL_USAGE } from './tail.js';
+
+// Each command's module is loaded only when it runs: natscli starts `cohort decode` once per
+// message it translates, and loading every command (workers, the harness, the simulator) first
+// would triple that start-up.
 
 const USAGE = `usage: cohort <command> [options]
 
@@ -163,16 +151,17 @@ function usageProblem(err: unknown): { message: string; showUsage: boolean } | u
 }
 
 /** The usage of one command: its own text, or its entries of USAGE. */
-function commandUsage(command: string): string | undefined {
-  const own: Record<string, string> = {
-    status: STATUS_USAGE,
-    sessions: SESSIONS_USAGE,
-    inspect: INSPECT_USAGE,
-    tail: TAIL_USAGE,
-    drain: DRAIN_USAGE,
-    rebalance: REBALANCE_USAGE,
+async function commandUsage(command: string): Promise<string | undefined> {
+  const own: Record<string, () => Promise<string>> = {
+    status: async () => (await import('./status.js')).STATUS_USAGE,
+    sessions: async () => (await import('./sessions.js')).SESSIONS_USAGE,
+    inspect: async () => (await import('./inspect.js')).INSPECT_USAGE,
+    tail: async () => (await import('./tail.js')).TAIL_USAGE,
+    drain: async () => (await import('./drain.js')).DRAIN_USAGE,
+    rebalance: async () => (await import('./rebalance.js')).REBALANCE_USAGE,
   };
-  if (own[command] !== undefined) return `${own[command]}\n${CONNECTION_USAGE}`;
+  const text = own[command];
+  if (text !== undefined) return `${await text()}\n${CONNECTION_USAGE}`;
   const lines = USAGE.split('\n');
   const out: string[] = [];
   let inside = false;
@@ -228,7 +217,7 @@ const io = { write, warn };
 
 async function run(command: string | undefined, args: string[]): Promise<number> {
   if (command !== undefined && (args.includes('--help') || args.includes('-h'))) {
-    const usage = commandUsage(command);
+    const usage = await commandUsage(command);
     if (usage !== undefined) {
       process.stdout.write(usage);
       return 0;
@@ -241,49 +230,75 @@ async function run(command: string | undefined, args: string[]): Promise<number>
     case 'version':
       write(`cohort ${packageVersion()}`);
       return 0;
-    case 'status':
-      return runStatus({ ...parseStatusArgs(rest), ...io });
-    case 'sessions':
-      return runSessions({ ...parseSessionsArgs(rest), ...io });
-    case 'inspect':
-      return runInspect({ ...parseInspectArgs(rest), ...io });
-    case 'tail':
-      return runTail({ ...parseTailArgs(rest), ...io });
-    case 'drain':
-      return runDrain({ ...parseDrainArgs(rest), ...io });
-    case 'rebalance':
-      return runRebalance({ ...parseRebalanceArgs(rest), ...io });
+    case 'status': {
+      const m = await import('./status.js');
+      return m.runStatus({ ...m.parseStatusArgs(rest), ...io });
+    }
+    case 'sessions': {
+      const m = await import('./sessions.js');
+      return m.runSessions({ ...m.parseSessionsArgs(rest), ...io });
+    }
+    case 'inspect': {
+      const m = await import('./inspect.js');
+      return m.runInspect({ ...m.parseInspectArgs(rest), ...io });
+    }
+    case 'tail': {
+      const m = await import('./tail.js');
+      return m.runTail({ ...m.parseTailArgs(rest), ...io });
+    }
+    case 'drain': {
+      const m = await import('./drain.js');
+      return m.runDrain({ ...m.parseDrainArgs(rest), ...io });
+    }
+    case 'rebalance': {
+      const m = await import('./rebalance.js');
+      return m.runRebalance({ ...m.parseRebalanceArgs(rest), ...io });
+    }
     case 'doctor': {
       const { values } = parseArgs({ args: rest, options: CONNECTION_FLAGS, strict: true });
-      return runDoctor({ ...connectionSettings(values), write });
+      return (await import('./doctor.js')).runDoctor({ ...connectionSettings(values), write });
     }
     case 'worker': {
-      const code = await runWorker({ ...parseWorkerArgs(rest), write, warn });
+      const m = await import('./worker.js');
+      const code = await m.runWorker({ ...m.parseWorkerArgs(rest), write, warn });
       // A stopped worker has nothing left to do: should a stray timer or socket still hold
       // the event loop (say, a session whose last snapshot could not be written), exit anyway.
       setTimeout(() => process.exit(code), 2_000).unref();
       return code;
     }
     case 'auth':
-      return runAuth(rest, { write });
-    case 'failover':
-      return runFailover({ ...parseFailoverArgs(rest), write, warn });
-    case 'reset-failover':
-      return runResetFailover({ ...parseResetFailoverArgs(rest), write, warn });
+      return (await import('./auth.js')).runAuth(rest, { write });
+    case 'failover': {
+      const m = await import('./failover.js');
+      return m.runFailover({ ...m.parseFailoverArgs(rest), write, warn });
+    }
+    case 'reset-failover': {
+      const m = await import('./resetFailover.js');
+      return m.runResetFailover({ ...m.parseResetFailoverArgs(rest), write, warn });
+    }
     case 'up': {
-      const code = await runUp({ ...parseUpArgs(rest), write, warn });
+      const m = await import('./up.js');
+      const code = await m.runUp({ ...m.parseUpArgs(rest), write, warn });
       setTimeout(() => process.exit(code), 2_000).unref();
       return code;
     }
     case 'decode':
       parseArgs({ args: rest, options: {}, strict: true });
-      return runDecode({ stdin: process.stdin, out: (text) => process.stdout.write(text) });
-    case 'simulate':
-      return runSimulate({ ...parseSimulateArgs(rest), write, warn });
-    case 'subject':
-      return runSubject({ ...parseSubjectArgs(rest), write, warn });
+      return (await import('./decode.js')).runDecode({
+        stdin: process.stdin,
+        out: (text) => process.stdout.write(text),
+      });
+    case 'simulate': {
+      const m = await import('./simulate.js');
+      return m.runSimulate({ ...m.parseSimulateArgs(rest), write, warn });
+    }
+    case 'subject': {
+      const m = await import('./subject.js');
+      return m.runSubject({ ...m.parseSubjectArgs(rest), write, warn });
+    }
     case 'demo': {
-      const code = await runDemo({ ...parseDemoArgs(rest), write, warn });
+      const m = await import('./demo.js');
+      const code = await m.runDemo({ ...m.parseDemoArgs(rest), write, warn });
       setTimeout(() => process.exit(code), 2_000).unref();
       return code;
     }
@@ -306,7 +321,7 @@ async function main(argv: string[]): Promise<number> {
   } catch (err) {
     const problem = usageProblem(err);
     if (problem === undefined) throw err;
-    const usage = (command === undefined ? undefined : commandUsage(command)) ?? USAGE;
+    const usage = (command === undefined ? undefined : await commandUsage(command)) ?? USAGE;
     process.stderr.write(`cohort ${command}: ${problem.message}\n${problem.showUsage ? `\n${usage}` : ''}`);
     return 2;
   }

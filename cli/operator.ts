@@ -5,7 +5,15 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { BucketNotFoundError, createNatsBus, type Bus, type View } from '../index.js';
-import { adminInbox, bucketName, readView, validateApp, validateCluster } from '../internal.js';
+import {
+  adminInbox,
+  bucketName,
+  readView,
+  serviceSubject,
+  validateApp,
+  validateCluster,
+  type ServiceEndpoint,
+} from '../internal.js';
 import { CONNECTION_FLAGS, connectionSettings, type ConnectionSettings } from './connectionFlags.js';
 import { CliUsageError } from './loadApplications.js';
 
@@ -152,3 +160,41 @@ export function untilInterrupted(): { done: Promise<void>; dispose(): void } {
     },
   };
 }
+
+/**
+ * The worker behind a view's member id: a worker that rejoined is listed as
+ * `w1~2`, while its service answers under its own id `w1`.
+ */
+export function workerOfMember(member: string): string {
+  const at = member.lastIndexOf('~');
+  return at > 0 && /^\d+$/.test(member.slice(at + 1)) ? member.slice(0, at) : member;
+}
+
+/**
+ * One worker's service endpoint (JSON), or why it did not answer. Its answer
+ * is another process's word: the caller checks every field it uses.
+ */
+export async function askWorker(
+  bus: Bus,
+  cluster: string,
+  worker: string,
+  endpoint: ServiceEndpoint,
+  request: unknown = {},
+  timeout = 3_000,
+): Promise<{ ok: true; body: Record<string, unknown> } | { ok: false; error: string }> {
+  try {
+    const m = await bus.request(serviceSubject(cluster, worker, endpoint), utf8.encode(JSON.stringify(request)), {
+      timeout,
+    });
+    const body: unknown = JSON.parse(new TextDecoder().decode(m.data));
+    if (typeof body !== 'object' || body === null || Array.isArray(body))
+      return { ok: false, error: 'the answer is not a JSON object' };
+    const error = (body as Record<string, unknown>)['error'] as { message?: unknown } | undefined;
+    if (error !== undefined) return { ok: false, error: String(error.message ?? 'refused') };
+    return { ok: true, body: body as Record<string, unknown> };
+  } catch (err) {
+    return { ok: false, error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) };
+  }
+}
+
+const utf8 = new TextEncoder();

@@ -86,23 +86,3 @@ export function describeEvent(e: DecodedEvent): string {
   const data = Object.keys(e.data).length === 0 ? '' : ` ${JSON.stringify(e.data)}`;
   return `seq ${e.seq} ${e.type}${data} by ${e.timer !== undefined ? `timer ${e.timer}` : e.client}`;
 }
-
-/**
- * When a timer index entry says the session is due: msgpack of a number
- * (ms since the epoch) today, decimal text or an ISO time in the readable
- * format; undefined for anything else.
- */
-export function timerDue(value: Uint8Array): number | undefined {
-  const text = new TextDecoder().decode(value).trim();
-  if (/^\d+$/.test(text)) return Number(text);
-  if (/^\d{4}-\d\d-\d\dT/.test(text)) {
-    const t = Date.parse(text);
-    return Number.isNaN(t) ? undefined : t;
-  }
-  try {
-    const due = decode(value, { where: 'timer index entry' });
-    return typeof due === 'number' && Number.isFinite(due) ? due : undefined;
-  } catch {
-    return undefined;
-  }
-}

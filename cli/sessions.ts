@@ -7,8 +7,10 @@ import {
   OPERATOR_USAGE,
   OperatorError,
   parseOperatorArgs,
+  askWorker,
   table,
   wholeNumber,
+  workerOfMember,
   type OperatorArgs,
   type OperatorIO,
 } from './operator.js';
@@ -20,14 +22,14 @@ export const SESSIONS_USAGE = `usage: cohort sessions APP [--shard N] [--active]
 The sessions of application APP that storage knows: a snapshot in the
 snapshots bucket, entries in the journal, or both. For each: its shard, its
 seq (the latest of snapshot and journal), the snapshot's size, how many
-journal entries it holds, and the worker that serves it (the shard's
-primary in the view). "active" means its journal runs past its snapshot:
-changes not yet snapshotted, so the session is in its primary's memory
-(a session active but unchanged since its last snapshot shows as at rest:
-storage cannot tell them apart).
+journal entries it holds, whether the journal runs past the snapshot
+(changes not snapshotted yet), and the worker that serves it (the shard's
+primary in the view). "active" asks every member's service endpoint
+(sessions) which sessions it holds in memory now; a member that does not
+answer is named, and its sessions show as not active.
 
   --shard N             only the sessions of shard N
-  --active              only the sessions active as storage tells (see above)
+  --active              only the sessions some worker holds in memory
 ${OPERATOR_USAGE}
 `;
 
@@ -60,8 +62,11 @@ export interface SessionInfo {
   /** Stream sequence the snapshot reflects (null: no snapshot). */
   snapshotJournalSeq: number | null;
   journalEntries: number;
-  /** The journal runs past the snapshot. */
+  /** The journal runs past the snapshot: changes not snapshotted yet. */
+  unsnapshotted: boolean;
+  /** Some worker holds it in memory, as that worker answered. */
   active: boolean;
+  /** The shard's primary in the view; the worker that answered it holds it, when one did. */
   worker: string | null;
 }
 
@@ -86,6 +91,7 @@ export async function runSessions(options: SessionsArgs & OperatorIO): Promise<n
           snapshotBytes: null,
           snapshotJournalSeq: null,
           journalEntries: 0,
+          unsnapshotted: false,
           active: false,
           worker: view.shards[shard]?.primary ?? null,
         };
@@ -147,7 +153,30 @@ export async function runSessions(options: SessionsArgs & OperatorIO): Promise<n
       const entry = decodeEntry(last);
       const seq = entry.events.at(-1)?.seq;
       if (seq !== undefined) s.seq = Math.max(s.seq, seq);
-      s.active = s.snapshotJournalSeq === null || last.seq > s.snapshotJournalSeq;
+      s.unsnapshotted = s.snapshotJournalSeq === null || last.seq > s.snapshotJournalSeq;
+    }
+
+    // In memory: each member says what it holds (storage cannot tell a session at rest from one unchanged since its snapshot).
+    const unanswered: string[] = [];
+    for (const member of view.members) {
+      const worker = workerOfMember(member.id);
+      const answer = await askWorker(bus, options.cluster, worker, 'sessions');
+      const held = answer.ok ? answer.body['sessions'] : undefined;
+      if (!Array.isArray(held)) {
+        unanswered.push(member.id);
+        options.warn(
+          `${member.id} did not say which sessions it holds: ${answer.ok ? 'no sessions list' : answer.error}`,
+        );
+        continue;
+      }
+      for (const entry of held as unknown[]) {
+        const e = (typeof entry === 'object' && entry !== null ? entry : {}) as Record<string, unknown>;
+        if (e['app'] !== options.app || typeof e['id'] !== 'string' || !wanted(e['id'])) continue;
+        const s = info(e['id']);
+        s.active = true;
+        s.worker = member.id;
+        if (typeof e['seq'] === 'number' && Number.isSafeInteger(e['seq'])) s.seq = Math.max(s.seq, e['seq']);
+      }
     }
 
     const list = [...found.values()]
@@ -155,7 +184,7 @@ export async function runSessions(options: SessionsArgs & OperatorIO): Promise<n
       .sort((a, b) => a.shard - b.shard || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     if (options.json) {
       options.write(
-        JSON.stringify({ cluster: options.cluster, app: options.app, viewId: view.viewId, sessions: list }),
+        JSON.stringify({ cluster: options.cluster, app: options.app, viewId: view.viewId, sessions: list, unanswered }),
       );
       return 0;
     }
@@ -164,13 +193,14 @@ export async function runSessions(options: SessionsArgs & OperatorIO): Promise<n
       return 0;
     }
     for (const line of table([
-      ['id', 'shard', 'seq', 'snapshot', 'journal', 'worker', 'active'],
+      ['id', 'shard', 'seq', 'snapshot', 'journal', 'unsnapshotted', 'worker', 'active'],
       ...list.map((s) => [
         s.id,
         String(s.shard),
         String(s.seq),
         s.snapshotBytes === null ? '-' : `${s.snapshotBytes} B`,
         String(s.journalEntries),
+        s.unsnapshotted ? 'yes' : 'no',
         s.worker ?? '-',
         s.active ? 'yes' : 'no',
       ]),

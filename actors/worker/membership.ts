@@ -459,7 +459,8 @@ export class MembershipHost {
   async #write(view: View, revision: number): Promise<void> {
     const kv = this.#kv!;
     try {
-      const data = encodeView(view);
+      // Room kept for the headers and subject a KV put adds.
+      const data = encodeView(view, this.#bus.server.maxPayload - 1_024);
       const written = revision === 0 ? await kv.create(VIEW_KEY, data) : await kv.update(VIEW_KEY, data, revision);
       this.#log.info(
         {

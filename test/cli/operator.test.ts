@@ -122,7 +122,11 @@ describe('operator commands against a real cluster', () => {
     }
     expect(s['notActive']).toEqual([]);
 
-    const list = json(sessions.stdout)[0]!['sessions'] as { id: string; seq: number; worker: string; shard: number }[];
+    const listed = json(sessions.stdout)[0]!;
+    expect(listed['unanswered']).toEqual([]);
+    const list = listed['sessions'] as { id: string; seq: number; worker: string; shard: number; active: boolean }[];
+    // Each primary said it holds its sessions in memory: they were just used.
+    expect(list.map((x) => x.active)).toEqual([true, true, true]);
     expect(list.map((x) => [x.id, x.seq]).sort()).toEqual([
       ['s1', 3],
       ['s2', 1],
@@ -139,8 +143,35 @@ describe('operator commands against a real cluster', () => {
       [3, 'ADD', 2],
     ]);
     expect(one['worker']).toBe(view.shards[one['shard'] as number]!.primary);
+    expect(one['held']).toBe(true);
+    expect(one['transaction']).toBeNull();
+    expect(one['heldError']).toBeNull();
     expect(unknown.stderr()).toMatch(/no worker of cluster \S+ serves application "nosuch"/);
     expect(json(noSession.stdout)[0]!['known']).toBe(false);
+  }, 60_000);
+
+  it('inspect names the transaction holding a session, as its primary says; a held session shows in sessions --active', async () => {
+    const s = client.session('counter', 'txs');
+    await s.send({ type: 'ADD', by: 1 });
+    let seen: Record<string, unknown> | undefined;
+    let active: Record<string, unknown>[] = [];
+    await s.transaction(async (tx) => {
+      await tx.send({ type: 'ADD', by: 4 });
+      const [inspect, sessions] = [
+        cohort(['inspect', 'counter', 'txs', '--json', ...flags()]),
+        cohort(['sessions', 'counter', '--active', '--json', ...flags()]),
+      ];
+      expect((await inspect.exited).code).toBe(0);
+      expect((await sessions.exited).code).toBe(0);
+      seen = json(inspect.stdout)[0];
+      active = json(sessions.stdout)[0]!['sessions'] as Record<string, unknown>[];
+    });
+    expect(seen!['held']).toBe(true);
+    expect(seen!['transaction']).toMatchObject({ client: expect.stringMatching(/^tester/) as unknown });
+    // Only committed state is read meanwhile.
+    expect(seen!['seq']).toBe(1);
+    expect(active.map((x) => x['id'])).toContain('txs');
+    expect(active.every((x) => x['active'] === true)).toBe(true);
   }, 60_000);
 
   it('tail prints the journal entry and the patch of a command sent while tailing', async () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { encode } from '../../internal.js';
 import { readableLogLine } from '../../harness/localWorker.js';
-import { decodeEntry, timerDue } from '../../cli/sessionRecords.js';
+import { decodeEntry } from '../../cli/sessionRecords.js';
 
 const entry = (data: Uint8Array) => ({ subject: 'cohort.c.jrnl.1.counter.x', seq: 7, data, headers: {}, time: 0 });
 
@@ -16,15 +16,6 @@ describe('what the operator commands decode', () => {
     expect(decodeEntry(entry(new Uint8Array([0xc1]))).error).toMatch(/journal entry 7/);
     expect(decodeEntry(entry(encode({ v: 2, events: [] }))).error).toMatch(/version 2 is not 1/);
     expect(decodeEntry(entry(encode({ v: 1, events: [{ seq: 1, event: { type: 'X' } }] }))).error).toMatch(/no meta/);
-  });
-
-  it('a timer index entry as msgpack, decimal text or ISO time; garbage is undefined', () => {
-    const due = Date.UTC(2026, 5, 1, 12);
-    expect(timerDue(encode(due))).toBe(due);
-    expect(timerDue(new TextEncoder().encode(String(due)))).toBe(due);
-    expect(timerDue(new TextEncoder().encode(new Date(due).toISOString()))).toBe(due);
-    expect(timerDue(encode('soon'))).toBeUndefined();
-    expect(timerDue(new Uint8Array([0xc1]))).toBeUndefined();
   });
 
   it("cohort up's worker lines keep the time, level, message and bindings (pino-pretty)", () => {

@@ -73,6 +73,15 @@ describe('the view as stored', () => {
     expect(decodeView(encode(older), 'view').safeguards).toEqual(NO_SAFEGUARDS);
   });
 
+  it('too large for the payload limit as JSON, the view is written packed (msgpack), and reads back the same', () => {
+    const json = encodeView(guarded);
+    expect(encodeView(guarded, json.byteLength)).toEqual(json);
+    const packed = encodeView(guarded, json.byteLength - 1);
+    expect(packed).toEqual(encode(packView(guarded)));
+    expect(packed.byteLength).toBeLessThan(json.byteLength);
+    expect(decodeView(packed, 'view')).toEqual(guarded);
+  });
+
   it('JSON that is not JSON is a DecodeError; JSON that is no coherent view is a RangeError naming what', () => {
     const good = JSON.parse(text(encodeView(guarded))) as ViewDocument;
     for (const broken of ['{', '{"format":', '{\u00ff}', ' {"a":1']) {
