@@ -125,14 +125,16 @@ describe('operator commands against a real cluster', () => {
     const listed = json(sessions.stdout)[0]!;
     expect(listed['unanswered']).toEqual([]);
     const list = listed['sessions'] as { id: string; seq: number; worker: string; shard: number; active: boolean }[];
-    // Each primary said it holds its sessions in memory: they were just used.
-    expect(list.map((x) => x.active)).toEqual([true, true, true]);
-    expect(list.map((x) => [x.id, x.seq]).sort()).toEqual([
+    // Each primary said it holds its sessions in memory: they were just used. (The inspect of
+    // `never-used` running alongside reads it, so it may be held too, with no journal.)
+    const stored = list.filter((x) => x.id !== 'never-used');
+    expect(stored.map((x) => x.active)).toEqual([true, true, true]);
+    expect(stored.map((x) => [x.id, x.seq]).sort()).toEqual([
       ['s1', 3],
       ['s2', 1],
       ['s3', 2],
     ]);
-    for (const x of list) expect(x.worker).toBe(view.shards[x.shard]!.primary);
+    for (const x of stored) expect(x.worker).toBe(view.shards[x.shard]!.primary);
 
     const one = json(inspect.stdout)[0]!;
     expect(one['seq']).toBe(3);
