@@ -16,7 +16,6 @@ import {
 } from '../internal.js';
 import {
   checkApp,
-  connectAdmin,
   currentView,
   OPERATOR_USAGE,
   OperatorError,
@@ -26,6 +25,7 @@ import {
   wholeNumber,
   type OperatorArgs,
   type OperatorIO,
+  withAdmin,
 } from './operator.js';
 import { decodeEntry, describeEvent, openSessionStores, type DecodedEntry } from './sessionRecords.js';
 
@@ -133,8 +133,7 @@ async function heldByPrimary(
 }
 
 export async function runInspect(options: InspectArgs & OperatorIO): Promise<number> {
-  const bus = await connectAdmin(options, 'inspect');
-  try {
+  return withAdmin(options, 'inspect', async (bus) => {
     const view = await currentView(bus, options.cluster);
     await checkServed(bus, options.cluster, options.app);
     const shard = shardOf(options.app, options.id, view.shardCount);
@@ -232,13 +231,5 @@ export async function runInspect(options: InspectArgs & OperatorIO): Promise<num
       for (const line of e.error !== undefined ? [`(unreadable: ${e.error})`] : e.events.map(describeEvent))
         w(`  #${e.streamSeq} ${e.time} ${line}`);
     return 0;
-  } catch (err) {
-    if (err instanceof OperatorError) {
-      options.warn(err.message);
-      return 1;
-    }
-    throw err;
-  } finally {
-    await bus.close();
-  }
+  });
 }

@@ -198,3 +198,28 @@ export async function askWorker(
 }
 
 const utf8 = new TextEncoder();
+
+/**
+ * Runs an operator command on an admin connection, closed after. An
+ * OperatorError, or one of `refusals` (the cluster said no), is explained
+ * in one line with exit code 1; anything else is a failure of the tool.
+ */
+export async function withAdmin(
+  options: OperatorArgs & OperatorIO,
+  name: string,
+  run: (bus: Bus) => Promise<number>,
+  refusals: readonly (abstract new (...args: never[]) => Error)[] = [],
+): Promise<number> {
+  const bus = await connectAdmin(options, name);
+  try {
+    return await run(bus);
+  } catch (err) {
+    if (err instanceof OperatorError || refusals.some((r) => err instanceof r)) {
+      options.warn((err as Error).message);
+      return 1;
+    }
+    throw err;
+  } finally {
+    await bus.close();
+  }
+}

@@ -2,10 +2,8 @@ import { shardOf } from '../index.js';
 import { journalShardFilter, journalStreamFilter, parseSubject, unescapeToken } from '../internal.js';
 import {
   checkApp,
-  connectAdmin,
   currentView,
   OPERATOR_USAGE,
-  OperatorError,
   parseOperatorArgs,
   askWorker,
   table,
@@ -13,6 +11,7 @@ import {
   workerOfMember,
   type OperatorArgs,
   type OperatorIO,
+  withAdmin,
 } from './operator.js';
 import { decodeEntry, openSessionStores } from './sessionRecords.js';
 import { CliUsageError } from './loadApplications.js';
@@ -72,8 +71,7 @@ export interface SessionInfo {
 
 /** `cohort sessions`: a table (or one JSON document) of the sessions storage knows. */
 export async function runSessions(options: SessionsArgs & OperatorIO): Promise<number> {
-  const bus = await connectAdmin(options, 'sessions');
-  try {
+  return withAdmin(options, 'sessions', async (bus) => {
     const view = await currentView(bus, options.cluster);
     if (options.shard !== undefined && options.shard >= view.shardCount)
       throw new CliUsageError(`--shard ${options.shard}: the cluster has shards 0..${view.shardCount - 1}`);
@@ -208,13 +206,5 @@ export async function runSessions(options: SessionsArgs & OperatorIO): Promise<n
       options.write(line);
     options.write(`${list.length} session${list.length === 1 ? '' : 's'} (view ${view.viewId})`);
     return 0;
-  } catch (err) {
-    if (err instanceof OperatorError) {
-      options.warn(err.message);
-      return 1;
-    }
-    throw err;
-  } finally {
-    await bus.close();
-  }
+  });
 }
