@@ -9,7 +9,7 @@ import type { BlobStore, Bus, Delivery, Subscription } from '../../bus/types.js'
 import { PayloadTooLargeError } from '../../bus/errors.js';
 import { InvalidRequestError, refuse, UnknownApplicationError } from '../../protocol/errors.js';
 import { CONTENT_TYPE_HEADER, isJsonRequest, jsonBytes, parseJson } from '../../protocol/json.js';
-import type { CommandReply, ReadReply, TxReply, VerifyReply } from '../../protocol/messages.js';
+import type { CommandReply, CommandRequest, ReadReply, TxReply, VerifyReply } from '../../protocol/messages.js';
 import { checkShard, parseJsonRequest, parseRequest } from '../../protocol/requests.js';
 import {
   headerLine,
@@ -239,7 +239,7 @@ export class Dispatch {
     }
     switch (req.kind) {
       case 'command':
-        return this.#run(app, id, shard, req.client, (s) => s.command(req, this.#clock.now()));
+        return this.#submit(app, id, shard, req, m.data.length);
       case 'tx':
         return this.#run(app, id, shard, req.client, (s) => this.#transactions.step(s, req, this.#clock.now()));
       case 'verify':
@@ -288,6 +288,23 @@ export class Dispatch {
         return late === undefined ? fn(session) : refuse(late);
       });
       if (r !== RETRY) return r;
+    }
+  }
+
+  /**
+   * A command joins its session's next turn (group commit); a session
+   * evicted before that turn is reloaded and the command submitted there.
+   * A client disconnected by force is refused on arrival and again at its turn.
+   */
+  async #submit(app: Application, id: string, shard: number, req: CommandRequest, size: number): Promise<Reply> {
+    const refused = this.#clients.seen(req.client);
+    if (refused !== undefined) return refuse(refused);
+    const time = this.#clock.now();
+    const admit = (): Error | undefined => this.#clients.refusal(req.client);
+    for (;;) {
+      const session = await this.#catalog.session(app, id, shard);
+      const r = await session.submit(req, time, size, admit);
+      if (r !== undefined) return r;
     }
   }
 

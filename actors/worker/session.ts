@@ -45,6 +45,7 @@ import {
   type PreparedPatch,
 } from './sessionWrites.js';
 import { RecentCommands, type RecentCommand } from './recentCommands.js';
+import { batchMsgId, GROUP_COMMIT_DEFAULTS, takeBatch, type WaitingCommand } from './groupCommit.js';
 
 export interface HostedSessionOptions {
   readonly deps: SessionDeps;
@@ -62,6 +63,20 @@ interface TakenRecord {
   readonly patch: PreparedPatch;
   readonly seq: number;
 }
+
+/** What became of one command of a batch, before the batch's record is journaled. */
+type CommandOutcome =
+  /** Answered whatever becomes of the record: a known duplicate, a refusal read from committed state. */
+  | { readonly kind: 'reply'; readonly reply: CommandReply }
+  /** Refused on the state before it; `dependent`: that state includes uncommitted steps. `plain`: not a primacy matter. */
+  | { readonly kind: 'refuse'; readonly error: Error; readonly dependent: boolean; readonly plain?: boolean }
+  /** Stepped to `seq` (or, `duplicate`, the same id earlier in the batch). */
+  | { readonly kind: 'step'; readonly seq: number; readonly cmdId: string; readonly duplicate?: boolean };
+
+/** A record journaled and made current (`taken`: the events an earlier attempt journaled instead), or the reply for all. */
+type JournalOutcome =
+  | { readonly ok: true; readonly epoch: number; readonly taken?: readonly JournaledEvent[] }
+  | { readonly ok: false; readonly reply: CommandReply };
 
 /** Pause before a delayed event whose commit failed is tried again. */
 const TIMER_RETRY_MS = 1_000;
@@ -90,6 +105,10 @@ export class HostedSession {
   #lock: SessionLock | undefined;
   /** Waiting for the lock to be free (a shard's hand-off waiting for its transactions). */
   #unlocked: (() => void)[] = [];
+  /** Commands waiting for the next turn, taken together (group commit). */
+  readonly #waiting: WaitingCommand[] = [];
+  /** A turn for the waiting commands is in the mailbox already. */
+  #turnQueued = false;
   lastActive: number;
 
   readonly app: Application;
@@ -198,17 +217,146 @@ export class HostedSession {
     return this.read(minSeq);
   }
 
-  /** The commit path (DESIGN.md section 3). Never throws: every outcome is a reply. */
+  /**
+   * Where the dispatcher hands a command: it waits for the session's next
+   * turn, and every command waiting then is committed with it as one
+   * journal message (group commit). Undefined: the copy was evicted before
+   * its turn; load the session again and submit it there.
+   */
+  submit(
+    req: CommandRequest,
+    time: number,
+    size: number,
+    admit: () => Error | undefined,
+  ): Promise<CommandReply | undefined> {
+    return new Promise((resolve) => {
+      this.#waiting.push({ req, time, size, admit, resolve });
+      if (this.#turnQueued) return;
+      this.#turnQueued = true;
+      void this.enqueue(() => this.#commandTurn());
+    });
+  }
+
+  /** One turn of the mailbox: the commands waiting now, within the batch limits; the rest get the next turn. */
+  async #commandTurn(): Promise<void> {
+    const batch = takeBatch(this.#waiting, this.#deps.groupCommit ?? GROUP_COMMIT_DEFAULTS);
+    if (this.#waiting.length > 0) void this.enqueue(() => this.#commandTurn());
+    else this.#turnQueued = false;
+    if (this.#evicted) {
+      for (const w of batch) w.resolve(undefined);
+      return;
+    }
+    const admitted: { readonly req: CommandRequest; readonly time: number }[] = [];
+    const answer: WaitingCommand[] = [];
+    for (const w of batch) {
+      const refusal = w.admit();
+      if (refusal !== undefined) w.resolve(refuse(refusal));
+      else {
+        admitted.push(w);
+        answer.push(w);
+      }
+    }
+    if (admitted.length === 0) return;
+    try {
+      const replies = await this.#commitCommands(admitted);
+      answer.forEach((w, i) => w.resolve(replies[i]));
+    } catch (err) {
+      for (const w of answer) w.resolve(refuse(err));
+    }
+  }
+
+  /** The commit path (DESIGN.md section 3) for one command, inside the mailbox. Never throws: every outcome is a reply. */
   async command(req: CommandRequest, time: number): Promise<CommandReply> {
-    this.lastActive = time;
-    const known = this.#recent.seqOf(req.cmdId, time);
-    if (known !== undefined) return { ok: true, seq: known, duplicate: true, ...this.signature() };
-    const locked = this.#lockedFor(req.client);
-    if (locked !== undefined) return refuse(locked);
-    if (req.expectSeq !== undefined && req.expectSeq !== this.#state.seq)
-      return this.#refuseAsPrimary(new ConflictError(req.expectSeq, this.#state.seq));
-    const event: StampedEvent = { ...req.event, meta: { time, cmdId: req.cmdId, client: req.client } };
-    return this.#commit(event);
+    return (await this.#commitCommands([{ req, time }]))[0]!;
+  }
+
+  /**
+   * The commit path for commands in arrival order, each stepped on the state
+   * the ones before it left; the accepted ones journaled as one record. A
+   * refusal decided on that uncommitted state holds only if the record
+   * lands: otherwise it gets the batch's own failure, which is retryable.
+   */
+  async #commitCommands(
+    commands: readonly { readonly req: CommandRequest; readonly time: number }[],
+  ): Promise<CommandReply[]> {
+    const base = this.#state;
+    let state = base;
+    const outcomes: CommandOutcome[] = [];
+    const events: JournaledEvent[] = [];
+    const patches: PreparedPatch[] = [];
+    const inBatch = new Map<string, number>();
+    for (const { req, time } of commands) {
+      this.lastActive = time;
+      const dependent = events.length > 0;
+      const known = this.#recent.seqOf(req.cmdId, time);
+      if (known !== undefined) {
+        outcomes.push({ kind: 'reply', reply: { ok: true, seq: known, duplicate: true, ...this.signature() } });
+        continue;
+      }
+      const twin = inBatch.get(req.cmdId);
+      if (twin !== undefined) {
+        outcomes.push({ kind: 'step', seq: twin, cmdId: req.cmdId, duplicate: true });
+        continue;
+      }
+      const locked = this.#lockedFor(req.client);
+      if (locked !== undefined) {
+        outcomes.push({ kind: 'reply', reply: refuse(locked) });
+        continue;
+      }
+      if (req.expectSeq !== undefined && req.expectSeq !== state.seq) {
+        outcomes.push({ kind: 'refuse', error: new ConflictError(req.expectSeq, state.seq), dependent });
+        continue;
+      }
+      const event: StampedEvent = { ...req.event, meta: { time, cmdId: req.cmdId, client: req.client } };
+      const step = stepSession(this.app.machine, state, event);
+      if (!step.accepted) {
+        outcomes.push({ kind: 'refuse', error: new EventRejectedError(event.type, step.stateValue), dependent });
+        continue;
+      }
+      // Encoded before anything is journaled: a document that cannot be kept must not reach the journal.
+      const patch = preparePatch(state, step.state, req.client);
+      if (typeof patch === 'string') {
+        const error = new EventRejectedError(event.type, state.snapshot.value, patch);
+        outcomes.push(
+          dependent ? { kind: 'refuse', error, dependent, plain: true } : { kind: 'reply', reply: refuse(error) },
+        );
+        continue;
+      }
+      state = step.state;
+      events.push({ event, seq: state.seq });
+      patches.push(patch);
+      inBatch.set(req.cmdId, state.seq);
+      outcomes.push({ kind: 'step', seq: state.seq, cmdId: req.cmdId });
+    }
+    const journaled = events.length === 0 ? undefined : await this.#journalCommit(state, events, patches);
+    /** A refusal read from this copy's state is final for the client, so it is given only while proved primary (asked once). */
+    let proven: Promise<boolean> | undefined;
+    const asPrimary = (error: Error): Promise<CommandReply> => {
+      const primacy = this.#deps.primacy;
+      if (primacy === undefined) return Promise.resolve(refuse(error));
+      proven ??= this.#provenPrimary(primacy);
+      return proven.then((yes) => (yes ? refuse(error) : this.#moved('this worker is no longer primary of the shard')));
+    };
+    const replies: CommandReply[] = [];
+    for (const o of outcomes) {
+      if (o.kind === 'reply') replies.push(o.reply);
+      else if (o.kind === 'refuse') {
+        if (o.dependent && journaled !== undefined && !journaled.ok) replies.push(journaled.reply);
+        else replies.push(o.plain === true ? refuse(o.error) : await asPrimary(o.error));
+      } else if (!journaled!.ok) replies.push(journaled!.reply);
+      else if (journaled!.taken !== undefined) {
+        const taken = journaled!.taken;
+        const hit = taken.find((e) => e.event.meta.cmdId === o.cmdId) ?? taken[taken.length - 1]!;
+        replies.push({ ok: true, seq: hit.seq, duplicate: true, ...this.#signature(journaled!.epoch) });
+      } else
+        replies.push({
+          ok: true,
+          seq: o.seq,
+          ...(o.duplicate === true && { duplicate: true }),
+          ...this.#signature(journaled!.epoch),
+        });
+    }
+    return replies;
   }
 
   /**
@@ -244,6 +392,7 @@ export class HostedSession {
     );
   }
 
+  /** A delayed event, committed like a command. */
   async #commit(event: StampedEvent): Promise<CommandReply> {
     const step = stepSession(this.app.machine, this.#state, event);
     if (!step.accepted) return this.#refuseAsPrimary(new EventRejectedError(event.type, step.stateValue));
@@ -252,7 +401,7 @@ export class HostedSession {
 
   /**
    * Journals `events` as one message (de-duplicated on `msgId`), then makes
-   * `next` current: the path commands, delayed events and transactions share.
+   * `next` current: the path delayed events and transactions take.
    */
   async persist(
     next: SessionState,
@@ -260,13 +409,32 @@ export class HostedSession {
     msgId: string,
     setter: string,
   ): Promise<CommandReply> {
-    const record: JournalRecord = { v: 1, events };
-    const { app, shard } = this;
-    // Encoded before anything is journaled: a document that cannot be kept must not reach the journal.
-    let patch = preparePatch(this.#state, next, setter);
+    const patch = preparePatch(this.#state, next, setter);
     if (typeof patch === 'string') {
       return refuse(new EventRejectedError(events[events.length - 1]!.event.type, this.#state.snapshot.value, patch));
     }
+    const journaled = await this.#journalCommit(next, events, [patch], msgId);
+    if (!journaled.ok) return journaled.reply;
+    const sig = this.#signature(journaled.epoch);
+    if (journaled.taken === undefined) return { ok: true, seq: next.seq, ...sig };
+    const taken = journaled.taken;
+    const hit = taken.find((e) => e.event.meta.cmdId === msgId) ?? taken[taken.length - 1]!;
+    return { ok: true, seq: hit.seq, duplicate: true, ...sig };
+  }
+
+  /**
+   * Journals `events` as one record (de-duplicated on `msgId`, by default
+   * the batch's id), then makes `next` current and publishes `patches`.
+   * Not ok: the one reply every command of the record gets.
+   */
+  async #journalCommit(
+    next: SessionState,
+    events: readonly JournaledEvent[],
+    patches: readonly PreparedPatch[],
+    msgId: string = batchMsgId(events.map((e) => e.event.meta.cmdId)),
+  ): Promise<JournalOutcome> {
+    const record: JournalRecord = { v: 1, events };
+    const { app, shard } = this;
     const { primacy, replicas: replication, sessionTimeout } = this.#deps;
     const plan = planCommit({
       level: app.commit,
@@ -281,26 +449,41 @@ export class HostedSession {
       primacy: primacy === undefined ? null : this.#primacyFacts(primacy),
     });
     if (plan.do === 'refuse') {
-      if (plan.why === 'moved') return this.#moved('this worker is no longer primary of the shard');
-      return refuse(new NotEnoughReplicasError(app.name, shard, plan.required, plan.synchronized));
+      if (plan.why === 'moved')
+        return { ok: false, reply: this.#moved('this worker is no longer primary of the shard') };
+      return {
+        ok: false,
+        reply: refuse(new NotEnoughReplicasError(app.name, shard, plan.required, plan.synchronized)),
+      };
     }
     const epoch = plan.epoch;
     if (plan.askStoredView && !(await primacy!.stillPrimary(shard, epoch)))
-      return this.#moved('this worker is no longer primary of the shard');
-    /** What the journal holds for this command, when an earlier attempt of it is what it holds. */
-    let earlier: { readonly seq: number } | undefined;
+      return { ok: false, reply: this.#moved('this worker is no longer primary of the shard') };
+    /** What the journal holds for these commands, when an earlier attempt of them is what it holds. */
+    let taken: readonly JournaledEvent[] | undefined;
     if (plan.do === 'append') {
       const outcome = await this.#append(record, msgId, epoch, true);
-      if (outcome !== 'ok' && !('taken' in outcome))
-        return outcome.ok ? { ...outcome, ...this.#signature(epoch) } : outcome;
-      if (outcome !== 'ok') {
-        // The journal holds an earlier attempt of this command by this copy (its answer lost): that becomes current.
-        ({ next, events, patch } = outcome.taken);
-        earlier = outcome.taken;
+      if (outcome !== 'ok' && !('taken' in outcome)) {
+        if (!outcome.ok) return { ok: false, reply: outcome };
+        // Journaled before by an earlier owner: a lone command is answered from the journal; a batch's commands
+        // are sent back to retry one by one on the reloaded copy, which knows each of their ids.
+        if (events.length > 1) {
+          this.#evict('a retried batch was journaled by an earlier owner');
+          return { ok: false, reply: refuse(new SessionMovedError(app.name, this.id)) };
+        }
+        return { ok: false, reply: { ...outcome, ...this.#signature(epoch) } };
       }
+      let patch: readonly PreparedPatch[] = patches;
+      if (outcome !== 'ok') {
+        // The journal holds an earlier attempt of these commands by this copy (its answer lost): that becomes current.
+        ({ next, events: taken } = outcome.taken);
+        patch = [outcome.taken.patch];
+        events = taken;
+      }
+      patches = patch;
       // Landed, but perhaps after a successor took over while this worker could not look: not acknowledged then.
       if (plan.reprove && !(await this.#stillPrimary(primacy!, epoch)))
-        return this.#moved('the lease lapsed around the append and the view moved the shard');
+        return { ok: false, reply: this.#moved('the lease lapsed around the append and the view moved the shard') };
       // Synchronous commit: durable in the journal already; now wait (bounded) for the synchronized secondaries.
       if (plan.waitFor !== null) await replication!.replicated(shard, this.#journalSeq, plan.waitFor, sessionTimeout);
     } else {
@@ -311,9 +494,8 @@ export class HostedSession {
     const ids: RecentCommand[] = events.map((e) => [e.event.meta.cmdId, e.seq, e.event.meta.time]);
     if (ids.every(([cmdId]) => cmdId !== msgId))
       ids.push([msgId, next.seq, events[events.length - 1]!.event.meta.time]);
-    await this.#apply(next, ids, patch);
-    if (earlier !== undefined) return { ok: true, seq: earlier.seq, duplicate: true, ...this.#signature(epoch) };
-    return { ok: true, seq: next.seq, ...this.#signature(epoch) };
+    await this.#apply(next, ids, patches);
+    return { ok: true, epoch, ...(taken !== undefined && { taken }) };
   }
 
   #signature(epoch: number): { by: string; epoch: number } {
@@ -465,11 +647,11 @@ export class HostedSession {
   }
 
   /** The commit is durable (or, at commit level memory, accepted): now it becomes current and visible. */
-  #apply(next: SessionState, ids: readonly RecentCommand[], patch: PreparedPatch): Promise<void> {
+  #apply(next: SessionState, ids: readonly RecentCommand[], patches: readonly PreparedPatch[]): Promise<void> {
     const prev = this.#state;
     this.#state = next;
     for (const [cmdId, seq, time] of ids) this.#recent.remember(cmdId, seq, time);
-    this.#publishPatch(patch);
+    for (const patch of patches) this.#publishPatch(patch);
     const indexed = prev.timers !== next.timers ? this.#armTimers() : Promise.resolve();
     if (next.seq - this.#snapshotSeq >= this.app.snapshotEvery && this.app.commit !== 'memory') {
       void this.saveSnapshot({ compact: true }).catch((err: unknown) => this.log.warn({ err }, 'snapshot failed'));

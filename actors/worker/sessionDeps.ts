@@ -6,6 +6,7 @@ import type { Primacy } from './lease.js';
 import type { EpochAdmission } from './replay.js';
 import type { HostedSession } from './session.js';
 import type { SessionStore } from './sessionStore.js';
+import type { GroupCommitLimits } from './groupCommit.js';
 import type { CohortMetrics } from '../../metrics/instruments.js';
 
 /** Secondaries of this worker's primary shards, as a commit at level `replicas` counts and waits for them. */
@@ -65,6 +66,8 @@ export interface SessionDeps {
   readonly health?: CommitHealth;
   /** Where snapshots written are counted (none: not counted). */
   readonly metrics?: CohortMetrics;
+  /** How many waiting commands one journal message may carry (default GROUP_COMMIT_DEFAULTS). */
+  readonly groupCommit?: GroupCommitLimits;
   /** Test-only (UNSAFE): appends without the fence. */
   readonly unfenced?: boolean;
 }

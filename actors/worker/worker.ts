@@ -35,6 +35,7 @@ import { cohortVersion } from '../../protocol/version.js';
 import type { MeterProvider, ObservableResult } from '@opentelemetry/api';
 import { cohortMetrics, type CohortMetrics } from '../../metrics/instruments.js';
 import { measuredJournal } from './measuredJournal.js';
+import { groupCommitLimits, type GroupCommitLimits } from './groupCommit.js';
 
 /** A worker's default reconnectInterval (ms): attempts every 100-250 ms with jitter. */
 export const WORKER_RECONNECT_INTERVAL = 100;
@@ -76,6 +77,13 @@ export interface WorkerOptions {
   heartbeatInterval?: number;
   /** A worker silent this long is suspected and its shards fail over (default 3 000, minimum 500). */
   sessionTimeout?: number;
+  /**
+   * Group commit: commands for one session that wait while its previous
+   * append is in flight are journaled together as one message, at most
+   * `maxCommands` (default 64; 1 turns it off) and `maxBytes` of requests
+   * (default 256 KiB, never over half the server's payload limit).
+   */
+  groupCommit?: Partial<GroupCommitLimits>;
   /** Secondaries per shard: a cluster setting, taken from whoever writes the first view (default 1). */
   replicas?: number;
   /** Most shards handing off at once (default 8). */
@@ -243,6 +251,7 @@ interface WorkerHostOptions {
   /** Undefined: static sharding. */
   readonly membership: MembershipOptions | undefined;
   readonly metrics: CohortMetrics;
+  readonly groupCommit: GroupCommitLimits;
 }
 
 /**
@@ -313,6 +322,7 @@ class WorkerHost {
     ownInboxes,
     unsafe,
     metrics,
+    groupCommit,
   }: WorkerHostOptions) {
     this.id = id;
     this.#metrics = metrics;
@@ -384,6 +394,7 @@ class WorkerHost {
         replicas: this.replicas,
         sessionTimeout,
         unfenced: unsafe?.unfenced === true,
+        groupCommit,
         metrics,
         ...(this.epochs !== undefined && { epochs: this.epochs }),
         ...(this.health !== undefined && { health: this.health }),
@@ -750,6 +761,8 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
     throw new RangeError(`handoffTransactionWait must be a number of ms, at least 0 (got ${handoffTransactionWait})`);
   if (!options.bus && !options.nats) throw new TypeError('startWorker needs `nats` (server URLs) or `bus`');
   const replyPrefix = options.replyPrefix ?? DEFAULT_INBOX_PREFIX;
+  // Checked before anything is opened: a bad setting leaves nothing behind.
+  groupCommitLimits(options.groupCommit, Infinity);
   const bus =
     options.bus ??
     (await createNatsBus({
@@ -790,6 +803,7 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
     unsafe: options[UNSAFE],
     shardCount,
     metrics: cohortMetrics(options.meterProvider),
+    groupCommit: groupCommitLimits(options.groupCommit, bus.server.maxPayload),
     membership:
       config === undefined
         ? undefined
