@@ -73,7 +73,8 @@ describe.each(['memory', 'nats'] as const)('replicas (%s)', (kind) => {
 
   /** Two workers, every shard with a primary on one and a secondary on the other. */
   async function pair(cluster: string, application: ReturnType<typeof app>) {
-    const a = (await worker(cluster, application)).worker;
+    const first = await worker(cluster, application);
+    const a = first.worker;
     const b = await worker(cluster, application);
     await waitFor(
       () =>
@@ -93,7 +94,7 @@ describe.each(['memory', 'nats'] as const)('replicas (%s)', (kind) => {
       { what: 'secondaries synchronized', timeoutMs: 10_000 },
     );
     const client = track(await connect({ bus: await target.bus(), cluster, shardCount: SHARDS, timeout: 5_000 }));
-    return { a, b, client };
+    return { a, aBus: first.bus, b, client };
   }
 
   it('secondaries follow the journal and answer read-only queries, marked stale, with the seq they reflect', async () => {
@@ -110,6 +111,32 @@ describe.each(['memory', 'nats'] as const)('replicas (%s)', (kind) => {
     await s.send({ type: 'ADD', by: 100 });
     await waitFor(async () => (await s.read({ readOnly: true })).seq === 6, { what: 'the secondary to apply seq 6' });
     expect((await s.read({ readOnly: true })).document).toMatchObject({ n: 115 });
+  });
+
+  it('a hot session journaled in batches: the secondary applies them to the same document, and serves it after a failover', async () => {
+    const cluster = `r${randomUUID().slice(0, 8)}`;
+    const { a, aBus, b, client } = await pair(cluster, app());
+    const s = client.session('counter', 'hot');
+    const replies = await Promise.all(Array.from({ length: 64 }, (_, i) => s.send({ type: 'ADD', by: i + 1 })));
+    expect(replies.map((r) => r.seq).sort((x, y) => x - y)).toEqual(Array.from({ length: 64 }, (_, i) => i + 1));
+    const raw = track(await target.bus());
+    const journal = await raw.journal({ name: journalStreamName(cluster), subjects: [journalStreamFilter(cluster)] });
+    const shard = shardOf('counter', 'hot', SHARDS);
+    const sizes: number[] = [];
+    for await (const e of journal.read(journalSubject(cluster, shard, 'counter', 'hot')))
+      sizes.push((decode(e.data) as { events: unknown[] }).events.length);
+    expect(sizes.length).toBeLessThan(64);
+    expect(sizes.reduce((x, y) => x + y, 0)).toBe(64);
+    const primary = await s.read();
+    const copy = await s.read({ readOnly: true, minSeq: 64 });
+    expect(copy).toMatchObject({ seq: 64, stale: true });
+    expect(copy.document).toEqual(primary.document);
+    // The primary dies; the secondary takes over from its copy and goes on from seq 64.
+    const [deadBus, survivor] = a.serving.includes(shard) ? [aBus, b.worker] : [b.bus, a];
+    await deadBus.close();
+    await waitFor(() => survivor.serving.includes(shard), { what: 'the secondary promoted', timeoutMs: 10_000 });
+    expect(await s.read()).toMatchObject({ seq: 64, document: primary.document });
+    expect(await s.send({ type: 'ADD', by: 1 })).toMatchObject({ seq: 65 });
   });
 
   it("a secondary's status says how far it has applied: as far as its primary credits it", async () => {
