@@ -184,18 +184,19 @@ export class HostedSession {
 
   /** Runs `task` after everything already queued for this session. */
   enqueue<T>(task: () => Promise<T>): Promise<T> {
-    const timed = async (): Promise<T> => {
+    const start = (): Promise<T> => {
       this.#busySince = this.#deps.clock.now();
-      try {
-        return await task();
-      } finally {
-        this.#busySince = undefined;
-      }
+      return task();
     };
-    const run = this.#mailbox.then(timed, timed);
-    this.#mailbox = run.catch(() => undefined);
+    const run = this.#mailbox.then(start, start);
+    // No async wrapper per message: the mailbox's own continuation marks it idle.
+    this.#mailbox = run.then(this.#idle, this.#idle);
     return run;
   }
+
+  readonly #idle = (): void => {
+    this.#busySince = undefined;
+  };
 
   /** The copy in memory, as it is (read-only routing, a transaction's read after its commit). */
   read(minSeq: number | undefined): ReadReply {

@@ -169,6 +169,32 @@ describe('a clean run has no violations (positive control)', () => {
     expect(violations).toEqual([]);
   });
 
+  it('a hot account: deposits and overdrafts in flight together, journaled in batches (group commit)', async () => {
+    const c = await memoryCluster([ledger], track);
+    const client = await c.client('hot');
+    const acct = client.session('ledger', 'acct-hot');
+    await acct.send({ type: 'OPEN', owner: 'hot' });
+    c.tick();
+    // Every fourth is an overdraft: refused inside its batch, the others journaled around it.
+    await Promise.all(
+      Array.from({ length: 48 }, (_, i) =>
+        settle(() =>
+          acct.send(i % 4 === 3 ? { type: 'WITHDRAW', amount: 1_000_000 } : { type: 'DEPOSIT', amount: i + 1 }),
+        ),
+      ),
+    );
+    c.tick();
+    const finals = [{ app: 'ledger', session: 'acct-hot', at: c.clock.now(), ...(await acct.read()) }];
+    const journals = await c.journals();
+    const entries = new Map<number, number>();
+    for (const e of journals.flatMap((j) => j.events)) entries.set(e.streamSeq, (entries.get(e.streamSeq) ?? 0) + 1);
+    expect([...entries.values()].some((n) => n > 1)).toBe(true);
+    const sends = c.recorder.operations.filter((op) => op.kind === 'send');
+    expect(sends.filter((op) => op.outcome === 'failed')).toHaveLength(12);
+    expect(finals[0]!.seq).toBe(1 + 36);
+    expect(checkHistory({ history: c.recorder.operations, journals, applications: [ledger], finals })).toEqual([]);
+  });
+
   it('the whiteboard: shapes added, moved and refused, one client without recorded command ids', async () => {
     const c = await memoryCluster([whiteboard], track);
     const [ann, bob] = await Promise.all([c.client('ann'), c.client('bob')]);
