@@ -8,7 +8,7 @@ import type { AllocationProfile } from './heapSampling.js';
 import { connectJournalClient, startJournalServiceProcess } from './journalClient.js';
 import { startRawNats } from './rawNats.js';
 import { measureSendBodies } from './sendBodies.js';
-import { abba, fmtMs, fmtRate, median, pad, serial, summarize } from './stats.js';
+import { abba, fmtKb, fmtMs, fmtRate, fmtX, median, pad, serial, summarize } from './stats.js';
 import { BENCH_APP, BENCH_CLUSTER, startBenchWorker } from './workerChannel.js';
 
 /**
@@ -102,14 +102,6 @@ async function untilServerQuiet(pid: number, limitMs = 60_000): Promise<number> 
 
 function fmtS(ms: number): string {
   return `${(ms / 1000).toFixed(1)} s`;
-}
-
-function fmtKb(bytes: number): string {
-  return `${(bytes / 1024).toFixed(1)} KB`;
-}
-
-function fmtX(ratio: number): string {
-  return `${ratio.toFixed(2)}x`;
 }
 
 interface Row {
@@ -437,12 +429,21 @@ export async function benchSessions(write: (line: string) => void): Promise<numb
     `throughput rounds (send/s): ${rates(sendRates)}; service/s: ${rates(svcRates)}; raw ack/s: ${rates(rawJsRates)}`,
   );
   write(`hot session rounds (send/s): ${rates(hotSendRates)}; service/s: ${rates(hotSvcRates)}`);
+  write(
+    `  (the service appends one command at a time per session to keep its expected sequence; cohort can pass it only by appending several commands of a session as one journal message, group commit)`,
+  );
   write(`throughput rounds (read/s): ${rates(readRates)}; raw rr/s: ${rates(rawRrRates)}`);
   write(
     `allocation: bytes allocated in the process over ${ALLOC_N} sends / ${ALLOC_N} service requests (${TP_WINDOW} in flight, ` +
       `${TP_SESSIONS} sessions), from V8's sampling heap profiler (inspector HeapProfiler.startSampling, ` +
       `1 sample per ${sendAlloc.samplingInterval} B on average, objects collected by minor and major GCs kept, ` +
       `sample sizes scaled by V8; ${sendAlloc.samples} + ${svcAlloc.samples} samples); everything the process allocated meanwhile counts`,
+  );
+  const gcCheck = (what: string, profile: AllocationProfile): string =>
+    `${what} ${fmtKb(profile.gcBytes / ALLOC_N)} (${profile.scavenges} scavenges, ${profile.otherGcs} other GCs)`;
+  write(
+    `  the same stretches by GC accounting (used heap before each GC - after the one before, from v8.GCProfiler): ` +
+      `${gcCheck('per send', sendAlloc)}, ${gcCheck('per service request', svcAlloc)}`,
   );
   const sites = (what: string, profile: AllocationProfile): void => {
     write(`  top allocation sites, ${what} (self bytes; via: nearest caller in this repository):`);
