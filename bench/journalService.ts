@@ -95,7 +95,12 @@ export async function startJournalService(url: string): Promise<JournalService> 
         sessions.set(session, log);
       }
       const at = log;
-      at.tail = at.tail.then(() => append(at, session, m));
+      // append answers every failure itself; only a reply that cannot go out (connection closing) lands here.
+      at.tail = at.tail
+        .then(() => append(at, session, m))
+        .catch(() => {
+          stats.failed++;
+        });
     },
   });
   await nc.flush();
