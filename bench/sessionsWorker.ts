@@ -1,14 +1,9 @@
 import { createLogger, defineApplication, startWorker } from '../index.js';
 import { counterMachine } from './apps.js';
+import { answerBench, runBenchChild } from './benchProcess.js';
+import { HeapSampler } from './heapSampling.js';
 import { startEchoResponder } from './rawNats.js';
-import {
-  BENCH_APP,
-  BENCH_CLUSTER,
-  type WorkerHello,
-  type WorkerOp,
-  type WorkerReply,
-  type WorkerRequest,
-} from './workerChannel.js';
+import { BENCH_APP, BENCH_CLUSTER, type WorkerOps } from './workerChannel.js';
 
 /**
  * The worker side of `npm run bench -- sessions`, in a process of its own as
@@ -27,7 +22,7 @@ async function heapAfterGc(gc: () => void): Promise<number> {
   return process.memoryUsage().heapUsed;
 }
 
-async function main(url: string): Promise<void> {
+runBenchChild('bench/sessionsWorker.ts', async (url) => {
   const app = defineApplication({
     name: BENCH_APP,
     machine: counterMachine,
@@ -41,6 +36,7 @@ async function main(url: string): Promise<void> {
     logger: createLogger({ level: 'silent' }),
   });
   const echo = await startEchoResponder(url);
+  const sampler = new HeapSampler();
   const gc = (globalThis as { gc?: () => void }).gc;
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> =>
@@ -48,7 +44,7 @@ async function main(url: string): Promise<void> {
       await worker.stop();
       await echo.close();
     })());
-  const run = async (op: WorkerOp): Promise<number> => {
+  answerBench<WorkerOps>(async (op) => {
     switch (op) {
       case 'passivate':
         return worker.passivate();
@@ -57,31 +53,16 @@ async function main(url: string): Promise<void> {
       case 'heapAfterGc':
         if (gc === undefined) throw new Error('the bench worker runs without --expose-gc');
         return heapAfterGc(gc);
+      case 'heapSamplingStart':
+        await sampler.start();
+        return 0;
+      case 'heapSamplingStop':
+        return sampler.stop();
       case 'stop': {
         const t0 = performance.now();
         await stop();
         return performance.now() - t0;
       }
     }
-  };
-  process.on('message', (req: WorkerRequest) => {
-    void run(req.op).then(
-      (value) => process.send?.({ id: req.id, value } satisfies WorkerReply),
-      (err: unknown) =>
-        process.send?.({ id: req.id, error: err instanceof Error ? err.message : String(err) } satisfies WorkerReply),
-    );
-  });
-  // The bench is gone (however it ended): stop rather than run on alone.
-  process.once('disconnect', () => void stop().finally(() => process.exit(0)));
-  process.send?.({ ready: true } satisfies WorkerHello);
-}
-
-const url = process.argv[2];
-if (url === undefined || process.send === undefined) {
-  process.stderr.write('bench/sessionsWorker.ts is started by bench/sessions.ts (a nats URL and an IPC channel)\n');
-  process.exit(2);
-}
-main(url).catch((err: unknown) => {
-  process.send?.({ failed: err instanceof Error ? (err.stack ?? err.message) : String(err) } satisfies WorkerHello);
-  process.exit(1);
+  }, stop);
 });

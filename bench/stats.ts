@@ -47,6 +47,14 @@ export function fmtMs(ms: number): string {
   return `${ms.toFixed(3)} ms`;
 }
 
+export function fmtKb(bytes: number): string {
+  return `${(bytes / 1024).toFixed(1)} KB`;
+}
+
+export function fmtX(ratio: number): string {
+  return `${ratio.toFixed(2)}x`;
+}
+
 export function fmtRate(perSecond: number): string {
   return `${Math.round(perSecond).toLocaleString('en-US')}/s`;
 }
