@@ -104,7 +104,7 @@ export class HostedSession {
   #saving: Promise<void> = Promise.resolve();
   #lock: SessionLock | undefined;
   /** Waiting for the lock to be free (a shard's hand-off waiting for its transactions). */
-  #unlocked: (() => void)[] = [];
+  #unlocked: (() => void)[] | undefined;
   /** Commands waiting for the next turn, taken together (group commit). */
   readonly #waiting: WaitingCommand[] = [];
   /** A turn for the waiting commands is in the mailbox already. */
@@ -115,7 +115,7 @@ export class HostedSession {
   readonly id: string;
   readonly shard: number;
   readonly subject: string;
-  readonly log: Logger;
+  #log: Logger | undefined;
 
   constructor({ deps, app, id, shard, loaded }: HostedSessionOptions) {
     this.#deps = deps;
@@ -127,9 +127,13 @@ export class HostedSession {
     this.#snapshotSeq = loaded.state.seq;
     this.#recent = new RecentCommands(loaded.recent);
     this.subject = journalSubject(deps.cluster, shard, app.name, id);
-    this.log = deps.log.child({ app: app.name, session: id, shard });
     this.lastActive = deps.clock.now();
     void this.#armTimers();
+  }
+
+  /** Made on first use: a child logger per session is a few hundred bytes most sessions never need. */
+  get log(): Logger {
+    return (this.#log ??= this.#deps.log.child({ app: this.app.name, session: this.id, shard: this.shard }));
   }
 
   get seq(): number {
@@ -163,13 +167,15 @@ export class HostedSession {
   #dropLock(): void {
     this.#lock?.drop();
     this.#lock = undefined;
-    for (const resolve of this.#unlocked.splice(0)) resolve();
+    const unlocked = this.#unlocked;
+    this.#unlocked = undefined;
+    for (const resolve of unlocked ?? []) resolve();
   }
 
   /** Resolves once no transaction holds the lock: at once if none does now. */
   whenUnlocked(): Promise<void> {
     if (this.#lock === undefined) return Promise.resolve();
-    return new Promise((resolve) => this.#unlocked.push(resolve));
+    return new Promise((resolve) => (this.#unlocked ??= []).push(resolve));
   }
 
   /** The seq command (or transaction, or step) `cmdId` produced, while it is inside the de-duplication window. */
