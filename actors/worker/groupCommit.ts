@@ -51,6 +51,7 @@ export function groupCommitLimits(
 
 /** Takes the next batch off `waiting`: the oldest commands within the limits, and at least one however large. */
 export function takeBatch(waiting: WaitingCommand[], limits: GroupCommitLimits): WaitingCommand[] {
+  if (waiting.length === 0) return [];
   let n = 0;
   let bytes = 0;
   while (n < waiting.length && n < limits.maxCommands) {

@@ -78,6 +78,12 @@ type JournalOutcome =
   | { readonly ok: true; readonly epoch: number; readonly taken?: readonly JournaledEvent[] }
   | { readonly ok: false; readonly reply: CommandReply };
 
+/** What an idle session's mailbox and snapshot chain start from: one for all of them. */
+const SETTLED: Promise<void> = Promise.resolve();
+
+/** An empty list shared by every idle session; replaced (never pushed to) when something arrives. */
+const NONE: never[] = Object.freeze([]) as unknown as never[];
+
 /** Pause before a delayed event whose commit failed is tried again. */
 const TIMER_RETRY_MS = 1_000;
 
@@ -91,7 +97,7 @@ export class HostedSession {
   /** Stream sequence of the last journal message reflected in #state: the fence. */
   #journalSeq: number;
   #snapshotSeq: number;
-  #mailbox: Promise<unknown> = Promise.resolve();
+  #mailbox: Promise<unknown> = SETTLED;
   #busySince: number | undefined;
   #timer: TimerHandle | undefined;
   #timerDue: number | undefined;
@@ -99,14 +105,14 @@ export class HostedSession {
   /** Command ids committed inside the de-duplication window: a retry is answered without touching the journal. */
   readonly #recent: RecentCommands;
   /** Commit level memory: records waiting for the background appender. */
-  #unjournaled: JournalRecord[] = [];
+  #unjournaled: JournalRecord[] = NONE;
   #appending: Promise<void> | undefined;
-  #saving: Promise<void> = Promise.resolve();
+  #saving: Promise<void> = SETTLED;
   #lock: SessionLock | undefined;
   /** Waiting for the lock to be free (a shard's hand-off waiting for its transactions). */
   #unlocked: (() => void)[] | undefined;
   /** Commands waiting for the next turn, taken together (group commit). */
-  readonly #waiting: WaitingCommand[] = [];
+  #waiting: WaitingCommand[] = NONE;
   /** A turn for the waiting commands is in the mailbox already. */
   #turnQueued = false;
   lastActive: number;
@@ -196,13 +202,15 @@ export class HostedSession {
     };
     const run = this.#mailbox.then(start, start);
     // No async wrapper per message: the mailbox's own continuation marks it idle.
-    this.#mailbox = run.then(this.#idle, this.#idle);
+    const idle = (): void => {
+      this.#busySince = undefined;
+      // Nothing queued behind it: the session lets go of its last message's promise.
+      if (this.#mailbox === after) this.#mailbox = SETTLED;
+    };
+    const after = run.then(idle, idle);
+    this.#mailbox = after;
     return run;
   }
-
-  readonly #idle = (): void => {
-    this.#busySince = undefined;
-  };
 
   /** The copy in memory, as it is (read-only routing, a transaction's read after its commit). */
   read(minSeq: number | undefined): ReadReply {
@@ -237,7 +245,9 @@ export class HostedSession {
     admit: () => Error | undefined,
   ): Promise<CommandReply | undefined> {
     return new Promise((resolve) => {
-      this.#waiting.push({ req, time, size, admit, resolve });
+      const waiting = { req, time, size, admit, resolve };
+      if (this.#waiting.length === 0) this.#waiting = [waiting];
+      else this.#waiting.push(waiting);
       if (this.#turnQueued) return;
       this.#turnQueued = true;
       void this.enqueue(() => this.#commandTurn());
@@ -248,7 +258,10 @@ export class HostedSession {
   async #commandTurn(): Promise<void> {
     const batch = takeBatch(this.#waiting, this.#deps.groupCommit ?? GROUP_COMMIT_DEFAULTS);
     if (this.#waiting.length > 0) void this.enqueue(() => this.#commandTurn());
-    else this.#turnQueued = false;
+    else {
+      this.#turnQueued = false;
+      this.#waiting = NONE;
+    }
     if (this.#evicted) {
       for (const w of batch) w.resolve(undefined);
       return;
@@ -494,7 +507,8 @@ export class HostedSession {
       // Synchronous commit: durable in the journal already; now wait (bounded) for the synchronized secondaries.
       if (plan.waitFor !== null) await replication!.replicated(shard, this.#journalSeq, plan.waitFor, sessionTimeout);
     } else {
-      this.#unjournaled.push(record);
+      if (this.#unjournaled.length === 0) this.#unjournaled = [record];
+      else this.#unjournaled.push(record);
       this.#appending ??= this.#appendInBackground();
     }
     // The wake-up index is written before the reply, so a worker killed right after still wakes the session.
@@ -638,7 +652,7 @@ export class HostedSession {
   async #appendInBackground(): Promise<void> {
     while (this.#unjournaled.length > 0 && !this.#evicted) {
       const batch = this.#unjournaled;
-      this.#unjournaled = [];
+      this.#unjournaled = NONE;
       const record: JournalRecord = { v: 1, events: batch.flatMap((r) => r.events) };
       const outcome = await this.#append(
         record,
