@@ -235,10 +235,17 @@ export class Patches {
           encode(watchRequest(this.#connection.clientId, this.#lease)),
           { timeout: this.#attemptTimeout },
         );
-        const reply = decode(m.data, { where: `watch of ${w.app}/${w.id}` }) as { ok?: unknown; seq?: unknown };
+        const reply = decode(m.data, { where: `watch of ${w.app}/${w.id}` }) as {
+          ok?: unknown;
+          seq?: unknown;
+          error?: { retryable?: unknown };
+        };
         if (reply?.ok === true && typeof reply.seq === 'number' && Number.isSafeInteger(reply.seq)) {
           next = this.#lease / 3;
           if (this.#watches.get(`${w.app}/${w.id}`) === w) this.#published(w, reply.seq);
+        } else if (reply?.ok === false && reply.error?.retryable !== true) {
+          // Refused for good (this client watches too many sessions there): asked again only at the renewal.
+          next = this.#lease / 3;
         }
       } catch {
         // Unanswered (no primary now, a failover, a reconnect): sent again soon.
@@ -280,8 +287,10 @@ export class Patches {
       (r) => {
         if (r.outcome === 'replayed') {
           for (const p of r.patches ?? []) {
+            // A replay that is not patches following on is not trusted: the whole copy instead.
+            if (typeof p?.seq !== 'number' || typeof p.prev !== 'number' || !Array.isArray(p.ops))
+              return this.#resyncNow(w);
             if (p.seq <= w.last!) continue;
-            // A replay that does not follow on is not trusted: the whole copy instead.
             if (p.prev !== w.last) return this.#resyncNow(w);
             this.#deliver(w, p);
           }

@@ -106,8 +106,9 @@ export class WatchInterest {
     const watched = ids?.get(id);
     if (ids === undefined || watched === undefined || !watched.leases.delete(client)) return;
     this.#released(client);
-    if (watched.leases.size === 0) this.#drop(app, ids, id);
-    else watched.until = Math.max(...watched.leases.values());
+    if (watched.leases.size === 0) return this.#drop(app, ids, id);
+    watched.until = 0;
+    for (const until of watched.leases.values()) if (until > watched.until) watched.until = until;
   }
 
   /** This worker took these shards up (started, promoted, or given them): publish all their patches a while. */
