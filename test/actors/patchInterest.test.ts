@@ -8,11 +8,20 @@
 import { randomUUID } from 'node:crypto';
 import jsonPatch from 'fast-json-patch';
 import { describe, expect, it } from 'vitest';
-import { connect, createNatsBus, defineApplication, startWorker, type Client, type Patch } from '../../index.js';
+import {
+  connect,
+  createNatsBus,
+  defineApplication,
+  shardOf,
+  startWorker,
+  type Client,
+  type Patch,
+  type Worker,
+} from '../../index.js';
 import { UNSAFE } from '../../actors/worker/unsafe.js';
 import { SimulatedClock } from '../../bus/clock.js';
 import { decode, encode } from '../../bus/codec.js';
-import { eventFilter, readOnlySubject, requestFilter } from '../../bus/subjects.js';
+import { eventFilter, readOnlySubject, readSubject, requestFilter } from '../../bus/subjects.js';
 import type { Bus } from '../../bus/types.js';
 import { startProxy } from '../../harness/proxy.js';
 import { busTargets, type BusTarget } from '../busTargets.js';
@@ -67,13 +76,14 @@ const targets = busTargets();
 
 describe.each(targets)('patches only while watched ($name)', (target: BusTarget) => {
   const track = cleanupAfterEach();
+  const workers = new Map<string, Worker>();
   const bus = async () => track(await target.bus());
 
   /** One statically sharded worker on virtual time, already past its start's grace. */
   async function cohort(options: { patches?: 'always' | 'watched' } = {}) {
     const clock = new SimulatedClock(Date.now());
     const cluster = `w${randomUUID().slice(0, 8)}`;
-    track(
+    const worker = track(
       await startWorker({
         bus: await bus(),
         cluster,
@@ -84,6 +94,7 @@ describe.each(targets)('patches only while watched ($name)', (target: BusTarget)
         ...options,
       }),
     );
+    workers.set(cluster, worker);
     clock.increment(PAST_GRACE);
     const raw = await bus();
     const client = async (label: string, extra: { clock?: SimulatedClock; watchLease?: number } = {}) =>
@@ -187,6 +198,30 @@ describe.each(targets)('patches only while watched ($name)', (target: BusTarget)
     expect(seen.patches).toBe(3);
     expect(f.broken).toEqual([]);
     expect(f.document).toEqual((await r.read()).document);
+  });
+
+  it('a watch outlives the passivation of its session; a watch typed by hand in JSON is answered in JSON', async () => {
+    const { raw, client, seen, cluster } = await cohort();
+    const writer = await client('writer');
+    const reader = await client('reader');
+    const r = reader.session('counter', 'pass');
+    const f = follower(await r.read());
+    r.subscribe(f.listener);
+    await waitFor(() => seen.watches === 1, { what: 'the watch' });
+    await sendAll(writer, 'pass', 1, 1);
+    await waitFor(() => f.seq === 1, { what: 'the first patch' });
+    expect(await workers.get(cluster)!.passivate()).toBeGreaterThan(0);
+    await sendAll(writer, 'pass', 2, 2);
+    await waitFor(() => f.seq === 3, { what: 'patches after the passivation' });
+    expect(seen.patches).toBe(3);
+
+    const subject = readSubject(cluster, shardOf('counter', 'pass', SHARDS), 'counter', 'pass', 'me');
+    const answer = await raw.request(subject, new TextEncoder().encode('{"kind":"watch","client":"me"}'), {
+      timeout: 5_000,
+      headers: { 'Content-Type': 'application/json' },
+    });
+    expect(answer.headers['Content-Type']).toBe('application/json');
+    expect(JSON.parse(new TextDecoder().decode(answer.data))).toEqual({ ok: true, seq: 3, lease: 30_000 });
   });
 
   it("patches: 'always' publishes every patch without a watch (for a bare nats sub)", async () => {
