@@ -70,6 +70,7 @@ export {
   SessionMovedError,
   TransactionRolledBackError,
   TransactionTimeoutError,
+  TooManyWatchesError,
   UnknownApplicationError,
   type RollbackReason,
 } from './protocol/errors.js';

@@ -22,6 +22,8 @@ export type {
   TxRequest,
   VerifyReply,
   VerifyRequest,
+  WatchReply,
+  WatchRequest,
 } from './protocol/messages.js';
 export {
   commandRequest,
@@ -30,6 +32,10 @@ export {
   readRequest,
   txRequest,
   verifyRequest,
+  watchRequest,
+  DEFAULT_WATCH_LEASE,
+  MAX_WATCH_LEASE,
+  MIN_WATCH_LEASE,
   type TxStep,
 } from './protocol/requests.js';
 export { fromErrorBody, refuse, toErrorBody } from './protocol/errors.js';

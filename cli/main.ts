@@ -53,6 +53,7 @@ commands:
          [--failover-window MS] [--min-members N] [--stable-after MS]
          [--unstable-after MS] [--failure-condition 1|2|3]
          [--health-check-timeout MS] [--metrics-port PORT]
+         [--patches watched|always]
                         host the applications each FILE exports (.js, or .ts
                         through tsx) until SIGINT or SIGTERM; --cluster defaults
                         to demo; without --nats, an embedded nats-server (or the
@@ -75,7 +76,10 @@ commands:
                         and rejoins once its journal answers; level 1:
                         heartbeats only; --metrics-port serves /metrics
                         (Prometheus), /healthz and /readyz on PORT (0: any
-                        free port, shown in the startup line)
+                        free port, shown in the startup line); --patches
+                        always publishes every patch, for a bare nats sub
+                        on the evt subjects (default watched: only while a
+                        client subscribes to the session)
   simulate [--app FILE ...] [--seeds A-B | --seed N] [--duration MS]
            [--faults none|all|LIST] [--workload FILE] [--workers N]
            [--clients N] [--shards N] [--session-timeout MS]

@@ -1,5 +1,18 @@
-import { shardOf } from '../index.js';
-import { decode, eventFilter, eventSubject, journalStreamFilter, journalSubject, parseSubject } from '../internal.js';
+import { randomUUID } from 'node:crypto';
+import { shardOf, type Bus } from '../index.js';
+import {
+  decode,
+  DEFAULT_WATCH_LEASE,
+  encode,
+  eventFilter,
+  eventSubject,
+  journalStreamFilter,
+  journalSubject,
+  newClientId,
+  parseSubject,
+  readSubject,
+  watchRequest,
+} from '../internal.js';
 import {
   checkApp,
   connectAdmin,
@@ -19,6 +32,12 @@ Live: every journal entry stored from now on (each event: session, seq,
 type, fields, client) and every document patch published to subscribed
 clients, decoded, one line each, until SIGINT. APP: only that
 application's sessions; ID: only that session.
+
+Workers publish a session's patches only while some client subscribes to
+it: a tail of one session (APP ID) watches it, as a subscribed client
+does, so its patches are shown; a tail of an application or of the whole
+cluster shows the patches of the sessions some client watches (and every
+patch of workers started with patches: 'always').
 
 ${OPERATOR_USAGE}
 `;
@@ -107,12 +126,19 @@ export async function runTail(options: TailArgs & OperatorIO): Promise<number> {
       );
     });
     await bus.flush();
+    // Subscribed first, then watched: every patch from the watch's answer on reaches the subscription.
+    const watching =
+      options.app !== undefined && options.id !== undefined
+        ? keepWatching(bus, options.cluster, options.app, options.id, view.shardCount)
+        : undefined;
+    await watching?.first;
     out(
       { kind: 'tailing', cluster: options.cluster, app: options.app ?? null, id: options.id ?? null },
       `tailing ${options.app ?? 'every application'}${options.id === undefined ? '' : ` ${JSON.stringify(options.id)}`} of cluster ${options.cluster} (Ctrl-C stops)`,
     );
     await interrupted.done;
     follow.stop();
+    watching?.stop();
     sub.unsubscribe();
     return 0;
   } catch (err) {
@@ -125,4 +151,35 @@ export async function runTail(options: TailArgs & OperatorIO): Promise<number> {
     interrupted.dispose();
     await bus.close();
   }
+}
+
+/**
+ * Watches one session as a subscribed client does (the admin user may send
+ * on any client's subjects; its replies come to the admin inbox), renewed
+ * at a third of the lease and again at once after a reconnect. A watch
+ * that goes unanswered is sent again at the next renewal.
+ */
+function keepWatching(
+  bus: Bus,
+  cluster: string,
+  app: string,
+  id: string,
+  shardCount: number,
+): { first: Promise<unknown>; stop(): void } {
+  const client = newClientId('admin', () => randomUUID());
+  const subject = readSubject(cluster, shardOf(app, id, shardCount), app, id, 'admin');
+  const send = (): Promise<unknown> =>
+    bus.request(subject, encode(watchRequest(client, DEFAULT_WATCH_LEASE)), { timeout: 5_000 }).catch(() => undefined);
+  const first = send();
+  const timer = setInterval(() => void send(), DEFAULT_WATCH_LEASE / 3);
+  const unlisten = bus.onStatus((s) => {
+    if (s.type === 'reconnect') void send();
+  });
+  return {
+    first,
+    stop: () => {
+      clearInterval(timer);
+      unlisten();
+    },
+  };
 }

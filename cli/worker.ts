@@ -41,6 +41,7 @@ export const WORKER_FLAGS = {
   'failure-condition': { type: 'string' },
   'health-check-timeout': { type: 'string' },
   'metrics-port': { type: 'string' },
+  patches: { type: 'string' },
 } as const satisfies NonNullable<ParseArgsConfig['options']>;
 
 export interface WorkerCliOptions {
@@ -69,6 +70,8 @@ export interface WorkerCliOptions {
   health: { failureCondition?: FailureCondition; healthCheckTimeout?: number };
   /** Where /metrics, /healthz and /readyz are served (0: any free port); undefined: not served. */
   metricsPort: number | undefined;
+  /** Which patches it publishes (`always`: every one, for a bare nats sub); undefined: the worker's default, watched. */
+  patches: 'always' | 'watched' | undefined;
 }
 
 /** What `--failover-quota`, `--failover-window`, `--min-members`, `--stable-after` and `--unstable-after` gave. */
@@ -193,7 +196,14 @@ export function parseWorkerArgs(args: string[]): WorkerCliOptions {
     safeguards: parseSafeguardFlags(values),
     health: parseHealthFlags(values['failure-condition'], values['health-check-timeout'], sessionTimeout),
     metricsPort: parsePort('metrics-port', values['metrics-port']),
+    patches: parsePatches(values.patches),
   };
+}
+
+/** `--patches`: watched (the default) or always. */
+function parsePatches(value: string | undefined): 'always' | 'watched' | undefined {
+  if (value === undefined || value === 'always' || value === 'watched') return value;
+  throw new CliUsageError(`--patches needs watched or always (got ${JSON.stringify(value)})`);
 }
 
 /** A TCP port flag: 0 (any free port) to 65535. Undefined when the flag is absent. */
@@ -357,6 +367,7 @@ export async function runWorker(options: RunWorkerOptions): Promise<number> {
         ...(options.sessionTimeout !== undefined && { sessionTimeout: options.sessionTimeout }),
         ...options.safeguards,
         ...options.health,
+        ...(options.patches !== undefined && { patches: options.patches }),
         // Runtime logs (pino JSON) go to stderr; stdout carries the lines above, for people and scripts.
         logger: createLogger({ destination: process.stderr }),
         ...(metrics !== undefined && { meterProvider: metrics.meterProvider }),

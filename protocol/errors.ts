@@ -198,6 +198,16 @@ export class TransactionTimeoutError extends CohortError {
   }
 }
 
+/** A client holds as many watches on this worker as it may: a new one is refused until one ends or lapses. */
+export class TooManyWatchesError extends CohortError {
+  constructor(
+    readonly client: string,
+    readonly limit: number,
+  ) {
+    super(`client ${client} already watches ${limit} sessions on this worker, the most it may`);
+  }
+}
+
 type Rebuild = (body: ErrorBody) => Error;
 const d = (body: ErrorBody, key: string): unknown => body.details?.[key];
 
@@ -232,6 +242,7 @@ const REBUILD: Record<string, Rebuild> = {
   CorruptSessionError: (b) =>
     new CorruptSessionError(String(d(b, 'session')), Number(d(b, 'journalSeq')), String(d(b, 'reason'))),
   ClientDisconnectedError: (b) => new ClientDisconnectedError(String(d(b, 'client')), String(d(b, 'reason'))),
+  TooManyWatchesError: (b) => new TooManyWatchesError(String(d(b, 'client')), Number(d(b, 'limit'))),
 };
 
 /** The wire form of an error: its class name, message, retry policy and its own fields. */

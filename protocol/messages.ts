@@ -169,5 +169,32 @@ export interface PatchMessage {
   readonly setter: string;
 }
 
+/**
+ * Interest in a session's patches, on its `read` subject (answered only by
+ * its proved primary): the worker publishes the session's patches while
+ * some client's lease on it runs. Renewed by sending it again.
+ */
+export interface WatchRequest {
+  readonly kind: 'watch';
+  readonly client: string;
+  /** How long (ms) the interest lasts unless renewed; the worker keeps it within its bounds. */
+  readonly lease?: number;
+}
+
+/** The client's interest ends now (its lease would end it anyway). */
+export interface UnwatchRequest {
+  readonly kind: 'unwatch';
+  readonly client: string;
+}
+
+/**
+ * `seq`: the session's seq when the interest was recorded; every later
+ * patch is published. A subscriber behind it catches up (verification).
+ * `lease`: the lease granted (ms). An unwatch is answered with both 0.
+ */
+export type WatchReply =
+  | { readonly ok: true; readonly seq: number; readonly lease: number }
+  | { readonly ok: false; readonly error: ErrorBody };
+
 /** Any request a worker takes, told apart by its `kind`. */
-export type Request = CommandRequest | ReadRequest | VerifyRequest | TxRequest;
+export type Request = CommandRequest | ReadRequest | VerifyRequest | TxRequest | WatchRequest | UnwatchRequest;

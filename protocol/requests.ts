@@ -5,7 +5,16 @@
  */
 import { InvalidRequestError } from './errors.js';
 import { shardOf } from './shard.js';
-import type { CommandRequest, ReadRequest, Request, TxRequest, UserEvent, VerifyRequest } from './messages.js';
+import type {
+  CommandRequest,
+  ReadRequest,
+  Request,
+  TxRequest,
+  UnwatchRequest,
+  UserEvent,
+  VerifyRequest,
+  WatchRequest,
+} from './messages.js';
 
 const MAX_ID = 256;
 
@@ -87,6 +96,27 @@ export function parseVerify(body: unknown): VerifyRequest | InvalidRequestError 
   return { kind: 'verify', client: who, since, max };
 }
 
+/** A watch's lease when it names none (ms): renewed at a third of it. */
+export const DEFAULT_WATCH_LEASE = 30_000;
+/** Leases asked for outside these bounds are held to them: shorter would flood the worker with renewals. */
+export const MIN_WATCH_LEASE = 1_000;
+/** Longer would outlast the publishing a new primary does before it has heard from every watcher (WatchInterest). */
+export const MAX_WATCH_LEASE = 60_000;
+
+/** A watch or an unwatch off the wire; a lease that is a positive number is held to the bounds, anything else refused. */
+export function parseWatch(body: unknown): WatchRequest | UnwatchRequest | InvalidRequestError {
+  if (!isRecord(body) || (body['kind'] !== 'watch' && body['kind'] !== 'unwatch'))
+    return new InvalidRequestError("a watch is a map with kind 'watch' or 'unwatch', client and an optional lease");
+  const who = checkLabel(body['client'], 'client');
+  if (who instanceof Error) return who;
+  if (body['kind'] === 'unwatch') return { kind: 'unwatch', client: who };
+  const lease = body['lease'];
+  if (lease === undefined) return { kind: 'watch', client: who };
+  if (typeof lease !== 'number' || !Number.isFinite(lease) || !(lease > 0))
+    return new InvalidRequestError('lease must be a positive number of ms');
+  return { kind: 'watch', client: who, lease: Math.min(MAX_WATCH_LEASE, Math.max(MIN_WATCH_LEASE, Math.round(lease))) };
+}
+
 export function parseTx(body: unknown): TxRequest | InvalidRequestError {
   if (!isRecord(body) || body['kind'] !== 'tx')
     return new InvalidRequestError("a transaction step is a map with kind 'tx', op, txId and client");
@@ -129,8 +159,8 @@ export function parseTx(body: unknown): TxRequest | InvalidRequestError {
 
 /**
  * The request a body on a session subject carries, by its `kind`: commands
- * and transaction steps go to `cmd` (the primary), reads and verifications
- * to `read` or `ro`.
+ * and transaction steps go to `cmd` (the primary), reads, verifications and
+ * watches to `read` (watches there only) or `ro`.
  */
 export function parseRequest(body: unknown, subject: 'cmd' | 'read'): Request | InvalidRequestError {
   const kind = isRecord(body) ? body['kind'] : undefined;
@@ -141,7 +171,8 @@ export function parseRequest(body: unknown, subject: 'cmd' | 'read'): Request | 
   }
   if (kind === 'read') return parseRead(body);
   if (kind === 'verify') return parseVerify(body);
-  return new InvalidRequestError("a request on a read subject has kind 'read' or 'verify'");
+  if (kind === 'watch' || kind === 'unwatch') return parseWatch(body);
+  return new InvalidRequestError("a request on a read subject has kind 'read', 'verify', 'watch' or 'unwatch'");
 }
 
 /** A transaction step without its envelope: what the client's transaction adds to each. */
@@ -158,6 +189,14 @@ export function readRequest(client: string, minSeq?: number): ReadRequest {
 
 export function verifyRequest(client: string, since: number, max: number): VerifyRequest {
   return { kind: 'verify', client, since, max };
+}
+
+export function watchRequest(client: string, lease?: number): WatchRequest {
+  return { kind: 'watch', client, ...(lease === undefined ? {} : { lease }) };
+}
+
+export function unwatchRequest(client: string): UnwatchRequest {
+  return { kind: 'unwatch', client };
 }
 
 export function txRequest(txId: string, client: string, step: TxStep): TxRequest {

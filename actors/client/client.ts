@@ -13,7 +13,7 @@ import {
 } from '../../machines/connection.js';
 import type { CommandReply, PatchOperation, ReadReply, UserEvent, VerifyOutcome } from '../../protocol/messages.js';
 import { ClientDisconnectedError, NetworkError, fromErrorBody } from '../../protocol/errors.js';
-import { commandRequest, readRequest } from '../../protocol/requests.js';
+import { commandRequest, DEFAULT_WATCH_LEASE, readRequest } from '../../protocol/requests.js';
 import { DEFAULT_SHARD_COUNT, shardOf } from '../../protocol/shard.js';
 import { clientInbox } from '../../protocol/clientId.js';
 import { recordedShardCount, ShardCountMismatchError } from '../../protocol/clusterSettings.js';
@@ -173,6 +173,7 @@ interface ClientSettings {
   readonly invalidationQueueSize: number;
   readonly cacheSize: number;
   readonly attemptTimeout: number;
+  readonly watchLease: number;
   readonly readOnlyFallback: boolean;
   readonly connection: ConnectionConfig;
   readonly environment: Environment;
@@ -234,6 +235,11 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
       ownIds: this.#ids,
       connect,
       read: (app, id) => this.session(app, id).read(),
+      catchUp: (app, id, since) => this.#verifier.ask(app, id, since),
+      clock: environment.clock,
+      shardCount: settings.shardCount,
+      lease: settings.watchLease,
+      attemptTimeout: settings.attemptTimeout,
     });
     this.#verifier = new Verifier({
       cluster,
@@ -256,7 +262,11 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
       if (state === 'NORMAL') this.#ids.add(this.#conn.clientId);
       this.emit('state', state, reason);
     });
-    this.#conn.on('recovered', () => void this.verify().catch(() => undefined));
+    this.#conn.on('recovered', () => {
+      // The worker may have let a watch lapse while it could not hear this client.
+      this.#patches.renewAll();
+      void this.verify().catch(() => undefined);
+    });
     this.#conn.on('connected', (n) => {
       if (n === 1) return;
       // A new connection (after DISABLED): patches subscribed again, on its bus, and the cache verified.
@@ -419,6 +429,7 @@ export async function connect(options: ConnectOptions): Promise<Client> {
     invalidationQueueSize: options.invalidationQueueSize ?? 100,
     cacheSize: options.cacheSize ?? DEFAULT_CACHE_SIZE,
     attemptTimeout: options.attemptTimeout ?? 2_000,
+    watchLease: options.watchLease ?? DEFAULT_WATCH_LEASE,
     readOnlyFallback: options.readOnlyFallback === true,
     connection: config,
     environment: resolveEnvironment(options.environment),

@@ -10,6 +10,7 @@ import type { Environment } from '../../bus/environment.js';
 import type { MeterProvider } from '@opentelemetry/api';
 import { validateCluster } from '../../bus/subjects.js';
 import { DEDUP_WINDOW_MS } from '../../protocol/dedup.js';
+import { MAX_WATCH_LEASE, MIN_WATCH_LEASE } from '../../protocol/requests.js';
 
 export interface ConnectOptions {
   /** NATS server URL(s); or pass `bus`. */
@@ -56,6 +57,13 @@ export interface ConnectOptions {
   cacheSize?: number;
   /** A cached copy further behind than this many events is dropped and re-read on verification (default 100). */
   invalidationQueueSize?: number;
+  /**
+   * How long a subscription's interest lasts on the worker unless renewed
+   * (default 30 000 ms, 1 000 to 60 000): the client renews it at a third
+   * of this while subscribed; workers publish a session's patches only
+   * while someone's interest runs.
+   */
+  watchLease?: number;
   /** A transaction still open after this long is aborted and the connection closed (default 30 000 ms). */
   transactionTimeout?: number;
   /** Time, randomness and ids (default the system's): virtual time and seeded ids make a run replay. */
@@ -110,6 +118,9 @@ export function checkConnectOptions(options: ConnectOptions): string {
   // A retry must reach a worker while it still recognises the command id, or it is applied again.
   withinDedupWindow('connect: timeout', options.timeout);
   withinDedupWindow('connect: troubledInterval', options.troubledInterval, DEDUP_WINDOW_MS / 2);
+  const lease = options.watchLease;
+  if (lease !== undefined && !(Number.isFinite(lease) && lease >= MIN_WATCH_LEASE && lease <= MAX_WATCH_LEASE))
+    throw new RangeError(`connect: watchLease must be ${MIN_WATCH_LEASE} to ${MAX_WATCH_LEASE} ms, got ${lease}`);
   if (options.invalidationQueueSize !== undefined && !Number.isSafeInteger(options.invalidationQueueSize)) {
     throw new RangeError(`connect: invalidationQueueSize must be a whole number, got ${options.invalidationQueueSize}`);
   }

@@ -69,7 +69,11 @@ export class Verifier {
     return out.filter((v): v is Verification => v !== undefined);
   }
 
-  async #verifyOne(app: string, id: string, since: number): Promise<Verification> {
+  /**
+   * What the primary says of a copy at `since`, not applied: a subscriber
+   * told it has missed patches (a watch's answer) catches up with it.
+   */
+  async ask(app: string, id: string, since: number): Promise<Extract<VerifyReply, { ok: true }>> {
     const session = `${app}/${id}`;
     const shard = shardOf(app, id, this.#shardCount);
     const reply = (await this.#connection.request({
@@ -81,6 +85,11 @@ export class Verifier {
       timeout: this.#timeout,
     })) as VerifyReply;
     if (!reply.ok) throw fromErrorBody(reply.error);
+    return reply;
+  }
+
+  async #verifyOne(app: string, id: string, since: number): Promise<Verification> {
+    const reply = await this.ask(app, id, since);
     switch (reply.outcome) {
       case 'up-to-date':
         break;

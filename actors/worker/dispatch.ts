@@ -9,7 +9,15 @@ import type { BlobStore, Bus, Delivery, Subscription } from '../../bus/types.js'
 import { PayloadTooLargeError } from '../../bus/errors.js';
 import { InvalidRequestError, refuse, UnknownApplicationError } from '../../protocol/errors.js';
 import { CONTENT_TYPE_HEADER, isJsonRequest, jsonBytes, parseJson } from '../../protocol/json.js';
-import type { CommandReply, CommandRequest, ReadReply, TxReply, VerifyReply } from '../../protocol/messages.js';
+import type {
+  CommandReply,
+  CommandRequest,
+  ReadReply,
+  TxReply,
+  VerifyReply,
+  WatchReply,
+  WatchRequest,
+} from '../../protocol/messages.js';
 import { checkShard, parseJsonRequest, parseRequest } from '../../protocol/requests.js';
 import {
   headerLine,
@@ -22,6 +30,7 @@ import { clientInbox, inboxOwner, labelOf } from '../../protocol/clientId.js';
 import type { Application } from './application.js';
 import type { Catalog } from './catalog.js';
 import type { ClientRecords } from './clientRecords.js';
+import type { WatchInterest } from './interest.js';
 import type { HostedSession } from './session.js';
 import type { Transactions } from './sessionTransaction.js';
 import { attributeCache, type CohortMetrics, type RequestOutcome } from '../../metrics/instruments.js';
@@ -44,6 +53,8 @@ export interface DispatchOptions {
   /** Told of every request handled, once its reply is decided: what the micro service's stats count. */
   readonly onHandled?: ((kind: 'cmd' | 'read', outcome: HandledOutcome) => void) | undefined;
   readonly metrics: CohortMetrics;
+  /** Who watches which session: watches and unwatches are recorded there. */
+  readonly interest: WatchInterest;
 }
 
 /** One request as the stats see it: how long it took (ms, on the environment's clock) and the error it was answered with. */
@@ -53,7 +64,7 @@ export interface HandledOutcome {
   readonly error?: string;
 }
 
-type Reply = CommandReply | ReadReply | TxReply | VerifyReply;
+type Reply = CommandReply | ReadReply | TxReply | VerifyReply | WatchReply;
 /** Room kept in a reply for its headers and subject. */
 const REPLY_HEADROOM = 1024;
 const RETRY = Symbol('retry');
@@ -89,9 +100,11 @@ export class Dispatch {
   readonly #onHandled: DispatchOptions['onHandled'];
   readonly #metrics: CohortMetrics;
   readonly #attributes = attributeCache();
+  readonly #interest: WatchInterest;
 
   constructor(options: DispatchOptions) {
     this.#metrics = options.metrics;
+    this.#interest = options.interest;
     const { apps, catalog, transactions, clients, bus, blobs, environment, log, shardCount } = options;
     this.#shardCount = shardCount;
     this.#ownInboxes = options.ownInboxes;
@@ -248,7 +261,33 @@ export class Dispatch {
         return this.#run(app, id, shard, req.client, async (s) =>
           target.kind === 'read' ? s.readAsPrimary(req.minSeq) : s.read(req.minSeq),
         );
+      case 'watch':
+      case 'unwatch':
+        // Only the primary publishes: a watch on the read-only subject would reach a secondary.
+        if (target.kind !== 'read')
+          return refuse(new InvalidRequestError(`a ${req.kind} goes on the session's read subject`));
+        if (req.kind === 'unwatch') {
+          this.#interest.unwatch(app.name, id, req.client);
+          return { ok: true, seq: 0, lease: 0 };
+        }
+        return this.#watch(app, id, shard, req);
     }
+  }
+
+  /**
+   * Recorded before the session's seq is read, so every patch after the
+   * seq answered is published; answered only while proved primary (a
+   * deposed one's seq could be behind, and it publishes nothing).
+   */
+  async #watch(app: Application, id: string, shard: number, req: WatchRequest): Promise<Reply> {
+    const refused = this.#clients.refusal(req.client);
+    if (refused !== undefined) return refuse(refused);
+    const lease = this.#interest.watch(app.name, id, req.client, req.lease);
+    if (lease instanceof Error) return refuse(lease);
+    return this.#run(app, id, shard, req.client, async (s) => {
+      const read = await s.readAsPrimary(undefined);
+      return read.ok ? { ok: true, seq: read.seq, lease } : read;
+    });
   }
 
   /**

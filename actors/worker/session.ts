@@ -681,6 +681,8 @@ export class HostedSession {
   }
 
   #publishPatch(patch: PreparedPatch): void {
+    // Nobody watches: a subscriber who comes later is told the seq it starts from, and catches up.
+    if (this.#deps.interest?.wants(this.app.name, this.id, this.shard) === false) return;
     try {
       publishPatch(this.#deps.bus, this.#deps.cluster, this.app.name, this.id, patch);
     } catch (err) {

@@ -68,6 +68,8 @@ export interface SessionDeps {
   readonly metrics?: CohortMetrics;
   /** How many waiting commands one journal message may carry (default GROUP_COMMIT_DEFAULTS). */
   readonly groupCommit?: GroupCommitLimits;
+  /** Whether anyone reads a session's patches now (interest.ts); none: every patch is published. */
+  readonly interest?: { wants(app: string, id: string, shard: number): boolean };
   /** Test-only (UNSAFE): appends without the fence. */
   readonly unfenced?: boolean;
 }

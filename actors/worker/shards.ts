@@ -3,6 +3,7 @@ import { cmdShardFilter, readOnlyShardFilter, readShardFilter } from '../../bus/
 import type { Bus, Subscription } from '../../bus/types.js';
 import type { Catalog } from './catalog.js';
 import type { Dispatch } from './dispatch.js';
+import type { WatchInterest } from './interest.js';
 import { READ_ONLY_QUEUE } from './replica.js';
 import type { Wakeups } from './wakeups.js';
 
@@ -16,6 +17,8 @@ export interface ShardsOptions {
   readonly catalog: Catalog;
   /** Whose wake-ups follow the shards served. */
   readonly wakeups: Wakeups;
+  /** Told of each shard taken up: its watchers' renewals went to the last primary until now. */
+  readonly interest: WatchInterest;
 }
 
 /**
@@ -29,6 +32,7 @@ export class Shards {
   readonly #dispatch: Dispatch;
   readonly #catalog: Catalog;
   readonly #wakeups: Wakeups;
+  readonly #interest: WatchInterest;
   /** Per served shard, its cmd and read subscriptions. */
   readonly #subs = new Map<number, Subscription[]>();
   readonly #readOnly = new Map<number, Subscription>();
@@ -36,7 +40,8 @@ export class Shards {
   /** The change under way; the next waits for it. */
   #changing: Promise<unknown> = Promise.resolve();
 
-  constructor({ bus, cluster, log, dispatch, catalog, wakeups }: ShardsOptions) {
+  constructor({ bus, cluster, log, dispatch, catalog, wakeups, interest }: ShardsOptions) {
+    this.#interest = interest;
     this.#bus = bus;
     this.#cluster = cluster;
     this.#log = log;
@@ -80,6 +85,8 @@ export class Shards {
     );
     if (gone.length > 0) await this.#catalog.release(new Set(gone));
     if (this.#stopped) return this.serving;
+    // Before the first request it takes: until the watchers have renewed here, it publishes every patch.
+    this.#interest.takenUp(added);
     for (const shard of added) {
       this.#subs.set(shard, [
         this.#bus.subscribe(cmdShardFilter(this.#cluster, shard), (m) => this.#dispatch.onMessage(m, 'cmd')),

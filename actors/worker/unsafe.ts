@@ -16,4 +16,11 @@ export interface UnsafeSwitches {
    * copies (`adoptions` stays at 0). Correct, only slower.
    */
   readonly reloadOnPromotion?: boolean;
+  /**
+   * How long (ms) a shard taken up publishes every patch before only its
+   * watched sessions' (default 30 000). Shorter, a watcher whose renewal has
+   * not yet reached the new primary misses patches until it does, and then
+   * catches up: no patch lost, only later. Lets a test see past the grace.
+   */
+  readonly takeoverGrace?: number;
 }

@@ -36,6 +36,7 @@ import type { MeterProvider, ObservableResult } from '@opentelemetry/api';
 import { cohortMetrics, type CohortMetrics } from '../../metrics/instruments.js';
 import { measuredJournal } from './measuredJournal.js';
 import { groupCommitLimits, type GroupCommitLimits } from './groupCommit.js';
+import { WatchInterest, type PatchPublishing } from './interest.js';
 
 /** A worker's default reconnectInterval (ms): attempts every 100-250 ms with jitter. */
 export const WORKER_RECONNECT_INTERVAL = 100;
@@ -156,6 +157,13 @@ export interface WorkerOptions {
    * a no-op until an SDK is installed.
    */
   meterProvider?: MeterProvider;
+  /**
+   * `watched` (default): a session's patches are published only while some
+   * client subscribes to it (the client's watch, renewed), and for a while
+   * after this worker takes up its shard. `always`: every patch, for those
+   * who listen with a bare `nats sub` on the evt subjects.
+   */
+  patches?: PatchPublishing;
   /** Test-only: switches that break a guarantee on purpose, so a harness can show it finds the bug (or, one, that slow a failover for a bench). */
   [UNSAFE]?: UnsafeSwitches;
 }
@@ -252,6 +260,7 @@ interface WorkerHostOptions {
   readonly membership: MembershipOptions | undefined;
   readonly metrics: CohortMetrics;
   readonly groupCommit: GroupCommitLimits;
+  readonly patches: PatchPublishing;
 }
 
 /**
@@ -323,6 +332,7 @@ class WorkerHost {
     unsafe,
     metrics,
     groupCommit,
+    patches,
   }: WorkerHostOptions) {
     this.id = id;
     this.#metrics = metrics;
@@ -380,9 +390,15 @@ class WorkerHost {
             epochs: this.epochs,
             adoptCopies: unsafe?.reloadOnPromotion !== true,
           });
+    const interest = new WatchInterest({
+      clock: this.#clock,
+      patches,
+      ...(unsafe?.takeoverGrace !== undefined && { takeoverGrace: unsafe.takeoverGrace }),
+    });
     this.catalog = new Catalog({
       apps: this.#apps,
       sessions: {
+        interest,
         bus,
         journal,
         store,
@@ -447,8 +463,17 @@ class WorkerHost {
       ownInboxes,
       onHandled: (kind, outcome) => service.handled(kind, outcome),
       metrics,
+      interest,
     });
-    this.shards = new Shards({ bus, cluster, log, dispatch: this.#dispatch, catalog, wakeups: catalog.wakeups });
+    this.shards = new Shards({
+      bus,
+      cluster,
+      log,
+      dispatch: this.#dispatch,
+      catalog,
+      wakeups: catalog.wakeups,
+      interest,
+    });
   }
 
   get view(): View | null {
@@ -774,6 +799,8 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
       inboxPrefix: workerInbox(replyPrefix),
       reconnectInterval: options.reconnectInterval ?? WORKER_RECONNECT_INTERVAL,
     }));
+  if (options.patches !== undefined && options.patches !== 'always' && options.patches !== 'watched')
+    throw new RangeError(`patches must be 'always' or 'watched' (got ${String(options.patches)})`);
   const environment = resolveEnvironment(options.environment);
   const id = options.id ?? environment.newId().slice(0, 8);
   const log = (options.logger ?? createLogger()).child({ cluster: options.cluster, worker: id });
@@ -804,6 +831,7 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
     shardCount,
     metrics: cohortMetrics(options.meterProvider),
     groupCommit: groupCommitLimits(options.groupCommit, bus.server.maxPayload),
+    patches: options.patches ?? 'watched',
     membership:
       config === undefined
         ? undefined

@@ -13,6 +13,7 @@ import {
 import type { NatsServer } from '../../harness/natsServer.js';
 import { drainSubject, requestDrain } from '../../protocol/drain.js';
 import { rebalancePlan } from '../../cli/rebalance.js';
+import { UNSAFE } from '../../actors/worker/unsafe.js';
 import { counterMachine } from '../fixtures/counter.js';
 import { cohort, type Cli, type Exit } from '../fixtures/cliProcess.js';
 import { startTestServer } from '../nats.js';
@@ -30,8 +31,15 @@ describe('operator commands against a real cluster', () => {
   const workers = new Map<string, Worker>();
   const cluster = `op${randomUUID().slice(0, 8)}`;
   const app = defineApplication({ name: 'counter', machine: counterMachine });
-  // The default shard count, so a `cohort worker` process (which has no flag for it) can join.
-  const opts = { cluster, applications: [app], heartbeatInterval: 250, sessionTimeout: 3_000 };
+  // The default shard count, so a `cohort worker` process (which has no flag for it) can join. No grace after
+  // taking up a shard: a patch is published only while someone watches its session (tail APP ID does).
+  const opts = {
+    cluster,
+    applications: [app],
+    heartbeatInterval: 250,
+    sessionTimeout: 3_000,
+    [UNSAFE]: { takeoverGrace: 0 },
+  };
   const start = async (id: string, zone: string): Promise<Worker> => {
     const w = await startWorker({ ...opts, bus: await createNatsBus({ servers: server.url }), id, zone });
     workers.set(id, w);
@@ -176,8 +184,8 @@ describe('operator commands against a real cluster', () => {
     expect(active.every((x) => x['active'] === true)).toBe(true);
   }, 60_000);
 
-  it('tail prints the journal entry and the patch of a command sent while tailing', async () => {
-    const tail = cohort(['tail', 'counter', '--json', ...flags()]);
+  it('tail APP ID prints the journal entry and the patch of a command sent while tailing (it watches the session)', async () => {
+    const tail = cohort(['tail', 'counter', 's2', '--json', ...flags()]);
     try {
       await tail.line(/"kind":"tailing"/);
       await client.session('counter', 's2').send({ type: 'ADD', by: 5 });

@@ -304,3 +304,14 @@ describe('worker health flags', () => {
     });
   });
 });
+
+describe('worker --patches', () => {
+  const app = ['--app', 'examples/ledger.ts'];
+  it('passes watched or always to startWorker, nothing when absent; anything else is wrong usage', () => {
+    expect(parseWorkerArgs(app).patches).toBeUndefined();
+    expect(parseWorkerArgs([...app, '--patches', 'always']).patches).toBe('always');
+    expect(parseWorkerArgs([...app, '--patches', 'watched']).patches).toBe('watched');
+    for (const bad of ['', 'never', 'Always', ' always'])
+      expect(() => parseWorkerArgs([...app, '--patches', bad]), bad).toThrow(CliUsageError);
+  });
+});
