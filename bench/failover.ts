@@ -19,7 +19,7 @@ import { abba, fmtMs, median, serial, summarize } from './stats.js';
  * promotion (default all).
  */
 
-const APPS = fileURLToPath(new URL('./apps.ts', import.meta.url));
+const APPS = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './apps.ts' : './apps.js', import.meta.url));
 const CLUSTER = 'bench-failover';
 const KILLS = 10;
 const SWAPS = 10;

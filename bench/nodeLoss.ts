@@ -31,7 +31,7 @@ import { median, pad } from './stats.js';
  * takes publishes at once.
  */
 
-const APPS = fileURLToPath(new URL('./apps.ts', import.meta.url));
+const APPS = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './apps.ts' : './apps.js', import.meta.url));
 const CLUSTER = 'bench-nodeloss';
 const APP = 'journaled';
 const ADD = { type: 'ADD', by: 1 } as const;
