@@ -1,25 +1,123 @@
-import { MsgHdrsImpl, type MsgHdrs } from '@nats-io/nats-core';
+import { MsgHdrsImpl, type Match, type MsgHdrs } from '@nats-io/nats-core';
+import { validateHeader } from '../names.js';
 import type { Headers } from '../types.js';
 
 const EMPTY: Headers = Object.freeze({});
 
 /**
- * Headers already checked by validateHeaders (names HTTP tokens, values one
- * line). They go straight into nats.js's map, trimmed as its own set() would
- * trim them: set() validates and searches the keys again on every call,
- * about 1 µs a header, several per journal append.
+ * A header block encoded once, as the bytes nats.js's MsgHdrsImpl would
+ * encode for the same headers (`NATS/1.0`, then `name: value` lines, values
+ * trimmed, in order). A publish only asks for encode(): nats.js's own
+ * headers cost a Map, an array per header and a string rebuilt and encoded
+ * per publish, several hundred bytes of garbage per journal append. Anything
+ * else asked of it reads (and a change rebuilds) a MsgHdrsImpl decoded from
+ * the bytes, so it behaves as nats.js's headers do.
  */
-export function toMsgHdrs(headers: Headers | undefined): MsgHdrs | undefined {
-  if (headers === undefined) return undefined;
-  let h: MsgHdrsImpl | undefined;
-  for (const name in headers) {
-    h ??= new MsgHdrsImpl();
-    h.headers.set(name, [headers[name]!.trim()]);
+export class PackedHeaders implements MsgHdrs {
+  #bytes: Uint8Array | undefined;
+  #opened: MsgHdrsImpl | undefined;
+
+  constructor(bytes: Uint8Array) {
+    this.#bytes = bytes;
   }
-  return h;
+
+  #open(): MsgHdrs {
+    return (this.#opened ??= MsgHdrsImpl.decode(this.#bytes!));
+  }
+  #change(): MsgHdrs {
+    const h = this.#open();
+    this.#bytes = undefined;
+    return h;
+  }
+
+  encode(): Uint8Array {
+    return this.#bytes ?? (this.#open() as MsgHdrsImpl).encode();
+  }
+  toString(): string {
+    return this.#open().toString();
+  }
+  get hasError(): boolean {
+    return this.#open().hasError;
+  }
+  get status(): string {
+    return this.#open().status;
+  }
+  get code(): number {
+    return this.#open().code;
+  }
+  get description(): string {
+    return this.#open().description;
+  }
+  get(k: string, match?: Match): string {
+    return this.#open().get(k, match);
+  }
+  has(k: string, match?: Match): boolean {
+    return this.#open().has(k, match);
+  }
+  keys(): string[] {
+    return this.#open().keys();
+  }
+  values(k: string, match?: Match): string[] {
+    return this.#open().values(k, match);
+  }
+  last(k: string, match?: Match): string {
+    return this.#open().last(k, match);
+  }
+  set(k: string, v: string, match?: Match): void {
+    this.#change().set(k, v, match);
+  }
+  append(k: string, v: string, match?: Match): void {
+    this.#change().append(k, v, match);
+  }
+  delete(k: string, match?: Match): void {
+    this.#change().delete(k, match);
+  }
+  [Symbol.iterator](): Iterator<[string, string[]]> {
+    return this.#open()[Symbol.iterator]();
+  }
 }
 
-/** Last value wins for repeated names, matching what `toMsgHdrs` writes. */
+/** A checked, encoded header block, and its size as it counts against max_payload. */
+export interface PackedBlock {
+  readonly headers: PackedHeaders;
+  readonly size: number;
+}
+
+/**
+ * Checks `headers` (then `extra`, whose names replace the same names of
+ * `headers` in place, as `{ ...headers, ...extra }` would) as
+ * validateHeaders does, and encodes them in one pass: the checks, the size
+ * wireSize would count and the bytes nats.js would send. Undefined when
+ * there are none.
+ */
+export function packHeaders(headers: Headers | undefined, extra?: Headers): PackedBlock | undefined {
+  let block = 'NATS/1.0';
+  let any = false;
+  if (headers !== undefined) {
+    for (const name in headers) {
+      if (!Object.hasOwn(headers, name)) continue;
+      const value = extra !== undefined && Object.hasOwn(extra, name) ? extra[name] : headers[name];
+      validateHeader(name, value);
+      block += `\r\n${name}: ${value.trim()}`;
+      any = true;
+    }
+  }
+  if (extra !== undefined) {
+    for (const name in extra) {
+      if (!Object.hasOwn(extra, name) || (headers !== undefined && Object.hasOwn(headers, name))) continue;
+      const value = extra[name];
+      validateHeader(name, value);
+      block += `\r\n${name}: ${value.trim()}`;
+      any = true;
+    }
+  }
+  if (!any) return undefined;
+  // Under 4 KB, Buffer.from takes its bytes from Node's shared pool rather than a buffer of their own.
+  const bytes = Buffer.from(`${block}\r\n\r\n`, 'utf8');
+  return { headers: new PackedHeaders(bytes), size: bytes.length };
+}
+
+/** Last value wins for repeated names (packHeaders writes each name once). */
 export function fromMsgHdrs(h: MsgHdrs | undefined): Headers {
   if (h === undefined) return EMPTY;
   const out: Record<string, string> = {};

@@ -8,7 +8,7 @@ import {
   TimeoutError,
   WrongLastSequenceError,
 } from '../errors.js';
-import { subjectMatches, validateHeaders, validateName, validateSubject } from '../names.js';
+import { subjectMatches, validateName, validateSubject } from '../names.js';
 import type {
   AppendAck,
   AppendOptions,
@@ -19,9 +19,8 @@ import type {
   JournalFollow,
   ReadOptions,
 } from '../types.js';
-import { fromMsgHdrs, toMsgHdrs } from './headers.js';
+import { fromMsgHdrs, packHeaders } from './headers.js';
 import { hasWildcard, subjectWithin } from '../filters.js';
-import { wireSize } from '../wireSize.js';
 import { releaseConsumer } from './release.js';
 import { ApiCodes, apiCode, translate } from './errors.js';
 import { checkStream, type StreamNeeds } from '../streamConfig.js';
@@ -202,15 +201,21 @@ class NatsJournal implements Journal {
 
   async append(subject: string, data: Uint8Array, options: AppendOptions = {}): Promise<AppendAck> {
     this.#checkSubject(subject, false);
-    const headers: Record<string, string> = { ...options.headers };
-    if (options.msgId !== undefined) headers['Nats-Msg-Id'] = options.msgId;
-    if (options.expectedLastSubjectSeq !== undefined)
-      headers['Nats-Expected-Last-Subject-Sequence'] = String(options.expectedLastSubjectSeq);
-    validateHeaders(headers);
-    const size = wireSize(data, headers);
+    // As if { ...options.headers, 'Nats-Msg-Id': ..., 'Nats-Expected-Last-Subject-Sequence': ... }, without the copy.
+    const { msgId, expectedLastSubjectSeq } = options;
+    const jetstream: Record<string, string> | undefined =
+      msgId === undefined
+        ? expectedLastSubjectSeq === undefined
+          ? undefined
+          : { 'Nats-Expected-Last-Subject-Sequence': String(expectedLastSubjectSeq) }
+        : expectedLastSubjectSeq === undefined
+          ? { 'Nats-Msg-Id': msgId }
+          : { 'Nats-Msg-Id': msgId, 'Nats-Expected-Last-Subject-Sequence': String(expectedLastSubjectSeq) };
+    const block = packHeaders(options.headers, jetstream);
+    const size = data.length + (block?.size ?? 0);
     if (size > this.maxPayload) throw new PayloadTooLargeError(size, this.maxPayload, `append ${subject}`);
     const timeout = options.timeout ?? this.apiTimeout;
-    const h = toMsgHdrs(headers);
+    const h = block?.headers;
     // A JetStream publish is a request to the stream's subject; the ack is JSON. A copy out when the
     // connection drops, or unanswered (its stream leader died with it), is sent again within the same
     // timeout: the message id and the fence make sure one copy at most is stored.
