@@ -278,14 +278,17 @@ export class Replication {
   notSynchronized(): string[] {
     const now = this.#clock.now();
     const out: string[] = [];
-    for (const [shard, actor] of this.#actors) {
+    // forEach: no [shard, actor] pair per shard, per heartbeat.
+    this.#actors.forEach((actor, shard) => {
       const snapshot = actor.getSnapshot();
-      if (snapshot.value !== 'primary') continue;
+      if (snapshot.value !== 'primary') return;
       // Asked at every heartbeat: read in place (as synchronizedReplicas would), without a copy of each context.
       const { replicas, followers, sessionTimeout } = snapshot.context;
-      for (const w of replicas)
+      for (let i = 0; i < replicas.length; i++) {
+        const w = replicas[i]!;
         if (syncStateOf(followers[w], now, sessionTimeout) !== 'SYNCHRONIZED') out.push(`${shard}/${w}`);
-    }
+      }
+    });
     return out;
   }
 
