@@ -24,7 +24,7 @@ function thrown(fn: () => unknown): unknown {
 }
 
 const token = fc.stringMatching(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,12}$/);
-const value = fc.string({ maxLength: 24 }).filter((v) => !/[\r\n]/.test(v));
+const value = fc.string({ maxLength: 24, unit: 'binary' }).filter((v) => !/[\r\n]/.test(v));
 
 describe('packHeaders', () => {
   it('encodes the bytes nats.js would, and counts them as wireSize does', () => {
@@ -36,6 +36,13 @@ describe('packHeaders', () => {
         expect(block.size).toBe(wireSize(new Uint8Array(0), headers));
       }),
     );
+  });
+
+  it('encodes text beyond ASCII as nats.js does (UTF-8, trimmed of any white space)', () => {
+    const headers = { 'Cohort-Client': '\u00a0 café ünï 日本 😀\u2003', X: ' ', Y: '' };
+    const block = packHeaders(headers)!;
+    expect(Buffer.from(block.headers.encode()).equals(Buffer.from(natsBytes(headers)))).toBe(true);
+    expect(block.size).toBe(wireSize(new Uint8Array(0), headers));
   });
 
   it('merges extra headers as a spread would: same names replaced in place, new ones after', () => {
