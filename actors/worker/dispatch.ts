@@ -135,7 +135,10 @@ export class Dispatch {
       outcome = outcomeOf(reply);
       try {
         if (json) this.#respondJson(m, reply);
-        else await this.#respond(m, reply);
+        else {
+          const large = this.#respond(m, reply);
+          if (large !== undefined) await large;
+        }
       } catch (err) {
         // Even the claim-check failed: say so rather than leave the client to time out.
         this.#log.warn({ err, subject: m.subject }, 'reply not sent whole');
@@ -169,10 +172,23 @@ export class Dispatch {
     this.#onHandled(kind, error === undefined ? { elapsed } : { elapsed, error });
   }
 
-  /** A reply too large for a message (a big document) travels by claim-check; the client fetches and deletes it, or it expires. */
-  async #respond(m: Delivery, reply: Reply): Promise<void> {
+  /**
+   * A reply too large for a message (a big document) travels by claim-check; the client fetches and deletes it, or it expires.
+   * One that fits (nearly all) goes out at once, with no promise made for it.
+   */
+  #respond(m: Delivery, reply: Reply): Promise<void> | undefined {
+    const maxBytes = this.#bus.server.maxPayload - REPLY_HEADROOM;
+    const data = encode(reply, { where: 'body' });
+    if (data.byteLength <= maxBytes) {
+      m.respond(data);
+      return undefined;
+    }
+    return this.#respondLarge(m, reply, maxBytes);
+  }
+
+  async #respondLarge(m: Delivery, reply: Reply, maxBytes: number): Promise<void> {
     const body = await encodeBody(reply, {
-      maxBytes: this.#bus.server.maxPayload - REPLY_HEADROOM,
+      maxBytes,
       blobs: this.#blobs,
       allowClaimCheck: true,
       newId: this.#newId,
