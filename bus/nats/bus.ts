@@ -36,7 +36,7 @@ import type {
 } from '../types.js';
 import { openNatsBlobs } from './blobs.js';
 import { resolveSecurity, type NatsAuth, type NatsTls } from './credentials.js';
-import { fromMsgHdrs, packHeaders, type PackedHeaders } from './headers.js';
+import { headersOf, packHeaders, type PackedHeaders } from './headers.js';
 import { openNatsJournal } from './journal.js';
 import { openNatsKv } from './kv.js';
 import { tlsFailure, tlsFailureBehindTimeout } from './tls.js';
@@ -96,7 +96,7 @@ class NatsDelivery implements Delivery {
     return this.msg.reply || undefined;
   }
   get headers(): Headers {
-    return (this.#headers ??= fromMsgHdrs(this.msg.headers));
+    return (this.#headers ??= headersOf(this.msg));
   }
   respond(data: Uint8Array, options?: { headers?: Headers }): boolean {
     if (!this.msg.reply) return false;
@@ -249,7 +249,7 @@ class NatsBus implements Bus {
     const headers = this.#pack(data, options.headers, `request ${subject}`);
     try {
       const m = await this.#replies.request(subject, data, headers, options.timeout, 'request');
-      return { subject: m.subject, data: m.data, headers: fromMsgHdrs(m.headers) };
+      return { subject: m.subject, data: m.data, headers: headersOf(m) };
     } catch (err) {
       throw translate(err, 'request', subject, options.timeout);
     }

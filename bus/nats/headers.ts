@@ -1,4 +1,5 @@
-import { MsgHdrsImpl, type Match, type MsgHdrs } from '@nats-io/nats-core';
+import { MsgHdrsImpl, type Match, type Msg, type MsgHdrs } from '@nats-io/nats-core';
+import { MsgImpl } from '@nats-io/nats-core/internal';
 import { validateHeader } from '../names.js';
 import type { Headers } from '../types.js';
 
@@ -150,6 +151,50 @@ export function fromMsgHdrs(h: MsgHdrs | undefined): Headers {
   for (const [name, values] of h) {
     const v = values[values.length - 1];
     if (v !== undefined) out[name] = v;
+  }
+  return out;
+}
+
+const utf8 = new TextDecoder();
+
+/**
+ * The headers of a message off the wire, as fromMsgHdrs(msg.headers) gives
+ * them, read from its header block directly: every request a worker serves
+ * carries a few, and nats.js's decoding (a split, a Map of arrays, a
+ * canonical copy and a key search per header) was the largest allocation
+ * left in a send. A block nats.js would refuse (a name outside its
+ * characters, a value with a lone line break) is left to nats.js, which
+ * throws as before.
+ */
+export function headersOf(msg: Msg): Headers {
+  if (!(msg instanceof MsgImpl) || msg._headers !== undefined) return fromMsgHdrs(msg.headers);
+  const end = msg._msg.hdr;
+  if (end <= -1) return EMPTY;
+  return parseBlock(utf8.decode(msg._rdata.subarray(0, end))) ?? fromMsgHdrs(msg.headers);
+}
+
+const LINE_BREAK = /[\r\n]/;
+
+/** A decoded block's headers (the status line skipped, the last value of a name kept); undefined where nats.js would throw. */
+function parseBlock(text: string): Headers | undefined {
+  const out: Record<string, string> = {};
+  let at = text.indexOf('\r\n');
+  if (at < 0) return out;
+  at += 2;
+  while (at < text.length) {
+    let end = text.indexOf('\r\n', at);
+    if (end < 0) end = text.length;
+    const colon = text.indexOf(':', at);
+    if (colon > -1 && colon < end) {
+      for (let i = at; i < colon; i++) {
+        const c = text.charCodeAt(i);
+        if (c < 33 || c > 126) return undefined;
+      }
+      const value = text.slice(colon + 1, end).trim();
+      if (LINE_BREAK.test(value)) return undefined;
+      out[text.slice(at, colon)] = value;
+    }
+    at = end + 2;
   }
   return out;
 }

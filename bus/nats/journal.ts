@@ -233,19 +233,17 @@ class NatsJournal implements Journal {
       throw translate(given, 'append', subject, timeout);
     }
     const ack = parseAck(sent.reply.data);
-    const copy: Copy = {
-      subject,
-      data,
-      msgId: options.msgId,
-      fence: options.expectedLastSubjectSeq,
-      copies: sent.copies,
-    };
+    // Only a refusal or a duplicate looks for a stored copy of this append: described then.
+    const { copies } = sent;
     if (ack.error !== undefined) {
       if (ack.error.err_code === ApiCodes.StreamWrongLastSequence) {
         // A replicated stream checks the fence before the message id: a copy of this message id
         // stored already, last on its subject, is refused as out of sequence where a single server
         // answers it as a duplicate. Answered as a single server would.
-        const stored = await this.#storedCopy(copy, { last_by_subj: subject });
+        const stored = await this.#storedCopy(
+          { subject, data, msgId, fence: expectedLastSubjectSeq, copies },
+          { last_by_subj: subject },
+        );
         if (stored !== undefined) return stored;
         throw new WrongLastSequenceError(subject, options.expectedLastSubjectSeq ?? -1, undefined, {
           cause: ack.error,
@@ -261,7 +259,7 @@ class NatsJournal implements Journal {
     const seq = ack.seq ?? 0;
     if (ack.duplicate === true && sent.copies > 1) {
       // Sent more than once: the copy stored may be an earlier one of these.
-      const stored = await this.#storedCopy(copy, { seq });
+      const stored = await this.#storedCopy({ subject, data, msgId, fence: expectedLastSubjectSeq, copies }, { seq });
       if (stored !== undefined) return stored;
     }
     return { stream: ack.stream ?? this.name, seq, duplicate: ack.duplicate === true };

@@ -1,9 +1,10 @@
 import fc from 'fast-check';
 import { MsgHdrsImpl } from '@nats-io/nats-core';
+import { MsgImpl } from '@nats-io/nats-core/internal';
 import { describe, expect, it } from 'vitest';
 import { InvalidNameError } from '../../bus/errors.js';
 import { validateHeaders } from '../../bus/names.js';
-import { packHeaders } from '../../bus/nats/headers.js';
+import { fromMsgHdrs, headersOf, packHeaders } from '../../bus/nats/headers.js';
 import type { Headers } from '../../bus/types.js';
 import { wireSize } from '../../bus/wireSize.js';
 
@@ -96,5 +97,69 @@ describe('packHeaders', () => {
     h.set('Cohort-Seq', '8');
     h.delete('Cohort-Type');
     expect(Buffer.from(h.encode()).toString()).toBe('NATS/1.0\r\nCohort-Seq: 8\r\n\r\n');
+  });
+});
+
+/** A message as nats.js's parser hands it over: the header block, then the body, in one buffer. */
+function received(block: Uint8Array | undefined, body = new Uint8Array([1, 2, 3])): MsgImpl {
+  const hdr = block === undefined ? -1 : block.length;
+  const rdata = block === undefined ? body : Buffer.concat([block, body]);
+  const publisher = { publish: () => undefined };
+  return new MsgImpl({ subject: Buffer.from('a.b'), sid: 1, hdr, size: rdata.length }, rdata, publisher);
+}
+
+function outcome(fn: () => object): { ok: true; value: [string, unknown][] } | { ok: false; error: string } {
+  try {
+    return { ok: true, value: Object.entries(fn()) };
+  } catch (error) {
+    return { ok: false, error: `${(error as Error).name}: ${(error as Error).message}` };
+  }
+}
+
+describe('headersOf', () => {
+  it('reads what nats.js decodes, for any block, hostile ones included (its errors too)', () => {
+    const piece = fc.constantFrom(
+      'Cohort-Type',
+      'a',
+      ':',
+      ': ',
+      ' ',
+      '\r\n',
+      '\r',
+      '\n',
+      'é',
+      '\u0001',
+      'x-y',
+      '=',
+      '\u00a0',
+      '7',
+    );
+    const text = fc.array(piece, { maxLength: 30 }).map((parts) => parts.join(''));
+    const block = fc.tuple(fc.constantFrom('NATS/1.0', 'NATS/1.0 503', 'NATS/1.0 408 Timeout', 'junk'), text);
+    fc.assert(
+      fc.property(block, fc.boolean(), ([status, rest], closed) => {
+        const bytes = Buffer.from(`${status}${rest}${closed ? '\r\n\r\n' : ''}`);
+        const ours = outcome(() => headersOf(received(bytes)));
+        const theirs = outcome(() => fromMsgHdrs(received(bytes).headers));
+        expect(ours).toEqual(theirs);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('reads the headers cohort sends, and none when there are none', () => {
+    const sent = packHeaders({ 'Cohort-Type': 'event', 'Cohort-Client': 'web-1#3', 'X-Empty': '' })!;
+    const msg = received(sent.headers.encode());
+    expect(headersOf(msg)).toEqual({ 'Cohort-Type': 'event', 'Cohort-Client': 'web-1#3', 'X-Empty': '' });
+    expect(Buffer.from(msg.data)).toEqual(Buffer.from([1, 2, 3]));
+    expect(headersOf(received(undefined))).toEqual({});
+    // A repeated name keeps its first place and its last value, as nats.js's decoding does.
+    const repeated = Buffer.from('NATS/1.0\r\nA: 1\r\nB: 2\r\nA: 3\r\n\r\n');
+    expect(Object.entries(headersOf(received(repeated)))).toEqual([
+      ['A', '3'],
+      ['B', '2'],
+    ]);
+    // A name nats.js refuses is refused the same way (a typed nats.js error, not a half-read map).
+    expect(() => headersOf(received(Buffer.from('NATS/1.0\r\nBad Name: v\r\n\r\n')))).toThrow(/header/);
   });
 });
