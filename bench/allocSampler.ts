@@ -68,6 +68,11 @@ export class AllocSampler {
   }
 
   async start(): Promise<void> {
+    // An interval of 0: CPU time only, without the sampler's own cost.
+    if (this.samplingInterval <= 0) {
+      this.#cpu = process.cpuUsage();
+      return;
+    }
     await this.#session.post('HeapProfiler.startSampling', {
       samplingInterval: this.samplingInterval,
       includeObjectsCollectedByMajorGC: true,
@@ -78,6 +83,7 @@ export class AllocSampler {
 
   async stop(topN = 25): Promise<AllocSummary> {
     const cpu = process.cpuUsage(this.#cpu);
+    if (this.samplingInterval <= 0) return { bytes: 0, sites: [], files: [], cpuUs: cpu.user + cpu.system };
     const { profile } = (await this.#session.post('HeapProfiler.stopSampling')) as unknown as {
       profile: { head: ProfileNode };
     };
