@@ -51,13 +51,19 @@ export function subjectMatcher(filter: string): (subject: string) => boolean {
   const last = ft.length - 1;
   const tail = ft[last] === '>';
   if (!filter.includes('*') && !tail) return (subject) => subject === filter;
+  const n = tail ? last : ft.length;
+  // Asked of every message a wildcard subscription takes: the subject's tokens are walked, not split.
   return (subject) => {
-    const st = subject.split('.');
-    if (tail ? st.length <= last : st.length !== ft.length) return false;
-    for (let i = 0; i < (tail ? last : ft.length); i++) {
+    let at = 0;
+    for (let i = 0; i < n; i++) {
+      if (at > subject.length) return false;
+      let end = subject.indexOf('.', at);
+      if (end < 0) end = subject.length;
       const f = ft[i]!;
-      if (f !== '*' && f !== st[i]) return false;
+      if (f !== '*' && (end - at !== f.length || !subject.startsWith(f, at))) return false;
+      at = end + 1;
     }
-    return true;
+    // Past the last token compared: `>` wants at least one more, an exact filter none.
+    return tail ? at <= subject.length : at === subject.length + 1;
   };
 }

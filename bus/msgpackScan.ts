@@ -11,6 +11,11 @@ const PROTO_KEY = [0x5f, 0x5f, 0x70, 0x72, 0x6f, 0x74, 0x6f, 0x5f, 0x5f]; // "__
 /** JavaScript dates end 8.64e15 ms either side of the epoch. */
 const MAX_DATE_SECONDS = 8.64e12;
 
+/** Depths up to codec.ts's MAX_DEPTH_LIMIT scan in these; a deeper limit gets arrays of its own. */
+const SHARED_DEPTH = 1000;
+const SHARED_LEFT = new Float64Array(SHARED_DEPTH);
+const SHARED_IS_MAP = new Uint8Array(SHARED_DEPTH);
+
 /**
  * Walks the MessagePack structure without recursion and without building
  * values, so hostile input (deep nesting, huge declared lengths, foreign
@@ -21,9 +26,11 @@ export function scan(bytes: Uint8Array, maxDepth: number, where: string): void {
   const end = bytes.length;
   if (end === 0) throw new DecodeError(where, 'empty input');
   // left[d] counts the items still to come in the open container at depth d + 1
-  // (a map counts keys and values); isMap[d] says which kind it is.
-  const left: number[] = [];
-  const isMap: boolean[] = [];
+  // (a map counts keys and values); isMap[d] says which kind it is (1: a map).
+  // Shared between scans (one runs at a time, start to end, calling no JS): every decode asks.
+  const shared = maxDepth <= SHARED_DEPTH;
+  const left = shared ? SHARED_LEFT : new Float64Array(maxDepth);
+  const isMap = shared ? SHARED_IS_MAP : new Uint8Array(maxDepth);
   let depth = 0;
   let pos = 0;
   for (;;) {
@@ -31,7 +38,7 @@ export function scan(bytes: Uint8Array, maxDepth: number, where: string): void {
     let isKey = false;
     if (depth > 0) {
       const d = depth - 1;
-      isKey = isMap[d]! && left[d]! % 2 === 0;
+      isKey = isMap[d] === 1 && left[d]! % 2 === 0;
       left[d]!--;
     }
     const t = bytes[pos]!;
@@ -127,7 +134,7 @@ export function scan(bytes: Uint8Array, maxDepth: number, where: string): void {
       if (count > end - pos) throw truncated(where, pos);
       if (count > 0) {
         left[depth] = count;
-        isMap[depth] = map;
+        isMap[depth] = map ? 1 : 0;
         depth++;
         continue;
       }

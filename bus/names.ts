@@ -88,13 +88,18 @@ export function validateKvKey(key: string, options: { wildcards: boolean }): voi
 }
 
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const LINE_BREAK = /[\r\n]/;
 
+/** One header: the name an HTTP token, the value a string on one line. */
+export function validateHeader(name: string, value: unknown): asserts value is string {
+  if (!HEADER_NAME.test(name)) throw new InvalidNameError('header name', name, 'must be an HTTP token');
+  if (typeof value !== 'string')
+    throw new InvalidNameError('header value', String(value), `header ${name} is not a string`);
+  if (LINE_BREAK.test(value)) throw new InvalidNameError('header value', value, `header ${name} spans lines`);
+}
+
+/** Every own header, in order (a loop over the keys: no array of entries per message). */
 export function validateHeaders(headers: Headers | undefined): void {
   if (headers === undefined) return;
-  for (const [name, value] of Object.entries(headers)) {
-    if (!HEADER_NAME.test(name)) throw new InvalidNameError('header name', name, 'must be an HTTP token');
-    if (typeof value !== 'string')
-      throw new InvalidNameError('header value', String(value), `header ${name} is not a string`);
-    if (/[\r\n]/.test(value)) throw new InvalidNameError('header value', value, `header ${name} spans lines`);
-  }
+  for (const name in headers) if (Object.hasOwn(headers, name)) validateHeader(name, headers[name]);
 }

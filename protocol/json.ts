@@ -12,9 +12,10 @@ export const CONTENT_TYPE_HEADER = 'Content-Type';
 
 /** The request says its body is JSON (header names compared without case, parameters such as charset allowed). */
 export function isJsonRequest(headers: Headers): boolean {
-  for (const [name, value] of Object.entries(headers)) {
-    if (name.toLowerCase() !== 'content-type') continue;
-    return value.split(';', 1)[0]!.trim().toLowerCase() === 'application/json';
+  // Every request asks: names of another length are passed over without a lower-cased copy each.
+  for (const name in headers) {
+    if (name.length !== 12 || !Object.hasOwn(headers, name) || name.toLowerCase() !== 'content-type') continue;
+    return headers[name]!.split(';', 1)[0]!.trim().toLowerCase() === 'application/json';
   }
   return false;
 }

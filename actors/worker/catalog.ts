@@ -133,10 +133,11 @@ export class Catalog {
   /** When the longest-running message in any session's mailbox started (null: none running). */
   busySince(): number | null {
     let oldest: number | null = null;
-    for (const s of this.#directory.values()) {
+    // Asked at every heartbeat (health): a walk that leaves no garbage behind.
+    this.#directory.forEach((s) => {
       const since = s.busySince;
       if (since !== undefined && (oldest === null || since < oldest)) oldest = since;
-    }
+    });
     return oldest;
   }
 
@@ -211,9 +212,11 @@ export class Catalog {
   async #passivateIdle(): Promise<void> {
     const now = this.#clock.now();
     this.#secondaries?.sweep(this.#shortestLifetime);
-    const idle = [...this.#directory.entries()].filter(
-      ([, s]) => now - s.lastActive >= s.app.unusedSessionLifetime && s.openTransaction === undefined,
-    );
+    // Only the idle ones are gathered: no pair per active session at every sweep.
+    const idle: [string, HostedSession][] = [];
+    this.#directory.forEach((s, key) => {
+      if (now - s.lastActive >= s.app.unusedSessionLifetime && s.openTransaction === undefined) idle.push([key, s]);
+    });
     // A snapshot that cannot be written now (the store timed out) leaves the session active: the next sweep tries again.
     await Promise.all(
       idle.map(([key, s]) =>

@@ -55,4 +55,9 @@ export class SessionDirectory {
   values(): IterableIterator<HostedSession> {
     return this.#sessions.values();
   }
+
+  /** Every session and its key, without an iterator result or a pair per session (walks at every heartbeat). */
+  forEach(fn: (session: HostedSession, key: string) => void): void {
+    this.#sessions.forEach(fn);
+  }
 }

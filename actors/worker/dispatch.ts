@@ -127,32 +127,44 @@ export class Dispatch {
    * refusals too; every other is msgpack.
    */
   onMessage(m: Delivery, kind: 'cmd' | 'read'): void {
-    const json = isJsonRequest(m.headers);
+    void this.#serve(m, kind, isJsonRequest(m.headers));
+  }
+
+  /** One async frame per request: no chain of promises and closures around #handle. */
+  async #serve(m: Delivery, kind: 'cmd' | 'read', json: boolean): Promise<void> {
     const started = this.#clock.now();
     const handling: Handling = { app: UNKNOWN_APP, kind: kind === 'cmd' ? 'command' : 'read' };
     let outcome: RequestOutcome = 'unanswered';
     let answered: Reply | string = 'refused unanswered: not in its client’s inbox';
-    void this.#handle(m, kind, json, handling)
-      .catch((err: unknown): Reply => refuse(err))
-      .then((reply) => {
-        if (reply === UNANSWERED) return undefined;
-        answered = reply;
-        outcome = outcomeOf(reply);
-        return json ? this.#respondJson(m, reply) : this.#respond(m, reply);
-      })
-      .catch((err: unknown) => {
+    try {
+      let reply: Reply | typeof UNANSWERED;
+      try {
+        reply = await this.#handle(m, kind, json, handling);
+      } catch (err) {
+        reply = refuse(err);
+      }
+      if (reply === UNANSWERED) return;
+      answered = reply;
+      outcome = outcomeOf(reply);
+      try {
+        if (json) this.#respondJson(m, reply);
+        else {
+          const large = this.#respond(m, reply);
+          if (large !== undefined) await large;
+        }
+      } catch (err) {
         // Even the claim-check failed: say so rather than leave the client to time out.
         this.#log.warn({ err, subject: m.subject }, 'reply not sent whole');
-        const reply = refuse(err);
-        answered = reply;
-        outcome = outcomeOf(reply);
-        if (json) this.#respondJson(m, reply);
-        else m.respond(encode(reply));
-      })
-      .finally(() => {
-        this.#handled(kind, started, answered);
-        this.#record(kind, handling, outcome, this.#clock.now() - started);
-      });
+        const refusal = refuse(err);
+        answered = refusal;
+        outcome = outcomeOf(refusal);
+        if (json) this.#respondJson(m, refusal);
+        else m.respond(encode(refusal));
+      }
+    } finally {
+      this.#handled(kind, started, answered);
+      this.#record(kind, handling, outcome, this.#clock.now() - started);
+    }
   }
 
   #record(kind: 'cmd' | 'read', handling: Handling, outcome: RequestOutcome, ms: number): void {
@@ -173,10 +185,23 @@ export class Dispatch {
     this.#onHandled(kind, error === undefined ? { elapsed } : { elapsed, error });
   }
 
-  /** A reply too large for a message (a big document) travels by claim-check; the client fetches and deletes it, or it expires. */
-  async #respond(m: Delivery, reply: Reply): Promise<void> {
+  /**
+   * A reply too large for a message (a big document) travels by claim-check; the client fetches and deletes it, or it expires.
+   * One that fits (nearly all) goes out at once, with no promise made for it.
+   */
+  #respond(m: Delivery, reply: Reply): Promise<void> | undefined {
+    const maxBytes = this.#bus.server.maxPayload - REPLY_HEADROOM;
+    const data = encode(reply, { where: 'body' });
+    if (data.byteLength <= maxBytes) {
+      m.respond(data);
+      return undefined;
+    }
+    return this.#respondLarge(m, reply, maxBytes);
+  }
+
+  async #respondLarge(m: Delivery, reply: Reply, maxBytes: number): Promise<void> {
     const body = await encodeBody(reply, {
-      maxBytes: this.#bus.server.maxPayload - REPLY_HEADROOM,
+      maxBytes,
       blobs: this.#blobs,
       allowClaimCheck: true,
       newId: this.#newId,

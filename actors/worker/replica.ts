@@ -136,6 +136,8 @@ export class Replication {
   /** The member id as a header carries it. */
   #memberText = '';
   readonly #reportHeadersByShard = new Map<number, Headers>();
+  /** Per shard: the highest journaled sequence its actor has not been told yet (see journaled). */
+  readonly #untold = new Map<number, number>();
   /** Per shard this worker is primary of: its secondaries' reports (only those; not every report in the cluster). */
   readonly #reports = new Map<number, Subscription>();
   #stopped = false;
@@ -189,6 +191,7 @@ export class Replication {
       const assignment = `${memberId} ${s.primary} ${s.state} ${s.next} ${s.epoch} ${s.replicas.join(' ')}`;
       if (this.#assignments.get(shard) !== assignment) {
         this.#assignments.set(shard, assignment);
+        this.#tellJournaled(shard, actor);
         actor.send({ type: 'ROLE', view, now });
       }
       if (role === 'secondary' && !this.#secondaries.has(shard)) starts.push(this.#follow(shard));
@@ -210,6 +213,7 @@ export class Replication {
         actor.stop();
         this.#actors.delete(shard);
         this.#assignments.delete(shard);
+        this.#untold.delete(shard);
       }
       this.#settle(shard);
     });
@@ -274,13 +278,17 @@ export class Replication {
   notSynchronized(): string[] {
     const now = this.#clock.now();
     const out: string[] = [];
-    for (const [shard, actor] of this.#actors) {
+    // forEach: no [shard, actor] pair per shard, per heartbeat.
+    this.#actors.forEach((actor, shard) => {
       const snapshot = actor.getSnapshot();
-      if (snapshot.value !== 'primary') continue;
-      const ctx = { ...snapshot.context, now };
-      const synced = new Set(synchronizedReplicas(ctx));
-      for (const w of ctx.replicas) if (!synced.has(w)) out.push(`${shard}/${w}`);
-    }
+      if (snapshot.value !== 'primary') return;
+      // Asked at every heartbeat: read in place (as synchronizedReplicas would), without a copy of each context.
+      const { replicas, followers, sessionTimeout } = snapshot.context;
+      for (let i = 0; i < replicas.length; i++) {
+        const w = replicas[i]!;
+        if (syncStateOf(followers[w], now, sessionTimeout) !== 'SYNCHRONIZED') out.push(`${shard}/${w}`);
+      }
+    });
     return out;
   }
 
@@ -299,9 +307,24 @@ export class Replication {
   journaled(shard: number, seq: number): void {
     const actor = this.#actors.get(shard);
     if (actor === undefined) return;
+    const snapshot = actor.getSnapshot();
     // The commit path reports each append twice (appended, then waited on): the second changes nothing.
-    if (seq > actor.getSnapshot().context.journaled) actor.send({ type: 'JOURNALED', seq, now: this.#clock.now() });
+    if (seq > snapshot.context.journaled) {
+      // A primary without secondaries has no report to credit against it: kept here, and told before
+      // the next assignment (which may bring secondaries), instead of a transition per append.
+      if (snapshot.value === 'primary' && snapshot.context.replicas.length === 0) {
+        if (seq > (this.#untold.get(shard) ?? 0)) this.#untold.set(shard, seq);
+      } else actor.send({ type: 'JOURNALED', seq, now: this.#clock.now() });
+    }
     this.#settle(shard);
+  }
+
+  /** What `journaled` kept from the actor of `shard`, told now: it is about to be asked or changed. */
+  #tellJournaled(shard: number, actor: Actor<typeof replicaMachine>): void {
+    const seq = this.#untold.get(shard);
+    if (seq === undefined) return;
+    this.#untold.delete(shard);
+    if (seq > actor.getSnapshot().context.journaled) actor.send({ type: 'JOURNALED', seq, now: this.#clock.now() });
   }
 
   /**

@@ -33,6 +33,9 @@ export function appendRecord(
   record: JournalRecord,
   stamp: RecordStamp,
 ): Promise<AppendAck> {
+  const events = record.events;
+  // A single command's record (nearly every one) names its event and client without arrays of them.
+  const single = events.length === 1 ? events[0]! : undefined;
   return journal.append(subject, encode(record), {
     msgId: stamp.msgId,
     expectedLastSubjectSeq: stamp.expectedLastSubjectSeq,
@@ -40,18 +43,18 @@ export function appendRecord(
       [HEADER.type]: 'event',
       [HEADER.session]: stamp.session,
       [HEADER.command]: stamp.msgId,
-      [HEADER.seq]: String(record.events[record.events.length - 1]!.seq),
+      [HEADER.seq]: String(events[events.length - 1]!.seq),
       [HEADER.epoch]: String(stamp.epoch),
       [HEADER.worker]: stamp.worker,
-      [HEADER.event]: distinct(record.events.map((e) => e.event.type)),
-      [HEADER.client]: distinct(record.events.map((e) => e.event.meta.client)),
+      [HEADER.event]: single === undefined ? distinct(events.map((e) => e.event.type)) : headerText(single.event.type),
+      [HEADER.client]:
+        single === undefined ? distinct(events.map((e) => e.event.meta.client)) : headerText(single.event.meta.client),
     },
   });
 }
 
-/** Values of a record's events for a header: each once, in order, comma-separated (one for a single command). */
+/** Values of a batch's events for a header: each once, in order, comma-separated. */
 function distinct(values: readonly string[]): string {
-  if (values.length === 1) return headerText(values[0]!);
   return [...new Set(values)].map(headerText).join(',');
 }
 

@@ -1,5 +1,5 @@
 import { connect, type NodeConnectionOptions } from '@nats-io/transport-node';
-import type { Msg, MsgHdrs, NatsConnection } from '@nats-io/nats-core';
+import type { Msg, NatsConnection } from '@nats-io/nats-core';
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { errors } from '@nats-io/nats-core';
 import { NatsConnectionImpl } from '@nats-io/nats-core/internal';
@@ -13,8 +13,7 @@ import {
 } from '../errors.js';
 import { compareVersions, MINIMUM_SERVER_VERSION, requireFeature, serverSupports } from '../features.js';
 import { subjectMatcher } from '../filters.js';
-import { wireSize } from '../wireSize.js';
-import { validateHeaders, validateName, validateSubject } from '../names.js';
+import { validateName, validateSubject } from '../names.js';
 import { DEFAULT_INBOX_PREFIX } from '../types.js';
 import type {
   BlobConfig,
@@ -37,7 +36,7 @@ import type {
 } from '../types.js';
 import { openNatsBlobs } from './blobs.js';
 import { resolveSecurity, type NatsAuth, type NatsTls } from './credentials.js';
-import { fromMsgHdrs, toMsgHdrs } from './headers.js';
+import { headersOf, packHeaders, type PackedHeaders } from './headers.js';
 import { openNatsJournal } from './journal.js';
 import { openNatsKv } from './kv.js';
 import { tlsFailure, tlsFailureBehindTimeout } from './tls.js';
@@ -97,7 +96,7 @@ class NatsDelivery implements Delivery {
     return this.msg.reply || undefined;
   }
   get headers(): Headers {
-    return (this.#headers ??= fromMsgHdrs(this.msg.headers));
+    return (this.#headers ??= headersOf(this.msg));
   }
   respond(data: Uint8Array, options?: { headers?: Headers }): boolean {
     if (!this.msg.reply) return false;
@@ -105,8 +104,7 @@ class NatsDelivery implements Delivery {
       this.owner.refusedReplies++;
       return false;
     }
-    validateHeaders(options?.headers);
-    const headers = toMsgHdrs(options?.headers);
+    const headers = packHeaders(options?.headers)?.headers;
     const nc = this.owner.nc;
     if (nc.isClosed() || nc.isDraining()) return false;
     return this.msg.respond(data, headers ? { headers } : undefined);
@@ -191,18 +189,19 @@ class NatsBus implements Bus {
     if (this.#closing !== undefined || this.nc.isClosed()) throw new BusClosedError(operation);
   }
 
-  #checkSize(data: Uint8Array, headers: Headers | undefined, where: string): void {
-    const size = wireSize(data, headers);
+  /** The headers checked and encoded; PayloadTooLargeError when they and the body pass max_payload. */
+  #pack(data: Uint8Array, headers: Headers | undefined, where: string): PackedHeaders | undefined {
+    const block = packHeaders(headers);
+    const size = data.length + (block?.size ?? 0);
     if (size > this.server.maxPayload) throw new PayloadTooLargeError(size, this.server.maxPayload, where);
+    return block?.headers;
   }
 
   publish(subject: string, data: Uint8Array, options?: PublishOptions): void {
     this.#checkOpen('publish');
     validateSubject(subject, { wildcards: false });
     if (options?.reply !== undefined) validateSubject(options.reply, { wildcards: false, kind: 'reply subject' });
-    validateHeaders(options?.headers);
-    this.#checkSize(data, options?.headers, `publish ${subject}`);
-    const headers: MsgHdrs | undefined = toMsgHdrs(options?.headers);
+    const headers = this.#pack(data, options?.headers, `publish ${subject}`);
     if (headers === undefined && options?.reply === undefined) this.nc.publish(subject, data);
     else this.nc.publish(subject, data, { headers, reply: options?.reply });
   }
@@ -247,11 +246,10 @@ class NatsBus implements Bus {
   async request(subject: string, data: Uint8Array, options: RequestOptions): Promise<Message> {
     this.#checkOpen('request');
     validateSubject(subject, { wildcards: false });
-    validateHeaders(options.headers);
-    this.#checkSize(data, options.headers, `request ${subject}`);
+    const headers = this.#pack(data, options.headers, `request ${subject}`);
     try {
-      const m = await this.#replies.request(subject, data, toMsgHdrs(options.headers), options.timeout, 'request');
-      return { subject: m.subject, data: m.data, headers: fromMsgHdrs(m.headers) };
+      const m = await this.#replies.request(subject, data, headers, options.timeout, 'request');
+      return { subject: m.subject, data: m.data, headers: headersOf(m) };
     } catch (err) {
       throw translate(err, 'request', subject, options.timeout);
     }

@@ -8,7 +8,7 @@ import {
   TimeoutError,
   WrongLastSequenceError,
 } from '../errors.js';
-import { subjectMatches, validateHeaders, validateName, validateSubject } from '../names.js';
+import { subjectMatches, validateName, validateSubject } from '../names.js';
 import type {
   AppendAck,
   AppendOptions,
@@ -19,9 +19,8 @@ import type {
   JournalFollow,
   ReadOptions,
 } from '../types.js';
-import { fromMsgHdrs, toMsgHdrs } from './headers.js';
+import { fromMsgHdrs, packHeaders } from './headers.js';
 import { hasWildcard, subjectWithin } from '../filters.js';
-import { wireSize } from '../wireSize.js';
 import { releaseConsumer } from './release.js';
 import { ApiCodes, apiCode, translate } from './errors.js';
 import { checkStream, type StreamNeeds } from '../streamConfig.js';
@@ -202,15 +201,21 @@ class NatsJournal implements Journal {
 
   async append(subject: string, data: Uint8Array, options: AppendOptions = {}): Promise<AppendAck> {
     this.#checkSubject(subject, false);
-    const headers: Record<string, string> = { ...options.headers };
-    if (options.msgId !== undefined) headers['Nats-Msg-Id'] = options.msgId;
-    if (options.expectedLastSubjectSeq !== undefined)
-      headers['Nats-Expected-Last-Subject-Sequence'] = String(options.expectedLastSubjectSeq);
-    validateHeaders(headers);
-    const size = wireSize(data, headers);
+    // As if { ...options.headers, 'Nats-Msg-Id': ..., 'Nats-Expected-Last-Subject-Sequence': ... }, without the copy.
+    const { msgId, expectedLastSubjectSeq } = options;
+    const jetstream: Record<string, string> | undefined =
+      msgId === undefined
+        ? expectedLastSubjectSeq === undefined
+          ? undefined
+          : { 'Nats-Expected-Last-Subject-Sequence': String(expectedLastSubjectSeq) }
+        : expectedLastSubjectSeq === undefined
+          ? { 'Nats-Msg-Id': msgId }
+          : { 'Nats-Msg-Id': msgId, 'Nats-Expected-Last-Subject-Sequence': String(expectedLastSubjectSeq) };
+    const block = packHeaders(options.headers, jetstream);
+    const size = data.length + (block?.size ?? 0);
     if (size > this.maxPayload) throw new PayloadTooLargeError(size, this.maxPayload, `append ${subject}`);
     const timeout = options.timeout ?? this.apiTimeout;
-    const h = toMsgHdrs(headers);
+    const h = block?.headers;
     // A JetStream publish is a request to the stream's subject; the ack is JSON. A copy out when the
     // connection drops, or unanswered (its stream leader died with it), is sent again within the same
     // timeout: the message id and the fence make sure one copy at most is stored.
@@ -228,19 +233,17 @@ class NatsJournal implements Journal {
       throw translate(given, 'append', subject, timeout);
     }
     const ack = parseAck(sent.reply.data);
-    const copy: Copy = {
-      subject,
-      data,
-      msgId: options.msgId,
-      fence: options.expectedLastSubjectSeq,
-      copies: sent.copies,
-    };
+    // Only a refusal or a duplicate looks for a stored copy of this append: described then.
+    const { copies } = sent;
     if (ack.error !== undefined) {
       if (ack.error.err_code === ApiCodes.StreamWrongLastSequence) {
         // A replicated stream checks the fence before the message id: a copy of this message id
         // stored already, last on its subject, is refused as out of sequence where a single server
         // answers it as a duplicate. Answered as a single server would.
-        const stored = await this.#storedCopy(copy, { last_by_subj: subject });
+        const stored = await this.#storedCopy(
+          { subject, data, msgId, fence: expectedLastSubjectSeq, copies },
+          { last_by_subj: subject },
+        );
         if (stored !== undefined) return stored;
         throw new WrongLastSequenceError(subject, options.expectedLastSubjectSeq ?? -1, undefined, {
           cause: ack.error,
@@ -256,7 +259,7 @@ class NatsJournal implements Journal {
     const seq = ack.seq ?? 0;
     if (ack.duplicate === true && sent.copies > 1) {
       // Sent more than once: the copy stored may be an earlier one of these.
-      const stored = await this.#storedCopy(copy, { seq });
+      const stored = await this.#storedCopy({ subject, data, msgId, fence: expectedLastSubjectSeq, copies }, { seq });
       if (stored !== undefined) return stored;
     }
     return { stream: ack.stream ?? this.name, seq, duplicate: ack.duplicate === true };
