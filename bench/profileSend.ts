@@ -18,8 +18,8 @@ import { PROFILE_APP, PROFILE_CLUSTER, type ProfileOp, type ProfileReply } from 
  *   npx tsx bench/profileSend.ts [sends=20000] [idleMs=5000]
  *   PROFILE_INTERVAL=1024 PROFILE_TOP=25 PROFILE_CALLERS=0 tune the sampler;
  *   PROFILE_INTERVAL=0 measures CPU time only (no sampler running).
- *   Compiled, it names exact source lines (under tsx, functions only):
- *   npx tsc -p bench/tsconfig.profile.json && node dist/bench/profileSend.js
+ *   Compiled, as the benches run, it names exact source lines (under tsx, functions only):
+ *   npx tsc -p tsconfig.bench.json && node dist-bench/bench/profileSend.js
  */
 
 const SESSIONS = 1_000;

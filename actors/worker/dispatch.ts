@@ -282,10 +282,19 @@ export class Dispatch {
         return this.#run(app, id, shard, req.client, (s) => this.#transactions.step(s, req, this.#clock.now()));
       case 'verify':
         return this.#run(app, id, shard, req.client, (s) => s.verify(req));
-      case 'read':
+      case 'read': {
+        // A copy in memory answers at once, outside its mailbox: what it holds is committed, so a read
+        // waiting behind commands still in flight would only be older news later.
+        const active = this.#catalog.find(app.name, id);
+        if (active !== undefined) {
+          const refused = this.#clients.seen(req.client);
+          if (refused !== undefined) return refuse(refused);
+          return target.kind === 'read' ? active.readAsPrimary(req.minSeq) : active.read(req.minSeq);
+        }
         return this.#run(app, id, shard, req.client, async (s) =>
           target.kind === 'read' ? s.readAsPrimary(req.minSeq) : s.read(req.minSeq),
         );
+      }
       case 'watch':
       case 'unwatch':
         // Only the primary publishes: a watch on the read-only subject would reach a secondary.
@@ -345,7 +354,7 @@ export class Dispatch {
     const refused = this.#clients.seen(client);
     if (refused !== undefined) return refuse(refused);
     for (;;) {
-      const session = await this.#catalog.session(app, id, shard);
+      const session = this.#catalog.find(app.name, id) ?? (await this.#catalog.session(app, id, shard));
       const r = await session.enqueue(async () => {
         if (session.evicted) return RETRY;
         const late = this.#clients.refusal(client);
@@ -364,13 +373,15 @@ export class Dispatch {
     const refused = this.#clients.seen(req.client);
     if (refused !== undefined) return refuse(refused);
     const time = this.#clock.now();
-    const admit = (): Error | undefined => this.#clients.refusal(req.client);
     for (;;) {
-      const session = await this.#catalog.session(app, id, shard);
-      const r = await session.submit(req, time, size, admit);
+      const session = this.#catalog.find(app.name, id) ?? (await this.#catalog.session(app, id, shard));
+      const r = await session.submit(req, time, size, this.#admit);
       if (r !== undefined) return r;
     }
   }
+
+  /** A refusal for a client disconnected by force, asked again when its command's turn comes. */
+  readonly #admit = (client: string): Error | undefined => this.#clients.refusal(client);
 
   /** Each application's name, commit level and metadata, as JSON on its meta subject. */
   serveMetadata(cluster: string): Subscription[] {

@@ -14,8 +14,8 @@ export interface WaitingCommand {
   readonly time: number;
   /** Bytes of its request: a batch is bounded by the journal message it becomes. */
   readonly size: number;
-  /** A refusal decided when its turn comes (its client disconnected by force meanwhile), or none. */
-  readonly admit: () => Error | undefined;
+  /** A refusal for its client decided when its turn comes (disconnected by force meanwhile), or none. */
+  readonly admit: (client: string) => Error | undefined;
   /** Its answer; undefined: the copy was evicted before its turn, so the caller loads the session again and retries. */
   readonly resolve: (reply: CommandReply | undefined) => void;
 }
@@ -74,5 +74,16 @@ export function batchMsgId(cmdIds: readonly string[]): string {
   if (cmdIds.length === 1) return cmdIds[0]!;
   const hash = createHash('sha256');
   for (const id of cmdIds) hash.update(id).update('\n');
-  return `batch:${cmdIds.length}:${hash.digest('base64url').slice(0, 22)}`;
+  return `${BATCH_PREFIX}${cmdIds.length}:${hash.digest('base64url').slice(0, 22)}`;
+}
+
+const BATCH_PREFIX = 'batch:';
+
+/**
+ * A batch's id names no command of its own, so replay does not remember it
+ * as one. (A transaction id a client chose in this very form would be
+ * recognised on retry by the journal's de-duplication alone.)
+ */
+export function isBatchMsgId(msgId: string): boolean {
+  return msgId.startsWith(BATCH_PREFIX) && /^batch:\d+:[A-Za-z0-9_-]{22}$/.test(msgId);
 }

@@ -14,12 +14,21 @@ export type RecentCommand = readonly [cmdId: string, seq: number, time: number];
 /** Up to this many ids are looked up by scanning; past it a Map indexes them (a Map costs an idle session ~200 B). */
 const SCAN_LIMIT = 16;
 
+/** Slots per id in the flat list: cmdId, seq, time. */
+const STRIDE = 3;
+
 export class RecentCommands {
-  /** Commit order, so the oldest come first; `#head` entries at the front are gone (compacted now and then). */
-  #entries: RecentCommand[] = [];
+  /**
+   * `[cmdId, seq, time, cmdId, seq, time, ...]` in commit order, oldest
+   * first, in one flat list (an idle session with one id holds one small
+   * array, not a list of lists); ids before `#head` are gone, and an id
+   * taken out of the middle leaves an empty one (never a command's).
+   */
+  #flat: (string | number)[] = [];
   #head = 0;
-  /** Position of each live id in #entries, made only once a session holds more than SCAN_LIMIT ids. */
+  /** Slot of each live id in #flat, made only once a session holds more than SCAN_LIMIT ids. */
   #index: Map<string, number> | undefined;
+  #live = 0;
 
   constructor(entries: Iterable<RecentCommand> = []) {
     for (const [cmdId, seq, time] of entries) this.remember(cmdId, seq, time);
@@ -28,12 +37,13 @@ export class RecentCommands {
   remember(cmdId: string, seq: number, time: number): void {
     const at = this.#find(cmdId);
     if (at !== undefined) this.#drop(at);
-    // The first one in a list of its own size: a session with one command keeps one entry, not a list grown for 17.
-    if (this.#entries.length === 0) this.#entries = [[cmdId, seq, time]];
-    else this.#entries.push([cmdId, seq, time]);
-    this.#index?.set(cmdId, this.#entries.length - 1);
-    if (this.size > DEDUP_MAX_IDS) this.#dropOldest();
-    if (this.#index === undefined && this.size > SCAN_LIMIT) this.#reindex();
+    // The first one in a list of its own size: a session with one command keeps three slots, not a list grown for more.
+    if (this.#flat.length === 0) this.#flat = [cmdId, seq, time];
+    else this.#flat.push(cmdId, seq, time);
+    this.#live++;
+    this.#index?.set(cmdId, this.#flat.length - STRIDE);
+    if (this.#live > DEDUP_MAX_IDS) this.#dropOldest();
+    if (this.#index === undefined && this.#live > SCAN_LIMIT) this.#reindex();
   }
 
   /** The seq `cmdId` got, while it is inside the window at `now`. */
@@ -41,53 +51,54 @@ export class RecentCommands {
     this.#expire(now);
     const at = this.#find(cmdId);
     if (at === undefined) return undefined;
-    const [, seq, time] = this.#entries[at]!;
-    return now - time >= DEDUP_WINDOW_MS ? undefined : seq;
+    return now - (this.#flat[at + 2] as number) >= DEDUP_WINDOW_MS ? undefined : (this.#flat[at + 1] as number);
   }
 
   /** What a snapshot taken at `now` carries: every id still inside the window, oldest first. */
   entries(now: number): RecentCommand[] {
     this.#expire(now);
-    return this.#entries.slice(this.#head).filter((e) => e[0] !== '');
+    const out: RecentCommand[] = [];
+    for (let i = this.#head; i < this.#flat.length; i += STRIDE) {
+      const cmdId = this.#flat[i] as string;
+      if (cmdId !== '') out.push([cmdId, this.#flat[i + 1] as number, this.#flat[i + 2] as number]);
+    }
+    return out;
   }
 
   get size(): number {
-    return this.#index?.size ?? this.#entries.length - this.#head - this.#holes();
-  }
-
-  #holes(): number {
-    let n = 0;
-    for (let i = this.#head; i < this.#entries.length; i++) if (this.#entries[i]![0] === '') n++;
-    return n;
+    return this.#live;
   }
 
   #find(cmdId: string): number | undefined {
     if (this.#index !== undefined) return this.#index.get(cmdId);
-    for (let i = this.#entries.length - 1; i >= this.#head; i--) if (this.#entries[i]![0] === cmdId) return i;
+    for (let i = this.#flat.length - STRIDE; i >= this.#head; i -= STRIDE) if (this.#flat[i] === cmdId) return i;
     return undefined;
   }
 
-  /** Leaves a hole (an empty id, never a command's) where an id was taken out of the middle. */
   #drop(at: number): void {
-    this.#index?.delete(this.#entries[at]![0]);
-    this.#entries[at] = ['', 0, 0];
+    this.#index?.delete(this.#flat[at] as string);
+    this.#flat[at] = '';
+    this.#live--;
     this.#skipHoles();
   }
 
   #dropOldest(): void {
     this.#skipHoles();
-    const oldest = this.#entries[this.#head];
-    if (oldest === undefined) return;
-    this.#index?.delete(oldest[0]);
-    this.#head++;
+    if (this.#head >= this.#flat.length) return;
+    this.#index?.delete(this.#flat[this.#head] as string);
+    this.#head += STRIDE;
+    this.#live--;
     this.#skipHoles();
   }
 
   #skipHoles(): void {
-    while (this.#head < this.#entries.length && this.#entries[this.#head]![0] === '') this.#head++;
+    while (this.#head < this.#flat.length && this.#flat[this.#head] === '') this.#head += STRIDE;
     // Compacted once the dead front outweighs the live part.
-    if (this.#head > 32 && this.#head * 2 > this.#entries.length) {
-      this.#entries = this.#entries.slice(this.#head).filter((e) => e[0] !== '');
+    if (this.#head > 32 * STRIDE && this.#head * 2 > this.#flat.length) {
+      const kept: (string | number)[] = [];
+      for (let i = this.#head; i < this.#flat.length; i += STRIDE)
+        if (this.#flat[i] !== '') kept.push(this.#flat[i]!, this.#flat[i + 1]!, this.#flat[i + 2]!);
+      this.#flat = kept;
       this.#head = 0;
       if (this.#index !== undefined) this.#reindex();
     }
@@ -95,8 +106,8 @@ export class RecentCommands {
 
   #reindex(): void {
     this.#index = new Map();
-    for (let i = this.#head; i < this.#entries.length; i++) {
-      const id = this.#entries[i]![0];
+    for (let i = this.#head; i < this.#flat.length; i += STRIDE) {
+      const id = this.#flat[i] as string;
       if (id !== '') this.#index.set(id, i);
     }
   }
@@ -104,8 +115,7 @@ export class RecentCommands {
   #expire(now: number): void {
     for (;;) {
       this.#skipHoles();
-      const oldest = this.#entries[this.#head];
-      if (oldest === undefined || now - oldest[2] < DEDUP_WINDOW_MS) return;
+      if (this.#head >= this.#flat.length || now - (this.#flat[this.#head + 2] as number) < DEDUP_WINDOW_MS) return;
       this.#dropOldest();
     }
   }

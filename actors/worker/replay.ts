@@ -1,3 +1,4 @@
+import { isBatchMsgId } from './groupCommit.js';
 import jsonPatch from 'fast-json-patch';
 import type { Logger } from 'pino';
 import { decode } from '../../bus/codec.js';
@@ -140,7 +141,7 @@ async function replay(
     // A transaction's record is de-duplicated on its txId: a retried commit after reloading is still recognised.
     const msgId = entry.headers[HEADER.command];
     const last = record.events[record.events.length - 1]!;
-    if (msgId !== undefined && record.events.every((e) => e.event.meta.cmdId !== msgId))
+    if (msgId !== undefined && !isBatchMsgId(msgId) && record.events.every((e) => e.event.meta.cmdId !== msgId))
       recent.push([msgId, last.seq, last.event.meta.time]);
     journalSeq = entry.seq;
   }

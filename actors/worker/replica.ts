@@ -30,6 +30,7 @@ import { loadSession, type ReplayDeps } from './replay.js';
 import type { EpochMarks } from './epochs.js';
 import { entryEpoch } from '../../protocol/epochs.js';
 import { HEADER, headerText } from '../../protocol/headers.js';
+import { isBatchMsgId } from './groupCommit.js';
 import { RecentCommands, type RecentCommand } from './recentCommands.js';
 import type { SessionStore } from './sessionStore.js';
 
@@ -510,7 +511,7 @@ export class Replication {
           // A transaction's record is de-duplicated on its id, as replay remembers it.
           const msgId = e.headers[HEADER.command];
           const last = record.events[record.events.length - 1]!;
-          if (msgId !== undefined && record.events.every((x) => x.event.meta.cmdId !== msgId))
+          if (msgId !== undefined && !isBatchMsgId(msgId) && record.events.every((x) => x.event.meta.cmdId !== msgId))
             copy.recent.remember(msgId, last.seq, last.event.meta.time);
         } catch (err) {
           // A copy that cannot follow (say, it missed entries) is dropped and loaded afresh when next needed.

@@ -120,7 +120,6 @@ export class HostedSession {
   readonly app: Application;
   readonly id: string;
   readonly shard: number;
-  readonly subject: string;
   #log: Logger | undefined;
 
   constructor({ deps, app, id, shard, loaded }: HostedSessionOptions) {
@@ -132,7 +131,6 @@ export class HostedSession {
     this.#journalSeq = loaded.journalSeq;
     this.#snapshotSeq = loaded.state.seq;
     this.#recent = new RecentCommands(loaded.recent);
-    this.subject = journalSubject(deps.cluster, shard, app.name, id);
     this.lastActive = deps.clock.now();
     void this.#armTimers();
   }
@@ -140,6 +138,11 @@ export class HostedSession {
   /** Made on first use: a child logger per session is a few hundred bytes most sessions never need. */
   get log(): Logger {
     return (this.#log ??= this.#deps.log.child({ app: this.app.name, session: this.id, shard: this.shard }));
+  }
+
+  /** Its journal subject, made when used: an idle session need not hold the string. */
+  get subject(): string {
+    return journalSubject(this.#deps.cluster, this.shard, this.app.name, this.id);
   }
 
   get seq(): number {
@@ -242,10 +245,10 @@ export class HostedSession {
     req: CommandRequest,
     time: number,
     size: number,
-    admit: () => Error | undefined,
+    admit: (client: string) => Error | undefined,
   ): Promise<CommandReply | undefined> {
     return new Promise((resolve) => {
-      const waiting = { req, time, size, admit, resolve };
+      const waiting: WaitingCommand = { req, time, size, admit, resolve };
       if (this.#waiting.length === 0) this.#waiting = [waiting];
       else this.#waiting.push(waiting);
       if (this.#turnQueued) return;
@@ -266,22 +269,17 @@ export class HostedSession {
       for (const w of batch) w.resolve(undefined);
       return;
     }
-    const admitted: { readonly req: CommandRequest; readonly time: number }[] = [];
-    const answer: WaitingCommand[] = [];
-    for (const w of batch) {
-      const refusal = w.admit();
+    const admitted = batch.filter((w) => {
+      const refusal = w.admit(w.req.client);
       if (refusal !== undefined) w.resolve(refuse(refusal));
-      else {
-        admitted.push(w);
-        answer.push(w);
-      }
-    }
+      return refusal === undefined;
+    });
     if (admitted.length === 0) return;
     try {
       const replies = await this.#commitCommands(admitted);
-      answer.forEach((w, i) => w.resolve(replies[i]));
+      for (let i = 0; i < admitted.length; i++) admitted[i]!.resolve(replies[i]);
     } catch (err) {
-      for (const w of answer) w.resolve(refuse(err));
+      for (const w of admitted) w.resolve(refuse(err));
     }
   }
 
@@ -304,7 +302,6 @@ export class HostedSession {
     const outcomes: CommandOutcome[] = [];
     const events: JournaledEvent[] = [];
     const patches: PreparedPatch[] = [];
-    const inBatch = new Map<string, number>();
     for (const { req, time } of commands) {
       this.lastActive = time;
       const dependent = events.length > 0;
@@ -313,9 +310,9 @@ export class HostedSession {
         outcomes.push({ kind: 'reply', reply: { ok: true, seq: known, duplicate: true, ...this.signature() } });
         continue;
       }
-      const twin = inBatch.get(req.cmdId);
+      const twin = events.find((e) => e.event.meta.cmdId === req.cmdId);
       if (twin !== undefined) {
-        outcomes.push({ kind: 'step', seq: twin, cmdId: req.cmdId, duplicate: true });
+        outcomes.push({ kind: 'step', seq: twin.seq, cmdId: req.cmdId, duplicate: true });
         continue;
       }
       const locked = this.#lockedFor(req.client);
@@ -345,7 +342,6 @@ export class HostedSession {
       state = step.state;
       events.push({ event, seq: state.seq });
       patches.push(patch);
-      inBatch.set(req.cmdId, state.seq);
       outcomes.push({ kind: 'step', seq: state.seq, cmdId: req.cmdId });
     }
     const journaled = events.length === 0 ? undefined : await this.#journalCommit(state, events, patches);
@@ -367,14 +363,10 @@ export class HostedSession {
       else if (journaled!.taken !== undefined) {
         const taken = journaled!.taken;
         const hit = taken.find((e) => e.event.meta.cmdId === o.cmdId) ?? taken[taken.length - 1]!;
-        replies.push({ ok: true, seq: hit.seq, duplicate: true, ...this.#signature(journaled!.epoch) });
-      } else
-        replies.push({
-          ok: true,
-          seq: o.seq,
-          ...(o.duplicate === true && { duplicate: true }),
-          ...this.#signature(journaled!.epoch),
-        });
+        replies.push({ ok: true, seq: hit.seq, duplicate: true, by: this.#signer, epoch: journaled!.epoch });
+      } else if (o.duplicate === true)
+        replies.push({ ok: true, seq: o.seq, duplicate: true, by: this.#signer, epoch: journaled!.epoch });
+      else replies.push({ ok: true, seq: o.seq, by: this.#signer, epoch: journaled!.epoch });
     }
     return replies;
   }
@@ -443,17 +435,20 @@ export class HostedSession {
   }
 
   /**
-   * Journals `events` as one record (de-duplicated on `msgId`, by default
-   * the batch's id), then makes `next` current and publishes `patches`.
+   * Journals `events` as one record (de-duplicated on `given`, a
+   * transaction's id, or else its commands' own: batchMsgId), then makes
+   * `next` current and publishes `patches`.
    * Not ok: the one reply every command of the record gets.
    */
   async #journalCommit(
     next: SessionState,
     events: readonly JournaledEvent[],
     patches: readonly PreparedPatch[],
-    msgId: string = batchMsgId(events.map((e) => e.event.meta.cmdId)),
+    given?: string,
   ): Promise<JournalOutcome> {
     const record: JournalRecord = { v: 1, events };
+    const msgId =
+      given ?? (events.length === 1 ? events[0]!.event.meta.cmdId : batchMsgId(events.map((e) => e.event.meta.cmdId)));
     const { app, shard } = this;
     const { primacy, replicas: replication, sessionTimeout } = this.#deps;
     const plan = planCommit({
@@ -513,10 +508,11 @@ export class HostedSession {
     }
     // The wake-up index is written before the reply, so a worker killed right after still wakes the session.
     const ids: RecentCommand[] = events.map((e) => [e.event.meta.cmdId, e.seq, e.event.meta.time]);
-    if (ids.every(([cmdId]) => cmdId !== msgId))
-      ids.push([msgId, next.seq, events[events.length - 1]!.event.meta.time]);
+    // A transaction's record is de-duplicated on its own id: a retried commit is recognised by it too.
+    if (given !== undefined && ids.every(([cmdId]) => cmdId !== given))
+      ids.push([given, next.seq, events[events.length - 1]!.event.meta.time]);
     await this.#apply(next, ids, patches);
-    return { ok: true, epoch, ...(taken !== undefined && { taken }) };
+    return taken === undefined ? { ok: true, epoch } : { ok: true, epoch, taken };
   }
 
   #signature(epoch: number): { by: string; epoch: number } {

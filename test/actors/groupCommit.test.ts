@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SimulatedClock, startWorker } from '../../index.js';
+import { batchMsgId, isBatchMsgId } from '../../actors/worker/groupCommit.js';
 import { systemClock, type Clock } from '../../bus/clock.js';
 import { createMemoryBus, createMemoryServer } from '../../bus/memory/mod.js';
 import type { Network } from '../../bus/memory/network.js';
@@ -271,6 +272,22 @@ describe.each(targets)('group commit ($name)', (target) => {
 });
 
 describe('group commit settings', () => {
+  it("a batch's id: the same commands in the same order give the same id, any other set another; a lone command keeps its own", () => {
+    const id = batchMsgId(['a', 'b', 'c']);
+    expect(id).toBe(batchMsgId(['a', 'b', 'c']));
+    expect(isBatchMsgId(id)).toBe(true);
+    for (const other of [
+      ['a', 'c', 'b'],
+      ['a', 'b'],
+      ['a', 'b', 'c', 'd'],
+      ['a\nb', 'c'],
+    ])
+      expect(batchMsgId(other)).not.toBe(id);
+    expect(batchMsgId(['only'])).toBe('only');
+    for (const notBatch of ['only', 'batch:', 'batch:3:short', 'tx-1', `batch:x:${'a'.repeat(22)}`])
+      expect(isBatchMsgId(notBatch)).toBe(false);
+  });
+
   it('limits that make no sense refuse the worker before it connects', async () => {
     for (const groupCommit of [{ maxCommands: 0 }, { maxCommands: 1.5 }, { maxBytes: -1 }, { maxBytes: Number.NaN }]) {
       await expect(
