@@ -12,7 +12,7 @@ import { DEDUP_MAX_IDS, DEDUP_WINDOW_MS } from '../../protocol/dedup.js';
 export type RecentCommand = readonly [cmdId: string, seq: number, time: number];
 
 /** Up to this many ids are looked up by scanning; past it a Map indexes them (a Map costs an idle session ~200 B). */
-const SCAN_LIMIT = 16;
+const SCAN_LIMIT = 8;
 
 /** Slots per id in the flat list: cmdId, seq, time. */
 const STRIDE = 3;
