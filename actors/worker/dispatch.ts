@@ -283,10 +283,10 @@ export class Dispatch {
       case 'verify':
         return this.#run(app, id, shard, req.client, (s) => s.verify(req));
       case 'read': {
-        // A copy in memory answers at once, outside its mailbox: what it holds is committed, so a read
-        // waiting behind commands still in flight would only be older news later.
+        // A copy in memory with nothing in its mailbox answers at once, without a turn: there is nothing for the
+        // read to wait behind. One with commands in flight queues it behind them, as every message.
         const active = this.#catalog.find(app.name, id);
-        if (active !== undefined) {
+        if (active?.idle === true) {
           const refused = this.#clients.seen(req.client);
           if (refused !== undefined) return refuse(refused);
           return target.kind === 'read' ? active.readAsPrimary(req.minSeq) : active.read(req.minSeq);

@@ -192,6 +192,11 @@ export class HostedSession {
     return this.#recent.seqOf(cmdId, this.#deps.clock.now());
   }
 
+  /** Nothing in its mailbox, running or waiting: a read now cannot overtake a command. */
+  get idle(): boolean {
+    return this.#mailbox === SETTLED;
+  }
+
   /** When the message its mailbox is on now started (undefined: idle): a stall shows here. */
   get busySince(): number | undefined {
     return this.#busySince;
