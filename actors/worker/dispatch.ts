@@ -4,7 +4,7 @@ import type { Clock } from '../../bus/clock.js';
 import { encodeBody } from '../../bus/claimCheck.js';
 import { decode, encode } from '../../bus/codec.js';
 import type { Environment } from '../../bus/environment.js';
-import { metaSubject, parseSubject } from '../../bus/subjects.js';
+import { metaSubject, parseSubject, type ParsedSubject } from '../../bus/subjects.js';
 import type { BlobStore, Bus, Delivery, Subscription } from '../../bus/types.js';
 import { PayloadTooLargeError } from '../../bus/errors.js';
 import { InvalidRequestError, refuse, UnknownApplicationError } from '../../protocol/errors.js';
@@ -238,7 +238,7 @@ export class Dispatch {
   ): Promise<Reply | typeof UNANSWERED> {
     let target;
     try {
-      target = parseSubject(m.subject);
+      target = this.#parse(m.subject);
     } catch (err) {
       return refuse(err);
     }
@@ -380,6 +380,23 @@ export class Dispatch {
     }
   }
 
+  /**
+   * Subjects parsed lately: a session's requests come on the same few
+   * subjects, and parsing one (split, checks, unescaping) is a fair share of
+   * a read's cost. Bounded: past SUBJECT_CACHE entries it starts over, so
+   * a flood of distinct subjects costs only what parsing costs anyway.
+   */
+  readonly #parsed = new Map<string, Readonly<ParsedSubject>>();
+
+  #parse(subject: string): Readonly<ParsedSubject> {
+    const known = this.#parsed.get(subject);
+    if (known !== undefined) return known;
+    const parsed = Object.freeze(parseSubject(subject));
+    if (this.#parsed.size >= SUBJECT_CACHE) this.#parsed.clear();
+    this.#parsed.set(subject, parsed);
+    return parsed;
+  }
+
   /** A refusal for a client disconnected by force, asked again when its command's turn comes. */
   readonly #admit = (client: string): Error | undefined => this.#clients.refusal(client);
 
@@ -399,6 +416,9 @@ export class Dispatch {
     });
   }
 }
+
+/** Subjects a dispatcher remembers parsed (about 150 B each). */
+const SUBJECT_CACHE = 4_096;
 
 /** A reply's outcome attribute: the refusal's error class name (a bounded set), or what kind of success. */
 function outcomeOf(reply: Reply): RequestOutcome {
