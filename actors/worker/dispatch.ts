@@ -418,7 +418,7 @@ export class Dispatch {
 }
 
 /** Subjects a dispatcher remembers parsed (about 150 B each). */
-const SUBJECT_CACHE = 4_096;
+const SUBJECT_CACHE = 1_024;
 
 /** A reply's outcome attribute: the refusal's error class name (a bounded set), or what kind of success. */
 function outcomeOf(reply: Reply): RequestOutcome {
