@@ -53,7 +53,7 @@ commands:
          [--failover-window MS] [--min-members N] [--stable-after MS]
          [--unstable-after MS] [--failure-condition 1|2|3]
          [--health-check-timeout MS] [--metrics-port PORT]
-         [--patches watched|always]
+         [--patches watched|always] [--batch-max N] [--batch-bytes N]
                         host the applications each FILE exports (.js, or .ts
                         through tsx) until SIGINT or SIGTERM; --cluster defaults
                         to demo; without --nats, an embedded nats-server (or the
@@ -79,7 +79,9 @@ commands:
                         free port, shown in the startup line); --patches
                         always publishes every patch, for a bare nats sub
                         on the evt subjects (default watched: only while a
-                        client subscribes to the session)
+                        client subscribes to the session); group commit:
+                        at most N commands (default 64; 1: none) and N bytes
+                        of requests (default 262144) in one journal message
   simulate [--app FILE ...] [--seeds A-B | --seed N] [--duration MS]
            [--faults none|all|LIST] [--workload FILE] [--workers N]
            [--clients N] [--shards N] [--session-timeout MS]

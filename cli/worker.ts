@@ -42,6 +42,8 @@ export const WORKER_FLAGS = {
   'health-check-timeout': { type: 'string' },
   'metrics-port': { type: 'string' },
   patches: { type: 'string' },
+  'batch-max': { type: 'string' },
+  'batch-bytes': { type: 'string' },
 } as const satisfies NonNullable<ParseArgsConfig['options']>;
 
 export interface WorkerCliOptions {
@@ -72,6 +74,8 @@ export interface WorkerCliOptions {
   metricsPort: number | undefined;
   /** Which patches it publishes (`always`: every one, for a bare nats sub); undefined: the worker's default, watched. */
   patches: 'always' | 'watched' | undefined;
+  /** Group commit's bounds (`--batch-max`, `--batch-bytes`); each undefined: the worker's default. */
+  groupCommit: { maxCommands?: number; maxBytes?: number };
 }
 
 /** What `--failover-quota`, `--failover-window`, `--min-members`, `--stable-after` and `--unstable-after` gave. */
@@ -197,7 +201,20 @@ export function parseWorkerArgs(args: string[]): WorkerCliOptions {
     health: parseHealthFlags(values['failure-condition'], values['health-check-timeout'], sessionTimeout),
     metricsPort: parsePort('metrics-port', values['metrics-port']),
     patches: parsePatches(values.patches),
+    groupCommit: {
+      ...optionalCount('batch-max', values['batch-max'], 'maxCommands'),
+      ...optionalCount('batch-bytes', values['batch-bytes'], 'maxBytes'),
+    },
   };
+}
+
+/** A whole number of at least 1 for group commit's bound `key`; {} when the flag is absent. */
+function optionalCount<K extends string>(flag: string, value: string | undefined, key: K): { [P in K]?: number } {
+  if (value === undefined) return {};
+  const n = /^\d+$/.test(value.trim()) ? Number(value.trim()) : NaN;
+  if (!(Number.isSafeInteger(n) && n >= 1))
+    throw new CliUsageError(`--${flag} needs a whole number of at least 1 (got ${JSON.stringify(value)})`);
+  return { [key]: n } as { [P in K]?: number };
 }
 
 /** `--patches`: watched (the default) or always. */
@@ -368,6 +385,7 @@ export async function runWorker(options: RunWorkerOptions): Promise<number> {
         ...options.safeguards,
         ...options.health,
         ...(options.patches !== undefined && { patches: options.patches }),
+        groupCommit: options.groupCommit,
         // Runtime logs (pino JSON) go to stderr; stdout carries the lines above, for people and scripts.
         logger: createLogger({ destination: process.stderr }),
         ...(metrics !== undefined && { meterProvider: metrics.meterProvider }),

@@ -305,6 +305,20 @@ describe('worker health flags', () => {
   });
 });
 
+describe('worker --batch-max and --batch-bytes', () => {
+  it("bound group commit; absent, the worker's defaults; anything but a whole number of at least 1 is refused", () => {
+    const app = ['--app', 'examples/ledger.ts'];
+    expect(parseWorkerArgs(app).groupCommit).toEqual({});
+    expect(parseWorkerArgs([...app, '--batch-max', '1', '--batch-bytes', '4096']).groupCommit).toEqual({
+      maxCommands: 1,
+      maxBytes: 4096,
+    });
+    for (const bad of ['0', '-1', '1.5', 'x', '', '1e3'])
+      for (const flag of ['--batch-max', '--batch-bytes'])
+        expect(() => parseWorkerArgs([...app, `${flag}=${bad}`]), `${flag}=${bad}`).toThrow(CliUsageError);
+  });
+});
+
 describe('worker --patches', () => {
   const app = ['--app', 'examples/ledger.ts'];
   it('passes watched or always to startWorker, nothing when absent; anything else is wrong usage', () => {
