@@ -10,7 +10,7 @@ import { startRawNats } from './rawNats.js';
 import { measureSendBodies } from './sendBodies.js';
 import { abba, fmtKb, fmtMs, fmtRate, fmtX, median, pad, serial, summarize } from './stats.js';
 import { BENCH_APP, BENCH_CLUSTER, startBenchWorker } from './workerChannel.js';
-import { DEFAULT_WATCH_LEASE } from '../protocol/requests.js';
+import { DEFAULT_WATCH_LEASE } from '../internal.js';
 
 /**
  * Sessions on a worker against the fair floor, measured in one run on one
