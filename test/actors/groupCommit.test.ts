@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { assign, setup } from 'xstate';
 import { SimulatedClock, startWorker } from '../../index.js';
 import { batchMsgId, isBatchMsgId } from '../../actors/worker/groupCommit.js';
 import { systemClock, type Clock } from '../../bus/clock.js';
@@ -13,6 +14,15 @@ import { errorOf, rawCohort, type RawSession, type WireReply } from '../fixtures
 import { startTestServer } from '../nats.js';
 
 const CLIENT = 'raw#00000001';
+
+/** A session whose document takes any key a command names: hostile keys reach the document check. */
+const bagMachine = setup({
+  types: {} as { context: Record<string, unknown>; events: { type: 'PUT'; key: string; value: unknown } },
+}).createMachine({
+  id: 'bag',
+  context: {},
+  on: { PUT: { actions: assign(({ context, event }) => ({ ...context, [event.key]: event.value })) } },
+});
 
 let nats: NatsServer;
 beforeAll(async () => {
@@ -225,6 +235,45 @@ describe.each(targets)('group commit ($name)', (target) => {
     expect(second).toMatchObject({ ok: true, seq: seqOf(first!), duplicate: true });
     expect(await t.settle(s.read({ client: CLIENT }))).toMatchObject({ seq: 9, document: { n: 13 } });
     expect((await s.journal()).some((r) => r.events.length > 1)).toBe(true);
+  });
+
+  it('hostile commands inside a batch get their typed errors; the good ones around them commit and the session keeps serving', async () => {
+    const t = target.make();
+    const c = await cohort(t, { app: { machine: bagMachine } });
+    const s = c.session('bag');
+    const good = (i: number): Promise<WireReply> => s.send(CLIENT, `g${i}`, { type: 'PUT', key: `k${i}`, value: i });
+    const all = [
+      good(0),
+      good(1),
+      // A document that would hold a forbidden key: refused with the reason, nothing of it journaled.
+      s.send(CLIENT, 'proto', { type: 'PUT', key: 'constructor', value: 1 }),
+      good(2),
+      // A runtime event no client may send.
+      s.send(CLIENT, 'internal', { type: 'xstate.after.1.bag', key: 'x', value: 1 }),
+      good(3),
+      // Not msgpack at all, and a command without an id.
+      s.raw('cmd', new Uint8Array([0xc1, 0xff, 0x00])),
+      s.cmd({ kind: 'command', client: CLIENT, event: { type: 'PUT', key: 'noid', value: 1 } }),
+      good(4),
+      good(5),
+    ];
+    const replies = await t.settle(Promise.all(all));
+    const [g0, g1, proto, g2, internal, g3, garbage, noId, g4, g5] = replies;
+    for (const r of [g0, g1, g2, g3, g4, g5]) expect(r).toMatchObject({ ok: true });
+    expect(errorOf(proto!)).toMatchObject({ name: 'EventRejectedError' });
+    expect(errorOf(internal!)).toMatchObject({ name: 'InvalidRequestError' });
+    expect(errorOf(garbage!)).toMatchObject({ name: 'DecodeError' });
+    expect(errorOf(noId!)).toMatchObject({ name: 'InvalidRequestError' });
+    const records = await s.journal();
+    expect(records.some((r) => r.events.length > 1)).toBe(true);
+    expect(eventsOf(records).map(([, id]) => id)).toEqual(['g0', 'g1', 'g2', 'g3', 'g4', 'g5']);
+    expect(await t.settle(s.read({ client: CLIENT }))).toMatchObject({
+      ok: true,
+      seq: 6,
+      document: { k0: 0, k1: 1, k2: 2, k3: 3, k4: 4, k5: 5 },
+    });
+    // Positive control after it all.
+    expect(await t.settle(good(6))).toMatchObject({ ok: true, seq: 7 });
   });
 
   it('a batch stays within its bounds: commands and bytes', async () => {
