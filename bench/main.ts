@@ -1,6 +1,7 @@
 import { benchBus } from './bus.js';
 import { benchConnections } from './connections.js';
 import { benchFailover } from './failover.js';
+import { benchProfile } from './profile.js';
 import { benchSessions } from './sessions.js';
 import { benchSimulate } from './simulate.js';
 
@@ -11,6 +12,7 @@ const benches: Record<string, (write: (line: string) => void) => Promise<number>
   failover: benchFailover,
   connections: benchConnections,
   simulate: benchSimulate,
+  profile: benchProfile,
 };
 
 const write = (line: string): void => void process.stdout.write(line + '\n');

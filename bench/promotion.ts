@@ -8,7 +8,7 @@ import {
   type PromotionWorker,
 } from './promotionChannel.js';
 import { cpuTimeMs } from './cpu.js';
-import { median, summarize, type LatencySummary } from './stats.js';
+import { median, summarize, windowed, type LatencySummary } from './stats.js';
 
 /**
  * kill -9 of a primary holding many sessions, with and without promotion
@@ -105,15 +105,6 @@ async function cpuOf(pids: { server: number; workers: number[]; client: number }
 
 function cpuS(before: number | undefined, after: number | undefined): string {
   return before === undefined || after === undefined ? '?' : `${((after - before) / 1000).toFixed(1)} s`;
-}
-
-/** Runs `op(i)` for i = 0..total-1 with `window` in flight. */
-async function windowed(total: number, window: number, op: (i: number) => Promise<unknown>): Promise<void> {
-  let next = 0;
-  const lane = async (): Promise<void> => {
-    while (next < total) await op(next++);
-  };
-  await Promise.all(Array.from({ length: Math.min(window, total) }, lane));
 }
 
 async function round(mode: PromotionMode, n: number, write: (line: string) => void): Promise<PromotionRound> {

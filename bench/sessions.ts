@@ -8,7 +8,7 @@ import type { AllocationProfile } from './heapSampling.js';
 import { connectJournalClient, startJournalServiceProcess } from './journalClient.js';
 import { startRawNats } from './rawNats.js';
 import { measureSendBodies } from './sendBodies.js';
-import { abba, fmtKb, fmtMs, fmtRate, fmtX, median, pad, serial, summarize } from './stats.js';
+import { abba, fmtKb, fmtMs, fmtRate, fmtX, median, pad, serial, summarize, windowed } from './stats.js';
 import { BENCH_APP, BENCH_CLUSTER, startBenchWorker } from './workerChannel.js';
 import { DEFAULT_WATCH_LEASE } from '../internal.js';
 
@@ -60,17 +60,6 @@ const GOAL_ALLOC_BYTES = 10 * 1024;
 const GOAL_READ_RATE = 0.9;
 const GOAL_BYTES = 2_048;
 const GOAL_ACTIVATION_MS = 1;
-
-/** `total` calls of `op(i)`, i = 0..total-1 in start order, with `window` in flight; operations per second. */
-async function windowed(total: number, window: number, op: (i: number) => Promise<unknown>): Promise<number> {
-  let next = 0;
-  const t0 = performance.now();
-  const lane = async (): Promise<void> => {
-    while (next < total) await op(next++);
-  };
-  await Promise.all(Array.from({ length: Math.min(window, total) }, lane));
-  return total / ((performance.now() - t0) / 1000);
-}
 
 /** An op for `serial` that reads each session once, in order. */
 function readEach(sessions: readonly SessionHandle[]): () => Promise<unknown> {
@@ -456,7 +445,7 @@ export async function benchSessions(write: (line: string) => void): Promise<numb
   );
   const sites = (what: string, profile: AllocationProfile): void => {
     write(`  top allocation sites, ${what} (self bytes; via: nearest caller in this repository):`);
-    for (const s of profile.top) {
+    for (const s of profile.top.slice(0, 5)) {
       const share = ((s.bytes / profile.bytes) * 100).toFixed(1);
       write(`    ${pad(`${share}%`, 7)}${s.site}${s.via === undefined ? '' : `  via ${s.via}`}`);
     }

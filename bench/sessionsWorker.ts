@@ -57,7 +57,7 @@ runBenchChild('bench/sessionsWorker.ts', async (url) => {
         await sampler.start();
         return 0;
       case 'heapSamplingStop':
-        return sampler.stop();
+        return sampler.stop(25);
       case 'stop': {
         const t0 = performance.now();
         await stop();

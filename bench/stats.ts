@@ -84,3 +84,14 @@ export async function abba<T>(
   }
   return out;
 }
+
+/** `total` calls of `op(i)`, i = 0..total-1 in start order, with `window` in flight; operations per second. */
+export async function windowed(total: number, window: number, op: (i: number) => Promise<unknown>): Promise<number> {
+  let next = 0;
+  const t0 = performance.now();
+  const lane = async (): Promise<void> => {
+    while (next < total) await op(next++);
+  };
+  await Promise.all(Array.from({ length: Math.min(window, total) }, lane));
+  return total / ((performance.now() - t0) / 1000);
+}
