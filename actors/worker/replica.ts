@@ -176,6 +176,19 @@ export class Replication {
     this.#memberText = headerText(memberId);
     const now = this.#clock.now();
     const starts: Promise<void>[] = [];
+    try {
+      this.#takeUpRoles(view, memberId, now, starts);
+    } catch (err) {
+      // The bus closed under it (the worker stopping): the secondaries already starting fail alike, and are
+      // waited for here rather than left to reject unheard.
+      await Promise.allSettled(starts);
+      throw err;
+    }
+    await Promise.all(starts);
+  }
+
+  /** apply's walk over the shards: each one's role taken up; secondaries' starts go in `starts`. */
+  #takeUpRoles(view: View, memberId: string, now: number, starts: Promise<void>[]): void {
     view.shards.forEach((_, shard) => {
       const role = roleOf(view, shard, memberId);
       let actor = this.#actors.get(shard);
@@ -218,7 +231,6 @@ export class Replication {
       }
       this.#settle(shard);
     });
-    await Promise.all(starts);
   }
 
   /**

@@ -79,3 +79,44 @@ describe.each(busTargets())('replication: appends of a primary without secondari
     }
   });
 });
+
+describe.each(busTargets())('replication: a view taken up as the bus closes ($name)', (target) => {
+  it('is refused with the bus error, and the secondaries it had begun are waited for, not left to reject unheard', async () => {
+    const cluster = `k${randomUUID().slice(0, 8)}`;
+    const bus = await target.bus();
+    const stores = await openStores(bus, cluster, { replicas: 1, shardCount: SHARDS });
+    const replication = new Replication({
+      bus,
+      journal: stores.journal,
+      store: stores.snapshots,
+      cluster,
+      clock: systemClock,
+      log: pino({ level: 'silent' }),
+      apps: new Map([[app.name, app]]),
+      sessionTimeout: 60_000,
+      shardCount: SHARDS,
+      epochs: undefined,
+      adoptCopies: true,
+    });
+    const unheard: unknown[] = [];
+    const listen = (reason: unknown): void => void unheard.push(reason);
+    process.on('unhandledRejection', listen);
+    try {
+      // Shard 0: a secondary here (its start subscribes); shard 1: primary here (subscribes to its reports).
+      const mixed: View = {
+        ...view(1, []),
+        shards: [
+          { primary: 'other', replicas: ['me'], state: 'ACTIVE', next: null, epoch: 1 },
+          { primary: 'me', replicas: [], state: 'ACTIVE', next: null, epoch: 1 },
+        ],
+      };
+      await bus.close();
+      await expect(replication.apply(mixed, 'me')).rejects.toMatchObject({ name: 'BusClosedError' });
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(unheard).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', listen);
+      replication.stop();
+    }
+  });
+});
