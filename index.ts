@@ -10,6 +10,7 @@ export {
   type Application,
   type ApplicationOptions,
   type CommitLevel,
+  type Query,
 } from './actors/worker/application.js';
 export {
   startWorker,
@@ -24,14 +25,18 @@ export type { ReplicaStatus } from './actors/worker/replica.js';
 // Clients.
 export {
   connect,
+  type BroadcastOptions,
   type CallOptions,
   type Client,
   type ClientEvents,
   type ConnectOptions,
+  type Gathered,
   type Patch,
   type ReadCallOptions,
   type ReadResult,
   type SendOptions,
+  type ScatterOptions,
+  type ScatterQuery,
   type SendResult,
   type SessionHandle,
   type Transaction,
@@ -66,12 +71,14 @@ export {
   InvalidRequestError,
   NetworkError,
   NotEnoughReplicasError,
+  QueryFailedError,
   SessionLockedError,
   SessionMovedError,
   TransactionRolledBackError,
   TransactionTimeoutError,
   TooManyWatchesError,
   UnknownApplicationError,
+  UnknownQueryError,
   type RollbackReason,
 } from './protocol/errors.js';
 export { FailoverRefusedError, ResetFailoverRefusedError } from './protocol/control.js';

@@ -10,6 +10,7 @@ import { InvalidNameError } from './errors.js';
  * | cohort.<cluster>.cmd.<shard>.<app>.<id>.<label>  | cmdSubject   |
  * | cohort.<cluster>.read.<shard>.<app>.<id>.<label> | readSubject  |
  * | cohort.<cluster>.ro.<shard>.<app>.<id>.<label>   | readOnlySubject |
+ * | cohort.<cluster>.read.<shard>.<app>.~shard.<label> | scatterSubject (also on ro) |
  * | cohort.<cluster>.rep.<shard>               | replicaReportSubject |
  * | cohort.<cluster>.jrnl.<shard>.<app>.<id>   | journalSubject     |
  * | cohort.<cluster>.jrnl.<shard>.epoch        | epochSubject       |
@@ -206,6 +207,27 @@ export function readOnlySubject(cluster: string, shard: number, app: string, id:
   return requestSubject('ro', cluster, shard, app, id, label);
 }
 
+/**
+ * The id token of a request to many sessions of one shard (scatter). `~` is
+ * never in an escaped id, so no session's subject can be it, and the subject
+ * keeps a session request's shape: the same permissions (`read.*.*.*.<label>`)
+ * and the same shard subscriptions carry it.
+ */
+export const SCATTER_TOKEN = '~shard';
+
+/** A query to many sessions of `shard` in one message: `read` answered by the primary, `ro` by any copy. */
+export function scatterSubject(
+  kind: 'read' | 'ro',
+  cluster: string,
+  shard: number,
+  app: string,
+  label: string,
+): string {
+  validateShard(shard);
+  validateApp(app);
+  return `${prefix(cluster, kind)}.${shard}.${app}.${SCATTER_TOKEN}.${escapeToken(label, 'client label')}`;
+}
+
 /** The session's journal, captured by the stream journalStreamName(cluster). */
 export function journalSubject(cluster: string, shard: number, app: string, id: string): string {
   return sessionSubject('jrnl', cluster, shard, app, id);
@@ -354,6 +376,7 @@ export type RequestKind = 'cmd' | 'read' | 'ro';
 
 export type ParsedSubject =
   | { kind: RequestKind; cluster: string; shard: number; app: string; id: string; label: string }
+  | { kind: 'scatter'; via: 'read' | 'ro'; cluster: string; shard: number; app: string; label: string }
   | { kind: 'jrnl'; cluster: string; shard: number; app: string; id: string }
   | { kind: 'epoch'; cluster: string; shard: number }
   | { kind: 'evt'; cluster: string; app: string; id: string }
@@ -407,6 +430,8 @@ export function parseSubject(subject: string): ParsedSubject {
         validateShard(shard);
         validateApp(app);
         if (kind === 'jrnl') return { kind: 'jrnl', cluster, shard, app, id: unescapeToken(id) };
+        if (id === SCATTER_TOKEN && kind !== 'cmd')
+          return { kind: 'scatter', via: kind, cluster, shard, app, label: unescapeToken(label, 'client label') };
         return {
           kind: kind as RequestKind,
           cluster,
@@ -442,6 +467,8 @@ export function buildSubject(parsed: ParsedSubject): string {
     case 'read':
     case 'ro':
       return requestSubject(parsed.kind, parsed.cluster, parsed.shard, parsed.app, parsed.id, parsed.label);
+    case 'scatter':
+      return scatterSubject(parsed.via, parsed.cluster, parsed.shard, parsed.app, parsed.label);
     case 'jrnl':
       return sessionSubject(parsed.kind, parsed.cluster, parsed.shard, parsed.app, parsed.id);
     case 'epoch':

@@ -208,6 +208,28 @@ export class TooManyWatchesError extends CohortError {
   }
 }
 
+/** The application declares no query of this name: answered for each session asked, nothing else fails. */
+export class UnknownQueryError extends CohortError {
+  constructor(
+    readonly app: string,
+    readonly query: string,
+  ) {
+    super(`application ${app} declares no query named ${JSON.stringify(query)}`);
+  }
+}
+
+/** The query threw on this session's document, or answered what cannot be sent: that session's answer only. */
+export class QueryFailedError extends CohortError {
+  constructor(
+    /** `app/id`. */
+    readonly session: string,
+    readonly query: string,
+    readonly reason: string,
+  ) {
+    super(`query ${query} on ${session} failed: ${reason}`);
+  }
+}
+
 type Rebuild = (body: ErrorBody) => Error;
 const d = (body: ErrorBody, key: string): unknown => body.details?.[key];
 
@@ -243,6 +265,8 @@ const REBUILD: Record<string, Rebuild> = {
     new CorruptSessionError(String(d(b, 'session')), Number(d(b, 'journalSeq')), String(d(b, 'reason'))),
   ClientDisconnectedError: (b) => new ClientDisconnectedError(String(d(b, 'client')), String(d(b, 'reason'))),
   TooManyWatchesError: (b) => new TooManyWatchesError(String(d(b, 'client')), Number(d(b, 'limit'))),
+  UnknownQueryError: (b) => new UnknownQueryError(String(d(b, 'app')), String(d(b, 'query'))),
+  QueryFailedError: (b) => new QueryFailedError(String(d(b, 'session')), String(d(b, 'query')), String(d(b, 'reason'))),
 };
 
 /** The wire form of an error: its class name, message, retry policy and its own fields. */

@@ -196,5 +196,35 @@ export type WatchReply =
   | { readonly ok: true; readonly seq: number; readonly lease: number }
   | { readonly ok: false; readonly error: ErrorBody };
 
+/**
+ * A named query to many sessions of one shard, on its scatter subject
+ * (subjects.ts scatterSubject): evaluated on each session's document by
+ * the application's pure query function.
+ */
+export interface ScatterRequest {
+  readonly kind: 'scatter';
+  readonly client: string;
+  readonly query: string;
+  readonly args?: unknown;
+  /** Sessions of this shard, each at most once. */
+  readonly ids: readonly string[];
+  /** How long (ms) the worker may take: it answers by then with what it has, the rest listed as `late`. */
+  readonly within: number;
+}
+
+/**
+ * Each id of the request in exactly one list: `values` its query's answer
+ * (with the session's seq), `errors` why it has none, `late` not reached
+ * within the request's time.
+ */
+export type ScatterReply =
+  | {
+      readonly ok: true;
+      readonly values: readonly (readonly [id: string, seq: number, value: unknown])[];
+      readonly errors: readonly (readonly [id: string, error: ErrorBody])[];
+      readonly late: readonly string[];
+    }
+  | { readonly ok: false; readonly error: ErrorBody };
+
 /** Any request a worker takes, told apart by its `kind`. */
 export type Request = CommandRequest | ReadRequest | VerifyRequest | TxRequest | WatchRequest | UnwatchRequest;

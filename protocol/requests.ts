@@ -18,14 +18,14 @@ import type {
 
 const MAX_ID = 256;
 
-function isRecord(v: unknown): v is Record<string, unknown> {
+export function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array) && !(v instanceof Date);
 }
 
 /** Control characters: ids travel in headers (a command id is the journal's Nats-Msg-Id), where CR or LF would break the block. */
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
-function checkLabel(v: unknown, what: string): string | InvalidRequestError {
+export function checkLabel(v: unknown, what: string): string | InvalidRequestError {
   if (typeof v !== 'string' || v.length === 0 || v.length > MAX_ID)
     return new InvalidRequestError(`${what} must be a string of 1-${MAX_ID} characters`);
   if (CONTROL.test(v)) return new InvalidRequestError(`${what} must not hold control characters`);

@@ -25,12 +25,20 @@ import { ClientCounters, type Counter, type CounterOptions } from './counter.js'
 import { DEFAULT_CACHE_SIZE, DocumentCache } from './documentCache.js';
 import { Patches } from './patches.js';
 import { RequestHeaders } from './requestHeaders.js';
+import {
+  ManySessions,
+  type BroadcastOptions,
+  type Gathered,
+  type ScatterOptions,
+  type ScatterQuery,
+} from './scatter.js';
 import { Transactions } from './transaction.js';
 import { Verifier } from './verify.js';
 
 import { checkConnectOptions, withinDedupWindow, type ConnectOptions } from './connectOptions.js';
 
 export type { ConnectOptions } from './connectOptions.js';
+export type { BroadcastOptions, Gathered, ScatterOptions, ScatterQuery } from './scatter.js';
 
 export interface CallOptions {
   timeout?: number;
@@ -154,6 +162,24 @@ export interface Client {
   session(app: string, id: string): SessionHandle;
   /** Unique increasing ids from a cluster-wide counter, reserved in blocks (ECP $Increment). */
   counter(name: string, options?: CounterOptions): Counter;
+  /**
+   * Asks many sessions a named query of their application at once (one
+   * message per shard) and gathers what answers by the deadline: each id
+   * ends in exactly one of `results`, `errors` or `missing`.
+   */
+  scatter<T = unknown>(
+    app: string,
+    ids: Iterable<string>,
+    query: ScatterQuery,
+    options?: ScatterOptions,
+  ): Promise<Gathered<T>>;
+  /** Sends each session the event as its own command (de-duplicated like any send); gathered as a scatter is. */
+  broadcast(
+    app: string,
+    ids: Iterable<string>,
+    event: UserEvent,
+    options?: BroadcastOptions,
+  ): Promise<Gathered<SendResult>>;
   /** Verifies every cached and subscribed document now (it also happens by itself after each reconnect). */
   verify(): Promise<Verification[]>;
   /** Lets pending calls finish, then closes. */
@@ -207,6 +233,7 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
   readonly #transactions: Transactions;
   readonly #counters: ClientCounters;
   readonly #headers = new RequestHeaders();
+  readonly #many: ManySessions;
 
   constructor(settings: ClientSettings) {
     super();
@@ -258,6 +285,15 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
       transactionTimeout: settings.transactionTimeout,
     });
     this.#counters = new ClientCounters({ cluster, connection: this.#conn, connect });
+    this.#many = new ManySessions({
+      connection: this.#conn,
+      environment,
+      cluster,
+      label: settings.label,
+      shardCount: settings.shardCount,
+      timeout: () => this.#timeout ?? 30_000,
+      send: (app, id, event, timeout) => this.session(app, id).send(event, { timeout }),
+    });
     this.#conn.on('state', (state, reason) => {
       if (state === 'NORMAL') this.#ids.add(this.#conn.clientId);
       this.emit('state', state, reason);
@@ -376,6 +412,24 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
       stale,
       source: stale ? 'secondary' : 'primary',
     };
+  }
+
+  scatter<T = unknown>(
+    app: string,
+    ids: Iterable<string>,
+    query: ScatterQuery,
+    options?: ScatterOptions,
+  ): Promise<Gathered<T>> {
+    return this.#many.scatter<T>(app, ids, query, options);
+  }
+
+  broadcast(
+    app: string,
+    ids: Iterable<string>,
+    event: UserEvent,
+    options?: BroadcastOptions,
+  ): Promise<Gathered<SendResult>> {
+    return this.#many.broadcast(app, ids, event, options) as Promise<Gathered<SendResult>>;
   }
 
   verify(): Promise<Verification[]> {

@@ -1,6 +1,7 @@
-import type { AnyStateMachine } from 'xstate';
+import type { AnyStateMachine, ContextFrom } from 'xstate';
 import { validateApp } from '../../bus/subjects.js';
 import type { CommitLevel } from '../../machines/commitPlan.js';
+import { isQueryName, MAX_QUERY_NAME } from '../../protocol/scatter.js';
 
 export type { CommitLevel } from '../../machines/commitPlan.js';
 
@@ -21,7 +22,16 @@ export interface ApplicationOptions<TMachine extends AnyStateMachine = AnyStateM
   snapshotEvery?: number;
   /** Served as JSON on cohort.<cluster>.meta.<app>. */
   metadata?: Record<string, unknown>;
+  /**
+   * Named read-only queries `client.scatter` asks many sessions at once:
+   * pure functions of the document and the caller's args (no clock, no I/O),
+   * evaluated where the session's copy is.
+   */
+  queries?: Record<string, Query<ContextFrom<TMachine>>>;
 }
+
+/** A pure function of a session's document and the args its caller sent; what it returns is the answer. */
+export type Query<TDocument = unknown> = (document: TDocument, args: unknown) => unknown;
 
 export interface Application<TMachine extends AnyStateMachine = AnyStateMachine> {
   readonly name: string;
@@ -32,6 +42,7 @@ export interface Application<TMachine extends AnyStateMachine = AnyStateMachine>
   readonly unusedSessionLifetime: number;
   readonly snapshotEvery: number;
   readonly metadata: Readonly<Record<string, unknown>>;
+  readonly queries: ReadonlyMap<string, Query>;
 }
 
 /** An application is a session factory: each (app, id) gets its own actor of `machine`, created on first reference. */
@@ -63,6 +74,15 @@ export function defineApplication<TMachine extends AnyStateMachine>(
   }
   const metadata = options.metadata ?? {};
   JSON.stringify(metadata); // throws on cycles or BigInt: metadata is served as JSON
+  const queries = new Map<string, Query>();
+  for (const [name, fn] of Object.entries(options.queries ?? {})) {
+    if (!isQueryName(name))
+      throw new RangeError(
+        `application ${options.name}: query name ${JSON.stringify(name)} must be 1-${MAX_QUERY_NAME} characters [A-Za-z0-9_-], starting with a letter`,
+      );
+    if (typeof fn !== 'function') throw new TypeError(`application ${options.name}: query ${name} must be a function`);
+    queries.set(name, fn as Query);
+  }
   return {
     name: options.name,
     machine: options.machine,
@@ -72,5 +92,6 @@ export function defineApplication<TMachine extends AnyStateMachine>(
     unusedSessionLifetime,
     snapshotEvery,
     metadata,
+    queries,
   };
 }

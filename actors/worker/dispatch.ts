@@ -1,11 +1,10 @@
 import type { Logger } from 'pino';
 import { throttledWarn } from '../../log/throttle.js';
 import type { Clock } from '../../bus/clock.js';
-import { encodeBody } from '../../bus/claimCheck.js';
 import { decode, encode } from '../../bus/codec.js';
 import type { Environment } from '../../bus/environment.js';
 import { metaSubject, parseSubject, type ParsedSubject } from '../../bus/subjects.js';
-import type { BlobStore, Bus, Delivery, Subscription } from '../../bus/types.js';
+import type { Bus, Delivery, Subscription } from '../../bus/types.js';
 import { PayloadTooLargeError } from '../../bus/errors.js';
 import { InvalidRequestError, refuse, UnknownApplicationError } from '../../protocol/errors.js';
 import { CONTENT_TYPE_HEADER, isJsonRequest, jsonBytes, parseJson } from '../../protocol/json.js';
@@ -13,12 +12,15 @@ import type {
   CommandReply,
   CommandRequest,
   ReadReply,
+  ScatterReply,
+  ScatterRequest,
   TxReply,
   VerifyReply,
   WatchReply,
   WatchRequest,
 } from '../../protocol/messages.js';
 import { checkShard, parseJsonRequest, parseRequest } from '../../protocol/requests.js';
+import { parseScatter } from '../../protocol/scatter.js';
 import {
   headerLine,
   JSON_CONTENT_TYPE,
@@ -31,6 +33,8 @@ import type { Application } from './application.js';
 import type { Catalog } from './catalog.js';
 import type { ClientRecords } from './clientRecords.js';
 import type { WatchInterest } from './interest.js';
+import { REPLY_HEADROOM, type Responder } from './respond.js';
+import { answerScatter } from './scatter.js';
 import type { HostedSession } from './session.js';
 import type { Transactions } from './sessionTransaction.js';
 import { attributeCache, type CohortMetrics, type RequestOutcome } from '../../metrics/instruments.js';
@@ -42,8 +46,8 @@ export interface DispatchOptions {
   readonly clients: ClientRecords;
   /** Where replies go out. */
   readonly bus: Bus;
-  /** Where a reply too large for a message is claim-checked: the replies bucket, whose blobs expire. */
-  readonly blobs: BlobStore;
+  /** Sends replies, claim-checking one too large for a message. */
+  readonly responder: Responder;
   readonly environment: Environment;
   readonly log: Logger;
   /** The cluster's shard count: a request on another shard's subject than its session's is refused. */
@@ -64,9 +68,7 @@ export interface HandledOutcome {
   readonly error?: string;
 }
 
-type Reply = CommandReply | ReadReply | TxReply | VerifyReply | WatchReply;
-/** Room kept in a reply for its headers and subject. */
-const REPLY_HEADROOM = 1024;
+type Reply = CommandReply | ReadReply | TxReply | VerifyReply | WatchReply | ScatterReply;
 const RETRY = Symbol('retry');
 /** A request that gets no answer at all: its reply subject is not its sender's to receive. */
 const UNANSWERED = Symbol('unanswered');
@@ -90,7 +92,7 @@ export class Dispatch {
   readonly #transactions: Transactions;
   readonly #clients: ClientRecords;
   readonly #bus: Bus;
-  readonly #blobs: BlobStore;
+  readonly #responder: Responder;
   readonly #newId: () => string;
   readonly #clock: Clock;
   readonly #log: Logger;
@@ -105,7 +107,7 @@ export class Dispatch {
   constructor(options: DispatchOptions) {
     this.#metrics = options.metrics;
     this.#interest = options.interest;
-    const { apps, catalog, transactions, clients, bus, blobs, environment, log, shardCount } = options;
+    const { apps, catalog, transactions, clients, bus, responder, environment, log, shardCount } = options;
     this.#shardCount = shardCount;
     this.#ownInboxes = options.ownInboxes;
     this.#onHandled = options.onHandled;
@@ -115,7 +117,7 @@ export class Dispatch {
     this.#transactions = transactions;
     this.#clients = clients;
     this.#bus = bus;
-    this.#blobs = blobs;
+    this.#responder = responder;
     this.#newId = environment.newId;
     this.#clock = environment.clock;
     this.#log = log;
@@ -149,7 +151,7 @@ export class Dispatch {
       try {
         if (json) this.#respondJson(m, reply);
         else {
-          const large = this.#respond(m, reply);
+          const large = this.#responder.respond(m, reply);
           if (large !== undefined) await large;
         }
       } catch (err) {
@@ -186,30 +188,6 @@ export class Dispatch {
   }
 
   /**
-   * A reply too large for a message (a big document) travels by claim-check; the client fetches and deletes it, or it expires.
-   * One that fits (nearly all) goes out at once, with no promise made for it.
-   */
-  #respond(m: Delivery, reply: Reply): Promise<void> | undefined {
-    const maxBytes = this.#bus.server.maxPayload - REPLY_HEADROOM;
-    const data = encode(reply, { where: 'body' });
-    if (data.byteLength <= maxBytes) {
-      m.respond(data);
-      return undefined;
-    }
-    return this.#respondLarge(m, reply, maxBytes);
-  }
-
-  async #respondLarge(m: Delivery, reply: Reply, maxBytes: number): Promise<void> {
-    const body = await encodeBody(reply, {
-      maxBytes,
-      blobs: this.#blobs,
-      allowClaimCheck: true,
-      newId: this.#newId,
-    });
-    m.respond(body.data, { headers: body.headers });
-  }
-
-  /**
    * The reply as JSON with its content type; a refusal also carries the
    * ADR-32 error headers `nats req` shows. Nobody typing a request follows
    * a claim-check, so one too large is refused instead.
@@ -242,6 +220,7 @@ export class Dispatch {
     } catch (err) {
       return refuse(err);
     }
+    if (target.kind === 'scatter') return this.#scatter(m, target, json, handling);
     if (target.kind !== 'cmd' && target.kind !== 'read' && target.kind !== 'ro')
       return refuse(new InvalidRequestError('not a session subject'));
     const app = this.#apps.get(target.app);
@@ -309,6 +288,66 @@ export class Dispatch {
   }
 
   /**
+   * A query to many sessions of one shard: each answered from its copy here
+   * as a read would be (the proved primary's on `read`, this copy on `ro`),
+   * checked like any request first. Typed JSON is refused: a scatter is the
+   * client library's.
+   */
+  async #scatter(
+    m: Delivery,
+    target: Extract<ParsedSubject, { kind: 'scatter' }>,
+    json: boolean,
+    handling: Handling,
+  ): Promise<Reply | typeof UNANSWERED> {
+    handling.kind = 'scatter';
+    const app = this.#apps.get(target.app);
+    if (app === undefined) return refuse(new UnknownApplicationError(target.app));
+    handling.app = app.name;
+    if (json) return refuse(new InvalidRequestError('a scatter is msgpack, sent by the client library'));
+    let req: ScatterRequest | InvalidRequestError;
+    try {
+      req = parseScatter(decode(m.data, { where: `scatter ${m.subject}` }));
+    } catch (err) {
+      return refuse(err);
+    }
+    if (req instanceof Error) return refuse(req);
+    if (labelOf(req.client) !== target.label)
+      return refuse(
+        new InvalidRequestError(
+          `a request on client ${JSON.stringify(target.label)}'s subject claims client ${JSON.stringify(req.client)}`,
+        ),
+      );
+    const impostor = this.#checkInbox(m.reply, req.client);
+    if (impostor !== undefined) {
+      this.#warnImpostor(
+        { err: impostor, subject: m.subject },
+        'request refused unanswered: not in its client’s inbox',
+      );
+      return UNANSWERED;
+    }
+    const refused = this.#clients.seen(req.client);
+    if (refused !== undefined) return refuse(refused);
+    const { shard } = target;
+    const client = req.client;
+    const primary = target.via === 'read';
+    return answerScatter(
+      app,
+      req,
+      async (id) => {
+        const misplaced = checkShard(app.name, id, shard, this.#shardCount);
+        if (misplaced !== undefined) return refuse(misplaced);
+        const active = this.#catalog.find(app.name, id);
+        if (active?.idle === true) return primary ? active.readAsPrimary(undefined) : active.read(undefined);
+        return this.#run(app, id, shard, client, async (s) =>
+          primary ? s.readAsPrimary(undefined) : s.read(undefined),
+        );
+      },
+      this.#clock,
+      { maxAnswerBytes: this.#responder.maxBytes },
+    );
+  }
+
+  /**
    * Recorded before the session's seq is read, so every patch after the
    * seq answered is published; answered only while proved primary (a
    * deposed one's seq could be behind, and it publishes nothing).
@@ -344,13 +383,13 @@ export class Dispatch {
    * reloaded and `fn` runs there. A client disconnected by force is refused
    * on arrival and again when its turn comes (it may have been queued before).
    */
-  async #run(
+  async #run<R extends Reply>(
     app: Application,
     id: string,
     shard: number,
     client: string,
-    fn: (s: HostedSession) => Promise<Reply>,
-  ): Promise<Reply> {
+    fn: (s: HostedSession) => Promise<R>,
+  ): Promise<R | ReturnType<typeof refuse>> {
     const refused = this.#clients.seen(client);
     if (refused !== undefined) return refuse(refused);
     for (;;) {

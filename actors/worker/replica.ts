@@ -6,11 +6,16 @@ import {
   journalShardFilter,
   journalSubject,
   parseSubject,
+  type ParsedSubject,
   readOnlyShardFilter,
   replicaReportSubject,
 } from '../../bus/subjects.js';
 import type { Bus, Delivery, Headers, Journal, JournalEntry, JournalFollow, Subscription } from '../../bus/types.js';
-import type { ReadReply } from '../../protocol/messages.js';
+import type { ReadReply, ScatterReply } from '../../protocol/messages.js';
+import { parseScatter } from '../../protocol/scatter.js';
+import { labelOf } from '../../protocol/clientId.js';
+import type { Responder } from './respond.js';
+import { answerScatter } from './scatter.js';
 import {
   appliedBy,
   replicaMachine,
@@ -22,7 +27,7 @@ import {
 import { documentOf, replaySession, type SessionState } from '../../machines/session.js';
 import type { View } from '../../machines/view.js';
 import type { Application } from './application.js';
-import { ConflictError, refuse, UnknownApplicationError } from '../../protocol/errors.js';
+import { ConflictError, InvalidRequestError, refuse, UnknownApplicationError } from '../../protocol/errors.js';
 import { checkShard } from '../../protocol/requests.js';
 import { parseJournalRecord } from '../../protocol/records.js';
 import { sessionKey } from '../../protocol/names.js';
@@ -54,6 +59,8 @@ export interface ReplicationOptions {
   readonly epochs: EpochMarks | undefined;
   /** False (test-only UNSAFE.reloadOnPromotion): a promoted secondary drops its copies and its sessions are loaded. */
   readonly adoptCopies: boolean;
+  /** Sends a scatter's answer, claim-checked when it is too large for a message. */
+  readonly responder: Responder;
 }
 
 /** A secondary's copy of one session: the same pure state the primary has, as of `journalSeq`. */
@@ -124,6 +131,7 @@ export class Replication {
   readonly #shardCount: number;
   readonly #sessionTimeout: number;
   readonly #adoptCopies: boolean;
+  readonly #responder: Responder;
   readonly #actors = new Map<number, Actor<typeof replicaMachine>>();
   /** The assignment each actor was last told of (its ROLE), as a key. */
   readonly #assignments = new Map<number, string>();
@@ -155,7 +163,9 @@ export class Replication {
     shardCount,
     epochs,
     adoptCopies,
+    responder,
   }: ReplicationOptions) {
+    this.#responder = responder;
     this.#adoptCopies = adoptCopies;
     this.#shardCount = shardCount;
     this.#epochs = epochs;
@@ -566,27 +576,63 @@ export class Replication {
     return { state: copy.state, journalSeq: copy.journalSeq, recent: copy.recent.entries(this.#clock.now()) };
   }
 
-  /** A read-only query on a secondary: its copy, marked stale, with the seq it reflects. */
+  /** A read-only query on a secondary: its copy, marked stale, with the seq it reflects; or a scatter over its copies. */
   async #answer(m: Delivery, shard: number): Promise<void> {
-    const reply = await this.#read(m, shard).catch((err: unknown): ReadReply => refuse(err));
+    let target: ParsedSubject;
+    try {
+      target = parseSubject(m.subject);
+    } catch (err) {
+      m.respond(encode(refuse(err)));
+      return;
+    }
+    if (target.kind === 'scatter') {
+      const reply = await this.#scatter(m, target, shard).catch((err: unknown): ScatterReply => refuse(err));
+      await this.#responder.send(m, reply);
+      return;
+    }
+    const reply = await this.#read(m, target, shard).catch((err: unknown): ReadReply => refuse(err));
     m.respond(encode(reply));
   }
 
-  async #read(m: Delivery, shard: number): Promise<ReadReply> {
-    const target = parseSubject(m.subject);
-    if (target.kind !== 'ro') throw new TypeError('not a read-only subject');
+  async #read(m: Delivery, target: ParsedSubject, shard: number): Promise<ReadReply> {
+    if (target.kind !== 'ro') throw new InvalidRequestError('not a read-only subject');
     const app = this.#apps.get(target.app);
     if (app === undefined) throw new UnknownApplicationError(target.app);
-    const misplaced = checkShard(app.name, target.id, target.shard, this.#shardCount);
-    if (misplaced !== undefined) throw misplaced;
     const body = decode(m.data, { where: `read-only ${m.subject}` }) as { minSeq?: unknown };
     const minSeq = typeof body?.minSeq === 'number' ? body.minSeq : undefined;
+    return this.#copyRead(app, target.id, shard, minSeq);
+  }
+
+  /** A scatter on the read-only subject: each session's copy here, as a read-only read would be answered. */
+  async #scatter(
+    m: Delivery,
+    target: Extract<ParsedSubject, { kind: 'scatter' }>,
+    shard: number,
+  ): Promise<ScatterReply> {
+    const app = this.#apps.get(target.app);
+    if (app === undefined) throw new UnknownApplicationError(target.app);
+    if (target.via !== 'ro')
+      throw new InvalidRequestError('a secondary answers scatters on the read-only subject only');
+    const req = parseScatter(decode(m.data, { where: `scatter ${m.subject}` }));
+    if (req instanceof Error) throw req;
+    if (labelOf(req.client) !== target.label)
+      throw new InvalidRequestError(
+        `a request on client ${JSON.stringify(target.label)}'s subject claims client ${JSON.stringify(req.client)}`,
+      );
+    return answerScatter(app, req, (id) => this.#copyRead(app, id, shard, undefined), this.#clock, {
+      maxAnswerBytes: this.#responder.maxBytes,
+    });
+  }
+
+  async #copyRead(app: Application, id: string, shard: number, minSeq: number | undefined): Promise<ReadReply> {
+    const misplaced = checkShard(app.name, id, shard, this.#shardCount);
+    if (misplaced !== undefined) throw misplaced;
     const s = this.#secondaries.get(shard);
     if (s === undefined) throw new ConflictError(minSeq ?? 0, 0);
-    const key = sessionKey(app.name, target.id);
+    const key = sessionKey(app.name, id);
     let copy = s.copies.get(key);
     if (copy === undefined) {
-      copy = await this.#load(app, target.id, shard);
+      copy = await this.#load(app, id, shard);
       s.copies.set(key, s.copies.get(key) ?? copy);
       copy = s.copies.get(key)!;
     }

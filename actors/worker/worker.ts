@@ -25,6 +25,7 @@ import { EpochMarks } from './epochs.js';
 import { HealthMonitor } from './health.js';
 import { untilHeard } from './hearing.js';
 import { MembershipHost } from './membership.js';
+import { Responder } from './respond.js';
 import { Replication, type ReplicaStatus } from './replica.js';
 import { openStores, type Stores } from './stores.js';
 import { Shards } from './shards.js';
@@ -349,6 +350,7 @@ class WorkerHost {
     const { snapshots: store, timers, replies } = stores;
     const journal = measuredJournal(stores.journal, this.#clock, metrics);
     this.#journal = journal;
+    const responder = new Responder({ bus, blobs: replies, newId: environment.newId, log });
     this.health =
       membership === undefined
         ? undefined
@@ -389,6 +391,7 @@ class WorkerHost {
             shardCount,
             epochs: this.epochs,
             adoptCopies: unsafe?.reloadOnPromotion !== true,
+            responder,
           });
     const interest = new WatchInterest({
       clock: this.#clock,
@@ -456,7 +459,7 @@ class WorkerHost {
       transactions: catalog.transactions,
       clients: this.clients,
       bus,
-      blobs: replies,
+      responder,
       environment,
       log,
       shardCount,

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { systemClock } from '../../bus/clock.js';
 import { encode } from '../../bus/codec.js';
 import { replicaReportSubject } from '../../bus/subjects.js';
+import { Responder } from '../../actors/worker/respond.js';
 import { Replication } from '../../actors/worker/replica.js';
 import { openStores } from '../../actors/worker/stores.js';
 import { defineApplication } from '../../index.js';
@@ -47,6 +48,7 @@ describe.each(busTargets())('replication: appends of a primary without secondari
       clock: systemClock,
       log: pino({ level: 'silent' }),
       apps: new Map([[app.name, app]]),
+      responder: new Responder({ bus, blobs: stores.replies, newId: randomUUID, log: pino({ level: 'silent' }) }),
       sessionTimeout: 60_000,
       shardCount: SHARDS,
       epochs: undefined,
@@ -93,6 +95,7 @@ describe.each(busTargets())('replication: a view taken up as the bus closes ($na
       clock: systemClock,
       log: pino({ level: 'silent' }),
       apps: new Map([[app.name, app]]),
+      responder: new Responder({ bus, blobs: stores.replies, newId: randomUUID, log: pino({ level: 'silent' }) }),
       sessionTimeout: 60_000,
       shardCount: SHARDS,
       epochs: undefined,

@@ -23,6 +23,7 @@ import {
   parseSubject,
   readShardFilter,
   readSubject,
+  scatterSubject,
   unescapeToken,
   type ParsedSubject,
 } from '../../bus/subjects.js';
@@ -286,6 +287,25 @@ describe('subjects follow the scheme and parse back', () => {
       }),
       { numRuns: 2000 },
     );
+  });
+
+  it('gives a scatter a subject of its shard that no session id can have', () => {
+    const subject = scatterSubject('read', 'c', 3, 'ledger', 'app');
+    expect(subject).toBe('cohort.c.read.3.ledger.~shard.app');
+    expect(subjectMatches(readShardFilter('c', 3), subject)).toBe(true);
+    expect(parseSubject(subject)).toEqual({
+      kind: 'scatter',
+      via: 'read',
+      cluster: 'c',
+      shard: 3,
+      app: 'ledger',
+      label: 'app',
+    });
+    expect(parseSubject(scatterSubject('ro', 'c', 3, 'ledger', 'app'))).toMatchObject({ kind: 'scatter', via: 'ro' });
+    // A session named "~shard" is escaped, so it stays a session.
+    expect(parseSubject(readSubject('c', 3, 'ledger', '~shard', 'app'))).toMatchObject({ kind: 'read', id: '~shard' });
+    // Not on cmd: a command goes to one session.
+    expect(() => parseSubject('cohort.c.cmd.3.ledger.~shard.app')).toThrow(InvalidNameError);
   });
 
   it('builds only subjects the server accepts', () => {

@@ -1,0 +1,96 @@
+/**
+ * Scatter across a kill -9, for real: three worker processes on a real
+ * nats-server, a thousand sessions, one worker killed as the scatter goes
+ * out. The process boundary is what is tested; the logic is on virtual time
+ * in test/harness/scatterSim.test.ts and on both buses in test/actors/scatter.test.ts.
+ */
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect, shardOf, type Gathered } from '../../index.js';
+import { startLocalCluster } from '../../cli/localCluster.js';
+import type { NatsServer } from '../../harness/natsServer.js';
+import type { View } from '../../machines/view.js';
+import { DEFAULT_SHARD_COUNT } from '../../protocol/shard.js';
+import { startTestServer } from '../nats.js';
+
+const TALLY = fileURLToPath(new URL('../fixtures/tally.ts', import.meta.url));
+const TIMING = { heartbeatInterval: 200, sessionTimeout: 1_000 };
+const IDS = Array.from({ length: 1_000 }, (_, i) => `acct-${i}`);
+
+let nats: NatsServer;
+beforeAll(async () => {
+  nats = await startTestServer();
+});
+afterAll(async () => {
+  await nats?.[Symbol.asyncDispose]();
+});
+
+function settled(view: View): boolean {
+  return (
+    !view.transitional &&
+    view.shards.every(
+      (s) => s.state === 'ACTIVE' && s.replicas.length === Math.min(view.replicas, view.members.length - 1),
+    )
+  );
+}
+
+function partitioned<T>(g: Gathered<T>): void {
+  expect([...g.results.keys(), ...g.errors.keys(), ...g.missing].sort()).toEqual([...IDS].sort());
+}
+
+describe('scatter across a kill -9 (worker processes, real nats-server)', () => {
+  it(
+    'live shards answer within the deadline, the dead worker’s sessions are missing or answered after failover',
+    { timeout: 120_000 },
+    async () => {
+      const cluster = await startLocalCluster({
+        workers: 3,
+        apps: [TALLY],
+        nats: [nats.url],
+        cluster: 'scatterkill',
+        ...TIMING,
+        write: () => {},
+      });
+      const bus = await cluster.openBus('scatter-scenario');
+      const client = await connect({ bus, cluster: cluster.cluster, timeout: 20_000 });
+      try {
+        await cluster.views.until(settled, 30_000, 'the first placement done');
+        const sent = await client.broadcast('tally', IDS, { type: 'ADD', token: 'one' }, { timeout: 30_000 });
+        expect(sent.results.size).toBe(1_000);
+        const all = await client.scatter<number>('tally', IDS, { query: 'count' }, { timeout: 10_000 });
+        expect(all.results.size).toBe(1_000);
+
+        const view = cluster.views.latest!;
+        const victim = cluster.workers[2]!;
+        const member = view.members.find((m) => m.id.split('~')[0] === victim.id)!.id;
+        const dead = new Set(
+          IDS.filter((id) => view.shards[shardOf('tally', id, DEFAULT_SHARD_COUNT)]!.primary === member),
+        );
+        expect(dead.size).toBeGreaterThan(0);
+        const started = Date.now();
+        const pending = client.scatter<number>('tally', IDS, { query: 'count' }, { timeout: 3_000 });
+        victim.kill('SIGKILL');
+        const g = await pending;
+        const waited = Date.now() - started;
+        expect(waited).toBeLessThanOrEqual(3_000 + 100);
+        partitioned(g);
+        for (const id of IDS) if (!dead.has(id)) expect(g.results.get(id), id).toBe(1);
+        for (const id of g.missing) expect(dead.has(id), id).toBe(true);
+        expect([...g.results.values()].every((n) => n === 1)).toBe(true);
+
+        // Once the failover is done, every session answers again.
+        await cluster.views.until(
+          (v) => settled(v) && v.members.every((m) => m.id !== member),
+          30_000,
+          'the failover done',
+        );
+        const after = await client.scatter<number>('tally', IDS, { query: 'count' }, { timeout: 10_000 });
+        expect(after.results.size).toBe(1_000);
+      } finally {
+        await client.close();
+        await bus.close();
+        await cluster.stop(5_000);
+      }
+    },
+  );
+});
