@@ -2,6 +2,7 @@ import { benchBus } from './bus.js';
 import { benchConnections } from './connections.js';
 import { benchFailover } from './failover.js';
 import { benchProfile } from './profile.js';
+import { benchScatter } from './scatter.js';
 import { benchSessions } from './sessions.js';
 import { benchSimulate } from './simulate.js';
 
@@ -13,6 +14,7 @@ const benches: Record<string, (write: (line: string) => void) => Promise<number>
   connections: benchConnections,
   simulate: benchSimulate,
   profile: benchProfile,
+  scatter: benchScatter,
 };
 
 const write = (line: string): void => void process.stdout.write(line + '\n');

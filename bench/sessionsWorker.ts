@@ -28,6 +28,8 @@ runBenchChild('bench/sessionsWorker.ts', async (url) => {
     machine: counterMachine,
     commit: 'journal',
     unusedSessionLifetime: 600_000,
+    // For `npm run bench -- scatter`.
+    queries: { total: (doc) => doc.n },
   });
   const worker = await startWorker({
     nats: url,

@@ -155,4 +155,9 @@ export const ledger = defineApplication({
   unusedSessionLifetime: 15_000,
   snapshotEvery: 100,
   metadata: { title: 'Accounts' },
+  // For client.scatter: pure functions of an account's document.
+  queries: {
+    balance: (account) => account.balance,
+    overLimit: (account, args) => account.balance > (args as { limit: number }).limit,
+  },
 });

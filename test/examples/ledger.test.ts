@@ -73,6 +73,11 @@ describe('ledger application', () => {
       snapshotEvery: 100,
       metadata: { title: 'Accounts' },
     });
+    expect([...ledger.queries.keys()]).toEqual(['balance', 'overLimit']);
+    const account = persist(openAccount(500)).context;
+    expect(ledger.queries.get('balance')!(account, undefined)).toBe(500);
+    expect(ledger.queries.get('overLimit')!(account, { limit: 100 })).toBe(true);
+    expect(ledger.queries.get('overLimit')!(account, { limit: 1_000 })).toBe(false);
   });
 
   it('starts as a new account with an empty document and no effects', () => {

@@ -49,6 +49,32 @@ describe.each([
     expect(document).toMatchObject({ owner: 'Alice', balance: 300 } satisfies Partial<LedgerContext>);
   });
 
+  it('ledger: the README’s scatter and broadcast — total balance, accounts over a limit, a deposit to each', async () => {
+    const { client } = await setUp();
+    const ids = Array.from({ length: 50 }, (_, i) => `acct-${i}`);
+    const opened = await client.broadcast('ledger', ids, { type: 'OPEN', owner: 'Someone' }, { timeout: 10_000 });
+    expect(opened.results.size).toBe(50);
+    await client.session('ledger', 'acct-7').send({ type: 'DEPOSIT', amount: 200_000 });
+    const sent = await client.broadcast('ledger', ids, { type: 'DEPOSIT', amount: 100 }, { timeout: 5_000 });
+    expect(sent.results.size).toBe(50);
+    expect(sent.results.get('acct-7')?.seq).toBe(3);
+    const { results, errors, missing } = await client.scatter<number>(
+      'ledger',
+      ids,
+      { query: 'balance' },
+      { timeout: 2_000 },
+    );
+    expect(errors.size + missing.length).toBe(0);
+    expect([...results.values()].reduce((a, b) => a + b, 0)).toBe(50 * 100 + 200_000);
+    const over = await client.scatter<boolean>(
+      'ledger',
+      ids,
+      { query: 'overLimit', args: { limit: 100_000 } },
+      { readOnly: true },
+    );
+    expect([...over.results].filter(([, isOver]) => isOver).map(([id]) => id)).toEqual(['acct-7']);
+  });
+
   it('ledger: the statement timer fires on the runtime clock and is journaled', async () => {
     const quick = defineApplication({ name: 'ledger', machine: ledgerMachine.provide({ delays: { statement: 150 } }) });
     const { client } = await setUp([quick]);
