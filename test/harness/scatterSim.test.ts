@@ -7,6 +7,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import { defineApplication, shardOf, TimeoutError, type Gathered } from '../../index.js';
+import { decode, encode } from '../../bus/codec.js';
+import { scatterSubject } from '../../bus/subjects.js';
+import { parseScatterReply } from '../../protocol/scatter.js';
 import { counterMachine } from '../fixtures/counter.js';
 import { bootSim, type Sim } from './simBoot.js';
 
@@ -52,6 +55,43 @@ describe('scatter on a simulated cluster', () => {
       / deliver message c1>w\d cohort\.sim\.read\.\d+\.counter\.~shard\./.test(l),
     );
     expect(requests).toHaveLength(SHARDS);
+  });
+
+  it('read-only: the secondaries answer from their copies; hostile messages to them are refused, typed', async () => {
+    const sim = await cluster();
+    const client = await sim.connect(0);
+    await sim.run(client.broadcast('counter', IDS, { type: 'ADD', by: 3 }, { timeout: 30_000 }));
+    const ro = await sim.run(
+      client.scatter<number>('counter', IDS, { query: 'total' }, { timeout: 5_000, readOnly: true }),
+    );
+    partitioned(ro, IDS);
+    // Copies may trail the primaries by a moment; every one answers, none with more than was committed.
+    expect(ro.results.size).toBe(1_000);
+    expect([...ro.results.values()].every((n) => n === 0 || n === 3)).toBe(true);
+    // The ro subject goes to the shard's secondary (a queue group of the copies): raw messages to it.
+    const bus = sim.cluster.auditor().bus;
+    const shard = shardOf('counter', 'acct-1', SHARDS);
+    const subject = scatterSubject('ro', 'sim', shard, 'counter', 'raw');
+    const ask = async (body: unknown, data?: Uint8Array) =>
+      decode((await sim.run(bus.request(subject, data ?? encode(body), { timeout: 2_000 }))).data) as {
+        ok: boolean;
+        error?: { name: string };
+      };
+    const good = { kind: 'scatter', client: 'raw#1', query: 'total', ids: ['acct-1'], within: 1_000 };
+    for (const [what, body, data] of [
+      ['garbage', undefined, new Uint8Array([0xc1, 0x00])],
+      ['no ids', { ...good, ids: [] }],
+      ['an id twice', { ...good, ids: ['acct-1', 'acct-1'] }],
+      ['another client', { ...good, client: 'mallory#1' }],
+      ['no query', { ...good, query: 7 }],
+    ] as [string, unknown, Uint8Array?][]) {
+      const reply = await ask(body, data);
+      expect(reply.ok, what).toBe(false);
+      expect(reply.error?.name, what).toMatch(/InvalidRequestError|DecodeError/);
+    }
+    const fine = parseScatterReply(await ask(good), new Set(['acct-1']));
+    expect(fine).toMatchObject({ ok: true, errors: [], late: [] });
+    expect((fine as unknown as { values: unknown[][] }).values[0]![0]).toBe('acct-1');
   });
 
   it('a worker killed while the scatter is out: its sessions answered after failover or missing, never late', async () => {
