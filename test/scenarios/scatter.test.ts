@@ -6,7 +6,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, shardOf, type Gathered } from '../../index.js';
+import { connect, shardOf, TimeoutError, type Gathered } from '../../index.js';
 import { startLocalCluster } from '../../cli/localCluster.js';
 import type { NatsServer } from '../../harness/natsServer.js';
 import type { View } from '../../machines/view.js';
@@ -40,7 +40,7 @@ function partitioned<T>(g: Gathered<T>): void {
 
 describe('scatter across a kill -9 (worker processes, real nats-server)', () => {
   it(
-    'live shards answer within the deadline, the dead worker’s sessions are missing or answered after failover',
+    'a frozen worker: calls settle at their deadline, its commands ambiguous; killed: live shards answer in time, its sessions missing or answered after failover',
     { timeout: 120_000 },
     async () => {
       const cluster = await startLocalCluster({
@@ -60,6 +60,38 @@ describe('scatter across a kill -9 (worker processes, real nats-server)', () => 
         const all = await client.scatter<number>('tally', IDS, { query: 'count' }, { timeout: 10_000 });
         expect(all.results.size).toBe(1_000);
 
+        // A frozen worker (SIGSTOP): both calls end at their deadline, before the session timeout could move its
+        // shards; its commands sent and unanswered are ambiguous. Ids of their own, so their fate touches nothing below.
+        const frozenIds = Array.from({ length: 100 }, (_, i) => `frozen-${i}`);
+        await client.broadcast('tally', frozenIds, { type: 'ADD', token: 'one' }, { timeout: 30_000 });
+        const before = cluster.views.latest!;
+        const paused = cluster.workers[1]!;
+        const pausedMember = before.members.find((m) => m.id.split('~')[0] === paused.id)!.id;
+        const frozen = new Set(
+          frozenIds.filter((id) => before.shards[shardOf('tally', id, DEFAULT_SHARD_COUNT)]!.primary === pausedMember),
+        );
+        expect(frozen.size).toBeGreaterThan(0);
+        paused.pause();
+        try {
+          let t0 = Date.now();
+          const b = await client.broadcast('tally', frozenIds, { type: 'ADD', token: 'two' }, { timeout: 500 });
+          expect(Date.now() - t0).toBeLessThanOrEqual(500 + 250);
+          expect([...b.results.keys(), ...b.errors.keys(), ...b.missing].sort()).toEqual([...frozenIds].sort());
+          for (const id of frozenIds) if (!frozen.has(id)) expect(b.results.has(id), id).toBe(true);
+          for (const [id, err] of b.errors) {
+            expect(frozen.has(id), id).toBe(true);
+            expect(err instanceof TimeoutError && err.ambiguous, id).toBe(true);
+          }
+          expect(b.errors.size).toBeGreaterThan(0);
+          t0 = Date.now();
+          const q = await client.scatter('tally', frozenIds, { query: 'count' }, { timeout: 300 });
+          expect(Date.now() - t0).toBeLessThanOrEqual(300 + 250);
+          expect(new Set(q.missing)).toEqual(frozen);
+        } finally {
+          paused.resume();
+        }
+        await cluster.views.until(settled, 30_000, 'settled after the pause');
+
         const view = cluster.views.latest!;
         const victim = cluster.workers[2]!;
         const member = view.members.find((m) => m.id.split('~')[0] === victim.id)!.id;
@@ -72,7 +104,7 @@ describe('scatter across a kill -9 (worker processes, real nats-server)', () => 
         victim.kill('SIGKILL');
         const g = await pending;
         const waited = Date.now() - started;
-        expect(waited).toBeLessThanOrEqual(3_000 + 100);
+        expect(waited).toBeLessThanOrEqual(3_000 + 250);
         partitioned(g);
         for (const id of IDS) if (!dead.has(id)) expect(g.results.get(id), id).toBe(1);
         for (const id of g.missing) expect(dead.has(id), id).toBe(true);
