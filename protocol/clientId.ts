@@ -6,6 +6,7 @@
  */
 import { clientSubject, escapeToken, unescapeToken } from '../bus/subjects.js';
 import { DEFAULT_INBOX_PREFIX } from '../bus/types.js';
+import { InvalidRequestError } from './errors.js';
 
 /** A fresh id for a connection labelled `label`, from the environment's ids. */
 export function newClientId(label: string, newId: () => string): string {
@@ -60,4 +61,15 @@ export function workerInbox(replyPrefix: string = DEFAULT_INBOX_PREFIX): string 
 /** An operator command's inbox prefix, `<replyPrefix>.admin`: the admin user's, as `cohort auth init` grants it. */
 export function adminInbox(replyPrefix: string = DEFAULT_INBOX_PREFIX): string {
   return `${replyPrefix}.admin`;
+}
+
+/**
+ * A request's subject ends with its sender's label: a body claiming a client
+ * of another label is refused (nats-server checks subjects, not bodies).
+ */
+export function checkClaim(label: string, client: string): InvalidRequestError | undefined {
+  if (labelOf(client) === label) return undefined;
+  return new InvalidRequestError(
+    `a request on client ${JSON.stringify(label)}'s subject claims client ${JSON.stringify(client)}`,
+  );
 }

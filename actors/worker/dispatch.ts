@@ -28,7 +28,7 @@ import {
   SERVICE_ERROR_HEADER,
   serviceErrorCode,
 } from '../../protocol/service.js';
-import { clientInbox, inboxOwner, labelOf } from '../../protocol/clientId.js';
+import { checkClaim, clientInbox, inboxOwner, labelOf } from '../../protocol/clientId.js';
 import type { Application } from './application.js';
 import type { Catalog } from './catalog.js';
 import type { ClientRecords } from './clientRecords.js';
@@ -239,21 +239,8 @@ export class Dispatch {
     const req = json ? parseJsonRequest(body, kind, target.label, this.#newId) : parseRequest(body, kind);
     if (req instanceof Error) return refuse(req);
     handling.kind = req.kind === 'read' ? handling.kind : req.kind;
-    if (labelOf(req.client) !== target.label)
-      return refuse(
-        new InvalidRequestError(
-          `a request on client ${JSON.stringify(target.label)}'s subject claims client ${JSON.stringify(req.client)}`,
-        ),
-      );
-    const impostor = this.#checkInbox(m.reply, req.client);
-    if (impostor !== undefined) {
-      // Not answered either: the reply subject may be the claimed client's own inbox.
-      this.#warnImpostor(
-        { err: impostor, subject: m.subject },
-        'request refused unanswered: not in its client’s inbox',
-      );
-      return UNANSWERED;
-    }
+    const unclaimed = this.#checkSender(m, target.label, req.client);
+    if (unclaimed !== undefined) return unclaimed;
     switch (req.kind) {
       case 'command':
         return this.#submit(app, id, shard, req, m.data.length);
@@ -311,20 +298,8 @@ export class Dispatch {
       return refuse(err);
     }
     if (req instanceof Error) return refuse(req);
-    if (labelOf(req.client) !== target.label)
-      return refuse(
-        new InvalidRequestError(
-          `a request on client ${JSON.stringify(target.label)}'s subject claims client ${JSON.stringify(req.client)}`,
-        ),
-      );
-    const impostor = this.#checkInbox(m.reply, req.client);
-    if (impostor !== undefined) {
-      this.#warnImpostor(
-        { err: impostor, subject: m.subject },
-        'request refused unanswered: not in its client’s inbox',
-      );
-      return UNANSWERED;
-    }
+    const unclaimed = this.#checkSender(m, target.label, req.client);
+    if (unclaimed !== undefined) return unclaimed;
     const refused = this.#clients.seen(req.client);
     if (refused !== undefined) return refuse(refused);
     const { shard } = target;
@@ -361,6 +336,17 @@ export class Dispatch {
       const read = await s.readAsPrimary(undefined);
       return read.ok ? { ok: true, seq: read.seq, lease } : read;
     });
+  }
+
+  /** Refused: a body claiming another label's client; unanswered: a reply subject outside the claimed client's inbox. */
+  #checkSender(m: Delivery, label: string, client: string): Reply | typeof UNANSWERED | undefined {
+    const claimed = checkClaim(label, client);
+    if (claimed !== undefined) return refuse(claimed);
+    const impostor = this.#checkInbox(m.reply, client);
+    if (impostor === undefined) return undefined;
+    // Not answered either: the reply subject may be the claimed client's own inbox.
+    this.#warnImpostor({ err: impostor, subject: m.subject }, 'request refused unanswered: not in its client’s inbox');
+    return UNANSWERED;
   }
 
   /**

@@ -13,7 +13,7 @@ import {
 import type { Bus, Delivery, Headers, Journal, JournalEntry, JournalFollow, Subscription } from '../../bus/types.js';
 import type { ReadReply, ScatterReply } from '../../protocol/messages.js';
 import { parseScatter } from '../../protocol/scatter.js';
-import { labelOf } from '../../protocol/clientId.js';
+import { checkClaim } from '../../protocol/clientId.js';
 import type { Responder } from './respond.js';
 import { answerScatter } from './scatter.js';
 import {
@@ -615,10 +615,8 @@ export class Replication {
       throw new InvalidRequestError('a secondary answers scatters on the read-only subject only');
     const req = parseScatter(decode(m.data, { where: `scatter ${m.subject}` }));
     if (req instanceof Error) throw req;
-    if (labelOf(req.client) !== target.label)
-      throw new InvalidRequestError(
-        `a request on client ${JSON.stringify(target.label)}'s subject claims client ${JSON.stringify(req.client)}`,
-      );
+    const claimed = checkClaim(target.label, req.client);
+    if (claimed !== undefined) throw claimed;
     return answerScatter(app, req, (id) => this.#copyRead(app, id, shard, undefined), this.#clock, {
       maxAnswerBytes: this.#responder.maxBytes,
     });

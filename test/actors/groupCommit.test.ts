@@ -1,17 +1,13 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { assign, setup } from 'xstate';
-import { SimulatedClock, startWorker } from '../../index.js';
+import { startWorker } from '../../index.js';
 import { batchMsgId, isBatchMsgId } from '../../actors/worker/groupCommit.js';
-import { systemClock, type Clock } from '../../bus/clock.js';
 import { createMemoryBus, createMemoryServer } from '../../bus/memory/mod.js';
 import type { Network } from '../../bus/memory/network.js';
-import { createNatsBus } from '../../bus/nats/mod.js';
-import type { Bus } from '../../bus/types.js';
-import type { NatsServer } from '../../harness/natsServer.js';
 import type { JournalRecord } from '../../internal.js';
+import { clockedTargets, type ClockedTarget } from '../busTargets.js';
 import { cleanupAfterEach } from '../cleanup.js';
 import { errorOf, rawCohort, type RawSession, type WireReply } from '../fixtures/rawCohort.js';
-import { startTestServer } from '../nats.js';
 
 const CLIENT = 'raw#00000001';
 
@@ -24,14 +20,6 @@ const bagMachine = setup({
   on: { PUT: { actions: assign(({ context, event }) => ({ ...context, [event.key]: event.value })) } },
 });
 
-let nats: NatsServer;
-beforeAll(async () => {
-  nats = await startTestServer();
-});
-afterAll(async () => {
-  await nats?.[Symbol.asyncDispose]();
-});
-
 /** On the memory bus a journal append takes a virtual millisecond, so commands arriving meanwhile wait and batch. */
 const slowAppends: Network = {
   reorder: false,
@@ -39,46 +27,8 @@ const slowAppends: Network = {
   pick: () => 0,
 };
 
-interface Target {
-  readonly clock: Clock;
-  bus(): Promise<Bus>;
-  /** Resolves `p`, moving virtual time on while it waits (NATS: just waits). */
-  settle<T>(p: Promise<T>): Promise<T>;
-}
-
-const targets = [
-  {
-    name: 'memory',
-    make: (): Target => {
-      const clock = new SimulatedClock(Date.now());
-      const server = createMemoryServer({ environment: { clock }, network: slowAppends });
-      return {
-        clock,
-        bus: async () => createMemoryBus({ server }),
-        settle: async (p) => {
-          let done = false;
-          void p.then(
-            () => (done = true),
-            () => (done = true),
-          );
-          for (let i = 0; !done && i < 50_000; i++) {
-            await new Promise((resolve) => setImmediate(resolve));
-            if (!done) clock.increment(1);
-          }
-          return p;
-        },
-      };
-    },
-  },
-  {
-    name: 'nats',
-    make: (): Target => ({
-      clock: systemClock,
-      bus: () => createNatsBus({ servers: nats.url }),
-      settle: (p) => p,
-    }),
-  },
-] as const;
+const targets = clockedTargets(slowAppends);
+type Target = ClockedTarget;
 
 const add = (by: number, extra: Record<string, unknown> = {}) => ({ type: 'ADD', by, ...extra });
 

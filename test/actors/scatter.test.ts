@@ -1,71 +1,22 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   connect,
   EventRejectedError,
   InvalidRequestError,
   QueryFailedError,
-  SimulatedClock,
   UnknownQueryError,
   type Client,
   type Gathered,
 } from '../../index.js';
-import { systemClock, type Clock } from '../../bus/clock.js';
 import { decode, encode } from '../../bus/codec.js';
-import { createMemoryBus, createMemoryServer } from '../../bus/memory/mod.js';
-import { createNatsBus } from '../../bus/nats/mod.js';
 import { scatterSubject } from '../../bus/subjects.js';
-import type { Bus } from '../../bus/types.js';
-import type { NatsServer } from '../../harness/natsServer.js';
 import { shardOf } from '../../protocol/shard.js';
 import { parseScatterReply } from '../../protocol/scatter.js';
+import { clockedTargets } from '../busTargets.js';
 import { cleanupAfterEach } from '../cleanup.js';
 import { rawCohort, SHARDS, type WireReply } from '../fixtures/rawCohort.js';
-import { startTestServer } from '../nats.js';
 
-let nats: NatsServer;
-beforeAll(async () => {
-  nats = await startTestServer();
-});
-afterAll(async () => {
-  await nats?.[Symbol.asyncDispose]();
-});
-
-interface Target {
-  readonly clock: Clock;
-  bus(): Promise<Bus>;
-  /** Resolves `p`, moving virtual time on while it waits (NATS: just waits). */
-  settle<T>(p: Promise<T>): Promise<T>;
-}
-
-const targets = [
-  {
-    name: 'memory',
-    make: (): Target => {
-      const clock = new SimulatedClock(Date.now());
-      const server = createMemoryServer({ environment: { clock } });
-      return {
-        clock,
-        bus: async () => createMemoryBus({ server }),
-        settle: async (p) => {
-          let done = false;
-          void p.then(
-            () => (done = true),
-            () => (done = true),
-          );
-          for (let i = 0; !done && i < 100_000; i++) {
-            await new Promise((resolve) => setImmediate(resolve));
-            if (!done) clock.increment(1);
-          }
-          return p;
-        },
-      };
-    },
-  },
-  {
-    name: 'nats',
-    make: (): Target => ({ clock: systemClock, bus: () => createNatsBus({ servers: nats.url }), settle: (p) => p }),
-  },
-] as const;
+const targets = clockedTargets();
 
 /** The counter's queries: one that any document answers, one that throws on 13, one too large to send. */
 const queries = {
