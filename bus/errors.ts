@@ -28,6 +28,14 @@ export class NoRespondersError extends BusError {
   }
 }
 
+/** What a timed-out call's message says of its outcome: only a caller that knows (a client call) says it. */
+function outcomeOf(ambiguous: boolean | undefined): string {
+  if (ambiguous === undefined) return '';
+  return ambiguous
+    ? ' (it may have committed: ambiguous; read the session to know)'
+    : ' (not ambiguous: nothing was committed)';
+}
+
 /** A request (or journal/kv operation) got no answer within its timeout. */
 export class TimeoutError extends BusError {
   override readonly retryable = true;
@@ -38,10 +46,7 @@ export class TimeoutError extends BusError {
     readonly timeoutMs: number,
     options?: ErrorOptions & { ambiguous?: boolean },
   ) {
-    super(
-      `${operation} timed out after ${timeoutMs} ms${options?.ambiguous ? ' (it may have committed: ambiguous)' : ''}`,
-      options,
-    );
+    super(`${operation} timed out after ${timeoutMs} ms${outcomeOf(options?.ambiguous)}`, options);
     this.ambiguous = options?.ambiguous === true;
   }
 }

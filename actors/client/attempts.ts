@@ -43,6 +43,11 @@ export interface RequestSpec {
   readonly mutates: boolean;
   /** Gives up with TimeoutError after this many ms; without it, after troubledInterval of failures. */
   readonly timeout?: number | undefined;
+  /**
+   * When the call began, if before this request (a transaction's step): its
+   * timeout runs from there, so no step outlives the whole call's deadline.
+   */
+  readonly since?: number;
   /** Read-only fallback: where a read goes while the primary does not answer (secondaries). */
   readonly fallback?: string;
 }
@@ -57,6 +62,8 @@ export interface AttemptHost {
   answered(): void;
   /** An attempt went unanswered: the connection is in trouble. */
   unanswered(reason: string, now: number): void;
+  /** A request waits to be sent (not NORMAL): the connection's clock must wake at its deadline. */
+  waiting(): void;
   /** Reads go to secondaries now (the connection is in trouble); the primary behind `subject` is polled until it answers. */
   fallBack(subject: string, body: Uint8Array, reason: string, now: number): void;
 }
@@ -159,7 +166,7 @@ export class Attempts {
   add(spec: RequestSpec, resolve: (reply: Reply) => void, reject: (err: Error) => void): Pending {
     const p: Pending = {
       spec,
-      started: this.#clock.now(),
+      started: spec.since ?? this.#clock.now(),
       resolve,
       reject,
       troubleSince: undefined,
@@ -221,7 +228,7 @@ export class Attempts {
     if (p.settled) return;
     let reply: Reply;
     try {
-      reply = (await this.#replies.decode(m, p.spec.what)) as Reply;
+      reply = (await this.#replies.decode(m, p)) as Reply;
     } catch (err) {
       this.#host.answered();
       this.#decide(p, 'unreadable', this.#clock.now(), err);
@@ -315,11 +322,16 @@ export class Attempts {
         break;
       case 'retry':
         p.answeredRetries++;
-        p.pause = this.#clock.setTimeout(() => {
-          p.pause = undefined;
-          const state = this.#host.state;
-          if (state === 'NORMAL' || (state === 'TROUBLE' && this.#host.readOnly)) void this.attempt(p);
-        }, d.pause);
+        // Never past its deadline: the attempt then gives up on time.
+        p.pause = this.#clock.setTimeout(
+          () => {
+            p.pause = undefined;
+            const state = this.#host.state;
+            if (state === 'NORMAL' || (state === 'TROUBLE' && this.#host.readOnly)) void this.attempt(p);
+            else this.#host.waiting();
+          },
+          p.spec.timeout === undefined ? d.pause : Math.min(d.pause, Math.max(0, p.started + p.spec.timeout - now)),
+        );
         break;
       case 'fall-back':
         // Answer from a secondary now, and keep polling the primary.
@@ -328,6 +340,8 @@ export class Attempts {
         break;
       case 'report':
         this.#host.unanswered((ended as Error).message, now);
+        // It waits for the connection's next retry, but not past its own deadline.
+        if (p.spec.timeout !== undefined) this.#host.waiting();
         break;
       case 'give-up':
         this.#settle(p, this.#giveUpError(p, d.error, d.ambiguous, now, reason));

@@ -35,12 +35,18 @@ import {
 import { Transactions } from './transaction.js';
 import { Verifier } from './verify.js';
 
-import { checkConnectOptions, withinDedupWindow, type ConnectOptions } from './connectOptions.js';
+import { checkCallTimeout, checkConnectOptions, DEFAULT_CALL_TIMEOUT, type ConnectOptions } from './connectOptions.js';
 
 export type { ConnectOptions } from './connectOptions.js';
 export type { BroadcastOptions, Gathered, ScatterOptions, ScatterQuery } from './scatter.js';
 
 export interface CallOptions {
+  /**
+   * This call's deadline in ms (default the connection's `timeout`, 30 000):
+   * past it the call fails with TimeoutError (or NetworkError sooner, when
+   * the connection gives up), saying how long it waited and, in
+   * `ambiguous`, whether a command may have committed.
+   */
   timeout?: number;
 }
 
@@ -193,8 +199,8 @@ interface ClientSettings {
   readonly cluster: string;
   readonly label: string;
   readonly shardCount: number;
-  /** Default per-call timeout; undefined: none. */
-  readonly timeout: number | undefined;
+  /** Every call's deadline unless it gives its own. */
+  readonly timeout: number;
   readonly transactionTimeout: number;
   readonly invalidationQueueSize: number;
   readonly cacheSize: number;
@@ -222,7 +228,7 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
   readonly label: string;
   readonly #cluster: string;
   readonly #shardCount: number;
-  readonly #timeout: number | undefined;
+  readonly #timeout: number;
   readonly #newId: () => string;
   readonly #conn: Connection;
   readonly #cache: DocumentCache;
@@ -283,15 +289,22 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
       environment,
       shardCount: settings.shardCount,
       transactionTimeout: settings.transactionTimeout,
+      callTimeout: settings.timeout,
     });
-    this.#counters = new ClientCounters({ cluster, connection: this.#conn, connect });
+    this.#counters = new ClientCounters({
+      cluster,
+      connection: this.#conn,
+      connect,
+      clock: environment.clock,
+      timeout: settings.timeout,
+    });
     this.#many = new ManySessions({
       connection: this.#conn,
       environment,
       cluster,
       label: settings.label,
       shardCount: settings.shardCount,
-      timeout: () => this.#timeout ?? 30_000,
+      timeout: () => this.#timeout,
       send: (app, id, event, timeout) => this.session(app, id).send(event, { timeout }),
     });
     this.#conn.on('state', (state, reason) => {
@@ -346,7 +359,7 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
       app,
       id,
       send: async (event, options = {}) => {
-        withinDedupWindow('send: timeout', options.timeout);
+        checkCallTimeout('send: timeout', options.timeout);
         const command = this.#newId();
         // Encoded now, so an event the codec cannot carry fails here; again only under a new connection's id.
         const body = once(this.id, (client) => encode(commandRequest(event, command, client, options.expectSeq)));
@@ -380,6 +393,7 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
   /** From the primary (or a secondary, read-only); from the cache when allowed and the connection is in trouble. */
   async #read(app: string, id: string, subjects: SessionSubjects, options: ReadCallOptions): Promise<ReadResult> {
     const session = `${app}/${id}`;
+    checkCallTimeout('read: timeout', options.timeout, Infinity);
     const cached = options.allowStale === true ? this.#cache.peek(app, id) : undefined;
     const troubled = this.#conn.state !== 'NORMAL' && this.#conn.state !== 'CONNECTING';
     if (cached !== undefined && troubled && !this.#conn.readOnly) return { ...cached, stale: true, source: 'cache' };
@@ -478,7 +492,7 @@ export async function connect(options: ConnectOptions): Promise<Client> {
     cluster: options.cluster,
     label,
     shardCount: options.shardCount ?? DEFAULT_SHARD_COUNT,
-    timeout: options.timeout,
+    timeout: options.timeout ?? DEFAULT_CALL_TIMEOUT,
     transactionTimeout: options.transactionTimeout ?? 30_000,
     invalidationQueueSize: options.invalidationQueueSize ?? 100,
     cacheSize: options.cacheSize ?? DEFAULT_CACHE_SIZE,

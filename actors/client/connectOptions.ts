@@ -34,9 +34,13 @@ export interface ConnectOptions {
   label?: string;
   shardCount?: number;
   /**
-   * Default per-call timeout in ms: past it a call fails with TimeoutError.
-   * Without one (the default) a call fails with NetworkError once the
-   * connection has had no answer for `troubledInterval`.
+   * Every call's deadline in ms unless the call gives its own `timeout`
+   * (default 30 000, at most the de-duplication window): send, read,
+   * counter, a transaction's steps, verification. No call waits past it,
+   * whatever the cluster does: it fails with TimeoutError, or with
+   * NetworkError sooner once the connection has had no answer for
+   * `troubledInterval`; either says how long it waited and whether the
+   * outcome is ambiguous (a command sent and unanswered may have committed).
    */
   timeout?: number;
   /**
@@ -76,6 +80,13 @@ export interface ConnectOptions {
   meterProvider?: MeterProvider;
 }
 
+/**
+ * The deadline of a call that names none: a paused worker or a stalled
+ * server costs a caller this long at most. Well inside DEDUP_WINDOW_MS, so
+ * every retry of a command within it is still recognised as one.
+ */
+export const DEFAULT_CALL_TIMEOUT = 30_000;
+
 function positive(name: string, v: number | undefined, allowZero = false): void {
   if (v === undefined) return;
   if (!(Number.isFinite(v) && (allowZero ? v >= 0 : v > 0)))
@@ -91,6 +102,17 @@ export function withinDedupWindow(name: string, v: number | undefined, most = DE
     throw new RangeError(
       `${name} must be at most ${most} ms (got ${v}): a command is recognised as a retry for ${DEDUP_WINDOW_MS} ms after it commits, so a later retry would apply it again`,
     );
+}
+
+/**
+ * A call's own deadline: a positive number of ms (NaN or a string would be
+ * no deadline at all), and for a command, inside the de-duplication window.
+ */
+export function checkCallTimeout(name: string, v: number | undefined, most = DEDUP_WINDOW_MS): void {
+  if (v === undefined) return;
+  if (!(typeof v === 'number' && v > 0 && !Number.isNaN(v)))
+    throw new RangeError(`${name} must be a positive number of ms, got ${String(v)}`);
+  withinDedupWindow(name, v, most);
 }
 
 /** `client-alice.nk`, as `cohort auth init` names a client's seed file, says the label is alice. */

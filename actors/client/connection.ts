@@ -107,7 +107,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.#attempts = new Attempts({
       host,
       environment: options.environment,
-      replies: new ReplyDecoder({ cluster: options.cluster, source: host }),
+      replies: new ReplyDecoder({ cluster: options.cluster, source: host, clock: this.#clock }),
       attemptTimeout: options.attemptTimeout,
       troubledInterval: options.config.troubledInterval,
       readOnlyFallback: options.readOnlyFallback,
@@ -201,6 +201,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
         default:
           break; // CONNECTING, DISABLED: sent once connected
       }
+      // Not sent now: the connection's clock wakes at its deadline, whatever the connection does meanwhile.
+      if (this.#state !== 'NORMAL' && spec.timeout !== undefined) this.#armTick();
     });
   }
 
@@ -241,6 +243,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       },
       answered: () => this.#send({ type: 'ANSWERED', now: this.#clock.now() }),
       unanswered: (reason, now) => this.#send({ type: 'UNANSWERED', now, reason }),
+      waiting: () => this.#armTick(),
       fallBack: (subject, body, reason, now) => {
         this.#probes.set(subject, body);
         this.#setReadOnly(true);

@@ -1,8 +1,11 @@
-import { CohortError, KeyExistsError, StaleRevisionError } from '../../bus/errors.js';
+import type { Clock, TimerHandle } from '../../bus/clock.js';
+import { CohortError, KeyExistsError, StaleRevisionError, TimeoutError } from '../../bus/errors.js';
 import { escapeToken } from '../../bus/subjects.js';
 import type { Bus, KvStore } from '../../bus/types.js';
 import { ClientDisconnectedError } from '../../protocol/errors.js';
 import { bucketName, storeDescription } from '../../protocol/names.js';
+import { checkCallTimeout } from './connectOptions.js';
+import { withDeadline } from './deadline.js';
 
 /**
  * ECP `$Increment` counters: ids unique across every client and increasing
@@ -20,10 +23,31 @@ import { bucketName, storeDescription } from '../../protocol/names.js';
  */
 export interface Counter {
   readonly name: string;
-  next(): Promise<number>;
+  /**
+   * The next id. With a `timeout` (a client's counter always has one: the
+   * counter's, else the connection's) it fails with TimeoutError at the
+   * deadline, never ambiguous: no id was handed out, and the caller's place
+   * in line is given up, so a consecutive counter skips none. (A standalone
+   * createCounter has no clock and takes none.)
+   */
+  next(options?: CounterCallOptions): Promise<number>;
+}
+
+export interface CounterCallOptions {
+  /** This call's deadline in ms. */
+  timeout?: number;
+}
+
+/** How a standalone counter (createCounter) keeps a deadline: the clock it runs on. */
+interface Deadline {
+  readonly clock: Clock;
+  readonly ms: number;
+  readonly error: () => Error;
 }
 
 export interface CounterOptions {
+  /** Every next()'s deadline in ms unless the call gives its own (default the connection's `timeout`). */
+  timeout?: number;
   /** Ids reserved per compare-and-set (default 100). */
   block?: number;
   /** One id per compare-and-set: no gaps, one round trip per id. */
@@ -57,7 +81,11 @@ export class CounterExhaustedError extends CohortError {
   }
 }
 
-export function createCounter(kv: KvStore, name: string, options: CounterOptions = {}): Counter {
+export function createCounter(
+  kv: KvStore,
+  name: string,
+  options: CounterOptions = {},
+): Counter & { within(deadline: Deadline | undefined): Promise<number> } {
   const block = blockOf(options);
   if (typeof name !== 'string') throw new TypeError(`counter name must be a string, got ${typeof name}`);
   if (name.length === 0) throw new RangeError('counter name must not be empty');
@@ -73,6 +101,34 @@ export function createCounter(kv: KvStore, name: string, options: CounterOptions
   // Callers in call order: later callers never overtake earlier ones, so each
   // client's ids increase in the order next() was called.
   const waiters: { resolve(id: number): void; reject(error: unknown): void }[] = [];
+
+  /** Waits in line, giving up its place at the deadline. */
+  function wait(deadline: Deadline | undefined): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
+      let timer: TimerHandle | undefined;
+      const waiter = {
+        resolve(id: number): void {
+          if (timer !== undefined) deadline!.clock.clearTimeout(timer);
+          resolve(id);
+        },
+        reject(error: unknown): void {
+          if (timer !== undefined) deadline!.clock.clearTimeout(timer);
+          reject(error);
+        },
+      };
+      if (deadline !== undefined && deadline.ms !== Infinity)
+        timer = deadline.clock.setTimeout(
+          () => {
+            const at = waiters.indexOf(waiter);
+            if (at >= 0) waiters.splice(at, 1);
+            reject(deadline.error());
+          },
+          Math.max(0, deadline.ms),
+        );
+      waiters.push(waiter);
+      pump();
+    });
+  }
 
   async function reserve(): Promise<void> {
     for (;;) {
@@ -124,16 +180,18 @@ export function createCounter(kv: KvStore, name: string, options: CounterOptions
     );
   }
 
-  return {
+  const handle = {
     name,
     next(): Promise<number> {
+      return handle.within(undefined);
+    },
+    /** next() that gives up its place in line at the deadline. */
+    within(deadline: Deadline | undefined): Promise<number> {
       if (waiters.length === 0 && cursor <= limit) return Promise.resolve(cursor++);
-      return new Promise<number>((resolve, reject) => {
-        waiters.push({ resolve, reject });
-        pump();
-      });
+      return wait(deadline);
     },
   };
+  return handle;
 }
 
 function blockOf(options: CounterOptions): number {
@@ -178,6 +236,10 @@ export interface ClientCountersOptions {
   readonly connection: CounterConnection;
   /** Connects when there is no bus (before the first connection, or after DISABLED). */
   readonly connect: () => Promise<void>;
+  /** The client's clock: deadlines run on it. */
+  readonly clock: Clock;
+  /** The connection's call deadline, for counters and calls that give none. */
+  readonly timeout: number;
 }
 
 /**
@@ -186,17 +248,21 @@ export interface ClientCountersOptions {
  * same name and options share one counter, so its reserved block is shared.
  */
 export class ClientCounters {
-  readonly #counters = new Map<string, { bus: Bus; counter: Counter }>();
+  readonly #counters = new Map<string, { bus: Bus; counter: ReturnType<typeof createCounter> }>();
   readonly #bucket: string;
   readonly #description: string;
   readonly #connection: CounterConnection;
   readonly #connect: () => Promise<void>;
+  readonly #clock: Clock;
+  readonly #timeout: number;
 
   constructor(options: ClientCountersOptions) {
     this.#bucket = bucketName(options.cluster, 'counters');
     this.#description = storeDescription(options.cluster, 'counters');
     this.#connection = options.connection;
     this.#connect = options.connect;
+    this.#clock = options.clock;
+    this.#timeout = options.timeout;
   }
 
   handle(name: string, options: CounterOptions = {}): Counter {
@@ -206,19 +272,36 @@ export class ClientCounters {
     const description = this.#description;
     const connection = this.#connection;
     const connect = this.#connect;
+    const clock = this.#clock;
+    checkCallTimeout('counter option timeout', options.timeout, Infinity);
+    const fallback = options.timeout ?? this.#timeout;
     let kv: { bus: Bus; store: Promise<KvStore> } | undefined;
-    let counter: { bus: Bus; counter: Counter } | undefined = counters.get(key);
-    return {
-      name,
-      async next(): Promise<number> {
-        const bus = connection.bus ?? (await connect().then(() => connection.bus));
-        if (bus === undefined) throw new ClientDisconnectedError(connection.clientId, 'no connection for the counter');
+    let counter: { bus: Bus; counter: ReturnType<typeof createCounter> } | undefined = counters.get(key);
+    /** A counter on the bus of the moment: connecting first if need be. */
+    const ready = async (): Promise<ReturnType<typeof createCounter>> => {
+      const bus = connection.bus ?? (await connect().then(() => connection.bus));
+      if (bus === undefined) throw new ClientDisconnectedError(connection.clientId, 'no connection for the counter');
+      if (counter?.bus !== bus) {
+        if (kv?.bus !== bus) kv = { bus, store: bus.kv({ bucket, description }) };
+        const store = await kv.store;
         if (counter?.bus !== bus) {
-          if (kv?.bus !== bus) kv = { bus, store: bus.kv({ bucket, description }) };
-          counter = { bus, counter: createCounter(await kv.store, name, options) };
+          counter = { bus, counter: createCounter(store, name, options) };
           counters.set(key, counter);
         }
-        return counter.counter.next();
+      }
+      return counter.counter;
+    };
+    return {
+      name,
+      async next(call: CounterCallOptions = {}): Promise<number> {
+        checkCallTimeout('counter next: timeout', call.timeout, Infinity);
+        const timeout = call.timeout ?? fallback;
+        const started = clock.now();
+        const error = (): Error => new TimeoutError(`counter ${name}: next`, timeout, { ambiguous: false });
+        const current = counter?.bus !== undefined && counter.bus === connection.bus ? counter.counter : undefined;
+        // Connecting and opening the bucket count against the deadline too.
+        const c = current ?? (await withDeadline(ready(), clock, timeout, error));
+        return c.within({ clock, ms: started + timeout - clock.now(), error });
       },
     };
   }

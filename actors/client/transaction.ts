@@ -14,6 +14,7 @@ import { txRequest, type TxStep } from '../../protocol/requests.js';
 import { shardOf } from '../../protocol/shard.js';
 import type { Transaction, TransactionOptions, TransactionResult } from './client.js';
 import type { Connection } from './connection.js';
+import { atMost } from './deadline.js';
 
 export interface TransactionsOptions {
   readonly connection: Connection;
@@ -22,6 +23,8 @@ export interface TransactionsOptions {
   readonly shardCount: number;
   /** A transaction's limit unless it gives its own. */
   readonly transactionTimeout: number;
+  /** Each step's own limit too (the connection's call deadline), inside the transaction's. */
+  readonly callTimeout: number;
 }
 
 /** The session a transaction runs on, and where its steps go. */
@@ -47,12 +50,14 @@ export class Transactions {
   readonly #environment: Environment;
   readonly #shardCount: number;
   readonly #transactionTimeout: number;
+  readonly #callTimeout: number;
 
   constructor(options: TransactionsOptions) {
     this.#connection = options.connection;
     this.#environment = options.environment;
     this.#shardCount = options.shardCount;
     this.#transactionTimeout = options.transactionTimeout;
+    this.#callTimeout = options.callTimeout;
   }
 
   async run<T>(
@@ -84,15 +89,17 @@ export class Transactions {
     this.#connection.on('disabled', onDisabled);
     const step = async (op: TxStep, mutates = false): Promise<Extract<TxReply, { ok: true }>> => {
       if (rollback !== undefined) throw rollback;
-      const remaining = timeout - (clock.now() - started);
+      const now = clock.now();
+      // The earlier of the transaction's deadline and the step's own: a TimeoutError names the one that ran out.
+      const own = now + this.#callTimeout < started + timeout;
       const body = encode(txRequest(txId, client, op.op === 'begin' ? op : { ...op, ...began }));
       const reply = (await this.#connection.request({
         subject: cmd,
         body,
-        what: `transaction ${op.op} on ${session}`,
+        what: own ? `transaction ${op.op} on ${session}` : `transaction ${txId} (${op.op}) on ${session}`,
         session,
         mutates,
-        timeout: Math.max(1, remaining),
+        ...(own ? { timeout: this.#callTimeout } : { timeout, since: started }),
       })) as TxReply;
       if (reply.ok) return reply;
       const err = fromErrorBody(reply.error);
@@ -146,16 +153,19 @@ export class Transactions {
         );
       });
       let value: T;
+      // Aborts are best effort (the lock's lease frees it anyway): none holds the caller past the deadline.
+      const abort = (): Promise<void> =>
+        atMost(this.#abort(cmd, txId, client, session), clock, started + timeout - clock.now());
       try {
         value = await Promise.race([fn(tx), expired]);
       } catch (err) {
-        await this.#abort(cmd, txId, client, session);
+        await abort();
         if (err instanceof TransactionTimeoutError)
           this.#connection.disconnect(`transaction ${txId} ran past its ${timeout} ms timeout`);
         throw err;
       }
       if (rollback !== undefined) {
-        await this.#abort(cmd, txId, client, session);
+        await abort();
         throw rollback;
       }
       const r = await step({ op: 'commit', steps }, true);

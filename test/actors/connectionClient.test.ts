@@ -20,6 +20,8 @@ import type { ConnectionState } from '../../machines/connection.js';
 import { counterMachine } from '../fixtures/counter.js';
 import { createMemoryBus, createMemoryServer } from '../../bus/memory/mod.js';
 import { busTargets } from '../busTargets.js';
+import { DEFAULT_CALL_TIMEOUT } from '../../actors/client/connectOptions.js';
+import { DEDUP_WINDOW_MS } from '../../protocol/dedup.js';
 import { waitFor } from '../waitFor.js';
 
 const targets = busTargets();
@@ -295,6 +297,25 @@ describe('connect refuses bad connection options', () => {
     await expect(connect({ bus: createMemoryBus({ server }), cluster: 'bad', label: 'a#b' })).rejects.toThrow(
       /label must be/,
     );
+  });
+
+  it('a call deadline that is no deadline (0, negative, NaN, a string) is refused, naming the call; the default one is inside the de-duplication window', async () => {
+    expect(DEFAULT_CALL_TIMEOUT).toBe(30_000);
+    expect(DEFAULT_CALL_TIMEOUT).toBeLessThanOrEqual(DEDUP_WINDOW_MS);
+    const server = createMemoryServer();
+    const c = await connect({ bus: createMemoryBus({ server }), cluster: 'd' });
+    stops.push(() => c.close());
+    const s = c.session('counter', 'x');
+    for (const bad of [0, -1, Number.NaN, '500']) {
+      await expect(s.send({ type: 'ADD', by: 1 }, { timeout: bad as number })).rejects.toThrow(
+        /send: timeout must be a positive number of ms/,
+      );
+      await expect(s.read({ timeout: bad as number })).rejects.toThrow(/read: timeout must be a positive number of ms/);
+      expect(() => c.counter('n', { timeout: bad as number })).toThrow(/counter option timeout must be a positive/);
+      await expect(c.counter('n').next({ timeout: bad as number })).rejects.toThrow(/counter next: timeout must be/);
+    }
+    // Positive control (no worker here; counters are served by the bucket): good deadlines work.
+    expect(await c.counter('n', { timeout: 1_000 }).next({ timeout: 500 })).toBe(1);
   });
 
   it('a deadline past the de-duplication window is refused: a retry after it would apply the command again', async () => {

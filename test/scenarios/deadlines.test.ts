@@ -1,0 +1,159 @@
+/**
+ * Deadlines everywhere (issue 17) across the process boundary, on a real
+ * nats-server: a `cohort worker` process SIGSTOPped (send, read, a
+ * transaction each settle at their deadline, the default one when a call
+ * gives none; a counter, which only JetStream serves, is not held up by
+ * it), and the nats-server itself SIGSTOPped (a counter and a send still
+ * settle at their deadlines). Positive controls before and after. The same
+ * logic, placed exactly on virtual time: test/harness/deadlinesSim.test.ts.
+ */
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Client, connect, TimeoutError } from '../../index.js';
+import { startLocalCluster, type LocalCluster } from '../../cli/localCluster.js';
+import type { NatsServer } from '../../harness/natsServer.js';
+import { startTestServer } from '../nats.js';
+
+const TALLY = fileURLToPath(new URL('../fixtures/tally.ts', import.meta.url));
+const SCENARIO = { timeout: 90_000 };
+/** The connection's deadline for calls that give none, and a call's own. */
+const DEFAULT = 1_500;
+const OWN = 800;
+/** Wall-clock slack on a shared two-core machine: the deadline timer firing late, not the call waiting for more. */
+const SLACK = 400;
+
+async function timed(call: () => Promise<unknown>): Promise<{ error: unknown; waited: number }> {
+  const started = Date.now();
+  const error = await call().then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  return { error, waited: Date.now() - started };
+}
+
+function expectDeadline(
+  outcome: { error: unknown; waited: number },
+  deadline: number,
+  ambiguous: boolean,
+): TimeoutError {
+  expect(outcome.error).toBeInstanceOf(TimeoutError);
+  const err = outcome.error as TimeoutError;
+  expect(outcome.waited).toBeGreaterThanOrEqual(deadline - 5);
+  expect(outcome.waited).toBeLessThanOrEqual(deadline + SLACK);
+  expect(err.ambiguous).toBe(ambiguous);
+  expect(err.message).toContain(`timed out after ${deadline} ms`);
+  expect(err.message).toMatch(ambiguous ? /may have committed: ambiguous/ : /not ambiguous: nothing was committed/);
+  return err;
+}
+
+describe('deadlines under a SIGSTOPped worker process (nats)', () => {
+  let nats: NatsServer;
+  let cluster: LocalCluster;
+  let client: Client;
+  beforeAll(async () => {
+    nats = await startTestServer();
+    cluster = await startLocalCluster({
+      workers: 1,
+      apps: [TALLY],
+      nats: [nats.url],
+      cluster: 'deadlines1',
+      heartbeatInterval: 200,
+      // Long: the paused worker stays the only member, so nothing but the deadline ends a call.
+      sessionTimeout: 60_000,
+      write: () => {},
+    });
+    await cluster.views.until((v) => !v.transitional && v.shards.every((s) => s.state === 'ACTIVE'), 30_000, 'placed');
+    client = await connect({
+      bus: await cluster.openBus('deadlines'),
+      cluster: cluster.cluster,
+      timeout: DEFAULT,
+      attemptTimeout: 300,
+    });
+  }, 60_000);
+  afterAll(async () => {
+    cluster?.workers[0]?.resume();
+    await client?.close().catch(() => undefined);
+    await cluster?.stop(2_000);
+    await nats?.[Symbol.asyncDispose]();
+  });
+
+  it(
+    'send, read, transaction settle at their deadlines; the counter is not held up; all succeed again after SIGCONT',
+    SCENARIO,
+    async () => {
+      const s = client.session('tally', 'p');
+      // Control: the same calls with the worker running.
+      expect((await s.send({ type: 'ADD', token: 'before' }, { timeout: OWN })).seq).toBe(1);
+      expect((await s.read({ timeout: OWN })).seq).toBe(1);
+      expect(
+        await s.transaction(async (tx) => void (await tx.send({ type: 'ADD', token: 'tx' })), { timeout: OWN }),
+      ).toMatchObject({ seq: 2 });
+      const ids = client.counter('orders', { consecutive: true, timeout: OWN });
+      expect(await ids.next()).toBe(1);
+
+      const worker = cluster.workers[0]!;
+      worker.pause();
+      try {
+        expectDeadline(await timed(() => s.send({ type: 'ADD', token: 'maybe' }, { timeout: OWN })), OWN, true);
+        expectDeadline(await timed(() => s.read({ timeout: OWN })), OWN, false);
+        // No timeout given: the connection's.
+        expectDeadline(await timed(() => s.read()), DEFAULT, false);
+        const begin = expectDeadline(
+          await timed(() => s.transaction(async () => undefined, { timeout: OWN })),
+          OWN,
+          false,
+        );
+        expect(begin.message).toMatch(/\(begin\) on tally\/p/);
+        // Ids come from JetStream, not from a worker.
+        expect(await ids.next()).toBe(2);
+      } finally {
+        worker.resume();
+      }
+      // Control after: the worker answers again (the connection retries what it had pending).
+      const after = await s.read({ timeout: 10_000 });
+      const tokens = (after.document as { tokens: string[] }).tokens;
+      expect(tokens.slice(0, 2)).toEqual(['before', 'tx']);
+      expect(tokens.filter((t) => t === 'maybe').length).toBeLessThanOrEqual(1);
+    },
+  );
+});
+
+describe('deadlines under a SIGSTOPped nats-server', () => {
+  let nats: NatsServer;
+  beforeAll(async () => {
+    nats = await startTestServer();
+  });
+  afterAll(async () => {
+    if (nats?.running) process.kill(nats.pid, 'SIGCONT');
+    await nats?.[Symbol.asyncDispose]();
+  });
+
+  it(
+    'a counter and a send settle at their deadlines; the counter skips no id once the server runs again',
+    SCENARIO,
+    async () => {
+      const client = await connect({ nats: nats.url, cluster: 'deadlines2', timeout: DEFAULT, attemptTimeout: 300 });
+      try {
+        const ids = client.counter('orders', { consecutive: true });
+        expect(await ids.next()).toBe(1);
+        process.kill(nats.pid, 'SIGSTOP');
+        try {
+          const err = expectDeadline(await timed(() => ids.next()), DEFAULT, false);
+          expect(err.message).toMatch(/^counter orders: next timed out/);
+          expectDeadline(await timed(() => ids.next({ timeout: OWN })), OWN, false);
+          // No worker either way; the command went out and nothing answered: it may have committed, for all the client knows.
+          expectDeadline(
+            await timed(() => client.session('tally', 'q').send({ type: 'ADD', token: 'x' }, { timeout: OWN })),
+            OWN,
+            true,
+          );
+        } finally {
+          process.kill(nats.pid, 'SIGCONT');
+        }
+        expect(await ids.next({ timeout: 10_000 })).toBe(2);
+      } finally {
+        await client.close();
+      }
+    },
+  );
+});
