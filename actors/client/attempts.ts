@@ -62,8 +62,8 @@ export interface AttemptHost {
   answered(): void;
   /** An attempt went unanswered: the connection is in trouble. */
   unanswered(reason: string, now: number): void;
-  /** A request waits to be sent (not NORMAL): the connection's clock must wake at its deadline. */
-  waiting(): void;
+  /** A request waits to be sent (not NORMAL): the connection's clock must wake by `deadline`. */
+  waiting(deadline: number): void;
   /** Reads go to secondaries now (the connection is in trouble); the primary behind `subject` is polled until it answers. */
   fallBack(subject: string, body: Uint8Array, reason: string, now: number): void;
 }
@@ -328,7 +328,7 @@ export class Attempts {
             p.pause = undefined;
             const state = this.#host.state;
             if (state === 'NORMAL' || (state === 'TROUBLE' && this.#host.readOnly)) void this.attempt(p);
-            else this.#host.waiting();
+            else if (p.spec.timeout !== undefined) this.#host.waiting(p.started + p.spec.timeout);
           },
           p.spec.timeout === undefined ? d.pause : Math.min(d.pause, Math.max(0, p.started + p.spec.timeout - now)),
         );
@@ -341,7 +341,7 @@ export class Attempts {
       case 'report':
         this.#host.unanswered((ended as Error).message, now);
         // It waits for the connection's next retry, but not past its own deadline.
-        if (p.spec.timeout !== undefined) this.#host.waiting();
+        if (p.spec.timeout !== undefined) this.#host.waiting(p.started + p.spec.timeout);
         break;
       case 'give-up':
         this.#settle(p, this.#giveUpError(p, d.error, d.ambiguous, now, reason));

@@ -202,7 +202,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
           break; // CONNECTING, DISABLED: sent once connected
       }
       // Not sent now: the connection's clock wakes at its deadline, whatever the connection does meanwhile.
-      if (this.#state !== 'NORMAL' && spec.timeout !== undefined) this.#armTick();
+      if (this.#state !== 'NORMAL' && spec.timeout !== undefined) this.#wakeBy(p.started + spec.timeout);
     });
   }
 
@@ -243,7 +243,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       },
       answered: () => this.#send({ type: 'ANSWERED', now: this.#clock.now() }),
       unanswered: (reason, now) => this.#send({ type: 'UNANSWERED', now, reason }),
-      waiting: () => this.#armTick(),
+      waiting: (deadline) => this.#wakeBy(deadline),
       fallBack: (subject, body, reason, now) => {
         this.#probes.set(subject, body);
         this.#setReadOnly(true);
@@ -416,6 +416,11 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       },
       Math.max(0, at - this.#clock.now()),
     );
+  }
+
+  /** The clock wakes by `at`: re-armed only when that is sooner than it would (no scan of every pending request). */
+  #wakeBy(at: number): void {
+    if (this.#tickAt === null || at < this.#tickAt) this.#armTick();
   }
 
   #clearTick(): void {

@@ -13,6 +13,7 @@ import { type Client, connect, TimeoutError } from '../../index.js';
 import { startLocalCluster, type LocalCluster } from '../../cli/localCluster.js';
 import type { NatsServer } from '../../harness/natsServer.js';
 import { startTestServer } from '../nats.js';
+import { waitFor } from '../waitFor.js';
 
 const TALLY = fileURLToPath(new URL('../fixtures/tally.ts', import.meta.url));
 const SCENARIO = { timeout: 90_000 };
@@ -151,6 +152,54 @@ describe('deadlines under a SIGSTOPped nats-server', () => {
           process.kill(nats.pid, 'SIGCONT');
         }
         expect(await ids.next({ timeout: 10_000 })).toBe(2);
+      } finally {
+        await client.close();
+      }
+    },
+  );
+});
+
+describe('deadlines while the client connects anew (nats)', () => {
+  let nats: NatsServer;
+  beforeAll(async () => {
+    nats = await startTestServer();
+  });
+  afterAll(async () => {
+    await nats?.[Symbol.asyncDispose]();
+  });
+
+  it(
+    'a call made while CONNECTING settles at its deadline, not at the next attempt to connect nor at waitTimeout',
+    SCENARIO,
+    async () => {
+      const client = await connect({
+        nats: nats.url,
+        cluster: 'deadlines3',
+        timeout: DEFAULT,
+        attemptTimeout: 300,
+        troubledInterval: 500,
+        // Long: a call that waited for the next try to connect would be seen to wait past its deadline.
+        reconnectInterval: 3_000,
+        waitTimeout: 20_000,
+      });
+      try {
+        await nats.stop();
+        await waitFor(() => client.state === 'DISABLED' || client.state === 'NOT_CONNECTED', {
+          timeoutMs: 10_000,
+          what: 'the connection given up',
+        });
+        // This one starts the new connection, which cannot be made while the server is down.
+        const first = timed(() => client.counter('orders').next({ timeout: 6_000 }));
+        await waitFor(() => client.state === 'CONNECTING', { what: 'connecting' });
+        const second = await timed(() => client.counter('orders').next({ timeout: OWN }));
+        expectDeadline(second, OWN, false);
+        expect(client.state).toBe('CONNECTING');
+        const read = await timed(() => client.session('tally', 'q').read({ timeout: OWN }));
+        expectDeadline(read, OWN, false);
+        expect((await first).error).toBeInstanceOf(TimeoutError);
+        // Control: with the server back the next call connects and succeeds.
+        await nats.restart();
+        expect(await client.counter('orders').next({ timeout: 15_000 })).toBe(1);
       } finally {
         await client.close();
       }
