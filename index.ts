@@ -48,6 +48,7 @@ export {
   CorruptCounterError,
   CounterExhaustedError,
   type Counter,
+  type CounterCallOptions,
   type CounterOptions,
 } from './actors/client/counter.js';
 export { CONNECTION_DEFAULTS, type ConnectionState } from './machines/connection.js';

@@ -38,7 +38,7 @@ export interface CounterCallOptions {
   timeout?: number;
 }
 
-/** How a standalone counter (createCounter) keeps a deadline: the clock it runs on. */
+/** One wait in line, bounded: `ms` on `clock`, then `error()` (the client's counters use it; next() alone waits unbounded). */
 interface Deadline {
   readonly clock: Clock;
   readonly ms: number;
