@@ -110,11 +110,28 @@ describe('deadlines under a SIGSTOPped worker process (nats)', () => {
       } finally {
         worker.resume();
       }
+      // A transaction whose worker stops between its step and its commit: the commit went out unanswered.
+      const commit = await timed(() =>
+        s.transaction(
+          async (tx) => {
+            await tx.send({ type: 'ADD', token: 'in-tx' });
+            worker.pause();
+          },
+          { timeout: 2 * OWN },
+        ),
+      );
+      try {
+        const err = expectDeadline(commit, 2 * OWN, true);
+        expect(err.message).toMatch(/\(commit\) on tally\/p/);
+      } finally {
+        worker.resume();
+      }
       // Control after: the worker answers again (the connection retries what it had pending).
       const after = await s.read({ timeout: 10_000 });
       const tokens = (after.document as { tokens: string[] }).tokens;
       expect(tokens.slice(0, 2)).toEqual(['before', 'tx']);
       expect(tokens.filter((t) => t === 'maybe').length).toBeLessThanOrEqual(1);
+      expect(tokens.filter((t) => t === 'in-tx').length).toBeLessThanOrEqual(1);
     },
   );
 });
