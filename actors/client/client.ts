@@ -19,7 +19,7 @@ import { clientInbox } from '../../protocol/clientId.js';
 import { recordedShardCount, ShardCountMismatchError } from '../../protocol/clusterSettings.js';
 import { bucketName } from '../../protocol/names.js';
 import { HEADER, headerText } from '../../protocol/headers.js';
-import { BucketNotFoundError, PermissionDeniedError } from '../../bus/errors.js';
+import { BucketNotFoundError, PermissionDeniedError, TimeoutError } from '../../bus/errors.js';
 import { Connection } from './connection.js';
 import { ClientCounters, type Counter, type CounterOptions } from './counter.js';
 import { DEFAULT_CACHE_SIZE, DocumentCache } from './documentCache.js';
@@ -412,7 +412,11 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
       })) as ReadReply;
     } catch (err) {
       const fallback = options.allowStale === true ? this.#cache.peek(app, id) : undefined;
-      if (fallback !== undefined && (err instanceof NetworkError || err instanceof ClientDisconnectedError))
+      // At its deadline too: a stale copy now is what allowStale asked for, rather than an error.
+      if (
+        fallback !== undefined &&
+        (err instanceof NetworkError || err instanceof ClientDisconnectedError || err instanceof TimeoutError)
+      )
         return { ...fallback, stale: true, source: 'cache' };
       throw err;
     }

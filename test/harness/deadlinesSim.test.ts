@@ -94,6 +94,18 @@ describe('deadlines under a paused worker, on virtual time', () => {
     expectDeadline(await timed(sim, () => s.read()), CONNECTION.timeout, false);
   });
 
+  it('read with allowStale: at its deadline the cached copy answers, marked stale; never past the deadline', async () => {
+    const { sim, client, pause } = await scene();
+    const s = client.session('tally', 'p');
+    expect((await sim.run(s.read())).seq).toBe(1);
+    pause();
+    const started = sim.now();
+    const read = await sim.run(s.read({ timeout: DEADLINE, allowStale: true }));
+    expect(sim.now() - started).toBeGreaterThanOrEqual(DEADLINE);
+    expect(sim.now() - started).toBeLessThanOrEqual(DEADLINE + SLACK);
+    expect(read).toMatchObject({ seq: 1, stale: true, source: 'cache', document: { tokens: ['before'] } });
+  });
+
   it('a call made while the connection is in TROUBLE does not wait for its next retry', async () => {
     const { sim, client, pause } = await scene();
     pause();
