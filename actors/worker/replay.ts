@@ -8,7 +8,8 @@ import type { Journal } from '../../bus/types.js';
 import { CorruptSessionError } from '../../protocol/errors.js';
 import { entryEpoch } from '../../protocol/epochs.js';
 import { HEADER } from '../../protocol/headers.js';
-import { parseJournalRecord } from '../../protocol/records.js';
+import { parseJournalEntry, type JournalEntryBody } from '../../protocol/records.js';
+import { resolveIntent, type IntentDecider } from './txJournal.js';
 import type {
   JournaledEvent,
   JournalRecord,
@@ -36,6 +37,11 @@ export interface ReplayDeps {
   readonly cluster: string;
   /** Absent: every entry counts (static sharding has no epochs). */
   readonly epochs?: EpochAdmission;
+  /**
+   * A primary loading a session: a transaction intent still undecided is
+   * decided (txJournal.ts). Absent: replay stops before it.
+   */
+  readonly decider?: IntentDecider;
 }
 
 export interface LoadedSession {
@@ -115,7 +121,23 @@ async function replay(
       journalSeq = entry.seq;
       continue;
     }
-    const record = readRecord(app.name, id, entry.seq, entry.data);
+    const body = readEntry(app.name, id, entry.seq, entry.data);
+    // A transaction's abort on its coordinator's subject: nothing of this session's.
+    if (body.kind === 'abort') {
+      journalSeq = entry.seq;
+      continue;
+    }
+    let record: JournalRecord;
+    if (body.kind === 'intent') {
+      // This session's part of a multi-session transaction, if its record landed (txJournal.ts).
+      const verdict = await resolveIntent(deps, shard, { app: app.name, id }, entry.seq, body.intent);
+      if ('pending' in verdict) break;
+      if ('aborted' in verdict) {
+        journalSeq = entry.seq;
+        continue;
+      }
+      record = { v: 1, events: verdict.committed };
+    } else record = body.record;
     const first = record.events[0]!;
     // Without a snapshot only a journal that still starts at the session's first event will do.
     const compacted = state === undefined && first.seq !== 1;
@@ -139,7 +161,7 @@ async function replay(
     }
     for (const e of record.events) recent.push([e.event.meta.cmdId, e.seq, e.event.meta.time]);
     // A transaction's record is de-duplicated on its txId: a retried commit after reloading is still recognised.
-    const msgId = entry.headers[HEADER.command];
+    const msgId = body.kind === 'record' ? entry.headers[HEADER.command] : undefined;
     const last = record.events[record.events.length - 1]!;
     if (msgId !== undefined && !isBatchMsgId(msgId) && record.events.every((e) => e.event.meta.cmdId !== msgId))
       recent.push([msgId, last.seq, last.event.meta.time]);
@@ -182,17 +204,16 @@ function restoreSnapshot(app: Application, id: string, snapshot: StoredSnapshot)
   }
 }
 
-/** One journal entry as a record, or CorruptSessionError naming the session and the sequence. */
-function readRecord(app: string, id: string, seq: number, data: Uint8Array): JournalRecord {
-  let record: JournalRecord | string;
+/** One journal entry (a record, a transaction's intent or abort), or CorruptSessionError naming the session and the sequence. */
+function readEntry(app: string, id: string, seq: number, data: Uint8Array): JournalEntryBody {
+  let body: JournalEntryBody | string;
   try {
-    record = parseJournalRecord(decode(data, { where: `journal entry ${seq}` }));
+    body = parseJournalEntry(decode(data, { where: `journal entry ${seq}` }));
   } catch (err) {
-    record = err instanceof Error ? err.message : String(err);
+    body = err instanceof Error ? err.message : String(err);
   }
-  if (typeof record === 'string')
-    throw new CorruptSessionError(`${app}/${id}`, seq, `is not a journal record: ${record}`);
-  return record;
+  if (typeof body === 'string') throw new CorruptSessionError(`${app}/${id}`, seq, `is not a journal record: ${body}`);
+  return body;
 }
 
 /**

@@ -10,6 +10,7 @@ import type {
   JournalRecord,
   ReadReply,
   StampedEvent,
+  TxIntent,
   VerifyReply,
   VerifyRequest,
 } from '../../protocol/messages.js';
@@ -22,7 +23,9 @@ import {
   SessionLockedError,
   SessionMovedError,
 } from '../../protocol/errors.js';
-import { planCommit, primacyVerdict, type PrimacyFacts } from '../../machines/commitPlan.js';
+import { planCommit, primacyVerdict, type CommitPlan, type PrimacyFacts } from '../../machines/commitPlan.js';
+import { sessionKey } from '../../protocol/names.js';
+import { appendIntent, intentMsgId } from './txJournal.js';
 import {
   documentOf,
   persistSession,
@@ -77,6 +80,13 @@ type CommandOutcome =
 type JournalOutcome =
   | { readonly ok: true; readonly epoch: number; readonly taken?: readonly JournaledEvent[] }
   | { readonly ok: false; readonly reply: CommandReply };
+
+/** How a multi-session transaction commits: under which epoch, whether primacy is proved again after, which secondaries it waits for. */
+export interface TransactionPlan {
+  readonly epoch: number;
+  readonly reprove: boolean;
+  readonly waitFor: number | null;
+}
 
 /** What an idle session's mailbox and snapshot chain start from: one for all of them. */
 const SETTLED: Promise<void> = Promise.resolve();
@@ -456,29 +466,10 @@ export class HostedSession {
       given ?? (events.length === 1 ? events[0]!.event.meta.cmdId : batchMsgId(events.map((e) => e.event.meta.cmdId)));
     const { app, shard } = this;
     const { primacy, replicas: replication, sessionTimeout } = this.#deps;
-    const plan = planCommit({
-      level: app.commit,
-      requiredSynchronizedReplicas: app.requiredSynchronizedReplicas,
-      syncReplicas: app.syncReplicas,
-      replication: replication !== undefined,
-      // Counted only when some are required: counting looks at every secondary.
-      synchronized:
-        replication !== undefined && app.commit === 'replicas' && app.requiredSynchronizedReplicas > 0
-          ? replication.synchronized(shard)
-          : 0,
-      primacy: primacy === undefined ? null : this.#primacyFacts(primacy),
-    });
-    if (plan.do === 'refuse') {
-      if (plan.why === 'moved')
-        return { ok: false, reply: this.#moved('this worker is no longer primary of the shard') };
-      return {
-        ok: false,
-        reply: refuse(new NotEnoughReplicasError(app.name, shard, plan.required, plan.synchronized)),
-      };
-    }
+    const planned = await this.#plan();
+    if (!planned.ok) return planned;
+    const plan = planned.plan;
     const epoch = plan.epoch;
-    if (plan.askStoredView && !(await primacy!.stillPrimary(shard, epoch)))
-      return { ok: false, reply: this.#moved('this worker is no longer primary of the shard') };
     /** What the journal holds for these commands, when an earlier attempt of them is what it holds. */
     let taken: readonly JournaledEvent[] | undefined;
     if (plan.do === 'append') {
@@ -518,6 +509,138 @@ export class HostedSession {
       ids.push([given, next.seq, events[events.length - 1]!.event.meta.time]);
     await this.#apply(next, ids, patches);
     return taken === undefined ? { ok: true, epoch } : { ok: true, epoch, taken };
+  }
+
+  /** How a commit goes now (commitPlan.ts), refused when this worker may not commit or too few secondaries follow. */
+  async #plan(): Promise<
+    | { readonly ok: true; readonly plan: Exclude<CommitPlan, { do: 'refuse' }> }
+    | { readonly ok: false; readonly reply: CommandReply }
+  > {
+    const { app, shard } = this;
+    const { primacy, replicas: replication } = this.#deps;
+    const plan = planCommit({
+      level: app.commit,
+      requiredSynchronizedReplicas: app.requiredSynchronizedReplicas,
+      syncReplicas: app.syncReplicas,
+      replication: replication !== undefined,
+      // Counted only when some are required: counting looks at every secondary.
+      synchronized:
+        replication !== undefined && app.commit === 'replicas' && app.requiredSynchronizedReplicas > 0
+          ? replication.synchronized(shard)
+          : 0,
+      primacy: primacy === undefined ? null : this.#primacyFacts(primacy),
+    });
+    if (plan.do === 'refuse') {
+      if (plan.why === 'moved')
+        return { ok: false, reply: this.#moved('this worker is no longer primary of the shard') };
+      return {
+        ok: false,
+        reply: refuse(new NotEnoughReplicasError(app.name, shard, plan.required, plan.synchronized)),
+      };
+    }
+    if (plan.askStoredView && !(await primacy!.stillPrimary(shard, plan.epoch)))
+      return { ok: false, reply: this.#moved('this worker is no longer primary of the shard') };
+    return { ok: true, plan };
+  }
+
+  // ------------------------------------------------ multi-session transactions (txJournal.ts)
+
+  /**
+   * A multi-session transaction's plan, asked of its coordinator: every
+   * session of it is on this shard, so one proof of primacy and one epoch
+   * serve all. Journaled before the reply whatever the commit level.
+   */
+  async planTransaction(): Promise<
+    { readonly ok: true; readonly plan: TransactionPlan } | { readonly ok: false; readonly reply: CommandReply }
+  > {
+    const planned = await this.#plan();
+    if (!planned.ok) return planned;
+    const { epoch, reprove, waitFor } = planned.plan;
+    return { ok: true, plan: { epoch, reprove, waitFor } };
+  }
+
+  /**
+   * Appends this session's intent in transaction `txId` (or, `record`, the
+   * transaction's record, when this session coordinates), fenced on what
+   * this copy reflects. A copy of it stored before (a retried commit) is
+   * taken as this append: the lock kept every other writer of this worker
+   * out, and the fence every other. Fence broken: this copy is stale and
+   * evicted.
+   */
+  async appendTransaction(
+    txId: string,
+    epoch: number,
+    entry: { readonly intent: TxIntent['intent'] } | { readonly record: JournalRecord },
+  ): Promise<{ readonly ok: true; readonly seq: number } | { readonly ok: false; readonly reply: CommandReply }> {
+    await this.#appending;
+    const fence = this.#deps.unfenced === true ? undefined : this.#journalSeq;
+    const session = sessionHeader(this.app.name, this.id);
+    try {
+      const ack =
+        'intent' in entry
+          ? await appendIntent(this.#deps.journal, this.subject, { app: this.app.name, id: this.id }, entry.intent, {
+              msgId: intentMsgId(txId, sessionKey(this.app.name, this.id)),
+              fence,
+              epoch,
+              worker: this.#signer,
+            })
+          : await appendRecord(this.#deps.journal, this.subject, entry.record, {
+              msgId: txId,
+              expectedLastSubjectSeq: fence,
+              session,
+              epoch,
+              worker: this.#signer,
+            });
+      this.#deps.health?.appended();
+      this.#deps.replicas?.journaled(this.shard, ack.seq);
+      if (ack.seq > this.#journalSeq) this.#journalSeq = ack.seq;
+      return { ok: true, seq: ack.seq };
+    } catch (err) {
+      if (err instanceof WrongLastSequenceError) {
+        this.#evict('journal moved on under a transaction: stale copy or lost ownership');
+        return { ok: false, reply: refuse(new SessionMovedError(this.app.name, this.id)) };
+      }
+      this.#deps.health?.appendFailed(err);
+      return { ok: false, reply: refuse(err) };
+    }
+  }
+
+  /** After the record landed at `journalSeq`: still primary (when the plan says to ask), and the secondaries waited for. */
+  async settleTransaction(plan: TransactionPlan, journalSeq: number): Promise<CommandReply | undefined> {
+    const { primacy, replicas: replication, sessionTimeout } = this.#deps;
+    if (plan.reprove && !(await this.#stillPrimary(primacy!, plan.epoch)))
+      return this.#moved('the lease lapsed around the append and the view moved the shard');
+    if (plan.waitFor !== null) await replication!.replicated(this.shard, journalSeq, plan.waitFor, sessionTimeout);
+    return undefined;
+  }
+
+  /**
+   * A transaction's part of this session, journaled: `next` becomes current
+   * and visible. `snapshot`: written now (awaited), so a replay of this
+   * session need not look for its part in the coordinator's record again.
+   */
+  async takeTransaction(
+    next: SessionState,
+    events: readonly JournaledEvent[],
+    patch: PreparedPatch,
+    txId: string | undefined,
+    snapshot: boolean,
+  ): Promise<void> {
+    const ids: RecentCommand[] = events.map((e) => [e.event.meta.cmdId, e.seq, e.event.meta.time]);
+    if (txId !== undefined) ids.push([txId, next.seq, events[events.length - 1]!.event.meta.time]);
+    await this.#apply(next, ids, [patch]);
+    if (snapshot)
+      await this.saveSnapshot().catch((err: unknown) => this.log.warn({ err }, 'snapshot after a transaction failed'));
+  }
+
+  /** Remembers that transaction `txId` committed here at `seq` (its session had no events in it): a retried commit is answered. */
+  rememberTransaction(txId: string, seq: number): void {
+    this.#recent.remember(txId, seq, this.#deps.clock.now());
+  }
+
+  /** The copy is not to be trusted any more (a transaction of it did not settle): the next message reloads it. */
+  forget(why: string): void {
+    this.#evict(why);
   }
 
   #signature(epoch: number): { by: string; epoch: number } {
