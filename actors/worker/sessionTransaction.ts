@@ -25,7 +25,7 @@ import { escapeToken } from '../../bus/subjects.js';
 import { preparePatch, type PreparedPatch } from './sessionWrites.js';
 import { admittedWhileHandingOff } from '../../machines/handoffTransactions.js';
 import { documentOf, stepSession, type SessionState } from '../../machines/session.js';
-import type { HostedSession } from './session.js';
+import type { HostedSession, TransactionPlan } from './session.js';
 import type { SessionLock } from './sessionDeps.js';
 
 /** Transaction ids whose rollback reason is kept, so a late step learns why. */
@@ -115,6 +115,8 @@ class OpenTransaction implements SessionLock {
   broken: string | undefined;
   /** Something of it reached the journal undecided (an intent, or a record whose answer was lost). */
   unsettled = false;
+  /** Its commit is under way in the home's mailbox: a step for another session now (in that one's) is refused. */
+  committing = false;
   /** A client that never finishes does not hold the session for ever. */
   lease: TimerHandle | undefined;
   readonly #clock: Clock;
@@ -286,6 +288,7 @@ export class Transactions {
     if (open.home.shard !== session.shard)
       return refuse(new InvalidRequestError(`transaction ${req.txId} is on shard ${open.home.shard}`));
     if (open.broken !== undefined) return this.#brokenReply(open);
+    if (open.committing) return refuse(new InvalidRequestError(`transaction ${req.txId} is committing: no more steps`));
     let joined = open.joined.get(key);
     if (joined !== undefined && joined.session !== session) return this.#brokenReply(open);
     if (joined === undefined) {
@@ -408,7 +411,12 @@ export class Transactions {
       await session.unlock();
       return only.session === session ? reply : { ok: true, seq: session.seq, ...session.signature() };
     }
-    return this.#commitMany(session, open, parts);
+    open.committing = true;
+    try {
+      return await this.#commitMany(session, open, parts);
+    } finally {
+      open.committing = false;
+    }
   }
 
   /** The sessions with events to commit, in key order (the order intents are written in). */
@@ -442,22 +450,26 @@ export class Transactions {
         );
       patches.set(p, patch);
     }
-    const planned = await coordinator.session.planTransaction();
-    if (!planned.ok) return this.#failed(open, planned.reply);
-    const { plan } = planned;
+    // The strictest of its sessions' plans (their applications may ask for different commit levels).
+    let plan: TransactionPlan | undefined;
+    for (const p of parts) {
+      const planned = await p.session.planTransaction();
+      if (!planned.ok) return this.#failed(open, planned.reply);
+      plan = plan === undefined ? planned.plan : stricter(plan, planned.plan);
+    }
     const at: SessionRef = { app: coordinator.session.app.name, id: coordinator.session.id };
     const txParts: TxPart[] = [];
     for (const p of others) {
       open.unsettled = true;
-      const landed = await p.session.appendTransaction(txId, plan.epoch, { intent: { tx: txId, at } });
+      const landed = await p.session.appendTransaction(txId, plan!.epoch, { intent: { tx: txId, at } });
       if (!landed.ok) return this.#failed(open, landed.reply);
       if (p.joined !== undefined) p.joined.intent = landed.seq;
       txParts.push({ app: p.session.app.name, id: p.session.id, intent: landed.seq, events: p.events });
     }
     const record: JournalRecord = { v: 1, events: coordinator.events, tx: { id: txId, parts: txParts } };
-    const stored = await coordinator.session.appendTransaction(txId, plan.epoch, { record });
+    const stored = await coordinator.session.appendTransaction(txId, plan!.epoch, { record });
     if (!stored.ok) return this.#failed(open, stored.reply);
-    const unsettled = await coordinator.session.settleTransaction(plan, stored.seq);
+    const unsettled = await coordinator.session.settleTransaction(plan!, stored.seq);
     if (unsettled !== undefined) return this.#failed(open, unsettled);
     // Journaled: every copy takes its part in one turn of the event loop (a reader sees all of it or none); the
     // others snapshot, so their replays need not look for their parts in the coordinator's record again.
@@ -477,7 +489,7 @@ export class Transactions {
     home.log.debug({ txId, sessions: parts.map((p) => p.key), record: stored.seq }, 'transaction committed');
     const signature = home.signature();
     if (home.openTransaction === open) await home.unlock();
-    return { ok: true, seq: home.seq, ...signature, epoch: plan.epoch };
+    return { ok: true, seq: home.seq, ...signature, epoch: plan!.epoch };
   }
 
   /**
@@ -528,6 +540,15 @@ export class Transactions {
     await session.unlock();
     return true;
   }
+}
+
+/** Both plans' demands: one epoch (one shard, one primary), proof again if either asks, the most secondaries. */
+function stricter(a: TransactionPlan, b: TransactionPlan): TransactionPlan {
+  return {
+    epoch: a.epoch,
+    reprove: a.reprove || b.reprove,
+    waitFor: a.waitFor === null ? b.waitFor : b.waitFor === null ? a.waitFor : Math.max(a.waitFor, b.waitFor),
+  };
 }
 
 /** A session's events in a transaction, as commit journals them. */
