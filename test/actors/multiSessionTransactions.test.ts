@@ -387,6 +387,52 @@ describe.each(targets)('multi-session transactions on one shard ($name)', (targe
   });
 });
 
+describe.each(targets)('intents and records against epochs ($name)', (target) => {
+  it("a deposed primary's record after a newer epoch's marker commits nobody's part, its intent's session's included", async () => {
+    const cluster = `mt${randomUUID().slice(0, 8)}`;
+    const bus = await target.bus();
+    stops.push(() => bus.close());
+    const journal = await bus.journal({ name: journalStreamName(cluster), subjects: [journalStreamFilter(cluster)] });
+    const { same, shard } = idsOnOneShard('epoch', 2);
+    const [x, y] = same as [string, string];
+    const subject = (id: string) => journalSubject(cluster, shard, 'counter', id);
+    const event = (cmdId: string, by: number) => ({
+      seq: 1,
+      event: { type: 'ADD', by, meta: { time: Date.now(), cmdId, client: A } },
+    });
+    const headers = (cmd: string, epoch: number) => ({ 'Cohort-Cmd': cmd, 'Cohort-Epoch': String(epoch) });
+    // Epoch 1's primary writes its intent, then is deposed (epoch 2's marker), then its record lands.
+    const p = (
+      await journal.append(subject(y), encode({ v: 1, intent: { tx: 'late', at: { app: 'counter', id: x } } }), {
+        expectedLastSubjectSeq: 0,
+        headers: headers('late>y', 1),
+      })
+    ).seq;
+    const marker = p + 1;
+    const record: JournalRecord = {
+      v: 1,
+      events: [event('late:0', 1)],
+      tx: { id: 'late', parts: [{ app: 'counter', id: y, intent: p, events: [event('late:1', 2)] }] },
+    };
+    const r = (
+      await journal.append(subject(x), encode(record), { expectedLastSubjectSeq: 0, headers: headers('late', 1) })
+    ).seq;
+    expect(r).toBeGreaterThan(p);
+    const none = { load: async () => null } as unknown as SessionStore;
+    const load = (id: string, epochs?: { admits(shard: number, seq: number, epoch: number): boolean }) =>
+      loadSession({ journal, store: none, cluster, ...(epochs && { epochs }) }, counter, id, shard, Date.now());
+    // Without epochs every entry counts: both parts.
+    expect((await load(x)).state.seq).toBe(1);
+    expect((await load(y)).state.seq).toBe(1);
+    // Epoch 2's marker at `marker` (between them): the record counts for nobody, the intent's session included.
+    const epochs = { admits: (_: number, seq: number, epoch: number) => epoch >= 2 || seq < marker };
+    const lx = await load(x, epochs);
+    const ly = await load(y, epochs);
+    expect([lx.state.seq, lx.journalSeq]).toEqual([0, r]);
+    expect([ly.state.seq, ly.journalSeq]).toEqual([0, p]);
+  });
+});
+
 describe.each(targets)('a multi-session transaction on a shard with a secondary ($name)', (target) => {
   it('reaches the secondary’s copies whole, and the promoted secondary serves them', async () => {
     const cluster = `mt${randomUUID().slice(0, 8)}`;
