@@ -50,6 +50,8 @@ export interface LoadedSession {
   readonly journalSeq: number;
   /** Command ids it committed, with the seq each produced and when, oldest first: the snapshot's, then the journal's after it. */
   readonly recent: RecentCommand[];
+  /** The oldest multi-session record on its subject compaction must keep (StoredSnapshot.keep). */
+  readonly keep?: number;
 }
 
 /**
@@ -86,6 +88,7 @@ interface Replayed {
   readonly state: SessionState | undefined;
   readonly journalSeq: number;
   readonly recent: RecentCommand[];
+  readonly keep: number | undefined;
 }
 
 /**
@@ -113,6 +116,8 @@ async function replay(
   let state: SessionState | undefined = snapshot === null ? undefined : restoreSnapshot(app, id, snapshot);
   let journalSeq = snapshot?.journalSeq ?? 0;
   const recent: RecentCommand[] = parseRecent(snapshot?.recent, options.loadedAt ?? 0);
+  // Until its other sessions are known to be past it (settled when this session next compacts).
+  let keep: number | undefined = snapshot?.keep;
   const tail = lastSeq > journalSeq ? deps.journal.read(subject, { fromSeq: journalSeq + 1 }) : [];
   const onEvent = options.onEvent;
   for await (const entry of tail) {
@@ -137,7 +142,10 @@ async function replay(
         continue;
       }
       record = { v: 1, events: verdict.committed };
-    } else record = body.record;
+    } else {
+      record = body.record;
+      if (record.tx !== undefined) keep ??= entry.seq;
+    }
     const first = record.events[0]!;
     // Without a snapshot only a journal that still starts at the session's first event will do.
     const compacted = state === undefined && first.seq !== 1;
@@ -156,7 +164,7 @@ async function replay(
         const next = replaySession(app.machine, state, [e]);
         const stop = onEvent(state, next, e);
         state = next;
-        if (stop) return { state, journalSeq: entry.seq, recent };
+        if (stop) return { state, journalSeq: entry.seq, recent, keep };
       }
     }
     for (const e of record.events) recent.push([e.event.meta.cmdId, e.seq, e.event.meta.time]);
@@ -167,7 +175,7 @@ async function replay(
       recent.push([msgId, last.seq, last.event.meta.time]);
     journalSeq = entry.seq;
   }
-  return { state, journalSeq, recent };
+  return { state, journalSeq, recent, keep };
 }
 
 /** The stored snapshot; one the store cannot read is this session's corruption, not the worker's. */
@@ -186,9 +194,11 @@ function checkSnapshot(app: string, id: string, snapshot: StoredSnapshot): void 
   const session = snapshot.session as unknown;
   const why = !count(snapshot.journalSeq)
     ? `has journalSeq ${JSON.stringify(snapshot.journalSeq)}`
-    : typeof session !== 'object' || session === null || !count((session as { seq?: unknown }).seq)
-      ? 'has no session at a seq'
-      : undefined;
+    : snapshot.keep !== undefined && !count(snapshot.keep)
+      ? `has keep ${JSON.stringify(snapshot.keep)}`
+      : typeof session !== 'object' || session === null || !count((session as { seq?: unknown }).seq)
+        ? 'has no session at a seq'
+        : undefined;
   if (why !== undefined) throw new CorruptSessionError(`${app}/${id}`, 0, why);
 }
 
@@ -232,11 +242,16 @@ export async function loadSession(
   // journal after the purge: a gap. Reading again finds the snapshot that covers it.
   for (let attempt = 1; ; attempt++) {
     try {
-      const { state, journalSeq, recent } = await replay(deps, app, id, shard, {
+      const { state, journalSeq, recent, keep } = await replay(deps, app, id, shard, {
         skipWhenCurrent: true,
         loadedAt: now,
       });
-      return { state: state ?? startSession(app.machine, now), journalSeq, recent: recent.slice(-DEDUP_MAX_IDS) };
+      return {
+        state: state ?? startSession(app.machine, now),
+        journalSeq,
+        recent: recent.slice(-DEDUP_MAX_IDS),
+        ...(keep !== undefined && { keep }),
+      };
     } catch (err) {
       if (!(err instanceof JournalGapError) || attempt >= ATTEMPTS) throw err;
     }

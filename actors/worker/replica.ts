@@ -89,6 +89,8 @@ interface Copy {
   readonly waiters: Set<() => void>;
   /** The command ids it has seen committed: a promoted copy recognises retries as the primary did. */
   readonly recent: RecentCommands;
+  /** The oldest multi-session record on its subject the primary keeps from compaction (StoredSnapshot.keep). */
+  keep?: number;
 }
 
 /** A copy a newly promoted primary activates a session from, instead of loading it. */
@@ -96,6 +98,7 @@ export interface AdoptedCopy {
   readonly state: SessionState;
   readonly journalSeq: number;
   readonly recent: RecentCommand[];
+  readonly keep?: number;
 }
 
 interface Secondary {
@@ -551,6 +554,7 @@ export class Replication {
           else if (body.kind === 'record') {
             record = body.record;
             applyRecord(app, copy, record.events, e.seq, e.headers[HEADER.command]);
+            if (record.tx !== undefined) copy.keep ??= e.seq;
           }
         } catch (err) {
           // A copy that cannot follow (say, it missed entries) is dropped and loaded afresh when next needed.
@@ -598,8 +602,15 @@ export class Replication {
   }
 
   async #load(app: Application, id: string, shard: number): Promise<Copy> {
-    const { state, journalSeq, recent } = await loadSession(this.#stored, app, id, shard, this.#clock.now());
-    return { state, journalSeq, lastActive: this.#clock.now(), waiters: new Set(), recent: new RecentCommands(recent) };
+    const { state, journalSeq, recent, keep } = await loadSession(this.#stored, app, id, shard, this.#clock.now());
+    return {
+      state,
+      journalSeq,
+      lastActive: this.#clock.now(),
+      waiters: new Set(),
+      recent: new RecentCommands(recent),
+      ...(keep !== undefined && { keep }),
+    };
   }
 
   /**
@@ -623,7 +634,12 @@ export class Replication {
       return undefined;
     }
     this.adoptions.adopted++;
-    return { state: copy.state, journalSeq: copy.journalSeq, recent: copy.recent.entries(this.#clock.now()) };
+    return {
+      state: copy.state,
+      journalSeq: copy.journalSeq,
+      recent: copy.recent.entries(this.#clock.now()),
+      ...(copy.keep !== undefined && { keep: copy.keep }),
+    };
   }
 
   /** A read-only query on a secondary: its copy, marked stale, with the seq it reflects; or a scatter over its copies. */

@@ -26,6 +26,8 @@ import {
 import { planCommit, primacyVerdict, type CommitPlan, type PrimacyFacts } from '../../machines/commitPlan.js';
 import { sessionKey } from '../../protocol/names.js';
 import { appendIntent, intentMsgId } from './txJournal.js';
+import { decode } from '../../bus/codec.js';
+import { parseJournalEntry } from '../../protocol/records.js';
 import {
   documentOf,
   persistSession,
@@ -119,6 +121,8 @@ export class HostedSession {
   #appending: Promise<void> | undefined;
   #saving: Promise<void> = SETTLED;
   #lock: SessionLock | undefined;
+  /** The oldest multi-session record on its subject compaction keeps (StoredSnapshot.keep). */
+  #keep: number | undefined;
   /** Waiting for the lock to be free (a shard's hand-off waiting for its transactions). */
   #unlocked: (() => void)[] | undefined;
   /** Commands waiting for the next turn, taken together (group commit). */
@@ -141,6 +145,7 @@ export class HostedSession {
     this.#journalSeq = loaded.journalSeq;
     this.#snapshotSeq = loaded.state.seq;
     this.#recent = new RecentCommands(loaded.recent);
+    this.#keep = loaded.keep;
     this.lastActive = deps.clock.now();
     void this.#armTimers();
   }
@@ -617,7 +622,8 @@ export class HostedSession {
   /**
    * A transaction's part of this session, journaled: `next` becomes current
    * and visible. `snapshot`: written now (awaited), so a replay of this
-   * session need not look for its part in the coordinator's record again.
+   * session need not look for its part in the coordinator's record again;
+   * false when that snapshot failed.
    */
   async takeTransaction(
     next: SessionState,
@@ -625,12 +631,18 @@ export class HostedSession {
     patch: PreparedPatch,
     txId: string | undefined,
     snapshot: boolean,
-  ): Promise<void> {
+  ): Promise<boolean> {
     const ids: RecentCommand[] = events.map((e) => [e.event.meta.cmdId, e.seq, e.event.meta.time]);
     if (txId !== undefined) ids.push([txId, next.seq, events[events.length - 1]!.event.meta.time]);
     await this.#apply(next, ids, [patch]);
-    if (snapshot)
-      await this.saveSnapshot().catch((err: unknown) => this.log.warn({ err }, 'snapshot after a transaction failed'));
+    if (!snapshot) return true;
+    return this.saveSnapshot().then(
+      () => true,
+      (err: unknown) => {
+        this.log.warn({ err }, 'snapshot after a transaction failed');
+        return false;
+      },
+    );
   }
 
   /** Remembers that transaction `txId` committed here at `seq` (its session had no events in it): a retried commit is answered. */
@@ -830,21 +842,63 @@ export class HostedSession {
 
   async #writeSnapshot(options: { compact?: boolean }): Promise<void> {
     await this.#appending;
+    if (options.compact && this.#keep !== undefined) await this.#settleKept();
     const seq = this.#state.seq;
     if (seq === this.#snapshotSeq || this.#evicted || this.#unjournaled.length > 0) return;
     const journalSeq = this.#journalSeq;
+    const keep = this.#keep;
     const recent = this.#recent.entries(this.#deps.clock.now());
     await this.#deps.store.save(this.app.name, this.id, {
       session: persistSession(this.app.machine, this.#state),
       journalSeq,
       recent,
+      ...(keep !== undefined && { keep }),
     });
     this.#snapshotSeq = seq;
     this.#deps.metrics?.snapshots.add(1, { app: this.app.name });
     if (!options.compact) return;
-    await this.#deps.journal.purge(this.subject, { below: journalSeq }).catch((err: unknown) => {
+    // A multi-session record another session may still need stays, with what follows it.
+    const below = keep === undefined ? journalSeq : Math.min(journalSeq, keep);
+    await this.#deps.journal.purge(this.subject, { below }).catch((err: unknown) => {
       this.log.warn({ err }, 'journal compaction failed');
     });
+  }
+
+  /**
+   * Moves `keep` past the multi-session records whose other sessions have
+   * snapshots beyond their intents (so their replays no longer read them);
+   * it stays at the first that is not so (or cannot be read now).
+   */
+  async #settleKept(): Promise<void> {
+    const from = this.#keep!;
+    const upTo = this.#journalSeq;
+    try {
+      for await (const e of this.#deps.journal.read(this.subject, { fromSeq: from })) {
+        if (e.seq > upTo) break;
+        const body = parseJournalEntry(decode(e.data, { where: `journal ${this.subject}#${e.seq}` }));
+        if (typeof body === 'string' || body.kind !== 'record' || body.record.tx === undefined) continue;
+        for (const part of body.record.tx.parts) {
+          const stored = await this.#deps.store.load(part.app, part.id);
+          if (stored === null || stored.journalSeq < part.intent) {
+            this.#keep = e.seq;
+            return;
+          }
+        }
+      }
+      if (this.#keep === from) this.#keep = undefined;
+    } catch (err) {
+      this.log.warn({ err }, 'kept transaction records not settled now');
+    }
+  }
+
+  /** Coordinating a multi-session record at `seq`: kept from compaction until its other sessions are past it. */
+  keepRecord(seq: number): void {
+    if (this.#keep === undefined || seq < this.#keep) this.#keep = seq;
+  }
+
+  /** Its other sessions snapshotted past the record at `seq`: no longer kept for them. */
+  settledRecord(seq: number): void {
+    if (this.#keep === seq) this.#keep = undefined;
   }
 
   /** Arms the clock for the earliest pending timer; an overdue one fires at once. */

@@ -473,7 +473,8 @@ export class Transactions {
     if (unsettled !== undefined) return this.#failed(open, unsettled);
     // Journaled: every copy takes its part in one turn of the event loop (a reader sees all of it or none); the
     // others snapshot, so their replays need not look for their parts in the coordinator's record again.
-    await Promise.all(
+    coordinator.session.keepRecord(stored.seq);
+    const snapshotted = await Promise.all(
       parts.map((p) =>
         p.session.takeTransaction(
           p.working,
@@ -484,6 +485,8 @@ export class Transactions {
         ),
       ),
     );
+    // Every other session's replay now starts past its intent: the coordinator may compact the record away.
+    if (snapshotted.every(Boolean)) coordinator.session.settledRecord(stored.seq);
     if (coordinator.session !== home) home.rememberTransaction(txId, home.seq);
     open.unsettled = false;
     home.log.debug({ txId, sessions: parts.map((p) => p.key), record: stored.seq }, 'transaction committed');

@@ -387,6 +387,74 @@ describe.each(targets)('multi-session transactions on one shard ($name)', (targe
   });
 });
 
+describe.each(targets)('compaction of a coordinator ($name)', (target) => {
+  /** One multi-session transaction, the worker killed after it, the other session's snapshot gone or not. */
+  async function afterCrash(otherSnapshot: 'kept' | 'lost') {
+    const cluster = `mt${randomUUID().slice(0, 8)}`;
+    const app = defineApplication({ name: 'counter', machine: counterMachine, commit: 'journal', snapshotEvery: 3 });
+    const start = async () => {
+      const bus = await target.bus();
+      stops.push(() => bus.close());
+      const w = await startWorker({
+        bus,
+        cluster,
+        applications: [app],
+        shards: [...Array(SHARDS).keys()],
+        shardCount: SHARDS,
+      });
+      stops.push(() => w.stop());
+      return { bus, w };
+    };
+    const first = await start();
+    const raw = await target.bus();
+    stops.push(() => raw.close());
+    const c = await connect({ bus: raw, cluster, shardCount: SHARDS, label: 'a' });
+    stops.push(() => c.close());
+    const { same, shard } = idsOnOneShard('keep', 2);
+    const [x, y] = same as [string, string];
+    await c.session('counter', x).transaction(async (tx) => {
+      await tx.send({ type: 'ADD', by: 1 });
+      await tx.session('counter', y).send({ type: 'ADD', by: 2 });
+    });
+    // Killed: no passivation. `lost`: as if it died before the other session's snapshot was written.
+    await first.bus.close();
+    const kv = await raw.kv({ bucket: `cohort_${cluster}_snapshots` });
+    if (otherSnapshot === 'lost') await kv.delete(`counter.${y}`);
+    await start();
+    const journal = await raw.journal({ name: journalStreamName(cluster), subjects: [journalStreamFilter(cluster)] });
+    const xSubject = journalSubject(cluster, shard, 'counter', x);
+    let record = 0;
+    for await (const e of journal.read(xSubject)) record ||= e.seq;
+    // Enough on the coordinator to snapshot and compact (every 3 events).
+    for (let i = 0; i < 4; i++) await c.session('counter', x).send({ type: 'ADD', by: 10 });
+    await waitFor(async () => (await kv.get(`counter.${x}`)) !== null, { what: "the coordinator's snapshot" });
+    await new Promise((r) => setTimeout(r, 100));
+    let oldest = 0;
+    for await (const e of journal.read(xSubject)) oldest ||= e.seq;
+    return { c, x, y, record, oldest, shard, journal, cluster };
+  }
+
+  it('keeps a multi-session record while another session may still need it, and lets it go once not', async () => {
+    const lost = await afterCrash('lost');
+    expect(lost.oldest).toBe(lost.record);
+    // The other session, with no snapshot, still finds its part in the record.
+    const none = { load: async () => null } as unknown as SessionStore;
+    const loaded = await loadSession(
+      { journal: lost.journal, store: none, cluster: lost.cluster },
+      counter,
+      lost.y,
+      lost.shard,
+      Date.now(),
+    );
+    expect(loaded.state.snapshot.context).toEqual({ n: 2, log: ['+2'], rang: 0 });
+    expect(await lost.c.session('counter', lost.y).read()).toMatchObject({ seq: 1, document: { n: 2 } });
+    // Control: its snapshot is past its intent, so the coordinator compacts the record away.
+    const kept = await afterCrash('kept');
+    expect(kept.oldest).toBeGreaterThan(kept.record);
+    expect(await kept.c.session('counter', kept.y).read()).toMatchObject({ seq: 1, document: { n: 2 } });
+  });
+});
+
 describe.each(targets)('intents and records against epochs ($name)', (target) => {
   it("a deposed primary's record after a newer epoch's marker commits nobody's part, its intent's session's included", async () => {
     const cluster = `mt${randomUUID().slice(0, 8)}`;
