@@ -39,6 +39,17 @@
  * Epochs: the record counts only when readers admit it (a deposed
  * primary's record after a newer epoch's marker counts for nobody, its
  * coordinator included), so the verdict follows the same rule.
+ *
+ * Compaction: the other sessions snapshot as the commit makes them current
+ * (their replays then start past their intents), and the coordinator keeps
+ * the record from its own compaction (StoredSnapshot.keep) until every one
+ * of them has, so a snapshot lost with a killed worker costs a read, never
+ * the part.
+ *
+ * Locks: every session's lock is held from its first step to the end; a
+ * transaction waits (SessionLockedError, retried) only for a session whose
+ * key comes after every one it holds, and rolls back ('lock-order')
+ * otherwise, so two transactions never wait for each other.
  */
 import { decode, encode } from '../../bus/codec.js';
 import { WrongLastSequenceError } from '../../bus/errors.js';
