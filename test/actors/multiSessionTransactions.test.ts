@@ -156,6 +156,27 @@ describe.each(targets)('multi-session transactions on one shard ($name)', (targe
     expect(await replayed(z)).toEqual({ seq: 3, document: { n: 12, log: ['+3', '+4', '+5'], rang: 0 } });
   });
 
+  it('events on one other session only: that session’s own record, as a one-session transaction’s', async () => {
+    const { client, entries, replayed } = await cohort();
+    const { same } = idsOnOneShard('single', 3);
+    const [x, y, z] = same as [string, string, string];
+    const a = await client('a');
+    const r = await a.session('counter', x).transaction(async (tx) => {
+      // z is only read: locked, but nothing of it is journaled.
+      expect(await tx.session('counter', z).read()).toMatchObject({ seq: 0 });
+      await tx.session('counter', y).send({ type: 'ADD', by: 4 });
+      await tx.session('counter', y).send({ type: 'ADD', by: 5 });
+    });
+    expect(r).toMatchObject({ seq: 0, events: 2 });
+    const onY = await entries(y);
+    expect(onY).toHaveLength(1);
+    expect((decode(onY[0]!.data) as JournalRecord).tx).toBeUndefined();
+    expect(await entries(x)).toHaveLength(0);
+    expect(await entries(z)).toHaveLength(0);
+    expect(await replayed(y)).toEqual({ seq: 2, document: { n: 9, log: ['+4', '+5'], rang: 0 } });
+    expect(await a.session('counter', z).send({ type: 'ADD', by: 1 })).toMatchObject({ seq: 1 });
+  });
+
   it('a throw inside commits nothing on any session, and lets go of every lock', async () => {
     const { client, entries } = await cohort();
     const { same } = idsOnOneShard('throw', 3);
