@@ -181,6 +181,7 @@ export class Catalog {
       ...deps,
       decider: {
         stamp: (shard) => ({ epoch: deps.primacy?.epochOf(shard) ?? 0, worker: deps.primacy?.self ?? deps.workerId }),
+        aborted: (at, fence, seq) => this.find(at.app, at.id)?.abortedAfter(fence, seq),
       },
     };
   }

@@ -891,6 +891,16 @@ export class HostedSession {
     }
   }
 
+  /**
+   * A transaction's abort was appended on this session's subject at `seq`,
+   * fenced on `fence` (a load of another session of it decided it): if
+   * this copy reflected `fence`, it reflects `seq` now, since an abort
+   * changes nothing of it.
+   */
+  abortedAfter(fence: number, seq: number): void {
+    if (!this.#evicted && this.#journalSeq === fence && seq > fence) this.#journalSeq = seq;
+  }
+
   /** Coordinating a multi-session record at `seq`: kept from compaction until its other sessions are past it. */
   keepRecord(seq: number): void {
     if (this.#keep === undefined || seq < this.#keep) this.#keep = seq;

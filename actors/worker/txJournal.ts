@@ -67,6 +67,14 @@ export const TX_RECORD_TYPE = 'tx';
 /** Who writes an abort, when a reader may decide (a primary loading the session). */
 export interface IntentDecider {
   stamp(shard: number): { readonly epoch: number; readonly worker: string };
+  /**
+   * An abort was appended on `at`'s subject at `seq`, fenced on `fence`: a
+   * copy of `at` in memory that reflected `fence` reflects `seq` now (an
+   * abort changes nothing of it). Otherwise that copy's next append would
+   * find its fence gone, and the transaction it serves fail, leaving
+   * intents of its own for the next load to abort, and so on.
+   */
+  aborted?(at: SessionRef, fence: number, seq: number): void;
 }
 
 export interface IntentReaders {
@@ -160,11 +168,14 @@ export async function resolveIntent(
     if (decider === undefined) return PENDING;
     const last = await journal.lastSeq(subject);
     // Something landed there between the two reads: read it.
-    if (last > intentSeq) continue;
+    if (last > intentSeq) {
+      if (attempt >= ATTEMPTS) throw new Error(`${subject}: an entry after ${intentSeq} that cannot be read`);
+      continue;
+    }
     const { epoch, worker } = decider.stamp(shard);
     const body: TxAbort = { v: 1, abort: intent.tx };
     try {
-      await journal.append(subject, encode(body), {
+      const ack = await journal.append(subject, encode(body), {
         msgId: `abort:${intent.tx}`,
         expectedLastSubjectSeq: last,
         headers: {
@@ -175,6 +186,7 @@ export async function resolveIntent(
           [HEADER.worker]: worker,
         },
       });
+      decider.aborted?.(intent.at, last, ack.seq);
       return ABORTED;
     } catch (err) {
       if (!(err instanceof WrongLastSequenceError) || attempt >= ATTEMPTS) throw err;

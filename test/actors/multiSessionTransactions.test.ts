@@ -295,6 +295,30 @@ describe.each(targets)('multi-session transactions on one shard ($name)', (targe
     expect(await sy.send(B, 'after-y', { type: 'ADD', by: 3 })).toMatchObject({ ok: true, seq: 2 });
   });
 
+  it('an abort a load writes on a coordinator in memory does not fail that coordinator’s next transaction', async () => {
+    const { client, journal, cluster, entries, replayed } = await cohort();
+    const { same, shard } = idsOnOneShard('cascade', 2);
+    const [x, y] = same as [string, string];
+    const a = await client('a');
+    await a.session('counter', x).send({ type: 'ADD', by: 1 });
+    // A worker died between its intent on y and its record on x: y is not in memory, x is.
+    await journal.append(
+      journalSubject(cluster, shard, 'counter', y),
+      encode({ v: 1, intent: { tx: 'ghost', at: { app: 'counter', id: x } } }),
+      { expectedLastSubjectSeq: 0, headers: { 'Cohort-Cmd': 'ghost>y', 'Cohort-Epoch': '0' } },
+    );
+    // Taking y in loads it, and the load aborts the ghost on x's subject: x's copy follows, so its commit holds.
+    const r = await a.session('counter', x).transaction(async (tx) => {
+      await tx.send({ type: 'ADD', by: 2 });
+      await tx.session('counter', y).send({ type: 'ADD', by: 3 });
+    });
+    expect(r).toMatchObject({ seq: 2, events: 2 });
+    const onX = (await entries(x)).map((e) => decode(e.data) as Record<string, unknown>);
+    expect(onX.map((b) => ('abort' in b ? 'abort' : 'tx' in b ? 'tx' : 'record'))).toEqual(['record', 'abort', 'tx']);
+    expect(await replayed(x)).toEqual({ seq: 2, document: { n: 3, log: ['+1', '+2'], rang: 0 } });
+    expect(await replayed(y)).toEqual({ seq: 1, document: { n: 3, log: ['+3'], rang: 0 } });
+  });
+
   it('two transactions reaching for each other’s sessions: the one out of lock order rolls back', async () => {
     const { raw, cluster } = await cohort();
     const { same } = idsOnOneShard('order', 2);
