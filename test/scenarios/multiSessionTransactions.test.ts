@@ -84,7 +84,7 @@ describe('multi-session transactions across a kill -9 (worker processes, real na
               acked.push(t);
             } catch (err) {
               // Rolled back by the failover, or its commit unanswered: a new transaction next, never the same.
-              failed.push(`${t}: ${(err as Error).name}`);
+              failed.push(`${t}: ${(err as Error).name}: ${(err as Error).message}`);
               await sleep(50);
             }
           }
@@ -93,7 +93,8 @@ describe('multi-session transactions across a kill -9 (worker processes, real na
         const until = async (count: number): Promise<void> => {
           const deadline = Date.now() + 40_000;
           while (acked.length < count && Date.now() < deadline) await sleep(20);
-          expect(acked.length).toBeGreaterThanOrEqual(count);
+          // Stuck: the last failures say why.
+          expect(acked.length, failed.slice(-6).join('\n')).toBeGreaterThanOrEqual(count);
         };
 
         await until(40);
