@@ -40,6 +40,7 @@ export {
   type SendResult,
   type SessionHandle,
   type Transaction,
+  type TransactionSession,
   type TransactionOptions,
   type TransactionResult,
   type Verification,

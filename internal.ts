@@ -39,7 +39,7 @@ export {
   type TxStep,
 } from './protocol/requests.js';
 export { fromErrorBody, refuse, toErrorBody } from './protocol/errors.js';
-export { parseJournalRecord } from './protocol/records.js';
+export { parseJournalEntry, parseJournalRecord, partOf } from './protocol/records.js';
 export { EpochFences, entryEpoch, MAX_EARLIER_MARKERS, parseEpochMarker, type EpochMarker } from './protocol/epochs.js';
 export { DEDUP_MAX_IDS, DEDUP_WINDOW_MS } from './protocol/dedup.js';
 export {

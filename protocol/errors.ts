@@ -94,14 +94,16 @@ export class SessionLockedError extends CohortError {
 }
 
 /** Why a transaction was rolled back without its client asking. */
-export type RollbackReason = 'timeout' | 'recovery-wait' | 'forced' | 'failover' | 'unknown';
+export type RollbackReason = 'timeout' | 'recovery-wait' | 'forced' | 'failover' | 'lock-order' | 'unknown';
 
 /**
  * The transaction is gone: its lease ran out, its client was silent beyond
  * recoveryWait or was disconnected by force, it was open on a primary the
  * shard has moved away from since (`failover`: its lock and working copy
  * lived in that primary's memory; a planned move waits for it a while, up
- * to the worker's handoffTransactionWait, a crash cannot), or (`unknown`)
+ * to the worker's handoffTransactionWait, a crash cannot), it reached for
+ * another session out of lock order while that session's lock was held
+ * (`lock-order`: waiting could deadlock two transactions), or (`unknown`)
  * this primary never had it. Nothing of it was committed.
  */
 export class TransactionRolledBackError extends CohortError {
@@ -172,7 +174,10 @@ export class CorruptSessionError extends CohortError {
   }
 }
 
-/** A transaction commits one session's events as one journal message, so it cannot take in another session. */
+/**
+ * A transaction commits as one journal message on its shard, so it takes in
+ * sessions of its own shard only.
+ */
 export class CrossShardTransactionError extends CohortError {
   constructor(
     readonly session: string,
@@ -181,9 +186,7 @@ export class CrossShardTransactionError extends CohortError {
     readonly otherShard: number,
   ) {
     super(
-      shard === otherShard
-        ? `transaction on ${session} cannot also touch ${other}: a transaction commits one session's events as one journal message`
-        : `transaction on ${session} (shard ${shard}) cannot touch ${other} (shard ${otherShard}): transactions across shards are not supported`,
+      `transaction on ${session} (shard ${shard}) cannot touch ${other} (shard ${otherShard}): transactions across shards are not supported`,
     );
   }
 }

@@ -84,6 +84,8 @@ export type TxRequest =
       readonly event: UserEvent;
       /** The shard's epoch its begin was answered under: a newer primary knows it was lost with a failover. */
       readonly epoch?: number;
+      /** Another session of the same shard the step is for (absent: the session the transaction began on). */
+      readonly on?: SessionRef;
     }
   | {
       readonly kind: 'tx';
@@ -91,6 +93,7 @@ export type TxRequest =
       readonly txId: string;
       readonly client: string;
       readonly epoch?: number;
+      readonly on?: SessionRef;
     }
   | {
       readonly kind: 'tx';
@@ -150,6 +153,43 @@ export type ReadReply =
 export interface JournalRecord {
   readonly v: 1;
   readonly events: readonly JournaledEvent[];
+  /** A multi-session transaction's record (on its coordinator's subject): the other sessions' parts. */
+  readonly tx?: TxParts;
+}
+
+/** A session of an application, named in a transaction step or a journal entry. */
+export interface SessionRef {
+  readonly app: string;
+  readonly id: string;
+}
+
+/** The other sessions' events of a multi-session transaction, in the record on its coordinator's subject. */
+export interface TxParts {
+  readonly id: string;
+  readonly parts: readonly TxPart[];
+}
+
+export interface TxPart extends SessionRef {
+  /** The stream sequence of the intent on this session's own subject: where its events take effect. */
+  readonly intent: number;
+  readonly events: readonly JournaledEvent[];
+}
+
+/**
+ * A multi-session transaction's intent on a session's own subject, fenced
+ * on that subject (see actors/worker/txJournal.ts): this session's events
+ * are in transaction `tx`'s record on `at`'s subject, if that record is
+ * the next entry there; otherwise the transaction did not commit.
+ */
+export interface TxIntent {
+  readonly v: 1;
+  readonly intent: { readonly tx: string; readonly at: SessionRef };
+}
+
+/** Written on a coordinator's subject by whoever decides that transaction `abort` never commits. */
+export interface TxAbort {
+  readonly v: 1;
+  readonly abort: string;
 }
 
 /** RFC 6902 operations, as produced by the diff of two documents. */

@@ -9,6 +9,7 @@ import type {
   CommandRequest,
   ReadRequest,
   Request,
+  SessionRef,
   TxRequest,
   UnwatchRequest,
   UserEvent,
@@ -141,20 +142,36 @@ export function parseTx(body: unknown): TxRequest | InvalidRequestError {
       if (!isCount(step)) return new InvalidRequestError('step must be a non-negative integer');
       const event = checkEvent(body['event']);
       if (event instanceof Error) return event;
-      return { kind: 'tx', op, txId, client, step, event, ...epoch };
+      const on = checkOn(body['on']);
+      if (on instanceof Error) return on;
+      return { kind: 'tx', op, txId, client, step, event, ...epoch, ...on };
     }
     case 'commit': {
       const steps = body['steps'];
       if (!isCount(steps)) return new InvalidRequestError('steps must be a non-negative integer');
       return { kind: 'tx', op, txId, client, steps, ...epoch };
     }
-    case 'read':
-      return { kind: 'tx', op, txId, client, ...epoch };
+    case 'read': {
+      const on = checkOn(body['on']);
+      if (on instanceof Error) return on;
+      return { kind: 'tx', op, txId, client, ...epoch, ...on };
+    }
     case 'abort':
       return { kind: 'tx', op, txId, client };
     default:
       return new InvalidRequestError('op must be one of begin, send, read, commit, abort');
   }
+}
+
+/** The other session a transaction step names, if it names one: an app and an id, checked as labels. */
+function checkOn(on: unknown): { on?: SessionRef } | InvalidRequestError {
+  if (on === undefined) return {};
+  if (!isRecord(on)) return new InvalidRequestError('on must be a map with app and id');
+  const app = checkLabel(on['app'], 'on.app');
+  if (app instanceof Error) return app;
+  const id = checkLabel(on['id'], 'on.id');
+  if (id instanceof Error) return id;
+  return { on: { app, id } };
 }
 
 /**

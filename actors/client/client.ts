@@ -104,16 +104,31 @@ export interface Transaction {
   send(event: UserEvent): Promise<{ seq: number }>;
   /** The working copy, this transaction's own changes included. */
   read(): Promise<ReadResult>;
-  /** Another session: refused, a transaction commits one session's events as one journal message. */
-  session(app: string, id: string): never;
+  /**
+   * Another session of the same shard, taken into this transaction: its
+   * lock is taken at its first step, and its events commit with this
+   * transaction's, in the same journal message. A session of another
+   * shard throws CrossShardTransactionError.
+   */
+  session(app: string, id: string): TransactionSession;
   /** True once the transaction can only roll back (the connection was disabled, or the server rolled it back). */
   readonly rollbackOnly: boolean;
+}
+
+/** A session taken into a transaction (`tx.session(app, id)`): steps on its working copy. */
+export interface TransactionSession {
+  readonly app: string;
+  readonly id: string;
+  /** Applies the event to this session's working copy; resolves with that copy's seq. */
+  send(event: UserEvent): Promise<{ seq: number }>;
+  /** This session's working copy, this transaction's changes included. */
+  read(): Promise<ReadResult>;
 }
 
 export interface TransactionResult<T> extends SendResult {
   /** What the callback returned. */
   readonly value: T;
-  /** Events committed (as one journal message). */
+  /** Events committed (as one journal message), of every session it took in. */
   readonly events: number;
 }
 

@@ -9,10 +9,10 @@ import {
   TransactionTimeoutError,
   fromErrorBody,
 } from '../../protocol/errors.js';
-import type { ReadReply, TxReply } from '../../protocol/messages.js';
+import type { ReadReply, SessionRef, TxReply, UserEvent } from '../../protocol/messages.js';
 import { txRequest, type TxStep } from '../../protocol/requests.js';
 import { shardOf } from '../../protocol/shard.js';
-import type { Transaction, TransactionOptions, TransactionResult } from './client.js';
+import type { ReadResult, Transaction, TransactionOptions, TransactionResult } from './client.js';
 import type { Connection } from './connection.js';
 import { atMost } from './deadline.js';
 
@@ -41,8 +41,9 @@ const ABORT_TIMEOUT = 2_000;
 
 /**
  * `session.transaction(fn)` on the client: begin takes the session's lock,
- * each step goes to the primary's working copy, and commit writes them as
- * one journal message. A throw, a rollback by the server, a disabled
+ * each step goes to the primary's working copy (`tx.session(app, id)`'s
+ * steps too, naming that session of the same shard), and commit writes
+ * them as one journal message. A throw, a rollback by the server, a disabled
  * connection or the timeout end it with an abort instead.
  */
 export class Transactions {
@@ -118,25 +119,28 @@ export class Transactions {
       }
       throw err;
     };
+    /** Steps of every session are numbered in one sequence: the server takes them in that order. */
+    const send = async (event: UserEvent, on?: SessionRef): Promise<{ seq: number }> => {
+      const r = await step({ op: 'send', step: steps, event, ...(on === undefined ? {} : { on }) });
+      steps++;
+      return { seq: r.seq };
+    };
+    const read = async (on?: SessionRef): Promise<ReadResult> => {
+      const r = (await step({ op: 'read', ...(on === undefined ? {} : { on }) })) as unknown as ReadReply;
+      if (!r.ok) throw fromErrorBody(r.error);
+      return { seq: r.seq, state: r.state, document: r.document, stale: false, source: 'primary' };
+    };
     const tx: Transaction = {
       id: txId,
-      send: async (event) => {
-        const r = await step({ op: 'send', step: steps, event });
-        steps++;
-        return { seq: r.seq };
-      },
-      read: async () => {
-        const r = (await step({ op: 'read' })) as unknown as ReadReply;
-        if (!r.ok) throw fromErrorBody(r.error);
-        return { seq: r.seq, state: r.state, document: r.document, stale: false, source: 'primary' };
-      },
+      send: (event) => send(event),
+      read: () => read(),
       session: (otherApp, otherId) => {
-        throw new CrossShardTransactionError(
-          session,
-          shard,
-          `${otherApp}/${otherId}`,
-          shardOf(otherApp, otherId, this.#shardCount),
-        );
+        const otherShard = shardOf(otherApp, otherId, this.#shardCount);
+        if (otherShard !== shard)
+          throw new CrossShardTransactionError(session, shard, `${otherApp}/${otherId}`, otherShard);
+        // Its steps go where this transaction's do (the home's primary), naming the session.
+        const on = otherApp === app && otherId === id ? undefined : { app: otherApp, id: otherId };
+        return { app: otherApp, id: otherId, send: (event) => send(event, on), read: () => read(on) };
       },
       get rollbackOnly() {
         return rollback !== undefined;

@@ -6,7 +6,7 @@ import { sessionKey } from '../../protocol/names.js';
 import type { Application } from './application.js';
 import { SessionDirectory } from './directory.js';
 import type { Primacy } from './lease.js';
-import { loadSession } from './replay.js';
+import { loadSession, type ReplayDeps } from './replay.js';
 import type { AdoptedCopy } from './replica.js';
 import { HostedSession } from './session.js';
 import type { SessionDeps } from './sessionDeps.js';
@@ -166,12 +166,24 @@ export class Catalog {
   /** From the copy this worker kept as the shard's secondary, if it is current; else the latest snapshot plus the journal after it. */
   async #activate(app: Application, id: string, shard: number, key: string): Promise<HostedSession> {
     const adopted = await this.#secondaries?.adopt(app, id, shard);
-    const loaded = adopted ?? (await loadSession(this.#deps, app, id, shard, this.#clock.now()));
+    const loaded = adopted ?? (await loadSession(this.#loader, app, id, shard, this.#clock.now()));
     this.#metrics.activations.add(1, { app: app.name, from: adopted === undefined ? 'store' : 'secondary' });
     this.wakeups.cancel(key);
     const session = new HostedSession({ deps: this.#deps, app, id, shard, loaded });
     this.#directory.add(key, session);
     return session;
+  }
+
+  /** As the primary loads a session: a multi-session transaction's intent still undecided is decided (txJournal.ts). */
+  get #loader(): ReplayDeps {
+    const deps = this.#deps;
+    return {
+      ...deps,
+      decider: {
+        stamp: (shard) => ({ epoch: deps.primacy?.epochOf(shard) ?? 0, worker: deps.primacy?.self ?? deps.workerId }),
+        aborted: (at, fence, seq) => this.find(at.app, at.id)?.abortedAfter(fence, seq),
+      },
+    };
   }
 
   /** Sessions whose lock `client` holds. */

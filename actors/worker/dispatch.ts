@@ -36,7 +36,7 @@ import type { WatchInterest } from './interest.js';
 import { REPLY_HEADROOM, type Responder } from './respond.js';
 import { answerScatter } from './scatter.js';
 import type { HostedSession } from './session.js';
-import type { Transactions } from './sessionTransaction.js';
+import { otherSession, type Transactions } from './sessionTransaction.js';
 import { attributeCache, type CohortMetrics, type RequestOutcome } from '../../metrics/instruments.js';
 
 export interface DispatchOptions {
@@ -244,8 +244,17 @@ export class Dispatch {
     switch (req.kind) {
       case 'command':
         return this.#submit(app, id, shard, req, m.data.length);
-      case 'tx':
-        return this.#run(app, id, shard, req.client, (s) => this.#transactions.step(s, req, this.#clock.now()));
+      case 'tx': {
+        // A step for another session of the shard (tx.session) runs in that session's mailbox, never inside this one's.
+        const on = req.op === 'send' || req.op === 'read' ? req.on : undefined;
+        if ((req.op !== 'send' && req.op !== 'read') || on === undefined)
+          return this.#run(app, id, shard, req.client, (s) => this.#transactions.step(s, req, this.#clock.now()));
+        const other = otherSession({ app: app.name, id, shard }, on, (a) => this.#apps.has(a), this.#shardCount);
+        if (other !== undefined) return refuse(other);
+        return this.#run(this.#apps.get(on.app)!, on.id, shard, req.client, (s) =>
+          this.#transactions.stepOn(s, { app: app.name, id }, req, this.#clock.now()),
+        );
+      }
       case 'verify':
         return this.#run(app, id, shard, req.client, (s) => s.verify(req));
       case 'read': {

@@ -8,7 +8,8 @@ import type { Journal } from '../../bus/types.js';
 import { CorruptSessionError } from '../../protocol/errors.js';
 import { entryEpoch } from '../../protocol/epochs.js';
 import { HEADER } from '../../protocol/headers.js';
-import { parseJournalRecord } from '../../protocol/records.js';
+import { parseJournalEntry, type JournalEntryBody } from '../../protocol/records.js';
+import { resolveIntent, type IntentDecider } from './txJournal.js';
 import type {
   JournaledEvent,
   JournalRecord,
@@ -36,6 +37,11 @@ export interface ReplayDeps {
   readonly cluster: string;
   /** Absent: every entry counts (static sharding has no epochs). */
   readonly epochs?: EpochAdmission;
+  /**
+   * A primary loading a session: a transaction intent still undecided is
+   * decided (txJournal.ts). Absent: replay stops before it.
+   */
+  readonly decider?: IntentDecider;
 }
 
 export interface LoadedSession {
@@ -44,6 +50,8 @@ export interface LoadedSession {
   readonly journalSeq: number;
   /** Command ids it committed, with the seq each produced and when, oldest first: the snapshot's, then the journal's after it. */
   readonly recent: RecentCommand[];
+  /** The oldest multi-session record on its subject compaction must keep (StoredSnapshot.keep). */
+  readonly keep?: number;
 }
 
 /**
@@ -80,6 +88,7 @@ interface Replayed {
   readonly state: SessionState | undefined;
   readonly journalSeq: number;
   readonly recent: RecentCommand[];
+  readonly keep: number | undefined;
 }
 
 /**
@@ -107,6 +116,8 @@ async function replay(
   let state: SessionState | undefined = snapshot === null ? undefined : restoreSnapshot(app, id, snapshot);
   let journalSeq = snapshot?.journalSeq ?? 0;
   const recent: RecentCommand[] = parseRecent(snapshot?.recent, options.loadedAt ?? 0);
+  // Until its other sessions are known to be past it (settled when this session next compacts).
+  let keep: number | undefined = snapshot?.keep;
   const tail = lastSeq > journalSeq ? deps.journal.read(subject, { fromSeq: journalSeq + 1 }) : [];
   const onEvent = options.onEvent;
   for await (const entry of tail) {
@@ -115,7 +126,26 @@ async function replay(
       journalSeq = entry.seq;
       continue;
     }
-    const record = readRecord(app.name, id, entry.seq, entry.data);
+    const body = readEntry(app.name, id, entry.seq, entry.data);
+    // A transaction's abort on its coordinator's subject: nothing of this session's.
+    if (body.kind === 'abort') {
+      journalSeq = entry.seq;
+      continue;
+    }
+    let record: JournalRecord;
+    if (body.kind === 'intent') {
+      // This session's part of a multi-session transaction, if its record landed (txJournal.ts).
+      const verdict = await resolveIntent(deps, shard, { app: app.name, id }, entry.seq, body.intent);
+      if ('pending' in verdict) break;
+      if ('aborted' in verdict) {
+        journalSeq = entry.seq;
+        continue;
+      }
+      record = { v: 1, events: verdict.committed };
+    } else {
+      record = body.record;
+      if (record.tx !== undefined) keep ??= entry.seq;
+    }
     const first = record.events[0]!;
     // Without a snapshot only a journal that still starts at the session's first event will do.
     const compacted = state === undefined && first.seq !== 1;
@@ -134,18 +164,18 @@ async function replay(
         const next = replaySession(app.machine, state, [e]);
         const stop = onEvent(state, next, e);
         state = next;
-        if (stop) return { state, journalSeq: entry.seq, recent };
+        if (stop) return { state, journalSeq: entry.seq, recent, keep };
       }
     }
     for (const e of record.events) recent.push([e.event.meta.cmdId, e.seq, e.event.meta.time]);
     // A transaction's record is de-duplicated on its txId: a retried commit after reloading is still recognised.
-    const msgId = entry.headers[HEADER.command];
+    const msgId = body.kind === 'record' ? entry.headers[HEADER.command] : undefined;
     const last = record.events[record.events.length - 1]!;
     if (msgId !== undefined && !isBatchMsgId(msgId) && record.events.every((e) => e.event.meta.cmdId !== msgId))
       recent.push([msgId, last.seq, last.event.meta.time]);
     journalSeq = entry.seq;
   }
-  return { state, journalSeq, recent };
+  return { state, journalSeq, recent, keep };
 }
 
 /** The stored snapshot; one the store cannot read is this session's corruption, not the worker's. */
@@ -164,9 +194,11 @@ function checkSnapshot(app: string, id: string, snapshot: StoredSnapshot): void 
   const session = snapshot.session as unknown;
   const why = !count(snapshot.journalSeq)
     ? `has journalSeq ${JSON.stringify(snapshot.journalSeq)}`
-    : typeof session !== 'object' || session === null || !count((session as { seq?: unknown }).seq)
-      ? 'has no session at a seq'
-      : undefined;
+    : snapshot.keep !== undefined && !count(snapshot.keep)
+      ? `has keep ${JSON.stringify(snapshot.keep)}`
+      : typeof session !== 'object' || session === null || !count((session as { seq?: unknown }).seq)
+        ? 'has no session at a seq'
+        : undefined;
   if (why !== undefined) throw new CorruptSessionError(`${app}/${id}`, 0, why);
 }
 
@@ -182,17 +214,16 @@ function restoreSnapshot(app: Application, id: string, snapshot: StoredSnapshot)
   }
 }
 
-/** One journal entry as a record, or CorruptSessionError naming the session and the sequence. */
-function readRecord(app: string, id: string, seq: number, data: Uint8Array): JournalRecord {
-  let record: JournalRecord | string;
+/** One journal entry (a record, a transaction's intent or abort), or CorruptSessionError naming the session and the sequence. */
+function readEntry(app: string, id: string, seq: number, data: Uint8Array): JournalEntryBody {
+  let body: JournalEntryBody | string;
   try {
-    record = parseJournalRecord(decode(data, { where: `journal entry ${seq}` }));
+    body = parseJournalEntry(decode(data, { where: `journal entry ${seq}` }));
   } catch (err) {
-    record = err instanceof Error ? err.message : String(err);
+    body = err instanceof Error ? err.message : String(err);
   }
-  if (typeof record === 'string')
-    throw new CorruptSessionError(`${app}/${id}`, seq, `is not a journal record: ${record}`);
-  return record;
+  if (typeof body === 'string') throw new CorruptSessionError(`${app}/${id}`, seq, `is not a journal record: ${body}`);
+  return body;
 }
 
 /**
@@ -211,11 +242,16 @@ export async function loadSession(
   // journal after the purge: a gap. Reading again finds the snapshot that covers it.
   for (let attempt = 1; ; attempt++) {
     try {
-      const { state, journalSeq, recent } = await replay(deps, app, id, shard, {
+      const { state, journalSeq, recent, keep } = await replay(deps, app, id, shard, {
         skipWhenCurrent: true,
         loadedAt: now,
       });
-      return { state: state ?? startSession(app.machine, now), journalSeq, recent: recent.slice(-DEDUP_MAX_IDS) };
+      return {
+        state: state ?? startSession(app.machine, now),
+        journalSeq,
+        recent: recent.slice(-DEDUP_MAX_IDS),
+        ...(keep !== undefined && { keep }),
+      };
     } catch (err) {
       if (!(err instanceof JournalGapError) || attempt >= ATTEMPTS) throw err;
     }

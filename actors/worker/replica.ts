@@ -11,7 +11,7 @@ import {
   replicaReportSubject,
 } from '../../bus/subjects.js';
 import type { Bus, Delivery, Headers, Journal, JournalEntry, JournalFollow, Subscription } from '../../bus/types.js';
-import type { ReadReply, ScatterReply } from '../../protocol/messages.js';
+import type { JournaledEvent, JournalRecord, ReadReply, ScatterReply } from '../../protocol/messages.js';
 import { parseScatter } from '../../protocol/scatter.js';
 import { checkClaim } from '../../protocol/clientId.js';
 import type { Responder } from './respond.js';
@@ -29,15 +29,33 @@ import type { View } from '../../machines/view.js';
 import type { Application } from './application.js';
 import { ConflictError, InvalidRequestError, refuse, UnknownApplicationError } from '../../protocol/errors.js';
 import { checkShard } from '../../protocol/requests.js';
-import { parseJournalRecord } from '../../protocol/records.js';
+import { parseJournalEntry } from '../../protocol/records.js';
 import { sessionKey } from '../../protocol/names.js';
 import { loadSession, type ReplayDeps } from './replay.js';
 import type { EpochMarks } from './epochs.js';
 import { entryEpoch } from '../../protocol/epochs.js';
 import { HEADER, headerText } from '../../protocol/headers.js';
 import { isBatchMsgId } from './groupCommit.js';
+import { TX_RECORD_TYPE } from './txJournal.js';
 import { RecentCommands, type RecentCommand } from './recentCommands.js';
 import type { SessionStore } from './sessionStore.js';
+
+/** A record's events applied to a secondary's copy, which then reflects journal entry `journalSeq`. */
+function applyRecord(
+  app: Application,
+  copy: Copy,
+  events: readonly JournaledEvent[],
+  journalSeq: number,
+  msgId: string | undefined,
+): void {
+  copy.state = replaySession(app.machine, copy.state, events);
+  copy.journalSeq = journalSeq;
+  for (const x of events) copy.recent.remember(x.event.meta.cmdId, x.seq, x.event.meta.time);
+  // A transaction's record is de-duplicated on its id, as replay remembers it.
+  const last = events[events.length - 1]!;
+  if (msgId !== undefined && !isBatchMsgId(msgId) && events.every((x) => x.event.meta.cmdId !== msgId))
+    copy.recent.remember(msgId, last.seq, last.event.meta.time);
+}
 
 /** Read-only queries of every copy of a shard share this queue group: one copy answers each. */
 export const READ_ONLY_QUEUE = 'cohort-ro';
@@ -71,6 +89,8 @@ interface Copy {
   readonly waiters: Set<() => void>;
   /** The command ids it has seen committed: a promoted copy recognises retries as the primary did. */
   readonly recent: RecentCommands;
+  /** The oldest multi-session record on its subject the primary keeps from compaction (StoredSnapshot.keep). */
+  keep?: number;
 }
 
 /** A copy a newly promoted primary activates a session from, instead of loading it. */
@@ -78,6 +98,7 @@ export interface AdoptedCopy {
   readonly state: SessionState;
   readonly journalSeq: number;
   readonly recent: RecentCommand[];
+  readonly keep?: number;
 }
 
 interface Secondary {
@@ -515,6 +536,7 @@ export class Replication {
     } else if (target.kind === 'jrnl' && app !== undefined) {
       const key = sessionKey(app.name, target.id);
       const copy = s.copies.get(key);
+      let record: JournalRecord | undefined;
       if (copy === undefined) {
         // Loaded now, the copy already reflects this entry (the load reads the journal to its end).
         try {
@@ -525,16 +547,15 @@ export class Replication {
         }
       } else if (e.seq > copy.journalSeq) {
         try {
-          const record = parseJournalRecord(decode(e.data, { where: `journal ${e.subject}#${e.seq}` }));
-          if (typeof record === 'string') throw new TypeError(`journal entry ${e.seq} is not a record: ${record}`);
-          copy.state = replaySession(app.machine, copy.state, record.events);
-          copy.journalSeq = e.seq;
-          for (const x of record.events) copy.recent.remember(x.event.meta.cmdId, x.seq, x.event.meta.time);
-          // A transaction's record is de-duplicated on its id, as replay remembers it.
-          const msgId = e.headers[HEADER.command];
-          const last = record.events[record.events.length - 1]!;
-          if (msgId !== undefined && !isBatchMsgId(msgId) && record.events.every((x) => x.event.meta.cmdId !== msgId))
-            copy.recent.remember(msgId, last.seq, last.event.meta.time);
+          const body = parseJournalEntry(decode(e.data, { where: `journal ${e.subject}#${e.seq}` }));
+          if (typeof body === 'string') throw new TypeError(`journal entry ${e.seq} is not a record: ${body}`);
+          // An abort is nothing of this session's; an intent waits for its record, which names it (txJournal.ts).
+          if (body.kind === 'abort') copy.journalSeq = e.seq;
+          else if (body.kind === 'record') {
+            record = body.record;
+            applyRecord(app, copy, record.events, e.seq, e.headers[HEADER.command]);
+            if (record.tx !== undefined) copy.keep ??= e.seq;
+          }
         } catch (err) {
           // A copy that cannot follow (say, it missed entries) is dropped and loaded afresh when next needed.
           this.#log.warn({ err, key }, 'secondary copy diverged: dropped');
@@ -542,14 +563,54 @@ export class Replication {
         }
         for (const wake of copy.waiters) wake();
       }
+      // A multi-session transaction's record: its other sessions' parts, whatever became of its coordinator's copy.
+      if (e.headers[HEADER.type] === TX_RECORD_TYPE) this.#applyParts(s, shard, record, e);
     }
     s.applied = Math.max(s.applied, e.seq);
     this.#report(shard, s);
   }
 
+  /**
+   * The other sessions' parts of a multi-session transaction's record
+   * (`record`, or read from `e` when its coordinator's copy was not here to
+   * read it), each applied to its copy at its intent, once.
+   */
+  #applyParts(s: Secondary, shard: number, record: JournalRecord | undefined, e: JournalEntry): void {
+    if (record === undefined) {
+      try {
+        const body = parseJournalEntry(decode(e.data, { where: `journal ${e.subject}#${e.seq}` }));
+        if (typeof body === 'string' || body.kind !== 'record') return;
+        record = body.record;
+      } catch {
+        return;
+      }
+    }
+    for (const part of record.tx?.parts ?? []) {
+      const app = this.#apps.get(part.app);
+      if (app === undefined || checkShard(part.app, part.id, shard, this.#shardCount) !== undefined) continue;
+      const key = sessionKey(app.name, part.id);
+      const copy = s.copies.get(key);
+      if (copy === undefined || copy.journalSeq >= part.intent) continue;
+      try {
+        applyRecord(app, copy, part.events, part.intent, undefined);
+      } catch (err) {
+        this.#log.warn({ err, key }, 'secondary copy diverged: dropped');
+        s.copies.delete(key);
+      }
+      for (const wake of copy.waiters) wake();
+    }
+  }
+
   async #load(app: Application, id: string, shard: number): Promise<Copy> {
-    const { state, journalSeq, recent } = await loadSession(this.#stored, app, id, shard, this.#clock.now());
-    return { state, journalSeq, lastActive: this.#clock.now(), waiters: new Set(), recent: new RecentCommands(recent) };
+    const { state, journalSeq, recent, keep } = await loadSession(this.#stored, app, id, shard, this.#clock.now());
+    return {
+      state,
+      journalSeq,
+      lastActive: this.#clock.now(),
+      waiters: new Set(),
+      recent: new RecentCommands(recent),
+      ...(keep !== undefined && { keep }),
+    };
   }
 
   /**
@@ -573,7 +634,12 @@ export class Replication {
       return undefined;
     }
     this.adoptions.adopted++;
-    return { state: copy.state, journalSeq: copy.journalSeq, recent: copy.recent.entries(this.#clock.now()) };
+    return {
+      state: copy.state,
+      journalSeq: copy.journalSeq,
+      recent: copy.recent.entries(this.#clock.now()),
+      ...(copy.keep !== undefined && { keep: copy.keep }),
+    };
   }
 
   /** A read-only query on a secondary: its copy, marked stale, with the seq it reflects; or a scatter over its copies. */

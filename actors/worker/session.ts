@@ -10,6 +10,7 @@ import type {
   JournalRecord,
   ReadReply,
   StampedEvent,
+  TxIntent,
   VerifyReply,
   VerifyRequest,
 } from '../../protocol/messages.js';
@@ -22,7 +23,11 @@ import {
   SessionLockedError,
   SessionMovedError,
 } from '../../protocol/errors.js';
-import { planCommit, primacyVerdict, type PrimacyFacts } from '../../machines/commitPlan.js';
+import { planCommit, primacyVerdict, type CommitPlan, type PrimacyFacts } from '../../machines/commitPlan.js';
+import { sessionKey } from '../../protocol/names.js';
+import { appendIntent, intentMsgId } from './txJournal.js';
+import { decode } from '../../bus/codec.js';
+import { parseJournalEntry } from '../../protocol/records.js';
 import {
   documentOf,
   persistSession,
@@ -78,6 +83,13 @@ type JournalOutcome =
   | { readonly ok: true; readonly epoch: number; readonly taken?: readonly JournaledEvent[] }
   | { readonly ok: false; readonly reply: CommandReply };
 
+/** How a multi-session transaction commits: under which epoch, whether primacy is proved again after, which secondaries it waits for. */
+export interface TransactionPlan {
+  readonly epoch: number;
+  readonly reprove: boolean;
+  readonly waitFor: number | null;
+}
+
 /** What an idle session's mailbox and snapshot chain start from: one for all of them. */
 const SETTLED: Promise<void> = Promise.resolve();
 
@@ -109,6 +121,8 @@ export class HostedSession {
   #appending: Promise<void> | undefined;
   #saving: Promise<void> = SETTLED;
   #lock: SessionLock | undefined;
+  /** The oldest multi-session record on its subject compaction keeps (StoredSnapshot.keep). */
+  #keep: number | undefined;
   /** Waiting for the lock to be free (a shard's hand-off waiting for its transactions). */
   #unlocked: (() => void)[] | undefined;
   /** Commands waiting for the next turn, taken together (group commit). */
@@ -131,6 +145,7 @@ export class HostedSession {
     this.#journalSeq = loaded.journalSeq;
     this.#snapshotSeq = loaded.state.seq;
     this.#recent = new RecentCommands(loaded.recent);
+    this.#keep = loaded.keep;
     this.lastActive = deps.clock.now();
     void this.#armTimers();
   }
@@ -456,29 +471,10 @@ export class HostedSession {
       given ?? (events.length === 1 ? events[0]!.event.meta.cmdId : batchMsgId(events.map((e) => e.event.meta.cmdId)));
     const { app, shard } = this;
     const { primacy, replicas: replication, sessionTimeout } = this.#deps;
-    const plan = planCommit({
-      level: app.commit,
-      requiredSynchronizedReplicas: app.requiredSynchronizedReplicas,
-      syncReplicas: app.syncReplicas,
-      replication: replication !== undefined,
-      // Counted only when some are required: counting looks at every secondary.
-      synchronized:
-        replication !== undefined && app.commit === 'replicas' && app.requiredSynchronizedReplicas > 0
-          ? replication.synchronized(shard)
-          : 0,
-      primacy: primacy === undefined ? null : this.#primacyFacts(primacy),
-    });
-    if (plan.do === 'refuse') {
-      if (plan.why === 'moved')
-        return { ok: false, reply: this.#moved('this worker is no longer primary of the shard') };
-      return {
-        ok: false,
-        reply: refuse(new NotEnoughReplicasError(app.name, shard, plan.required, plan.synchronized)),
-      };
-    }
+    const planned = await this.#plan();
+    if (!planned.ok) return planned;
+    const plan = planned.plan;
     const epoch = plan.epoch;
-    if (plan.askStoredView && !(await primacy!.stillPrimary(shard, epoch)))
-      return { ok: false, reply: this.#moved('this worker is no longer primary of the shard') };
     /** What the journal holds for these commands, when an earlier attempt of them is what it holds. */
     let taken: readonly JournaledEvent[] | undefined;
     if (plan.do === 'append') {
@@ -518,6 +514,145 @@ export class HostedSession {
       ids.push([given, next.seq, events[events.length - 1]!.event.meta.time]);
     await this.#apply(next, ids, patches);
     return taken === undefined ? { ok: true, epoch } : { ok: true, epoch, taken };
+  }
+
+  /** How a commit goes now (commitPlan.ts), refused when this worker may not commit or too few secondaries follow. */
+  async #plan(): Promise<
+    | { readonly ok: true; readonly plan: Exclude<CommitPlan, { do: 'refuse' }> }
+    | { readonly ok: false; readonly reply: CommandReply }
+  > {
+    const { app, shard } = this;
+    const { primacy, replicas: replication } = this.#deps;
+    const plan = planCommit({
+      level: app.commit,
+      requiredSynchronizedReplicas: app.requiredSynchronizedReplicas,
+      syncReplicas: app.syncReplicas,
+      replication: replication !== undefined,
+      // Counted only when some are required: counting looks at every secondary.
+      synchronized:
+        replication !== undefined && app.commit === 'replicas' && app.requiredSynchronizedReplicas > 0
+          ? replication.synchronized(shard)
+          : 0,
+      primacy: primacy === undefined ? null : this.#primacyFacts(primacy),
+    });
+    if (plan.do === 'refuse') {
+      if (plan.why === 'moved')
+        return { ok: false, reply: this.#moved('this worker is no longer primary of the shard') };
+      return {
+        ok: false,
+        reply: refuse(new NotEnoughReplicasError(app.name, shard, plan.required, plan.synchronized)),
+      };
+    }
+    if (plan.askStoredView && !(await primacy!.stillPrimary(shard, plan.epoch)))
+      return { ok: false, reply: this.#moved('this worker is no longer primary of the shard') };
+    return { ok: true, plan };
+  }
+
+  // ------------------------------------------------ multi-session transactions (txJournal.ts)
+
+  /**
+   * A multi-session transaction's plan, asked of its coordinator: every
+   * session of it is on this shard, so one proof of primacy and one epoch
+   * serve all. Journaled before the reply whatever the commit level.
+   */
+  async planTransaction(): Promise<
+    { readonly ok: true; readonly plan: TransactionPlan } | { readonly ok: false; readonly reply: CommandReply }
+  > {
+    const planned = await this.#plan();
+    if (!planned.ok) return planned;
+    const { epoch, reprove, waitFor } = planned.plan;
+    return { ok: true, plan: { epoch, reprove, waitFor } };
+  }
+
+  /**
+   * Appends this session's intent in transaction `txId` (or, `record`, the
+   * transaction's record, when this session coordinates), fenced on what
+   * this copy reflects. A copy of it stored before (a retried commit) is
+   * taken as this append: the lock kept every other writer of this worker
+   * out, and the fence every other. Fence broken: this copy is stale and
+   * evicted.
+   */
+  async appendTransaction(
+    txId: string,
+    epoch: number,
+    entry: { readonly intent: TxIntent['intent'] } | { readonly record: JournalRecord },
+  ): Promise<{ readonly ok: true; readonly seq: number } | { readonly ok: false; readonly reply: CommandReply }> {
+    await this.#appending;
+    const fence = this.#deps.unfenced === true ? undefined : this.#journalSeq;
+    const session = sessionHeader(this.app.name, this.id);
+    try {
+      const ack =
+        'intent' in entry
+          ? await appendIntent(this.#deps.journal, this.subject, { app: this.app.name, id: this.id }, entry.intent, {
+              msgId: intentMsgId(txId, sessionKey(this.app.name, this.id)),
+              fence,
+              epoch,
+              worker: this.#signer,
+            })
+          : await appendRecord(this.#deps.journal, this.subject, entry.record, {
+              msgId: txId,
+              expectedLastSubjectSeq: fence,
+              session,
+              epoch,
+              worker: this.#signer,
+            });
+      this.#deps.health?.appended();
+      this.#deps.replicas?.journaled(this.shard, ack.seq);
+      if (ack.seq > this.#journalSeq) this.#journalSeq = ack.seq;
+      return { ok: true, seq: ack.seq };
+    } catch (err) {
+      if (err instanceof WrongLastSequenceError) {
+        this.#evict('journal moved on under a transaction: stale copy or lost ownership');
+        return { ok: false, reply: refuse(new SessionMovedError(this.app.name, this.id)) };
+      }
+      this.#deps.health?.appendFailed(err);
+      return { ok: false, reply: refuse(err) };
+    }
+  }
+
+  /** After the record landed at `journalSeq`: still primary (when the plan says to ask), and the secondaries waited for. */
+  async settleTransaction(plan: TransactionPlan, journalSeq: number): Promise<CommandReply | undefined> {
+    const { primacy, replicas: replication, sessionTimeout } = this.#deps;
+    if (plan.reprove && !(await this.#stillPrimary(primacy!, plan.epoch)))
+      return this.#moved('the lease lapsed around the append and the view moved the shard');
+    if (plan.waitFor !== null) await replication!.replicated(this.shard, journalSeq, plan.waitFor, sessionTimeout);
+    return undefined;
+  }
+
+  /**
+   * A transaction's part of this session, journaled: `next` becomes current
+   * and visible. `snapshot`: written now (awaited), so a replay of this
+   * session need not look for its part in the coordinator's record again;
+   * false when that snapshot failed.
+   */
+  async takeTransaction(
+    next: SessionState,
+    events: readonly JournaledEvent[],
+    patch: PreparedPatch,
+    txId: string | undefined,
+    snapshot: boolean,
+  ): Promise<boolean> {
+    const ids: RecentCommand[] = events.map((e) => [e.event.meta.cmdId, e.seq, e.event.meta.time]);
+    if (txId !== undefined) ids.push([txId, next.seq, events[events.length - 1]!.event.meta.time]);
+    await this.#apply(next, ids, [patch]);
+    if (!snapshot) return true;
+    return this.saveSnapshot().then(
+      () => true,
+      (err: unknown) => {
+        this.log.warn({ err }, 'snapshot after a transaction failed');
+        return false;
+      },
+    );
+  }
+
+  /** Remembers that transaction `txId` committed here at `seq` (its session had no events in it): a retried commit is answered. */
+  rememberTransaction(txId: string, seq: number): void {
+    this.#recent.remember(txId, seq, this.#deps.clock.now());
+  }
+
+  /** The copy is not to be trusted any more (a transaction of it did not settle): the next message reloads it. */
+  forget(why: string): void {
+    this.#evict(why);
   }
 
   #signature(epoch: number): { by: string; epoch: number } {
@@ -707,21 +842,73 @@ export class HostedSession {
 
   async #writeSnapshot(options: { compact?: boolean }): Promise<void> {
     await this.#appending;
+    if (options.compact && this.#keep !== undefined) await this.#settleKept();
     const seq = this.#state.seq;
     if (seq === this.#snapshotSeq || this.#evicted || this.#unjournaled.length > 0) return;
     const journalSeq = this.#journalSeq;
+    const keep = this.#keep;
     const recent = this.#recent.entries(this.#deps.clock.now());
     await this.#deps.store.save(this.app.name, this.id, {
       session: persistSession(this.app.machine, this.#state),
       journalSeq,
       recent,
+      ...(keep !== undefined && { keep }),
     });
     this.#snapshotSeq = seq;
     this.#deps.metrics?.snapshots.add(1, { app: this.app.name });
     if (!options.compact) return;
-    await this.#deps.journal.purge(this.subject, { below: journalSeq }).catch((err: unknown) => {
+    // A multi-session record another session may still need stays, with what follows it.
+    const below = keep === undefined ? journalSeq : Math.min(journalSeq, keep);
+    await this.#deps.journal.purge(this.subject, { below }).catch((err: unknown) => {
       this.log.warn({ err }, 'journal compaction failed');
     });
+  }
+
+  /**
+   * Moves `keep` past the multi-session records whose other sessions have
+   * snapshots beyond their intents (so their replays no longer read them);
+   * it stays at the first that is not so (or cannot be read now).
+   */
+  async #settleKept(): Promise<void> {
+    const from = this.#keep!;
+    const upTo = this.#journalSeq;
+    try {
+      for await (const e of this.#deps.journal.read(this.subject, { fromSeq: from })) {
+        if (e.seq > upTo) break;
+        const body = parseJournalEntry(decode(e.data, { where: `journal ${this.subject}#${e.seq}` }));
+        if (typeof body === 'string' || body.kind !== 'record' || body.record.tx === undefined) continue;
+        for (const part of body.record.tx.parts) {
+          const stored = await this.#deps.store.load(part.app, part.id);
+          if (stored === null || stored.journalSeq < part.intent) {
+            this.#keep = e.seq;
+            return;
+          }
+        }
+      }
+      if (this.#keep === from) this.#keep = undefined;
+    } catch (err) {
+      this.log.warn({ err }, 'kept transaction records not settled now');
+    }
+  }
+
+  /**
+   * A transaction's abort was appended on this session's subject at `seq`,
+   * fenced on `fence` (a load of another session of it decided it): if
+   * this copy reflected `fence`, it reflects `seq` now, since an abort
+   * changes nothing of it.
+   */
+  abortedAfter(fence: number, seq: number): void {
+    if (!this.#evicted && this.#journalSeq === fence && seq > fence) this.#journalSeq = seq;
+  }
+
+  /** Coordinating a multi-session record at `seq`: kept from compaction until its other sessions are past it. */
+  keepRecord(seq: number): void {
+    if (this.#keep === undefined || seq < this.#keep) this.#keep = seq;
+  }
+
+  /** Its other sessions snapshotted past the record at `seq`: no longer kept for them. */
+  settledRecord(seq: number): void {
+    if (this.#keep === seq) this.#keep = undefined;
   }
 
   /** Arms the clock for the earliest pending timer; an overdue one fires at once. */

@@ -16,6 +16,13 @@ export interface StoredSnapshot {
    * is still recognised. Read back untrusted (recentCommands.ts parseRecent).
    */
   readonly recent?: readonly RecentCommand[];
+  /**
+   * The stream sequence of the oldest multi-session transaction's record on
+   * this session's subject whose other sessions may still need it (their
+   * snapshots not yet past their intents): compaction keeps it and what
+   * follows (txJournal.ts).
+   */
+  readonly keep?: number;
 }
 
 interface Envelope {

@@ -12,6 +12,7 @@ import { documentOf } from '../../machines/session.js';
 import { HEADER, headerText, sessionHeader } from '../../protocol/headers.js';
 import { entryEpoch } from '../../protocol/epochs.js';
 import { parseJournalRecord } from '../../protocol/records.js';
+import { TX_RECORD_TYPE } from './txJournal.js';
 import type { JournalRecord, PatchMessage, PatchOperation } from '../../protocol/messages.js';
 
 export interface RecordStamp {
@@ -40,7 +41,7 @@ export function appendRecord(
     msgId: stamp.msgId,
     expectedLastSubjectSeq: stamp.expectedLastSubjectSeq,
     headers: {
-      [HEADER.type]: 'event',
+      [HEADER.type]: record.tx === undefined ? 'event' : TX_RECORD_TYPE,
       [HEADER.session]: stamp.session,
       [HEADER.command]: stamp.msgId,
       [HEADER.seq]: String(events[events.length - 1]!.seq),

@@ -17,6 +17,13 @@
  * for its shard (a deposed primary's late append) is applied by no copy, so
  * it is not one of the session's events here either: it is listed among the
  * session's `ignored` entries.
+ *
+ * Multi-session transactions. A transaction over several sessions of a
+ * shard is one record on its coordinator's subject, carrying the other
+ * sessions' parts, each after an intent on its own subject
+ * (actors/worker/txJournal.ts). The checker reads the stream in order, so
+ * each part counts among its session's events where the record is, and an
+ * intent or an abort counts as no event.
  */
 import {
   BucketNotFoundError,
@@ -28,7 +35,7 @@ import {
   journalStreamFilter,
   journalStreamName,
   parseEpochMarker,
-  parseJournalRecord,
+  parseJournalEntry,
   parseSubject,
   SessionStore,
   type Bus,
@@ -132,16 +139,19 @@ export async function readJournals(
     let s = sessions.get(key);
     if (s === undefined)
       sessions.set(key, (s = { app: target.app, session: target.id, shard: target.shard, events: [] }));
-    let record: ReturnType<typeof parseJournalRecord>;
+    let body: ReturnType<typeof parseJournalEntry>;
     try {
-      record = parseJournalRecord(decode(entry.data, { where: `journal ${entry.subject}#${entry.seq}` }));
+      body = parseJournalEntry(decode(entry.data, { where: `journal ${entry.subject}#${entry.seq}` }));
     } catch (err) {
-      record = err instanceof Error ? err.message : String(err);
+      body = err instanceof Error ? err.message : String(err);
     }
-    if (typeof record === 'string') {
-      unreadable.set(key, [...(unreadable.get(key) ?? []), { streamSeq: entry.seq, reason: record, time: entry.time }]);
+    if (typeof body === 'string') {
+      unreadable.set(key, [...(unreadable.get(key) ?? []), { streamSeq: entry.seq, reason: body, time: entry.time }]);
       continue;
     }
+    // A multi-session transaction's intent or abort holds no events: its record, if it landed, does.
+    if (body.kind !== 'record') continue;
+    const record = body.record;
     const epoch = entryEpoch(entry.headers);
     const inForce = fences.get(target.shard)?.inForceAt(entry.seq) ?? 0;
     if (epoch < inForce) {
@@ -165,6 +175,14 @@ export async function readJournals(
       time: entry.time,
     };
     for (const e of record.events) s.events.push({ ...facts, seq: e.seq, event: e.event });
+    // The other sessions' parts take effect here too: nothing of theirs can come between their intent and this.
+    for (const part of record.tx?.parts ?? []) {
+      const partKey = sessionKeyOf(part.app, part.id);
+      let other = sessions.get(partKey);
+      if (other === undefined)
+        sessions.set(partKey, (other = { app: part.app, session: part.id, shard: target.shard, events: [] }));
+      for (const e of part.events) other.events.push({ ...facts, seq: e.seq, event: e.event });
+    }
   }
   const compacted = [...sessions.values()].some((s) => s.events[0]?.seq !== 1);
   // Opened only when needed: a reader may not be allowed the snapshots' buckets.

@@ -99,7 +99,7 @@ describe.each(targets)('client connections ($name)', (target) => {
     expect(r).toMatchObject({ seq: 1, events: 1 });
   });
 
-  it('another session in a transaction is refused, naming both sessions', async () => {
+  it('a session of another shard in a transaction is refused, naming both sessions and shards', async () => {
     const { client } = await cohort();
     const s = (await client('a')).session('counter', 'tx3');
     await expect(
