@@ -228,7 +228,9 @@ export async function runInspect(options: InspectArgs & OperatorIO): Promise<num
     if (result.timerIndex !== null) w(`timer index: due ${result.timerIndex}`);
     w(`journal: ${count} entries${count > entries.length ? `, the last ${entries.length}` : ''}`);
     for (const e of entries)
-      for (const line of e.error !== undefined ? [`(unreadable: ${e.error})`] : e.events.map(describeEvent))
+      for (const line of e.error !== undefined
+        ? [`(unreadable: ${e.error})`]
+        : [...(e.note === undefined ? [] : [`(${e.note})`]), ...e.events.map(describeEvent)])
         w(`  #${e.streamSeq} ${e.time} ${line}`);
     return 0;
   });

@@ -10,7 +10,7 @@ import {
   decode,
   journalStreamFilter,
   journalStreamName,
-  parseJournalRecord,
+  parseJournalEntry,
   SessionStore,
 } from '../internal.js';
 
@@ -48,6 +48,8 @@ export interface DecodedEntry {
   subject: string;
   time: string;
   events: DecodedEvent[];
+  /** A multi-session transaction's entry explained: an intent, an abort, or a record with other sessions' parts. */
+  note?: string;
   error?: string;
 }
 
@@ -59,10 +61,25 @@ export function decodeEntry(entry: JournalEntry): DecodedEntry {
   } catch (err) {
     return { ...base, events: [], error: (err as Error).message };
   }
-  const record = parseJournalRecord(body);
-  if (typeof record === 'string') return { ...base, events: [], error: `not a journal record: ${record}` };
+  const parsed = parseJournalEntry(body);
+  if (typeof parsed === 'string') return { ...base, events: [], error: `not a journal record: ${parsed}` };
+  if (parsed.kind === 'intent') {
+    const { tx, at } = parsed.intent;
+    return {
+      ...base,
+      events: [],
+      note: `intent of transaction ${tx}: its events for this session are in the record on ${at.app}/${at.id} that comes next there, if any`,
+    };
+  }
+  if (parsed.kind === 'abort')
+    return { ...base, events: [], note: `abort of transaction ${parsed.txId}: its record can no longer land` };
+  const record = parsed.record;
+  const parts = record.tx?.parts ?? [];
   return {
     ...base,
+    ...(record.tx !== undefined && {
+      note: `transaction ${record.tx.id}, with events for ${parts.map((p) => `${p.app}/${p.id} (${p.events.length})`).join(', ')} too`,
+    }),
     events: record.events.map((e) => {
       const { type, meta, ...data } = e.event as unknown as {
         type: string;

@@ -86,6 +86,18 @@ export async function runTail(options: TailArgs & OperatorIO): Promise<number> {
           { kind: 'journal', app: target.app, id: target.id, shard: target.shard, ...decoded },
           `${decoded.time} journal ${session} #${entry.seq} unreadable: ${decoded.error}`,
         );
+      if (decoded.note !== undefined)
+        out(
+          {
+            kind: 'journal',
+            app: target.app,
+            id: target.id,
+            shard: target.shard,
+            streamSeq: entry.seq,
+            note: decoded.note,
+          },
+          `${decoded.time} journal ${session} #${entry.seq} ${decoded.note}`,
+        );
       for (const e of decoded.events)
         out(
           {
