@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, defineApplication, EventRejectedError, type Patch, startWorker } from '../../index.js';
+import { connect, defineApplication, EventRejectedError, type Patch, shardOf, startWorker } from '../../index.js';
 import { createMemoryBus, createMemoryServer } from '../../bus/memory/mod.js';
 import { createNatsBus } from '../../bus/nats/mod.js';
 import { metaSubject } from '../../bus/subjects.js';
@@ -73,6 +73,25 @@ describe.each([
       { readOnly: true },
     );
     expect([...over.results].filter(([, isOver]) => isOver).map(([id]) => id)).toEqual(['acct-7']);
+  });
+
+  it('ledger: the README’s transaction over two accounts of one shard moves the money in one message', async () => {
+    const { client } = await setUp();
+    expect(shardOf('ledger', 'alice', 256)).toBe(212);
+    expect(shardOf('ledger', 'alice-27', 256)).toBe(212);
+    await client.session('ledger', 'alice').send({ type: 'OPEN', owner: 'Alice' });
+    await client.session('ledger', 'alice').send({ type: 'DEPOSIT', amount: 20 });
+    await client.session('ledger', 'alice-27').send({ type: 'OPEN', owner: 'Alice' });
+    const { events, value } = await client.session('ledger', 'alice').transaction(async (tx) => {
+      await tx.send({ type: 'WITHDRAW', amount: 5 });
+      const savings = tx.session('ledger', 'alice-27');
+      await savings.send({ type: 'DEPOSIT', amount: 5 });
+      return (await savings.read()).document;
+    });
+    expect(events).toBe(2);
+    expect(value).toMatchObject({ balance: 5 });
+    expect((await client.session('ledger', 'alice').read()).document).toMatchObject({ balance: 15 });
+    expect((await client.session('ledger', 'alice-27').read()).document).toMatchObject({ balance: 5 });
   });
 
   it('ledger: the statement timer fires on the runtime clock and is journaled', async () => {
