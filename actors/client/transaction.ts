@@ -77,6 +77,8 @@ export class Transactions {
     const started = clock.now();
     let rollback: Error | undefined;
     let steps = 0;
+    /** Events sent to the transaction's own session (not to others of its shard). */
+    let homeEvents = 0;
     /** The shard's epoch the begin was answered under (absent: static sharding, or an older worker). */
     let began: { epoch?: number } = {};
     const onDisabled = (_f: Failure, reason: string): void => {
@@ -105,13 +107,19 @@ export class Transactions {
       if (reply.ok) return reply;
       const err = fromErrorBody(reply.error);
       if (err instanceof TransactionRolledBackError) {
+        // A commit whose own session sent nothing is remembered by no journal entry of that session: answered
+        // "failover" or "unknown" (a retry after the primary moved), it may have committed on the others.
+        const untold =
+          op.op === 'commit' && homeEvents === 0 && (err.reason === 'failover' || err.reason === 'unknown');
         rollback = new NetworkError(
           `transaction ${txId} on ${session}`,
           {
             session,
             triedMs: clock.now() - started,
-            ambiguous: false,
-            reason: `rolled back by the server (${err.reason})`,
+            ambiguous: untold,
+            reason: untold
+              ? `its commit was answered ${err.reason} after it went out, and its own session sent nothing to remember it by`
+              : `rolled back by the server (${err.reason})`,
           },
           { cause: err },
         );
@@ -123,6 +131,7 @@ export class Transactions {
     const send = async (event: UserEvent, on?: SessionRef): Promise<{ seq: number }> => {
       const r = await step({ op: 'send', step: steps, event, ...(on === undefined ? {} : { on }) });
       steps++;
+      if (on === undefined) homeEvents++;
       return { seq: r.seq };
     };
     const read = async (on?: SessionRef): Promise<ReadResult> => {

@@ -9,6 +9,7 @@ import {
   connect,
   CrossShardTransactionError,
   defineApplication,
+  NetworkError,
   shardOf,
   startWorker,
   type Client,
@@ -175,6 +176,41 @@ describe.each(targets)('multi-session transactions on one shard ($name)', (targe
     expect(await entries(z)).toHaveLength(0);
     expect(await replayed(y)).toEqual({ seq: 2, document: { n: 9, log: ['+4', '+5'], rang: 0 } });
     expect(await a.session('counter', z).send({ type: 'ADD', by: 1 })).toMatchObject({ seq: 1 });
+  });
+
+  it('a commit the next primary cannot place: ambiguous when the transaction’s own session sent nothing, not otherwise', async () => {
+    const { client, worker, start } = await cohort();
+    const { same } = idsOnOneShard('forgot', 3);
+    const [x, y, z] = same as [string, string, string];
+    const a = await client('a');
+    let current = worker;
+    /** A transaction whose worker is replaced before its commit: the new one never heard of it. */
+    const across = async (home: string, homeSends: boolean) => {
+      let replaced = false;
+      const err = await a
+        .session('counter', home)
+        .transaction(async (tx) => {
+          if (homeSends) await tx.send({ type: 'ADD', by: 1 });
+          await tx.session('counter', home === x ? y : z).send({ type: 'ADD', by: 2 });
+          if (!replaced) {
+            replaced = true;
+            await current.stop();
+            const next = await start(await target.bus());
+            current = next;
+            stops.push(() => next.stop());
+          }
+        })
+        .catch((e: unknown) => e);
+      return err as NetworkError;
+    };
+    const untold = await across(x, false);
+    expect(untold).toBeInstanceOf(NetworkError);
+    expect(untold.ambiguous).toBe(true);
+    expect(untold.message).toMatch(/its own session sent nothing/);
+    const told = await across(y, true);
+    expect(told).toBeInstanceOf(NetworkError);
+    expect(told.ambiguous).toBe(false);
+    expect(told.message).toMatch(/rolled back by the server \(unknown\)/);
   });
 
   it('a throw inside commits nothing on any session, and lets go of every lock', async () => {
