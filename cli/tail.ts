@@ -81,35 +81,19 @@ export async function runTail(options: TailArgs & OperatorIO): Promise<number> {
       if (target.kind !== 'jrnl' || !wanted(target.app, target.id)) return;
       const decoded = decodeEntry(entry);
       const session = `${target.app} ${JSON.stringify(target.id)}`;
+      const where = { kind: 'journal', app: target.app, id: target.id, shard: target.shard };
       if (decoded.error !== undefined)
         return out(
-          { kind: 'journal', app: target.app, id: target.id, shard: target.shard, ...decoded },
+          { ...where, ...decoded },
           `${decoded.time} journal ${session} #${entry.seq} unreadable: ${decoded.error}`,
         );
       if (decoded.note !== undefined)
         out(
-          {
-            kind: 'journal',
-            app: target.app,
-            id: target.id,
-            shard: target.shard,
-            streamSeq: entry.seq,
-            note: decoded.note,
-          },
+          { ...where, streamSeq: entry.seq, note: decoded.note },
           `${decoded.time} journal ${session} #${entry.seq} ${decoded.note}`,
         );
       for (const e of decoded.events)
-        out(
-          {
-            kind: 'journal',
-            app: target.app,
-            id: target.id,
-            shard: target.shard,
-            streamSeq: entry.seq,
-            ...e,
-          },
-          `${decoded.time} journal ${session} ${describeEvent(e)}`,
-        );
+        out({ ...where, streamSeq: entry.seq, ...e }, `${decoded.time} journal ${session} ${describeEvent(e)}`);
     });
 
     const patchFilter =

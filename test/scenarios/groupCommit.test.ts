@@ -5,21 +5,17 @@
  * boundary is what is tested; group commit's logic is on both buses in
  * test/actors/groupCommit.test.ts.
  */
-import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, shardOf } from '../../index.js';
+import { shardOf } from '../../index.js';
 import { decode, encode } from '../../bus/codec.js';
 import { cmdSubject, journalStreamFilter, journalStreamName, journalSubject } from '../../bus/subjects.js';
-import { startLocalCluster } from '../../cli/localCluster.js';
 import type { NatsServer } from '../../harness/natsServer.js';
-import type { View } from '../../machines/view.js';
 import type { JournalRecord } from '../../internal.js';
 import { DEFAULT_SHARD_COUNT } from '../../protocol/shard.js';
 import { startTestServer } from '../nats.js';
+import { settled, withTallyCluster } from './tallyCluster.js';
 
-const TALLY = fileURLToPath(new URL('../fixtures/tally.ts', import.meta.url));
-const TIMING = { heartbeatInterval: 200, sessionTimeout: 1_000 };
 const CLIENT = 'raw#00000001';
 const LANES = 64;
 
@@ -34,32 +30,12 @@ afterAll(async () => {
   await nats?.[Symbol.asyncDispose]();
 });
 
-function settled(view: View): boolean {
-  return (
-    !view.transitional &&
-    view.shards.every(
-      (s) => s.state === 'ACTIVE' && s.replicas.length === Math.min(view.replicas, view.members.length - 1),
-    )
-  );
-}
-
 describe('group commit across a kill -9 (worker processes, real nats-server)', () => {
   it(
     'nothing acknowledged lost, nothing applied twice, every retry of a batched command answered as a duplicate',
     { timeout: 120_000 },
     async () => {
-      const cluster = await startLocalCluster({
-        workers: 3,
-        apps: [TALLY],
-        nats: [nats.url],
-        cluster: 'gckill',
-        ...TIMING,
-        write: () => {},
-      });
-      const bus = await cluster.openBus('gc-scenario');
-      const client = await connect({ bus, cluster: cluster.cluster, timeout: 20_000 });
-      try {
-        await cluster.views.until(settled, 30_000, 'the first placement done');
+      await withTallyCluster(nats.url, 'gckill', async ({ cluster, bus, client }) => {
         const shard = shardOf('tally', 'hot', DEFAULT_SHARD_COUNT);
         const subject = cmdSubject(cluster.cluster, shard, 'tally', 'hot', 'raw');
         const send = async (cmdId: string): Promise<Reply> => {
@@ -152,11 +128,7 @@ describe('group commit across a kill -9 (worker processes, real nats-server)', (
         expect(wrong).toEqual([]);
         // Nothing more was applied by the retries.
         expect((await client.session('tally', 'hot').read()).seq).toBe(read.seq);
-      } finally {
-        await client.close();
-        await bus.close();
-        await cluster.stop(5_000);
-      }
+      });
     },
   );
 });

@@ -6,19 +6,15 @@
  * primary deciding it); the logic is on both buses in
  * test/actors/multiSessionTransactions.test.ts.
  */
-import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, shardOf } from '../../index.js';
-import { startLocalCluster } from '../../cli/localCluster.js';
+import { shardOf } from '../../index.js';
 import { readJournals } from '../../harness/checker/index.js';
 import type { NatsServer } from '../../harness/natsServer.js';
-import type { View } from '../../machines/view.js';
 import { DEFAULT_SHARD_COUNT } from '../../protocol/shard.js';
 import { startTestServer } from '../nats.js';
+import { settled, withTallyCluster } from './tallyCluster.js';
 
-const TALLY = fileURLToPath(new URL('../fixtures/tally.ts', import.meta.url));
-const TIMING = { heartbeatInterval: 200, sessionTimeout: 1_000 };
 const LANES = 4;
 
 let nats: NatsServer;
@@ -28,15 +24,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await nats?.[Symbol.asyncDispose]();
 });
-
-function settled(view: View): boolean {
-  return (
-    !view.transitional &&
-    view.shards.every(
-      (s) => s.state === 'ACTIVE' && s.replicas.length === Math.min(view.replicas, view.members.length - 1),
-    )
-  );
-}
 
 /** Three session ids of one shard. */
 function threeOnOneShard(): [string, string, string] {
@@ -55,18 +42,7 @@ describe('multi-session transactions across a kill -9 (worker processes, real na
     'nothing acknowledged lost, no transaction applied in part, every session in the same order',
     { timeout: 120_000 },
     async () => {
-      const cluster = await startLocalCluster({
-        workers: 3,
-        apps: [TALLY],
-        nats: [nats.url],
-        cluster: 'mtkill',
-        ...TIMING,
-        write: () => {},
-      });
-      const bus = await cluster.openBus('mt-scenario');
-      const client = await connect({ bus, cluster: cluster.cluster, timeout: 20_000 });
-      try {
-        await cluster.views.until(settled, 30_000, 'the first placement done');
+      await withTallyCluster(nats.url, 'mtkill', async ({ cluster, bus, client }) => {
         const [x, y, z] = threeOnOneShard();
         const shard = shardOf('tally', x, DEFAULT_SHARD_COUNT);
         const acked: string[] = [];
@@ -131,11 +107,7 @@ describe('multi-session transactions across a kill -9 (worker processes, real na
           expect(j.events.map((e) => e.seq)).toEqual(tx.map((_, i) => i + 1));
           expect(j.events.map((e) => (e.event as unknown as { token: string }).token)).toEqual(tx);
         }
-      } finally {
-        await client.close();
-        await bus.close();
-        await cluster.stop(5_000);
-      }
+      });
     },
   );
 });

@@ -4,17 +4,13 @@
  * out. The process boundary is what is tested; the logic is on virtual time
  * in test/harness/scatterSim.test.ts and on both buses in test/actors/scatter.test.ts.
  */
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, shardOf, TimeoutError, type Gathered } from '../../index.js';
-import { startLocalCluster } from '../../cli/localCluster.js';
+import { shardOf, TimeoutError, type Gathered } from '../../index.js';
 import type { NatsServer } from '../../harness/natsServer.js';
-import type { View } from '../../machines/view.js';
 import { DEFAULT_SHARD_COUNT } from '../../protocol/shard.js';
 import { startTestServer } from '../nats.js';
+import { settled, withTallyCluster } from './tallyCluster.js';
 
-const TALLY = fileURLToPath(new URL('../fixtures/tally.ts', import.meta.url));
-const TIMING = { heartbeatInterval: 200, sessionTimeout: 1_000 };
 const IDS = Array.from({ length: 1_000 }, (_, i) => `acct-${i}`);
 
 let nats: NatsServer;
@@ -25,15 +21,6 @@ afterAll(async () => {
   await nats?.[Symbol.asyncDispose]();
 });
 
-function settled(view: View): boolean {
-  return (
-    !view.transitional &&
-    view.shards.every(
-      (s) => s.state === 'ACTIVE' && s.replicas.length === Math.min(view.replicas, view.members.length - 1),
-    )
-  );
-}
-
 function partitioned<T>(g: Gathered<T>): void {
   expect([...g.results.keys(), ...g.errors.keys(), ...g.missing].sort()).toEqual([...IDS].sort());
 }
@@ -43,18 +30,7 @@ describe('scatter across a kill -9 (worker processes, real nats-server)', () => 
     'a frozen worker: calls settle at their deadline, its commands ambiguous; killed: live shards answer in time, its sessions missing or answered after failover',
     { timeout: 120_000 },
     async () => {
-      const cluster = await startLocalCluster({
-        workers: 3,
-        apps: [TALLY],
-        nats: [nats.url],
-        cluster: 'scatterkill',
-        ...TIMING,
-        write: () => {},
-      });
-      const bus = await cluster.openBus('scatter-scenario');
-      const client = await connect({ bus, cluster: cluster.cluster, timeout: 20_000 });
-      try {
-        await cluster.views.until(settled, 30_000, 'the first placement done');
+      await withTallyCluster(nats.url, 'scatterkill', async ({ cluster, client }) => {
         const sent = await client.broadcast('tally', IDS, { type: 'ADD', token: 'one' }, { timeout: 30_000 });
         expect(sent.results.size).toBe(1_000);
         const all = await client.scatter<number>('tally', IDS, { query: 'count' }, { timeout: 10_000 });
@@ -118,11 +94,7 @@ describe('scatter across a kill -9 (worker processes, real nats-server)', () => 
         );
         const after = await client.scatter<number>('tally', IDS, { query: 'count' }, { timeout: 10_000 });
         expect(after.results.size).toBe(1_000);
-      } finally {
-        await client.close();
-        await bus.close();
-        await cluster.stop(5_000);
-      }
+      });
     },
   );
 });
