@@ -11,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { NetworkError, TimeoutError, TransactionTimeoutError, type Client } from '../../index.js';
 import { tally } from '../fixtures/tally.js';
 import { bootSim, type Sim } from './simBoot.js';
+import { expectDeadline as expectAt, type Timed } from '../deadline.js';
 
 /** Long TROUBLE retries, so a call that waited for the next one would be seen to wait past its deadline. */
 const CONNECTION = { troubledInterval: 20_000, attemptTimeout: 300, reconnectInterval: 5_000, timeout: 2_000 };
@@ -56,19 +57,8 @@ async function timed(sim: Sim, call: () => Promise<unknown>): Promise<{ error: u
   return { error, waited: sim.now() - started };
 }
 
-function expectDeadline(
-  outcome: { error: unknown; waited: number },
-  deadline: number,
-  ambiguous: boolean,
-): TimeoutError {
-  expect(outcome.error).toBeInstanceOf(TimeoutError);
-  const err = outcome.error as TimeoutError;
-  expect(outcome.waited).toBeGreaterThanOrEqual(deadline);
-  expect(outcome.waited).toBeLessThanOrEqual(deadline + SLACK);
-  expect(err.ambiguous).toBe(ambiguous);
-  expect(err.message).toContain(`timed out after ${deadline} ms`);
-  expect(err.message).toMatch(ambiguous ? /may have committed: ambiguous/ : /not ambiguous: nothing was committed/);
-  return err;
+function expectDeadline(outcome: Timed, deadline: number, ambiguous: boolean): TimeoutError {
+  return expectAt(outcome, deadline, ambiguous, { slack: SLACK });
 }
 
 describe('deadlines under a paused worker, on virtual time', () => {

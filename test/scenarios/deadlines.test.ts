@@ -14,6 +14,7 @@ import { startLocalCluster, type LocalCluster } from '../../cli/localCluster.js'
 import type { NatsServer } from '../../harness/natsServer.js';
 import { startTestServer } from '../nats.js';
 import { waitFor } from '../waitFor.js';
+import { expectDeadline as expectAt, type Timed } from '../deadline.js';
 
 const TALLY = fileURLToPath(new URL('../fixtures/tally.ts', import.meta.url));
 const SCENARIO = { timeout: 90_000 };
@@ -32,19 +33,8 @@ async function timed(call: () => Promise<unknown>): Promise<{ error: unknown; wa
   return { error, waited: Date.now() - started };
 }
 
-function expectDeadline(
-  outcome: { error: unknown; waited: number },
-  deadline: number,
-  ambiguous: boolean,
-): TimeoutError {
-  expect(outcome.error).toBeInstanceOf(TimeoutError);
-  const err = outcome.error as TimeoutError;
-  expect(outcome.waited).toBeGreaterThanOrEqual(deadline - 5);
-  expect(outcome.waited).toBeLessThanOrEqual(deadline + SLACK);
-  expect(err.ambiguous).toBe(ambiguous);
-  expect(err.message).toContain(`timed out after ${deadline} ms`);
-  expect(err.message).toMatch(ambiguous ? /may have committed: ambiguous/ : /not ambiguous: nothing was committed/);
-  return err;
+function expectDeadline(outcome: Timed, deadline: number, ambiguous: boolean): TimeoutError {
+  return expectAt(outcome, deadline, ambiguous, { early: 5, slack: SLACK });
 }
 
 describe('deadlines under a SIGSTOPped worker process (nats)', () => {
