@@ -71,8 +71,10 @@ interface TakenRecord {
 
 /** What became of one command of a batch, before the batch's record is journaled. */
 type CommandOutcome =
-  /** Answered whatever becomes of the record: a known duplicate, a refusal read from committed state. */
+  /** Answered whatever becomes of the record: a refusal read from committed state. */
   | { readonly kind: 'reply'; readonly reply: CommandReply }
+  /** A command id this copy remembers committed at `seq`: a duplicate, if this copy is still the primary's. */
+  | { readonly kind: 'known'; readonly seq: number }
   /** Refused on the state before it; `dependent`: that state includes uncommitted steps. `plain`: not a primacy matter. */
   | { readonly kind: 'refuse'; readonly error: Error; readonly dependent: boolean; readonly plain?: boolean }
   /** Stepped to `seq` (or, `duplicate`, the same id earlier in the batch). */
@@ -327,7 +329,7 @@ export class HostedSession {
       const dependent = events.length > 0;
       const known = this.#recent.seqOf(req.cmdId, time);
       if (known !== undefined) {
-        outcomes.push({ kind: 'reply', reply: { ok: true, seq: known, duplicate: true, ...this.signature() } });
+        outcomes.push({ kind: 'known', seq: known });
         continue;
       }
       const twin = events.find((e) => e.event.meta.cmdId === req.cmdId);
@@ -365,20 +367,26 @@ export class HostedSession {
       outcomes.push({ kind: 'step', seq: state.seq, cmdId: req.cmdId });
     }
     const journaled = events.length === 0 ? undefined : await this.#journalCommit(state, events, patches);
-    /** A refusal read from this copy's state is final for the client, so it is given only while proved primary (asked once). */
+    /**
+     * A refusal or a duplicate read from this copy's state is final for the client, so it is given only while
+     * proved primary (asked once): a deposed primary's copy may remember a command whose entry landed after a newer
+     * epoch's marker, which nobody applies, and answering "duplicate" for it would lose it.
+     */
     let proven: Promise<boolean> | undefined;
-    const asPrimary = (error: Error): Promise<CommandReply> => {
+    const asPrimary = (answer: () => CommandReply): Promise<CommandReply> => {
       const primacy = this.#deps.primacy;
-      if (primacy === undefined) return Promise.resolve(refuse(error));
+      if (primacy === undefined) return Promise.resolve(answer());
       proven ??= this.#provenPrimary(primacy);
-      return proven.then((yes) => (yes ? refuse(error) : this.#moved('this worker is no longer primary of the shard')));
+      return proven.then((yes) => (yes ? answer() : this.#moved('this worker is no longer primary of the shard')));
     };
     const replies: CommandReply[] = [];
     for (const o of outcomes) {
       if (o.kind === 'reply') replies.push(o.reply);
+      else if (o.kind === 'known')
+        replies.push(await asPrimary(() => ({ ok: true, seq: o.seq, duplicate: true, ...this.signature() })));
       else if (o.kind === 'refuse') {
         if (o.dependent && journaled !== undefined && !journaled.ok) replies.push(journaled.reply);
-        else replies.push(o.plain === true ? refuse(o.error) : await asPrimary(o.error));
+        else replies.push(o.plain === true ? refuse(o.error) : await asPrimary(() => refuse(o.error)));
       } else if (!journaled!.ok) replies.push(journaled!.reply);
       else if (journaled!.taken !== undefined) {
         const taken = journaled!.taken;
@@ -401,6 +409,19 @@ export class HostedSession {
     if (primacy !== undefined && !(await this.#provenPrimary(primacy)))
       return this.#moved('this worker is no longer primary of the shard');
     return refuse(error);
+  }
+
+  /**
+   * A command or transaction this copy remembers committed at `seq`: a
+   * duplicate only while this worker is proved primary, since a deposed
+   * primary's copy may remember an entry that landed after a newer epoch's
+   * marker, which nobody applies.
+   */
+  async duplicateAsPrimary(seq: number): Promise<CommandReply> {
+    const primacy = this.#deps.primacy;
+    if (primacy !== undefined && !(await this.#provenPrimary(primacy)))
+      return this.#moved('this worker is no longer primary of the shard');
+    return { ok: true, seq, duplicate: true, ...this.signature() };
   }
 
   /** Plain writes wait while a transaction holds the lock; its own client must write through it. */

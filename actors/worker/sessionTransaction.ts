@@ -389,7 +389,7 @@ export class Transactions {
     const { txId, steps } = req;
     if (open === undefined) {
       const seq = session.recentSeq(txId);
-      return seq === undefined ? this.#gone(session, req) : { ok: true, seq, duplicate: true, ...session.signature() };
+      return seq === undefined ? this.#gone(session, req) : session.duplicateAsPrimary(seq);
     }
     if (steps !== open.steps.length)
       return refuse(

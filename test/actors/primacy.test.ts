@@ -293,6 +293,23 @@ describe('lease fencing on the commit path', () => {
     expect(primacy.stillPrimaryCalls).toEqual([]);
   });
 
+  it('(e) a retry of a command this copy remembers, once it is no longer primary: moved, not a duplicate', async () => {
+    // A deposed primary's copy may remember a command whose entry landed after a newer epoch's marker, which nobody
+    // applies: "duplicate" from it would lose the command. Only a proved primary answers from what it remembers.
+    const primacy = new FakePrimacy('w-e');
+    const host = hostFor(primacy);
+    const id = 'acct-e';
+    const session = await activate(host, id);
+    expect(await send(session, 'cmd-e')).toMatchObject({ ok: true, seq: 1 });
+    // Positive control: still primary, the retry is the duplicate it is.
+    expect(await send(session, 'cmd-e')).toMatchObject({ ok: true, seq: 1, duplicate: true, epoch: 3 });
+    primacy.epoch = null;
+    const retried = await send(session, 'cmd-e');
+    expectMoved(retried, id);
+    expect(session.evicted).toBe(true);
+    expect(cmdIdsOf(await journalOf(id))).toEqual(['cmd-e']);
+  });
+
   it('(d) not primary in the latest view: refused without asking the stored view', async () => {
     const primacy = new FakePrimacy('w-d');
     primacy.epoch = null;
