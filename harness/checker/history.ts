@@ -112,9 +112,10 @@ export class HistoryRecorder {
   wrap(client: Client, name: string = client.label): Client {
     const recorder = this;
     return new Proxy(client, {
-      get(target, key, receiver) {
+      get(target, key) {
         if (key === 'session') return (app: string, id: string) => recorder.#session(target, name, app, id);
-        const value: unknown = Reflect.get(target, key, receiver);
+        // Read on the client itself: its getters use private fields a proxy does not have.
+        const value: unknown = Reflect.get(target, key, target);
         return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
       },
     });

@@ -571,6 +571,26 @@ describe('HistoryRecorder', () => {
     expect(op!.cmdId).toMatch(/^[0-9a-f-]{36}$/);
     expect(op!.completedAt).toBeGreaterThanOrEqual(START + 500);
   });
+
+  it("the wrapped client is the client: its getters and methods read the real one's state", async () => {
+    const c = await memoryCluster([ledger], track);
+    const inner = track(
+      await connect({
+        bus: c.bus(),
+        cluster: c.cluster,
+        label: 'plain',
+        shardCount: SHARDS,
+        environment: { clock: c.clock },
+      }),
+    );
+    const client = c.recorder.wrap(inner);
+    expect(client.id).toBe(inner.id);
+    expect(client.state).toBe(inner.state);
+    expect(client.readOnly).toBe(false);
+    expect(client.label).toBe('plain');
+    await client.session('ledger', 'getters').send({ type: 'OPEN', owner: 'Ann' });
+    expect(c.recorder.operations.at(-1)).toMatchObject({ client: 'plain', kind: 'send', outcome: 'ok' });
+  });
 });
 
 describe('sendOutcome: certainly not committed, or perhaps', () => {
