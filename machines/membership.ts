@@ -284,7 +284,7 @@ function sickOnTick(ctx: MembershipContext, event: MembershipEvent): boolean {
   });
 }
 
-const TICK_ACTIONS = ['woke', 'clock', 'tickFacts', 'beatIfDue', 'lead'] as const;
+const TICK_ACTIONS = ['tock', 'beatIfDue', 'lead'] as const;
 
 /** In every state a member can be in: a deaf tick steps down, any other is a tick. */
 const TICK_OR_STEP_DOWN = [
@@ -318,30 +318,34 @@ export const membershipMachine = setup({
       if (event.type === 'TICK' && event.unhealthy !== undefined)
         enqueue.emit({ type: 'steppingDown', reason: event.unhealthy });
     }),
-    /** What a tick brings besides the time: the primary's unsynchronized secondaries, and whether anything arrived. */
     /** A message from the server arrived (a heartbeat, the view, a write's answer): this member can hear. */
     heard: assign({ heardAt: ({ context, event }) => Math.max(context.heardAt, event.now) }),
-    tickFacts: assign({
-      notSynchronized: ({ context, event }) =>
-        (event.type === 'TICK' && event.notSynchronized) || context.notSynchronized,
-      heardAt: ({ context, event }) =>
-        event.type === 'TICK' && event.heard === true ? Math.max(context.heardAt, event.now) : context.heardAt,
-      unhealthy: ({ event }) => (event.type === 'TICK' ? (event.unhealthy ?? null) : null),
-    }),
     /**
+     * A tick: the time, the primary's unsynchronized secondaries, whether
+     * anything arrived, its health. One assignment, since ticks come several
+     * times per heartbeat interval and each assignment copies the context.
+     *
      * A tick long overdue means this process was stopped or starved, not
      * that everyone else went quiet: their heartbeats are still queued
      * behind the tick. Silence is counted afresh from now, so a paused
      * leader wakes up without deposing the whole cluster.
      */
-    woke: assign(({ context, event }) => {
+    tock: assign(({ context, event }) => {
       if (event.type !== 'TICK') return {};
       const late = stalled(context, event.now);
       const peers = late
         ? Object.fromEntries(Object.entries(context.peers).map(([id, p]) => [id, { ...p, at: event.now }]))
         : context.peers;
       // What it would have heard is queued behind the tick as well.
-      return { lastTick: event.now, peers, ...(late && { heardAt: event.now }) };
+      const heardAt = late ? event.now : context.heardAt;
+      return {
+        now: Math.max(context.now, event.now),
+        lastTick: event.now,
+        peers,
+        heardAt: event.heard === true ? Math.max(heardAt, event.now) : heardAt,
+        notSynchronized: event.notSynchronized || context.notSynchronized,
+        unhealthy: event.unhealthy ?? null,
+      };
     }),
     heartbeat: enqueueActions(({ context, enqueue }) => beat(context, enqueue)),
     /**
@@ -498,14 +502,15 @@ export const membershipMachine = setup({
   on: {
     HEARTBEAT: {
       actions: [
-        'clock',
-        'heard',
-        assign({
-          peers: ({ context, event }) =>
+        // One assignment (one copy of the context) per heartbeat: they come from every member.
+        assign(({ context, event }) => ({
+          now: Math.max(context.now, event.now),
+          heardAt: Math.max(context.heardAt, event.now),
+          peers:
             event.heartbeat.id === context.self.id
               ? context.peers
               : { ...context.peers, [event.heartbeat.id]: { hb: event.heartbeat, at: event.now } },
-        }),
+        })),
         'lead',
       ],
     },
