@@ -113,11 +113,15 @@ describe.each([
 
   it("whiteboard: every client sees the others' edits as patches, never its own", async () => {
     const { cluster, client: alice } = await setUp();
-    const bob = track(await connect({ bus: await bus(), cluster, label: 'bob' }));
+    const bobBus = await bus();
+    const bob = track(await connect({ bus: bobBus, cluster, label: 'bob' }));
     const seenByAlice: Patch[] = [];
     const seenByBob: Patch[] = [];
     alice.session('whiteboard', 'board-1').subscribe((p) => seenByAlice.push(p));
     bob.session('whiteboard', 'board-1').subscribe((p) => seenByBob.push(p));
+    // Bob's subscription is in place before alice's first patch goes out (he has read nothing: he would not
+    // catch up on a patch his watch's answer says came before). Alice's is on the connection she sends on.
+    await bobBus.flush();
     await alice.session('whiteboard', 'board-1').send({ type: 'ADD_SHAPE', id: 's1', kind: 'rect', x: 1, y: 2 });
     await bob.session('whiteboard', 'board-1').send({ type: 'MOVE_SHAPE', id: 's1', x: 10, y: 20 });
     await alice.session('whiteboard', 'board-1').send({ type: 'SET_TITLE', title: 'Plan' });

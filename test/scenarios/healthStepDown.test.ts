@@ -103,6 +103,11 @@ describe('a worker whose credentials deny its journal appends (real nats-server)
       }
       expect(refused).toBeGreaterThan(0); // its appends were refused while it held the shard
       expect(['a', 'b']).toContain(servedBy);
+      // Its session served elsewhere does not mean a has the view without it yet: that view comes on a's own
+      // connection, and a leaver whose shards hand off over more than one view goes only with the last.
+      await waitFor(() => a.view!.members.every((m) => !m.id.startsWith('sick')), {
+        what: 'the sick worker out of the view',
+      });
       expect(a.view!.members.map((m) => m.id).sort()).toEqual(['a', 'b']);
       // It stays out while its probe appends are refused: several health-check timeouts later, still out.
       await new Promise((r) => setTimeout(r, 3 * HEALTH_CHECK));
