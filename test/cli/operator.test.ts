@@ -120,7 +120,8 @@ describe('operator commands against a real cluster', () => {
     expect(members.reduce((n, m) => n + m.primaries.length, 0)).toBe(256);
     for (const m of members) {
       expect(m.heartbeatAgeMs).not.toBeNull();
-      expect(m.heartbeatAgeMs!).toBeLessThan(800);
+      // Fresh: within the session timeout (five CLI processes starting at once can hold up this process for a while).
+      expect(m.heartbeatAgeMs!).toBeLessThan(3_000);
       expect(m.primaries).toEqual(
         workers
           .get(m.id)!

@@ -11,6 +11,8 @@ import { DEFAULT_SHARD_COUNT } from '../../protocol/shard.js';
 import { startTestServer } from '../nats.js';
 import { settled, withTallyCluster } from './tallyCluster.js';
 
+/** What a call may run past its deadline on a shared two-core machine (as in deadlines.test.ts). */
+const SLACK = 400;
 const IDS = Array.from({ length: 1_000 }, (_, i) => `acct-${i}`);
 
 let nats: NatsServer;
@@ -51,7 +53,7 @@ describe('scatter across a kill -9 (worker processes, real nats-server)', () => 
         try {
           let t0 = Date.now();
           const b = await client.broadcast('tally', frozenIds, { type: 'ADD', token: 'two' }, { timeout: 500 });
-          expect(Date.now() - t0).toBeLessThanOrEqual(500 + 250);
+          expect(Date.now() - t0).toBeLessThanOrEqual(500 + SLACK);
           expect([...b.results.keys(), ...b.errors.keys(), ...b.missing].sort()).toEqual([...frozenIds].sort());
           for (const id of frozenIds) if (!frozen.has(id)) expect(b.results.has(id), id).toBe(true);
           for (const [id, err] of b.errors) {
@@ -61,7 +63,7 @@ describe('scatter across a kill -9 (worker processes, real nats-server)', () => 
           expect(b.errors.size).toBeGreaterThan(0);
           t0 = Date.now();
           const q = await client.scatter('tally', frozenIds, { query: 'count' }, { timeout: 300 });
-          expect(Date.now() - t0).toBeLessThanOrEqual(300 + 250);
+          expect(Date.now() - t0).toBeLessThanOrEqual(300 + SLACK);
           expect(new Set(q.missing)).toEqual(frozen);
         } finally {
           paused.resume();
@@ -80,7 +82,7 @@ describe('scatter across a kill -9 (worker processes, real nats-server)', () => 
         victim.kill('SIGKILL');
         const g = await pending;
         const waited = Date.now() - started;
-        expect(waited).toBeLessThanOrEqual(3_000 + 250);
+        expect(waited).toBeLessThanOrEqual(3_000 + SLACK);
         partitioned(g);
         for (const id of IDS) if (!dead.has(id)) expect(g.results.get(id), id).toBe(1);
         for (const id of g.missing) expect(dead.has(id), id).toBe(true);
