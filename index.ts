@@ -32,6 +32,7 @@ export {
   type ConnectOptions,
   type Gathered,
   type Patch,
+  type QueryOptions,
   type ReadCallOptions,
   type ReadResult,
   type SendOptions,

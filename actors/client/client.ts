@@ -29,6 +29,7 @@ import {
   ManySessions,
   type BroadcastOptions,
   type Gathered,
+  type QueryOptions,
   type ScatterOptions,
   type ScatterQuery,
 } from './scatter.js';
@@ -38,7 +39,7 @@ import { Verifier } from './verify.js';
 import { checkCallTimeout, checkConnectOptions, DEFAULT_CALL_TIMEOUT, type ConnectOptions } from './connectOptions.js';
 
 export type { ConnectOptions } from './connectOptions.js';
-export type { BroadcastOptions, Gathered, ScatterOptions, ScatterQuery } from './scatter.js';
+export type { BroadcastOptions, Gathered, QueryOptions, ScatterOptions, ScatterQuery } from './scatter.js';
 
 export interface CallOptions {
   /**
@@ -142,6 +143,12 @@ export interface SessionHandle {
   cached(): ReadResult | undefined;
   /** Patches by others (never this client's own), in order; a gap is healed by a re-read. Returns an unsubscribe. */
   subscribe(listener: (patch: Patch) => void): () => void;
+  /**
+   * The answer of one of the application's declared queries on this
+   * session's document: UnknownQueryError, QueryFailedError, or TimeoutError
+   * (never ambiguous) at the deadline.
+   */
+  query<T = unknown>(name: string, args?: unknown, options?: QueryOptions): Promise<T>;
   /**
    * Takes the session's exclusive lock, runs `fn`, and commits every event
    * it sent as one journal message; if `fn` throws, nothing is committed.
@@ -401,6 +408,8 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
         return c === undefined ? undefined : { ...c, stale: true, source: 'cache' };
       },
       subscribe: (listener) => this.#patches.subscribe(app, id, listener),
+      query: <T>(name: string, args?: unknown, options?: QueryOptions) =>
+        this.#many.query<T>(app, id, args === undefined ? { query: name } : { query: name, args }, options),
       transaction: (fn, options = {}) => this.#transactions.run({ app, id, shard, cmd }, fn, options),
     };
   }

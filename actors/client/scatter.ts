@@ -25,6 +25,14 @@ export interface ScatterOptions {
   readonly readOnly?: boolean;
 }
 
+/** A named query of one session: `session.query(name, args, options)`. */
+export interface QueryOptions {
+  /** Fails with TimeoutError (not ambiguous: a query changes nothing) by then (ms); the client's default timeout otherwise. */
+  readonly timeout?: number;
+  /** Any copy of the session's shard may answer (a secondary's may trail the primary). */
+  readonly readOnly?: boolean;
+}
+
 export interface BroadcastOptions {
   /** Resolves by then (ms) at the latest; the client's default timeout otherwise. */
   readonly timeout?: number;
@@ -72,6 +80,16 @@ export class ManySessions {
 
   constructor(host: ScatterHost) {
     this.#host = host;
+  }
+
+  /** One session's answer to a named query: a scatter of one id, its outcome as a value or that id's typed error. */
+  async query<T>(app: string, id: string, q: ScatterQuery, options: QueryOptions = {}): Promise<T> {
+    const timeout = this.#deadline('query', options.timeout);
+    const g = await this.scatter<T>(app, [id], q, { timeout, ...(options.readOnly === true && { readOnly: true }) });
+    if (g.results.has(id)) return g.results.get(id)!;
+    const err = g.errors.get(id);
+    if (err !== undefined) throw err;
+    throw new TimeoutError(`query ${q.query} of ${app}/${id}`, timeout, { ambiguous: false });
   }
 
   scatter<T>(app: string, ids: Iterable<string>, q: ScatterQuery, options: ScatterOptions = {}): Promise<Gathered<T>> {

@@ -4,6 +4,7 @@ import {
   EventRejectedError,
   InvalidRequestError,
   QueryFailedError,
+  TimeoutError,
   UnknownQueryError,
   type Client,
   type Gathered,
@@ -150,6 +151,43 @@ describe.each(targets)('scatter and broadcast on one worker ($name)', ({ make })
     expect(g.results.get('ok')).toBe(0);
     expect(g.errors.get('')).toBeInstanceOf(InvalidRequestError);
     expect(g.errors.get('x'.repeat(300))).toBeInstanceOf(InvalidRequestError);
+  });
+
+  it("session.query: one session's answer, or its typed error; a timeout at the deadline, never ambiguous", async () => {
+    const { t, c, client } = await setup();
+    await t.settle(client.session('counter', 'q13').send({ type: 'ADD', by: 13 }));
+    const s = client.session('counter', 'q13');
+    expect(await t.settle(s.query<number>('total'))).toBe(13);
+    expect(await t.settle(s.query<boolean>('overLimit', { limit: 10 }))).toBe(true);
+    expect(await t.settle(s.query<boolean>('overLimit', { limit: 20 }, { readOnly: true }))).toBe(false);
+    // A session never written to answers from its initial document.
+    expect(await t.settle(client.session('counter', 'fresh').query('total'))).toBe(0);
+    await expect(t.settle(s.query('nope'))).rejects.toBeInstanceOf(UnknownQueryError);
+    await expect(t.settle(s.query('unlucky'))).rejects.toThrow(QueryFailedError);
+    await expect(t.settle(s.query('huge'))).rejects.toThrow(/bytes, over/);
+    await expect(s.query('not a name!')).rejects.toThrow(RangeError);
+    // The session kept serving, and no query changed it.
+    expect((await t.settle(s.read())).document).toMatchObject({ n: 13 });
+
+    const lonely = track(
+      await connect({
+        bus: await t.bus(),
+        cluster: `${c.cluster}x`,
+        shardCount: SHARDS,
+        label: 'lonely',
+        environment: { clock: t.clock },
+      }),
+    );
+    const started = t.clock.now();
+    const err = await t.settle(lonely.session('counter', 'q13').query('total', undefined, { timeout: 800 })).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(TimeoutError);
+    expect((err as TimeoutError).ambiguous).toBe(false);
+    expect((err as TimeoutError).message).toMatch(/query total of counter\/q13 timed out after 800 ms/);
+    expect(t.clock.now() - started).toBeGreaterThanOrEqual(800);
+    expect(t.clock.now() - started).toBeLessThan(800 + 400);
   });
 
   it('never waits past its deadline: shards nobody serves come back missing at the timeout', async () => {

@@ -73,6 +73,8 @@ describe.each([
       { readOnly: true },
     );
     expect([...over.results].filter(([, isOver]) => isOver).map(([id]) => id)).toEqual(['acct-7']);
+    // One session's query.
+    expect(await client.session('ledger', 'acct-7').query<number>('balance')).toBe(200_100);
   });
 
   it('ledger: the README’s transaction over two accounts of one shard moves the money in one message', async () => {
