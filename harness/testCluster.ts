@@ -170,13 +170,20 @@ export function hasWorker(view: View, id: string): boolean {
   return view.members.some((m) => workerOfMember(m.id) === id);
 }
 
-/** Settled: not transitional, and every shard ACTIVE with as many secondaries as the members allow. */
-export function isSettled(view: View): boolean {
-  return (
-    !view.transitional &&
-    view.shards.every(
-      (s) => s.state === 'ACTIVE' && s.replicas.length === Math.min(view.replicas, view.members.length - 1),
-    )
+/**
+ * Settled: not transitional, and every shard ACTIVE on a member of the view
+ * with as many secondaries as the members allow. Null or undefined (no view
+ * yet) is not settled.
+ */
+export function isSettled(view: View | null | undefined): boolean {
+  if (view === null || view === undefined || view.transitional) return false;
+  const members = new Set(view.members.map((m) => m.id));
+  return view.shards.every(
+    (s) =>
+      s.state === 'ACTIVE' &&
+      s.primary !== null &&
+      members.has(s.primary) &&
+      s.replicas.length === Math.min(view.replicas, view.members.length - 1),
   );
 }
 

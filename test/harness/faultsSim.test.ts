@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { defineApplication, shardOf, type View } from '../../index.js';
 import { counterMachine } from '../fixtures/counter.js';
 import { bootSim, type Sim } from './simBoot.js';
+import { isSettled } from '../../harness/testCluster.js';
 
 const app = defineApplication({ name: 'counter', machine: counterMachine });
 const SHARDS = 12;
@@ -16,19 +17,6 @@ const HEARTBEAT = 200;
 const TIMEOUT = 1_000;
 const SESSIONS = 24;
 const CLIENTS = 3;
-
-/** Every shard ACTIVE with its secondary, not transitional. */
-function settled(view: View | null | undefined): boolean {
-  if (view === null || view === undefined || view.transitional) return false;
-  const members = new Set(view.members.map((m) => m.id));
-  return view.shards.every(
-    (s) =>
-      s.state === 'ACTIVE' &&
-      s.primary !== null &&
-      members.has(s.primary) &&
-      s.replicas.length === Math.min(view.replicas, view.members.length - 1),
-  );
-}
 
 interface Loaded {
   readonly sim: Sim;
@@ -49,7 +37,7 @@ async function begin(workers: number): Promise<Loaded> {
       .map((w) => w.worker!.view!);
     return views.reduce((a, b) => (b.viewId > a.viewId ? b : a));
   };
-  await sim.until(() => settled(view()), 'the first placement done');
+  await sim.until(() => isSettled(view()), 'the first placement done');
   const clients = [];
   for (let i = 0; i < CLIENTS; i++) clients.push(await sim.connect(i));
   const count = { ok: 0, failed: 0 };
@@ -74,7 +62,7 @@ async function begin(workers: number): Promise<Loaded> {
   const finish = async (): Promise<void> => {
     stop = true;
     await sim.run(Promise.all(lanes));
-    await sim.until(() => settled(view()), 'every shard ACTIVE with a secondary');
+    await sim.until(() => isSettled(view()), 'every shard ACTIVE with a secondary');
     expect(await sim.check()).toEqual([]);
     expect(count.ok).toBeGreaterThanOrEqual(300);
   };
@@ -85,7 +73,7 @@ const busyShard = shardOf('counter', 't0', SHARDS);
 const slotOf = (sim: Sim, member: string): number =>
   sim.cluster.workers.findIndex((w) => w.worker !== undefined && w.worker.id === member.split('~')[0]);
 const gone = (run: Loaded, id: string) => (): boolean =>
-  settled(run.view()) && !run.view().members.some((m) => m.id === id);
+  isSettled(run.view()) && !run.view().members.some((m) => m.id === id);
 
 describe('fault scenarios on virtual time, history checked', () => {
   it('kill -9 of the primary of a busy shard: its shards fail over, nothing acknowledged is lost or doubled', async () => {
@@ -118,7 +106,8 @@ describe('fault scenarios on virtual time, history checked', () => {
     const added = await run.sim.spawn(2);
     await run.sim.until(
       () =>
-        settled(run.view()) && run.view().shards.filter((s) => s.primary === added.id).length >= Math.floor(SHARDS / 3),
+        isSettled(run.view()) &&
+        run.view().shards.filter((s) => s.primary === added.id).length >= Math.floor(SHARDS / 3),
       `${added.id} primary of a third of the shards`,
     );
     expect(run.view().members.map((m) => m.id)).toContain(added.id);
@@ -138,7 +127,7 @@ describe('fault scenarios on virtual time, history checked', () => {
     await run.progress(100);
     process.resume();
     await run.sim.until(
-      () => settled(run.view()) && run.view().members.some((m) => m.id === `${victim}~2`),
+      () => isSettled(run.view()) && run.view().members.some((m) => m.id === `${victim}~2`),
       `${victim} back as ${victim}~2`,
     );
     await run.progress(200);
@@ -160,7 +149,7 @@ describe('fault scenarios on virtual time, history checked', () => {
       await run.sim.until(gone(run, incarnation === 2 ? flapper : `${flapper}~${incarnation - 1}`), 'dropped');
       process.resume();
       await run.sim.until(
-        () => settled(run.view()) && run.view().members.some((m) => m.id === `${flapper}~${incarnation}`),
+        () => isSettled(run.view()) && run.view().members.some((m) => m.id === `${flapper}~${incarnation}`),
         `back as ~${incarnation}`,
       );
       await run.progress(100);

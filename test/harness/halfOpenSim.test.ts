@@ -12,23 +12,12 @@ import { describe, expect, it } from 'vitest';
 import { defineApplication, type View } from '../../index.js';
 import { counterMachine } from '../fixtures/counter.js';
 import { bootSim } from './simBoot.js';
+import { isSettled } from '../../harness/testCluster.js';
 
 const app = defineApplication({ name: 'counter', machine: counterMachine, snapshotEvery: 1_000_000 });
 const SHARDS = 12;
 const SESSIONS = 24;
 const CUTS = 8;
-
-function settled(view: View | null | undefined): boolean {
-  if (view === null || view === undefined || view.transitional) return false;
-  const members = new Set(view.members.map((m) => m.id));
-  return view.shards.every(
-    (s) =>
-      s.state === 'ACTIVE' &&
-      s.primary !== null &&
-      members.has(s.primary) &&
-      s.replicas.length === Math.min(view.replicas, view.members.length - 1),
-  );
-}
 
 describe('workers cut off one way, one after another, under load (virtual time)', () => {
   for (const seed of [1, 2]) {
@@ -49,7 +38,7 @@ describe('workers cut off one way, one after another, under load (virtual time)'
           .map((w) => w.worker!.view!);
         return views.reduce((a, b) => (b.viewId > a.viewId ? b : a));
       };
-      await sim.until(() => settled(view()), 'the first placement done');
+      await sim.until(() => isSettled(view()), 'the first placement done');
       const clients = [];
       for (let i = 0; i < 3; i++) clients.push(await sim.connect(i));
       const count = { ok: 0, failed: 0 };
@@ -80,7 +69,7 @@ describe('workers cut off one way, one after another, under load (virtual time)'
         victim.deafen(false);
         for (const m of view().members) members.add(m.id);
       }
-      await sim.until(() => settled(view()) && view().members.length === 3, 'every worker back', 60_000);
+      await sim.until(() => isSettled(view()) && view().members.length === 3, 'every worker back', 60_000);
       for (const m of view().members) members.add(m.id);
       const target = count.ok + 100;
       await sim.until(() => count.ok >= target, '100 more acknowledged');

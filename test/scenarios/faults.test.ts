@@ -18,6 +18,7 @@ import type { NatsServer } from '../../harness/natsServer.js';
 import type { View } from '../../machines/view.js';
 import { startTestCluster, startTestServer } from '../nats.js';
 import { startTallyLoad, type TallyLoad } from './tallyLoad.js';
+import { isSettled } from '../../harness/testCluster.js';
 
 const TALLY = fileURLToPath(new URL('../fixtures/tally.ts', import.meta.url));
 const TIMING = { heartbeatInterval: 200, sessionTimeout: 1_000 };
@@ -47,23 +48,13 @@ async function begin(nats: string[] | undefined, workers: number): Promise<Run> 
     write: () => {},
     onWarn: (w, line) => warnings.push(`[${w.id}] ${line}`),
   });
-  await cluster.views.until(settled, 30_000, 'the first placement done');
+  await cluster.views.until(isSettled, 30_000, 'the first placement done');
   const bus = await cluster.openBus('scenario-client');
   const client = await connect({ bus, cluster: cluster.cluster, timeout: 20_000, attemptTimeout: 1_000 });
   const history = new History();
   const load = startTallyLoad(client, history, { sessions: SESSIONS, lanes: 12 });
   await load.progress(100);
   return { cluster, bus, client, history, load, warnings };
-}
-
-/** Settled: every shard ACTIVE with its secondary, nothing handing off, no member leaving. */
-function settled(view: View): boolean {
-  return (
-    !view.transitional &&
-    view.shards.every(
-      (s) => s.state === 'ACTIVE' && s.replicas.length === Math.min(view.replicas, view.members.length - 1),
-    )
-  );
 }
 
 /**
@@ -73,7 +64,7 @@ function settled(view: View): boolean {
 async function finish(run: Run): Promise<Verdict & { converged: string[] }> {
   try {
     await run.load.stop();
-    await run.cluster.views.until(settled, 30_000, 'every shard ACTIVE with a secondary');
+    await run.cluster.views.until(isSettled, 30_000, 'every shard ACTIVE with a secondary');
     const documents = new Map<string, string[]>();
     const diverged: string[] = [];
     for (let i = 0; i < SESSIONS; i++) {
@@ -125,7 +116,7 @@ function processOf(run: Run, member: string): LocalWorker {
   return worker;
 }
 
-const gone = (id: string) => (v: View) => settled(v) && !v.members.some((m) => m.id === id);
+const gone = (id: string) => (v: View) => isSettled(v) && !v.members.some((m) => m.id === id);
 
 function scenarios(transport: 'nats' | 'memory', urls: () => string[] | undefined): void {
   it(
@@ -165,7 +156,7 @@ function scenarios(transport: 'nats' | 'memory', urls: () => string[] | undefine
     const run = await begin(urls(), 2);
     const added = await run.cluster.addWorker();
     const view = await run.cluster.views.until(
-      (v) => settled(v) && v.shards.filter((s) => s.primary === added.id).length >= Math.floor(v.shardCount / 3),
+      (v) => isSettled(v) && v.shards.filter((s) => s.primary === added.id).length >= Math.floor(v.shardCount / 3),
       30_000,
       `${added.id} primary of a third of the shards`,
     );
@@ -189,7 +180,7 @@ function pauseScenarios(urls: () => string[] | undefined): void {
       await run.load.progress(100);
       worker.resume();
       await run.cluster.views.until(
-        (v) => settled(v) && v.members.some((m) => m.id === `${victim}~2`),
+        (v) => isSettled(v) && v.members.some((m) => m.id === `${victim}~2`),
         30_000,
         `${victim} back as ${victim}~2`,
       );
@@ -228,7 +219,7 @@ function pauseScenarios(urls: () => string[] | undefined): void {
         );
         flapper.resume();
         await run.cluster.views.until(
-          (v) => settled(v) && v.members.some((m) => m.id === `${flapper.id}~${incarnation}`),
+          (v) => isSettled(v) && v.members.some((m) => m.id === `${flapper.id}~${incarnation}`),
           30_000,
           `back as ~${incarnation}`,
         );

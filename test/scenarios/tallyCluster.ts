@@ -1,22 +1,15 @@
 import { fileURLToPath } from 'node:url';
 import { connect, type Bus, type Client } from '../../index.js';
 import { startLocalCluster, type LocalCluster } from '../../cli/localCluster.js';
-import type { View } from '../../machines/view.js';
+import { isSettled } from '../../harness/testCluster.js';
 
 /** The tally application as a `cohort worker --app` module. */
 export const TALLY = fileURLToPath(new URL('../fixtures/tally.ts', import.meta.url));
 /** Membership timings short enough for a failover in a test's time. */
 export const TIMING = { heartbeatInterval: 200, sessionTimeout: 1_000 };
 
-/** Every shard ACTIVE with as many secondaries as the members allow. */
-export function settled(view: View): boolean {
-  return (
-    !view.transitional &&
-    view.shards.every(
-      (s) => s.state === 'ACTIVE' && s.replicas.length === Math.min(view.replicas, view.members.length - 1),
-    )
-  );
-}
+/** Settled as the harness says it (harness/testCluster.ts). */
+export const settled = isSettled;
 
 /**
  * Three `cohort worker` processes serving the tally on the nats-server at
