@@ -62,6 +62,19 @@ describe.each(targets)('scatter and broadcast on one worker ($name)', ({ make })
     return { t, c, client };
   }
 
+  /** A client of a cluster nobody serves (the cohort's name and an x): every request finds no responders. */
+  async function lonelyClient(t: Awaited<ReturnType<typeof setup>>['t'], cluster: string): Promise<Client> {
+    return track(
+      await connect({
+        bus: await t.bus(),
+        cluster: `${cluster}x`,
+        shardCount: SHARDS,
+        label: 'lonely',
+        environment: { clock: t.clock },
+      }),
+    );
+  }
+
   it('asks every session its query in one message per shard and gathers each answer', async () => {
     const { t, c, client } = await setup();
     const ids = Array.from({ length: 60 }, (_, i) => `acct-${i}`);
@@ -169,15 +182,7 @@ describe.each(targets)('scatter and broadcast on one worker ($name)', ({ make })
     // The session kept serving, and no query changed it.
     expect((await t.settle(s.read())).document).toMatchObject({ n: 13 });
 
-    const lonely = track(
-      await connect({
-        bus: await t.bus(),
-        cluster: `${c.cluster}x`,
-        shardCount: SHARDS,
-        label: 'lonely',
-        environment: { clock: t.clock },
-      }),
-    );
+    const lonely = await lonelyClient(t, c.cluster);
     const started = t.clock.now();
     const err = await t.settle(lonely.session('counter', 'q13').query('total', undefined, { timeout: 800 })).then(
       () => undefined,
@@ -192,15 +197,7 @@ describe.each(targets)('scatter and broadcast on one worker ($name)', ({ make })
 
   it('never waits past its deadline: shards nobody serves come back missing at the timeout', async () => {
     const { t, c } = await setup();
-    const lonely = track(
-      await connect({
-        bus: await t.bus(),
-        cluster: `${c.cluster}x`,
-        shardCount: SHARDS,
-        label: 'lonely',
-        environment: { clock: t.clock },
-      }),
-    );
+    const lonely = await lonelyClient(t, c.cluster);
     const ids = ['a', 'b', 'c'];
     const started = t.clock.now();
     const g = await t.settle(lonely.scatter('counter', ids, { query: 'total' }, { timeout: 1_500 }));
