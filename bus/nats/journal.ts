@@ -181,6 +181,8 @@ class NatsJournal implements Journal {
   readonly #captured = new Set<string>();
 
   #checkSubject(subject: string, wildcards: boolean): void {
+    // A subject captured before was checked then: a session's appends repeat its subject.
+    if (!wildcards && this.#captured.has(subject)) return;
     validateSubject(subject, { wildcards, kind: wildcards ? 'journal filter' : 'journal subject' });
     if (wildcards) {
       // As nats-server's validFilteredSubject: inside a stream subject, or a wildcard filter around one.
@@ -191,7 +193,6 @@ class NatsJournal implements Journal {
         throw new InvalidNameError('journal filter', subject, `not within the subjects of journal ${this.name}`);
       return;
     }
-    if (this.#captured.has(subject)) return;
     if (!this.subjects.some((f) => subjectMatches(f, subject))) {
       throw new InvalidNameError('journal subject', subject, `not captured by journal ${this.name}`);
     }
