@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { cohortMetrics, type CohortMetrics } from '../../metrics/instruments.js';
+import type { Clock } from '../../bus/clock.js';
 import { resolveEnvironment, type Environment } from '../../bus/environment.js';
 import { encode } from '../../bus/codec.js';
 import { createNatsBus } from '../../bus/nats/mod.js';
@@ -35,6 +36,7 @@ import {
 } from './scatter.js';
 import { Transactions } from './transaction.js';
 import { Verifier } from './verify.js';
+import { withDeadline } from './deadline.js';
 
 import { checkCallTimeout, checkConnectOptions, DEFAULT_CALL_TIMEOUT, type ConnectOptions } from './connectOptions.js';
 
@@ -208,8 +210,12 @@ export interface Client {
     event: UserEvent,
     options?: BroadcastOptions,
   ): Promise<Gathered<SendResult>>;
-  /** Verifies every cached and subscribed document now (it also happens by itself after each reconnect). */
-  verify(): Promise<Verification[]>;
+  /**
+   * Verifies every cached and subscribed document now (it also happens by
+   * itself after each reconnect). With `timeout`, TimeoutError (never
+   * ambiguous) at the deadline; what is verified by then still applies.
+   */
+  verify(options?: CallOptions): Promise<Verification[]>;
   /** Lets pending calls finish, then closes. */
   close(): Promise<void>;
 }
@@ -252,6 +258,7 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
   readonly #shardCount: number;
   readonly #timeout: number;
   readonly #newId: () => string;
+  readonly #clock: Clock;
   readonly #conn: Connection;
   readonly #cache: DocumentCache;
   /** Every id this client has had: its own patches stay its own across reconnects. */
@@ -271,6 +278,7 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
     this.#shardCount = settings.shardCount;
     this.#timeout = settings.timeout;
     this.#newId = environment.newId;
+    this.#clock = environment.clock;
     this.#cache = new DocumentCache({ cacheSize: settings.cacheSize });
     this.#conn = new Connection({
       label: settings.label,
@@ -474,8 +482,13 @@ class ClientImpl extends EventEmitter<ClientEvents> implements Client {
     return this.#many.broadcast(app, ids, event, options) as Promise<Gathered<SendResult>>;
   }
 
-  verify(): Promise<Verification[]> {
-    return this.#verifier.verify();
+  async verify(options: CallOptions = {}): Promise<Verification[]> {
+    const { timeout } = options;
+    checkCallTimeout('verify: timeout', timeout);
+    const running = this.#verifier.verify();
+    // Its requests have the connection's deadline; a shorter one of the caller's bounds the wait, not the work.
+    if (timeout === undefined) return running;
+    return withDeadline(running, this.#clock, timeout, () => new TimeoutError('verify', timeout, { ambiguous: false }));
   }
 
   counter(name: string, options: CounterOptions = {}): Counter {

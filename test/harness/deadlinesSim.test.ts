@@ -1,11 +1,12 @@
 /**
  * Deadlines everywhere (issue 17), on virtual time: with the only worker
  * paused, every client call (send, read, a transaction's begin and its
- * commit, a counter with its client cut off from replies) settles at its
- * deadline, not a moment later, with an error that says how long it waited
- * and whether the outcome is ambiguous; a call that gives no timeout gets
- * the connection's. The same calls succeed with the worker running. The
- * process boundary (a real SIGSTOP) is test/scenarios/deadlines.test.ts.
+ * commit, a counter with its client cut off from replies, a verification)
+ * settles at its deadline, not a moment later, with an error that says how
+ * long it waited and whether the outcome is ambiguous; a call that gives no
+ * timeout gets the connection's. The same calls succeed with the worker
+ * running. The process boundary (a real SIGSTOP) is
+ * test/scenarios/deadlines.test.ts.
  */
 import { describe, expect, it } from 'vitest';
 import { NetworkError, TimeoutError, TransactionTimeoutError, type Client } from '../../index.js';
@@ -82,6 +83,17 @@ describe('deadlines under a paused worker, on virtual time', () => {
     const own = expectDeadline(await timed(sim, () => s.read({ timeout: DEADLINE })), DEADLINE, false);
     expect(own.message).toMatch(/^read tally\/p timed out/);
     expectDeadline(await timed(sim, () => s.read()), CONNECTION.timeout, false);
+  });
+
+  it('verify: TimeoutError at its deadline, never ambiguous; the cached copy is left as it was', async () => {
+    const { sim, client, pause } = await scene();
+    const s = client.session('tally', 'p');
+    await sim.run(s.read());
+    pause();
+    const own = expectDeadline(await timed(sim, () => client.verify({ timeout: DEADLINE })), DEADLINE, false);
+    expect(own.message).toMatch(/^verify timed out after 700 ms/);
+    expect(s.cached()).toMatchObject({ seq: 1, document: { tokens: ['before'] } });
+    await expect(client.verify({ timeout: -1 })).rejects.toThrow(RangeError);
   });
 
   it('read with allowStale: at its deadline the cached copy answers, marked stale; never past the deadline', async () => {
@@ -256,6 +268,9 @@ describe('deadlines under a paused worker, on virtual time', () => {
     );
     expect(r).toMatchObject({ seq: 3, events: 1 });
     expect(await sim.run(client.counter('orders', { consecutive: true, timeout: DEADLINE }).next())).toBe(1);
+    const [checked] = await sim.run(client.verify({ timeout: DEADLINE }));
+    // Its copy was read at 2, before the transaction: the verification replays 3.
+    expect(checked).toMatchObject({ app: 'tally', id: 'p', outcome: 'replayed', from: 2, to: 3 });
   });
 
   it('a paused worker past troubledInterval shorter than the deadline: NetworkError saying how long it tried', async () => {
