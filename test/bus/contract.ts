@@ -486,6 +486,11 @@ export function busContract(name: string, target: () => ContractTarget): void {
         const j = await journal(bus);
         await expect(j.append(`elsewhere.${j.name}`, bytes('x'))).rejects.toBeInstanceOf(InvalidNameError);
         await expect(j.append(`${j.name}.*`, bytes('x'))).rejects.toBeInstanceOf(InvalidNameError);
+        // A subject appended to before is not checked again; others still are, each time.
+        expect((await j.append(`${j.name}.ok`, bytes('1'))).seq).toBe(1);
+        for (const bad of [`${j.name}.>`, `${j.name}.ok.*`, `${j.name}..ok`, `${j.name}.o k`])
+          await expect(j.append(bad, bytes('x'))).rejects.toBeInstanceOf(InvalidNameError);
+        expect((await j.append(`${j.name}.ok`, bytes('2'))).seq).toBe(2);
         const big = new Uint8Array(bus.server.maxPayload + 1);
         await expect(j.append(`${j.name}.big`, big)).rejects.toBeInstanceOf(PayloadTooLargeError);
         // Under the limit alone, over it with the message id and expected sequence headers: refused, not retryable.
@@ -495,7 +500,11 @@ export function busContract(name: string, target: () => ContractTarget): void {
           .catch((e) => e);
         expect(err).toBeInstanceOf(PayloadTooLargeError);
         expect((err as PayloadTooLargeError).retryable).toBe(false);
-        expect(await collectAll(j.read(`${j.name}.>`))).toEqual([]);
+        // Only the two good appends are there: nothing refused was appended.
+        expect((await collectAll(j.read(`${j.name}.>`))).map((e) => [e.subject, e.seq])).toEqual([
+          [`${j.name}.ok`, 1],
+          [`${j.name}.ok`, 2],
+        ]);
         await expect(bus.journal({ name: 'bad name', subjects: ['x.>'] })).rejects.toBeInstanceOf(InvalidNameError);
       });
 
